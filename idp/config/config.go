@@ -1,0 +1,293 @@
+// Package config reads the provider's configuration from the environment
+// (and optionally a KEY=VALUE file that the environment overrides), with the
+// defaults of the external contract.
+package config
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration. The zero value is not useful: use Load.
+type Config struct {
+	Issuer        string // IDP_ISSUER
+	Listen        string // IDP_LISTEN
+	DatabaseURL   string // IDP_DATABASE_URL: sqlite://PATH or postgres://...
+	SecretKeyFile string // IDP_SECRET_KEY_FILE
+	SecretKey     string // IDP_SECRET_KEY: the key itself, instead of a file
+	MetricsListen string // IDP_METRICS_LISTEN: empty disables the metrics listener
+
+	TOTPIssuer string // IDP_TOTP_ISSUER: the name shown in authenticator apps
+
+	SessionIdleTimeout time.Duration // IDP_SESSION_IDLE_TIMEOUT
+	SessionMaxAge      time.Duration // IDP_SESSION_MAX_AGE (absolute)
+	RememberMe         time.Duration // IDP_REMEMBER_ME_DURATION
+	FlowLifetime       time.Duration // IDP_FLOW_LIFETIME: a login or setup left half-way
+	AccessTokenTTL     time.Duration // IDP_ACCESS_TOKEN_TTL
+	IDTokenTTL         time.Duration // IDP_ID_TOKEN_TTL
+	RefreshTokenTTL    time.Duration // IDP_REFRESH_TOKEN_TTL
+	AuthCodeTTL        time.Duration // IDP_AUTH_CODE_TTL
+
+	SigningAlg string // IDP_SIGNING_ALG: RS256 (default) or ES256
+	LogLevel   string // IDP_LOG_LEVEL
+
+	// Second-step failures per account before a lockout, and its length.
+	MFAMaxFailures int           // IDP_MFA_MAX_FAILURES
+	MFALockout     time.Duration // IDP_MFA_LOCKOUT (doubles with each further lockout)
+	MFAMaxLockout  time.Duration // IDP_MFA_MAX_LOCKOUT
+
+	// Password failures per account and per client IP.
+	LoginMaxFailures   int           // IDP_LOGIN_MAX_FAILURES (per account)
+	LoginIPMaxFailures int           // IDP_LOGIN_IP_MAX_FAILURES
+	LoginLockout       time.Duration // IDP_LOGIN_LOCKOUT
+	LoginMaxLockout    time.Duration // IDP_LOGIN_MAX_LOCKOUT
+
+	// Password hashing: argon2id memory (KiB), iterations, parallel hashes.
+	ArgonMemoryKiB     uint32 // IDP_ARGON2_MEMORY_KIB
+	ArgonIterations    uint32 // IDP_ARGON2_ITERATIONS
+	ArgonMaxConcurrent int    // IDP_ARGON2_MAX_CONCURRENT (0: number of CPUs)
+
+	BrandName    string // IDP_BRAND_NAME
+	BrandColor   string // IDP_BRAND_COLOR
+	BrandLogoURL string // IDP_BRAND_LOGO_URL
+}
+
+// Defaults returns the configuration with every default of the contract.
+func Defaults() Config {
+	return Config{
+		Issuer:             "http://localhost:8080",
+		Listen:             "127.0.0.1:8080",
+		DatabaseURL:        "sqlite://./data/idp.db",
+		SecretKeyFile:      "", // resolved in Load: ./data/secret.key for the embedded store
+		TOTPIssuer:         "Camera ID",
+		SessionIdleTimeout: 24 * time.Hour,
+		SessionMaxAge:      30 * 24 * time.Hour,
+		RememberMe:         30 * 24 * time.Hour,
+		FlowLifetime:       15 * time.Minute,
+		AccessTokenTTL:     time.Hour,
+		IDTokenTTL:         time.Hour,
+		RefreshTokenTTL:    30 * 24 * time.Hour,
+		AuthCodeTTL:        5 * time.Minute,
+		SigningAlg:         "RS256",
+		LogLevel:           "info",
+		MFAMaxFailures:     5,
+		MFALockout:         time.Minute,
+		MFAMaxLockout:      time.Hour,
+		LoginMaxFailures:   10,
+		LoginIPMaxFailures: 50,
+		LoginLockout:       time.Minute,
+		LoginMaxLockout:    time.Hour,
+		ArgonMemoryKiB:     19456,
+		ArgonIterations:    2,
+		BrandName:          "",
+		BrandColor:         "#0b5cad",
+	}
+}
+
+// DefaultSecretKeyFile is where the embedded default keeps its master key.
+const DefaultSecretKeyFile = "./data/secret.key"
+
+// Load reads the configuration: defaults, then the KEY=VALUE lines of file
+// (when file is not empty), then the environment, which wins.
+func Load(file string, getenv func(string) string) (Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	vars := map[string]string{}
+	if file != "" {
+		if err := readEnvFile(file, vars); err != nil {
+			return Config{}, err
+		}
+	}
+	get := func(k string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return vars[k]
+	}
+	c := Defaults()
+	p := parser{get: get}
+	p.str(&c.Issuer, "IDP_ISSUER")
+	p.str(&c.Listen, "IDP_LISTEN")
+	p.str(&c.DatabaseURL, "IDP_DATABASE_URL")
+	p.str(&c.SecretKeyFile, "IDP_SECRET_KEY_FILE")
+	p.str(&c.SecretKey, "IDP_SECRET_KEY")
+	p.str(&c.MetricsListen, "IDP_METRICS_LISTEN")
+	p.str(&c.TOTPIssuer, "IDP_TOTP_ISSUER")
+	p.dur(&c.SessionIdleTimeout, "IDP_SESSION_IDLE_TIMEOUT")
+	p.dur(&c.SessionMaxAge, "IDP_SESSION_MAX_AGE")
+	p.dur(&c.RememberMe, "IDP_REMEMBER_ME_DURATION")
+	p.dur(&c.FlowLifetime, "IDP_FLOW_LIFETIME")
+	p.dur(&c.AccessTokenTTL, "IDP_ACCESS_TOKEN_TTL")
+	p.dur(&c.IDTokenTTL, "IDP_ID_TOKEN_TTL")
+	p.dur(&c.RefreshTokenTTL, "IDP_REFRESH_TOKEN_TTL")
+	p.dur(&c.AuthCodeTTL, "IDP_AUTH_CODE_TTL")
+	p.str(&c.SigningAlg, "IDP_SIGNING_ALG")
+	p.str(&c.LogLevel, "IDP_LOG_LEVEL")
+	p.int(&c.MFAMaxFailures, "IDP_MFA_MAX_FAILURES")
+	p.dur(&c.MFALockout, "IDP_MFA_LOCKOUT")
+	p.dur(&c.MFAMaxLockout, "IDP_MFA_MAX_LOCKOUT")
+	p.int(&c.LoginMaxFailures, "IDP_LOGIN_MAX_FAILURES")
+	p.int(&c.LoginIPMaxFailures, "IDP_LOGIN_IP_MAX_FAILURES")
+	p.dur(&c.LoginLockout, "IDP_LOGIN_LOCKOUT")
+	p.dur(&c.LoginMaxLockout, "IDP_LOGIN_MAX_LOCKOUT")
+	p.u32(&c.ArgonMemoryKiB, "IDP_ARGON2_MEMORY_KIB")
+	p.u32(&c.ArgonIterations, "IDP_ARGON2_ITERATIONS")
+	p.int(&c.ArgonMaxConcurrent, "IDP_ARGON2_MAX_CONCURRENT")
+	p.str(&c.BrandName, "IDP_BRAND_NAME")
+	p.str(&c.BrandColor, "IDP_BRAND_COLOR")
+	p.str(&c.BrandLogoURL, "IDP_BRAND_LOGO_URL")
+	if p.err != nil {
+		return Config{}, p.err
+	}
+	if c.SecretKeyFile == "" && c.SecretKey == "" && c.Embedded() {
+		c.SecretKeyFile = DefaultSecretKeyFile
+	}
+	return c, c.Validate()
+}
+
+// Embedded reports whether the configuration uses the embedded SQLite store.
+func (c Config) Embedded() bool { return strings.HasPrefix(c.DatabaseURL, "sqlite://") }
+
+// SQLitePath is the file of the embedded store.
+func (c Config) SQLitePath() string { return strings.TrimPrefix(c.DatabaseURL, "sqlite://") }
+
+// Validate checks the values that would otherwise fail later and obscurely.
+func (c Config) Validate() error {
+	u, err := url.Parse(c.Issuer)
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("IDP_ISSUER: %q is not an absolute URL without query or fragment", c.Issuer)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return fmt.Errorf("IDP_ISSUER: %q: plain http is allowed only for localhost; use https", c.Issuer)
+		}
+	default:
+		return fmt.Errorf("IDP_ISSUER: %q: scheme must be https (or http for localhost)", c.Issuer)
+	}
+	if strings.HasSuffix(c.Issuer, "/") {
+		return fmt.Errorf("IDP_ISSUER: %q must not end with a slash", c.Issuer)
+	}
+	switch {
+	case c.Embedded():
+		if c.SQLitePath() == "" {
+			return errors.New("IDP_DATABASE_URL: sqlite:// needs a file path, e.g. sqlite://./data/idp.db")
+		}
+	case strings.HasPrefix(c.DatabaseURL, "postgres://"), strings.HasPrefix(c.DatabaseURL, "postgresql://"):
+		if c.SecretKeyFile == "" && c.SecretKey == "" {
+			return errors.New("IDP_SECRET_KEY_FILE or IDP_SECRET_KEY is required with PostgreSQL (it is never generated)")
+		}
+	default:
+		return fmt.Errorf("IDP_DATABASE_URL: %q: want sqlite://PATH or postgres://...", redactURL(c.DatabaseURL))
+	}
+	switch c.SigningAlg {
+	case "RS256", "ES256":
+	default:
+		return fmt.Errorf("IDP_SIGNING_ALG: %q: want RS256 or ES256", c.SigningAlg)
+	}
+	if c.MFAMaxFailures < 1 || c.LoginMaxFailures < 1 || c.LoginIPMaxFailures < 1 {
+		return errors.New("failure limits must be at least 1")
+	}
+	if c.ArgonMemoryKiB < 8192 || c.ArgonIterations < 1 {
+		return errors.New("IDP_ARGON2_MEMORY_KIB must be at least 8192 and IDP_ARGON2_ITERATIONS at least 1")
+	}
+	return nil
+}
+
+// Secure reports whether the issuer is https (cookies get Secure, HSTS is sent).
+func (c Config) Secure() bool { return strings.HasPrefix(c.Issuer, "https://") }
+
+func isLoopback(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// redactURL hides a password in a database URL before it reaches a message.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+type parser struct {
+	get func(string) string
+	err error
+}
+
+func (p *parser) str(dst *string, key string) {
+	if v := strings.TrimSpace(p.get(key)); v != "" {
+		*dst = v
+	}
+}
+
+func (p *parser) dur(dst *time.Duration, key string) {
+	v := strings.TrimSpace(p.get(key))
+	if v == "" || p.err != nil {
+		return
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		p.err = fmt.Errorf("%s: %q is not a positive duration like 15m or 24h", key, v)
+		return
+	}
+	*dst = d
+}
+
+func (p *parser) int(dst *int, key string) {
+	v := strings.TrimSpace(p.get(key))
+	if v == "" || p.err != nil {
+		return
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		p.err = fmt.Errorf("%s: %q is not a non-negative whole number", key, v)
+		return
+	}
+	*dst = n
+}
+
+func (p *parser) u32(dst *uint32, key string) {
+	var n int
+	p.int(&n, key)
+	if n > 0 {
+		*dst = uint32(n)
+	}
+}
+
+func readEnvFile(path string, into map[string]string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return fmt.Errorf("config file %s:%d: want KEY=VALUE", path, n)
+		}
+		into[strings.TrimSpace(k)] = strings.Trim(strings.TrimSpace(v), `"'`)
+	}
+	return sc.Err()
+}

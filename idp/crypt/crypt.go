@@ -1,0 +1,192 @@
+// Package crypt holds the master key and the few primitives built on it:
+// authenticated encryption of secrets at rest (AES-256-GCM), keyed hashes
+// (HMAC-SHA256) with a purpose label, and random tokens.
+//
+// Every use of the key names its purpose, so a value computed for one
+// purpose (a CSRF token, a backup-code hash, ...) is never valid for another.
+package crypt
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// KeySize is the master key's length in bytes.
+const KeySize = 32
+
+// sealVersion prefixes every ciphertext so the format can evolve.
+const sealVersion = 1
+
+// ErrDecrypt is returned for a ciphertext that is malformed, was made with
+// another key, or is bound to other associated data.
+var ErrDecrypt = errors.New("crypt: cannot decrypt")
+
+// Key is the master key. It never leaves the process: only values derived
+// from it (ciphertexts, MACs, subkeys) do.
+type Key struct {
+	aead   cipher.AEAD
+	macKey []byte
+	raw    []byte
+}
+
+// NewKey builds a Key from 32 raw bytes.
+func NewKey(raw []byte) (*Key, error) {
+	if len(raw) != KeySize {
+		return nil, fmt.Errorf("master key must be %d bytes, got %d", KeySize, len(raw))
+	}
+	encKey, err := hkdf.Key(sha256.New, raw, nil, "idp aes-gcm v1", 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(encKey)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	macKey, err := hkdf.Key(sha256.New, raw, nil, "idp hmac v1", 32)
+	if err != nil {
+		return nil, err
+	}
+	return &Key{aead: aead, macKey: macKey, raw: append([]byte(nil), raw...)}, nil
+}
+
+// ParseKey reads a base64-encoded 32-byte key; surrounding white space is
+// ignored. The error never contains the key.
+func ParseKey(text string) (*Key, error) {
+	s := strings.TrimSpace(text)
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		raw, err = base64.RawStdEncoding.DecodeString(s)
+	}
+	if err != nil {
+		return nil, errors.New("master key is not valid base64 (create one with: openssl rand -base64 32)")
+	}
+	if len(raw) != KeySize {
+		return nil, fmt.Errorf("master key must decode to %d bytes, got %d (create one with: openssl rand -base64 32)", KeySize, len(raw))
+	}
+	return NewKey(raw)
+}
+
+// LoadKeyFile reads the key from a file.
+func LoadKeyFile(path string) (*Key, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("master key file: %w", err)
+	}
+	k, err := ParseKey(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("master key file %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// CreateKeyFile writes a new random key to path (mode 0600), failing if the
+// file exists.
+func CreateKeyFile(path string) (*Key, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("master key file: %w", err)
+	}
+	raw := make([]byte, KeySize)
+	rand.Read(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("master key file: %w", err)
+	}
+	_, werr := f.WriteString(base64.StdEncoding.EncodeToString(raw) + "\n")
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("master key file: %w", werr)
+	}
+	return NewKey(raw)
+}
+
+// LoadOrCreateKeyFile loads the key file, creating it first when it does
+// not exist (the embedded default's first start).
+func LoadOrCreateKeyFile(path string) (*Key, error) {
+	k, err := LoadKeyFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		k, err = CreateKeyFile(path)
+		if errors.Is(err, fs.ErrExist) { // another process won the race
+			return LoadKeyFile(path)
+		}
+	}
+	return k, err
+}
+
+// Seal encrypts plaintext with AES-256-GCM, binding aad (which is not
+// stored) to the ciphertext: it opens only with the same aad.
+func (k *Key) Seal(plaintext, aad []byte) []byte {
+	out := make([]byte, 1, 1+k.aead.NonceSize()+len(plaintext)+k.aead.Overhead())
+	out[0] = sealVersion
+	nonce := make([]byte, k.aead.NonceSize())
+	rand.Read(nonce)
+	out = append(out, nonce...)
+	return k.aead.Seal(out, nonce, plaintext, aad)
+}
+
+// Open decrypts what Seal made with the same aad.
+func (k *Key) Open(ciphertext, aad []byte) ([]byte, error) {
+	n := k.aead.NonceSize()
+	if len(ciphertext) < 1+n+k.aead.Overhead() || ciphertext[0] != sealVersion {
+		return nil, ErrDecrypt
+	}
+	pt, err := k.aead.Open(nil, ciphertext[1:1+n], ciphertext[1+n:], aad)
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	return pt, nil
+}
+
+// MAC is HMAC-SHA256 of data under a subkey for purpose.
+func (k *Key) MAC(purpose string, data []byte) []byte {
+	m := hmac.New(sha256.New, k.macKey)
+	m.Write([]byte(purpose))
+	m.Write([]byte{0})
+	m.Write(data)
+	return m.Sum(nil)
+}
+
+// Derive returns n bytes of key material for purpose (HKDF-SHA256), for
+// secrets every instance must share (fosite's HMAC secret, ...).
+func (k *Key) Derive(purpose string, n int) []byte {
+	b, err := hkdf.Key(sha256.New, k.raw, nil, "idp derive: "+purpose, n)
+	if err != nil {
+		panic("crypt: derive: " + err.Error()) // only for absurd n
+	}
+	return b
+}
+
+// RandomToken returns n random bytes, base64url-encoded without padding.
+func RandomToken(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// HashToken is the SHA-256 of a high-entropy token: what the store keeps
+// instead of session ids, flow ids and the like.
+func HashToken(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}
+
+// Equal compares in constant time.
+func Equal(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }

@@ -1,0 +1,109 @@
+package crypt
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func testKey(t *testing.T) *Key {
+	t.Helper()
+	k, err := ParseKey(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestSealOpen(t *testing.T) {
+	k := testKey(t)
+	ct := k.Seal([]byte("secret"), []byte("totp:u1"))
+	if bytes.Contains(ct, []byte("secret")) {
+		t.Fatal("ciphertext contains the plaintext")
+	}
+	pt, err := k.Open(ct, []byte("totp:u1"))
+	if err != nil || string(pt) != "secret" {
+		t.Fatalf("Open = %q, %v", pt, err)
+	}
+	if _, err := k.Open(ct, []byte("totp:u2")); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("other aad: %v", err)
+	}
+	ct[len(ct)-1] ^= 1
+	if _, err := k.Open(ct, []byte("totp:u1")); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("tampered: %v", err)
+	}
+	if _, err := k.Open([]byte{1, 2}, nil); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("short: %v", err)
+	}
+	other, _ := NewKey(bytes.Repeat([]byte{8}, 32))
+	if _, err := other.Open(k.Seal([]byte("x"), nil), nil); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("other key: %v", err)
+	}
+}
+
+func TestMACPurposes(t *testing.T) {
+	k := testKey(t)
+	if bytes.Equal(k.MAC("a", []byte("x")), k.MAC("b", []byte("x"))) {
+		t.Fatal("purposes share MACs")
+	}
+	if !Equal(k.MAC("a", []byte("x")), k.MAC("a", []byte("x"))) {
+		t.Fatal("MAC not deterministic")
+	}
+	if bytes.Equal(k.Derive("p", 32), k.Derive("q", 32)) || len(k.Derive("p", 48)) != 48 {
+		t.Fatal("Derive")
+	}
+}
+
+func TestParseKey(t *testing.T) {
+	for _, bad := range []string{"", "not base64!", base64.StdEncoding.EncodeToString(make([]byte, 16))} {
+		if _, err := ParseKey(bad); err == nil {
+			t.Errorf("ParseKey(%q) accepted", bad)
+		}
+	}
+	if _, err := ParseKey("  " + base64.StdEncoding.EncodeToString(make([]byte, 32)) + "\n\n"); err != nil {
+		t.Errorf("white space: %v", err)
+	}
+}
+
+func TestKeyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "secret.key")
+	if _, err := LoadKeyFile(path); err == nil {
+		t.Fatal("missing file loaded")
+	}
+	k1, err := LoadOrCreateKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, %v", st.Mode(), err)
+	}
+	k2, err := LoadOrCreateKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Equal(k1.MAC("x", nil), k2.MAC("x", nil)) {
+		t.Fatal("reloaded key differs")
+	}
+	if _, err := CreateKeyFile(path); err == nil {
+		t.Fatal("CreateKeyFile overwrote a key")
+	}
+	os.WriteFile(path, []byte("garbage"), 0o600)
+	if _, err := LoadKeyFile(path); err == nil || strings.Contains(err.Error(), "garbage") {
+		t.Fatalf("malformed key: %v", err)
+	}
+}
+
+func TestRandomToken(t *testing.T) {
+	a, b := RandomToken(32), RandomToken(32)
+	if a == b || len(a) != 43 {
+		t.Fatalf("tokens %q %q", a, b)
+	}
+	if len(HashToken(a)) != 32 {
+		t.Fatal("HashToken length")
+	}
+}

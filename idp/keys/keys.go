@@ -1,0 +1,321 @@
+// Package keys manages the token signing keys: generated on first start,
+// kept in the store with the private half encrypted under the master key,
+// rotated on demand, and published as a JWKS while any token they signed
+// may still be alive. Every instance sharing a store sees the same keys; each
+// caches them briefly and reloads on an unknown kid.
+package keys
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/kamera-id/idp/idp/crypt"
+	"github.com/kamera-id/idp/idp/store"
+)
+
+// ErrUnknownKey is returned for a kid that is not (or no longer) published.
+var ErrUnknownKey = errors.New("keys: unknown key id")
+
+// ManagerConfig configures a Manager.
+type ManagerConfig struct {
+	Store     store.Store
+	Key       *crypt.Key
+	Algorithm string // "RS256" (default) or "ES256"
+	Now       func() time.Time
+	// KeepRetired is how long a retired key stays published: the lifetime
+	// of the longest-lived token it can have signed, plus a margin.
+	KeepRetired time.Duration
+	// CacheTTL is how long the key set is cached before it is read again,
+	// so a rotation on another instance is seen (default 30s).
+	CacheTTL time.Duration
+}
+
+// Manager signs with the current key and publishes the live ones.
+type Manager struct {
+	cfg ManagerConfig
+
+	mu       sync.RWMutex
+	set      *keySet
+	loadedAt time.Time
+	reload   sync.Mutex // one reload at a time
+}
+
+type keySet struct {
+	current *signingKey
+	public  map[string]*jose.JSONWebKey // every published key, by kid
+	jwks    []byte
+}
+
+type signingKey struct {
+	kid    string
+	alg    jose.SignatureAlgorithm
+	signer jose.Signer // with kid and typ JWT
+	priv   crypto.Signer
+}
+
+// NewManager returns a Manager; call Ensure before use.
+func NewManager(cfg ManagerConfig) *Manager {
+	if cfg.Algorithm == "" {
+		cfg.Algorithm = "RS256"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = 30 * time.Second
+	}
+	return &Manager{cfg: cfg}
+}
+
+// Ensure creates the first key when the store has none of the configured
+// algorithm, and loads the key set.
+func (m *Manager) Ensure(ctx context.Context) error {
+	ks, err := m.cfg.Store.ListSigningKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if cur := currentOf(ks); cur == nil || cur.Algorithm != m.cfg.Algorithm {
+		if _, err := m.Rotate(ctx); err != nil {
+			return err
+		}
+		return nil
+	}
+	_, err = m.load(ctx)
+	return err
+}
+
+// Rotate makes a new key current. The previous one stays published for
+// KeepRetired; keys retired before that are deleted.
+func (m *Manager) Rotate(ctx context.Context) (string, error) {
+	priv, err := generate(m.cfg.Algorithm)
+	if err != nil {
+		return "", err
+	}
+	pub := jose.JSONWebKey{Key: priv.Public(), Algorithm: m.cfg.Algorithm, Use: "sig"}
+	tp, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", err
+	}
+	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	pubJSON, err := pub.MarshalJSON()
+	if err != nil {
+		return "", err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return "", err
+	}
+	now := m.cfg.Now()
+	k := &store.SigningKey{
+		ID: pub.KeyID, Algorithm: m.cfg.Algorithm, PublicJWK: pubJSON, CreatedAt: now,
+		PrivateEnc: m.cfg.Key.Seal(der, aad(pub.KeyID)),
+	}
+	if err := m.cfg.Store.AddSigningKey(ctx, k, now); err != nil {
+		return "", fmt.Errorf("store signing key: %w", err)
+	}
+	if _, err := m.cfg.Store.DeleteSigningKeysRetiredBefore(ctx, now.Add(-m.cfg.KeepRetired)); err != nil {
+		return "", fmt.Errorf("delete old signing keys: %w", err)
+	}
+	if _, err := m.load(ctx); err != nil {
+		return "", err
+	}
+	return pub.KeyID, nil
+}
+
+// Sign returns a compact JWS of payload signed with the current key.
+// Header entries other than alg and kid are copied (fosite sets typ).
+func (m *Manager) Sign(ctx context.Context, payload []byte, header map[string]any) (string, error) {
+	set, err := m.get(ctx)
+	if err != nil {
+		return "", err
+	}
+	cur := set.current
+	signer := cur.signer
+	if extra := extraHeaders(header); len(extra) > 0 {
+		opts := (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", cur.kid)
+		for k, v := range extra {
+			opts.WithHeader(jose.HeaderKey(k), v)
+		}
+		if signer, err = jose.NewSigner(jose.SigningKey{Algorithm: cur.alg, Key: cur.priv}, opts); err != nil {
+			return "", err
+		}
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return jws.CompactSerialize()
+}
+
+func extraHeaders(h map[string]any) map[string]any {
+	var extra map[string]any
+	for k, v := range h {
+		switch k {
+		case "alg", "kid":
+			continue
+		case "typ":
+			if v == "JWT" {
+				continue
+			}
+		}
+		if extra == nil {
+			extra = map[string]any{}
+		}
+		extra[k] = v
+	}
+	return extra
+}
+
+// PublicKey returns a published key by kid, reloading once if it is not
+// known here yet (another instance may have rotated).
+func (m *Manager) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, error) {
+	set, err := m.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if k, ok := set.public[kid]; ok {
+		return k.Key, nil
+	}
+	if set, err = m.load(ctx); err != nil {
+		return nil, err
+	}
+	if k, ok := set.public[kid]; ok {
+		return k.Key, nil
+	}
+	return nil, ErrUnknownKey
+}
+
+// JWKS returns the published keys as a JSON Web Key Set.
+func (m *Manager) JWKS(ctx context.Context) ([]byte, error) {
+	set, err := m.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return set.jwks, nil
+}
+
+// Current returns the current key's id.
+func (m *Manager) Current(ctx context.Context) (string, error) {
+	set, err := m.get(ctx)
+	if err != nil {
+		return "", err
+	}
+	return set.current.kid, nil
+}
+
+func (m *Manager) get(ctx context.Context) (*keySet, error) {
+	m.mu.RLock()
+	set, at := m.set, m.loadedAt
+	m.mu.RUnlock()
+	if set != nil && m.cfg.Now().Sub(at) < m.cfg.CacheTTL {
+		return set, nil
+	}
+	fresh, err := m.load(ctx)
+	if err != nil && set != nil {
+		return set, nil // a store hiccup: keep signing with what we have
+	}
+	return fresh, err
+}
+
+// load reads the keys from the store and rebuilds the cached set.
+func (m *Manager) load(ctx context.Context) (*keySet, error) {
+	m.reload.Lock()
+	defer m.reload.Unlock()
+	ks, err := m.cfg.Store.ListSigningKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := m.cfg.Now()
+	set := &keySet{public: map[string]*jose.JSONWebKey{}}
+	var published []jose.JSONWebKey
+	m.mu.RLock()
+	old := m.set
+	m.mu.RUnlock()
+	for i := range ks {
+		k := &ks[i]
+		if !k.RetiredAt.IsZero() && now.Sub(k.RetiredAt) > m.cfg.KeepRetired {
+			continue
+		}
+		var jwk jose.JSONWebKey
+		if err := jwk.UnmarshalJSON(k.PublicJWK); err != nil {
+			return nil, fmt.Errorf("signing key %s: %w", k.ID, err)
+		}
+		set.public[k.ID] = &jwk
+		published = append(published, jwk)
+		if k.RetiredAt.IsZero() && set.current == nil {
+			if old != nil && old.current.kid == k.ID {
+				set.current = old.current // already decrypted
+				continue
+			}
+			if set.current, err = m.open(k); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if set.current == nil {
+		return nil, errors.New("keys: no current signing key (run `idp keys rotate`)")
+	}
+	if set.jwks, err = json.Marshal(jose.JSONWebKeySet{Keys: published}); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.set, m.loadedAt = set, now
+	m.mu.Unlock()
+	return set, nil
+}
+
+func (m *Manager) open(k *store.SigningKey) (*signingKey, error) {
+	der, err := m.cfg.Key.Open(k.PrivateEnc, aad(k.ID))
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w (is this the right master key?)", k.ID, err)
+	}
+	parsed, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", k.ID, err)
+	}
+	priv, ok := parsed.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("signing key %s: not a signing key", k.ID)
+	}
+	alg := jose.SignatureAlgorithm(k.Algorithm)
+	opts := (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", k.ID)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: priv}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", k.ID, err)
+	}
+	return &signingKey{kid: k.ID, alg: alg, signer: signer, priv: priv}, nil
+}
+
+func currentOf(ks []store.SigningKey) *store.SigningKey {
+	for i := range ks {
+		if ks[i].RetiredAt.IsZero() {
+			return &ks[i]
+		}
+	}
+	return nil
+}
+
+func aad(kid string) []byte { return []byte("signing-key:" + kid) }
+
+func generate(alg string) (crypto.Signer, error) {
+	switch alg {
+	case "RS256":
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case "ES256":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	return nil, fmt.Errorf("keys: unsupported signing algorithm %q (use RS256 or ES256)", alg)
+}

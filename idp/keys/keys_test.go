@@ -1,0 +1,197 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/kamera-id/idp/idp/crypt"
+	"github.com/kamera-id/idp/idp/store"
+)
+
+// keyStore keeps signing keys in memory; the rest of store.Store is not
+// used by the manager.
+type keyStore struct {
+	store.Store
+	mu   sync.Mutex
+	keys []store.SigningKey
+}
+
+func (s *keyStore) ListSigningKeys(context.Context) ([]store.SigningKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := append([]store.SigningKey(nil), s.keys...)
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
+	return out, nil
+}
+
+func (s *keyStore) AddSigningKey(_ context.Context, k *store.SigningKey, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.keys {
+		if s.keys[i].RetiredAt.IsZero() {
+			s.keys[i].RetiredAt = now
+		}
+	}
+	s.keys = append(s.keys, *k)
+	return nil
+}
+
+func (s *keyStore) DeleteSigningKeysRetiredBefore(_ context.Context, t time.Time) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.keys[:0]
+	for _, k := range s.keys {
+		if k.RetiredAt.IsZero() || !k.RetiredAt.Before(t) {
+			kept = append(kept, k)
+		}
+	}
+	n := len(s.keys) - len(kept)
+	s.keys = kept
+	return n, nil
+}
+
+type clock struct{ t time.Time }
+
+func (c *clock) Now() time.Time { return c.t }
+
+func newManager(t *testing.T, st store.Store, alg string, c *clock) *Manager {
+	k, err := crypt.ParseKey(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{3}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(ManagerConfig{Store: st, Key: k, Algorithm: alg, Now: c.Now, KeepRetired: time.Hour})
+	if err := m.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func verify(t *testing.T, m *Manager, token string) string {
+	t.Helper()
+	ctx := context.Background()
+	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := jws.Signatures[0].Header
+	if h.ExtraHeaders["typ"] != "JWT" {
+		t.Fatalf("typ = %v", h.ExtraHeaders["typ"])
+	}
+	pub, err := m.PublicKey(ctx, h.KeyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := jws.Verify(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(payload)
+}
+
+func TestSignAndRotate(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	st := &keyStore{}
+	m := newManager(t, st, "RS256", c)
+	if len(st.keys) != 1 || bytes.Contains(st.keys[0].PrivateEnc, []byte("PRIVATE")) {
+		t.Fatalf("keys after Ensure: %d", len(st.keys))
+	}
+	tok, err := m.Sign(ctx, []byte(`{"a":1}`), map[string]any{"typ": "JWT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if verify(t, m, tok) != `{"a":1}` {
+		t.Fatal("payload")
+	}
+	first, _ := m.Current(ctx)
+
+	// A second instance on the same store reuses the key; Ensure is idempotent.
+	m2 := newManager(t, st, "RS256", c)
+	if k, _ := m2.Current(ctx); k != first || len(st.keys) != 1 {
+		t.Fatalf("second instance made a new key")
+	}
+
+	second, err := m.Rotate(ctx)
+	if err != nil || second == first {
+		t.Fatalf("Rotate = %s, %v", second, err)
+	}
+	var set jose.JSONWebKeySet
+	b, _ := m.JWKS(ctx)
+	if err := json.Unmarshal(b, &set); err != nil || len(set.Keys) != 2 {
+		t.Fatalf("JWKS after rotation: %s %v", b, err)
+	}
+	for _, k := range set.Keys {
+		if !k.IsPublic() {
+			t.Fatal("private key in JWKS")
+		}
+	}
+	// The other instance still verifies old tokens, and learns the new kid.
+	verify(t, m2, tok)
+	tok2, _ := m.Sign(ctx, []byte(`{}`), nil)
+	verify(t, m2, tok2)
+
+	// Once the retired key outlived every token it signed, it goes.
+	c.t = c.t.Add(2 * time.Hour)
+	if _, err := m.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.PublicKey(ctx, first); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("expired key still published: %v", err)
+	}
+	if _, err := m.PublicKey(ctx, second); err != nil {
+		t.Fatalf("just-retired key gone: %v", err)
+	}
+}
+
+func TestAlgorithms(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	st := &keyStore{}
+	m := newManager(t, st, "RS256", c)
+	pub, _ := m.PublicKey(context.Background(), st.keys[0].ID)
+	if _, ok := pub.(*rsa.PublicKey); !ok {
+		t.Fatalf("RS256 key is %T", pub)
+	}
+	// Switching the configured algorithm rotates to a key of that kind.
+	m = newManager(t, st, "ES256", c)
+	kid, _ := m.Current(context.Background())
+	pub, _ = m.PublicKey(context.Background(), kid)
+	if _, ok := pub.(*ecdsa.PublicKey); !ok {
+		t.Fatalf("ES256 key is %T", pub)
+	}
+	tok, _ := m.Sign(context.Background(), []byte(`{"b":2}`), nil)
+	if verify(t, m, tok) != `{"b":2}` {
+		t.Fatal("ES256 payload")
+	}
+	if _, err := generate("HS256"); err == nil {
+		t.Fatal("HS256 accepted")
+	}
+}
+
+func BenchmarkSign(b *testing.B) {
+	for _, alg := range []string{"RS256", "ES256"} {
+		b.Run(alg, func(b *testing.B) {
+			k, _ := crypt.ParseKey(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{3}, 32)))
+			m := NewManager(ManagerConfig{Store: &keyStore{}, Key: k, Algorithm: alg, KeepRetired: time.Hour})
+			if err := m.Ensure(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			payload := []byte(`{"iss":"http://localhost:8080","sub":"u","aud":["c"]}`)
+			for b.Loop() {
+				if _, err := m.Sign(context.Background(), payload, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

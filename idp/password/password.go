@@ -1,0 +1,130 @@
+// Package password hashes account passwords with argon2id and bounds how
+// many hashes run at once, so a burst of logins waits its turn instead of
+// allocating memory without limit.
+package password
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Params are argon2id's cost parameters.
+type Params struct {
+	Memory  uint32 // KiB
+	Time    uint32 // iterations
+	Threads uint8
+	SaltLen int
+	KeyLen  uint32
+}
+
+// DefaultParams are OWASP's recommended minimum for argon2id:
+// m=19 MiB, t=2, p=1.
+var DefaultParams = Params{Memory: 19456, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+// ErrMalformed is returned for a stored hash that cannot be parsed.
+var ErrMalformed = errors.New("password: malformed hash")
+
+// Hasher hashes and verifies passwords, at most a fixed number at a time.
+type Hasher struct {
+	p     Params
+	slots chan struct{}
+	dummy string // a hash to verify against for unknown accounts
+}
+
+// New returns a Hasher running at most maxConcurrent hashes at once
+// (0: one per CPU).
+func New(p Params, maxConcurrent int) *Hasher {
+	if maxConcurrent <= 0 {
+		maxConcurrent = runtime.GOMAXPROCS(0)
+	}
+	h := &Hasher{p: p, slots: make(chan struct{}, maxConcurrent)}
+	h.dummy = h.encode(make([]byte, p.SaltLen), make([]byte, p.KeyLen), p)
+	return h
+}
+
+// Params returns the parameters new hashes use.
+func (h *Hasher) Params() Params { return h.p }
+
+func (h *Hasher) acquire(ctx context.Context) error {
+	select {
+	case h.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (h *Hasher) release() { <-h.slots }
+
+// Hash returns a PHC-formatted argon2id hash of pw.
+func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
+	salt := make([]byte, h.p.SaltLen)
+	rand.Read(salt)
+	if err := h.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer h.release()
+	key := argon2.IDKey([]byte(pw), salt, h.p.Time, h.p.Memory, h.p.Threads, h.p.KeyLen)
+	return h.encode(salt, key, h.p), nil
+}
+
+// Verify reports whether pw matches the stored hash, and whether the hash
+// should be recomputed because its parameters are weaker than the current
+// ones.
+func (h *Hasher) Verify(ctx context.Context, encoded, pw string) (ok, rehash bool, err error) {
+	p, salt, key, err := decode(encoded)
+	if err != nil {
+		return false, false, err
+	}
+	if err := h.acquire(ctx); err != nil {
+		return false, false, err
+	}
+	defer h.release()
+	got := argon2.IDKey([]byte(pw), salt, p.Time, p.Memory, p.Threads, uint32(len(key)))
+	ok = subtle.ConstantTimeCompare(got, key) == 1
+	rehash = p.Memory < h.p.Memory || p.Time < h.p.Time || len(key) < int(h.p.KeyLen)
+	return ok, rehash, nil
+}
+
+// VerifyDummy spends the time of a verification on a fixed hash, so an
+// unknown e-mail answers as slowly as a wrong password.
+func (h *Hasher) VerifyDummy(ctx context.Context, pw string) {
+	_, _, _ = h.Verify(ctx, h.dummy, pw)
+}
+
+func (h *Hasher) encode(salt, key []byte, p Params) string {
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
+		argon2.Version, p.Memory, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key))
+}
+
+func decode(s string) (p Params, salt, key []byte, err error) {
+	parts := strings.Split(s, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return p, nil, nil, ErrMalformed
+	}
+	var v int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
+		return p, nil, nil, ErrMalformed
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil ||
+		p.Memory == 0 || p.Time == 0 || p.Threads == 0 || p.Memory > 4<<20 {
+		return p, nil, nil, ErrMalformed
+	}
+	b64 := base64.RawStdEncoding
+	if salt, err = b64.DecodeString(parts[4]); err != nil || len(salt) < 8 {
+		return p, nil, nil, ErrMalformed
+	}
+	if key, err = b64.DecodeString(parts[5]); err != nil || len(key) < 16 {
+		return p, nil, nil, ErrMalformed
+	}
+	return p, salt, key, nil
+}

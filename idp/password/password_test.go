@@ -1,0 +1,87 @@
+package password
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+var fast = Params{Memory: 8192, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+func TestHashVerify(t *testing.T) {
+	ctx := context.Background()
+	h := New(fast, 2)
+	enc, err := h.Hash(ctx, "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(enc, "$argon2id$v=19$m=8192,t=1,p=1$") {
+		t.Fatalf("encoding %q", enc)
+	}
+	if ok, rehash, err := h.Verify(ctx, enc, "correct horse"); !ok || rehash || err != nil {
+		t.Fatalf("Verify right = %v %v %v", ok, rehash, err)
+	}
+	if ok, _, err := h.Verify(ctx, enc, "correct horsE"); ok || err != nil {
+		t.Fatalf("Verify wrong = %v %v", ok, err)
+	}
+	other, _ := h.Hash(ctx, "correct horse")
+	if other == enc {
+		t.Fatal("salt not random")
+	}
+	stronger := New(Params{Memory: 9216, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 1)
+	if ok, rehash, _ := stronger.Verify(ctx, enc, "correct horse"); !ok || !rehash {
+		t.Fatalf("weaker hash: ok=%v rehash=%v", ok, rehash)
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	h := New(fast, 1)
+	for _, s := range []string{"", "plain", "$argon2i$v=19$m=1,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA",
+		"$argon2id$v=19$m=99999999,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "$argon2id$v=19$m=8,t=1,p=1$!!$AAAA"} {
+		if ok, _, err := h.Verify(context.Background(), s, "x"); ok || err == nil {
+			t.Errorf("Verify(%q) = %v, %v", s, ok, err)
+		}
+	}
+}
+
+// TestBoundedConcurrency checks that no more than maxConcurrent hashes run
+// at once: the others wait (and are not refused).
+func TestBoundedConcurrency(t *testing.T) {
+	h := New(fast, 2)
+	var running, peak atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h.acquire(context.Background()); err != nil {
+				t.Error(err)
+				return
+			}
+			n := running.Add(1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			running.Add(-1)
+			h.release()
+		}()
+	}
+	wg.Wait()
+	if peak.Load() > 2 {
+		t.Fatalf("peak concurrency %d > 2", peak.Load())
+	}
+	// A waiting caller gives up when its context ends.
+	h.slots <- struct{}{}
+	h.slots <- struct{}{}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	if _, err := h.Hash(ctx, "x"); err == nil {
+		t.Fatal("Hash ran with every slot taken")
+	}
+}

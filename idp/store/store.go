@@ -1,0 +1,279 @@
+// Package store defines the identity provider's domain records and the one
+// storage interface that every backend (the embedded SQLite default and
+// PostgreSQL) implements. The conformance suite in package storetest holds
+// both backends to the same behaviour.
+//
+// Conventions shared by every method:
+//   - Times are stored with one-second resolution; a zero time.Time means
+//     "not set" (never used, never expires, ...).
+//   - Methods that decide whether something has expired take the caller's
+//     now, so tests can move the clock.
+//   - Secrets never reach the store in plain text: callers pass hashes (for
+//     things looked up by value) or AES-GCM ciphertexts (for things shown
+//     again), and the store treats them as opaque bytes.
+//   - Every one-time thing (authorization code, refresh token, TOTP step,
+//     backup code, flow completion) is consumed by a single atomic statement
+//     whose result says whether this caller won.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by every Store implementation. Callers test them with
+// errors.Is; implementations wrap them with context.
+var (
+	// ErrNotFound: no such record, or it has expired.
+	ErrNotFound = errors.New("store: not found")
+	// ErrDuplicate: a unique value (e-mail, client id, ...) is taken.
+	ErrDuplicate = errors.New("store: already exists")
+	// ErrConsumed: a one-time thing was already used (or lost a race).
+	ErrConsumed = errors.New("store: already used")
+	// ErrUnavailable: the database cannot be reached right now.
+	ErrUnavailable = errors.New("store: database unavailable")
+)
+
+// User is a customer account.
+type User struct {
+	ID           string // opaque, random, stable: the OIDC "sub"
+	Email        string // as entered; unique case-insensitively
+	Name         string
+	Locale       string // "ja" or "en"; empty means the default
+	PasswordHash string // PHC-formatted argon2id hash
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	// MFAEnabled is derived: true while a confirmed TOTP authenticator exists.
+	MFAEnabled bool
+}
+
+// Client is an OAuth 2.0 / OpenID Connect relying party.
+type Client struct {
+	ID                     string
+	Name                   string
+	SecretHash             []byte // keyed hash of the secret; empty for public clients
+	RedirectURIs           []string
+	PostLogoutRedirectURIs []string
+	Public                 bool
+	FirstParty             bool // skips the consent page
+	CreatedAt              time.Time
+}
+
+// SigningKey is a token signing key. The private part is encrypted with the
+// master key; the public part is a JWK (JSON).
+type SigningKey struct {
+	ID         string // the JWK "kid"
+	Algorithm  string // "RS256", "ES256", ...
+	PrivateEnc []byte
+	PublicJWK  []byte
+	CreatedAt  time.Time
+	// RetiredAt is when a newer key replaced this one; zero for the current
+	// key. A retired key stays published until no token it signed is alive.
+	RetiredAt time.Time
+}
+
+// Session is a server-side SSO session. The browser's cookie holds a random
+// secret; the store holds only its hash (TokenHash).
+type Session struct {
+	TokenHash []byte
+	ID        string // public session id: the "sid" claim; not a secret
+	UserID    string
+	AuthTime  time.Time
+	AMR       []string // e.g. ["pwd"] or ["pwd","otp"]
+	Remember  bool     // persistent cookie ("ログインしたままにする")
+	CreatedAt time.Time
+	LastSeen  time.Time
+	ExpiresAt time.Time // absolute expiry
+	UserAgent string
+	IP        string
+}
+
+// Flow is the server-side state of an interaction in progress (a login with
+// its second step, a consent, a re-authentication for a sensitive setting).
+// Key is a hash of the random flow id the browser carries; Data is the
+// caller's own encoding of the state, opaque to the store.
+type Flow struct {
+	Key       []byte
+	Data      []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// TOTP is a user's confirmed authenticator.
+type TOTP struct {
+	UserID      string
+	SecretEnc   []byte // AES-GCM ciphertext, the user id bound as associated data
+	LastStep    int64  // last accepted RFC 6238 time step (replay guard)
+	ConfirmedAt time.Time
+}
+
+// PendingTOTP is an enrollment that has shown a secret but not yet seen a
+// correct code. It changes nothing about the login until confirmed.
+type PendingTOTP struct {
+	UserID    string
+	SecretEnc []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// BackupCode is one single-use recovery code.
+type BackupCode struct {
+	Position int    // 0-based display order
+	Hash     []byte // keyed hash (HMAC) of the normalised code: used to verify
+	Enc      []byte // AES-GCM ciphertext of the code: used to show it again
+	UsedAt   time.Time
+}
+
+// ThrottlePolicy says when repeated failures lock a key and for how long.
+type ThrottlePolicy struct {
+	MaxFailures int           // consecutive failures that trigger a lockout
+	BaseLockout time.Duration // first lockout; each further one doubles it
+	MaxLockout  time.Duration // cap on the lockout length
+}
+
+// Throttle is the failure counter behind a rate limit (per account, per IP, ...).
+type Throttle struct {
+	Key         string
+	Failures    int // consecutive failures since the last lockout or success
+	Lockouts    int // lockouts so far; a success resets it
+	LockedUntil time.Time
+}
+
+// AuditEvent is a security-relevant event on an account.
+type AuditEvent struct {
+	ID        int64
+	UserID    string
+	Type      string // e.g. "mfa.enabled"; see package audit for the list
+	Detail    string // small JSON object, never a secret
+	IP        string
+	CreatedAt time.Time
+}
+
+// Token kinds held by the OAuth request table.
+const (
+	KindAuthorizeCode = "code"
+	KindAccessToken   = "access"
+	KindRefreshToken  = "refresh"
+	KindOpenIDSession = "oidc"
+	KindPKCE          = "pkce"
+)
+
+// TokenRecord is one fosite request stored under a token signature (never
+// the token itself).
+type TokenRecord struct {
+	Kind      string
+	Signature string
+	RequestID string
+	ClientID  string
+	Subject   string
+	SessionID string // the SSO session's public id, when there was one
+	Data      []byte // the serialised request (scopes, session claims, form subset)
+	Active    bool
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Store is the one storage interface of the identity provider.
+type Store interface {
+	// Ping reports whether the database is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the connections.
+	Close() error
+
+	// BeginTx, Commit and Rollback run the calls made with the returned
+	// context in one transaction (fosite's storage.Transactional).
+	BeginTx(ctx context.Context) (context.Context, error)
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context) error
+
+	// Users.
+	CreateUser(ctx context.Context, u *User) error // ErrDuplicate for a taken e-mail
+	GetUser(ctx context.Context, id string) (*User, error)
+	GetUserByEmail(ctx context.Context, email string) (*User, error) // case-insensitive
+	UpdatePassword(ctx context.Context, userID, passwordHash string, now time.Time) error
+
+	// Clients.
+	CreateClient(ctx context.Context, c *Client) error // ErrDuplicate for a taken id
+	GetClient(ctx context.Context, id string) (*Client, error)
+
+	// Signing keys.
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error) // newest first
+	// AddSigningKey stores k as the current key and retires (RetiredAt=now)
+	// every key that was current, in one transaction.
+	AddSigningKey(ctx context.Context, k *SigningKey, now time.Time) error
+	// DeleteSigningKeysRetiredBefore removes retired keys no live token needs.
+	DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time) (int, error)
+
+	// SSO sessions.
+	CreateSession(ctx context.Context, s *Session) error
+	// GetSession returns the session whose cookie hashes to tokenHash, or
+	// ErrNotFound when there is none or it expired (ExpiresAt <= now).
+	GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*Session, error)
+	TouchSession(ctx context.Context, tokenHash []byte, lastSeen time.Time) error
+	DeleteSession(ctx context.Context, tokenHash []byte) error
+	// DeleteUserSessions ends every session of the user but the one whose
+	// public id is exceptID (empty: all of them). It returns how many ended.
+	DeleteUserSessions(ctx context.Context, userID, exceptID string) (int, error)
+	ListUserSessions(ctx context.Context, userID string, now time.Time) ([]Session, error)
+
+	// Flows.
+	PutFlow(ctx context.Context, f *Flow) error // insert or replace
+	GetFlow(ctx context.Context, key []byte, now time.Time) (*Flow, error)
+	// DeleteFlow removes the flow; ErrNotFound when it was already gone, so
+	// of two requests completing one flow exactly one gets nil.
+	DeleteFlow(ctx context.Context, key []byte) error
+
+	// Consent, remembered per user and client.
+	GetConsent(ctx context.Context, userID, clientID string) ([]string, error) // granted scopes; none: empty, nil error
+	PutConsent(ctx context.Context, userID, clientID string, scopes []string, now time.Time) error
+
+	// TOTP. Pending enrollments change nothing until ConfirmTOTP.
+	PutPendingTOTP(ctx context.Context, p *PendingTOTP) error // replaces any earlier pending one
+	GetPendingTOTP(ctx context.Context, userID string, now time.Time) (*PendingTOTP, error)
+	// ConfirmTOTP atomically turns the pending enrollment into the user's
+	// authenticator with LastStep=step and replaces the backup codes with
+	// codes. ErrNotFound when no unexpired pending enrollment exists.
+	ConfirmTOTP(ctx context.Context, userID string, step int64, codes []BackupCode, now time.Time) error
+	GetTOTP(ctx context.Context, userID string) (*TOTP, error)
+	// UseTOTPStep records step as the last accepted one if it is later than
+	// the stored one; ErrConsumed otherwise (a replay, or a concurrent win).
+	UseTOTPStep(ctx context.Context, userID string, step int64) error
+	// DeleteMFA removes the authenticator, any pending enrollment and every
+	// backup code of the user. ErrNotFound when there was no authenticator.
+	DeleteMFA(ctx context.Context, userID string) error
+
+	// Backup codes.
+	ListBackupCodes(ctx context.Context, userID string) ([]BackupCode, error) // by Position
+	ReplaceBackupCodes(ctx context.Context, userID string, codes []BackupCode) error
+	// UseBackupCode marks the unused code with this hash as used and returns
+	// how many unused codes remain; ErrConsumed when no unused code matches.
+	UseBackupCode(ctx context.Context, userID string, hash []byte, now time.Time) (remaining int, err error)
+
+	// Throttles (rate limits kept in the store, so they hold across instances).
+	GetThrottle(ctx context.Context, key string) (*Throttle, error) // zero Throttle when none
+	// RecordFailure counts one failure; when Failures reaches
+	// p.MaxFailures it locks the key for BaseLockout*2^Lockouts (capped),
+	// increments Lockouts and resets Failures, atomically.
+	RecordFailure(ctx context.Context, key string, p ThrottlePolicy, now time.Time) (*Throttle, error)
+	ResetThrottle(ctx context.Context, key string) error
+
+	// Audit events.
+	AddAuditEvent(ctx context.Context, e *AuditEvent) error
+	ListAuditEvents(ctx context.Context, userID string, limit int) ([]AuditEvent, error) // newest first
+
+	// OAuth requests, for fosite's storage adapters.
+	CreateToken(ctx context.Context, t *TokenRecord) error
+	GetToken(ctx context.Context, kind, signature string) (*TokenRecord, error)
+	DeleteToken(ctx context.Context, kind, signature string) error
+	// DeactivateToken sets Active=false if it was true; ErrConsumed if it was
+	// already inactive (a reused code or rotated-out refresh token),
+	// ErrNotFound if absent.
+	DeactivateToken(ctx context.Context, kind, signature string) error
+	// DeactivateTokensByRequest sets Active=false on every token of the kind
+	// issued for requestID (revocation, reuse detection).
+	DeactivateTokensByRequest(ctx context.Context, kind, requestID string) error
+	// DeleteExpired removes expired tokens, flows, sessions and pending
+	// enrollments, at most limit rows of each, and says how many went.
+	DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error)
+}
