@@ -187,7 +187,7 @@ func (c Config) Validate() error {
 			return errors.New("IDP_SECRET_KEY_FILE or IDP_SECRET_KEY is required with PostgreSQL (it is never generated)")
 		}
 	default:
-		return fmt.Errorf("IDP_DATABASE_URL: %q: want sqlite://PATH or postgres://...", redactURL(c.DatabaseURL))
+		return fmt.Errorf("IDP_DATABASE_URL: %q: want sqlite://PATH or postgres://URL", redactURL(c.DatabaseURL))
 	}
 	switch c.SigningAlg {
 	case "RS256", "ES256":

@@ -80,7 +80,7 @@ func newManager(t *testing.T, st store.Store, alg string, c *clock) *Manager {
 func verify(t *testing.T, m *Manager, token string) string {
 	t.Helper()
 	ctx := context.Background()
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}
