@@ -1,0 +1,92 @@
+// Package postgres opens the PostgreSQL store: pgx through database/sql,
+// with the shared SQL implementation of package sqlstore.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/idp/store/sqlstore"
+)
+
+// Pool limits. A provider instance needs few connections: every request
+// makes short statements, and transactions are brief.
+const (
+	maxOpenConns    = 20
+	maxIdleConns    = 10
+	connMaxLifetime = 30 * time.Minute
+	connMaxIdleTime = 5 * time.Minute
+	connectTimeout  = 5 * time.Second // unless the URL sets connect_timeout
+	pingTimeout     = 5 * time.Second
+)
+
+// migrationLockID is the pg_advisory_xact_lock key that serialises
+// concurrent migrators of one database (an arbitrary constant: "kamera-id").
+const migrationLockID = 0x6b616d6572612d69
+
+// Dialect is PostgreSQL's part of the shared implementation.
+var Dialect = sqlstore.Dialect{
+	Name:          "postgres",
+	MigrationLock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(migrationLockID)),
+	Classify:      classify,
+}
+
+// Open connects to the database at url (postgres://...) and checks that it
+// answers. Parameters pgx does not know, such as search_path, are sent as
+// run-time parameters, so ?search_path=schema selects the schema. Call
+// Migrate before use (the `idp migrate` command does).
+func Open(ctx context.Context, url string) (*sqlstore.Store, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = connectTimeout
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(maxOpenConns)
+	db.SetMaxIdleConns(maxIdleConns)
+	db.SetConnMaxLifetime(connMaxLifetime)
+	db.SetConnMaxIdleTime(connMaxIdleTime)
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: %w: %w", store.ErrUnavailable, err)
+	}
+	return sqlstore.New(db, Dialect), nil
+}
+
+// classify maps PostgreSQL's SQLSTATEs and pgx's connection errors to the
+// store's errors.
+func classify(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "23505": // unique_violation
+			return store.ErrDuplicate
+		case pe.Code == "23503": // foreign_key_violation
+			return store.ErrNotFound
+		case strings.HasPrefix(pe.Code, "08"), // connection_exception
+			pe.Code == "53300", // too_many_connections
+			pe.Code == "57P01", // admin_shutdown
+			pe.Code == "57P02", // crash_shutdown
+			pe.Code == "57P03": // cannot_connect_now
+			return store.ErrUnavailable
+		}
+		return nil
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return store.ErrUnavailable
+	}
+	return nil
+}

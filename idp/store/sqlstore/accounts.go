@@ -1,0 +1,135 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/kamera-id/idp/idp/store"
+)
+
+// Users, clients and signing keys.
+
+// emailKey is the case-insensitive form of an e-mail address, kept in
+// users.email_lower under a unique index. It is computed here rather than
+// with SQL's lower(), which folds only ASCII in SQLite but follows the
+// locale in PostgreSQL.
+func emailKey(email string) string { return strings.ToLower(email) }
+
+const userCols = `u.id, u.email, u.name, u.locale, u.password_hash, u.created_at, u.updated_at,
+	EXISTS (SELECT 1 FROM totp t WHERE t.user_id = u.id)`
+
+func scanUser(r scanner) (*store.User, error) {
+	var u store.User
+	err := r.Scan(&u.ID, &u.Email, &u.Name, &u.Locale, &u.PasswordHash,
+		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, &u.MFAEnabled)
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// CreateUser stores a new user; ErrDuplicate when the id or the e-mail
+// (case-insensitively) is taken. MFAEnabled is ignored: it is derived.
+func (s *Store) CreateUser(ctx context.Context, u *store.User) error {
+	if u.ID == "" {
+		return errors.New("create user: empty id")
+	}
+	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO users
+		(id, email, email_lower, name, locale, password_hash, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		u.ID, u.Email, emailKey(u.Email), u.Name, u.Locale, u.PasswordHash, unix(u.CreatedAt), unix(u.UpdatedAt))
+	return s.fail("create user", err)
+}
+
+// GetUser returns the user; ErrNotFound when there is none.
+func (s *Store) GetUser(ctx context.Context, id string) (*store.User, error) {
+	u, err := scanUser(s.q(ctx).QueryRowContext(ctx, `SELECT `+userCols+` FROM users u WHERE u.id = $1`, id))
+	return u, s.fail("get user", err)
+}
+
+// GetUserByEmail returns the user with this e-mail, compared
+// case-insensitively; ErrNotFound when there is none.
+func (s *Store) GetUserByEmail(ctx context.Context, email string) (*store.User, error) {
+	u, err := scanUser(s.q(ctx).QueryRowContext(ctx,
+		`SELECT `+userCols+` FROM users u WHERE u.email_lower = $1`, emailKey(email)))
+	return u, s.fail("get user by e-mail", err)
+}
+
+// UpdatePassword replaces the user's password hash; ErrNotFound when there
+// is no such user.
+func (s *Store) UpdatePassword(ctx context.Context, userID, passwordHash string, now time.Time) error {
+	n, err := affected(s.q(ctx).ExecContext(ctx,
+		`UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1`, userID, passwordHash, unix(now)))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return s.fail("update password", err)
+}
+
+// CreateClient stores a new client; ErrDuplicate when the id is taken.
+func (s *Store) CreateClient(ctx context.Context, c *store.Client) error {
+	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO clients
+		(id, name, secret_hash, redirect_uris, post_logout_redirect_uris, public, first_party, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		c.ID, c.Name, blob(c.SecretHash), list(c.RedirectURIs), list(c.PostLogoutRedirectURIs),
+		c.Public, c.FirstParty, unix(c.CreatedAt))
+	return s.fail("create client", err)
+}
+
+// GetClient returns the client; ErrNotFound when there is none.
+func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error) {
+	var c store.Client
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT id, name, secret_hash, redirect_uris,
+		post_logout_redirect_uris, public, first_party, created_at FROM clients WHERE id = $1`, id).
+		Scan(&c.ID, &c.Name, bytesCol{&c.SecretHash}, listCol{&c.RedirectURIs}, listCol{&c.PostLogoutRedirectURIs},
+			&c.Public, &c.FirstParty, timeCol{&c.CreatedAt})
+	if err != nil {
+		return nil, s.fail("get client", err)
+	}
+	return &c, nil
+}
+
+// ListSigningKeys returns every key, newest first: the current key, then the
+// retired ones by creation (and retirement) time.
+func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
+	rows, err := s.q(ctx).QueryContext(ctx, `SELECT id, algorithm, private_enc, public_jwk, created_at, retired_at
+		FROM signing_keys ORDER BY (retired_at = 0) DESC, created_at DESC, retired_at DESC, id DESC`)
+	if err != nil {
+		return nil, s.fail("list signing keys", err)
+	}
+	defer rows.Close()
+	var ks []store.SigningKey
+	for rows.Next() {
+		var k store.SigningKey
+		if err := rows.Scan(&k.ID, &k.Algorithm, bytesCol{&k.PrivateEnc}, bytesCol{&k.PublicJWK},
+			timeCol{&k.CreatedAt}, timeCol{&k.RetiredAt}); err != nil {
+			return nil, s.fail("list signing keys", err)
+		}
+		ks = append(ks, k)
+	}
+	return ks, s.fail("list signing keys", rows.Err())
+}
+
+// AddSigningKey stores k as the current key (whatever its RetiredAt) and
+// retires the previous current key at now, in one transaction.
+func (s *Store) AddSigningKey(ctx context.Context, k *store.SigningKey, now time.Time) error {
+	err := s.inTx(ctx, func(q querier) error {
+		if _, err := q.ExecContext(ctx, `UPDATE signing_keys SET retired_at = $1 WHERE retired_at = 0`, unix(now)); err != nil {
+			return err
+		}
+		_, err := q.ExecContext(ctx, `INSERT INTO signing_keys (id, algorithm, private_enc, public_jwk, created_at, retired_at)
+			VALUES ($1, $2, $3, $4, $5, 0)`, k.ID, k.Algorithm, blob(k.PrivateEnc), blob(k.PublicJWK), unix(k.CreatedAt))
+		return err
+	})
+	return s.fail("add signing key", err)
+}
+
+// DeleteSigningKeysRetiredBefore removes the keys retired before t (never
+// the current one) and says how many went.
+func (s *Store) DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time) (int, error) {
+	n, err := affected(s.q(ctx).ExecContext(ctx,
+		`DELETE FROM signing_keys WHERE retired_at <> 0 AND retired_at < $1`, unix(t)))
+	return int(n), s.fail("delete retired signing keys", err)
+}

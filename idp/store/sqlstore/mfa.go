@@ -1,0 +1,249 @@
+package sqlstore
+
+import (
+	"context"
+	"time"
+
+	"github.com/kamera-id/idp/idp/store"
+)
+
+// TOTP authenticators, backup codes and throttles.
+
+// PutPendingTOTP stores an enrollment, replacing any earlier pending one;
+// ErrNotFound when the user does not exist.
+func (s *Store) PutPendingTOTP(ctx context.Context, p *store.PendingTOTP) error {
+	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO pending_totp (user_id, secret_enc, created_at, expires_at)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT (user_id) DO UPDATE SET secret_enc = excluded.secret_enc, created_at = excluded.created_at,
+			expires_at = excluded.expires_at`,
+		p.UserID, blob(p.SecretEnc), unix(p.CreatedAt), unix(p.ExpiresAt))
+	return s.fail("put pending totp", err)
+}
+
+// GetPendingTOTP returns the user's unexpired pending enrollment.
+func (s *Store) GetPendingTOTP(ctx context.Context, userID string, now time.Time) (*store.PendingTOTP, error) {
+	var p store.PendingTOTP
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT user_id, secret_enc, created_at, expires_at FROM pending_totp
+		WHERE user_id = $1 AND (expires_at = 0 OR expires_at > $2)`, userID, unix(now)).
+		Scan(&p.UserID, bytesCol{&p.SecretEnc}, timeCol{&p.CreatedAt}, timeCol{&p.ExpiresAt})
+	if err != nil {
+		return nil, s.fail("get pending totp", err)
+	}
+	return &p, nil
+}
+
+// ConfirmTOTP turns the pending enrollment into the user's authenticator and
+// replaces the backup codes, in one transaction. The pending row is consumed
+// by a DELETE ... RETURNING, so of two concurrent confirmations one wins and
+// the other gets ErrNotFound.
+func (s *Store) ConfirmTOTP(ctx context.Context, userID string, step int64, codes []store.BackupCode, now time.Time) error {
+	err := s.inTx(ctx, func(q querier) error {
+		var secret []byte
+		if err := q.QueryRowContext(ctx, `DELETE FROM pending_totp
+			WHERE user_id = $1 AND (expires_at = 0 OR expires_at > $2) RETURNING secret_enc`,
+			userID, unix(now)).Scan(bytesCol{&secret}); err != nil {
+			return err // sql.ErrNoRows: ErrNotFound
+		}
+		if _, err := q.ExecContext(ctx, `INSERT INTO totp (user_id, secret_enc, last_step, confirmed_at)
+			VALUES ($1, $2, $3, $4)
+			ON CONFLICT (user_id) DO UPDATE SET secret_enc = excluded.secret_enc, last_step = excluded.last_step,
+				confirmed_at = excluded.confirmed_at`,
+			userID, blob(secret), step, unix(now)); err != nil {
+			return err
+		}
+		return replaceBackupCodes(ctx, q, userID, codes)
+	})
+	return s.fail("confirm totp", err)
+}
+
+// GetTOTP returns the user's authenticator; ErrNotFound when there is none.
+func (s *Store) GetTOTP(ctx context.Context, userID string) (*store.TOTP, error) {
+	var t store.TOTP
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT user_id, secret_enc, last_step, confirmed_at FROM totp
+		WHERE user_id = $1`, userID).
+		Scan(&t.UserID, bytesCol{&t.SecretEnc}, &t.LastStep, timeCol{&t.ConfirmedAt})
+	if err != nil {
+		return nil, s.fail("get totp", err)
+	}
+	return &t, nil
+}
+
+// UseTOTPStep moves the replay guard to step in one conditional UPDATE;
+// ErrConsumed when step is not later than the stored one, ErrNotFound when
+// the user has no authenticator.
+func (s *Store) UseTOTPStep(ctx context.Context, userID string, step int64) error {
+	q := s.q(ctx)
+	n, err := affected(q.ExecContext(ctx,
+		`UPDATE totp SET last_step = $2 WHERE user_id = $1 AND last_step < $2`, userID, step))
+	if err == nil && n == 0 {
+		err = s.consumedOrNotFound(ctx, q, `SELECT 1 FROM totp WHERE user_id = $1`, userID)
+	}
+	return s.fail("use totp step", err)
+}
+
+// consumedOrNotFound tells why a conditional update changed nothing: the
+// row exists (ErrConsumed) or not (ErrNotFound, or the query's error).
+func (s *Store) consumedOrNotFound(ctx context.Context, q querier, exists string, args ...any) error {
+	var one int
+	if err := q.QueryRowContext(ctx, exists, args...).Scan(&one); err != nil {
+		return err // sql.ErrNoRows: ErrNotFound
+	}
+	return store.ErrConsumed
+}
+
+// DeleteMFA removes the authenticator, any pending enrollment and the backup
+// codes, in one transaction. ErrNotFound when there was no authenticator
+// (the pending enrollment and codes are removed all the same).
+func (s *Store) DeleteMFA(ctx context.Context, userID string) error {
+	var n int64
+	err := s.inTx(ctx, func(q querier) error {
+		var err error
+		if n, err = affected(q.ExecContext(ctx, `DELETE FROM totp WHERE user_id = $1`, userID)); err != nil {
+			return err
+		}
+		if _, err := q.ExecContext(ctx, `DELETE FROM pending_totp WHERE user_id = $1`, userID); err != nil {
+			return err
+		}
+		_, err = q.ExecContext(ctx, `DELETE FROM backup_codes WHERE user_id = $1`, userID)
+		return err
+	})
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return s.fail("delete mfa", err)
+}
+
+// ListBackupCodes returns the user's codes, used ones included, by Position.
+func (s *Store) ListBackupCodes(ctx context.Context, userID string) ([]store.BackupCode, error) {
+	rows, err := s.q(ctx).QueryContext(ctx, `SELECT position, hash, enc, used_at FROM backup_codes
+		WHERE user_id = $1 ORDER BY position`, userID)
+	if err != nil {
+		return nil, s.fail("list backup codes", err)
+	}
+	defer rows.Close()
+	var cs []store.BackupCode
+	for rows.Next() {
+		var c store.BackupCode
+		if err := rows.Scan(&c.Position, bytesCol{&c.Hash}, bytesCol{&c.Enc}, timeCol{&c.UsedAt}); err != nil {
+			return nil, s.fail("list backup codes", err)
+		}
+		cs = append(cs, c)
+	}
+	return cs, s.fail("list backup codes", rows.Err())
+}
+
+// ReplaceBackupCodes replaces the user's codes with codes, in one
+// transaction; ErrDuplicate when two codes share a Position.
+func (s *Store) ReplaceBackupCodes(ctx context.Context, userID string, codes []store.BackupCode) error {
+	err := s.inTx(ctx, func(q querier) error { return replaceBackupCodes(ctx, q, userID, codes) })
+	return s.fail("replace backup codes", err)
+}
+
+func replaceBackupCodes(ctx context.Context, q querier, userID string, codes []store.BackupCode) error {
+	if _, err := q.ExecContext(ctx, `DELETE FROM backup_codes WHERE user_id = $1`, userID); err != nil {
+		return err
+	}
+	for _, c := range codes {
+		if _, err := q.ExecContext(ctx, `INSERT INTO backup_codes (user_id, position, hash, enc, used_at)
+			VALUES ($1, $2, $3, $4, $5)`, userID, c.Position, blob(c.Hash), blob(c.Enc), unix(c.UsedAt)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UseBackupCode marks the unused code with this hash as used, in one
+// conditional UPDATE (of concurrent callers exactly one wins), and counts
+// the unused codes left; ErrConsumed when no unused code matches.
+func (s *Store) UseBackupCode(ctx context.Context, userID string, hash []byte, now time.Time) (int, error) {
+	q := s.q(ctx)
+	// used_at = 0 means unused, so a zero now is recorded as 1 second.
+	n, err := affected(q.ExecContext(ctx, `UPDATE backup_codes SET used_at = $3
+		WHERE user_id = $1 AND hash = $2 AND used_at = 0`, userID, blob(hash), max(unix(now), 1)))
+	if err != nil {
+		return 0, s.fail("use backup code", err)
+	}
+	if n == 0 {
+		return 0, s.fail("use backup code", store.ErrConsumed)
+	}
+	var remaining int
+	err = q.QueryRowContext(ctx, `SELECT count(*) FROM backup_codes WHERE user_id = $1 AND used_at = 0`, userID).
+		Scan(&remaining)
+	return remaining, s.fail("use backup code", err)
+}
+
+// GetThrottle returns the key's counters; a zero Throttle when there are none.
+func (s *Store) GetThrottle(ctx context.Context, key string) (*store.Throttle, error) {
+	t := store.Throttle{Key: key}
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT failures, lockouts, locked_until FROM throttles WHERE key = $1`, key).
+		Scan(&t.Failures, &t.Lockouts, timeCol{&t.LockedUntil})
+	if err != nil && !isNoRows(err) {
+		return nil, s.fail("get throttle", err)
+	}
+	return &t, nil
+}
+
+// uncappedLockout bounds a lockout when the policy sets no MaxLockout.
+const uncappedLockout = 100 * 365 * 24 * time.Hour
+
+// RecordFailure counts one failure against key and returns the new state.
+//
+// The whole computation is one UPDATE (after an INSERT of a zero row when
+// there is none), so it is atomic without an explicit lock: concurrent
+// updates of one row are serialised by the database, and PostgreSQL
+// re-evaluates the SET expressions on the row the earlier update left.
+// The lockout length base*2^lockouts is computed with a shift; shifts are
+// only taken below capAt, the first exponent reaching the cap, so they
+// never overflow.
+func (s *Store) RecordFailure(ctx context.Context, key string, p store.ThrottlePolicy, now time.Time) (*store.Throttle, error) {
+	maxFailures := max(p.MaxFailures, 1)
+	base, limit := seconds(p.BaseLockout), seconds(p.MaxLockout)
+	if limit <= 0 {
+		limit = seconds(uncappedLockout)
+	}
+	base = min(base, limit)
+	if base <= 0 {
+		limit = 0 // no lockout at all
+	}
+	capAt := 0
+	for base > 0 && base<<capAt < limit {
+		capAt++
+	}
+
+	q := s.q(ctx)
+	if _, err := q.ExecContext(ctx, `INSERT INTO throttles (key, failures, lockouts, locked_until)
+		VALUES ($1, 0, 0, 0) ON CONFLICT (key) DO NOTHING`, key); err != nil {
+		return nil, s.fail("record failure", err)
+	}
+	t := store.Throttle{Key: key}
+	err := q.QueryRowContext(ctx, `UPDATE throttles SET
+			failures = CASE WHEN failures + 1 >= $2 THEN 0 ELSE failures + 1 END,
+			lockouts = CASE WHEN failures + 1 >= $2 THEN lockouts + 1 ELSE lockouts END,
+			locked_until = CASE
+				WHEN failures + 1 < $2 THEN locked_until
+				WHEN lockouts >= $5 THEN CAST($3 AS BIGINT) + CAST($6 AS BIGINT)
+				ELSE CAST($3 AS BIGINT) + CAST($4 AS BIGINT) * (CAST(1 AS BIGINT) << lockouts)
+			END
+		WHERE key = $1
+		RETURNING failures, lockouts, locked_until`,
+		key, maxFailures, unix(now), base, capAt, limit).
+		Scan(&t.Failures, &t.Lockouts, timeCol{&t.LockedUntil})
+	if err != nil {
+		return nil, s.fail("record failure", err)
+	}
+	return &t, nil
+}
+
+// seconds is d in whole seconds, rounded up (a lockout is never shortened).
+func seconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// ResetThrottle forgets the key's failures and lockouts.
+func (s *Store) ResetThrottle(ctx context.Context, key string) error {
+	_, err := s.q(ctx).ExecContext(ctx, `DELETE FROM throttles WHERE key = $1`, key)
+	return s.fail("reset throttle", err)
+}

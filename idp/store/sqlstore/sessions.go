@@ -1,0 +1,145 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/kamera-id/idp/idp/store"
+)
+
+// SSO sessions, flows and consents.
+//
+// An expiry of 0 (the zero time) never expires; anything else has expired
+// once it is <= the caller's now.
+
+const sessionCols = `token_hash, id, user_id, auth_time, amr, remember, created_at, last_seen, expires_at, user_agent, ip`
+
+func scanSession(r scanner) (*store.Session, error) {
+	var x store.Session
+	err := r.Scan(bytesCol{&x.TokenHash}, &x.ID, &x.UserID, timeCol{&x.AuthTime}, listCol{&x.AMR}, &x.Remember,
+		timeCol{&x.CreatedAt}, timeCol{&x.LastSeen}, timeCol{&x.ExpiresAt}, &x.UserAgent, &x.IP)
+	if err != nil {
+		return nil, err
+	}
+	return &x, nil
+}
+
+// CreateSession stores a new session; ErrDuplicate when its token hash or
+// id is taken, ErrNotFound when its user does not exist.
+func (s *Store) CreateSession(ctx context.Context, x *store.Session) error {
+	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		blob(x.TokenHash), x.ID, x.UserID, unix(x.AuthTime), list(x.AMR), x.Remember,
+		unix(x.CreatedAt), unix(x.LastSeen), unix(x.ExpiresAt), x.UserAgent, x.IP)
+	return s.fail("create session", err)
+}
+
+// GetSession returns the unexpired session with this token hash.
+func (s *Store) GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*store.Session, error) {
+	x, err := scanSession(s.q(ctx).QueryRowContext(ctx, `SELECT `+sessionCols+` FROM sessions
+		WHERE token_hash = $1 AND (expires_at = 0 OR expires_at > $2)`, blob(tokenHash), unix(now)))
+	return x, s.fail("get session", err)
+}
+
+// TouchSession records the session's last use; ErrNotFound when it is gone.
+func (s *Store) TouchSession(ctx context.Context, tokenHash []byte, lastSeen time.Time) error {
+	n, err := affected(s.q(ctx).ExecContext(ctx,
+		`UPDATE sessions SET last_seen = $2 WHERE token_hash = $1`, blob(tokenHash), unix(lastSeen)))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return s.fail("touch session", err)
+}
+
+// DeleteSession ends the session; ErrNotFound when it was already gone.
+func (s *Store) DeleteSession(ctx context.Context, tokenHash []byte) error {
+	n, err := affected(s.q(ctx).ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = $1`, blob(tokenHash)))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return s.fail("delete session", err)
+}
+
+// DeleteUserSessions ends every session of the user but exceptID (session
+// ids are never empty, so an empty exceptID spares none).
+func (s *Store) DeleteUserSessions(ctx context.Context, userID, exceptID string) (int, error) {
+	n, err := affected(s.q(ctx).ExecContext(ctx,
+		`DELETE FROM sessions WHERE user_id = $1 AND id <> $2`, userID, exceptID))
+	return int(n), s.fail("delete user sessions", err)
+}
+
+// ListUserSessions returns the user's unexpired sessions, the most recently
+// seen first.
+func (s *Store) ListUserSessions(ctx context.Context, userID string, now time.Time) ([]store.Session, error) {
+	rows, err := s.q(ctx).QueryContext(ctx, `SELECT `+sessionCols+` FROM sessions
+		WHERE user_id = $1 AND (expires_at = 0 OR expires_at > $2)
+		ORDER BY last_seen DESC, created_at DESC, id`, userID, unix(now))
+	if err != nil {
+		return nil, s.fail("list user sessions", err)
+	}
+	defer rows.Close()
+	var xs []store.Session
+	for rows.Next() {
+		x, err := scanSession(rows)
+		if err != nil {
+			return nil, s.fail("list user sessions", err)
+		}
+		xs = append(xs, *x)
+	}
+	return xs, s.fail("list user sessions", rows.Err())
+}
+
+// PutFlow stores the flow, replacing one with the same key.
+func (s *Store) PutFlow(ctx context.Context, f *store.Flow) error {
+	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO flows (key, data, created_at, expires_at)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT (key) DO UPDATE SET data = excluded.data, created_at = excluded.created_at,
+			expires_at = excluded.expires_at`,
+		blob(f.Key), blob(f.Data), unix(f.CreatedAt), unix(f.ExpiresAt))
+	return s.fail("put flow", err)
+}
+
+// GetFlow returns the unexpired flow with this key.
+func (s *Store) GetFlow(ctx context.Context, key []byte, now time.Time) (*store.Flow, error) {
+	var f store.Flow
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT key, data, created_at, expires_at FROM flows
+		WHERE key = $1 AND (expires_at = 0 OR expires_at > $2)`, blob(key), unix(now)).
+		Scan(bytesCol{&f.Key}, bytesCol{&f.Data}, timeCol{&f.CreatedAt}, timeCol{&f.ExpiresAt})
+	if err != nil {
+		return nil, s.fail("get flow", err)
+	}
+	return &f, nil
+}
+
+// DeleteFlow removes the flow in one statement: of concurrent callers
+// exactly one deletes it, the others get ErrNotFound.
+func (s *Store) DeleteFlow(ctx context.Context, key []byte) error {
+	n, err := affected(s.q(ctx).ExecContext(ctx, `DELETE FROM flows WHERE key = $1`, blob(key)))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return s.fail("delete flow", err)
+}
+
+// GetConsent returns the scopes the user granted the client; none: nil.
+func (s *Store) GetConsent(ctx context.Context, userID, clientID string) ([]string, error) {
+	var scopes []string
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2`,
+		userID, clientID).Scan(listCol{&scopes})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return scopes, s.fail("get consent", err)
+}
+
+// PutConsent records the scopes the user granted the client, replacing the
+// earlier grant; ErrNotFound when the user or the client does not exist.
+func (s *Store) PutConsent(ctx context.Context, userID, clientID string, scopes []string, now time.Time) error {
+	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO consents (user_id, client_id, scopes, updated_at)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, updated_at = excluded.updated_at`,
+		userID, clientID, list(scopes), unix(now))
+	return s.fail("put consent", err)
+}

@@ -1,0 +1,210 @@
+// Package sqlstore is the one SQL implementation of store.Store, shared by
+// the embedded SQLite store and the PostgreSQL store. It is written once,
+// with $N placeholders (which both modernc.org/sqlite and pgx's database/sql
+// driver accept) and SQL both databases understand; what differs between
+// them (error codes, the migration lock, the schema files) is in a Dialect.
+//
+// Every one-time operation is a single conditional statement whose affected
+// row count says whether the caller won, so it stays correct with several
+// instances on one PostgreSQL database.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/kamera-id/idp/idp/store"
+)
+
+// Dialect is what differs between the databases behind the one SQL
+// implementation.
+type Dialect struct {
+	// Name is "sqlite" or "postgres": also the directory of its migrations
+	// in package migrations.
+	Name string
+	// MigrationLock, when set, is run first in every migration's
+	// transaction to serialise concurrent migrators (PostgreSQL's
+	// pg_advisory_xact_lock). SQLite needs none: its write transactions
+	// lock the whole database.
+	MigrationLock string
+	// Classify says what a driver error means: store.ErrDuplicate for a
+	// unique violation, store.ErrNotFound for a foreign key naming a
+	// missing row, store.ErrUnavailable for a database that cannot be
+	// reached, or nil for anything else.
+	Classify func(err error) error
+}
+
+// Store implements store.Store over a *sql.DB.
+type Store struct {
+	db      *sql.DB
+	dialect Dialect
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns the store over db, which it owns from now on (Close closes
+// it). The schema is not touched; call Migrate.
+func New(db *sql.DB, d Dialect) *Store {
+	return &Store{db: db, dialect: d}
+}
+
+// DB returns the underlying pool (for tests and maintenance tools).
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Ping reports whether the database is reachable; any failure wraps
+// store.ErrUnavailable.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping: %w: %w", store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close releases the connections.
+func (s *Store) Close() error { return s.db.Close() }
+
+// querier is what *sql.DB and *sql.Tx have in common: every method runs its
+// statements on the transaction carried by the context, if any, or else on
+// the pool.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+type txKey struct{}
+
+// txState is the transaction a context carries.
+type txState struct {
+	s      *Store // the store that began it: another store ignores it
+	tx     *sql.Tx
+	nested bool // begun inside another: Commit is the outer one's job
+}
+
+func (s *Store) txFrom(ctx context.Context) *txState {
+	st, _ := ctx.Value(txKey{}).(*txState)
+	if st == nil || st.s != s {
+		return nil
+	}
+	return st
+}
+
+// q returns the transaction in ctx, or the pool.
+func (s *Store) q(ctx context.Context) querier {
+	if st := s.txFrom(ctx); st != nil {
+		return st.tx
+	}
+	return s.db
+}
+
+// BeginTx starts a transaction that every call made with the returned
+// context joins, until Commit or Rollback with that context.
+//
+// A BeginTx with a context that already carries a transaction joins it: the
+// inner Commit does nothing (the outer one commits), while the inner
+// Rollback rolls the whole transaction back, so a failure anywhere is never
+// committed; the outer Commit then fails with sql.ErrTxDone.
+//
+// On PostgreSQL a statement that fails inside a transaction (ErrDuplicate,
+// say) aborts the whole transaction: roll it back.
+func (s *Store) BeginTx(ctx context.Context) (context.Context, error) {
+	if st := s.txFrom(ctx); st != nil {
+		return context.WithValue(ctx, txKey{}, &txState{s: s, tx: st.tx, nested: true}), nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return ctx, s.fail("begin transaction", err)
+	}
+	return context.WithValue(ctx, txKey{}, &txState{s: s, tx: tx}), nil
+}
+
+// Commit commits the transaction begun by BeginTx.
+func (s *Store) Commit(ctx context.Context) error {
+	st := s.txFrom(ctx)
+	if st == nil {
+		return errors.New("commit: no transaction in context")
+	}
+	if st.nested {
+		return nil
+	}
+	return s.fail("commit", st.tx.Commit())
+}
+
+// Rollback rolls back the transaction begun by BeginTx. It is a no-op after
+// Commit or an earlier Rollback, so it can be deferred.
+func (s *Store) Rollback(ctx context.Context) error {
+	st := s.txFrom(ctx)
+	if st == nil {
+		return errors.New("rollback: no transaction in context")
+	}
+	if err := st.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return s.fail("rollback", err)
+	}
+	return nil
+}
+
+// inTx runs fn in the transaction ctx carries, or else in a new one that
+// commits when fn returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
+	if st := s.txFrom(ctx); st != nil {
+		return fn(st.tx)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// fail adds op to err and makes errors.Is work with the store's errors: no
+// rows is store.ErrNotFound, and the driver's errors are classified by the
+// dialect (with the driver error kept in the chain).
+func (s *Store) fail(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", op, store.ErrNotFound)
+	}
+	for _, known := range []error{store.ErrNotFound, store.ErrDuplicate, store.ErrConsumed, store.ErrUnavailable} {
+		if errors.Is(err, known) {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	if kind := s.classify(err); kind != nil {
+		return fmt.Errorf("%s: %w: %w", op, kind, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func (s *Store) classify(err error) error {
+	if s.dialect.Classify != nil {
+		if kind := s.dialect.Classify(err); kind != nil {
+			return kind
+		}
+	}
+	// What every driver reports for a lost or refused connection.
+	var ne net.Error
+	if errors.Is(err, driver.ErrBadConn) || errors.As(err, &ne) {
+		return store.ErrUnavailable
+	}
+	return nil
+}
+
+// affected returns the rows a statement changed.
+func affected(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }

@@ -1,0 +1,966 @@
+// Package storetest is the conformance suite every store.Store backend
+// passes: each method, each documented edge (expiry at the caller's now,
+// the one-time operations, the error kinds) and races on the one-time
+// operations that only a single atomic statement survives.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kamera-id/idp/idp/store"
+)
+
+// RunTests runs the suite. open must return a fresh, empty, migrated store
+// each time it is called (once per subtest) and close it when the test ends
+// (t.Cleanup). The subtests run one after another: the race tests already
+// use as many connections as a small database allows at once.
+func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		f    func(t *testing.T, s store.Store)
+	}{
+		{"Ping", testPing},
+		{"Users", testUsers},
+		{"Clients", testClients},
+		{"SigningKeys", testSigningKeys},
+		{"Sessions", testSessions},
+		{"Flows", testFlows},
+		{"Consent", testConsent},
+		{"TOTP", testTOTP},
+		{"BackupCodes", testBackupCodes},
+		{"Throttle", testThrottle},
+		{"ThrottleOverflow", testThrottleOverflow},
+		{"Audit", testAudit},
+		{"Tokens", testTokens},
+		{"Transactions", testTransactions},
+		{"NestedTransactions", testNestedTransactions},
+		{"DeleteExpired", testDeleteExpired},
+		{"RaceCreateUser", testRaceCreateUser},
+		{"RaceUseBackupCode", testRaceUseBackupCode},
+		{"RaceUseTOTPStep", testRaceUseTOTPStep},
+		{"RaceConfirmTOTP", testRaceConfirmTOTP},
+		{"RaceDeactivateToken", testRaceDeactivateToken},
+		{"RaceDeleteFlow", testRaceDeleteFlow},
+		{"RaceRecordFailure", testRaceRecordFailure},
+		{"RaceRecordFailureLockout", testRaceRecordFailureLockout},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.f(t, open(t)) })
+	}
+}
+
+// t0 is the suite's clock: every time is t0 plus whole seconds, since the
+// store keeps one-second resolution.
+var t0 = time.Date(2030, 4, 1, 9, 30, 0, 0, time.UTC)
+
+func at(d time.Duration) time.Time { return t0.Add(d) }
+
+// racers is how many goroutines each race test runs.
+const racers = 20
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantErr fails unless errors.Is(err, want); want nil means no error.
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if want == nil && err != nil {
+		t.Fatalf("%s: unexpected error %v", what, err)
+	}
+	if want != nil && !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+// same fails unless got and want are equal: times compared with Equal
+// (any location), nil and empty slices alike.
+func same(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if !equal(reflect.ValueOf(got), reflect.ValueOf(want)) {
+		t.Fatalf("%s:\n got  %+v\n want %+v", what, show(got), show(want))
+	}
+}
+
+// show dereferences pointers so failures print values.
+func show(v any) any {
+	r := reflect.ValueOf(v)
+	if r.Kind() == reflect.Pointer && !r.IsNil() {
+		return r.Elem().Interface()
+	}
+	return v
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+func equal(a, b reflect.Value) bool {
+	if !a.IsValid() || !b.IsValid() {
+		return a.IsValid() == b.IsValid()
+	}
+	if a.Type() != b.Type() {
+		return false
+	}
+	if a.Type() == timeType {
+		return a.Interface().(time.Time).Equal(b.Interface().(time.Time))
+	}
+	switch a.Kind() {
+	case reflect.Pointer:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return equal(a.Elem(), b.Elem())
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if !equal(a.Field(i), b.Field(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Slice:
+		if a.Len() != b.Len() {
+			return false
+		}
+		for i := range a.Len() {
+			if !equal(a.Index(i), b.Index(i)) {
+				return false
+			}
+		}
+		return true
+	default:
+		return reflect.DeepEqual(a.Interface(), b.Interface())
+	}
+}
+
+func newUser(t *testing.T, s store.Store, id string) *store.User {
+	t.Helper()
+	u := &store.User{ID: id, Email: id + "@example.com", Name: id, PasswordHash: "hash-" + id, CreatedAt: t0, UpdatedAt: t0}
+	must(t, s.CreateUser(t.Context(), u))
+	return u
+}
+
+func newClient(t *testing.T, s store.Store, id string) *store.Client {
+	t.Helper()
+	c := &store.Client{ID: id, Name: id, RedirectURIs: []string{"https://" + id + ".example/cb"}, CreatedAt: t0}
+	must(t, s.CreateClient(t.Context(), c))
+	return c
+}
+
+// race runs f in racers goroutines released at once and returns how many
+// got nil; every other result must match lose.
+func race(t *testing.T, lose error, f func(ctx context.Context, i int) error) int {
+	t.Helper()
+	ctx := t.Context()
+	start := make(chan struct{})
+	errs := make([]error, racers)
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Go(func() {
+			<-start
+			errs[i] = f(ctx, i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	wins := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, lose):
+			t.Errorf("racer %d: got error %v, want nil or %v", i, err, lose)
+		}
+	}
+	return wins
+}
+
+func testPing(t *testing.T, s store.Store) {
+	must(t, s.Ping(t.Context()))
+}
+
+func testUsers(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := &store.User{ID: "u1", Email: "Alice@Example.COM", Name: "Alice", Locale: "ja",
+		PasswordHash: "$argon2id$v=19$m=65536,t=3,p=2$c2FsdA$aGFzaA", CreatedAt: t0, UpdatedAt: at(time.Second)}
+	must(t, s.CreateUser(ctx, u))
+
+	got, err := s.GetUser(ctx, "u1")
+	must(t, err)
+	same(t, "GetUser", got, u)
+	for _, e := range []string{"alice@example.com", "ALICE@EXAMPLE.COM", "Alice@Example.COM"} {
+		got, err := s.GetUserByEmail(ctx, e)
+		must(t, err)
+		same(t, "GetUserByEmail("+e+")", got, u) // the e-mail as entered
+	}
+
+	_, err = s.GetUser(ctx, "nobody")
+	wantErr(t, "GetUser(unknown)", err, store.ErrNotFound)
+	_, err = s.GetUserByEmail(ctx, "bob@example.com")
+	wantErr(t, "GetUserByEmail(unknown)", err, store.ErrNotFound)
+
+	err = s.CreateUser(ctx, &store.User{ID: "u2", Email: "ALICE@example.com", CreatedAt: t0})
+	wantErr(t, "CreateUser(same e-mail, other case)", err, store.ErrDuplicate)
+	err = s.CreateUser(ctx, &store.User{ID: "u1", Email: "other@example.com", CreatedAt: t0})
+	wantErr(t, "CreateUser(same id)", err, store.ErrDuplicate)
+	_, err = s.GetUserByEmail(ctx, "other@example.com")
+	wantErr(t, "GetUserByEmail after a failed create", err, store.ErrNotFound)
+
+	// Case folding beyond ASCII.
+	must(t, s.CreateUser(ctx, &store.User{ID: "u3", Email: "Ülrich@Example.com", CreatedAt: t0}))
+	got, err = s.GetUserByEmail(ctx, "ülrich@example.com")
+	must(t, err)
+	same(t, "GetUserByEmail(non-ASCII)", got.ID, "u3")
+	err = s.CreateUser(ctx, &store.User{ID: "u4", Email: "ÜLRICH@EXAMPLE.COM", CreatedAt: t0})
+	wantErr(t, "CreateUser(non-ASCII, other case)", err, store.ErrDuplicate)
+
+	must(t, s.UpdatePassword(ctx, "u1", "new-hash", at(time.Hour)))
+	got, err = s.GetUser(ctx, "u1")
+	must(t, err)
+	want := *u
+	want.PasswordHash, want.UpdatedAt = "new-hash", at(time.Hour)
+	same(t, "GetUser after UpdatePassword", got, &want)
+	wantErr(t, "UpdatePassword(unknown)", s.UpdatePassword(ctx, "nobody", "x", t0), store.ErrNotFound)
+}
+
+func testClients(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c := &store.Client{
+		ID: "app", Name: "The App", SecretHash: []byte{0, 1, 2, 0xff},
+		RedirectURIs:           []string{"https://app.example/cb", "https://app.example/cb2?x=1,2"},
+		PostLogoutRedirectURIs: []string{"https://app.example/"},
+		FirstParty:             true, CreatedAt: t0,
+	}
+	must(t, s.CreateClient(ctx, c))
+	got, err := s.GetClient(ctx, "app")
+	must(t, err)
+	same(t, "GetClient", got, c)
+
+	pub := &store.Client{ID: "spa", Name: "SPA", RedirectURIs: []string{"http://localhost:8080/cb"}, Public: true, CreatedAt: t0}
+	must(t, s.CreateClient(ctx, pub))
+	got, err = s.GetClient(ctx, "spa")
+	must(t, err)
+	same(t, "GetClient(public)", got, pub)
+	if len(got.SecretHash) != 0 || len(got.PostLogoutRedirectURIs) != 0 {
+		t.Fatalf("public client: got secret %x, post-logout URIs %q; want none", got.SecretHash, got.PostLogoutRedirectURIs)
+	}
+
+	wantErr(t, "CreateClient(same id)", s.CreateClient(ctx, &store.Client{ID: "app", CreatedAt: t0}), store.ErrDuplicate)
+	_, err = s.GetClient(ctx, "nope")
+	wantErr(t, "GetClient(unknown)", err, store.ErrNotFound)
+}
+
+func testSigningKeys(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	ks, err := s.ListSigningKeys(ctx)
+	must(t, err)
+	if len(ks) != 0 {
+		t.Fatalf("ListSigningKeys on an empty store: %d keys", len(ks))
+	}
+	key := func(id string, created time.Time) store.SigningKey {
+		return store.SigningKey{ID: id, Algorithm: "ES256", PrivateEnc: []byte("enc-" + id),
+			PublicJWK: []byte(`{"kid":"` + id + `"}`), CreatedAt: created}
+	}
+	retired := func(k store.SigningKey, at time.Time) store.SigningKey { k.RetiredAt = at; return k }
+
+	k1 := key("k1", t0)
+	in := k1
+	in.RetiredAt = at(time.Minute) // ignored: a new key is current
+	must(t, s.AddSigningKey(ctx, &in, t0))
+	ks, err = s.ListSigningKeys(ctx)
+	must(t, err)
+	same(t, "after k1", ks, []store.SigningKey{k1})
+
+	k2 := key("k2", at(time.Hour))
+	must(t, s.AddSigningKey(ctx, &k2, at(time.Hour)))
+	k3 := key("k3", at(2*time.Hour))
+	must(t, s.AddSigningKey(ctx, &k3, at(2*time.Hour)))
+	ks, err = s.ListSigningKeys(ctx)
+	must(t, err)
+	same(t, "after k3", ks, []store.SigningKey{k3, retired(k2, at(2*time.Hour)), retired(k1, at(time.Hour))})
+
+	// A duplicate id fails and retires nothing.
+	dup := key("k3", at(3*time.Hour))
+	wantErr(t, "AddSigningKey(same id)", s.AddSigningKey(ctx, &dup, at(3*time.Hour)), store.ErrDuplicate)
+	ks, err = s.ListSigningKeys(ctx)
+	must(t, err)
+	same(t, "after a failed add", ks, []store.SigningKey{k3, retired(k2, at(2*time.Hour)), retired(k1, at(time.Hour))})
+
+	// Created in the same second as k3: the current key still comes first.
+	k4 := key("k4", at(2*time.Hour))
+	must(t, s.AddSigningKey(ctx, &k4, at(3*time.Hour)))
+	ks, err = s.ListSigningKeys(ctx)
+	must(t, err)
+	same(t, "after k4", ks, []store.SigningKey{k4, retired(k3, at(3*time.Hour)), retired(k2, at(2*time.Hour)), retired(k1, at(time.Hour))})
+
+	n, err := s.DeleteSigningKeysRetiredBefore(ctx, at(2*time.Hour))
+	must(t, err)
+	same(t, "deleted retired before k2's retirement", n, 1)
+	n, err = s.DeleteSigningKeysRetiredBefore(ctx, at(100*time.Hour))
+	must(t, err)
+	same(t, "deleted every retired key", n, 2)
+	ks, err = s.ListSigningKeys(ctx)
+	must(t, err)
+	same(t, "the current key survives", ks, []store.SigningKey{k4})
+}
+
+func testSessions(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	newUser(t, s, "u2")
+	mk := func(n, user string, lastSeen, expires time.Duration) *store.Session {
+		return &store.Session{TokenHash: []byte("hash-" + n), ID: "sid-" + n, UserID: user, AuthTime: t0,
+			AMR: []string{"pwd"}, CreatedAt: t0, LastSeen: at(lastSeen), ExpiresAt: at(expires),
+			UserAgent: "UA " + n, IP: "192.0.2.1"}
+	}
+	s1 := mk("1", "u1", 10*time.Minute, time.Hour)
+	s1.AMR, s1.Remember, s1.IP = []string{"pwd", "otp"}, true, "2001:db8::1"
+	must(t, s.CreateSession(ctx, s1))
+
+	got, err := s.GetSession(ctx, s1.TokenHash, t0)
+	must(t, err)
+	same(t, "GetSession", got, s1)
+	_, err = s.GetSession(ctx, s1.TokenHash, at(time.Hour-time.Second))
+	must(t, err)
+	_, err = s.GetSession(ctx, s1.TokenHash, at(time.Hour))
+	wantErr(t, "GetSession at ExpiresAt", err, store.ErrNotFound)
+	_, err = s.GetSession(ctx, []byte("unknown"), t0)
+	wantErr(t, "GetSession(unknown)", err, store.ErrNotFound)
+
+	dup := mk("1", "u1", 0, time.Hour)
+	wantErr(t, "CreateSession(same token hash)", s.CreateSession(ctx, dup), store.ErrDuplicate)
+	dup = mk("x", "u1", 0, time.Hour)
+	dup.ID = s1.ID
+	wantErr(t, "CreateSession(same id)", s.CreateSession(ctx, dup), store.ErrDuplicate)
+
+	must(t, s.TouchSession(ctx, s1.TokenHash, at(15*time.Minute)))
+	got, err = s.GetSession(ctx, s1.TokenHash, t0)
+	must(t, err)
+	same(t, "LastSeen after TouchSession", got.LastSeen, at(15*time.Minute))
+	s1.LastSeen = at(15 * time.Minute)
+	wantErr(t, "TouchSession(unknown)", s.TouchSession(ctx, []byte("unknown"), t0), store.ErrNotFound)
+
+	s2 := mk("2", "u1", 20*time.Minute, 2*time.Hour)
+	s3 := mk("3", "u1", 5*time.Minute, 30*time.Minute)
+	s4 := mk("4", "u2", 0, time.Hour)
+	for _, x := range []*store.Session{s2, s3, s4} {
+		must(t, s.CreateSession(ctx, x))
+	}
+	list, err := s.ListUserSessions(ctx, "u1", at(time.Minute))
+	must(t, err)
+	same(t, "ListUserSessions", list, []store.Session{*s2, *s1, *s3})
+	list, err = s.ListUserSessions(ctx, "u1", at(30*time.Minute))
+	must(t, err)
+	same(t, "ListUserSessions without the expired one", list, []store.Session{*s2, *s1})
+	list, err = s.ListUserSessions(ctx, "nobody", t0)
+	must(t, err)
+	same(t, "ListUserSessions(unknown user)", len(list), 0)
+
+	n, err := s.DeleteUserSessions(ctx, "u1", s1.ID)
+	must(t, err)
+	same(t, "DeleteUserSessions but one", n, 2)
+	list, err = s.ListUserSessions(ctx, "u1", t0)
+	must(t, err)
+	same(t, "the spared session", list, []store.Session{*s1})
+	n, err = s.DeleteUserSessions(ctx, "u1", "")
+	must(t, err)
+	same(t, "DeleteUserSessions all", n, 1)
+	_, err = s.GetSession(ctx, s1.TokenHash, t0)
+	wantErr(t, "GetSession after DeleteUserSessions", err, store.ErrNotFound)
+	_, err = s.GetSession(ctx, s4.TokenHash, t0)
+	must(t, err) // another user's session stays
+
+	must(t, s.DeleteSession(ctx, s4.TokenHash))
+	wantErr(t, "DeleteSession twice", s.DeleteSession(ctx, s4.TokenHash), store.ErrNotFound)
+	_, err = s.GetSession(ctx, s4.TokenHash, t0)
+	wantErr(t, "GetSession after DeleteSession", err, store.ErrNotFound)
+}
+
+func testFlows(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	f := &store.Flow{Key: []byte{0, 0xff, 0x10, 0}, Data: []byte(`{"step":"password"}`), CreatedAt: t0, ExpiresAt: at(10 * time.Minute)}
+	must(t, s.PutFlow(ctx, f))
+	got, err := s.GetFlow(ctx, f.Key, t0)
+	must(t, err)
+	same(t, "GetFlow", got, f)
+	_, err = s.GetFlow(ctx, f.Key, at(10*time.Minute))
+	wantErr(t, "GetFlow at ExpiresAt", err, store.ErrNotFound)
+	_, err = s.GetFlow(ctx, []byte("other"), t0)
+	wantErr(t, "GetFlow(unknown)", err, store.ErrNotFound)
+
+	f2 := &store.Flow{Key: f.Key, Data: []byte(`{"step":"totp"}`), CreatedAt: at(time.Minute), ExpiresAt: at(20 * time.Minute)}
+	must(t, s.PutFlow(ctx, f2))
+	got, err = s.GetFlow(ctx, f.Key, at(15*time.Minute))
+	must(t, err)
+	same(t, "GetFlow after a replacing PutFlow", got, f2)
+
+	must(t, s.DeleteFlow(ctx, f.Key))
+	wantErr(t, "DeleteFlow twice", s.DeleteFlow(ctx, f.Key), store.ErrNotFound)
+	_, err = s.GetFlow(ctx, f.Key, t0)
+	wantErr(t, "GetFlow after DeleteFlow", err, store.ErrNotFound)
+}
+
+func testConsent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	newClient(t, s, "app")
+	newClient(t, s, "other")
+	got, err := s.GetConsent(ctx, "u1", "app")
+	must(t, err)
+	same(t, "GetConsent(none)", len(got), 0)
+
+	must(t, s.PutConsent(ctx, "u1", "app", []string{"openid", "profile", "email"}, t0))
+	got, err = s.GetConsent(ctx, "u1", "app")
+	must(t, err)
+	same(t, "GetConsent", got, []string{"openid", "profile", "email"})
+	must(t, s.PutConsent(ctx, "u1", "app", []string{"openid"}, at(time.Hour)))
+	got, err = s.GetConsent(ctx, "u1", "app")
+	must(t, err)
+	same(t, "GetConsent after a replacing PutConsent", got, []string{"openid"})
+	got, err = s.GetConsent(ctx, "u1", "other")
+	must(t, err)
+	same(t, "GetConsent(other client)", len(got), 0)
+}
+
+func codes(prefix string, n int) []store.BackupCode {
+	cs := make([]store.BackupCode, n)
+	for i := range cs {
+		cs[i] = store.BackupCode{Position: i, Hash: []byte(fmt.Sprintf("%s-hash-%d", prefix, i)), Enc: []byte(fmt.Sprintf("%s-enc-%d", prefix, i))}
+	}
+	return cs
+}
+
+func testTOTP(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	mfa := func(want bool) {
+		t.Helper()
+		u, err := s.GetUser(ctx, "u1")
+		must(t, err)
+		if u.MFAEnabled != want {
+			t.Fatalf("MFAEnabled = %v, want %v", u.MFAEnabled, want)
+		}
+	}
+
+	_, err := s.GetTOTP(ctx, "u1")
+	wantErr(t, "GetTOTP(none)", err, store.ErrNotFound)
+	_, err = s.GetPendingTOTP(ctx, "u1", t0)
+	wantErr(t, "GetPendingTOTP(none)", err, store.ErrNotFound)
+	wantErr(t, "ConfirmTOTP without a pending enrollment", s.ConfirmTOTP(ctx, "u1", 100, codes("a", 3), t0), store.ErrNotFound)
+	wantErr(t, "UseTOTPStep without an authenticator", s.UseTOTPStep(ctx, "u1", 1), store.ErrNotFound)
+	wantErr(t, "DeleteMFA without an authenticator", s.DeleteMFA(ctx, "u1"), store.ErrNotFound)
+
+	p := &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("secret-1"), CreatedAt: t0, ExpiresAt: at(10 * time.Minute)}
+	must(t, s.PutPendingTOTP(ctx, p))
+	got, err := s.GetPendingTOTP(ctx, "u1", t0)
+	must(t, err)
+	same(t, "GetPendingTOTP", got, p)
+	_, err = s.GetPendingTOTP(ctx, "u1", at(10*time.Minute))
+	wantErr(t, "GetPendingTOTP at ExpiresAt", err, store.ErrNotFound)
+	p = &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("secret-2"), CreatedAt: at(time.Minute), ExpiresAt: at(11 * time.Minute)}
+	must(t, s.PutPendingTOTP(ctx, p))
+	got, err = s.GetPendingTOTP(ctx, "u1", t0)
+	must(t, err)
+	same(t, "GetPendingTOTP after a replacing put", got, p)
+	mfa(false)
+
+	wantErr(t, "ConfirmTOTP after expiry", s.ConfirmTOTP(ctx, "u1", 100, codes("a", 3), at(11*time.Minute)), store.ErrNotFound)
+	_, err = s.GetTOTP(ctx, "u1")
+	wantErr(t, "GetTOTP after a failed confirm", err, store.ErrNotFound)
+
+	must(t, s.ConfirmTOTP(ctx, "u1", 100, codes("a", 3), at(2*time.Minute)))
+	totp, err := s.GetTOTP(ctx, "u1")
+	must(t, err)
+	same(t, "GetTOTP", totp, &store.TOTP{UserID: "u1", SecretEnc: []byte("secret-2"), LastStep: 100, ConfirmedAt: at(2 * time.Minute)})
+	_, err = s.GetPendingTOTP(ctx, "u1", t0)
+	wantErr(t, "GetPendingTOTP after confirm", err, store.ErrNotFound)
+	cs, err := s.ListBackupCodes(ctx, "u1")
+	must(t, err)
+	same(t, "backup codes after confirm", cs, codes("a", 3))
+	mfa(true)
+	wantErr(t, "ConfirmTOTP twice", s.ConfirmTOTP(ctx, "u1", 101, codes("b", 3), at(3*time.Minute)), store.ErrNotFound)
+
+	wantErr(t, "UseTOTPStep(the confirming step)", s.UseTOTPStep(ctx, "u1", 100), store.ErrConsumed)
+	wantErr(t, "UseTOTPStep(an earlier step)", s.UseTOTPStep(ctx, "u1", 99), store.ErrConsumed)
+	must(t, s.UseTOTPStep(ctx, "u1", 101))
+	wantErr(t, "UseTOTPStep replayed", s.UseTOTPStep(ctx, "u1", 101), store.ErrConsumed)
+	must(t, s.UseTOTPStep(ctx, "u1", 105))
+	totp, err = s.GetTOTP(ctx, "u1")
+	must(t, err)
+	same(t, "LastStep", totp.LastStep, int64(105))
+
+	// A new enrollment changes nothing until it is confirmed.
+	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("secret-3"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	totp, err = s.GetTOTP(ctx, "u1")
+	must(t, err)
+	same(t, "secret while re-enrolling", totp.SecretEnc, []byte("secret-2"))
+	must(t, s.ConfirmTOTP(ctx, "u1", 50, codes("c", 2), at(4*time.Minute)))
+	totp, err = s.GetTOTP(ctx, "u1")
+	must(t, err)
+	same(t, "GetTOTP after re-enrolling", totp, &store.TOTP{UserID: "u1", SecretEnc: []byte("secret-3"), LastStep: 50, ConfirmedAt: at(4 * time.Minute)})
+	cs, err = s.ListBackupCodes(ctx, "u1")
+	must(t, err)
+	same(t, "backup codes after re-enrolling", cs, codes("c", 2))
+
+	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("secret-4"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	must(t, s.DeleteMFA(ctx, "u1"))
+	_, err = s.GetTOTP(ctx, "u1")
+	wantErr(t, "GetTOTP after DeleteMFA", err, store.ErrNotFound)
+	_, err = s.GetPendingTOTP(ctx, "u1", t0)
+	wantErr(t, "GetPendingTOTP after DeleteMFA", err, store.ErrNotFound)
+	cs, err = s.ListBackupCodes(ctx, "u1")
+	must(t, err)
+	same(t, "backup codes after DeleteMFA", len(cs), 0)
+	mfa(false)
+	wantErr(t, "DeleteMFA twice", s.DeleteMFA(ctx, "u1"), store.ErrNotFound)
+}
+
+func testBackupCodes(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	newUser(t, s, "u2")
+	cs := codes("a", 5)
+	shuffled := []store.BackupCode{cs[3], cs[0], cs[4], cs[2], cs[1]}
+	must(t, s.ReplaceBackupCodes(ctx, "u1", shuffled))
+	must(t, s.ReplaceBackupCodes(ctx, "u2", codes("b", 2)))
+	got, err := s.ListBackupCodes(ctx, "u1")
+	must(t, err)
+	same(t, "ListBackupCodes (by Position)", got, cs)
+
+	left, err := s.UseBackupCode(ctx, "u1", cs[2].Hash, at(time.Hour))
+	must(t, err)
+	same(t, "remaining", left, 4)
+	_, err = s.UseBackupCode(ctx, "u1", cs[2].Hash, at(2*time.Hour))
+	wantErr(t, "UseBackupCode twice", err, store.ErrConsumed)
+	_, err = s.UseBackupCode(ctx, "u1", []byte("unknown"), t0)
+	wantErr(t, "UseBackupCode(unknown)", err, store.ErrConsumed)
+	_, err = s.UseBackupCode(ctx, "u1", codes("b", 1)[0].Hash, t0)
+	wantErr(t, "UseBackupCode(another user's code)", err, store.ErrConsumed)
+	left, err = s.UseBackupCode(ctx, "u1", cs[0].Hash, at(3*time.Hour))
+	must(t, err)
+	same(t, "remaining", left, 3)
+
+	got, err = s.ListBackupCodes(ctx, "u1")
+	must(t, err)
+	want := codes("a", 5)
+	want[2].UsedAt, want[0].UsedAt = at(time.Hour), at(3*time.Hour)
+	same(t, "ListBackupCodes after use", got, want)
+
+	must(t, s.ReplaceBackupCodes(ctx, "u1", codes("c", 3)))
+	got, err = s.ListBackupCodes(ctx, "u1")
+	must(t, err)
+	same(t, "ListBackupCodes after ReplaceBackupCodes", got, codes("c", 3))
+	_, err = s.UseBackupCode(ctx, "u1", cs[1].Hash, t0)
+	wantErr(t, "UseBackupCode(a replaced code)", err, store.ErrConsumed)
+	left, err = s.UseBackupCode(ctx, "u1", codes("c", 3)[1].Hash, t0)
+	must(t, err)
+	same(t, "remaining", left, 2)
+
+	must(t, s.ReplaceBackupCodes(ctx, "u1", nil))
+	got, err = s.ListBackupCodes(ctx, "u1")
+	must(t, err)
+	same(t, "ListBackupCodes after replacing with none", len(got), 0)
+	got, err = s.ListBackupCodes(ctx, "u2")
+	must(t, err)
+	same(t, "another user's codes", got, codes("b", 2))
+}
+
+func testThrottle(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	p := store.ThrottlePolicy{MaxFailures: 3, BaseLockout: time.Minute, MaxLockout: 5 * time.Minute}
+	th, err := s.GetThrottle(ctx, "k")
+	must(t, err)
+	same(t, "GetThrottle(none)", th, &store.Throttle{Key: "k"})
+
+	fail := func(now time.Time, want store.Throttle) {
+		t.Helper()
+		want.Key = "k"
+		th, err := s.RecordFailure(ctx, "k", p, now)
+		must(t, err)
+		same(t, "RecordFailure", th, &want)
+		th, err = s.GetThrottle(ctx, "k")
+		must(t, err)
+		same(t, "GetThrottle", th, &want)
+	}
+	fail(t0, store.Throttle{Failures: 1})
+	fail(t0, store.Throttle{Failures: 2})
+	fail(t0, store.Throttle{Lockouts: 1, LockedUntil: at(time.Minute)})
+	// Each further lockout doubles, up to MaxLockout.
+	now := at(time.Hour)
+	fail(now, store.Throttle{Failures: 1, Lockouts: 1, LockedUntil: at(time.Minute)})
+	fail(now, store.Throttle{Failures: 2, Lockouts: 1, LockedUntil: at(time.Minute)})
+	fail(now, store.Throttle{Lockouts: 2, LockedUntil: now.Add(2 * time.Minute)})
+	locked := now.Add(2 * time.Minute)
+	for i, d := range []time.Duration{4 * time.Minute, 5 * time.Minute, 5 * time.Minute} {
+		now = at(time.Duration(i+2) * time.Hour)
+		fail(now, store.Throttle{Failures: 1, Lockouts: 2 + i, LockedUntil: locked})
+		fail(now, store.Throttle{Failures: 2, Lockouts: 2 + i, LockedUntil: locked})
+		locked = now.Add(d)
+		fail(now, store.Throttle{Lockouts: 3 + i, LockedUntil: locked})
+	}
+
+	// Keys are independent; a lockout on the first failure.
+	one := store.ThrottlePolicy{MaxFailures: 1, BaseLockout: 30 * time.Second, MaxLockout: time.Hour}
+	th, err = s.RecordFailure(ctx, "other", one, t0)
+	must(t, err)
+	same(t, "RecordFailure(MaxFailures 1)", th, &store.Throttle{Key: "other", Lockouts: 1, LockedUntil: at(30 * time.Second)})
+
+	must(t, s.ResetThrottle(ctx, "k"))
+	th, err = s.GetThrottle(ctx, "k")
+	must(t, err)
+	same(t, "GetThrottle after ResetThrottle", th, &store.Throttle{Key: "k"})
+	must(t, s.ResetThrottle(ctx, "k")) // absent: fine
+	th, err = s.RecordFailure(ctx, "k", p, t0)
+	must(t, err)
+	same(t, "RecordFailure after ResetThrottle", th, &store.Throttle{Key: "k", Failures: 1})
+	th, err = s.GetThrottle(ctx, "other")
+	must(t, err)
+	same(t, "the other key", th.Lockouts, 1)
+}
+
+// testThrottleOverflow locks a key far more often than the doubling can
+// count without overflowing.
+func testThrottleOverflow(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	p := store.ThrottlePolicy{MaxFailures: 1, BaseLockout: time.Second, MaxLockout: time.Hour}
+	for i := range 80 {
+		now := at(time.Duration(i) * 2 * time.Hour)
+		th, err := s.RecordFailure(ctx, "k", p, now)
+		must(t, err)
+		want := min(time.Duration(1)<<min(i, 20)*time.Second, time.Hour)
+		same(t, fmt.Sprintf("lockout %d", i+1), th, &store.Throttle{Key: "k", Lockouts: i + 1, LockedUntil: now.Add(want)})
+	}
+}
+
+func testAudit(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	var es []*store.AuditEvent
+	for i := range 5 {
+		e := &store.AuditEvent{UserID: "u1", Type: fmt.Sprintf("event.%d", i), Detail: `{"n":` + fmt.Sprint(i) + `}`,
+			IP: "192.0.2.7", CreatedAt: at(time.Duration(i) * time.Minute)}
+		must(t, s.AddAuditEvent(ctx, e))
+		if e.ID == 0 || (i > 0 && e.ID <= es[i-1].ID) {
+			t.Fatalf("AddAuditEvent: ID %d after %v", e.ID, es)
+		}
+		es = append(es, e)
+	}
+	must(t, s.AddAuditEvent(ctx, &store.AuditEvent{UserID: "u2", Type: "login", CreatedAt: t0}))
+
+	got, err := s.ListAuditEvents(ctx, "u1", 3)
+	must(t, err)
+	same(t, "ListAuditEvents(limit 3)", got, []store.AuditEvent{*es[4], *es[3], *es[2]})
+	got, err = s.ListAuditEvents(ctx, "u1", 50)
+	must(t, err)
+	same(t, "ListAuditEvents(all)", len(got), 5)
+	got, err = s.ListAuditEvents(ctx, "u2", 50)
+	must(t, err)
+	same(t, "another user's events", len(got), 1)
+	got, err = s.ListAuditEvents(ctx, "nobody", 50)
+	must(t, err)
+	same(t, "no events", len(got), 0)
+}
+
+func testTokens(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	rec := &store.TokenRecord{Kind: store.KindAuthorizeCode, Signature: "sig1", RequestID: "req1", ClientID: "app",
+		Subject: "u1", SessionID: "sid", Data: []byte(`{"scopes":["openid"]}`), Active: true,
+		CreatedAt: t0, ExpiresAt: at(10 * time.Minute)}
+	must(t, s.CreateToken(ctx, rec))
+	got, err := s.GetToken(ctx, store.KindAuthorizeCode, "sig1")
+	must(t, err)
+	same(t, "GetToken", got, rec)
+	dup := *rec
+	wantErr(t, "CreateToken(same kind and signature)", s.CreateToken(ctx, &dup), store.ErrDuplicate)
+	dup.Kind = store.KindPKCE
+	must(t, s.CreateToken(ctx, &dup)) // another kind: fine
+	_, err = s.GetToken(ctx, store.KindAuthorizeCode, "unknown")
+	wantErr(t, "GetToken(unknown)", err, store.ErrNotFound)
+	_, err = s.GetToken(ctx, store.KindRefreshToken, "sig1")
+	wantErr(t, "GetToken(other kind)", err, store.ErrNotFound)
+
+	must(t, s.DeactivateToken(ctx, store.KindAuthorizeCode, "sig1"))
+	got, err = s.GetToken(ctx, store.KindAuthorizeCode, "sig1")
+	must(t, err)
+	want := *rec
+	want.Active = false
+	same(t, "GetToken of an inactive token", got, &want)
+	wantErr(t, "DeactivateToken twice", s.DeactivateToken(ctx, store.KindAuthorizeCode, "sig1"), store.ErrConsumed)
+	wantErr(t, "DeactivateToken(unknown)", s.DeactivateToken(ctx, store.KindAuthorizeCode, "unknown"), store.ErrNotFound)
+	got, err = s.GetToken(ctx, store.KindPKCE, "sig1")
+	must(t, err)
+	same(t, "the other kind stays active", got.Active, true)
+
+	inactive := &store.TokenRecord{Kind: store.KindRefreshToken, Signature: "old", RequestID: "r", Data: []byte("x"), CreatedAt: t0}
+	must(t, s.CreateToken(ctx, inactive))
+	wantErr(t, "DeactivateToken(created inactive)", s.DeactivateToken(ctx, store.KindRefreshToken, "old"), store.ErrConsumed)
+
+	for _, x := range []struct{ kind, sig, req string }{
+		{store.KindAccessToken, "a1", "R"}, {store.KindAccessToken, "a2", "R"},
+		{store.KindAccessToken, "a3", "S"}, {store.KindRefreshToken, "r1", "R"},
+	} {
+		must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: x.kind, Signature: x.sig, RequestID: x.req, Data: []byte("{}"), Active: true, CreatedAt: t0}))
+	}
+	must(t, s.DeactivateTokensByRequest(ctx, store.KindAccessToken, "R"))
+	must(t, s.DeactivateTokensByRequest(ctx, store.KindAccessToken, "R"))       // again: nothing to do
+	must(t, s.DeactivateTokensByRequest(ctx, store.KindAccessToken, "unknown")) // none: fine
+	for _, x := range []struct {
+		kind, sig string
+		active    bool
+	}{
+		{store.KindAccessToken, "a1", false}, {store.KindAccessToken, "a2", false},
+		{store.KindAccessToken, "a3", true}, {store.KindRefreshToken, "r1", true},
+	} {
+		got, err := s.GetToken(ctx, x.kind, x.sig)
+		must(t, err)
+		same(t, "Active of "+x.kind+" "+x.sig+" after DeactivateTokensByRequest", got.Active, x.active)
+	}
+
+	must(t, s.DeleteToken(ctx, store.KindAuthorizeCode, "sig1"))
+	wantErr(t, "DeleteToken twice", s.DeleteToken(ctx, store.KindAuthorizeCode, "sig1"), store.ErrNotFound)
+	_, err = s.GetToken(ctx, store.KindAuthorizeCode, "sig1")
+	wantErr(t, "GetToken after DeleteToken", err, store.ErrNotFound)
+}
+
+func testTransactions(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if err := s.Commit(ctx); err == nil {
+		t.Fatal("Commit without a transaction succeeded")
+	}
+
+	tx, err := s.BeginTx(ctx)
+	must(t, err)
+	must(t, s.CreateUser(tx, &store.User{ID: "u1", Email: "u1@example.com", CreatedAt: t0}))
+	_, err = s.GetUser(tx, "u1")
+	must(t, err) // its own write
+	must(t, s.Commit(tx))
+	_, err = s.GetUser(ctx, "u1")
+	wantErr(t, "GetUser after Commit", err, nil)
+
+	k1 := &store.SigningKey{ID: "k1", Algorithm: "RS256", PrivateEnc: []byte("p"), PublicJWK: []byte("{}"), CreatedAt: t0}
+	must(t, s.AddSigningKey(ctx, k1, t0))
+	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("s"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+
+	// Everything done in a rolled-back transaction is undone, the
+	// methods that run their own transaction included.
+	tx, err = s.BeginTx(ctx)
+	must(t, err)
+	must(t, s.CreateUser(tx, &store.User{ID: "u2", Email: "u2@example.com", CreatedAt: t0}))
+	must(t, s.CreateToken(tx, &store.TokenRecord{Kind: store.KindAccessToken, Signature: "a", Data: []byte("{}"), Active: true}))
+	must(t, s.AddSigningKey(tx, &store.SigningKey{ID: "k2", Algorithm: "RS256", PrivateEnc: []byte("p"), PublicJWK: []byte("{}"), CreatedAt: t0}, at(time.Hour)))
+	must(t, s.ConfirmTOTP(tx, "u1", 7, codes("a", 2), at(time.Minute)))
+	_, err = s.GetTOTP(tx, "u1")
+	must(t, err)
+	must(t, s.Rollback(tx))
+
+	_, err = s.GetUser(ctx, "u2")
+	wantErr(t, "GetUser after Rollback", err, store.ErrNotFound)
+	_, err = s.GetToken(ctx, store.KindAccessToken, "a")
+	wantErr(t, "GetToken after Rollback", err, store.ErrNotFound)
+	ks, err := s.ListSigningKeys(ctx)
+	must(t, err)
+	same(t, "signing keys after Rollback", ks, []store.SigningKey{*k1})
+	_, err = s.GetTOTP(ctx, "u1")
+	wantErr(t, "GetTOTP after Rollback", err, store.ErrNotFound)
+	_, err = s.GetPendingTOTP(ctx, "u1", t0)
+	wantErr(t, "GetPendingTOTP after Rollback", err, nil)
+	cs, err := s.ListBackupCodes(ctx, "u1")
+	must(t, err)
+	same(t, "backup codes after Rollback", len(cs), 0)
+
+	// A one-time operation inside a transaction.
+	must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: store.KindRefreshToken, Signature: "r", RequestID: "req", Data: []byte("{}"), Active: true}))
+	tx, err = s.BeginTx(ctx)
+	must(t, err)
+	must(t, s.DeactivateToken(tx, store.KindRefreshToken, "r"))
+	wantErr(t, "DeactivateToken twice in a transaction", s.DeactivateToken(tx, store.KindRefreshToken, "r"), store.ErrConsumed)
+	must(t, s.Commit(tx))
+	wantErr(t, "DeactivateToken after Commit", s.DeactivateToken(ctx, store.KindRefreshToken, "r"), store.ErrConsumed)
+}
+
+// testNestedTransactions pins down the SQL stores' convention: a BeginTx
+// inside a transaction joins it, its Commit leaves the commit to the outer
+// one, and its Rollback undoes the whole transaction.
+func testNestedTransactions(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	outer, err := s.BeginTx(ctx)
+	must(t, err)
+	inner, err := s.BeginTx(outer)
+	must(t, err)
+	must(t, s.CreateUser(inner, &store.User{ID: "u1", Email: "u1@example.com", CreatedAt: t0}))
+	must(t, s.Commit(inner))
+	must(t, s.Rollback(outer))
+	_, err = s.GetUser(ctx, "u1")
+	wantErr(t, "GetUser after the outer Rollback", err, store.ErrNotFound)
+
+	outer, err = s.BeginTx(ctx)
+	must(t, err)
+	inner, err = s.BeginTx(outer)
+	must(t, err)
+	must(t, s.CreateUser(inner, &store.User{ID: "u2", Email: "u2@example.com", CreatedAt: t0}))
+	must(t, s.Commit(inner))
+	must(t, s.Commit(outer))
+	_, err = s.GetUser(ctx, "u2")
+	must(t, err)
+
+	outer, err = s.BeginTx(ctx)
+	must(t, err)
+	must(t, s.CreateUser(outer, &store.User{ID: "u3", Email: "u3@example.com", CreatedAt: t0}))
+	inner, err = s.BeginTx(outer)
+	must(t, err)
+	must(t, s.Rollback(inner))
+	if err := s.Commit(outer); err == nil {
+		t.Fatal("Commit after an inner Rollback succeeded")
+	}
+	must(t, s.Rollback(outer))
+	_, err = s.GetUser(ctx, "u3")
+	wantErr(t, "GetUser after an inner Rollback", err, store.ErrNotFound)
+}
+
+func testDeleteExpired(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	newUser(t, s, "u2")
+	now := at(time.Hour)
+	// Expired: at or before now. Live: later, or no expiry at all.
+	expired := []time.Time{t0, at(30 * time.Minute), now}
+	live := []time.Time{now.Add(time.Second), {}}
+	for i, exp := range append(expired, live...) {
+		must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: store.KindAccessToken, Signature: fmt.Sprint("tok", i),
+			Data: []byte("{}"), Active: true, CreatedAt: t0, ExpiresAt: exp}))
+		must(t, s.PutFlow(ctx, &store.Flow{Key: []byte(fmt.Sprint("flow", i)), Data: []byte("{}"), CreatedAt: t0, ExpiresAt: exp}))
+		must(t, s.CreateSession(ctx, &store.Session{TokenHash: []byte(fmt.Sprint("sess", i)), ID: fmt.Sprint("sid", i),
+			UserID: "u1", CreatedAt: t0, LastSeen: t0, ExpiresAt: exp}))
+	}
+	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("s"), CreatedAt: t0, ExpiresAt: now}))
+	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u2", SecretEnc: []byte("s"), CreatedAt: t0, ExpiresAt: now.Add(time.Minute)}))
+
+	for i, want := range []int{2 + 2 + 2 + 1, 1 + 1 + 1, 0} {
+		n, err := s.DeleteExpired(ctx, now, 2)
+		must(t, err)
+		same(t, fmt.Sprintf("DeleteExpired round %d", i+1), n, want)
+	}
+	for i := len(expired); i < len(expired)+len(live); i++ {
+		_, err := s.GetToken(ctx, store.KindAccessToken, fmt.Sprint("tok", i))
+		wantErr(t, "a live token", err, nil)
+		_, err = s.GetFlow(ctx, []byte(fmt.Sprint("flow", i)), now)
+		wantErr(t, "a live flow", err, nil)
+		_, err = s.GetSession(ctx, []byte(fmt.Sprint("sess", i)), now)
+		wantErr(t, "a live session", err, nil)
+	}
+	for i := range expired {
+		_, err := s.GetToken(ctx, store.KindAccessToken, fmt.Sprint("tok", i))
+		wantErr(t, "an expired token", err, store.ErrNotFound)
+	}
+	_, err := s.GetPendingTOTP(ctx, "u2", now)
+	wantErr(t, "a live pending enrollment", err, nil)
+	list, err := s.ListUserSessions(ctx, "u1", t0)
+	must(t, err)
+	same(t, "sessions left", len(list), len(live))
+}
+
+func testRaceCreateUser(t *testing.T, s store.Store) {
+	wins := race(t, store.ErrDuplicate, func(ctx context.Context, i int) error {
+		return s.CreateUser(ctx, &store.User{ID: fmt.Sprint("u", i), Email: "Same@example.com", CreatedAt: t0})
+	})
+	same(t, "CreateUser winners", wins, 1)
+}
+
+func testRaceUseBackupCode(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	cs := codes("a", 10)
+	must(t, s.ReplaceBackupCodes(ctx, "u1", cs))
+	wins := race(t, store.ErrConsumed, func(ctx context.Context, _ int) error {
+		_, err := s.UseBackupCode(ctx, "u1", cs[3].Hash, t0)
+		return err
+	})
+	same(t, "UseBackupCode winners", wins, 1)
+	left, err := s.UseBackupCode(ctx, "u1", cs[4].Hash, t0)
+	must(t, err)
+	same(t, "remaining", left, 8)
+}
+
+func testRaceUseTOTPStep(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("s"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	must(t, s.ConfirmTOTP(ctx, "u1", 1000, nil, t0))
+	wins := race(t, store.ErrConsumed, func(ctx context.Context, _ int) error {
+		return s.UseTOTPStep(ctx, "u1", 1001)
+	})
+	same(t, "UseTOTPStep winners", wins, 1)
+}
+
+func testRaceConfirmTOTP(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("s"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	wins := race(t, store.ErrNotFound, func(ctx context.Context, i int) error {
+		return s.ConfirmTOTP(ctx, "u1", int64(1000+i), codes(fmt.Sprint(i), 3), t0)
+	})
+	same(t, "ConfirmTOTP winners", wins, 1)
+	totp, err := s.GetTOTP(ctx, "u1")
+	must(t, err)
+	cs, err := s.ListBackupCodes(ctx, "u1")
+	must(t, err)
+	same(t, "the winner's backup codes", cs, codes(fmt.Sprint(totp.LastStep-1000), 3))
+}
+
+func testRaceDeactivateToken(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: store.KindAuthorizeCode, Signature: "code", Data: []byte("{}"), Active: true, CreatedAt: t0}))
+	wins := race(t, store.ErrConsumed, func(ctx context.Context, _ int) error {
+		return s.DeactivateToken(ctx, store.KindAuthorizeCode, "code")
+	})
+	same(t, "DeactivateToken winners", wins, 1)
+}
+
+func testRaceDeleteFlow(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	must(t, s.PutFlow(ctx, &store.Flow{Key: []byte("flow"), Data: []byte("{}"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	wins := race(t, store.ErrNotFound, func(ctx context.Context, _ int) error {
+		return s.DeleteFlow(ctx, []byte("flow"))
+	})
+	same(t, "DeleteFlow winners", wins, 1)
+}
+
+// testRaceRecordFailure checks that concurrent failures are each counted
+// once: every caller sees a different count.
+func testRaceRecordFailure(t *testing.T, s store.Store) {
+	p := store.ThrottlePolicy{MaxFailures: 1000, BaseLockout: time.Minute, MaxLockout: time.Hour}
+	var mu sync.Mutex
+	seen := map[int]bool{}
+	wins := race(t, nil, func(ctx context.Context, _ int) error {
+		th, err := s.RecordFailure(ctx, "k", p, t0)
+		if err == nil {
+			mu.Lock()
+			seen[th.Failures] = true
+			mu.Unlock()
+		}
+		return err
+	})
+	same(t, "RecordFailure successes", wins, racers)
+	same(t, "distinct counts seen", len(seen), racers)
+	th, err := s.GetThrottle(t.Context(), "k")
+	must(t, err)
+	same(t, "GetThrottle", th, &store.Throttle{Key: "k", Failures: racers})
+}
+
+func testRaceRecordFailureLockout(t *testing.T, s store.Store) {
+	p := store.ThrottlePolicy{MaxFailures: 5, BaseLockout: time.Minute, MaxLockout: time.Hour}
+	wins := race(t, nil, func(ctx context.Context, _ int) error {
+		_, err := s.RecordFailure(ctx, "k", p, t0)
+		return err
+	})
+	same(t, "RecordFailure successes", wins, racers)
+	th, err := s.GetThrottle(t.Context(), "k")
+	must(t, err)
+	same(t, "GetThrottle", th, &store.Throttle{Key: "k", Lockouts: racers / 5, LockedUntil: at(8 * time.Minute)})
+}
