@@ -1,0 +1,183 @@
+// Package templates holds the hosted pages (templ components) and the data
+// each one renders. Handlers in idp/web fill these structs; the components
+// never reach back into the application.
+package templates
+
+// Page is what every hosted page shares.
+type Page struct {
+	Lang      string // "ja" (default) or "en"; the <html lang> and the message catalogue
+	Title     string // optional override; otherwise each page's own title
+	CSRF      string // CSRF token, posted back by every form as the hidden field "csrf"
+	Brand     Brand
+	RequestID string
+	// LoggedIn shows the account links (マイページ, ログアウト) in the header.
+	LoggedIn bool
+}
+
+// Brand is the configurable look of the pages (product name, logo, colours).
+type Brand struct {
+	ProductName  string // e.g. "ギガらくカメラ"; empty: a neutral default
+	LogoURL      string // optional; same-origin path or https URL
+	PrimaryColor string // CSS colour for buttons and links, e.g. "#0b5cad"
+}
+
+// LoginPage is the e-mail and password form (flows.md section 1).
+type LoginPage struct {
+	Page
+	Action   string // form action (POST), e.g. "/login"
+	Flow     string // hidden field "flow"
+	Email    string // kept after a failed attempt, or the login_hint
+	Remember bool
+	// Error is a message key (see Messages); empty for none. Shown in role="alert".
+	Error string
+	// ClientName is the relying party the user is logging in to, when there is one.
+	ClientName string
+	ForgotURL  string // the パスワードを忘れた方はこちら link
+}
+
+// TOTPPage is the second step: the authenticator code (flows.md section 2).
+type TOTPPage struct {
+	Page
+	Action    string
+	Flow      string
+	Error     string
+	BackupURL string // the バックアップコードを使用してログイン link
+}
+
+// BackupCodePage is the backup code step (flows.md section 3).
+type BackupCodePage struct {
+	Page
+	Action  string
+	Flow    string
+	Error   string
+	TOTPURL string // the 認証コード入力画面に戻る link
+}
+
+// LowBackupCodesPage is the interstitial after a backup-code login that left
+// two or fewer unused codes.
+type LowBackupCodesPage struct {
+	Page
+	Remaining   int
+	ReplaceURL  string // where the user replaces the codes (after re-entering the password)
+	ContinueURL string // continue to the relying party / My Page (a GET link)
+}
+
+// ConsentPage lists the scopes a third-party client asks for.
+type ConsentPage struct {
+	Page
+	Action     string
+	Flow       string
+	ClientName string
+	Scopes     []string // "openid", "profile", "email", "address", "phone", "offline_access"
+}
+
+// ErrorPage is shown for errors that cannot be sent back to a relying party
+// (an unregistered redirect URI, an expired flow, ...), for 404, 429, 500 and 503.
+type ErrorPage struct {
+	Page
+	Status  int
+	Message string // message key (see Messages) or, when not a key, shown as is
+	Detail  string // optional extra text, never internals
+	BackURL string // optional link back
+}
+
+// MessagePage is a simple notice with an optional link (logged out, password
+// reset not yet available, ...).
+type MessagePage struct {
+	Page
+	Heading  string // message key
+	Message  string // message key
+	LinkURL  string
+	LinkText string // message key
+}
+
+// LogoutPage asks the user to confirm an RP-initiated logout.
+type LogoutPage struct {
+	Page
+	Action     string
+	Flow       string // hidden "flow" field carrying the validated logout request
+	ClientName string
+}
+
+// AuditEntry is one line of the recent security events on My Page.
+type AuditEntry struct {
+	When   string // formatted in the page's locale
+	Type   string // event type, e.g. "mfa.enabled"; the page maps it to a message
+	Detail string // already human-readable (e.g. "残り 3 個"), may be empty
+	IP     string
+}
+
+// AccountPage is My Page (マイページ): the account and its settings.
+type AccountPage struct {
+	Page
+	Email      string
+	Name       string
+	MFAEnabled bool
+	Events     []AuditEntry
+	Notice     string // message key of a one-time notice (e.g. "2fa_disabled"), may be empty
+}
+
+// TwoFAPage is the 2段階認証設定 section (/account/2fa).
+type TwoFAPage struct {
+	Page
+	MFAEnabled     bool
+	SetupURL       string // 設定
+	DisableURL     string // 解除
+	BackupCodesURL string
+	RemainingCodes int
+	Notice         string
+}
+
+// PasswordPromptPage re-asks the account password before a sensitive setting
+// (turning 2FA on, showing backup codes). Disabling has its own page.
+type PasswordPromptPage struct {
+	Page
+	Action  string
+	Purpose string // "setup" or "backup_codes": selects heading and text
+	Flow    string
+	Error   string
+}
+
+// SetupPage is 手順1..手順3 of turning 2FA on.
+type SetupPage struct {
+	Page
+	Action    string
+	Flow      string
+	QRDataURL string // data:image/png;base64,... of the otpauth:// URI
+	SetupKey  string // base32, grouped in fours
+	Error     string
+}
+
+// SetupDonePage is 2段階認証設定の完了 with the new backup codes.
+type SetupDonePage struct {
+	Page
+	Codes     []string
+	TwoFAURL  string // the 2段階認証の設定ページ link
+	ReturnURL string // optional: continue where the user was going
+}
+
+// BackupCode is one code on the backup codes page.
+type BackupCode struct {
+	Code string
+	Used bool
+}
+
+// BackupCodesPage shows the codes again (used ones marked) and offers to
+// replace them all.
+type BackupCodesPage struct {
+	Page
+	Codes         []BackupCode
+	ReplaceAction string // POST: replace all codes
+	Flow          string // re-authentication proof for the replace form
+	Replaced      bool   // the codes were just replaced
+	ReturnURL     string // optional "continue" link (after the low-codes interstitial)
+}
+
+// DisablePage is 2段階認証の解除 (flows.md section 5).
+type DisablePage struct {
+	Page
+	Action    string
+	Flow      string
+	CancelURL string
+	Error     string
+}
