@@ -1,0 +1,301 @@
+// Command idp is the identity provider: the server and its administrative
+// commands, all reading the same configuration (see config/idp.env.example).
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kamera-id/idp/idp/app"
+	"github.com/kamera-id/idp/idp/config"
+)
+
+const usage = `usage: idp <command> [flags]
+
+commands:
+  serve                      run the server
+  migrate                    apply pending database migrations and exit
+  user create --email E [--name N] [--locale ja|en] --password-stdin
+  user reset-mfa --email E   remove a user's two-step verification (support desk)
+  client create --id ID --name NAME --redirect-uri URI [--redirect-uri URI2 ...]
+                [--public] [--first-party] [--post-logout-redirect-uri URI ...]
+  keys rotate                make a new signing key current
+  demo-setup                 create the demo user and client of 'make run' if missing
+
+Configuration comes from IDP_* environment variables, or a KEY=VALUE file
+named by IDP_CONFIG (the environment wins).`
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "idp: "+oneLine(err))
+		os.Exit(1)
+	}
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// errUsage is returned for a command line that cannot be understood.
+var errUsage = errors.New("see 'idp help'")
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, usage)
+		return errUsage
+	}
+	cmd := args[0]
+	if len(args) > 1 && (cmd == "user" || cmd == "client" || cmd == "keys") {
+		cmd += " " + args[1]
+		args = args[1:]
+	}
+	args = args[1:]
+	switch cmd {
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	case "serve":
+		return serve(ctx, args)
+	case "migrate":
+		return migrate(ctx, args)
+	case "user create":
+		return userCreate(ctx, args, stdin, stdout)
+	case "user reset-mfa":
+		return userResetMFA(ctx, args, stdout)
+	case "client create":
+		return clientCreate(ctx, args, stdout)
+	case "keys rotate":
+		return keysRotate(ctx, args, stdout)
+	case "demo-setup":
+		return demoSetup(ctx, args, stdout)
+	}
+	return fmt.Errorf("unknown command %q; %w", strings.Join(strings.Fields(cmd), " "), errUsage)
+}
+
+func loadConfig() (config.Config, error) {
+	return config.Load(os.Getenv("IDP_CONFIG"), os.Getenv)
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// flags parses a subcommand's flags; a flag error is one line, not a dump
+// of the flag set.
+func flags(name string, args []string, define func(fs *flag.FlagSet)) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	define(fs)
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
+	}
+	return nil
+}
+
+// openApp opens the provider for an administrative command.
+func openApp(ctx context.Context) (*app.App, error) {
+	cfg, err := loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	return app.Open(ctx, cfg, app.Options{Logger: newLogger("warn")})
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func serve(ctx context.Context, args []string) error {
+	if err := flags("serve", args, func(*flag.FlagSet) {}); err != nil {
+		return err
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogLevel)
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := app.Open(ctx, cfg, app.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "store", storeKind(cfg))
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing requests in flight")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdownCtx)
+}
+
+func storeKind(cfg config.Config) string {
+	if cfg.Embedded() {
+		return "sqlite"
+	}
+	return "postgres"
+}
+
+func migrate(ctx context.Context, args []string) error {
+	if err := flags("migrate", args, func(*flag.FlagSet) {}); err != nil {
+		return err
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	st, err := app.OpenStore(ctx, cfg, true)
+	if err != nil {
+		return err
+	}
+	return st.Close()
+}
+
+func userCreate(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	var nu app.NewUser
+	var fromStdin bool
+	if err := flags("user create", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&nu.Email, "email", "", "")
+		fs.StringVar(&nu.Name, "name", "", "")
+		fs.StringVar(&nu.Locale, "locale", "", "")
+		fs.BoolVar(&fromStdin, "password-stdin", false, "")
+	}); err != nil {
+		return err
+	}
+	if nu.Email == "" {
+		return errors.New("user create: --email is required")
+	}
+	if !fromStdin {
+		return errors.New("user create: --password-stdin is required (the password is the first line of stdin)")
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("user create: read password: %w", err)
+	}
+	nu.Password = strings.TrimRight(line, "\r\n")
+	a, err := openApp(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	u, err := a.CreateUser(ctx, nu)
+	if err != nil {
+		return fmt.Errorf("user create: %w", err)
+	}
+	return printJSON(stdout, map[string]string{"id": u.ID, "email": u.Email})
+}
+
+func userResetMFA(ctx context.Context, args []string, stdout io.Writer) error {
+	var email string
+	if err := flags("user reset-mfa", args, func(fs *flag.FlagSet) { fs.StringVar(&email, "email", "", "") }); err != nil {
+		return err
+	}
+	if email == "" {
+		return errors.New("user reset-mfa: --email is required")
+	}
+	a, err := openApp(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	u, err := a.ResetMFA(ctx, email)
+	if err != nil {
+		return fmt.Errorf("user reset-mfa: %w", err)
+	}
+	return printJSON(stdout, map[string]any{"id": u.ID, "email": u.Email, "mfa": false})
+}
+
+// multi collects a repeatable string flag.
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+func clientCreate(ctx context.Context, args []string, stdout io.Writer) error {
+	var nc app.NewClient
+	var redirects, postLogout multi
+	if err := flags("client create", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&nc.ID, "id", "", "")
+		fs.StringVar(&nc.Name, "name", "", "")
+		fs.Var(&redirects, "redirect-uri", "")
+		fs.Var(&postLogout, "post-logout-redirect-uri", "")
+		fs.BoolVar(&nc.Public, "public", false, "")
+		fs.BoolVar(&nc.FirstParty, "first-party", false, "")
+	}); err != nil {
+		return err
+	}
+	if nc.ID == "" || nc.Name == "" {
+		return errors.New("client create: --id and --name are required")
+	}
+	nc.RedirectURIs, nc.PostLogoutRedirectURIs = redirects, postLogout
+	a, err := openApp(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	c, secret, err := a.CreateClient(ctx, nc)
+	if err != nil {
+		return fmt.Errorf("client create: %w", err)
+	}
+	out := map[string]string{"client_id": c.ID}
+	if secret != "" {
+		out["client_secret"] = secret
+	}
+	return printJSON(stdout, out)
+}
+
+func keysRotate(ctx context.Context, args []string, stdout io.Writer) error {
+	if err := flags("keys rotate", args, func(*flag.FlagSet) {}); err != nil {
+		return err
+	}
+	a, err := openApp(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	kid, err := a.Keys.Rotate(ctx)
+	if err != nil {
+		return fmt.Errorf("keys rotate: %w", err)
+	}
+	return printJSON(stdout, map[string]string{"kid": kid})
+}

@@ -1,0 +1,146 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/kamera-id/idp/idp/crypt"
+	"github.com/kamera-id/idp/idp/store"
+)
+
+// NewUser describes an account to create.
+type NewUser struct {
+	Email    string
+	Name     string
+	Locale   string
+	Password string
+}
+
+// Password rules (NIST SP 800-63B: length, not composition).
+const (
+	MinPasswordLen = 8
+	MaxPasswordLen = 128
+)
+
+// CheckPassword applies the password rules.
+func CheckPassword(pw string) error {
+	n := utf8.RuneCountInString(pw)
+	switch {
+	case !utf8.ValidString(pw):
+		return errors.New("password is not valid UTF-8")
+	case n < MinPasswordLen:
+		return fmt.Errorf("password must be at least %d characters", MinPasswordLen)
+	case n > MaxPasswordLen:
+		return fmt.Errorf("password must be at most %d characters", MaxPasswordLen)
+	}
+	return nil
+}
+
+// CreateUser validates and stores a new account.
+func (a *App) CreateUser(ctx context.Context, nu NewUser) (*store.User, error) {
+	email := strings.TrimSpace(nu.Email)
+	addr, err := mail.ParseAddress(email)
+	if err != nil || addr.Address != email || len(email) > 254 {
+		return nil, fmt.Errorf("invalid e-mail address %q", nu.Email)
+	}
+	if err := CheckPassword(nu.Password); err != nil {
+		return nil, err
+	}
+	switch nu.Locale {
+	case "", "ja", "en":
+	default:
+		return nil, fmt.Errorf("locale %q: want ja or en", nu.Locale)
+	}
+	hash, err := a.Hasher.Hash(ctx, nu.Password)
+	if err != nil {
+		return nil, err
+	}
+	now := a.Now().Truncate(1e9)
+	u := &store.User{
+		ID: crypt.RandomToken(16), Email: email, Name: strings.TrimSpace(nu.Name), Locale: nu.Locale,
+		PasswordHash: hash, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := a.Store.CreateUser(ctx, u); err != nil {
+		if errors.Is(err, store.ErrDuplicate) {
+			return nil, fmt.Errorf("a user with e-mail %s already exists", email)
+		}
+		return nil, err
+	}
+	return u, nil
+}
+
+// NewClient describes a relying party to register.
+type NewClient struct {
+	ID                     string
+	Name                   string
+	RedirectURIs           []string
+	PostLogoutRedirectURIs []string
+	Public                 bool
+	FirstParty             bool
+}
+
+// CreateClient registers a relying party and returns its secret (empty for
+// public clients). The secret has 256 bits of entropy and is stored only as
+// a keyed hash.
+func (a *App) CreateClient(ctx context.Context, nc NewClient) (*store.Client, string, error) {
+	id := strings.TrimSpace(nc.ID)
+	if id == "" || len(id) > 128 || strings.ContainsAny(id, " \t\r\n:") {
+		return nil, "", fmt.Errorf("client id %q: want 1-128 characters without spaces or colons", nc.ID)
+	}
+	if strings.TrimSpace(nc.Name) == "" {
+		return nil, "", errors.New("client name is required")
+	}
+	if len(nc.RedirectURIs) == 0 {
+		return nil, "", errors.New("at least one --redirect-uri is required")
+	}
+	for _, u := range append(append([]string{}, nc.RedirectURIs...), nc.PostLogoutRedirectURIs...) {
+		if err := ValidateRedirectURI(u); err != nil {
+			return nil, "", err
+		}
+	}
+	c := &store.Client{
+		ID: id, Name: strings.TrimSpace(nc.Name), RedirectURIs: nc.RedirectURIs,
+		PostLogoutRedirectURIs: nc.PostLogoutRedirectURIs, Public: nc.Public, FirstParty: nc.FirstParty,
+		CreatedAt: a.Now().Truncate(1e9),
+	}
+	var secret string
+	if !nc.Public {
+		secret = crypt.RandomToken(32)
+		c.SecretHash, _ = SecretHasher{Key: a.Key}.Hash(ctx, []byte(secret))
+	}
+	if err := a.Store.CreateClient(ctx, c); err != nil {
+		if errors.Is(err, store.ErrDuplicate) {
+			return nil, "", fmt.Errorf("a client with id %s already exists", id)
+		}
+		return nil, "", err
+	}
+	return c, secret, nil
+}
+
+// ResetMFA is the support desk's path for a user who lost both the
+// authenticator and the backup codes.
+func (a *App) ResetMFA(ctx context.Context, email string) (*store.User, error) {
+	u, err := a.Store.GetUserByEmail(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("no user with e-mail %s", email)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Store.DeleteMFA(ctx, u.ID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("user %s has no two-step verification to reset", email)
+		}
+		return nil, err
+	}
+	if err := a.Store.AddAuditEvent(ctx, &store.AuditEvent{
+		UserID: u.ID, Type: "mfa.reset", Detail: `{"by":"support"}`, CreatedAt: a.Now(),
+	}); err != nil {
+		return nil, err
+	}
+	return u, nil
+}

@@ -1,0 +1,198 @@
+// Package app wires the provider together from its configuration: the
+// store, the master key, the password hasher, the signing keys, fosite and
+// the web layer. The CLI and the end-to-end tests both start it from here;
+// it also holds the administrative operations the CLI exposes.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/kamera-id/idp/idp/config"
+	"github.com/kamera-id/idp/idp/crypt"
+	"github.com/kamera-id/idp/idp/keys"
+	"github.com/kamera-id/idp/idp/oidc"
+	"github.com/kamera-id/idp/idp/password"
+	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/idp/store/postgres"
+	"github.com/kamera-id/idp/idp/store/sqlite"
+	"github.com/kamera-id/idp/idp/web"
+)
+
+// App is a configured provider.
+type App struct {
+	Config   config.Config
+	Store    store.Store
+	Key      *crypt.Key
+	Hasher   *password.Hasher
+	Keys     *keys.Manager
+	Provider *oidc.Provider
+	Web      *web.Server
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Options adjust how Open builds the app (tests move the clock).
+type Options struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+	// Migrate applies pending migrations on open (always on for the
+	// embedded store; PostgreSQL deployments run `idp migrate`).
+	Migrate bool
+}
+
+// migrator is implemented by both stores.
+type migrator interface {
+	Migrate(ctx context.Context) error
+}
+
+// OpenStore opens the configured store, migrating it when asked to (or when
+// it is the embedded one).
+func OpenStore(ctx context.Context, cfg config.Config, migrate bool) (store.Store, error) {
+	var (
+		st  store.Store
+		err error
+	)
+	if cfg.Embedded() {
+		st, err = sqlite.Open(ctx, cfg.SQLitePath())
+		migrate = true
+	} else {
+		st, err = postgres.Open(ctx, cfg.DatabaseURL)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if migrate {
+		m, ok := st.(migrator)
+		if !ok {
+			st.Close()
+			return nil, errors.New("store cannot migrate")
+		}
+		if err := m.Migrate(ctx); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// LoadKey reads the master key: IDP_SECRET_KEY, or the key file (created on
+// first start only for the embedded default).
+func LoadKey(cfg config.Config) (*crypt.Key, error) {
+	if cfg.SecretKey != "" {
+		return crypt.ParseKey(cfg.SecretKey)
+	}
+	if cfg.Embedded() && cfg.SecretKeyFile == config.DefaultSecretKeyFile {
+		return crypt.LoadOrCreateKeyFile(cfg.SecretKeyFile)
+	}
+	return crypt.LoadKeyFile(cfg.SecretKeyFile)
+}
+
+// Open builds the whole provider.
+func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	key, err := LoadKey(cfg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := OpenStore(ctx, cfg, opt.Migrate)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{Config: cfg, Store: st, Key: key, Logger: opt.Logger, Now: opt.Now}
+	a.Hasher = password.New(password.Params{
+		Memory: cfg.ArgonMemoryKiB, Time: cfg.ArgonIterations, Threads: password.DefaultParams.Threads,
+		SaltLen: password.DefaultParams.SaltLen, KeyLen: password.DefaultParams.KeyLen,
+	}, cfg.ArgonMaxConcurrent)
+	a.Keys = keys.NewManager(keys.ManagerConfig{
+		Store: st, Key: key, Algorithm: cfg.SigningAlg, Now: opt.Now,
+		// A retired key stays published while ID tokens it signed live.
+		KeepRetired: cfg.IDTokenTTL + 10*time.Minute,
+	})
+	if err := a.Keys.Ensure(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	a.Provider, err = oidc.New(oidc.Config{
+		Issuer: cfg.Issuer, SigningAlg: cfg.SigningAlg,
+		HMACSecret:     key.Derive("fosite-hmac", 32),
+		SecretHasher:   SecretHasher{Key: key},
+		AccessTokenTTL: cfg.AccessTokenTTL, IDTokenTTL: cfg.IDTokenTTL,
+		RefreshTokenTTL: cfg.RefreshTokenTTL, AuthCodeTTL: cfg.AuthCodeTTL,
+		Logger: opt.Logger,
+	}, st, a.Keys)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.Web = web.New(web.Deps{
+		Config: cfg, Store: st, Key: key, Hasher: a.Hasher, Provider: a.Provider, Logger: opt.Logger, Now: opt.Now,
+	})
+	return a, nil
+}
+
+// Handler is the provider's HTTP handler.
+func (a *App) Handler() http.Handler { return a.Web }
+
+// Close releases the store.
+func (a *App) Close() error { return a.Store.Close() }
+
+// SecretHasher stores client secrets as a keyed hash. Secrets are generated
+// by the provider with 256 bits of entropy, so a fast keyed hash is as safe
+// as a slow one and keeps the token endpoint cheap.
+type SecretHasher struct{ Key *crypt.Key }
+
+// Hash implements fosite.Hasher.
+func (h SecretHasher) Hash(_ context.Context, data []byte) ([]byte, error) {
+	return h.Key.MAC("client-secret", data), nil
+}
+
+// Compare implements fosite.Hasher in constant time.
+func (h SecretHasher) Compare(_ context.Context, hash, data []byte) error {
+	if !crypt.Equal(hash, h.Key.MAC("client-secret", data)) {
+		return errors.New("client secret mismatch")
+	}
+	return nil
+}
+
+// ValidateRedirectURI checks a URI a client registers: absolute, no
+// fragment, https (or http on a loopback host, or a private-use scheme for
+// native apps).
+func ValidateRedirectURI(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || !u.IsAbs() {
+		return fmt.Errorf("redirect URI %q: not an absolute URI", raw)
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return fmt.Errorf("redirect URI %q: must not contain a fragment", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		if u.Host == "" {
+			return fmt.Errorf("redirect URI %q: no host", raw)
+		}
+	case "http":
+		h := u.Hostname()
+		if h != "localhost" && h != "127.0.0.1" && h != "::1" {
+			return fmt.Errorf("redirect URI %q: plain http is allowed only for localhost", raw)
+		}
+	case "javascript", "data", "file", "vbscript":
+		return fmt.Errorf("redirect URI %q: scheme %s is not allowed", raw, u.Scheme)
+	default:
+		if !strings.Contains(u.Scheme, ".") {
+			return fmt.Errorf("redirect URI %q: a custom scheme must be a reverse domain name (RFC 8252)", raw)
+		}
+	}
+	return nil
+}

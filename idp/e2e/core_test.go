@@ -1,0 +1,469 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/kamera-id/idp/idp/config"
+	"github.com/kamera-id/idp/idp/testenv"
+)
+
+const (
+	email    = "user@example.com"
+	password = "correct horse battery"
+)
+
+// login runs a whole password login from the relying party's request and
+// returns the authorization code.
+func login(t *testing.T, b *browser, r *rp, a authRequest) string {
+	t.Helper()
+	p := b.get(a.URL)
+	if p.Status != http.StatusOK || p.formWith("password") == nil {
+		t.Fatalf("want the login page, got %d %s:\n%s", p.Status, p.URL, p.Body)
+	}
+	p = b.submit(p, "password", map[string]string{"email": email, "password": password})
+	return p.code(t, a)
+}
+
+func amr(c map[string]any) []string {
+	var out []string
+	v, _ := c["amr"].([]any)
+	for _, x := range v {
+		s, _ := x.(string)
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestCodeFlow(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		u := p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		b := p.newBrowser()
+
+		// The login page is Japanese first, as in the manual.
+		a := r.authorize()
+		lp := b.get(a.URL)
+		for _, want := range []string{"メールアドレス", "パスワード", "ログインしたままにする", "ログイン", "パスワードを忘れた方はこちら"} {
+			if !strings.Contains(lp.Body, want) {
+				t.Errorf("login page lacks %q", want)
+			}
+		}
+		code := b.submit(lp, "password", map[string]string{"email": email, "password": password}).code(t, a)
+		tk := r.mustExchange(a, code)
+		c := tk.Claims
+		if c["sub"] != u.ID || c["sub"] == email {
+			t.Errorf("sub = %v, want the opaque user id %s", c["sub"], u.ID)
+		}
+		if got := amr(c); !slices.Equal(got, []string{"pwd"}) {
+			t.Errorf("amr = %v, want [pwd]", got)
+		}
+		if c["email"] != email || c["name"] != "テスト 太郎" || c["sid"] == nil || c["auth_time"] == nil {
+			t.Errorf("claims %v: want email, name, sid and auth_time", c)
+		}
+		if tk.RefreshToken == "" {
+			t.Error("no refresh token with offline_access")
+		}
+
+		// Userinfo by GET, by POST with the header, by POST in the body.
+		for _, mode := range []string{"GET", "POST header", "POST body"} {
+			info := userinfo(t, r, tk.AccessToken, mode)
+			if info["sub"] != u.ID || info["email"] != email {
+				t.Errorf("userinfo (%s) = %v", mode, info)
+			}
+		}
+	})
+}
+
+func userinfo(t *testing.T, r *rp, token, mode string) map[string]any {
+	t.Helper()
+	endpoint := r.provider.UserInfoEndpoint()
+	var req *http.Request
+	switch mode {
+	case "GET":
+		req, _ = http.NewRequest(http.MethodGet, endpoint, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+	case "POST header":
+		req, _ = http.NewRequest(http.MethodPost, endpoint, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+	case "POST body":
+		req, _ = http.NewRequest(http.MethodPost, endpoint, strings.NewReader("access_token="+url.QueryEscape(token)))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("userinfo (%s): %d %s", mode, resp.StatusCode, body)
+	}
+	out := map[string]any{}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func userinfoStatus(t *testing.T, r *rp, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, r.provider.UserInfoEndpoint(), nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestPKCERequired(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true)
+
+		// Without a challenge, or with plain, the request is refused at the redirect URI.
+		for name, opts := range map[string][]oauth2.AuthCodeOption{
+			"missing": nil,
+			"plain":   {oauth2.SetAuthURLParam("code_challenge", strings.Repeat("a", 43)), oauth2.SetAuthURLParam("code_challenge_method", "plain")},
+		} {
+			b := p.newBrowser()
+			pg := b.get(r.cfg.AuthCodeURL(randString(), opts...))
+			if pg.Redirect == nil || pg.Redirect.Query().Get("error") != "invalid_request" {
+				t.Errorf("%s challenge: want error=invalid_request at the redirect URI, got %d %v", name, pg.Status, pg.Redirect)
+			}
+		}
+
+		// A wrong verifier fails the exchange.
+		b := p.newBrowser()
+		a := r.authorize()
+		code := login(t, b, r, a)
+		a.Verifier = oauth2.GenerateVerifier()
+		if _, err := r.exchange(a, code); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
+			t.Errorf("wrong verifier: err = %v, want invalid_grant", err)
+		}
+	})
+}
+
+func TestUnregisteredRedirectURI(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		r := p.newRP("viewer", true)
+		r.cfg.RedirectURL = "https://attacker.example/cb"
+		b := p.newBrowser()
+		pg := b.get(r.authorize().URL)
+		if pg.Redirect != nil || pg.Status != http.StatusBadRequest {
+			t.Fatalf("want an error page (400) and no redirect, got %d redirect=%v", pg.Status, pg.Redirect)
+		}
+		if pg.Header.Get("Location") != "" {
+			t.Fatal("Location header on the error page")
+		}
+	})
+}
+
+func TestCodeReuseRevokes(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		a := r.authorize()
+		code := login(t, p.newBrowser(), r, a)
+		tk := r.mustExchange(a, code)
+		if userinfoStatus(t, r, tk.AccessToken) != http.StatusOK {
+			t.Fatal("fresh access token refused")
+		}
+		if _, err := r.exchange(a, code); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
+			t.Fatalf("reused code: err = %v, want invalid_grant", err)
+		}
+		if st := userinfoStatus(t, r, tk.AccessToken); st != http.StatusUnauthorized {
+			t.Errorf("access token issued by a reused code still works: %d", st)
+		}
+		if _, err := r.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tk.RefreshToken}).Token(); err == nil {
+			t.Error("refresh token issued by a reused code still works")
+		}
+	})
+}
+
+func TestConcurrentCodeExchange(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		a := r.authorize()
+		code := login(t, p.newBrowser(), r, a)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins, fails := 0, 0
+		start := make(chan struct{})
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, err := r.exchange(a, code)
+				mu.Lock()
+				defer mu.Unlock()
+				if err == nil {
+					wins++
+				} else {
+					fails++
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if wins != 1 || fails != 19 {
+			t.Fatalf("%d exchanges succeeded and %d failed, want exactly 1 and 19", wins, fails)
+		}
+	})
+}
+
+func TestRefreshRotation(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		other := p.newRP("other", true)
+		a := r.authorize()
+		tk := r.mustExchange(a, login(t, p.newBrowser(), r, a))
+		ctx := context.Background()
+
+		// Bound to its client: another client cannot use it.
+		if _, err := other.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tk.RefreshToken}).Token(); err == nil {
+			t.Fatal("another client refreshed with this client's refresh token")
+		}
+		next, err := r.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tk.RefreshToken}).Token()
+		if err != nil {
+			t.Fatalf("refresh: %v", err)
+		}
+		if next.RefreshToken == "" || next.RefreshToken == tk.RefreshToken {
+			t.Fatal("refresh token was not rotated")
+		}
+		if raw, _ := next.Extra("id_token").(string); raw != "" {
+			idt, err := r.verifier.Verify(ctx, raw)
+			if err != nil {
+				t.Fatalf("refreshed id token: %v", err)
+			}
+			var c map[string]any
+			_ = idt.Claims(&c)
+			if c["auth_time"] != tk.Claims["auth_time"] || !slices.Equal(amr(c), amr(tk.Claims)) {
+				t.Errorf("refreshed id token changed auth_time/amr: %v vs %v", c, tk.Claims)
+			}
+		}
+		// The rotated-out token no longer works (and its reuse revokes the grant).
+		if _, err := r.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tk.RefreshToken}).Token(); err == nil {
+			t.Fatal("rotated-out refresh token still works")
+		}
+		if _, err := r.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: next.RefreshToken}).Token(); err == nil {
+			t.Error("after reuse of a rotated-out token, the newer one should be revoked too")
+		}
+	})
+}
+
+func TestSSOAcrossClients(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		viewer, other := p.newRP("viewer", true), p.newRP("recorder", true)
+		b := p.newBrowser()
+		a1 := viewer.authorize()
+		t1 := viewer.mustExchange(a1, login(t, b, viewer, a1))
+
+		p.clock.Advance(5 * time.Second)
+		a2 := other.authorize()
+		pg := b.get(a2.URL) // no login page: the session is reused
+		t2 := other.mustExchange(a2, pg.code(t, a2))
+		for _, k := range []string{"sub", "auth_time", "sid"} {
+			if t1.Claims[k] != t2.Claims[k] {
+				t.Errorf("%s: %v vs %v", k, t1.Claims[k], t2.Claims[k])
+			}
+		}
+		if !slices.Equal(amr(t1.Claims), amr(t2.Claims)) {
+			t.Errorf("amr: %v vs %v", amr(t1.Claims), amr(t2.Claims))
+		}
+	})
+}
+
+func TestPromptAndMaxAge(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		b := p.newBrowser()
+
+		// prompt=none without a session answers login_required to the redirect URI.
+		pg := b.get(r.authorize(oauth2.SetAuthURLParam("prompt", "none")).URL)
+		if pg.Redirect == nil || pg.Redirect.Query().Get("error") != "login_required" {
+			t.Fatalf("prompt=none without a session: got %d %v", pg.Status, pg.Redirect)
+		}
+
+		a := r.authorize()
+		first := r.mustExchange(a, login(t, b, r, a))
+
+		// With a session, prompt=none succeeds silently.
+		a = r.authorize(oauth2.SetAuthURLParam("prompt", "none"))
+		r.mustExchange(a, b.get(a.URL).code(t, a))
+
+		// max_age older than the login forces a new one; auth_time moves.
+		p.clock.Advance(2 * time.Minute)
+		a = r.authorize(oauth2.SetAuthURLParam("max_age", "60"))
+		pg = b.get(a.URL)
+		if pg.formWith("password") == nil {
+			t.Fatalf("max_age=60 after 2 minutes: want the login page, got %d %v", pg.Status, pg.Redirect)
+		}
+		pg = b.submit(pg, "password", map[string]string{"email": email, "password": password})
+		second := r.mustExchange(a, pg.code(t, a))
+		if second.Claims["auth_time"] == first.Claims["auth_time"] {
+			t.Error("auth_time did not change after a forced login")
+		}
+
+		// prompt=login forces a login even with a fresh session.
+		a = r.authorize(oauth2.SetAuthURLParam("prompt", "login"))
+		if pg = b.get(a.URL); pg.formWith("password") == nil {
+			t.Fatalf("prompt=login: want the login page, got %d %v", pg.Status, pg.Redirect)
+		}
+		r.mustExchange(a, b.submit(pg, "password", map[string]string{"email": email, "password": password}).code(t, a))
+	})
+}
+
+func TestLogoutEndsSession(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		b := p.newBrowser()
+		a := r.authorize()
+		tk := r.mustExchange(a, login(t, b, r, a))
+		raw, _ := tk.Extra("id_token").(string)
+
+		// An unregistered post-logout URI is refused.
+		pg := b.get(p.URL + "/logout?" + url.Values{"id_token_hint": {raw}, "post_logout_redirect_uri": {"https://evil.example/"}}.Encode())
+		if pg.Redirect != nil || pg.Status != http.StatusBadRequest {
+			t.Fatalf("unregistered post_logout_redirect_uri: got %d %v", pg.Status, pg.Redirect)
+		}
+		pg = b.get(p.URL + "/logout?" + url.Values{
+			"id_token_hint": {raw}, "post_logout_redirect_uri": {"http://localhost/logged-out"}, "state": {"s1"},
+		}.Encode())
+		if pg.Redirect == nil || pg.Redirect.Path != "/logged-out" || pg.Redirect.Query().Get("state") != "s1" {
+			t.Fatalf("logout: want a redirect to the registered URI with state, got %d %v", pg.Status, pg.Redirect)
+		}
+		pg = b.get(r.authorize(oauth2.SetAuthURLParam("prompt", "none")).URL)
+		if pg.Redirect == nil || pg.Redirect.Query().Get("error") != "login_required" {
+			t.Fatalf("after logout, prompt=none: got %d %v", pg.Status, pg.Redirect)
+		}
+	})
+}
+
+func TestConsentForThirdParty(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("partner", false)
+		b := p.newBrowser()
+		a := r.authorize()
+		pg := b.submit(b.get(a.URL), "password", map[string]string{"email": email, "password": password})
+		if pg.formWith("consent") == nil {
+			t.Fatalf("want the consent page, got %d %v:\n%s", pg.Status, pg.Redirect, pg.Body)
+		}
+		for _, s := range []string{"profile", "email"} {
+			if !strings.Contains(pg.Body, s) {
+				t.Errorf("consent page does not list %s", s)
+			}
+		}
+		r.mustExchange(a, b.submit(pg, "consent", map[string]string{"consent": "allow"}).code(t, a))
+		// Remembered: the next request goes straight through.
+		a = r.authorize()
+		r.mustExchange(a, b.get(a.URL).code(t, a))
+	})
+}
+
+func TestRequestObjectsAndClaims(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true, "openid")
+		b := p.newBrowser()
+		for param, want := range map[string]string{"request": "request_not_supported", "request_uri": "request_uri_not_supported"} {
+			pg := b.get(r.authorize(oauth2.SetAuthURLParam(param, "eyJhbGciOiJub25lIn0.e30.")).URL)
+			if pg.Redirect == nil || pg.Redirect.Query().Get("error") != want {
+				t.Errorf("%s: want %s, got %d %v", param, want, pg.Status, pg.Redirect)
+			}
+		}
+		// Unknown parameters and the display/ui_locales/... hints are accepted; an
+		// essential name claim comes without the profile scope.
+		a := r.authorize(
+			oauth2.SetAuthURLParam("claims", `{"userinfo":{"name":{"essential":true}}}`),
+			oauth2.SetAuthURLParam("display", "page"), oauth2.SetAuthURLParam("ui_locales", "en"),
+			oauth2.SetAuthURLParam("claims_locales", "ja"), oauth2.SetAuthURLParam("acr_values", "1"),
+			oauth2.SetAuthURLParam("login_hint", email), oauth2.SetAuthURLParam("foo", "bar"),
+		)
+		pg := b.get(a.URL)
+		if !strings.Contains(pg.Body, "lang=\"en\"") || !strings.Contains(pg.Body, email) {
+			t.Errorf("ui_locales=en and login_hint not honoured on the login page")
+		}
+		tk := r.mustExchange(a, b.submit(pg, "password", map[string]string{"email": email, "password": password}).code(t, a))
+		if info := userinfo(t, r, tk.AccessToken, "GET"); info["name"] != "テスト 太郎" || info["email"] != nil {
+			t.Errorf("userinfo with claims={name essential} and scope openid = %v", info)
+		}
+	})
+}
+
+func TestRestartKeepsState(t *testing.T) {
+	db := testenv.SQLite(t)
+	c := newClock()
+	cfg := config.Defaults()
+	cfg.DatabaseURL = db.URL
+	cfg.SecretKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+	cfg.ArgonMemoryKiB, cfg.ArgonIterations = 8192, 1
+	p := startProviderWith(t, cfg, c)
+	p.createUser(email, password)
+	r := p.newRP("viewer", true)
+	b := p.newBrowser()
+	a := r.authorize()
+	first := r.mustExchange(a, login(t, b, r, a))
+	jwks := get(t, p.URL+"/.well-known/jwks.json")
+	_ = p.app.Close()
+
+	// A new process on the same files (on another port: cookies belong to
+	// the host, so the browser still presents its session).
+	p2 := startProviderWith(t, cfg, c)
+	b.host = strings.TrimPrefix(p2.URL, "http://")
+	r2 := &rp{t: t, cfg: r.cfg}
+	r2.cfg.Endpoint.AuthURL = p2.URL + "/oauth2/auth"
+	a2 := r2.authorize(oauth2.SetAuthURLParam("prompt", "none"))
+	pg := b.get(a2.URL)
+	if pg.Redirect == nil || pg.Redirect.Query().Get("code") == "" {
+		t.Fatalf("after restart the SSO session is gone: %d %v", pg.Status, pg.Redirect)
+	}
+	u, err := p2.app.Store.GetUserByEmail(context.Background(), email)
+	if err != nil || u.ID != first.Claims["sub"] {
+		t.Fatalf("user after restart: %v %v", u, err)
+	}
+	if jwks2 := get(t, p2.URL+"/.well-known/jwks.json"); jwks2 != jwks {
+		t.Errorf("signing keys changed across a restart:\n%s\n%s", jwks, jwks2)
+	}
+}
+
+func get(t *testing.T, u string) string {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}

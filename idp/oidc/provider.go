@@ -1,0 +1,452 @@
+// Package oidc composes fosite once into the provider's OAuth 2.0 and OpenID
+// Connect endpoints: authorization (the parts that do not need a login
+// page), token, userinfo, revocation, introspection, discovery and JWKS.
+package oidc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/token/jwt"
+
+	"github.com/kamera-id/idp/idp/store"
+)
+
+// Paths of the protocol endpoints, relative to the issuer.
+const (
+	PathAuthorize  = "/oauth2/auth"
+	PathToken      = "/oauth2/token"
+	PathUserinfo   = "/userinfo"
+	PathJWKS       = "/.well-known/jwks.json"
+	PathDiscovery  = "/.well-known/openid-configuration"
+	PathRevoke     = "/oauth2/revoke"
+	PathIntrospect = "/oauth2/introspect"
+	PathEndSession = "/logout"
+)
+
+// Config is what the provider needs to know.
+type Config struct {
+	Issuer          string
+	SigningAlg      string // RS256 or ES256
+	HMACSecret      []byte // 32 bytes shared by every instance (derived from the master key)
+	SecretHasher    fosite.Hasher
+	AccessTokenTTL  time.Duration
+	IDTokenTTL      time.Duration
+	RefreshTokenTTL time.Duration
+	AuthCodeTTL     time.Duration
+	Logger          *slog.Logger
+}
+
+// Provider is the composed fosite provider and its HTTP handlers.
+type Provider struct {
+	cfg     Config
+	OAuth2  fosite.OAuth2Provider
+	Storage *Storage
+	keys    KeySource
+	store   store.Store
+	log     *slog.Logger
+	disco   []byte
+}
+
+// New composes fosite for the authorization code flow with PKCE (S256
+// only, required for every client), OpenID Connect ID tokens, refresh tokens
+// with rotation, revocation and introspection.
+func New(cfg Config, st store.Store, keys KeySource) (*Provider, error) {
+	if len(cfg.HMACSecret) < 32 {
+		return nil, errors.New("oidc: HMAC secret must be at least 32 bytes")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	fc := &fosite.Config{
+		IDTokenIssuer:                  cfg.Issuer,
+		AccessTokenIssuer:              cfg.Issuer,
+		AccessTokenLifespan:            cfg.AccessTokenTTL,
+		IDTokenLifespan:                cfg.IDTokenTTL,
+		RefreshTokenLifespan:           cfg.RefreshTokenTTL,
+		AuthorizeCodeLifespan:          cfg.AuthCodeTTL,
+		GlobalSecret:                   cfg.HMACSecret,
+		EnforcePKCE:                    true,
+		EnablePKCEPlainChallengeMethod: false,
+		ScopeStrategy:                  fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy:       fosite.DefaultAudienceMatchingStrategy,
+		ClientSecretsHasher:            cfg.SecretHasher,
+		RefreshTokenScopes:             []string{"offline_access"},
+		SendDebugMessagesToClients:     false,
+		MinParameterEntropy:            fosite.MinParameterEntropy,
+	}
+	storage := NewStorage(st)
+	sig := signer{keys: keys}
+	strategy := &compose.CommonStrategy{
+		CoreStrategy:               compose.NewOAuth2HMACStrategy(fc),
+		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: sig, Config: fc},
+		Signer:                     sig,
+	}
+	p := &Provider{
+		cfg: cfg, Storage: storage, keys: keys, store: st, log: cfg.Logger,
+		OAuth2: compose.Compose(fc, storage, strategy,
+			compose.OAuth2AuthorizeExplicitFactory,
+			compose.OAuth2RefreshTokenGrantFactory,
+			compose.OAuth2TokenRevocationFactory,
+			compose.OAuth2TokenIntrospectionFactory,
+			compose.OAuth2PKCEFactory,
+			compose.OpenIDConnectExplicitFactory,
+			compose.OpenIDConnectRefreshFactory,
+		),
+	}
+	disco, err := json.Marshal(p.discovery())
+	if err != nil {
+		return nil, err
+	}
+	p.disco = disco
+	return p, nil
+}
+
+func (p *Provider) discovery() map[string]any {
+	iss := p.cfg.Issuer
+	return map[string]any{
+		"issuer":                                        iss,
+		"authorization_endpoint":                        iss + PathAuthorize,
+		"token_endpoint":                                iss + PathToken,
+		"userinfo_endpoint":                             iss + PathUserinfo,
+		"jwks_uri":                                      iss + PathJWKS,
+		"revocation_endpoint":                           iss + PathRevoke,
+		"introspection_endpoint":                        iss + PathIntrospect,
+		"end_session_endpoint":                          iss + PathEndSession,
+		"response_types_supported":                      []string{"code"},
+		"response_modes_supported":                      []string{"query"},
+		"grant_types_supported":                         []string{"authorization_code", "refresh_token"},
+		"subject_types_supported":                       []string{"public"},
+		"id_token_signing_alg_values_supported":         []string{p.cfg.SigningAlg},
+		"scopes_supported":                              SupportedScopes,
+		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post", "none"},
+		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"code_challenge_methods_supported":              []string{"S256"},
+		"claims_supported": []string{
+			"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "sid",
+			"email", "email_verified", "name", "locale",
+		},
+		"claims_parameter_supported":       true,
+		"request_parameter_supported":      false,
+		"request_uri_parameter_supported":  false,
+		"require_request_uri_registration": false,
+		"ui_locales_supported":             []string{"ja", "en"},
+		"claims_locales_supported":         []string{"ja", "en"},
+		"prompt_values_supported":          []string{"none", "login", "consent"},
+		"display_values_supported":         []string{"page", "touch"},
+	}
+}
+
+// Discovery serves /.well-known/openid-configuration.
+func (p *Provider) Discovery(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, _ = w.Write(p.disco)
+}
+
+// JWKS serves the published signing keys.
+func (p *Provider) JWKS(w http.ResponseWriter, r *http.Request) {
+	b, err := p.keys.JWKS(r.Context())
+	if err != nil {
+		p.log.ErrorContext(r.Context(), "jwks", "err", err)
+		http.Error(w, `{"error":"server_error"}`, http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	_, _ = w.Write(b)
+}
+
+// Token serves the token endpoint.
+func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	sess := NewSession()
+	ar, err := p.OAuth2.NewAccessRequest(ctx, r, sess)
+	if err != nil {
+		p.writeAccessError(ctx, w, ar, err)
+		return
+	}
+	resp, err := p.OAuth2.NewAccessResponse(ctx, ar)
+	if err != nil {
+		p.writeAccessError(ctx, w, ar, err)
+		return
+	}
+	p.OAuth2.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
+	if errors.Is(err, store.ErrConsumed) {
+		// Lost the race for a one-time code: the other request used it.
+		err = fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.")
+	}
+	if rfc := fosite.ErrorToRFC6749Error(err); rfc.CodeField >= 500 {
+		p.log.ErrorContext(ctx, "token endpoint", "err", err)
+	}
+	p.OAuth2.WriteAccessError(ctx, w, ar, err)
+}
+
+// Revoke serves RFC 7009 revocation.
+func (p *Provider) Revoke(w http.ResponseWriter, r *http.Request) {
+	err := p.OAuth2.NewRevocationRequest(r.Context(), r)
+	p.OAuth2.WriteRevocationResponse(r.Context(), w, err)
+}
+
+// Introspect serves RFC 7662 introspection.
+func (p *Provider) Introspect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	resp, err := p.OAuth2.NewIntrospectionRequest(ctx, r, NewSession())
+	if err != nil {
+		p.OAuth2.WriteIntrospectionError(ctx, w, err)
+		return
+	}
+	p.OAuth2.WriteIntrospectionResponse(ctx, w, resp)
+}
+
+// Userinfo serves the userinfo endpoint: the access token by header (GET or
+// POST) or in a form body (POST).
+func (p *Provider) Userinfo(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	token := fosite.AccessTokenFromRequest(r)
+	if token == "" {
+		bearerError(w, "invalid_request", "no access token", http.StatusUnauthorized)
+		return
+	}
+	_, ar, err := p.OAuth2.IntrospectToken(ctx, token, fosite.AccessToken, NewSession())
+	if err != nil {
+		bearerError(w, "invalid_token", "the access token is not valid", http.StatusUnauthorized)
+		return
+	}
+	if !ar.GetGrantedScopes().Has("openid") {
+		bearerError(w, "insufficient_scope", "the openid scope was not granted", http.StatusForbidden)
+		return
+	}
+	sess, _ := ar.GetSession().(*Session)
+	if sess == nil {
+		bearerError(w, "invalid_token", "the access token is not valid", http.StatusUnauthorized)
+		return
+	}
+	u, err := p.store.GetUser(ctx, sess.GetSubject())
+	if err != nil {
+		bearerError(w, "invalid_token", "the user no longer exists", http.StatusUnauthorized)
+		return
+	}
+	claims := UserClaims(u, ar.GetGrantedScopes(), sess.UserinfoClaims)
+	claims["sub"] = u.ID
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(claims)
+}
+
+func bearerError(w http.ResponseWriter, code, desc string, status int) {
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error=%q, error_description=%q`, code, desc))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+}
+
+// UserClaims are the user's claims that the granted scopes (and claims
+// asked for individually) release.
+func UserClaims(u *store.User, scopes fosite.Arguments, extra []string) map[string]any {
+	out := map[string]any{}
+	want := func(scope, claim string) bool {
+		return scopes.Has(scope) || slices.Contains(extra, claim)
+	}
+	if want("email", "email") {
+		out["email"] = u.Email
+	}
+	if want("email", "email_verified") {
+		out["email_verified"] = false // no e-mail verification step exists yet
+	}
+	if want("profile", "name") && u.Name != "" {
+		out["name"] = u.Name
+	}
+	if want("profile", "locale") {
+		out["locale"] = localeOrDefault(u.Locale)
+	}
+	return out
+}
+
+func localeOrDefault(l string) string {
+	if l == "" {
+		return "ja"
+	}
+	return l
+}
+
+// ParseAuthorize validates an authorization request (client, redirect URI,
+// PKCE, response type, scopes). When the error cannot be sent to a
+// registered redirect URI, redirectable is false and the caller shows an
+// error page instead.
+func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (ar fosite.AuthorizeRequester, redirectable bool, err error) {
+	// Request objects, by value or by reference, are not supported (OIDC
+	// Core 6): take them out before fosite sees them, so the refusal can go
+	// back to the client's validated redirect URI.
+	if err := r.ParseForm(); err != nil {
+		return nil, false, fosite.ErrInvalidRequest.WithHint("Unable to parse the request.").WithWrap(err)
+	}
+	var unsupported error
+	switch {
+	case r.Form.Has("request"):
+		unsupported = fosite.ErrRequestNotSupported
+	case r.Form.Has("request_uri"):
+		unsupported = fosite.ErrRequestURINotSupported
+	}
+	r.Form.Del("request")
+	r.Form.Del("request_uri")
+
+	ar, err = p.OAuth2.NewAuthorizeRequest(ctx, r)
+	if err != nil {
+		return ar, ar != nil && ar.GetRedirectURI() != nil && ar.GetClient() != nil && isRedirectable(err), err
+	}
+	if unsupported != nil {
+		return ar, true, unsupported
+	}
+	if err := requirePKCE(ar); err != nil {
+		return ar, true, err
+	}
+	return ar, true, nil
+}
+
+// isRedirectable reports whether fosite validated the redirect URI before
+// failing: errors about the client or the redirect URI itself must never
+// redirect.
+func isRedirectable(err error) bool {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	switch rfc.ErrorField {
+	case fosite.ErrInvalidClient.ErrorField, fosite.ErrUnauthorizedClient.ErrorField:
+		return false
+	}
+	return !strings.Contains(rfc.HintField, "redirect")
+}
+
+// requirePKCE refuses authorization requests without an S256 challenge
+// (fosite already refuses plain; this makes the rule explicit and early).
+func requirePKCE(ar fosite.AuthorizeRequester) error {
+	f := ar.GetRequestForm()
+	if f.Get("code_challenge") == "" {
+		return fosite.ErrInvalidRequest.WithHint("PKCE is required: send code_challenge with code_challenge_method=S256.")
+	}
+	if m := f.Get("code_challenge_method"); m != "S256" {
+		return fosite.ErrInvalidRequest.WithHint("Only the S256 code_challenge_method is supported.")
+	}
+	return nil
+}
+
+// WriteAuthorizeError sends err to the client's redirect URI.
+func (p *Provider) WriteAuthorizeError(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, err error) {
+	p.OAuth2.WriteAuthorizeError(ctx, w, ar, err)
+}
+
+// Authorize issues the authorization code for an authenticated user and
+// redirects back to the client.
+func (p *Provider) Authorize(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, u *store.User, id Identity) {
+	for _, s := range ar.GetRequestedScopes() {
+		if slices.Contains(SupportedScopes, s) {
+			ar.GrantScope(s)
+		}
+	}
+	idClaims, uiClaims := RequestedClaims(ar.GetRequestForm().Get("claims"))
+	extra := UserClaims(u, ar.GetGrantedScopes(), idClaims)
+	extra["sid"] = id.SID
+	sess := NewSession()
+	sess.Subject = u.ID
+	sess.SID = id.SID
+	sess.UserinfoClaims = uiClaims
+	sess.Claims = &jwt.IDTokenClaims{
+		Subject:                         u.ID,
+		Issuer:                          p.cfg.Issuer,
+		AuthTime:                        id.AuthTime.UTC(),
+		RequestedAt:                     id.RequestedAt.UTC().Truncate(time.Second),
+		AuthenticationMethodsReferences: slices.Clone(id.AMR),
+		Extra:                           extra,
+	}
+	resp, err := p.OAuth2.NewAuthorizeResponse(ctx, ar, sess)
+	if err != nil {
+		p.logError(ctx, "authorize response", err)
+		p.OAuth2.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	p.OAuth2.WriteAuthorizeResponse(ctx, w, ar, resp)
+}
+
+// RequestedClaims returns the claim names a "claims" request parameter asks
+// for in the ID token and at userinfo. Malformed JSON asks for nothing.
+func RequestedClaims(param string) (idToken, userinfo []string) {
+	if param == "" {
+		return nil, nil
+	}
+	var req struct {
+		IDToken  map[string]json.RawMessage `json:"id_token"`
+		Userinfo map[string]json.RawMessage `json:"userinfo"`
+	}
+	if json.Unmarshal([]byte(param), &req) != nil {
+		return nil, nil
+	}
+	for k := range req.IDToken {
+		idToken = append(idToken, k)
+	}
+	for k := range req.Userinfo {
+		userinfo = append(userinfo, k)
+	}
+	slices.Sort(idToken)
+	slices.Sort(userinfo)
+	return idToken, userinfo
+}
+
+// VerifyIDTokenHint checks that hint is an ID token this provider issued
+// (expired ones are accepted, as OIDC RP-initiated logout allows) and
+// returns its subject, audience and sid.
+func (p *Provider) VerifyIDTokenHint(ctx context.Context, hint string) (sub string, aud []string, sid string, err error) {
+	t, err := signer{keys: p.keys}.Decode(ctx, hint)
+	if err != nil && !isOnlyExpired(err) {
+		return "", nil, "", err
+	}
+	if t == nil {
+		return "", nil, "", errors.New("id_token_hint: cannot be decoded")
+	}
+	c := t.Claims
+	if iss, _ := c["iss"].(string); iss != p.cfg.Issuer {
+		return "", nil, "", errors.New("id_token_hint: issued by another provider")
+	}
+	sub, _ = c["sub"].(string)
+	sid, _ = c["sid"].(string)
+	switch a := c["aud"].(type) {
+	case string:
+		aud = []string{a}
+	case []any:
+		for _, v := range a {
+			if s, ok := v.(string); ok {
+				aud = append(aud, s)
+			}
+		}
+	}
+	return sub, aud, sid, nil
+}
+
+func isOnlyExpired(err error) bool {
+	var ve *jwt.ValidationError
+	return errors.As(err, &ve) && ve.Errors == jwt.ValidationErrorExpired
+}
+
+// logError logs a protocol error worth an operator's attention: server
+// errors at error level, the rest at debug (they are the client's doing).
+func (p *Provider) logError(ctx context.Context, msg string, err error) {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	level := slog.LevelDebug
+	if rfc.CodeField >= http.StatusInternalServerError {
+		level = slog.LevelError
+	}
+	p.log.Log(ctx, level, msg, "error", rfc.ErrorField, "debug", rfc.DebugField)
+}

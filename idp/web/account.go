@@ -1,0 +1,594 @@
+package web
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/kamera-id/idp/idp/mfa"
+	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/templates"
+)
+
+// My Page (マイページ) and its 2段階認証設定 section. Every page needs a
+// session; the sensitive ones ask for the password again.
+
+// requireUser returns the signed-in user, or sends the visitor to the login
+// page, which brings them back here afterwards.
+func (s *Server) requireUser(w http.ResponseWriter, r *http.Request) (*store.Session, *store.User, bool) {
+	sess, err := s.currentSession(r)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return nil, nil, false
+	}
+	if sess != nil {
+		u, err := s.Store.GetUser(r.Context(), sess.UserID)
+		if err == nil {
+			return sess, u, true
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			s.storeFailed(w, r, err)
+			return nil, nil, false
+		}
+	}
+	returnTo := r.URL.Path
+	if r.Method != http.MethodGet {
+		returnTo = "/account"
+	}
+	f := &flow{Kind: "login", ReturnTo: safeReturnTo(returnTo), Lang: s.lang(r, nil)}
+	if err := s.newFlow(r.Context(), w, r, f); err != nil {
+		s.storeFailed(w, r, err)
+		return nil, nil, false
+	}
+	http.Redirect(w, r, "/login?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+	return nil, nil, false
+}
+
+var notices = []string{"2fa_enabled", "2fa_disabled", "codes_replaced", "mfa_reset"}
+
+func notice(r *http.Request) string {
+	if n := r.URL.Query().Get("notice"); slices.Contains(notices, n) {
+		return n
+	}
+	return ""
+}
+
+func (s *Server) account(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	events, err := s.Store.ListAuditEvents(r.Context(), u.ID, 10)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	p := s.accountPage(w, r)
+	entries := make([]templates.AuditEntry, 0, len(events))
+	for _, e := range events {
+		entries = append(entries, auditEntry(p.Lang, e))
+	}
+	s.render(w, r, http.StatusOK, templates.Account(templates.AccountPage{
+		Page: p, Email: u.Email, Name: u.Name, MFAEnabled: u.MFAEnabled, Events: entries, Notice: notice(r),
+	}))
+}
+
+func auditEntry(lang string, e store.AuditEvent) templates.AuditEntry {
+	loc := time.FixedZone("JST", 9*3600)
+	a := templates.AuditEntry{When: e.CreatedAt.In(loc).Format("2006/01/02 15:04"), Type: e.Type, IP: e.IP}
+	var d struct {
+		Remaining *int   `json:"remaining"`
+		Method    string `json:"method"`
+	}
+	if json.Unmarshal([]byte(e.Detail), &d) == nil && d.Remaining != nil {
+		if lang == "en" {
+			a.Detail = strconv.Itoa(*d.Remaining) + " left"
+		} else {
+			a.Detail = "残り " + strconv.Itoa(*d.Remaining) + " 個"
+		}
+	}
+	return a
+}
+
+func (s *Server) twoFA(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	remaining := 0
+	if u.MFAEnabled {
+		codes, err := s.Store.ListBackupCodes(r.Context(), u.ID)
+		if err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		for _, c := range codes {
+			if c.UsedAt.IsZero() {
+				remaining++
+			}
+		}
+	}
+	s.render(w, r, http.StatusOK, templates.TwoFA(templates.TwoFAPage{
+		Page: s.accountPage(w, r), MFAEnabled: u.MFAEnabled, RemainingCodes: remaining, Notice: notice(r),
+		SetupURL: "/account/2fa/setup", DisableURL: "/account/2fa/disable", BackupCodesURL: "/account/2fa/backup-codes",
+	}))
+}
+
+// settingsFlow loads the flow of a sensitive setting, checking it belongs to
+// the signed-in user.
+func (s *Server) settingsFlow(w http.ResponseWriter, r *http.Request, kind string, u *store.User) (*flow, bool) {
+	f, ok := s.flowOrError(w, r, r.PostFormValue("flow"), kind)
+	if !ok {
+		return nil, false
+	}
+	if f.UserID != u.ID {
+		s.flowFailed(w, r, errFlowGone)
+		return nil, false
+	}
+	return f, true
+}
+
+// reauthenticate checks the re-entered password, with the same limits as
+// the login form. It answers the status to render and the message key (""
+// when the password is right).
+func (s *Server) reauthenticate(r *http.Request, u *store.User) (status int, msg string, err error) {
+	ctx := r.Context()
+	keys := s.passwordThrottleKeys(r, u.Email)
+	if locked, err := s.lockedOut(ctx, keys...); err != nil || locked {
+		return http.StatusTooManyRequests, "too_many_attempts", err
+	}
+	pw := r.PostFormValue("password")
+	ok := false
+	if pw != "" && len(pw) <= 1024 {
+		ok, _, err = s.Hasher.Verify(ctx, u.PasswordHash, pw)
+		if err != nil {
+			return 0, "", err
+		}
+	}
+	if !ok {
+		status, err := s.recordFailures(ctx, s.loginPolicy(), keys...)
+		if status == http.StatusTooManyRequests {
+			return status, "too_many_attempts", err
+		}
+		return http.StatusOK, "invalid_password", err
+	}
+	return http.StatusOK, "", s.Store.ResetThrottle(ctx, keys[0])
+}
+
+// --- Turning 2FA on: password, then 手順1-3, then the backup codes. ---
+
+func (s *Server) setupStart(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	if u.MFAEnabled {
+		http.Redirect(w, r, "/account/2fa", http.StatusSeeOther)
+		return
+	}
+	f := &flow{Kind: "setup", UserID: u.ID}
+	if err := s.newFlow(r.Context(), w, r, f); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.renderPasswordPrompt(w, r, f, "setup", http.StatusOK, "")
+}
+
+func (s *Server) renderPasswordPrompt(w http.ResponseWriter, r *http.Request, f *flow, purpose string, status int, msg string) {
+	action := "/account/2fa/setup"
+	if purpose == "backup_codes" {
+		action = "/account/2fa/backup-codes"
+	}
+	s.render(w, r, status, templates.PasswordPrompt(templates.PasswordPromptPage{
+		Page: s.accountPage(w, r), Action: action, Purpose: purpose, Flow: f.id, Error: msg,
+	}))
+}
+
+func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	sess, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	f, ok := s.settingsFlow(w, r, "setup", u)
+	if !ok {
+		return
+	}
+	if u.MFAEnabled {
+		http.Redirect(w, r, "/account/2fa", http.StatusSeeOther)
+		return
+	}
+	if f.Stage == "" {
+		status, msg, err := s.reauthenticate(r, u)
+		if err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		if msg != "" {
+			s.renderPasswordPrompt(w, r, f, "setup", status, msg)
+			return
+		}
+		secret, err := mfa.NewSecret()
+		if err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		now := s.Now()
+		if err := s.Store.PutPendingTOTP(ctx, &store.PendingTOTP{
+			UserID: u.ID, SecretEnc: mfa.SealSecret(s.Key, u.ID, secret), CreatedAt: now, ExpiresAt: now.Add(s.Config.FlowLifetime),
+		}); err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		f.Stage = "confirm"
+		if err := s.saveFlow(ctx, f); err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		s.renderSetup(w, r, f, u, secret, http.StatusOK, "")
+		return
+	}
+
+	pending, err := s.Store.GetPendingTOTP(ctx, u.ID, s.Now())
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			err = errFlowGone
+		}
+		s.flowFailed(w, r, err)
+		return
+	}
+	secret, err := mfa.OpenSecret(s.Key, u.ID, pending.SecretEnc)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	step, err := mfa.Verify(secret, r.PostFormValue("code"), s.Now(), 0)
+	if err != nil {
+		s.renderSetup(w, r, f, u, secret, http.StatusOK, "invalid_code")
+		return
+	}
+	codes, err := mfa.GenerateBackupCodes(mfa.BackupCodeCount)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if err := s.finishFlow(ctx, f); err != nil {
+		s.flowFailed(w, r, err)
+		return
+	}
+	if err := s.Store.ConfirmTOTP(ctx, u.ID, step, mfa.SealBackupCodes(s.Key, u.ID, codes), s.Now()); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			err = errFlowGone
+		}
+		s.flowFailed(w, r, err)
+		return
+	}
+	s.audit(r, u.ID, "mfa.enabled", nil)
+	// Sessions elsewhere were authenticated without the new factor.
+	if _, err := s.Store.DeleteUserSessions(ctx, u.ID, sess.ID); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, templates.SetupDone(templates.SetupDonePage{
+		Page: s.accountPage(w, r), Codes: formatCodes(codes), TwoFAURL: "/account/2fa",
+	}))
+}
+
+func formatCodes(codes []string) []string {
+	out := make([]string, len(codes))
+	for i, c := range codes {
+		out[i] = mfa.FormatBackupCode(c)
+	}
+	return out
+}
+
+func (s *Server) renderSetup(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, secret string, status int, msg string) {
+	png, err := mfa.QRCodePNG(mfa.KeyURI(s.Config.TOTPIssuer, u.Email, secret), 256)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.render(w, r, status, templates.Setup(templates.SetupPage{
+		Page: s.accountPage(w, r), Action: "/account/2fa/setup", Flow: f.id,
+		QRDataURL: "data:image/png;base64," + base64.StdEncoding.EncodeToString(png),
+		SetupKey:  mfa.GroupKey(secret), Error: msg,
+	}))
+}
+
+// --- Turning 2FA off (2段階認証の解除). ---
+
+func (s *Server) disablePage(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	if !u.MFAEnabled {
+		http.Redirect(w, r, "/account/2fa", http.StatusSeeOther)
+		return
+	}
+	f := &flow{Kind: "disable", UserID: u.ID}
+	if err := s.newFlow(r.Context(), w, r, f); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.renderDisable(w, r, f, http.StatusOK, "")
+}
+
+func (s *Server) renderDisable(w http.ResponseWriter, r *http.Request, f *flow, status int, msg string) {
+	s.render(w, r, status, templates.Disable(templates.DisablePage{
+		Page: s.accountPage(w, r), Action: "/account/2fa/disable", Flow: f.id, CancelURL: "/account/2fa", Error: msg,
+	}))
+}
+
+func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	_, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	f, ok := s.settingsFlow(w, r, "disable", u)
+	if !ok {
+		return
+	}
+	status, msg, err := s.reauthenticate(r, u)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if msg != "" {
+		s.renderDisable(w, r, f, status, msg)
+		return
+	}
+	if err := s.finishFlow(r.Context(), f); err != nil {
+		s.flowFailed(w, r, err)
+		return
+	}
+	if err := s.Store.DeleteMFA(r.Context(), u.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.audit(r, u.ID, "mfa.disabled", nil)
+	http.Redirect(w, r, "/account/2fa?notice=2fa_disabled", http.StatusSeeOther)
+}
+
+// --- Backup codes again (after the password), and replacing them. ---
+
+// continueID accepts a flow id from a query parameter (the low-codes
+// notice's "continue" flow); anything else is dropped.
+func continueID(v string) string {
+	if len(v) == 0 || len(v) > 64 {
+		return ""
+	}
+	for _, c := range v {
+		if !(c == '-' || c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+			return ""
+		}
+	}
+	return v
+}
+
+func (s *Server) backupCodesStart(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	if !u.MFAEnabled {
+		http.Redirect(w, r, "/account/2fa", http.StatusSeeOther)
+		return
+	}
+	f := &flow{Kind: "codes", UserID: u.ID, State: continueID(r.URL.Query().Get("continue"))}
+	if err := s.newFlow(r.Context(), w, r, f); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.renderPasswordPrompt(w, r, f, "backup_codes", http.StatusOK, "")
+}
+
+func (s *Server) backupCodesSubmit(w http.ResponseWriter, r *http.Request) {
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	_, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	f, ok := s.settingsFlow(w, r, "codes", u)
+	if !ok {
+		return
+	}
+	status, msg, err := s.reauthenticate(r, u)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if msg != "" {
+		s.renderPasswordPrompt(w, r, f, "backup_codes", status, msg)
+		return
+	}
+	f.Stage, f.ReauthAt = "reauthed", s.Now()
+	if err := s.saveFlow(r.Context(), f); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.renderBackupCodes(w, r, f, u, false)
+}
+
+func (s *Server) backupCodesReplace(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	_, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	f, ok := s.settingsFlow(w, r, "codes", u)
+	if !ok {
+		return
+	}
+	if f.Stage != "reauthed" || s.Now().Sub(f.ReauthAt) > s.Config.FlowLifetime || !u.MFAEnabled {
+		s.flowFailed(w, r, errFlowGone)
+		return
+	}
+	codes, err := mfa.GenerateBackupCodes(mfa.BackupCodeCount)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if err := s.Store.ReplaceBackupCodes(ctx, u.ID, mfa.SealBackupCodes(s.Key, u.ID, codes)); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.audit(r, u.ID, "mfa.codes_replaced", nil)
+	s.renderBackupCodes(w, r, f, u, true)
+}
+
+func (s *Server) renderBackupCodes(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, replaced bool) {
+	recs, err := s.Store.ListBackupCodes(r.Context(), u.ID)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	plain, err := mfa.OpenBackupCodes(s.Key, u.ID, recs)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	codes := make([]templates.BackupCode, len(recs))
+	for i, rec := range recs {
+		codes[i] = templates.BackupCode{Code: mfa.FormatBackupCode(plain[i]), Used: !rec.UsedAt.IsZero()}
+	}
+	p := templates.BackupCodesPage{
+		Page: s.accountPage(w, r), Codes: codes, ReplaceAction: "/account/2fa/backup-codes/replace",
+		Flow: f.id, Replaced: replaced,
+	}
+	if f.State != "" {
+		p.ReturnURL = "/login/continue?flow=" + url.QueryEscape(f.State)
+	}
+	s.render(w, r, http.StatusOK, templates.BackupCodes(p))
+}
+
+// --- Logout: RP-initiated (end_session_endpoint) and from My Page. ---
+
+func (s *Server) logoutStart(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	postLogout, state := q.Get("post_logout_redirect_uri"), q.Get("state")
+	clientID := q.Get("client_id")
+	var hintSub, hintSID string
+	if hint := q.Get("id_token_hint"); hint != "" {
+		sub, aud, sid, err := s.Provider.VerifyIDTokenHint(ctx, hint)
+		if err != nil {
+			s.renderError(w, r, http.StatusBadRequest, "invalid_request")
+			return
+		}
+		hintSub, hintSID = sub, sid
+		if clientID == "" && len(aud) > 0 {
+			clientID = aud[0]
+		} else if clientID != "" && !slices.Contains(aud, clientID) {
+			s.renderError(w, r, http.StatusBadRequest, "invalid_request")
+			return
+		}
+	}
+	if postLogout != "" {
+		if !s.postLogoutAllowed(ctx, clientID, postLogout) {
+			s.renderError(w, r, http.StatusBadRequest, "unregistered_redirect_uri")
+			return
+		}
+	}
+	sess, err := s.currentSession(r)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if sess == nil {
+		s.loggedOut(w, r, postLogout, state)
+		return
+	}
+	// The relying party proved which session it means: no need to ask.
+	if hintSub == sess.UserID && (hintSID == "" || hintSID == sess.ID) {
+		if err := s.endSession(w, r); err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		s.loggedOut(w, r, postLogout, state)
+		return
+	}
+	f := &flow{Kind: "logout", PostLogoutURI: postLogout, State: state, Lang: s.lang(r, nil)}
+	if err := s.newFlow(ctx, w, r, f); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	name := ""
+	if c, err := s.Provider.Storage.Client(ctx, clientID); err == nil {
+		name = c.Name
+	}
+	s.render(w, r, http.StatusOK, templates.Logout(templates.LogoutPage{
+		Page: s.page(w, r, f), Action: "/logout", Flow: f.id, ClientName: name,
+	}))
+}
+
+func (s *Server) postLogoutAllowed(ctx context.Context, clientID, uri string) bool {
+	if clientID == "" {
+		return false
+	}
+	c, err := s.Provider.Storage.Client(ctx, clientID)
+	return err == nil && slices.Contains(c.PostLogoutRedirectURIs, uri)
+}
+
+func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) {
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	var postLogout, state string
+	if id := r.PostFormValue("flow"); id != "" {
+		f, ok := s.flowOrError(w, r, id, "logout")
+		if !ok {
+			return
+		}
+		if err := s.finishFlow(r.Context(), f); err != nil {
+			s.flowFailed(w, r, err)
+			return
+		}
+		postLogout, state = f.PostLogoutURI, f.State
+	}
+	if err := s.endSession(w, r); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.loggedOut(w, r, postLogout, state)
+}
+
+func (s *Server) loggedOut(w http.ResponseWriter, r *http.Request, postLogout, state string) {
+	if postLogout != "" {
+		u, err := url.Parse(postLogout)
+		if err == nil {
+			if state != "" {
+				q := u.Query()
+				q.Set("state", state)
+				u.RawQuery = q.Encode()
+			}
+			http.Redirect(w, r, u.String(), http.StatusSeeOther)
+			return
+		}
+	}
+	s.render(w, r, http.StatusOK, templates.Message(templates.MessagePage{
+		Page: s.page(w, r, nil), Heading: "logged_out", Message: "logged_out_text", LinkURL: "/login", LinkText: "login",
+	}))
+}

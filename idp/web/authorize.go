@@ -1,0 +1,288 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/kamera-id/idp/idp/oidc"
+	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/templates"
+)
+
+// authorize is the authorization endpoint (GET or POST).
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	ar, ok := s.parseAuthorize(w, r)
+	if !ok {
+		return
+	}
+	s.decide(w, r, ar, s.Now().UTC(), nil)
+}
+
+// parseAuthorize validates the request; errors that cannot go back to a
+// registered redirect URI get an error page, never a redirect.
+func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (fosite.AuthorizeRequester, bool) {
+	ar, redirectable, err := s.Provider.ParseAuthorize(r.Context(), r)
+	if err == nil {
+		return ar, true
+	}
+	if redirectable {
+		s.Provider.WriteAuthorizeError(r.Context(), w, ar, err)
+		return nil, false
+	}
+	rfc := fosite.ErrorToRFC6749Error(err)
+	p := templates.ErrorPage{Page: s.page(w, r, nil), Status: http.StatusBadRequest, Message: "invalid_request", Detail: rfc.ErrorField}
+	if strings.Contains(rfc.HintField, "redirect") {
+		p.Message = "unregistered_redirect_uri"
+	}
+	s.render(w, r, http.StatusBadRequest, templates.Error(p))
+	return nil, false
+}
+
+// decide continues a valid authorization request: it asks for a login or
+// consent when needed (or answers login_required / consent_required for
+// prompt=none) and otherwise issues the code. fresh is the session the user
+// has just logged in with for this very request (nil: use the browser's).
+func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, requestedAt time.Time, fresh *store.Session) {
+	ctx := r.Context()
+	form := ar.GetRequestForm()
+	prompt := strings.Fields(form.Get("prompt"))
+	none := slices.Contains(prompt, "none")
+
+	sess, err := fresh, error(nil)
+	if sess == nil {
+		sess, err = s.currentSession(r)
+	}
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	var user *store.User
+	if sess != nil {
+		user, err = s.Store.GetUser(ctx, sess.UserID)
+		if errors.Is(err, store.ErrNotFound) {
+			sess = nil
+		} else if err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+	}
+	if fresh == nil && s.needsLogin(ctx, sess, user, form, prompt) {
+		if none {
+			s.Provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired)
+			return
+		}
+		s.startLogin(w, r, ar, requestedAt)
+		return
+	}
+
+	c, err := s.Provider.Storage.Client(ctx, ar.GetClient().GetID())
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if !c.FirstParty {
+		granted, err := s.Store.GetConsent(ctx, user.ID, c.ID)
+		if err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		if slices.Contains(prompt, "consent") || !covers(granted, ar.GetRequestedScopes()) {
+			if none {
+				s.Provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrConsentRequired)
+				return
+			}
+			s.askConsent(w, r, ar, c, requestedAt, fresh != nil)
+			return
+		}
+	}
+	s.Provider.Authorize(ctx, w, ar, user, oidc.Identity{
+		UserID: user.ID, SID: sess.ID, AuthTime: sess.AuthTime, AMR: sess.AMR, RequestedAt: requestedAt,
+	})
+}
+
+// needsLogin applies OIDC Core's rules to the SSO session: none, a forced
+// login, an authentication older than max_age, another user named by
+// id_token_hint, or a password-only session of a user who has since turned
+// two-step verification on.
+func (s *Server) needsLogin(ctx context.Context, sess *store.Session, user *store.User, form url.Values, prompt []string) bool {
+	if sess == nil || user == nil || slices.Contains(prompt, "login") {
+		return true
+	}
+	if v := form.Get("max_age"); v != "" {
+		if maxAge, err := strconv.ParseInt(v, 10, 64); err == nil &&
+			s.Now().Sub(sess.AuthTime) > time.Duration(maxAge)*time.Second {
+			return true
+		}
+	}
+	if user.MFAEnabled && !slices.Contains(sess.AMR, "otp") {
+		return true
+	}
+	if hint := form.Get("id_token_hint"); hint != "" {
+		sub, _, _, err := s.Provider.VerifyIDTokenHint(ctx, hint)
+		if err != nil || sub != user.ID {
+			return true
+		}
+	}
+	return false
+}
+
+func covers(granted, requested []string) bool {
+	for _, s := range requested {
+		if !slices.Contains(granted, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// startLogin keeps the request server-side and sends the browser to the
+// login page.
+func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, requestedAt time.Time) {
+	form := ar.GetRequestForm()
+	f := &flow{
+		Kind: "login", Authorize: form.Encode(), RequestedAt: requestedAt,
+		Lang: s.lang(r, nil), Email: form.Get("login_hint"),
+	}
+	if v := form.Get("ui_locales"); v != "" {
+		f.Lang = templates.NormalizeLang(v)
+	}
+	if c, err := s.Provider.Storage.Client(r.Context(), ar.GetClient().GetID()); err == nil {
+		f.ClientName = c.Name
+	}
+	if err := s.newFlow(r.Context(), w, r, f); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/login?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+}
+
+// resume continues the relying party's request kept in f, after a login or
+// a consent; fresh is the session just started by a login, if any.
+func (s *Server) resume(w http.ResponseWriter, r *http.Request, f *flow, fresh *store.Session) {
+	r2 := requestFor(r, f.Authorize)
+	ar, ok := s.parseAuthorize(w, r2)
+	if !ok {
+		return
+	}
+	s.decide(w, r2, ar, f.RequestedAt, fresh)
+}
+
+// askConsent shows the consent page; afterLogin records that the user has
+// just logged in for this request (so prompt=login is not asked again).
+func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, c *store.Client, requestedAt time.Time, afterLogin bool) {
+	form := ar.GetRequestForm()
+	f := &flow{Kind: "consent", Authorize: form.Encode(), RequestedAt: requestedAt, ClientName: c.Name, Lang: s.lang(r, nil)}
+	if afterLogin {
+		f.Stage = "after_login"
+	}
+	if v := form.Get("ui_locales"); v != "" {
+		f.Lang = templates.NormalizeLang(v)
+	}
+	if err := s.newFlow(r.Context(), w, r, f); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/consent?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+}
+
+func (s *Server) consentPage(w http.ResponseWriter, r *http.Request) {
+	f, ok := s.flowOrError(w, r, r.URL.Query().Get("flow"), "consent")
+	if !ok {
+		return
+	}
+	q, _ := url.ParseQuery(f.Authorize)
+	s.render(w, r, http.StatusOK, templates.Consent(templates.ConsentPage{
+		Page: s.page(w, r, f), Action: "/consent", Flow: f.id, ClientName: f.ClientName,
+		Scopes: strings.Fields(q.Get("scope")),
+	}))
+}
+
+func (s *Server) consentSubmit(w http.ResponseWriter, r *http.Request) {
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	f, ok := s.flowOrError(w, r, r.PostFormValue("flow"), "consent")
+	if !ok {
+		return
+	}
+	sess, err := s.currentSession(r)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if sess == nil {
+		s.renderError(w, r, http.StatusBadRequest, "flow_expired")
+		return
+	}
+	if err := s.finishFlow(r.Context(), f); err != nil {
+		s.flowFailed(w, r, err)
+		return
+	}
+	q, _ := url.ParseQuery(f.Authorize)
+	if r.PostFormValue("consent") != "allow" {
+		ar, ok := s.parseAuthorize(w, requestFor(r, f.Authorize))
+		if ok {
+			s.Provider.WriteAuthorizeError(r.Context(), w, ar, fosite.ErrAccessDenied.WithHint("The user declined."))
+		}
+		return
+	}
+	if err := s.Store.PutConsent(r.Context(), sess.UserID, q.Get("client_id"), strings.Fields(q.Get("scope")), s.Now()); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	// prompt=consent has been answered; do not ask again for this request.
+	q.Set("prompt", strings.Join(slices.DeleteFunc(strings.Fields(q.Get("prompt")), func(p string) bool { return p == "consent" }), " "))
+	if q.Get("prompt") == "" {
+		q.Del("prompt")
+	}
+	f.Authorize = q.Encode()
+	var fresh *store.Session
+	if f.Stage == "after_login" {
+		fresh = sess
+	}
+	s.resume(w, r, f, fresh)
+}
+
+// requestFor rebuilds a GET authorization request from its encoded form.
+func requestFor(r *http.Request, encoded string) *http.Request {
+	r2 := r.Clone(r.Context())
+	r2.Method = http.MethodGet
+	r2.URL = &url.URL{Path: oidc.PathAuthorize, RawQuery: encoded}
+	r2.Body = http.NoBody
+	r2.Form, r2.PostForm = nil, nil
+	r2.Header = r.Header.Clone()
+	r2.Header.Del("Content-Type")
+	return r2
+}
+
+// flowOrError loads a flow of the given kind or shows the "expired" page.
+func (s *Server) flowOrError(w http.ResponseWriter, r *http.Request, id, kind string) (*flow, bool) {
+	f, err := s.loadFlow(r.Context(), r, id)
+	if err == nil && f.Kind != kind {
+		err = errFlowGone
+	}
+	if err != nil {
+		s.flowFailed(w, r, err)
+		return nil, false
+	}
+	return f, true
+}
+
+func (s *Server) flowFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errFlowGone) {
+		s.render(w, r, http.StatusBadRequest, templates.Error(templates.ErrorPage{
+			Page: s.page(w, r, nil), Status: http.StatusBadRequest, Message: "flow_expired", BackURL: "/login",
+		}))
+		return
+	}
+	s.storeFailed(w, r, err)
+}

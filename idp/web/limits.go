@@ -1,0 +1,83 @@
+package web
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/kamera-id/idp/idp/store"
+)
+
+// Failure limits live in the store, so they hold across instances.
+
+func (s *Server) loginPolicy() store.ThrottlePolicy {
+	return store.ThrottlePolicy{MaxFailures: s.Config.LoginMaxFailures, BaseLockout: s.Config.LoginLockout, MaxLockout: s.Config.LoginMaxLockout}
+}
+
+func (s *Server) loginIPPolicy() store.ThrottlePolicy {
+	return store.ThrottlePolicy{MaxFailures: s.Config.LoginIPMaxFailures, BaseLockout: s.Config.LoginLockout, MaxLockout: s.Config.LoginMaxLockout}
+}
+
+func (s *Server) mfaPolicy() store.ThrottlePolicy {
+	return store.ThrottlePolicy{MaxFailures: s.Config.MFAMaxFailures, BaseLockout: s.Config.MFALockout, MaxLockout: s.Config.MFAMaxLockout}
+}
+
+// passwordThrottleKeys are the account's key (by e-mail, so known and
+// unknown addresses behave alike) and the client IP's key, in that order.
+func (s *Server) passwordThrottleKeys(r *http.Request, email string) []string {
+	mac := s.Key.MAC("throttle", []byte(strings.ToLower(strings.TrimSpace(email))))
+	return []string{"pwd:acct:" + hex.EncodeToString(mac[:16]), "pwd:ip:" + clientIP(r)}
+}
+
+func mfaThrottleKey(userID string) string { return "mfa:" + userID }
+
+// lockedOut reports whether any of the keys is locked now.
+func (s *Server) lockedOut(ctx context.Context, keys ...string) (bool, error) {
+	now := s.Now()
+	for _, k := range keys {
+		t, err := s.Store.GetThrottle(ctx, k)
+		if err != nil {
+			return false, err
+		}
+		if t.LockedUntil.After(now) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// recordFailures counts a failed password against the account and the IP;
+// it answers 429 when that locked either of them.
+func (s *Server) recordFailures(ctx context.Context, acct store.ThrottlePolicy, keys ...string) (int, error) {
+	status := http.StatusOK
+	for i, k := range keys {
+		p := acct
+		if i > 0 {
+			p = s.loginIPPolicy()
+		}
+		t, err := s.Store.RecordFailure(ctx, k, p, s.Now())
+		if err != nil {
+			return 0, err
+		}
+		if t.LockedUntil.After(s.Now()) {
+			status = http.StatusTooManyRequests
+		}
+	}
+	return status, nil
+}
+
+// audit records a security event on the account; a failure to record is
+// logged, never shown to the user.
+func (s *Server) audit(r *http.Request, userID, typ string, detail map[string]any) {
+	d := ""
+	if detail != nil {
+		b, _ := json.Marshal(detail)
+		d = string(b)
+	}
+	e := &store.AuditEvent{UserID: userID, Type: typ, Detail: d, IP: clientIP(r), CreatedAt: s.Now()}
+	if err := s.Store.AddAuditEvent(r.Context(), e); err != nil {
+		s.Logger.ErrorContext(r.Context(), "audit event not recorded", append(logAttrs(r), "type", typ, "err", err)...)
+	}
+}

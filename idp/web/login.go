@@ -1,0 +1,419 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/kamera-id/idp/idp/mfa"
+	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/templates"
+)
+
+// The login state machine: password → (TOTP code | backup code) → session.
+// Each step's result is kept in the server-side flow, never in the form.
+
+// loginPage shows the e-mail and password form. Without a flow (a visitor
+// opening /login directly) it starts one that ends on My Page, or on the
+// own path given as return_to.
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("flow")
+	var f *flow
+	if id == "" {
+		f = &flow{Kind: "login", ReturnTo: safeReturnTo(r.URL.Query().Get("return_to")), Lang: s.lang(r, nil)}
+		if err := s.newFlow(r.Context(), w, r, f); err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		http.Redirect(w, r, "/login?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+		return
+	}
+	f, ok := s.flowOrError(w, r, id, "login")
+	if !ok {
+		return
+	}
+	if f.UserID != "" { // the password step is done: on to the second step
+		http.Redirect(w, r, "/login/totp?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+		return
+	}
+	s.renderLogin(w, r, f, http.StatusOK, f.Email, false, "")
+}
+
+func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, f *flow, status int, email string, remember bool, msg string) {
+	s.render(w, r, status, templates.Login(templates.LoginPage{
+		Page: s.page(w, r, f), Action: "/login", Flow: f.id, Email: email, Remember: remember,
+		Error: msg, ClientName: f.ClientName, ForgotURL: "/forgot-password",
+	}))
+}
+
+// safeReturnTo keeps return_to only when it is a path of this provider.
+func safeReturnTo(v string) string {
+	if v == "" || !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") || strings.HasPrefix(v, "/\\") ||
+		strings.ContainsAny(v, "\\\r\n\t") || !utf8.ValidString(v) {
+		return "/account"
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return "/account"
+	}
+	return u.RequestURI()
+}
+
+func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	f, ok := s.flowOrError(w, r, r.PostFormValue("flow"), "login")
+	if !ok {
+		return
+	}
+	email := strings.TrimSpace(r.PostFormValue("email"))
+	pw := r.PostFormValue("password")
+	remember := r.PostFormValue("remember") != ""
+	if email == "" || pw == "" || len(email) > 254 || len(pw) > 1024 {
+		s.renderLogin(w, r, f, http.StatusOK, truncate(email, 254), remember, "invalid_credentials")
+		return
+	}
+	keys := s.passwordThrottleKeys(r, email)
+	locked, err := s.lockedOut(ctx, keys...)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if locked {
+		s.renderLogin(w, r, f, http.StatusTooManyRequests, email, remember, "too_many_attempts")
+		return
+	}
+	user, err := s.checkPassword(ctx, email, pw)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if user == nil {
+		status, err := s.recordFailures(ctx, s.loginPolicy(), keys...)
+		if err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		msg := "invalid_credentials"
+		if status == http.StatusTooManyRequests {
+			msg = "too_many_attempts"
+		}
+		s.renderLogin(w, r, f, status, email, remember, msg)
+		return
+	}
+	if err := s.Store.ResetThrottle(ctx, keys[0]); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	f.UserID, f.AMR, f.Remember = user.ID, []string{"pwd"}, remember
+	if !user.MFAEnabled {
+		s.completeLogin(w, r, f)
+		return
+	}
+	if err := s.saveFlow(ctx, f); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/login/totp?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+}
+
+// checkPassword returns the user when the password is right, nil when the
+// e-mail is unknown or the password wrong. Both cost one argon2id hash, so
+// neither the answer nor its timing tells whether the account exists.
+func (s *Server) checkPassword(ctx context.Context, email, pw string) (*store.User, error) {
+	user, err := s.Store.GetUserByEmail(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		s.Hasher.VerifyDummy(ctx, pw)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ok, rehash, err := s.Hasher.Verify(ctx, user.PasswordHash, pw)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, nil
+	}
+	if rehash {
+		if h, err := s.Hasher.Hash(ctx, pw); err == nil {
+			_ = s.Store.UpdatePassword(ctx, user.ID, h, s.Now())
+		}
+	}
+	return user, nil
+}
+
+// secondStep loads a login flow whose password step has passed.
+func (s *Server) secondStep(w http.ResponseWriter, r *http.Request, id string) (*flow, bool) {
+	f, ok := s.flowOrError(w, r, id, "login")
+	if !ok {
+		return nil, false
+	}
+	if f.UserID == "" {
+		http.Redirect(w, r, "/login?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+		return nil, false
+	}
+	return f, true
+}
+
+func (s *Server) totpPage(w http.ResponseWriter, r *http.Request) {
+	if f, ok := s.secondStep(w, r, r.URL.Query().Get("flow")); ok {
+		s.renderTOTP(w, r, f, http.StatusOK, "")
+	}
+}
+
+func (s *Server) renderTOTP(w http.ResponseWriter, r *http.Request, f *flow, status int, msg string) {
+	s.render(w, r, status, templates.TOTP(templates.TOTPPage{
+		Page: s.page(w, r, f), Action: "/login/totp", Flow: f.id, Error: msg,
+		BackupURL: "/login/backup?flow=" + url.QueryEscape(f.id),
+	}))
+}
+
+func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	f, ok := s.secondStep(w, r, r.PostFormValue("flow"))
+	if !ok {
+		return
+	}
+	key := mfaThrottleKey(f.UserID)
+	if locked, err := s.lockedOut(ctx, key); err != nil || locked {
+		if err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		s.renderTOTP(w, r, f, http.StatusTooManyRequests, "too_many_attempts")
+		return
+	}
+	err := s.verifyTOTP(ctx, f.UserID, r.PostFormValue("code"))
+	if errors.Is(err, errWrongCode) {
+		status, err := s.secondStepFailed(r, f.UserID, "totp")
+		if err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		msg := "invalid_code"
+		if status == http.StatusTooManyRequests {
+			msg = "too_many_attempts"
+		}
+		s.renderTOTP(w, r, f, status, msg)
+		return
+	}
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if err := s.Store.ResetThrottle(ctx, key); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	f.AMR = []string{"pwd", "otp"}
+	s.completeLogin(w, r, f)
+}
+
+var errWrongCode = errors.New("wrong code")
+
+// verifyTOTP accepts a code once: the matched time step must be later than
+// the last accepted one, and recording it is one atomic statement, so of
+// two concurrent requests with the same code only one passes.
+func (s *Server) verifyTOTP(ctx context.Context, userID, code string) error {
+	t, err := s.Store.GetTOTP(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return errWrongCode
+	}
+	if err != nil {
+		return err
+	}
+	secret, err := mfa.OpenSecret(s.Key, userID, t.SecretEnc)
+	if err != nil {
+		return err
+	}
+	step, err := mfa.Verify(secret, code, s.Now(), t.LastStep)
+	if err != nil {
+		return errWrongCode
+	}
+	if err := s.Store.UseTOTPStep(ctx, userID, step); errors.Is(err, store.ErrConsumed) {
+		return errWrongCode
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// secondStepFailed counts a failed code against the account (not the
+// browser) and records it; it answers 429 once the account is locked.
+func (s *Server) secondStepFailed(r *http.Request, userID, method string) (int, error) {
+	ctx := r.Context()
+	th, err := s.Store.RecordFailure(ctx, mfaThrottleKey(userID), s.mfaPolicy(), s.Now())
+	if err != nil {
+		return 0, err
+	}
+	s.audit(r, userID, "mfa.code_failed", map[string]any{"method": method})
+	if th.LockedUntil.After(s.Now()) {
+		s.audit(r, userID, "mfa.locked", map[string]any{"until": th.LockedUntil.UTC().Format("2006-01-02T15:04:05Z")})
+		return http.StatusTooManyRequests, nil
+	}
+	return http.StatusOK, nil
+}
+
+func (s *Server) backupPage(w http.ResponseWriter, r *http.Request) {
+	if f, ok := s.secondStep(w, r, r.URL.Query().Get("flow")); ok {
+		s.renderBackup(w, r, f, http.StatusOK, "")
+	}
+}
+
+func (s *Server) renderBackup(w http.ResponseWriter, r *http.Request, f *flow, status int, msg string) {
+	s.render(w, r, status, templates.BackupCodeLogin(templates.BackupCodePage{
+		Page: s.page(w, r, f), Action: "/login/backup", Flow: f.id, Error: msg,
+		TOTPURL: "/login/totp?flow=" + url.QueryEscape(f.id),
+	}))
+}
+
+func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	f, ok := s.secondStep(w, r, r.PostFormValue("flow"))
+	if !ok {
+		return
+	}
+	key := mfaThrottleKey(f.UserID)
+	if locked, err := s.lockedOut(ctx, key); err != nil || locked {
+		if err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		s.renderBackup(w, r, f, http.StatusTooManyRequests, "too_many_attempts")
+		return
+	}
+	remaining, err := s.useBackupCode(ctx, f.UserID, r.PostFormValue("backup_code"))
+	if errors.Is(err, errWrongCode) {
+		status, err := s.secondStepFailed(r, f.UserID, "backup_code")
+		if err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		msg := "invalid_backup_code"
+		if status == http.StatusTooManyRequests {
+			msg = "too_many_attempts"
+		}
+		s.renderBackup(w, r, f, status, msg)
+		return
+	}
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if err := s.Store.ResetThrottle(ctx, key); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.audit(r, f.UserID, "mfa.backup_code_used", map[string]any{"remaining": remaining})
+	f.AMR = []string{"pwd", "otp"}
+	if remaining > 2 {
+		s.completeLogin(w, r, f)
+		return
+	}
+	// Few codes left: say so before going on, and offer new ones.
+	if _, ok := s.establish(w, r, f); !ok {
+		return
+	}
+	next := &flow{Kind: "continue", Authorize: f.Authorize, RequestedAt: f.RequestedAt, ReturnTo: f.ReturnTo,
+		Lang: f.Lang, UserID: f.UserID}
+	if err := s.newFlow(ctx, w, r, next); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, templates.LowBackupCodes(templates.LowBackupCodesPage{
+		Page: s.page(w, r, f), Remaining: remaining,
+		ReplaceURL:  "/account/2fa/backup-codes?continue=" + url.QueryEscape(next.id),
+		ContinueURL: "/login/continue?flow=" + url.QueryEscape(next.id),
+	}))
+}
+
+// useBackupCode consumes a backup code atomically and returns how many
+// unused ones remain.
+func (s *Server) useBackupCode(ctx context.Context, userID, input string) (int, error) {
+	canonical, ok := mfa.NormalizeBackupCode(input)
+	if !ok {
+		return 0, errWrongCode
+	}
+	remaining, err := s.Store.UseBackupCode(ctx, userID, mfa.BackupCodeHash(s.Key, userID, canonical), s.Now())
+	if errors.Is(err, store.ErrConsumed) || errors.Is(err, store.ErrNotFound) {
+		return 0, errWrongCode
+	}
+	return remaining, err
+}
+
+// establish finishes the login flow (exactly once) and starts the session.
+func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow) (*store.Session, bool) {
+	if err := s.finishFlow(r.Context(), f); err != nil {
+		s.flowFailed(w, r, err)
+		return nil, false
+	}
+	sess, err := s.startSession(w, r, f.UserID, f.AMR, f.Remember)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return nil, false
+	}
+	return sess, true
+}
+
+// completeLogin starts the session and goes where the login was for: back
+// into the relying party's request, or to the page asked for.
+func (s *Server) completeLogin(w http.ResponseWriter, r *http.Request, f *flow) {
+	sess, ok := s.establish(w, r, f)
+	if !ok {
+		return
+	}
+	s.afterLogin(w, r, f, sess)
+}
+
+func (s *Server) afterLogin(w http.ResponseWriter, r *http.Request, f *flow, sess *store.Session) {
+	if f.Authorize != "" {
+		s.resume(w, r, f, sess)
+		return
+	}
+	http.Redirect(w, r, safeReturnTo(f.ReturnTo), http.StatusSeeOther)
+}
+
+// continueLogin goes on after the few-backup-codes notice.
+func (s *Server) continueLogin(w http.ResponseWriter, r *http.Request) {
+	f, ok := s.flowOrError(w, r, r.URL.Query().Get("flow"), "continue")
+	if !ok {
+		return
+	}
+	sess, err := s.currentSession(r)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if sess == nil || sess.UserID != f.UserID {
+		s.flowFailed(w, r, errFlowGone)
+		return
+	}
+	if err := s.finishFlow(r.Context(), f); err != nil {
+		s.flowFailed(w, r, err)
+		return
+	}
+	s.afterLogin(w, r, f, sess)
+}
+
+func (s *Server) forgotPassword(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, templates.Message(templates.MessagePage{
+		Page: s.page(w, r, nil), Heading: "forgot_password", Message: "password_reset_unavailable",
+		LinkURL: "/login", LinkText: "back_to_login",
+	}))
+}

@@ -1,0 +1,76 @@
+package web
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/a-h/templ"
+
+	"github.com/kamera-id/idp/templates"
+)
+
+// lang picks the page language: the flow's ui_locales, the query's, then
+// the browser's Accept-Language; Japanese by default.
+func (s *Server) lang(r *http.Request, f *flow) string {
+	if f != nil && f.Lang != "" {
+		return f.Lang
+	}
+	if v := r.URL.Query().Get("ui_locales"); v != "" {
+		return templates.NormalizeLang(v)
+	}
+	return templates.NormalizeLang(r.Header.Get("Accept-Language"))
+}
+
+// page fills what every page shares, including a CSRF token for its forms.
+func (s *Server) page(w http.ResponseWriter, r *http.Request, f *flow) templates.Page {
+	return templates.Page{
+		Lang:      s.lang(r, f),
+		CSRF:      s.csrfToken(w, r),
+		Brand:     s.brand,
+		RequestID: RequestID(r.Context()),
+	}
+}
+
+// accountPage is page() for a signed-in user.
+func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) templates.Page {
+	p := s.page(w, r, nil)
+	p.LoggedIn = true
+	return p
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if err := c.Render(r.Context(), w); err != nil {
+		s.Logger.ErrorContext(r.Context(), "render", append(logAttrs(r), "err", err)...)
+	}
+}
+
+// renderError shows an error page; message is a message key.
+func (s *Server) renderError(w http.ResponseWriter, r *http.Request, status int, message string) {
+	s.renderErrorDetail(w, r, status, message, "")
+}
+
+// renderErrorDetail is renderError with a detail line (never internals).
+func (s *Server) renderErrorDetail(w http.ResponseWriter, r *http.Request, status int, message, detail string) {
+	p := templates.ErrorPage{Page: s.page(w, r, nil), Status: status, Message: message, Detail: detail}
+	if status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "60")
+	}
+	s.render(w, r, status, templates.Error(p))
+}
+
+// brandCSS serves the configured colour as a stylesheet (the CSP allows no
+// inline styles).
+func (s *Server) brandCSS(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	color := s.brand.PrimaryColor
+	if color == "" || strings.ContainsFunc(color, func(c rune) bool {
+		return !(c == '#' || c == '(' || c == ')' || c == ',' || c == '.' || c == '%' || c == ' ' ||
+			(c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+	}) {
+		color = "#0b5cad"
+	}
+	_, _ = w.Write([]byte(":root{--brand:" + color + "}\n"))
+}

@@ -1,0 +1,259 @@
+package web
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/kamera-id/idp/idp/crypt"
+	"github.com/kamera-id/idp/idp/store"
+)
+
+// Cookie names; https issuers get the __Host- prefix (Secure, Path=/, no Domain).
+func (s *Server) cookieName(base string) string {
+	if s.Config.Secure() {
+		return "__Host-" + base
+	}
+	return base
+}
+
+func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {
+	c := &http.Cookie{
+		Name: s.cookieName(name), Value: value, Path: "/",
+		HttpOnly: true, Secure: s.Config.Secure(), SameSite: http.SameSiteLaxMode,
+	}
+	switch {
+	case maxAge > 0:
+		c.MaxAge = int(maxAge / time.Second)
+	case maxAge < 0:
+		c.MaxAge = -1
+	}
+	http.SetCookie(w, c)
+}
+
+func (s *Server) cookie(r *http.Request, name string) string {
+	c, err := r.Cookie(s.cookieName(name))
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
+// --- CSRF: a random per-browser cookie; forms carry a MAC of it. ---
+
+const csrfCookie = "idp_csrf"
+
+// csrfToken returns the token for the forms of the page being rendered,
+// setting the browser's CSRF cookie first if it has none.
+func (s *Server) csrfToken(w http.ResponseWriter, r *http.Request) string {
+	v := s.cookie(r, csrfCookie)
+	if len(v) < 32 {
+		v = crypt.RandomToken(32)
+		s.setCookie(w, csrfCookie, v, 0)
+		// Later reads in this request see the new cookie.
+		r.AddCookie(&http.Cookie{Name: s.cookieName(csrfCookie), Value: v})
+	}
+	return s.csrfFor(v)
+}
+
+func (s *Server) csrfFor(cookieValue string) string {
+	return base64.RawURLEncoding.EncodeToString(s.Key.MAC("csrf", []byte(cookieValue)))
+}
+
+// checkCSRF reports whether the posted token matches this browser's cookie
+// (compared in constant time).
+func (s *Server) checkCSRF(r *http.Request) bool {
+	v := s.cookie(r, csrfCookie)
+	if v == "" {
+		return false
+	}
+	return crypt.Equal([]byte(r.PostFormValue("csrf")), []byte(s.csrfFor(v)))
+}
+
+// browserBinding ties server-side state to this browser's CSRF cookie, so a
+// flow id copied elsewhere is useless.
+func (s *Server) browserBinding(r *http.Request) []byte {
+	return crypt.HashToken("browser:" + s.cookie(r, csrfCookie))
+}
+
+// --- Flows: interactions in progress, held server-side. ---
+
+// flow is the state of a login (password, then the second step), a consent
+// or a sensitive setting. The browser carries only a random id.
+type flow struct {
+	id string
+
+	Kind        string    `json:"kind"` // "login", "consent", "continue", "setup", "disable", "codes", "logout"
+	Browser     []byte    `json:"browser"`
+	Lang        string    `json:"lang,omitempty"`
+	Authorize   string    `json:"authorize,omitempty"` // the relying party's request, form-encoded
+	RequestedAt time.Time `json:"requested_at"`
+	ClientName  string    `json:"client_name,omitempty"`
+	ReturnTo    string    `json:"return_to,omitempty"` // an own path, for logins to My Page
+	Email       string    `json:"email,omitempty"`     // login_hint
+	// Filled by the password step: the second step can only be reached
+	// through a flow whose password step passed.
+	UserID   string   `json:"user_id,omitempty"`
+	AMR      []string `json:"amr,omitempty"`
+	Remember bool     `json:"remember,omitempty"`
+	// Settings: the stage reached and when the password was re-entered.
+	Stage    string    `json:"stage,omitempty"`
+	ReauthAt time.Time `json:"reauth_at,omitzero"`
+	// RP-initiated logout.
+	PostLogoutURI string `json:"post_logout_uri,omitempty"`
+	State         string `json:"state,omitempty"`
+}
+
+var errFlowGone = errors.New("flow expired or unknown")
+
+func (s *Server) newFlow(ctx context.Context, w http.ResponseWriter, r *http.Request, f *flow) error {
+	s.csrfToken(w, r) // the browser needs its cookie before a flow can be bound to it
+	f.id = crypt.RandomToken(24)
+	f.Browser = s.browserBinding(r)
+	if f.RequestedAt.IsZero() {
+		f.RequestedAt = s.Now().UTC()
+	}
+	return s.saveFlow(ctx, f)
+}
+
+func (s *Server) saveFlow(ctx context.Context, f *flow) error {
+	data, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("encode flow: %w", err)
+	}
+	now := s.Now()
+	return s.Store.PutFlow(ctx, &store.Flow{
+		Key: crypt.HashToken(f.id), Data: data,
+		CreatedAt: now, ExpiresAt: now.Add(s.Config.FlowLifetime),
+	})
+}
+
+// loadFlow returns the flow with this id if it exists, has not expired and
+// belongs to this browser; errFlowGone otherwise.
+func (s *Server) loadFlow(ctx context.Context, r *http.Request, id string) (*flow, error) {
+	if id == "" || len(id) > 64 {
+		return nil, errFlowGone
+	}
+	rec, err := s.Store.GetFlow(ctx, crypt.HashToken(id), s.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errFlowGone
+	}
+	if err != nil {
+		return nil, err
+	}
+	f := &flow{}
+	if err := json.Unmarshal(rec.Data, f); err != nil {
+		return nil, fmt.Errorf("decode flow: %w", err)
+	}
+	if !crypt.Equal(f.Browser, s.browserBinding(r)) {
+		return nil, errFlowGone
+	}
+	f.id = id
+	return f, nil
+}
+
+// finishFlow removes the flow; of two requests finishing it, exactly one
+// gets nil.
+func (s *Server) finishFlow(ctx context.Context, f *flow) error {
+	err := s.Store.DeleteFlow(ctx, crypt.HashToken(f.id))
+	if errors.Is(err, store.ErrNotFound) {
+		return errFlowGone
+	}
+	return err
+}
+
+// --- SSO sessions. ---
+
+const sessionCookie = "idp_session"
+
+// currentSession returns the browser's SSO session, or nil when it has none
+// (or it expired, absolutely or by idleness).
+func (s *Server) currentSession(r *http.Request) (*store.Session, error) {
+	v := s.cookie(r, sessionCookie)
+	if v == "" {
+		return nil, nil
+	}
+	now := s.Now()
+	sess, err := s.Store.GetSession(r.Context(), crypt.HashToken(v), now)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !sess.Remember && now.Sub(sess.LastSeen) > s.Config.SessionIdleTimeout {
+		return nil, nil
+	}
+	if now.Sub(sess.LastSeen) > time.Minute {
+		if err := s.Store.TouchSession(r.Context(), sess.TokenHash, now); err != nil {
+			return nil, err
+		}
+	}
+	return sess, nil
+}
+
+// startSession ends the browser's previous session (the id is rotated at
+// every login) and starts a new one.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, userID string, amr []string, remember bool) (*store.Session, error) {
+	ctx := r.Context()
+	if old := s.cookie(r, sessionCookie); old != "" {
+		if err := s.Store.DeleteSession(ctx, crypt.HashToken(old)); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+	}
+	now := s.Now().Truncate(time.Second)
+	token := crypt.RandomToken(32)
+	sess := &store.Session{
+		TokenHash: crypt.HashToken(token),
+		ID:        crypt.RandomToken(16),
+		UserID:    userID,
+		AuthTime:  now,
+		AMR:       amr,
+		Remember:  remember,
+		CreatedAt: now,
+		LastSeen:  now,
+		ExpiresAt: now.Add(s.Config.SessionMaxAge),
+		UserAgent: truncate(r.UserAgent(), 200),
+		IP:        clientIP(r),
+	}
+	var cookieAge time.Duration // a browser-session cookie
+	if remember {
+		sess.ExpiresAt = now.Add(s.Config.RememberMe)
+		cookieAge = s.Config.RememberMe
+	}
+	if err := s.Store.CreateSession(ctx, sess); err != nil {
+		return nil, err
+	}
+	s.setCookie(w, sessionCookie, token, cookieAge)
+	return sess, nil
+}
+
+func (s *Server) endSession(w http.ResponseWriter, r *http.Request) error {
+	if v := s.cookie(r, sessionCookie); v != "" {
+		if err := s.Store.DeleteSession(r.Context(), crypt.HashToken(v)); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	s.setCookie(w, sessionCookie, "", -1)
+	return nil
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
