@@ -157,6 +157,7 @@ func serve(ctx context.Context, args []string) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	go a.RunCleanup(ctx, 5*time.Minute)
 	log.Info("serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "store", storeKind(cfg))
 	select {
 	case err := <-errc:

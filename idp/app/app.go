@@ -196,3 +196,40 @@ func ValidateRedirectURI(raw string) error {
 	}
 	return nil
 }
+
+// cleanupBatch bounds each delete, so the job never holds long locks.
+const cleanupBatch = 500
+
+// Cleanup deletes expired codes, tokens, sessions, flows and pending
+// enrollments in bounded batches until none are left, and says how many
+// rows went.
+func (a *App) Cleanup(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := a.Store.DeleteExpired(ctx, a.Now(), cleanupBatch)
+		total += n
+		if err != nil || n == 0 {
+			return total, err
+		}
+	}
+}
+
+// RunCleanup runs Cleanup every interval until ctx ends. Several instances
+// may run it at once: deleting an expired row twice is harmless.
+func (a *App) RunCleanup(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := a.Cleanup(ctx)
+		if err != nil && ctx.Err() == nil {
+			a.Logger.Warn("cleanup of expired records failed", "err", err)
+		} else if n > 0 {
+			a.Logger.Info("deleted expired records", "rows", n)
+		}
+	}
+}

@@ -467,3 +467,27 @@ func get(t *testing.T, u string) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// TestCleanupDeletesExpired runs the background job's work once after
+// everything a login left behind has expired.
+func TestCleanupDeletesExpired(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		a := r.authorize()
+		tk := r.mustExchange(a, login(t, p.newBrowser(), r, a))
+		ctx := context.Background()
+		if n, err := p.app.Cleanup(ctx); err != nil || n != 0 {
+			t.Fatalf("cleanup before expiry deleted %d rows: %v", n, err)
+		}
+		p.clock.Advance(40 * 24 * time.Hour)
+		n, err := p.app.Cleanup(ctx)
+		if err != nil || n == 0 {
+			t.Fatalf("cleanup after expiry deleted %d rows: %v", n, err)
+		}
+		if _, err := r.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tk.RefreshToken}).Token(); err == nil {
+			t.Fatal("a deleted refresh token still works")
+		}
+	})
+}
