@@ -22,7 +22,6 @@ type Config struct {
 	DatabaseURL   string // IDP_DATABASE_URL: sqlite://PATH or postgres://...
 	SecretKeyFile string // IDP_SECRET_KEY_FILE
 	SecretKey     string // IDP_SECRET_KEY: the key itself, instead of a file
-	MetricsListen string // IDP_METRICS_LISTEN: empty disables the metrics listener
 
 	TOTPIssuer string // IDP_TOTP_ISSUER: the name shown in authenticator apps
 
@@ -119,7 +118,6 @@ func Load(file string, getenv func(string) string) (Config, error) {
 	p.str(&c.DatabaseURL, "IDP_DATABASE_URL")
 	p.str(&c.SecretKeyFile, "IDP_SECRET_KEY_FILE")
 	p.str(&c.SecretKey, "IDP_SECRET_KEY")
-	p.str(&c.MetricsListen, "IDP_METRICS_LISTEN")
 	p.str(&c.TOTPIssuer, "IDP_TOTP_ISSUER")
 	p.dur(&c.SessionIdleTimeout, "IDP_SESSION_IDLE_TIMEOUT")
 	p.dur(&c.SessionMaxAge, "IDP_SESSION_MAX_AGE")

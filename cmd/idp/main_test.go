@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kamera-id/idp/idp/testenv"
+)
+
+// cli runs the idp command in-process against the configured store.
+func cli(t *testing.T, stdin string, args ...string) (map[string]any, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := run(context.Background(), args, strings.NewReader(stdin), &out)
+	if err != nil {
+		return nil, err
+	}
+	var v map[string]any
+	if out.Len() > 0 {
+		if jerr := json.Unmarshal(out.Bytes(), &v); jerr != nil {
+			t.Fatalf("%v: output is not JSON: %q", args, out.String())
+		}
+	}
+	return v, nil
+}
+
+func TestCLI(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		t.Setenv("IDP_DATABASE_URL", db.URL)
+		t.Setenv("IDP_SECRET_KEY", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32)))
+		t.Setenv("IDP_ARGON2_MEMORY_KIB", "8192")
+		t.Setenv("IDP_ARGON2_ITERATIONS", "1")
+		if _, err := cli(t, "", "migrate"); err != nil {
+			t.Fatalf("migrate: %v", err)
+		}
+		u, err := cli(t, "a-long-password\n", "user", "create", "--email", "Ken@Example.com", "--name", "Ken", "--password-stdin")
+		if err != nil || u["email"] != "Ken@Example.com" || u["id"] == "" || strings.Contains(u["id"].(string), "@") {
+			t.Fatalf("user create = %v, %v", u, err)
+		}
+		for name, args := range map[string][]string{
+			"duplicate e-mail (any case)": {"user", "create", "--email", "ken@example.com", "--password-stdin"},
+			"short password":              {"user", "create", "--email", "b@example.com", "--password-stdin"},
+			"no --password-stdin":         {"user", "create", "--email", "c@example.com"},
+			"bad redirect URI":            {"client", "create", "--id", "x", "--name", "X", "--redirect-uri", "http://evil.example/cb"},
+			"no redirect URI":             {"client", "create", "--id", "x", "--name", "X"},
+			"unknown command":             {"frobnicate"},
+			"reset-mfa without 2FA":       {"user", "reset-mfa", "--email", "ken@example.com"},
+			"reset-mfa unknown user":      {"user", "reset-mfa", "--email", "nobody@example.com"},
+		} {
+			stdin := "short\n"
+			if name == "duplicate e-mail (any case)" {
+				stdin = "another-long-password\n"
+			}
+			if _, err := cli(t, stdin, args...); err == nil || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%s: error %v, want one line", name, err)
+			}
+		}
+		c, err := cli(t, "", "client", "create", "--id", "viewer", "--name", "Viewer",
+			"--redirect-uri", "https://viewer.example/cb", "--redirect-uri", "http://localhost:9090/callback", "--first-party")
+		if err != nil || c["client_id"] != "viewer" || len(c["client_secret"].(string)) < 43 {
+			t.Fatalf("client create = %v, %v", c, err)
+		}
+		if _, err := cli(t, "", "client", "create", "--id", "viewer", "--name", "Again", "--redirect-uri", "https://viewer.example/cb"); err == nil {
+			t.Error("duplicate client id accepted")
+		}
+		pub, err := cli(t, "", "client", "create", "--id", "spa", "--name", "SPA", "--redirect-uri", "https://spa.example/cb", "--public")
+		if err != nil || pub["client_secret"] != nil {
+			t.Fatalf("public client create = %v, %v", pub, err)
+		}
+		k1, err := cli(t, "", "keys", "rotate")
+		if err != nil || k1["kid"] == "" {
+			t.Fatalf("keys rotate = %v, %v", k1, err)
+		}
+		k2, _ := cli(t, "", "keys", "rotate")
+		if k2["kid"] == k1["kid"] {
+			t.Fatal("keys rotate did not make a new key")
+		}
+	})
+}
+
+func TestMissingKeyIsOneLineError(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("IDP_DATABASE_URL", "sqlite://"+filepath.Join(dir, "idp.db"))
+	t.Setenv("IDP_SECRET_KEY_FILE", filepath.Join(dir, "missing.key"))
+	_, err := cli(t, "", "keys", "rotate")
+	if err == nil || strings.Contains(oneLine(err), "\n") {
+		t.Fatalf("missing key file: %v", err)
+	}
+}

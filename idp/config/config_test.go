@@ -1,0 +1,66 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// TestExampleFile keeps config/idp.env.example loadable and equal to the
+// defaults it documents.
+func TestExampleFile(t *testing.T) {
+	c, err := Load(filepath.Join("..", "..", "config", "idp.env.example"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := Load("", env(nil))
+	if c != d {
+		t.Fatalf("the example file's values differ from the defaults:\n%+v\n%+v", c, d)
+	}
+}
+
+func TestDefaultsAndOverrides(t *testing.T) {
+	c, err := Load("", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Issuer != "http://localhost:8080" || c.DatabaseURL != "sqlite://./data/idp.db" ||
+		c.SecretKeyFile != DefaultSecretKeyFile || c.SigningAlg != "RS256" || !c.Embedded() || c.Secure() {
+		t.Fatalf("defaults: %+v", c)
+	}
+	file := filepath.Join(t.TempDir(), "idp.env")
+	os.WriteFile(file, []byte("# comment\nIDP_MFA_LOCKOUT=2m\nIDP_TOTP_ISSUER=From File\n"), 0o600)
+	c, err = Load(file, env(map[string]string{"IDP_TOTP_ISSUER": "From Env"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MFALockout != 2*time.Minute || c.TOTPIssuer != "From Env" {
+		t.Fatalf("file and environment: %+v", c)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		vars map[string]string
+		want string
+	}{
+		{map[string]string{"IDP_ISSUER": "http://idp.example.com"}, "https"},
+		{map[string]string{"IDP_DATABASE_URL": "postgres://db/idp"}, "IDP_SECRET_KEY"},
+		{map[string]string{"IDP_DATABASE_URL": "mysql://x"}, "IDP_DATABASE_URL"},
+		{map[string]string{"IDP_SIGNING_ALG": "HS256"}, "IDP_SIGNING_ALG"},
+		{map[string]string{"IDP_MFA_LOCKOUT": "soon"}, "IDP_MFA_LOCKOUT"},
+	} {
+		_, err := Load("", env(tc.vars))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one naming %s", tc.vars, err, tc.want)
+		}
+	}
+	if _, err := Load("", env(map[string]string{"IDP_ISSUER": "https://id.example.com",
+		"IDP_DATABASE_URL": "postgres://db/idp", "IDP_SECRET_KEY_FILE": "/etc/idp/key"})); err != nil {
+		t.Errorf("production configuration refused: %v", err)
+	}
+}
