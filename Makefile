@@ -1,60 +1,101 @@
-# The interface for people and CI. `make help` lists the targets.
-GO       ?= go
-FUZZTIME ?= 30s
+# The interface for people and CI (.ci/run calls the same targets).
+# `make` or `make help` lists them.
+SHELL       := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+GO           ?= go
+FUZZTIME     ?= 30s
+TEST_TIMEOUT ?= 20m
+TEST_LOG     ?= artifacts/go-test.log
+
+# The PostgreSQL half of the suite runs against this database; when it is
+# unreachable those tests skip with SKIP-POSTGRES (and fail under CI=true).
 export IDP_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+
+# The race detector needs cgo, that is a C compiler (Debian: apt-get install gcc).
+RACE = $(if $(filter 1,$(shell $(GO) env CGO_ENABLED)),-race)
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test generate check-generated lint fuzz bench clean clean-data
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@echo "usage: make <target> [GO=go] [FUZZTIME=30s] [TEST_TIMEOUT=20m]"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-16s %s\n", $$1, $$2 }'
 
 build: ## build bin/idp and bin/demo-viewer
 	$(GO) build -o bin/idp ./cmd/idp
 	$(GO) build -o bin/demo-viewer ./cmd/demo-viewer
 
-run: build ## run the provider (embedded store in ./data) and the demo viewer
+# The viewer runs in the background and is stopped when the provider exits
+# (Ctrl-C reaches both; the trap also covers a failed start).
+run: build ## run the provider (SQLite in ./data) and the demo viewer; Ctrl-C stops both
 	@./bin/idp demo-setup
+	@echo "Starting the provider and the demo viewer; Ctrl-C stops both."
 	@./bin/demo-viewer & viewer=$$!; \
-	trap 'kill $$viewer 2>/dev/null' EXIT INT TERM; \
-	./bin/idp serve
+	./bin/idp serve & serve=$$!; \
+	trap 'kill $$viewer $$serve 2>/dev/null || true; wait' EXIT; \
+	wait $$serve
 
-test: ## run the whole suite (race detector; PostgreSQL from IDP_TEST_DATABASE_URL)
-	@echo "PostgreSQL tests use IDP_TEST_DATABASE_URL=$(IDP_TEST_DATABASE_URL) (skipped with SKIP-POSTGRES if unreachable, failing under CI=true)"
-	$(GO) test -race -timeout 30m ./...
+# go test -v goes to $(TEST_LOG) in full; the terminal gets it without the
+# RUN/PAUSE/CONT/PASS lines, then a line saying whether PostgreSQL was tested.
+test: ## go test -race ./... (+ check-generated and lint under CI=true)
+	@mkdir -p artifacts
+	@if [ -z "$(RACE)" ]; then \
+		echo "test: cgo is off (no C compiler?), so the race detector cannot run; install gcc" >&2; \
+		if [ "$${CI:-}" = true ]; then exit 1; fi; echo "test: running WITHOUT -race" >&2; fi
+	@echo "$(GO) test $(RACE) -timeout $(TEST_TIMEOUT) ./...  (full log: $(TEST_LOG))"
+	@status=0; \
+	$(GO) test $(RACE) -v -timeout $(TEST_TIMEOUT) ./... 2>&1 | tee $(TEST_LOG) \
+		| awk '!/^ *(=== (RUN|PAUSE|CONT)|--- PASS:)|^PASS$$/ { print; fflush() }' || status=$$?; \
+	url=$$(sed -E 's#(://[^:/@]*):[^@/]*@#\1:xxxxx@#' <<< "$$IDP_TEST_DATABASE_URL"); \
+	skipped=$$(grep -c 'SKIP-POSTGRES' $(TEST_LOG) || true); \
+	ran=$$(grep -cE -- '--- (PASS|FAIL): [^ ]*/postgres|^(ok|FAIL)[[:space:]]+[^ ]*/postgres[[:space:]]' $(TEST_LOG) || true); \
+	echo; \
+	if [ "$$skipped" -gt 0 ]; then \
+		echo "PostgreSQL: NOT TESTED - $$skipped test(s) could not reach $$url (see SKIP-POSTGRES above)"; \
+	elif [ "$$ran" -gt 0 ]; then \
+		echo "PostgreSQL: tested against $$url (no test skipped it)"; \
+	else \
+		echo "PostgreSQL: no PostgreSQL tests ran"; \
+	fi; \
+	exit $$status
 ifeq ($(CI),true)
-	$(MAKE) check-generated lint
+	@$(MAKE) --no-print-directory check-generated lint
 endif
 
-generate: ## regenerate templ code (pinned in go.mod)
+generate: ## regenerate the templ code in templates/ (templ pinned in go.mod)
 	$(GO) tool templ generate -path templates
 
-check-generated: generate ## fail if generated code is not up to date
+check-generated: generate ## fail if templates/ differs from what generate produces
 	@if [ -n "$$(git status --porcelain -- templates)" ]; then \
-		echo "generated code is out of date; run 'make generate' and commit:"; \
-		git --no-pager diff -- templates; git status --porcelain -- templates; exit 1; fi
+		echo "check-generated: templates/ is not what 'make generate' produces; run it and commit:"; \
+		git status --porcelain -- templates; git --no-pager diff -- templates; exit 1; \
+	fi
+	@echo "check-generated: templates/ is up to date"
 
-lint: ## gofmt, go vet, staticcheck
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+lint: ## gofmt, go vet, staticcheck (pinned in go.mod)
+	@files=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
+	if [ -n "$$files" ]; then echo "lint: not gofmt-ed (run gofmt -w):"; echo "$$files"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-fuzz: ## run every fuzz target for FUZZTIME (default 30s)
-	@set -e; found=0; \
-	for pkg in $$($(GO) list ./...); do \
-		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			found=1; echo "== $$pkg $$t ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
+fuzz: ## run each fuzz target for FUZZTIME (default 30s)
+	@targets=$$($(GO) test -list '^Fuzz' ./... \
+		| awk '/^Fuzz/ { names = names " " $$1 } /^ok / { if (names != "") print $$2 names; names = "" }'); \
+	if [ -z "$$targets" ]; then echo "fuzz: no fuzz targets yet"; exit 0; fi; \
+	while read -r pkg names; do \
+		for name in $$names; do \
+			echo "== $$pkg $$name ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
-	done; \
-	if [ $$found = 0 ]; then echo "no fuzz targets"; fi
+	done <<< "$$targets"
 
-bench: ## run the Go benchmarks into artifacts/bench.txt
+bench: ## run the benchmarks into artifacts/bench.txt
 	@mkdir -p artifacts
 	$(GO) test -run '^$$' -bench . -benchmem ./... | tee artifacts/bench.txt
 
-clean: ## remove build and test outputs (not ./data)
+clean: ## remove bin/ and artifacts/ (keeps ./data)
 	rm -rf bin artifacts
 
-clean-data: ## remove ./data: the embedded database and master key of `make run`
+clean-data: ## remove ./data: the embedded database, master key and demo client of `make run`
 	rm -rf data
