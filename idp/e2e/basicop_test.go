@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"golang.org/x/oauth2"
+
+	"github.com/kamera-id/idp/idp/testenv"
+)
+
+// postForm posts a form and decodes the JSON answer. Client credentials go
+// in the form (client_secret_post), or as HTTP Basic (client_secret_basic,
+// the only method fosite's introspection endpoint takes) when the form has
+// "basic_id" and "basic_secret".
+func postForm(t *testing.T, endpoint string, form url.Values) (int, map[string]any) {
+	t.Helper()
+	id, secret := form.Get("basic_id"), form.Get("basic_secret")
+	form.Del("basic_id")
+	form.Del("basic_secret")
+	req, _ := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if id != "" {
+		req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := map[string]any{}
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &out); err != nil {
+			t.Fatalf("%s answered %d with non-JSON %q", endpoint, resp.StatusCode, body)
+		}
+	}
+	return resp.StatusCode, out
+}
+
+// TestBasicOPFeatures covers what the OpenID Foundation's Basic OP plan
+// checks beyond the main flow: client_secret_post, the address and phone
+// scopes, POST to the authorization endpoint, revocation and introspection.
+func TestBasicOPFeatures(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true, "openid", "profile", "email", "address", "phone", "offline_access")
+		ctx := context.Background()
+		var disc map[string]any
+		if err := r.provider.Claims(&disc); err != nil {
+			t.Fatal(err)
+		}
+		revoke, _ := disc["revocation_endpoint"].(string)
+		introspect, _ := disc["introspection_endpoint"].(string)
+		if revoke == "" || introspect == "" || disc["end_session_endpoint"] == nil {
+			t.Fatalf("discovery lacks endpoints: %v", disc)
+		}
+
+		// client_secret_post at the token endpoint.
+		post := *r
+		post.cfg.Endpoint.AuthStyle = oauth2.AuthStyleInParams
+		a := post.authorize()
+		tk := post.mustExchange(a, login(t, p.newBrowser(), &post, a))
+		for _, s := range []string{"address", "phone"} {
+			if !strings.Contains(tk.Extra("scope").(string), s) {
+				t.Errorf("scope %s not granted: %v", s, tk.Extra("scope"))
+			}
+		}
+
+		// POST to the authorization endpoint (a form, as a browser would).
+		b := p.newBrowser()
+		login(t, b, r, r.authorize()) // an SSO session
+		a2 := r.authorize()
+		u, _ := url.Parse(a2.URL)
+		req, _ := http.NewRequest(http.MethodPost, r.provider.Endpoint().AuthURL, strings.NewReader(u.RawQuery))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", p.URL)
+		pg := b.do(req)
+		r.mustExchange(a2, pg.code(t, a2))
+
+		creds := url.Values{"client_id": {r.cfg.ClientID}, "client_secret": {r.cfg.ClientSecret}}
+		with := func(kv ...string) url.Values {
+			v := url.Values{}
+			for k, x := range creds {
+				v[k] = x
+			}
+			for i := 0; i+1 < len(kv); i += 2 {
+				v.Set(kv[i], kv[i+1])
+			}
+			return v
+		}
+		basic := func(token string) url.Values {
+			return url.Values{"token": {token}, "basic_id": {r.cfg.ClientID}, "basic_secret": {r.cfg.ClientSecret}}
+		}
+		// Introspection (RFC 7662): active, with its subject and client.
+		status, info := postForm(t, introspect, basic(tk.AccessToken))
+		if status != http.StatusOK || info["active"] != true || info["sub"] != tk.Claims["sub"] || info["client_id"] != "viewer" {
+			t.Fatalf("introspection of a live token: %d %v", status, info)
+		}
+		// Another client's credentials cannot revoke it; revocation by the
+		// owner (RFC 7009) makes it inactive everywhere.
+		other := p.newRP("other", true)
+		if status, _ := postForm(t, revoke, url.Values{"token": {tk.AccessToken}, "client_id": {"other"}, "client_secret": {other.cfg.ClientSecret}}); status == http.StatusOK {
+			if userinfoStatus(t, r, tk.AccessToken) != http.StatusOK {
+				t.Fatal("another client revoked this client's token")
+			}
+		}
+		if status, _ := postForm(t, revoke, with("token", tk.RefreshToken, "token_type_hint", "refresh_token")); status != http.StatusOK {
+			t.Fatalf("revocation answered %d", status)
+		}
+		if _, info := postForm(t, introspect, basic(tk.AccessToken)); info["active"] != false {
+			t.Errorf("access token still active after revoking its refresh token: %v", info)
+		}
+		if userinfoStatus(t, r, tk.AccessToken) != http.StatusUnauthorized {
+			t.Error("userinfo accepts a revoked access token")
+		}
+		if _, err := r.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tk.RefreshToken}).Token(); err == nil {
+			t.Error("a revoked refresh token still works")
+		}
+		// Revoking an unknown token is not an error (RFC 7009 section 2.2).
+		if status, _ := postForm(t, revoke, with("token", "not-a-token")); status != http.StatusOK {
+			t.Errorf("revoking an unknown token answered %d", status)
+		}
+		// Wrong client credentials are refused.
+		if status, _ := postForm(t, introspect, url.Values{"token": {tk.AccessToken}, "basic_id": {"viewer"}, "basic_secret": {"wrong"}}); status != http.StatusUnauthorized {
+			t.Errorf("introspection with a wrong secret answered %d", status)
+		}
+	})
+}
