@@ -83,6 +83,24 @@ func TestCLI(t *testing.T) {
 	})
 }
 
+// TestUnmigratedPostgres: on PostgreSQL only `idp migrate` changes the
+// schema; other commands refuse an old one with a one-line hint.
+func TestUnmigratedPostgres(t *testing.T) {
+	db := testenv.Postgres(t)
+	t.Setenv("IDP_DATABASE_URL", db.URL)
+	t.Setenv("IDP_SECRET_KEY", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32)))
+	_, err := cli(t, "", "keys", "rotate")
+	if err == nil || !strings.Contains(err.Error(), "idp migrate") {
+		t.Fatalf("keys rotate on an empty schema: %v", err)
+	}
+	if _, err := cli(t, "", "migrate"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli(t, "", "keys", "rotate"); err != nil {
+		t.Fatalf("after migrate: %v", err)
+	}
+}
+
 func TestMissingKeyIsOneLineError(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("IDP_DATABASE_URL", "sqlite://"+filepath.Join(dir, "idp.db"))

@@ -50,6 +50,7 @@ type Options struct {
 // migrator is implemented by both stores.
 type migrator interface {
 	Migrate(ctx context.Context) error
+	Pending(ctx context.Context) ([]string, error)
 }
 
 // OpenStore opens the configured store, migrating it when asked to (or when
@@ -68,16 +69,27 @@ func OpenStore(ctx context.Context, cfg config.Config, migrate bool) (store.Stor
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	m, ok := st.(migrator)
+	if !ok {
+		st.Close()
+		return nil, errors.New("store cannot migrate")
+	}
 	if migrate {
-		m, ok := st.(migrator)
-		if !ok {
-			st.Close()
-			return nil, errors.New("store cannot migrate")
-		}
 		if err := m.Migrate(ctx); err != nil {
 			st.Close()
 			return nil, fmt.Errorf("migrate: %w", err)
 		}
+		return st, nil
+	}
+	// PostgreSQL deployments migrate once per release with `idp migrate`;
+	// refuse to run on a schema this binary does not know yet.
+	pending, err := m.Pending(ctx)
+	if err == nil && len(pending) > 0 {
+		err = fmt.Errorf("the database schema is not up to date (%d pending migrations): run `idp migrate`", len(pending))
+	}
+	if err != nil {
+		st.Close()
+		return nil, err
 	}
 	return st, nil
 }

@@ -67,3 +67,36 @@ func (s *Store) migrate(ctx context.Context, m migrations.Migration) error {
 	}
 	return tx.Commit()
 }
+
+// Pending lists the names of the migrations not yet applied, so a server
+// that does not migrate by itself can refuse to start on an old schema.
+func (s *Store) Pending(ctx context.Context) ([]string, error) {
+	ms, err := migrations.List(s.dialect.Name)
+	if err != nil {
+		return nil, err
+	}
+	applied := map[int64]bool{}
+	rows, err := s.db.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err == nil {
+		defer rows.Close()
+		for rows.Next() {
+			var v int64
+			if err := rows.Scan(&v); err != nil {
+				return nil, s.fail("pending migrations", err)
+			}
+			applied[v] = true
+		}
+		if err := rows.Err(); err != nil {
+			return nil, s.fail("pending migrations", err)
+		}
+	} else if err := s.db.PingContext(ctx); err != nil {
+		return nil, s.fail("pending migrations", err)
+	} // else: no schema_migrations table yet, everything is pending
+	var pending []string
+	for _, m := range ms {
+		if !applied[m.Version] {
+			pending = append(pending, m.Name)
+		}
+	}
+	return pending, nil
+}
