@@ -42,6 +42,7 @@ func (s *Server) checkInput(next http.Handler) http.Handler {
 				_ = json.NewEncoder(w).Encode(map[string]string{"error": "invalid_request", "error_description": e.msg})
 				return
 			}
+			s.setPageHeaders(w.Header())
 			s.renderErrorDetail(w, r, e.status, "invalid_request", e.msg)
 			return
 		}

@@ -41,6 +41,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				}
 				s.Logger.ErrorContext(r.Context(), "panic", "request_id", RequestID(r.Context()),
 					"panic", v, "stack", string(debug.Stack()))
+				s.setPageHeaders(w.Header())
 				s.renderError(w, r, http.StatusInternalServerError, "server_error")
 			}
 		}()
@@ -63,19 +64,23 @@ const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 
 // pageHeaders sets the security headers of every hosted page.
 func (s *Server) pageHeaders(next http.Handler) http.Handler {
-	secure := s.Config.Secure()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Security-Policy", csp)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Cache-Control", "no-store")
-		if secure {
-			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-		}
+		s.setPageHeaders(w.Header())
 		next.ServeHTTP(w, r)
 	})
+}
+
+// setPageHeaders sets the headers of an HTML page. Pages rendered outside
+// the pages' routes (input errors, recovered panics) call it themselves.
+func (s *Server) setPageHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cache-Control", "no-store")
+	if s.Config.Secure() {
+		h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+	}
 }
 
 // apiHeaders sets the headers of the protocol endpoints (fosite sets
