@@ -17,8 +17,11 @@ import (
 
 // Config is the whole configuration. The zero value is not useful: use Load.
 type Config struct {
-	Issuer        string // IDP_ISSUER
-	Listen        string // IDP_LISTEN
+	Issuer string // IDP_ISSUER
+	Listen string // IDP_LISTEN
+	// MetricsListen is the address of the Prometheus metrics listener,
+	// separate from the public one; empty turns metrics off.
+	MetricsListen string // IDP_METRICS_LISTEN
 	DatabaseURL   string // IDP_DATABASE_URL: sqlite://PATH or postgres://...
 	SecretKeyFile string // IDP_SECRET_KEY_FILE
 	SecretKey     string // IDP_SECRET_KEY: the key itself, instead of a file
@@ -115,6 +118,7 @@ func Load(file string, getenv func(string) string) (Config, error) {
 	p := parser{get: get}
 	p.str(&c.Issuer, "IDP_ISSUER")
 	p.str(&c.Listen, "IDP_LISTEN")
+	p.str(&c.MetricsListen, "IDP_METRICS_LISTEN")
 	p.str(&c.DatabaseURL, "IDP_DATABASE_URL")
 	p.str(&c.SecretKeyFile, "IDP_SECRET_KEY_FILE")
 	p.str(&c.SecretKey, "IDP_SECRET_KEY")
@@ -191,6 +195,14 @@ func (c Config) Validate() error {
 	case "RS256", "ES256":
 	default:
 		return fmt.Errorf("IDP_SIGNING_ALG: %q: want RS256 or ES256", c.SigningAlg)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("IDP_METRICS_LISTEN: %q is not host:port (e.g. 127.0.0.1:9100)", c.MetricsListen)
+		}
+		if c.MetricsListen == c.Listen {
+			return errors.New("IDP_METRICS_LISTEN must differ from IDP_LISTEN: metrics are not served on the public listener")
+		}
 	}
 	if c.MFAMaxFailures < 1 || c.LoginMaxFailures < 1 || c.LoginIPMaxFailures < 1 {
 		return errors.New("failure limits must be at least 1")

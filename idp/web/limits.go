@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/store"
 )
 
@@ -53,15 +54,17 @@ func (s *Server) lockedOut(ctx context.Context, keys ...string) (bool, error) {
 func (s *Server) recordFailures(ctx context.Context, acct store.ThrottlePolicy, keys ...string) (int, error) {
 	status := http.StatusOK
 	for i, k := range keys {
-		p := acct
+		p, kind := acct, metrics.LockoutAccount
 		if i > 0 {
-			p = s.loginIPPolicy()
+			p, kind = s.loginIPPolicy(), metrics.LockoutIP
 		}
 		t, err := s.Store.RecordFailure(ctx, k, p, s.Now())
 		if err != nil {
 			return 0, err
 		}
 		if t.LockedUntil.After(s.Now()) {
+			// The caller checked that no key was locked: this failure locked it.
+			s.Metrics.Lockout(kind)
 			status = http.StatusTooManyRequests
 		}
 	}
