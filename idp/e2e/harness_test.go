@@ -58,7 +58,8 @@ func (c *clock) Advance(d time.Duration) {
 type provider struct {
 	t     *testing.T
 	app   *app.App
-	URL   string
+	URL   string // the issuer
+	Addr  string // this instance's own listener (host:port)
 	clock *clock
 }
 
@@ -86,6 +87,14 @@ func startProviderWith(t *testing.T, cfg config.Config, c *clock) *provider {
 		t.Fatal(err)
 	}
 	cfg.Issuer = "http://" + ln.Addr().String()
+	return startInstance(t, cfg, c, ln)
+}
+
+// startInstance serves a provider with cfg (whose issuer it keeps: several
+// instances behind one load balancer share it) on ln. Its URL is the
+// issuer; Addr is where this instance itself listens.
+func startInstance(t *testing.T, cfg config.Config, c *clock, ln net.Listener) *provider {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +112,7 @@ func startProviderWith(t *testing.T, cfg config.Config, c *clock) *provider {
 		_ = srv.Close()
 		_ = a.Close()
 	})
-	return &provider{t: t, app: a, URL: cfg.Issuer, clock: c}
+	return &provider{t: t, app: a, URL: cfg.Issuer, Addr: ln.Addr().String(), clock: c}
 }
 
 type testWriter struct{ t *testing.T }
