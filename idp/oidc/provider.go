@@ -202,6 +202,17 @@ func Unavailable(err error) bool {
 	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
 }
 
+// storeCause is the store's own message inside err (a fosite error's text
+// is only its code, and its %+v a stack trace), for the log.
+func storeCause(err error) string {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if strings.Contains(e.Error(), store.ErrUnavailable.Error()) {
+			return e.Error()
+		}
+	}
+	return err.Error()
+}
+
 // WriteUnavailable answers a protocol endpoint while the database is
 // unreachable: 503 with the OAuth error temporarily_unavailable (RFC 6749
 // 4.1.2.1) and a Retry-After, nothing about the cause.
@@ -215,7 +226,7 @@ func WriteUnavailable(w http.ResponseWriter) {
 
 func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
 	if Unavailable(err) {
-		p.log.WarnContext(ctx, "token endpoint: store unavailable", "err", err)
+		p.log.WarnContext(ctx, "token endpoint: store unavailable", "err", storeCause(err))
 		WriteUnavailable(w)
 		return
 	}
@@ -233,7 +244,7 @@ func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, 
 func (p *Provider) Revoke(w http.ResponseWriter, r *http.Request) {
 	err := p.OAuth2.NewRevocationRequest(r.Context(), r)
 	if Unavailable(err) {
-		p.log.WarnContext(r.Context(), "revocation: store unavailable", "err", err)
+		p.log.WarnContext(r.Context(), "revocation: store unavailable", "err", storeCause(err))
 		WriteUnavailable(w)
 		return
 	}
@@ -245,7 +256,7 @@ func (p *Provider) Introspect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	resp, err := p.OAuth2.NewIntrospectionRequest(ctx, r, NewSession())
 	if Unavailable(err) {
-		p.log.WarnContext(ctx, "introspection: store unavailable", "err", err)
+		p.log.WarnContext(ctx, "introspection: store unavailable", "err", storeCause(err))
 		WriteUnavailable(w)
 		return
 	}
@@ -267,7 +278,7 @@ func (p *Provider) Userinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	_, ar, err := p.OAuth2.IntrospectToken(ctx, token, fosite.AccessToken, NewSession())
 	if Unavailable(err) {
-		p.log.WarnContext(ctx, "userinfo: store unavailable", "err", err)
+		p.log.WarnContext(ctx, "userinfo: store unavailable", "err", storeCause(err))
 		WriteUnavailable(w)
 		return
 	}
@@ -286,7 +297,7 @@ func (p *Provider) Userinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := p.store.GetUser(ctx, sess.GetSubject())
 	if Unavailable(err) {
-		p.log.WarnContext(ctx, "userinfo: store unavailable", "err", err)
+		p.log.WarnContext(ctx, "userinfo: store unavailable", "err", storeCause(err))
 		WriteUnavailable(w)
 		return
 	}
