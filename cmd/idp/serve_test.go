@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -110,5 +111,68 @@ func TestShutdownGraceExpires(t *testing.T) {
 	cancel()
 	if err := <-stopped; !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("runServers = %v, want the grace period's deadline", err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServeMetricsListener runs `idp serve` with IDP_METRICS_LISTEN: the
+// metrics are on that listener only, and the server stops cleanly when
+// told to.
+func TestServeMetricsListener(t *testing.T) {
+	dir := t.TempDir()
+	public, private := freeAddr(t), freeAddr(t)
+	t.Setenv("IDP_DATABASE_URL", "sqlite://"+dir+"/idp.db")
+	t.Setenv("IDP_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+	t.Setenv("IDP_LISTEN", public)
+	t.Setenv("IDP_METRICS_LISTEN", private)
+	t.Setenv("IDP_LOG_LEVEL", "error")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, nil, io.Discard) }()
+
+	get := func(u string) (int, string) {
+		resp, err := http.Get(u)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if code, _ := get("http://" + public + "/readyz"); code == http.StatusOK {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve stopped: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not become ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, body := get("http://" + private + "/metrics"); code != http.StatusOK ||
+		!strings.Contains(body, `idp_http_request_duration_seconds_count{code="200",method="GET",route="GET /readyz"}`) {
+		t.Fatalf("metrics listener: %d\n%.500s", code, body)
+	}
+	if code, body := get("http://" + public + "/metrics"); code != http.StatusNotFound || strings.Contains(body, "idp_") {
+		t.Fatalf("public /metrics: %d", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve after shutdown: %v", err)
 	}
 }
