@@ -54,6 +54,7 @@ func TestValidate(t *testing.T) {
 		{map[string]string{"IDP_SIGNING_ALG": "HS256"}, "IDP_SIGNING_ALG"},
 		{map[string]string{"IDP_MFA_LOCKOUT": "soon"}, "IDP_MFA_LOCKOUT"},
 		{map[string]string{"IDP_METRICS_LISTEN": "9100"}, "IDP_METRICS_LISTEN"},
+		{map[string]string{"IDP_TRUSTED_PROXIES": "10.0.0.0/8, lb.internal"}, "IDP_TRUSTED_PROXIES"},
 		{map[string]string{"IDP_METRICS_LISTEN": "127.0.0.1:8080"}, "IDP_METRICS_LISTEN"},
 	} {
 		_, err := Load("", env(tc.vars))
@@ -63,7 +64,7 @@ func TestValidate(t *testing.T) {
 	}
 	if _, err := Load("", env(map[string]string{"IDP_ISSUER": "https://id.example.com",
 		"IDP_DATABASE_URL": "postgres://db/idp", "IDP_SECRET_KEY_FILE": "/etc/idp/key",
-		"IDP_METRICS_LISTEN": "10.0.0.5:9100"})); err != nil {
+		"IDP_METRICS_LISTEN": "10.0.0.5:9100", "IDP_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7 ,::1"})); err != nil {
 		t.Errorf("production configuration refused: %v", err)
 	}
 }

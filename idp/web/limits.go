@@ -29,7 +29,7 @@ func (s *Server) mfaPolicy() store.ThrottlePolicy {
 // unknown addresses behave alike) and the client IP's key, in that order.
 func (s *Server) passwordThrottleKeys(r *http.Request, email string) []string {
 	mac := s.Key.MAC("throttle", []byte(strings.ToLower(strings.TrimSpace(email))))
-	return []string{"pwd:acct:" + hex.EncodeToString(mac[:16]), "pwd:ip:" + clientIP(r)}
+	return []string{"pwd:acct:" + hex.EncodeToString(mac[:16]), "pwd:ip:" + s.clientIP(r)}
 }
 
 func mfaThrottleKey(userID string) string { return "mfa:" + userID }
@@ -79,7 +79,7 @@ func (s *Server) audit(r *http.Request, userID, typ string, detail map[string]an
 		b, _ := json.Marshal(detail)
 		d = string(b)
 	}
-	e := &store.AuditEvent{UserID: userID, Type: typ, Detail: d, IP: clientIP(r), CreatedAt: s.Now()}
+	e := &store.AuditEvent{UserID: userID, Type: typ, Detail: d, IP: s.clientIP(r), CreatedAt: s.Now()}
 	if err := s.Store.AddAuditEvent(r.Context(), e); err != nil {
 		s.Logger.ErrorContext(r.Context(), "audit event not recorded", append(logAttrs(r), "type", typ, "err", err)...)
 	}

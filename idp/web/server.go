@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/kamera-id/idp/idp/config"
@@ -40,6 +41,7 @@ type Server struct {
 	handler http.Handler
 	static  http.Handler
 	brand   templates.Brand
+	trusted []netip.Prefix // proxies whose X-Forwarded-For is believed
 }
 
 // New builds the server and its routes.
@@ -53,6 +55,7 @@ func New(d Deps) *Server {
 	d.Logger = WithRequestIDs(d.Logger)
 	d.Metrics = metrics.OrNop(d.Metrics)
 	s := &Server{Deps: d}
+	s.trusted, _ = d.Config.TrustedProxyPrefixes() // checked by Config.Validate
 	s.brand = templates.Brand{ProductName: d.Config.BrandName, LogoURL: d.Config.BrandLogoURL, PrimaryColor: d.Config.BrandColor}
 	staticFS, err := fs.Sub(templates.Static, "static")
 	if err != nil {
