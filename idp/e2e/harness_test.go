@@ -95,12 +95,21 @@ func startProviderWith(t *testing.T, cfg config.Config, c *clock) *provider {
 // issuer; Addr is where this instance itself listens.
 func startInstance(t *testing.T, cfg config.Config, c *clock, ln net.Listener) *provider {
 	t.Helper()
+	return startInstanceLogging(t, cfg, c, ln, nil)
+}
+
+// startInstanceLogging is startInstance with the provider's logger (nil:
+// discarded, or the test's log at warn level with -v).
+func startInstanceLogging(t *testing.T, cfg config.Config, c *clock, ln net.Listener, log *slog.Logger) *provider {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		if testing.Verbose() {
+			log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		}
 	}
 	a, err := app.Open(context.Background(), cfg, app.Options{Now: c.Now, Migrate: true, Logger: log})
 	if err != nil {
