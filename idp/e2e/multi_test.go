@@ -91,7 +91,9 @@ func jwksKids(t *testing.T, url string) []string {
 }
 
 // TestInstancesShareOnePostgreSQL runs two instances on one PostgreSQL
-// database behind a balancer: what one instance does, the other sees.
+// database behind a balancer: what one instance does, the other sees:
+// sessions (SSO), codes, signing keys and their rotation, TOTP and backup
+// code replay guards, and second-step failure limits.
 func TestInstancesShareOnePostgreSQL(t *testing.T) {
 	db := testenv.Postgres(t)
 	lb, ps := startCluster(t, db, 2)
@@ -179,7 +181,38 @@ func TestInstancesShareOnePostgreSQL(t *testing.T) {
 	lb.to(A)
 	b2 := A.newBrowser()
 	accountLogin(t, A, b2, "")
-	secret, _ := enroll(t, A, b2)
+	secret, backup := enroll(t, A, b2)
+
+	// Replay guards hold across instances: a TOTP code accepted at A is
+	// refused at B within its time step, and so is a backup code used at A.
+	lb.to(A)
+	ba := A.newBrowser()
+	aa, pga := rpLogin(t, ba, r)
+	shown := totpCode(t, A, secret)
+	r.mustExchange(aa, ba.submit(pga, "code", map[string]string{"code": shown}).code(t, aa))
+	lb.to(B)
+	bb := A.newBrowser()
+	_, pgb := rpLogin(t, bb, r)
+	if res := bb.submit(pgb, "code", map[string]string{"code": shown}); res.Redirect != nil || res.alert() == "" {
+		t.Fatalf("a TOTP code used at A was accepted again at B: %d", res.Status)
+	}
+	lb.to(A)
+	bc := A.newBrowser()
+	ac, pgc := rpLogin(t, bc, r)
+	bcp := bc.get(A.URL + linkTo(t, pgc, "/login/backup"))
+	r.mustExchange(ac, bc.submit(bcp, "backup_code", map[string]string{"backup_code": backup[0]}).code(t, ac))
+	lb.to(B)
+	bd := A.newBrowser()
+	_, pgd := rpLogin(t, bd, r)
+	bdp := bd.get(A.URL + linkTo(t, pgd, "/login/backup"))
+	if res := bd.submit(bdp, "backup_code", map[string]string{"backup_code": backup[0]}); res.Redirect != nil || res.alert() == "" {
+		t.Fatalf("a backup code used at A was accepted again at B: %d", res.Status)
+	}
+	// A right code in a later step resets the failures those refusals counted.
+	A.clock.Advance(30 * time.Second)
+	ae, pge := rpLogin(t, bd, r)
+	r.mustExchange(ae, bd.submit(pge, "code", map[string]string{"code": totpCode(t, A, secret)}).code(t, ae))
+
 	b3 := A.newBrowser()
 	_, pg3 := rpLogin(t, b3, r)
 	for i := range 5 {
