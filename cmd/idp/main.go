@@ -146,28 +146,70 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{
-		Handler:           a.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	servers := []served{{name: "public", ln: ln, h: a.Handler()}}
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on %s (IDP_METRICS_LISTEN): %w", cfg.MetricsListen, err)
+		}
+		servers = append(servers, served{name: "metrics", ln: mln, h: a.MetricsHandler()})
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	go a.RunCleanup(ctx, 5*time.Minute)
-	log.Info("serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "store", storeKind(cfg))
+	log.Info("serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "metrics", cfg.MetricsListen, "store", storeKind(cfg))
+	return runServers(ctx, log, shutdownGrace, servers...)
+}
+
+// shutdownGrace is how long a shutdown waits for requests in flight (less
+// than the usual 30 s a process manager waits after SIGTERM).
+const shutdownGrace = 25 * time.Second
+
+// served is one listener and what it serves.
+type served struct {
+	name string
+	ln   net.Listener
+	h    http.Handler
+}
+
+// runServers serves every listener until ctx ends or one of them fails,
+// then shuts them all down gracefully: they stop accepting at once, and the
+// requests in flight get up to grace to finish.
+func runServers(ctx context.Context, log *slog.Logger, grace time.Duration, ss ...served) error {
+	errc := make(chan error, len(ss))
+	srvs := make([]*http.Server, len(ss))
+	for i, s := range ss {
+		srvs[i] = &http.Server{
+			Handler:           s.h,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       15 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    32 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		go func() {
+			if err := srvs[i].Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s listener: %w", s.name, err)
+			}
+		}()
+	}
+	var err error
 	select {
-	case err := <-errc:
-		return err
+	case err = <-errc:
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing requests in flight")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	for _, srv := range srvs {
+		if serr := srv.Shutdown(shutdownCtx); serr != nil && err == nil {
+			err = fmt.Errorf("shutdown: %w", serr)
+		}
+	}
+	if err == nil {
+		log.Info("stopped")
+	}
+	return err
 }
 
 func storeKind(cfg config.Config) string {

@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/idp/keys"
+	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/oidc"
 	"github.com/kamera-id/idp/idp/password"
 	"github.com/kamera-id/idp/idp/store"
@@ -36,6 +38,9 @@ type App struct {
 	Web      *web.Server
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Metrics is the Prometheus registry, nil unless IDP_METRICS_LISTEN
+	// is set; serve MetricsHandler on that address.
+	Metrics *metrics.Prometheus
 }
 
 // Options adjust how Open builds the app (tests move the clock).
@@ -111,6 +116,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
+	opt.Logger = web.WithRequestIDs(opt.Logger)
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -123,6 +129,16 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		return nil, err
 	}
 	a := &App{Config: cfg, Store: st, Key: key, Logger: opt.Logger, Now: opt.Now}
+	var rec metrics.Recorder = metrics.Nop{}
+	if cfg.MetricsListen != "" {
+		a.Metrics = metrics.NewPrometheus()
+		if db, ok := st.(interface{ DB() *sql.DB }); ok {
+			a.Metrics.WatchPool(db.DB().Stats)
+		}
+		rec = a.Metrics
+		a.Store = metrics.WrapStore(st, rec)
+		st = a.Store
+	}
 	a.Hasher = password.New(password.Params{
 		Memory: cfg.ArgonMemoryKiB, Time: cfg.ArgonIterations, Threads: password.DefaultParams.Threads,
 		SaltLen: password.DefaultParams.SaltLen, KeyLen: password.DefaultParams.KeyLen,
@@ -142,7 +158,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		SecretHasher:   SecretHasher{Key: key},
 		AccessTokenTTL: cfg.AccessTokenTTL, IDTokenTTL: cfg.IDTokenTTL,
 		RefreshTokenTTL: cfg.RefreshTokenTTL, AuthCodeTTL: cfg.AuthCodeTTL,
-		Logger: opt.Logger,
+		Logger: opt.Logger, Metrics: rec,
 	}, st, a.Keys)
 	if err != nil {
 		st.Close()
@@ -150,12 +166,25 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 	a.Web = web.New(web.Deps{
 		Config: cfg, Store: st, Key: key, Hasher: a.Hasher, Provider: a.Provider, Logger: opt.Logger, Now: opt.Now,
+		Metrics: rec,
 	})
 	return a, nil
 }
 
 // Handler is the provider's HTTP handler.
 func (a *App) Handler() http.Handler { return a.Web }
+
+// MetricsHandler serves the Prometheus metrics (GET /metrics), or nil when
+// metrics are off. It belongs on IDP_METRICS_LISTEN, never on the public
+// listener.
+func (a *App) MetricsHandler() http.Handler {
+	if a.Metrics == nil {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", a.Metrics.Handler())
+	return mux
+}
 
 // Close releases the store.
 func (a *App) Close() error { return a.Store.Close() }

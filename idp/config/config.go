@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -17,11 +18,18 @@ import (
 
 // Config is the whole configuration. The zero value is not useful: use Load.
 type Config struct {
-	Issuer        string // IDP_ISSUER
-	Listen        string // IDP_LISTEN
-	DatabaseURL   string // IDP_DATABASE_URL: sqlite://PATH or postgres://...
-	SecretKeyFile string // IDP_SECRET_KEY_FILE
-	SecretKey     string // IDP_SECRET_KEY: the key itself, instead of a file
+	Issuer string // IDP_ISSUER
+	Listen string // IDP_LISTEN
+	// MetricsListen is the address of the Prometheus metrics listener,
+	// separate from the public one; empty turns metrics off.
+	MetricsListen string // IDP_METRICS_LISTEN
+	// TrustedProxies are the load balancers / reverse proxies (IPs or
+	// CIDRs, comma-separated) whose X-Forwarded-For is believed for the
+	// client IP; empty: the connection's address is the client's.
+	TrustedProxies string // IDP_TRUSTED_PROXIES
+	DatabaseURL    string // IDP_DATABASE_URL: sqlite://PATH or postgres://...
+	SecretKeyFile  string // IDP_SECRET_KEY_FILE
+	SecretKey      string // IDP_SECRET_KEY: the key itself, instead of a file
 
 	TOTPIssuer string // IDP_TOTP_ISSUER: the name shown in authenticator apps
 
@@ -115,6 +123,8 @@ func Load(file string, getenv func(string) string) (Config, error) {
 	p := parser{get: get}
 	p.str(&c.Issuer, "IDP_ISSUER")
 	p.str(&c.Listen, "IDP_LISTEN")
+	p.str(&c.MetricsListen, "IDP_METRICS_LISTEN")
+	p.str(&c.TrustedProxies, "IDP_TRUSTED_PROXIES")
 	p.str(&c.DatabaseURL, "IDP_DATABASE_URL")
 	p.str(&c.SecretKeyFile, "IDP_SECRET_KEY_FILE")
 	p.str(&c.SecretKey, "IDP_SECRET_KEY")
@@ -192,6 +202,17 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("IDP_SIGNING_ALG: %q: want RS256 or ES256", c.SigningAlg)
 	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("IDP_METRICS_LISTEN: %q is not host:port (e.g. 127.0.0.1:9100)", c.MetricsListen)
+		}
+		if c.MetricsListen == c.Listen {
+			return errors.New("IDP_METRICS_LISTEN must differ from IDP_LISTEN: metrics are not served on the public listener")
+		}
+	}
+	if _, err := c.TrustedProxyPrefixes(); err != nil {
+		return err
+	}
 	if c.MFAMaxFailures < 1 || c.LoginMaxFailures < 1 || c.LoginIPMaxFailures < 1 {
 		return errors.New("failure limits must be at least 1")
 	}
@@ -199,6 +220,32 @@ func (c Config) Validate() error {
 		return errors.New("IDP_ARGON2_MEMORY_KIB must be at least 8192 and IDP_ARGON2_ITERATIONS at least 1")
 	}
 	return nil
+}
+
+// TrustedProxyPrefixes parses IDP_TRUSTED_PROXIES: IP addresses or CIDR
+// prefixes, separated by commas.
+func (c Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(c.TrustedProxies, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if strings.Contains(f, "/") {
+			p, err := netip.ParsePrefix(f)
+			if err != nil {
+				return nil, fmt.Errorf("IDP_TRUSTED_PROXIES: %q is not an IP address or CIDR prefix", f)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("IDP_TRUSTED_PROXIES: %q is not an IP address or CIDR prefix", f)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
 }
 
 // Secure reports whether the issuer is https (cookies get Secure, HSTS is sent).

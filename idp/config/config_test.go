@@ -53,6 +53,9 @@ func TestValidate(t *testing.T) {
 		{map[string]string{"IDP_DATABASE_URL": "mysql://x"}, "IDP_DATABASE_URL"},
 		{map[string]string{"IDP_SIGNING_ALG": "HS256"}, "IDP_SIGNING_ALG"},
 		{map[string]string{"IDP_MFA_LOCKOUT": "soon"}, "IDP_MFA_LOCKOUT"},
+		{map[string]string{"IDP_METRICS_LISTEN": "9100"}, "IDP_METRICS_LISTEN"},
+		{map[string]string{"IDP_TRUSTED_PROXIES": "10.0.0.0/8, lb.internal"}, "IDP_TRUSTED_PROXIES"},
+		{map[string]string{"IDP_METRICS_LISTEN": "127.0.0.1:8080"}, "IDP_METRICS_LISTEN"},
 	} {
 		_, err := Load("", env(tc.vars))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -60,7 +63,8 @@ func TestValidate(t *testing.T) {
 		}
 	}
 	if _, err := Load("", env(map[string]string{"IDP_ISSUER": "https://id.example.com",
-		"IDP_DATABASE_URL": "postgres://db/idp", "IDP_SECRET_KEY_FILE": "/etc/idp/key"})); err != nil {
+		"IDP_DATABASE_URL": "postgres://db/idp", "IDP_SECRET_KEY_FILE": "/etc/idp/key",
+		"IDP_METRICS_LISTEN": "10.0.0.5:9100", "IDP_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7 ,::1"})); err != nil {
 		t.Errorf("production configuration refused: %v", err)
 	}
 }

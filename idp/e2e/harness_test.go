@@ -58,7 +58,8 @@ func (c *clock) Advance(d time.Duration) {
 type provider struct {
 	t     *testing.T
 	app   *app.App
-	URL   string
+	URL   string // the issuer
+	Addr  string // this instance's own listener (host:port)
 	clock *clock
 }
 
@@ -86,12 +87,29 @@ func startProviderWith(t *testing.T, cfg config.Config, c *clock) *provider {
 		t.Fatal(err)
 	}
 	cfg.Issuer = "http://" + ln.Addr().String()
+	return startInstance(t, cfg, c, ln)
+}
+
+// startInstance serves a provider with cfg (whose issuer it keeps: several
+// instances behind one load balancer share it) on ln. Its URL is the
+// issuer; Addr is where this instance itself listens.
+func startInstance(t *testing.T, cfg config.Config, c *clock, ln net.Listener) *provider {
+	t.Helper()
+	return startInstanceLogging(t, cfg, c, ln, nil)
+}
+
+// startInstanceLogging is startInstance with the provider's logger (nil:
+// discarded, or the test's log at warn level with -v).
+func startInstanceLogging(t *testing.T, cfg config.Config, c *clock, ln net.Listener, log *slog.Logger) *provider {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		if testing.Verbose() {
+			log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		}
 	}
 	a, err := app.Open(context.Background(), cfg, app.Options{Now: c.Now, Migrate: true, Logger: log})
 	if err != nil {
@@ -103,7 +121,7 @@ func startProviderWith(t *testing.T, cfg config.Config, c *clock) *provider {
 		_ = srv.Close()
 		_ = a.Close()
 	})
-	return &provider{t: t, app: a, URL: cfg.Issuer, clock: c}
+	return &provider{t: t, app: a, URL: cfg.Issuer, Addr: ln.Addr().String(), clock: c}
 }
 
 type testWriter struct{ t *testing.T }

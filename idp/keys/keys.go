@@ -2,7 +2,14 @@
 // kept in the store with the private half encrypted under the master key,
 // rotated on demand, and published as a JWKS while any token they signed
 // may still be alive. Every instance sharing a store sees the same keys; each
-// caches them briefly and reloads on an unknown kid.
+// caches them briefly (CacheTTL) and reloads on an unknown kid.
+//
+// A new key is published before it is used: every instance keeps signing
+// with the previous key until the new one has been in the store for
+// PublishDelay, longer than any instance's cache and any relying party's
+// JWKS cache (Cache-Control max-age 60 s) can be stale, so no token is ever
+// signed with a key that some instance behind the load balancer does not
+// serve yet.
 package keys
 
 import (
@@ -41,6 +48,11 @@ type ManagerConfig struct {
 	// CacheTTL is how long the key set is cached before it is read again,
 	// so a rotation on another instance is seen (default 30s).
 	CacheTTL time.Duration
+	// PublishDelay is how long a new key is only published before tokens
+	// are signed with it (default CacheTTL + 90s). It must stay well below
+	// KeepRetired - IDTokenTTL: the key it replaces signs for this long
+	// after its retirement.
+	PublishDelay time.Duration
 }
 
 // Manager signs with the current key and publishes the live ones.
@@ -54,16 +66,34 @@ type Manager struct {
 }
 
 type keySet struct {
-	current *signingKey
+	current *signingKey                 // the newest key in the store
+	signers []*signingKey               // the published keys of the configured algorithm, newest first
 	public  map[string]*jose.JSONWebKey // every published key, by kid
 	jwks    []byte
 }
 
 type signingKey struct {
-	kid    string
-	alg    jose.SignatureAlgorithm
-	signer jose.Signer // with kid and typ JWT
-	priv   crypto.Signer
+	kid     string
+	alg     jose.SignatureAlgorithm
+	signer  jose.Signer // with kid and typ JWT
+	priv    crypto.Signer
+	created time.Time
+}
+
+// signer is the key to sign with at now: the newest one published for at
+// least delay, or when none has been yet the one published longest (the
+// very first key, or the first of a newly configured algorithm, is the
+// only one).
+func (s *keySet) signer(now time.Time, delay time.Duration) *signingKey {
+	for _, k := range s.signers {
+		if !now.Before(k.created.Add(delay)) {
+			return k
+		}
+	}
+	if len(s.signers) > 0 {
+		return s.signers[len(s.signers)-1]
+	}
+	return s.current
 }
 
 // NewManager returns a Manager; call Ensure before use.
@@ -76,6 +106,9 @@ func NewManager(cfg ManagerConfig) *Manager {
 	}
 	if cfg.CacheTTL == 0 {
 		cfg.CacheTTL = 30 * time.Second
+	}
+	if cfg.PublishDelay == 0 {
+		cfg.PublishDelay = cfg.CacheTTL + 90*time.Second
 	}
 	return &Manager{cfg: cfg}
 }
@@ -97,8 +130,9 @@ func (m *Manager) Ensure(ctx context.Context) error {
 	return err
 }
 
-// Rotate makes a new key current. The previous one stays published for
-// KeepRetired; keys retired before that are deleted.
+// Rotate makes a new key current: published at once, signing after
+// PublishDelay. The previous one stays published for KeepRetired; keys
+// retired before that are deleted.
 func (m *Manager) Rotate(ctx context.Context) (string, error) {
 	priv, err := generate(m.cfg.Algorithm)
 	if err != nil {
@@ -142,7 +176,7 @@ func (m *Manager) Sign(ctx context.Context, payload []byte, header map[string]an
 	if err != nil {
 		return "", err
 	}
-	cur := set.current
+	cur := set.signer(m.cfg.Now(), m.cfg.PublishDelay)
 	signer := cur.signer
 	if extra := extraHeaders(header); len(extra) > 0 {
 		opts := (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", cur.kid)
@@ -207,13 +241,23 @@ func (m *Manager) JWKS(ctx context.Context) ([]byte, error) {
 	return set.jwks, nil
 }
 
-// Current returns the current key's id.
+// Current returns the current key's id: the newest key, which signs once
+// PublishDelay has passed since it was made (see Signing).
 func (m *Manager) Current(ctx context.Context) (string, error) {
 	set, err := m.get(ctx)
 	if err != nil {
 		return "", err
 	}
 	return set.current.kid, nil
+}
+
+// Signing returns the id of the key new tokens are signed with now.
+func (m *Manager) Signing(ctx context.Context) (string, error) {
+	set, err := m.get(ctx)
+	if err != nil {
+		return "", err
+	}
+	return set.signer(m.cfg.Now(), m.cfg.PublishDelay).kid, nil
 }
 
 func (m *Manager) get(ctx context.Context) (*keySet, error) {
@@ -244,6 +288,13 @@ func (m *Manager) load(ctx context.Context) (*keySet, error) {
 	m.mu.RLock()
 	old := m.set
 	m.mu.RUnlock()
+	opened := map[string]*signingKey{} // already decrypted
+	if old != nil {
+		for _, k := range old.signers {
+			opened[k.kid] = k
+		}
+		opened[old.current.kid] = old.current
+	}
 	for i := range ks {
 		k := &ks[i]
 		if !k.RetiredAt.IsZero() && now.Sub(k.RetiredAt) > m.cfg.KeepRetired {
@@ -255,14 +306,21 @@ func (m *Manager) load(ctx context.Context) (*keySet, error) {
 		}
 		set.public[k.ID] = &jwk
 		published = append(published, jwk)
-		if k.RetiredAt.IsZero() && set.current == nil {
-			if old != nil && old.current.kid == k.ID {
-				set.current = old.current // already decrypted
-				continue
-			}
-			if set.current, err = m.open(k); err != nil {
+		isCurrent := k.RetiredAt.IsZero() && set.current == nil
+		if !isCurrent && k.Algorithm != m.cfg.Algorithm {
+			continue
+		}
+		sk := opened[k.ID]
+		if sk == nil {
+			if sk, err = m.open(k); err != nil {
 				return nil, err
 			}
+		}
+		if isCurrent {
+			set.current = sk
+		}
+		if k.Algorithm == m.cfg.Algorithm {
+			set.signers = append(set.signers, sk)
 		}
 	}
 	if set.current == nil {
@@ -296,7 +354,7 @@ func (m *Manager) open(k *store.SigningKey) (*signingKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", k.ID, err)
 	}
-	return &signingKey{kid: k.ID, alg: alg, signer: signer, priv: priv}, nil
+	return &signingKey{kid: k.ID, alg: alg, signer: signer, priv: priv, created: k.CreatedAt}, nil
 }
 
 func currentOf(ks []store.SigningKey) *store.SigningKey {

@@ -195,3 +195,61 @@ func BenchmarkSign(b *testing.B) {
 		})
 	}
 }
+
+// TestPublishBeforeUse: after a rotation every instance goes on signing
+// with the previous key until the new one has been published for
+// PublishDelay, and an instance that has not reloaded its cache yet still
+// verifies everything the others sign meanwhile.
+func TestPublishBeforeUse(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	st := &keyStore{}
+	a := newManager(t, st, "RS256", c) // the first key signs at once
+	b := newManager(t, st, "RS256", c)
+	first, _ := a.Signing(ctx)
+	if cur, _ := a.Current(ctx); cur != first {
+		t.Fatalf("first key %s does not sign at once (signing %s)", cur, first)
+	}
+	base := c.t.Add(time.Hour) // the rotation, an hour after the first key
+	c.t = base
+	second, err := a.Rotate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kidOf := func(tok string) string {
+		jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.RS256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return jws.Signatures[0].Header.KeyID
+	}
+	for _, step := range []time.Duration{0, 29 * time.Second, 31 * time.Second, 119 * time.Second} {
+		c.t = base.Add(step)
+		for _, m := range []*Manager{a, b} {
+			tok, err := m.Sign(ctx, []byte(`{}`), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kid := kidOf(tok); kid != first {
+				t.Fatalf("%v after the rotation: signed with %s, want the previous key %s", step, kid, first)
+			}
+			verify(t, a, tok)
+			verify(t, b, tok)
+		}
+	}
+	// b's cache has refreshed by now: it publishes the new key...
+	var set jose.JSONWebKeySet
+	if j, _ := b.JWKS(ctx); json.Unmarshal(j, &set) != nil || len(set.Keys) != 2 {
+		t.Fatalf("b's JWKS after its cache refreshed: %s", j)
+	}
+	// ...and once the delay has passed both sign with it.
+	c.t = base.Add(120 * time.Second)
+	for _, m := range []*Manager{a, b} {
+		tok, _ := m.Sign(ctx, []byte(`{}`), nil)
+		if kid := kidOf(tok); kid != second {
+			t.Fatalf("after the publish delay: signed with %s, want %s", kid, second)
+		}
+		verify(t, a, tok)
+		verify(t, b, tok)
+	}
+}

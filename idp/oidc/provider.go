@@ -19,6 +19,7 @@ import (
 	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/token/jwt"
 
+	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/store"
 )
 
@@ -45,6 +46,8 @@ type Config struct {
 	RefreshTokenTTL time.Duration
 	AuthCodeTTL     time.Duration
 	Logger          *slog.Logger
+	// Metrics counts the tokens issued; nil records nothing.
+	Metrics metrics.Recorder
 }
 
 // Provider is the composed fosite provider and its HTTP handlers.
@@ -55,6 +58,7 @@ type Provider struct {
 	keys    KeySource
 	store   store.Store
 	log     *slog.Logger
+	metrics metrics.Recorder
 	disco   []byte
 }
 
@@ -93,7 +97,7 @@ func New(cfg Config, st store.Store, keys KeySource) (*Provider, error) {
 		Signer:                     sig,
 	}
 	p := &Provider{
-		cfg: cfg, Storage: storage, keys: keys, store: st, log: cfg.Logger,
+		cfg: cfg, Storage: storage, keys: keys, store: st, log: cfg.Logger, metrics: metrics.OrNop(cfg.Metrics),
 		OAuth2: compose.Compose(fc, storage, strategy,
 			compose.OAuth2AuthorizeExplicitFactory,
 			compose.OAuth2RefreshTokenGrantFactory,
@@ -160,7 +164,7 @@ func (p *Provider) JWKS(w http.ResponseWriter, r *http.Request) {
 	b, err := p.keys.JWKS(r.Context())
 	if err != nil {
 		p.log.ErrorContext(r.Context(), "jwks", "err", err)
-		http.Error(w, `{"error":"server_error"}`, http.StatusServiceUnavailable)
+		WriteUnavailable(w)
 		return
 	}
 	w.Header().Set("Content-Type", "application/jwk-set+json")
@@ -183,9 +187,49 @@ func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.OAuth2.WriteAccessResponse(ctx, w, ar, resp)
+	grant := "other"
+	for _, g := range []string{"authorization_code", "refresh_token"} {
+		if ar.GetGrantTypes().ExactOne(g) {
+			grant = g
+		}
+	}
+	p.metrics.TokenIssued(grant)
+}
+
+// Unavailable reports whether err (from fosite, with the storage's error in
+// its chain, or from the store) means the database cannot be reached now.
+func Unavailable(err error) bool {
+	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// storeCause is the store's own message inside err (a fosite error's text
+// is only its code, and its %+v a stack trace), for the log.
+func storeCause(err error) string {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if strings.Contains(e.Error(), store.ErrUnavailable.Error()) {
+			return e.Error()
+		}
+	}
+	return err.Error()
+}
+
+// WriteUnavailable answers a protocol endpoint while the database is
+// unreachable: 503 with the OAuth error temporarily_unavailable (RFC 6749
+// 4.1.2.1) and a Retry-After, nothing about the cause.
+func WriteUnavailable(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Retry-After", "5")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write([]byte(`{"error":"temporarily_unavailable","error_description":"The service is temporarily unavailable. Please try again later."}` + "\n"))
 }
 
 func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
+	if Unavailable(err) {
+		p.log.WarnContext(ctx, "token endpoint: store unavailable", "err", storeCause(err))
+		WriteUnavailable(w)
+		return
+	}
 	if errors.Is(err, store.ErrConsumed) {
 		// Lost the race for a one-time code: the other request used it.
 		err = fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.")
@@ -199,6 +243,11 @@ func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, 
 // Revoke serves RFC 7009 revocation.
 func (p *Provider) Revoke(w http.ResponseWriter, r *http.Request) {
 	err := p.OAuth2.NewRevocationRequest(r.Context(), r)
+	if Unavailable(err) {
+		p.log.WarnContext(r.Context(), "revocation: store unavailable", "err", storeCause(err))
+		WriteUnavailable(w)
+		return
+	}
 	p.OAuth2.WriteRevocationResponse(r.Context(), w, err)
 }
 
@@ -206,6 +255,11 @@ func (p *Provider) Revoke(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) Introspect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	resp, err := p.OAuth2.NewIntrospectionRequest(ctx, r, NewSession())
+	if Unavailable(err) {
+		p.log.WarnContext(ctx, "introspection: store unavailable", "err", storeCause(err))
+		WriteUnavailable(w)
+		return
+	}
 	if err != nil {
 		p.OAuth2.WriteIntrospectionError(ctx, w, err)
 		return
@@ -223,6 +277,11 @@ func (p *Provider) Userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, ar, err := p.OAuth2.IntrospectToken(ctx, token, fosite.AccessToken, NewSession())
+	if Unavailable(err) {
+		p.log.WarnContext(ctx, "userinfo: store unavailable", "err", storeCause(err))
+		WriteUnavailable(w)
+		return
+	}
 	if err != nil {
 		bearerError(w, "invalid_token", "the access token is not valid", http.StatusUnauthorized)
 		return
@@ -237,6 +296,11 @@ func (p *Provider) Userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, err := p.store.GetUser(ctx, sess.GetSubject())
+	if Unavailable(err) {
+		p.log.WarnContext(ctx, "userinfo: store unavailable", "err", storeCause(err))
+		WriteUnavailable(w)
+		return
+	}
 	if err != nil {
 		bearerError(w, "invalid_token", "the user no longer exists", http.StatusUnauthorized)
 		return
@@ -350,8 +414,9 @@ func (p *Provider) WriteAuthorizeError(ctx context.Context, w http.ResponseWrite
 }
 
 // Authorize issues the authorization code for an authenticated user and
-// redirects back to the client.
-func (p *Provider) Authorize(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, u *store.User, id Identity) {
+// redirects back to the client. It writes every answer but one: when the
+// database is unreachable it returns that error and writes nothing.
+func (p *Provider) Authorize(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, u *store.User, id Identity) error {
 	for _, s := range ar.GetRequestedScopes() {
 		if slices.Contains(SupportedScopes, s) {
 			ar.GrantScope(s)
@@ -373,12 +438,16 @@ func (p *Provider) Authorize(ctx context.Context, w http.ResponseWriter, ar fosi
 		Extra:                           extra,
 	}
 	resp, err := p.OAuth2.NewAuthorizeResponse(ctx, ar, sess)
+	if Unavailable(err) {
+		return err // nothing written: the caller shows its 503 page
+	}
 	if err != nil {
 		p.logError(ctx, "authorize response", err)
 		p.OAuth2.WriteAuthorizeError(ctx, w, ar, err)
-		return
+		return nil
 	}
 	p.OAuth2.WriteAuthorizeResponse(ctx, w, ar, resp)
+	return nil
 }
 
 // RequestedClaims returns the claim names a "claims" request parameter asks

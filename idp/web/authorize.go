@@ -33,6 +33,11 @@ func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (fosite.
 	if err == nil {
 		return ar, true
 	}
+	if oidc.Unavailable(err) {
+		// The client could not be looked up: not the request's fault.
+		s.storeFailed(w, r, err)
+		return nil, false
+	}
 	if redirectable {
 		s.Provider.WriteAuthorizeError(r.Context(), w, ar, err)
 		return nil, false
@@ -103,9 +108,11 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.Author
 			return
 		}
 	}
-	s.Provider.Authorize(ctx, w, ar, user, oidc.Identity{
+	if err := s.Provider.Authorize(ctx, w, ar, user, oidc.Identity{
 		UserID: user.ID, SID: sess.ID, AuthTime: sess.AuthTime, AMR: sess.AMR, RequestedAt: requestedAt,
-	})
+	}); err != nil {
+		s.storeFailed(w, r, err)
+	}
 }
 
 // needsLogin applies OIDC Core's rules to the SSO session: none, a forced

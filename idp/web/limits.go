@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/store"
 )
 
@@ -28,7 +29,7 @@ func (s *Server) mfaPolicy() store.ThrottlePolicy {
 // unknown addresses behave alike) and the client IP's key, in that order.
 func (s *Server) passwordThrottleKeys(r *http.Request, email string) []string {
 	mac := s.Key.MAC("throttle", []byte(strings.ToLower(strings.TrimSpace(email))))
-	return []string{"pwd:acct:" + hex.EncodeToString(mac[:16]), "pwd:ip:" + clientIP(r)}
+	return []string{"pwd:acct:" + hex.EncodeToString(mac[:16]), "pwd:ip:" + s.clientIP(r)}
 }
 
 func mfaThrottleKey(userID string) string { return "mfa:" + userID }
@@ -53,15 +54,17 @@ func (s *Server) lockedOut(ctx context.Context, keys ...string) (bool, error) {
 func (s *Server) recordFailures(ctx context.Context, acct store.ThrottlePolicy, keys ...string) (int, error) {
 	status := http.StatusOK
 	for i, k := range keys {
-		p := acct
+		p, kind := acct, metrics.LockoutAccount
 		if i > 0 {
-			p = s.loginIPPolicy()
+			p, kind = s.loginIPPolicy(), metrics.LockoutIP
 		}
 		t, err := s.Store.RecordFailure(ctx, k, p, s.Now())
 		if err != nil {
 			return 0, err
 		}
 		if t.LockedUntil.After(s.Now()) {
+			// The caller checked that no key was locked: this failure locked it.
+			s.Metrics.Lockout(kind)
 			status = http.StatusTooManyRequests
 		}
 	}
@@ -76,7 +79,7 @@ func (s *Server) audit(r *http.Request, userID, typ string, detail map[string]an
 		b, _ := json.Marshal(detail)
 		d = string(b)
 	}
-	e := &store.AuditEvent{UserID: userID, Type: typ, Detail: d, IP: clientIP(r), CreatedAt: s.Now()}
+	e := &store.AuditEvent{UserID: userID, Type: typ, Detail: d, IP: s.clientIP(r), CreatedAt: s.Now()}
 	if err := s.Store.AddAuditEvent(r.Context(), e); err != nil {
 		s.Logger.ErrorContext(r.Context(), "audit event not recorded", append(logAttrs(r), "type", typ, "err", err)...)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/mfa"
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/templates"
@@ -86,6 +87,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if locked {
+		s.Metrics.Login(metrics.StepPassword, metrics.ResultLocked)
 		s.renderLogin(w, r, f, http.StatusTooManyRequests, email, remember, "too_many_attempts")
 		return
 	}
@@ -95,6 +97,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if user == nil {
+		s.Metrics.Login(metrics.StepPassword, metrics.ResultFailure)
 		status, err := s.recordFailures(ctx, s.loginPolicy(), keys...)
 		if err != nil {
 			s.storeFailed(w, r, err)
@@ -111,6 +114,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
+	s.Metrics.Login(metrics.StepPassword, metrics.ResultSuccess)
 	f.UserID, f.AMR, f.Remember = user.ID, []string{"pwd"}, remember
 	if !user.MFAEnabled {
 		s.completeLogin(w, r, f)
@@ -192,11 +196,13 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 			s.storeFailed(w, r, err)
 			return
 		}
+		s.Metrics.Login(metrics.StepTOTP, metrics.ResultLocked)
 		s.renderTOTP(w, r, f, http.StatusTooManyRequests, "too_many_attempts")
 		return
 	}
 	err := s.verifyTOTP(ctx, f.UserID, r.PostFormValue("code"))
 	if errors.Is(err, errWrongCode) {
+		s.Metrics.Login(metrics.StepTOTP, metrics.ResultFailure)
 		status, err := s.secondStepFailed(r, f.UserID, "totp")
 		if err != nil {
 			s.storeFailed(w, r, err)
@@ -217,6 +223,7 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
+	s.Metrics.Login(metrics.StepTOTP, metrics.ResultSuccess)
 	f.AMR = []string{"pwd", "otp"}
 	s.completeLogin(w, r, f)
 }
@@ -260,6 +267,7 @@ func (s *Server) secondStepFailed(r *http.Request, userID, method string) (int, 
 	}
 	s.audit(r, userID, "mfa.code_failed", map[string]any{"method": method})
 	if th.LockedUntil.After(s.Now()) {
+		s.Metrics.Lockout(metrics.LockoutMFA)
 		s.audit(r, userID, "mfa.locked", map[string]any{"until": th.LockedUntil.UTC().Format("2006-01-02T15:04:05Z")})
 		return http.StatusTooManyRequests, nil
 	}
@@ -295,11 +303,13 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 			s.storeFailed(w, r, err)
 			return
 		}
+		s.Metrics.Login(metrics.StepBackup, metrics.ResultLocked)
 		s.renderBackup(w, r, f, http.StatusTooManyRequests, "too_many_attempts")
 		return
 	}
 	remaining, err := s.useBackupCode(ctx, f.UserID, r.PostFormValue("backup_code"))
 	if errors.Is(err, errWrongCode) {
+		s.Metrics.Login(metrics.StepBackup, metrics.ResultFailure)
 		status, err := s.secondStepFailed(r, f.UserID, "backup_code")
 		if err != nil {
 			s.storeFailed(w, r, err)
@@ -320,6 +330,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
+	s.Metrics.Login(metrics.StepBackup, metrics.ResultSuccess)
 	s.audit(r, f.UserID, "mfa.backup_code_used", map[string]any{"remaining": remaining})
 	f.AMR = []string{"pwd", "otp"}
 	if remaining > 2 {

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
+	"time"
 
 	"github.com/kamera-id/idp/idp/crypt"
 )
@@ -19,15 +21,84 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
-// requestID gives every request an id, carried by the log lines and shown
-// on error pages, and logs the request when it ends.
+// requestID gives every request an id, carried by the log lines (see
+// WithRequestIDs) and shown on error pages, and logs the request when it
+// ends: method, path (never the query, which can carry codes and flow ids),
+// status and duration.
 func (s *Server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		id := crypt.RandomToken(9)
 		w.Header().Set("X-Request-Id", id)
 		ctx := context.WithValue(r.Context(), requestIDKey, id)
-		next.ServeHTTP(w, r.WithContext(ctx))
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			level := slog.LevelInfo
+			if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || strings.HasPrefix(r.URL.Path, "/static/") {
+				level = slog.LevelDebug
+			}
+			s.Logger.Log(ctx, level, "request", "method", r.Method, "path", r.URL.Path,
+				"status", sw.code(), "duration_ms", time.Since(start).Milliseconds())
+		}()
+		next.ServeHTTP(sw, r.WithContext(ctx))
 	})
+}
+
+// statusWriter remembers the status a handler wrote, for the request log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// WithRequestIDs returns a logger whose records made with a request's
+// context (InfoContext, ErrorContext, ...) carry its request_id, so every
+// line about a request can be found from the id its error page shows.
+func WithRequestIDs(l *slog.Logger) *slog.Logger {
+	if _, ok := l.Handler().(requestIDHandler); ok {
+		return l
+	}
+	return slog.New(requestIDHandler{l.Handler()})
+}
+
+type requestIDHandler struct{ slog.Handler }
+
+func (h requestIDHandler) Handle(ctx context.Context, rec slog.Record) error {
+	if id := RequestID(ctx); id != "" {
+		rec.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, rec)
+}
+
+func (h requestIDHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return requestIDHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h requestIDHandler) WithGroup(name string) slog.Handler {
+	return requestIDHandler{h.Handler.WithGroup(name)}
 }
 
 // recoverer turns a panic into a 500 page with the request id; the stack
@@ -39,7 +110,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.Logger.ErrorContext(r.Context(), "panic", "request_id", RequestID(r.Context()),
+				s.Logger.ErrorContext(r.Context(), "panic", "path", r.URL.Path,
 					"panic", v, "stack", string(debug.Stack()))
 				s.setPageHeaders(w.Header())
 				s.renderError(w, r, http.StatusInternalServerError, "server_error")
@@ -93,7 +164,8 @@ func apiHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// logAttrs are the attributes every log line of a request carries.
+// logAttrs are the attributes every log line of a request carries besides
+// its request_id (which WithRequestIDs adds).
 func logAttrs(r *http.Request) []any {
-	return []any{slog.String("request_id", RequestID(r.Context())), slog.String("path", r.URL.Path)}
+	return []any{slog.String("path", r.URL.Path)}
 }

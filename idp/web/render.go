@@ -54,8 +54,11 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, status int,
 // renderErrorDetail is renderError with a detail line (never internals).
 func (s *Server) renderErrorDetail(w http.ResponseWriter, r *http.Request, status int, message, detail string) {
 	p := templates.ErrorPage{Page: s.page(w, r, nil), Status: status, Message: message, Detail: detail}
-	if status == http.StatusTooManyRequests {
+	switch status {
+	case http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", "60")
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", retryAfter)
 	}
 	s.render(w, r, status, templates.Error(p))
 }

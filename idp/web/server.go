@@ -6,14 +6,15 @@ package web
 
 import (
 	"context"
-	"errors"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/crypt"
+	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/oidc"
 	"github.com/kamera-id/idp/idp/password"
 	"github.com/kamera-id/idp/idp/store"
@@ -28,6 +29,8 @@ type Deps struct {
 	Hasher   *password.Hasher
 	Provider *oidc.Provider
 	Logger   *slog.Logger
+	// Metrics receives the counters and timings; nil records nothing.
+	Metrics metrics.Recorder
 	// Now is the clock; nil means time.Now. Tests move it.
 	Now func() time.Time
 }
@@ -38,6 +41,7 @@ type Server struct {
 	handler http.Handler
 	static  http.Handler
 	brand   templates.Brand
+	trusted []netip.Prefix // proxies whose X-Forwarded-For is believed
 }
 
 // New builds the server and its routes.
@@ -48,7 +52,10 @@ func New(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
+	d.Logger = WithRequestIDs(d.Logger)
+	d.Metrics = metrics.OrNop(d.Metrics)
 	s := &Server{Deps: d}
+	s.trusted, _ = d.Config.TrustedProxyPrefixes() // checked by Config.Validate
 	s.brand = templates.Brand{ProductName: d.Config.BrandName, LogoURL: d.Config.BrandLogoURL, PrimaryColor: d.Config.BrandColor}
 	staticFS, err := fs.Sub(templates.Static, "static")
 	if err != nil {
@@ -65,43 +72,43 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 func (s *Server) routes() http.Handler {
 	p := s.Provider
 	api := http.NewServeMux()
-	api.HandleFunc("GET "+oidc.PathDiscovery, p.Discovery)
-	api.HandleFunc("GET "+oidc.PathJWKS, p.JWKS)
-	api.HandleFunc("POST "+oidc.PathToken, p.Token)
-	api.HandleFunc("POST "+oidc.PathRevoke, p.Revoke)
-	api.HandleFunc("POST "+oidc.PathIntrospect, p.Introspect)
-	api.HandleFunc("GET "+oidc.PathUserinfo, p.Userinfo)
-	api.HandleFunc("POST "+oidc.PathUserinfo, p.Userinfo)
-	api.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	api.HandleFunc("GET /readyz", s.readyz)
+	handle(api, "GET "+oidc.PathDiscovery, p.Discovery)
+	handle(api, "GET "+oidc.PathJWKS, p.JWKS)
+	handle(api, "POST "+oidc.PathToken, p.Token)
+	handle(api, "POST "+oidc.PathRevoke, p.Revoke)
+	handle(api, "POST "+oidc.PathIntrospect, p.Introspect)
+	handle(api, "GET "+oidc.PathUserinfo, p.Userinfo)
+	handle(api, "POST "+oidc.PathUserinfo, p.Userinfo)
+	handle(api, "GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	handle(api, "GET /readyz", s.readyz)
 
 	pages := http.NewServeMux()
-	pages.HandleFunc("GET "+oidc.PathAuthorize, s.authorize)
-	pages.HandleFunc("POST "+oidc.PathAuthorize, s.authorize)
-	pages.HandleFunc("GET /login", s.loginPage)
-	pages.HandleFunc("POST /login", s.loginSubmit)
-	pages.HandleFunc("GET /login/totp", s.totpPage)
-	pages.HandleFunc("POST /login/totp", s.totpSubmit)
-	pages.HandleFunc("GET /login/backup", s.backupPage)
-	pages.HandleFunc("POST /login/backup", s.backupSubmit)
-	pages.HandleFunc("GET /login/continue", s.continueLogin)
-	pages.HandleFunc("GET /forgot-password", s.forgotPassword)
-	pages.HandleFunc("GET /consent", s.consentPage)
-	pages.HandleFunc("POST /consent", s.consentSubmit)
-	pages.HandleFunc("GET "+oidc.PathEndSession, s.logoutStart)
-	pages.HandleFunc("POST "+oidc.PathEndSession, s.logoutSubmit)
-	pages.HandleFunc("GET /account", s.account)
-	pages.HandleFunc("GET /account/2fa", s.twoFA)
-	pages.HandleFunc("GET /account/2fa/setup", s.setupStart)
-	pages.HandleFunc("POST /account/2fa/setup", s.setupSubmit)
-	pages.HandleFunc("GET /account/2fa/disable", s.disablePage)
-	pages.HandleFunc("POST /account/2fa/disable", s.disableSubmit)
-	pages.HandleFunc("GET /account/2fa/backup-codes", s.backupCodesStart)
-	pages.HandleFunc("POST /account/2fa/backup-codes", s.backupCodesSubmit)
-	pages.HandleFunc("POST /account/2fa/backup-codes/replace", s.backupCodesReplace)
-	pages.HandleFunc("GET /static/brand.css", s.brandCSS)
-	pages.Handle("GET /static/", s.static)
-	pages.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	handle(pages, "GET "+oidc.PathAuthorize, s.authorize)
+	handle(pages, "POST "+oidc.PathAuthorize, s.authorize)
+	handle(pages, "GET /login", s.loginPage)
+	handle(pages, "POST /login", s.loginSubmit)
+	handle(pages, "GET /login/totp", s.totpPage)
+	handle(pages, "POST /login/totp", s.totpSubmit)
+	handle(pages, "GET /login/backup", s.backupPage)
+	handle(pages, "POST /login/backup", s.backupSubmit)
+	handle(pages, "GET /login/continue", s.continueLogin)
+	handle(pages, "GET /forgot-password", s.forgotPassword)
+	handle(pages, "GET /consent", s.consentPage)
+	handle(pages, "POST /consent", s.consentSubmit)
+	handle(pages, "GET "+oidc.PathEndSession, s.logoutStart)
+	handle(pages, "POST "+oidc.PathEndSession, s.logoutSubmit)
+	handle(pages, "GET /account", s.account)
+	handle(pages, "GET /account/2fa", s.twoFA)
+	handle(pages, "GET /account/2fa/setup", s.setupStart)
+	handle(pages, "POST /account/2fa/setup", s.setupSubmit)
+	handle(pages, "GET /account/2fa/disable", s.disablePage)
+	handle(pages, "POST /account/2fa/disable", s.disableSubmit)
+	handle(pages, "GET /account/2fa/backup-codes", s.backupCodesStart)
+	handle(pages, "POST /account/2fa/backup-codes", s.backupCodesSubmit)
+	handle(pages, "POST /account/2fa/backup-codes/replace", s.backupCodesReplace)
+	handle(pages, "GET /static/brand.css", s.brandCSS)
+	handle(pages, "GET /static/", s.static.ServeHTTP)
+	handle(pages, "/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/" && r.Method == http.MethodGet {
 			http.Redirect(w, r, "/account", http.StatusSeeOther)
 			return
@@ -123,7 +130,16 @@ func (s *Server) routes() http.Handler {
 	for _, path := range apiPaths {
 		mux.Handle(path, apiHeaders(api))
 	}
-	return s.requestID(s.recoverer(limitBody(s.checkInput(mux))))
+	return metrics.Instrument(s.Metrics, s.requestID(s.recoverer(limitBody(s.checkInput(mux)))))
+}
+
+// handle registers h for pattern and names the route for the request
+// metrics (the pattern, never the raw path, so the labels stay few).
+func handle(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		metrics.SetRoute(r, pattern)
+		h(w, r)
+	})
 }
 
 // apiPaths are the protocol endpoints called by relying parties' servers.
@@ -143,20 +159,26 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.Store.Ping(ctx); err != nil {
+		s.Logger.WarnContext(r.Context(), "not ready: store unavailable", "err", err)
+		w.Header().Set("Retry-After", retryAfter)
 		http.Error(w, "store unavailable\n", http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
 }
 
+// retryAfter is the Retry-After of a 503 while the database is away: the
+// pool reconnects by itself within seconds of its return.
+const retryAfter = "5"
+
 // storeFailed reports a store error: 503 with a friendly page when the
 // database is unreachable, 500 otherwise; internals only go to the log.
 func (s *Server) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-		s.Logger.WarnContext(r.Context(), "store unavailable", "err", err)
+	if oidc.Unavailable(err) {
+		s.Logger.WarnContext(r.Context(), "store unavailable", "path", r.URL.Path, "err", err)
 		s.renderError(w, r, http.StatusServiceUnavailable, "unavailable")
 		return
 	}
-	s.Logger.ErrorContext(r.Context(), "internal error", "err", err)
+	s.Logger.ErrorContext(r.Context(), "internal error", "path", r.URL.Path, "err", err)
 	s.renderError(w, r, http.StatusInternalServerError, "server_error")
 }

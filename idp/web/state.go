@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/kamera-id/idp/idp/crypt"
@@ -219,7 +221,7 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, userID str
 		LastSeen:  now,
 		ExpiresAt: now.Add(s.Config.SessionMaxAge),
 		UserAgent: truncate(r.UserAgent(), 200),
-		IP:        clientIP(r),
+		IP:        s.clientIP(r),
 	}
 	var cookieAge time.Duration // a browser-session cookie
 	if remember {
@@ -243,12 +245,44 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func clientIP(r *http.Request) string {
+// clientIP is the client's address: the connection's, or, when that is a
+// trusted proxy (IDP_TRUSTED_PROXIES), the nearest address in
+// X-Forwarded-For that is not one (the ones left of it could be forged by
+// the client).
+func (s *Server) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if len(s.trusted) == 0 || !s.isTrusted(host) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		a, err := netip.ParseAddr(hop)
+		if err != nil {
+			return host // garbage from beyond the trusted proxies: not believed
+		}
+		if !s.isTrusted(hop) {
+			return a.Unmap().String()
+		}
 	}
 	return host
+}
+
+func (s *Server) isTrusted(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range s.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func truncate(s string, n int) string {

@@ -24,8 +24,12 @@ const (
 	maxIdleConns    = 10
 	connMaxLifetime = 30 * time.Minute
 	connMaxIdleTime = 5 * time.Minute
-	connectTimeout  = 5 * time.Second // unless the URL sets connect_timeout
-	pingTimeout     = 5 * time.Second
+	// connectTimeout bounds a new connection (unless the URL sets
+	// connect_timeout), so that while the database is away requests fail
+	// fast with a 503 rather than hang; the pool reconnects on the next
+	// request once it is back.
+	connectTimeout = 3 * time.Second
+	pingTimeout    = 5 * time.Second
 )
 
 // migrationLockID is the pg_advisory_xact_lock key that serialises
@@ -86,6 +90,11 @@ func classify(err error) error {
 	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
+		return store.ErrUnavailable
+	}
+	// A connection that broke before or while the statement was sent, or
+	// whose answer timed out (pgx reports both without a SQLSTATE).
+	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
 		return store.ErrUnavailable
 	}
 	return nil

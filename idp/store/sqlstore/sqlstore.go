@@ -15,6 +15,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 
 	"github.com/kamera-id/idp/idp/store"
@@ -191,9 +192,11 @@ func (s *Store) classify(err error) error {
 			return kind
 		}
 	}
-	// What every driver reports for a lost or refused connection.
+	// What every driver reports for a lost or refused connection: a bad or
+	// closed connection, a network error, a connection cut mid-message.
 	var ne net.Error
-	if errors.Is(err, driver.ErrBadConn) || errors.As(err, &ne) {
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) {
 		return store.ErrUnavailable
 	}
 	return nil

@@ -1,0 +1,252 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kamera-id/idp/idp/config"
+	"github.com/kamera-id/idp/idp/testenv"
+)
+
+// balancer is a load balancer in front of several instances that share one
+// issuer: the test says which instance the next requests go to.
+type balancer struct {
+	URL    string
+	target atomic.Pointer[string]
+}
+
+func newBalancer(t *testing.T) (*balancer, net.Listener) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := &balancer{URL: "http://" + ln.Addr().String()}
+	proxy := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.Out.URL.Scheme = "http"
+		pr.Out.URL.Host = *lb.target.Load()
+		pr.Out.Host = pr.In.Host // the issuer's host, as a real balancer keeps it
+	}}
+	srv := &http.Server{Handler: proxy, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return lb, ln
+}
+
+// to sends the following requests to p.
+func (lb *balancer) to(p *provider) { lb.target.Store(&p.Addr) }
+
+// startCluster starts n instances with one configuration (one issuer, one
+// master key, one PostgreSQL schema) behind a balancer.
+func startCluster(t *testing.T, db testenv.Database, n int) (*balancer, []*provider) {
+	t.Helper()
+	lb, lbln := newBalancer(t)
+	_ = lbln
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	cfg := config.Defaults()
+	cfg.Issuer = lb.URL
+	cfg.DatabaseURL = db.URL
+	cfg.SecretKey = base64.StdEncoding.EncodeToString(key)
+	cfg.ArgonMemoryKiB, cfg.ArgonIterations = 8192, 1
+	c := newClock()
+	var ps []*provider
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, startInstance(t, cfg, c, ln))
+	}
+	lb.to(ps[0])
+	return lb, ps
+}
+
+func jwksKids(t *testing.T, url string) []string {
+	t.Helper()
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+		} `json:"keys"`
+	}
+	body := get(t, url)
+	if err := json.Unmarshal([]byte(body), &set); err != nil {
+		t.Fatalf("JWKS at %s: %v\n%s", url, err, body)
+	}
+	var kids []string
+	for _, k := range set.Keys {
+		kids = append(kids, k.Kid)
+	}
+	return kids
+}
+
+// TestInstancesShareOnePostgreSQL runs two instances on one PostgreSQL
+// database behind a balancer: what one instance does, the other sees:
+// sessions (SSO), codes, signing keys and their rotation, TOTP and backup
+// code replay guards, and second-step failure limits.
+func TestInstancesShareOnePostgreSQL(t *testing.T) {
+	db := testenv.Postgres(t)
+	lb, ps := startCluster(t, db, 2)
+	A, B := ps[0], ps[1]
+	A.createUser(email, password)
+	r := A.newRP("viewer", true)
+	ctx := context.Background()
+
+	// A login on A; its code is redeemed at B.
+	b := A.newBrowser()
+	lb.to(A)
+	a := r.authorize()
+	code := login(t, b, r, a)
+	lb.to(B)
+	tk := r.mustExchange(a, code)
+	if got := amr(tk.Claims); !slices.Equal(got, []string{"pwd"}) {
+		t.Fatalf("amr %v", got)
+	}
+	// The same code again, now at A: refused, as one instance would.
+	lb.to(A)
+	if _, err := r.exchange(a, code); err == nil {
+		t.Fatal("a code redeemed at B was accepted again at A")
+	}
+
+	// SSO: the session made on A lets the browser in on B without a login.
+	lb.to(B)
+	a2 := r.authorize()
+	pg := b.get(a2.URL)
+	if pg.Redirect == nil {
+		t.Fatalf("B did not recognise the session made on A: %d %s", pg.Status, pg.URL)
+	}
+	tk2 := r.mustExchange(a2, pg.code(t, a2))
+	if tk2.Claims["sid"] != tk.Claims["sid"] || tk2.Claims["sub"] != tk.Claims["sub"] {
+		t.Fatalf("SSO on B gave another session: %v vs %v", tk2.Claims["sid"], tk.Claims["sid"])
+	}
+
+	// Key rotation through A. The new key is published at once by A and,
+	// once its key cache refreshes (its lifetime, 30 s by the shared
+	// clock), by B; neither signs with it before every instance publishes
+	// it, so a token from either instance always verifies with the JWKS of
+	// whichever instance the balancer sends the relying party to.
+	kid1, err := B.app.Keys.Current(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid2, err := A.app.Keys.Rotate(ctx)
+	if err != nil || kid2 == kid1 {
+		t.Fatalf("rotate: %s, %v", kid2, err)
+	}
+	if kids := jwksKids(t, "http://"+A.Addr+"/.well-known/jwks.json"); !slices.Contains(kids, kid2) || !slices.Contains(kids, kid1) {
+		t.Fatalf("A's JWKS after rotating %v: want old and new", kids)
+	}
+	signedBy := func(want string) {
+		t.Helper()
+		for _, signer := range []*provider{A, B} {
+			lb.to(signer)
+			a3 := r.authorize()
+			tk3 := r.mustExchange(a3, b.get(a3.URL).code(t, a3))
+			if kid := headerKid(t, tk3); kid != want {
+				t.Errorf("ID token from %s signed with %s, want %s", signer.Addr, kid, want)
+			}
+			for _, other := range []*provider{A, B} {
+				kids := jwksKids(t, "http://"+other.Addr+"/.well-known/jwks.json")
+				if !slices.Contains(kids, headerKid(t, tk3)) {
+					t.Errorf("token signed by %s names a key %s's JWKS lacks: %v", signer.Addr, other.Addr, kids)
+				}
+				lb.to(other)
+				if _, err := r.verifier.Verify(ctx, tk3.Extra("id_token").(string)); err != nil {
+					t.Errorf("token signed by %s does not verify through %s: %v", signer.Addr, other.Addr, err)
+				}
+			}
+		}
+	}
+	signedBy(kid1)
+	A.clock.Advance(31 * time.Second)
+	if kids := jwksKids(t, "http://"+B.Addr+"/.well-known/jwks.json"); !slices.Contains(kids, kid2) || !slices.Contains(kids, kid1) {
+		t.Fatalf("B's JWKS after A rotated and the cache lifetime passed: %v, want %s and %s", kids, kid1, kid2)
+	}
+	signedBy(kid1)
+	A.clock.Advance(90 * time.Second) // the publish delay (cache lifetime + 90 s) has passed
+	signedBy(kid2)
+
+	// Second-step failures count at both instances: five wrong codes, sent
+	// alternately to A and B (three and two), lock the account everywhere.
+	lb.to(A)
+	b2 := A.newBrowser()
+	accountLogin(t, A, b2, "")
+	secret, backup := enroll(t, A, b2)
+
+	// Replay guards hold across instances: a TOTP code accepted at A is
+	// refused at B within its time step, and so is a backup code used at A.
+	lb.to(A)
+	ba := A.newBrowser()
+	aa, pga := rpLogin(t, ba, r)
+	shown := totpCode(t, A, secret)
+	r.mustExchange(aa, ba.submit(pga, "code", map[string]string{"code": shown}).code(t, aa))
+	lb.to(B)
+	bb := A.newBrowser()
+	_, pgb := rpLogin(t, bb, r)
+	if res := bb.submit(pgb, "code", map[string]string{"code": shown}); res.Redirect != nil || res.alert() == "" {
+		t.Fatalf("a TOTP code used at A was accepted again at B: %d", res.Status)
+	}
+	lb.to(A)
+	bc := A.newBrowser()
+	ac, pgc := rpLogin(t, bc, r)
+	bcp := bc.get(A.URL + linkTo(t, pgc, "/login/backup"))
+	r.mustExchange(ac, bc.submit(bcp, "backup_code", map[string]string{"backup_code": backup[0]}).code(t, ac))
+	lb.to(B)
+	bd := A.newBrowser()
+	_, pgd := rpLogin(t, bd, r)
+	bdp := bd.get(A.URL + linkTo(t, pgd, "/login/backup"))
+	if res := bd.submit(bdp, "backup_code", map[string]string{"backup_code": backup[0]}); res.Redirect != nil || res.alert() == "" {
+		t.Fatalf("a backup code used at A was accepted again at B: %d", res.Status)
+	}
+	// A right code in a later step resets the failures those refusals counted.
+	A.clock.Advance(30 * time.Second)
+	ae, pge := rpLogin(t, bd, r)
+	r.mustExchange(ae, bd.submit(pge, "code", map[string]string{"code": totpCode(t, A, secret)}).code(t, ae))
+
+	b3 := A.newBrowser()
+	_, pg3 := rpLogin(t, b3, r)
+	for i := range 5 {
+		lb.to(ps[i%2])
+		res := b3.submit(pg3, "code", map[string]string{"code": wrongCode(totpCode(t, A, secret))})
+		if i < 4 && res.Status != http.StatusOK {
+			t.Fatalf("failure %d answered %d", i+1, res.Status)
+		}
+		if i == 4 && res.Status != http.StatusTooManyRequests {
+			t.Fatalf("5th failure (3 at A, 2 at B) answered %d, want 429", res.Status)
+		}
+	}
+	for _, p := range ps {
+		lb.to(p)
+		if res := b3.submit(pg3, "code", map[string]string{"code": totpCode(t, A, secret)}); res.Status != http.StatusTooManyRequests {
+			t.Fatalf("right code at %s during the lockout: %d, want 429", p.Addr, res.Status)
+		}
+	}
+}
+
+// headerKid is the kid in the ID token's JOSE header.
+func headerKid(t *testing.T, tk *tokens) string {
+	t.Helper()
+	raw, _ := tk.Extra("id_token").(string)
+	seg, _, _ := strings.Cut(raw, ".")
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Kid string `json:"kid"`
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h.Kid
+}

@@ -1,0 +1,320 @@
+// Timing wrappers for the methods of store.Store, one per method, written
+// from the interface (a method added to the interface and missing here is
+// still served, by the embedded store, only not timed).
+
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/kamera-id/idp/idp/store"
+)
+
+func (m *Store) Ping(ctx context.Context) error {
+	start := time.Now()
+	err := m.Store.Ping(ctx)
+	m.done("Ping", start, err)
+	return err
+}
+
+func (m *Store) BeginTx(ctx context.Context) (context.Context, error) {
+	start := time.Now()
+	r0, err := m.Store.BeginTx(ctx)
+	m.done("BeginTx", start, err)
+	return r0, err
+}
+
+func (m *Store) Commit(ctx context.Context) error {
+	start := time.Now()
+	err := m.Store.Commit(ctx)
+	m.done("Commit", start, err)
+	return err
+}
+
+func (m *Store) Rollback(ctx context.Context) error {
+	start := time.Now()
+	err := m.Store.Rollback(ctx)
+	m.done("Rollback", start, err)
+	return err
+}
+
+func (m *Store) CreateUser(ctx context.Context, u *store.User) error {
+	start := time.Now()
+	err := m.Store.CreateUser(ctx, u)
+	m.done("CreateUser", start, err)
+	return err
+}
+
+func (m *Store) GetUser(ctx context.Context, id string) (*store.User, error) {
+	start := time.Now()
+	r0, err := m.Store.GetUser(ctx, id)
+	m.done("GetUser", start, err)
+	return r0, err
+}
+
+func (m *Store) GetUserByEmail(ctx context.Context, email string) (*store.User, error) {
+	start := time.Now()
+	r0, err := m.Store.GetUserByEmail(ctx, email)
+	m.done("GetUserByEmail", start, err)
+	return r0, err
+}
+
+func (m *Store) UpdatePassword(ctx context.Context, userID, passwordHash string, now time.Time) error {
+	start := time.Now()
+	err := m.Store.UpdatePassword(ctx, userID, passwordHash, now)
+	m.done("UpdatePassword", start, err)
+	return err
+}
+
+func (m *Store) CreateClient(ctx context.Context, c *store.Client) error {
+	start := time.Now()
+	err := m.Store.CreateClient(ctx, c)
+	m.done("CreateClient", start, err)
+	return err
+}
+
+func (m *Store) GetClient(ctx context.Context, id string) (*store.Client, error) {
+	start := time.Now()
+	r0, err := m.Store.GetClient(ctx, id)
+	m.done("GetClient", start, err)
+	return r0, err
+}
+
+func (m *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
+	start := time.Now()
+	r0, err := m.Store.ListSigningKeys(ctx)
+	m.done("ListSigningKeys", start, err)
+	return r0, err
+}
+
+func (m *Store) AddSigningKey(ctx context.Context, k *store.SigningKey, now time.Time) error {
+	start := time.Now()
+	err := m.Store.AddSigningKey(ctx, k, now)
+	m.done("AddSigningKey", start, err)
+	return err
+}
+
+func (m *Store) DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time) (int, error) {
+	start := time.Now()
+	r0, err := m.Store.DeleteSigningKeysRetiredBefore(ctx, t)
+	m.done("DeleteSigningKeysRetiredBefore", start, err)
+	return r0, err
+}
+
+func (m *Store) CreateSession(ctx context.Context, s *store.Session) error {
+	start := time.Now()
+	err := m.Store.CreateSession(ctx, s)
+	m.done("CreateSession", start, err)
+	return err
+}
+
+func (m *Store) GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*store.Session, error) {
+	start := time.Now()
+	r0, err := m.Store.GetSession(ctx, tokenHash, now)
+	m.done("GetSession", start, err)
+	return r0, err
+}
+
+func (m *Store) TouchSession(ctx context.Context, tokenHash []byte, lastSeen time.Time) error {
+	start := time.Now()
+	err := m.Store.TouchSession(ctx, tokenHash, lastSeen)
+	m.done("TouchSession", start, err)
+	return err
+}
+
+func (m *Store) DeleteSession(ctx context.Context, tokenHash []byte) error {
+	start := time.Now()
+	err := m.Store.DeleteSession(ctx, tokenHash)
+	m.done("DeleteSession", start, err)
+	return err
+}
+
+func (m *Store) DeleteUserSessions(ctx context.Context, userID, exceptID string) (int, error) {
+	start := time.Now()
+	r0, err := m.Store.DeleteUserSessions(ctx, userID, exceptID)
+	m.done("DeleteUserSessions", start, err)
+	return r0, err
+}
+
+func (m *Store) ListUserSessions(ctx context.Context, userID string, now time.Time) ([]store.Session, error) {
+	start := time.Now()
+	r0, err := m.Store.ListUserSessions(ctx, userID, now)
+	m.done("ListUserSessions", start, err)
+	return r0, err
+}
+
+func (m *Store) PutFlow(ctx context.Context, f *store.Flow) error {
+	start := time.Now()
+	err := m.Store.PutFlow(ctx, f)
+	m.done("PutFlow", start, err)
+	return err
+}
+
+func (m *Store) GetFlow(ctx context.Context, key []byte, now time.Time) (*store.Flow, error) {
+	start := time.Now()
+	r0, err := m.Store.GetFlow(ctx, key, now)
+	m.done("GetFlow", start, err)
+	return r0, err
+}
+
+func (m *Store) DeleteFlow(ctx context.Context, key []byte) error {
+	start := time.Now()
+	err := m.Store.DeleteFlow(ctx, key)
+	m.done("DeleteFlow", start, err)
+	return err
+}
+
+func (m *Store) GetConsent(ctx context.Context, userID, clientID string) ([]string, error) {
+	start := time.Now()
+	r0, err := m.Store.GetConsent(ctx, userID, clientID)
+	m.done("GetConsent", start, err)
+	return r0, err
+}
+
+func (m *Store) PutConsent(ctx context.Context, userID, clientID string, scopes []string, now time.Time) error {
+	start := time.Now()
+	err := m.Store.PutConsent(ctx, userID, clientID, scopes, now)
+	m.done("PutConsent", start, err)
+	return err
+}
+
+func (m *Store) PutPendingTOTP(ctx context.Context, p *store.PendingTOTP) error {
+	start := time.Now()
+	err := m.Store.PutPendingTOTP(ctx, p)
+	m.done("PutPendingTOTP", start, err)
+	return err
+}
+
+func (m *Store) GetPendingTOTP(ctx context.Context, userID string, now time.Time) (*store.PendingTOTP, error) {
+	start := time.Now()
+	r0, err := m.Store.GetPendingTOTP(ctx, userID, now)
+	m.done("GetPendingTOTP", start, err)
+	return r0, err
+}
+
+func (m *Store) ConfirmTOTP(ctx context.Context, userID string, step int64, codes []store.BackupCode, now time.Time) error {
+	start := time.Now()
+	err := m.Store.ConfirmTOTP(ctx, userID, step, codes, now)
+	m.done("ConfirmTOTP", start, err)
+	return err
+}
+
+func (m *Store) GetTOTP(ctx context.Context, userID string) (*store.TOTP, error) {
+	start := time.Now()
+	r0, err := m.Store.GetTOTP(ctx, userID)
+	m.done("GetTOTP", start, err)
+	return r0, err
+}
+
+func (m *Store) UseTOTPStep(ctx context.Context, userID string, step int64) error {
+	start := time.Now()
+	err := m.Store.UseTOTPStep(ctx, userID, step)
+	m.done("UseTOTPStep", start, err)
+	return err
+}
+
+func (m *Store) DeleteMFA(ctx context.Context, userID string) error {
+	start := time.Now()
+	err := m.Store.DeleteMFA(ctx, userID)
+	m.done("DeleteMFA", start, err)
+	return err
+}
+
+func (m *Store) ListBackupCodes(ctx context.Context, userID string) ([]store.BackupCode, error) {
+	start := time.Now()
+	r0, err := m.Store.ListBackupCodes(ctx, userID)
+	m.done("ListBackupCodes", start, err)
+	return r0, err
+}
+
+func (m *Store) ReplaceBackupCodes(ctx context.Context, userID string, codes []store.BackupCode) error {
+	start := time.Now()
+	err := m.Store.ReplaceBackupCodes(ctx, userID, codes)
+	m.done("ReplaceBackupCodes", start, err)
+	return err
+}
+
+func (m *Store) UseBackupCode(ctx context.Context, userID string, hash []byte, now time.Time) (remaining int, err error) {
+	start := time.Now()
+	r0, err := m.Store.UseBackupCode(ctx, userID, hash, now)
+	m.done("UseBackupCode", start, err)
+	return r0, err
+}
+
+func (m *Store) GetThrottle(ctx context.Context, key string) (*store.Throttle, error) {
+	start := time.Now()
+	r0, err := m.Store.GetThrottle(ctx, key)
+	m.done("GetThrottle", start, err)
+	return r0, err
+}
+
+func (m *Store) RecordFailure(ctx context.Context, key string, p store.ThrottlePolicy, now time.Time) (*store.Throttle, error) {
+	start := time.Now()
+	r0, err := m.Store.RecordFailure(ctx, key, p, now)
+	m.done("RecordFailure", start, err)
+	return r0, err
+}
+
+func (m *Store) ResetThrottle(ctx context.Context, key string) error {
+	start := time.Now()
+	err := m.Store.ResetThrottle(ctx, key)
+	m.done("ResetThrottle", start, err)
+	return err
+}
+
+func (m *Store) AddAuditEvent(ctx context.Context, e *store.AuditEvent) error {
+	start := time.Now()
+	err := m.Store.AddAuditEvent(ctx, e)
+	m.done("AddAuditEvent", start, err)
+	return err
+}
+
+func (m *Store) ListAuditEvents(ctx context.Context, userID string, limit int) ([]store.AuditEvent, error) {
+	start := time.Now()
+	r0, err := m.Store.ListAuditEvents(ctx, userID, limit)
+	m.done("ListAuditEvents", start, err)
+	return r0, err
+}
+
+func (m *Store) CreateToken(ctx context.Context, t *store.TokenRecord) error {
+	start := time.Now()
+	err := m.Store.CreateToken(ctx, t)
+	m.done("CreateToken", start, err)
+	return err
+}
+
+func (m *Store) GetToken(ctx context.Context, kind, signature string) (*store.TokenRecord, error) {
+	start := time.Now()
+	r0, err := m.Store.GetToken(ctx, kind, signature)
+	m.done("GetToken", start, err)
+	return r0, err
+}
+
+func (m *Store) DeleteToken(ctx context.Context, kind, signature string) error {
+	start := time.Now()
+	err := m.Store.DeleteToken(ctx, kind, signature)
+	m.done("DeleteToken", start, err)
+	return err
+}
+
+func (m *Store) DeactivateToken(ctx context.Context, kind, signature string) error {
+	start := time.Now()
+	err := m.Store.DeactivateToken(ctx, kind, signature)
+	m.done("DeactivateToken", start, err)
+	return err
+}
+
+func (m *Store) DeactivateTokensByRequest(ctx context.Context, kind, requestID string) error {
+	start := time.Now()
+	err := m.Store.DeactivateTokensByRequest(ctx, kind, requestID)
+	m.done("DeactivateTokensByRequest", start, err)
+	return err
+}
+
+func (m *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
+	start := time.Now()
+	r0, err := m.Store.DeleteExpired(ctx, now, limit)
+	m.done("DeleteExpired", start, err)
+	return r0, err
+}
