@@ -183,83 +183,109 @@ func hidden(re *regexp.Regexp, body string) string {
 	return m[1]
 }
 
+// loginState is a login in progress.
+type loginState struct {
+	p                             pkce
+	loginURL, csrf, flow, totpURL string
+	code                          string
+}
+
 // login runs a whole login with TOTP up to the authorization code.
 func (u *user) login(ctx context.Context, p pkce, now func() time.Time) (string, error) {
-	var loginURL, csrf, flow, code string
+	st := &loginState{p: p}
+	if err := u.startLogin(ctx, st); err != nil {
+		return "", err
+	}
+	if err := u.submitPassword(ctx, st); err != nil {
+		return "", err
+	}
+	if err := u.submitTOTP(ctx, st, now); err != nil {
+		return "", err
+	}
+	return st.code, nil
+}
+
+// startLogin asks for authorization and opens the login page.
+func (u *user) startLogin(ctx context.Context, st *loginState) error {
 	err := u.timed(stepAuthorize, func() error {
-		status, loc, _, err := u.get(ctx, u.authorizeURL(p))
+		status, loc, _, err := u.get(ctx, u.authorizeURL(st.p))
 		if err != nil {
 			return err
 		}
 		if status != http.StatusSeeOther || !strings.HasPrefix(loc, "/login?flow=") {
 			return fmt.Errorf("status %d to %q, want a redirect to /login", status, loc)
 		}
-		loginURL = u.t.URL + loc
+		st.loginURL = u.t.URL + loc
 		return nil
 	})
-	if err == nil {
-		err = u.timed(stepLoginPage, func() error {
-			status, _, body, err := u.get(ctx, loginURL)
-			if err != nil {
-				return err
-			}
-			csrf, flow = hidden(reCSRF, body), hidden(reFlow, body)
-			if status != http.StatusOK || csrf == "" || flow == "" {
-				return fmt.Errorf("status %d, no login form", status)
-			}
-			return nil
-		})
+	if err != nil {
+		return err
 	}
-	var totpURL string
-	if err == nil {
-		err = u.timed(stepPassword, func() error {
-			status, loc, _, err := u.post(ctx, "/login", url.Values{
-				"csrf": {csrf}, "flow": {flow}, "email": {u.acct.Email}, "password": {u.acct.Password},
-			})
-			if err != nil {
-				return err
-			}
-			if status != http.StatusSeeOther || !strings.HasPrefix(loc, "/login/totp?") {
-				return fmt.Errorf("status %d to %q, want the TOTP step", status, loc)
-			}
-			totpURL = u.t.URL + loc
-			return nil
-		})
-	}
-	if err == nil {
-		err = u.timed(stepTOTPPage, func() error {
-			status, _, body, err := u.get(ctx, totpURL)
-			if err != nil {
-				return err
-			}
-			if status != http.StatusOK || hidden(reFlow, body) != flow {
-				return fmt.Errorf("status %d, no TOTP form", status)
-			}
-			return nil
-		})
-	}
-	if err == nil {
-		// A code the provider accepts: the current step, or a later one
-		// within the allowed skew when this account already used it.
-		step := max(mfa.StepAt(now()), u.acct.nextStep)
-		if step > mfa.StepAt(now())+mfa.Skew {
-			return "", fmt.Errorf("account %s used its TOTP codes for this window", u.acct.Email)
-		}
-		u.acct.nextStep = step + 1
-		totp, cerr := mfa.CodeAt(u.acct.Secret, step)
-		if cerr != nil {
-			return "", cerr
-		}
-		err = u.timed(stepTOTP, func() error {
-			status, loc, _, err := u.post(ctx, "/login/totp", url.Values{"csrf": {csrf}, "flow": {flow}, "code": {totp}})
-			if err != nil {
-				return err
-			}
-			code, err = u.codeFrom(status, loc, p)
+	return u.timed(stepLoginPage, func() error {
+		status, _, body, err := u.get(ctx, st.loginURL)
+		if err != nil {
 			return err
+		}
+		st.csrf, st.flow = hidden(reCSRF, body), hidden(reFlow, body)
+		if status != http.StatusOK || st.csrf == "" || st.flow == "" {
+			return fmt.Errorf("status %d, no login form", status)
+		}
+		return nil
+	})
+}
+
+// submitPassword posts the e-mail and password.
+func (u *user) submitPassword(ctx context.Context, st *loginState) error {
+	return u.timed(stepPassword, func() error {
+		status, loc, _, err := u.post(ctx, "/login", url.Values{
+			"csrf": {st.csrf}, "flow": {st.flow}, "email": {u.acct.Email}, "password": {u.acct.Password},
 		})
+		if err != nil {
+			return err
+		}
+		if status != http.StatusSeeOther || !strings.HasPrefix(loc, "/login/totp?") {
+			return fmt.Errorf("status %d to %q, want the TOTP step", status, loc)
+		}
+		st.totpURL = u.t.URL + loc
+		return nil
+	})
+}
+
+// submitTOTP opens the TOTP page and posts a code; the provider answers
+// with the authorization code.
+func (u *user) submitTOTP(ctx context.Context, st *loginState, now func() time.Time) error {
+	err := u.timed(stepTOTPPage, func() error {
+		status, _, body, err := u.get(ctx, st.totpURL)
+		if err != nil {
+			return err
+		}
+		if status != http.StatusOK || hidden(reFlow, body) != st.flow {
+			return fmt.Errorf("status %d, no TOTP form", status)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	return code, err
+	// A code the provider accepts: the current step, or a later one within
+	// the allowed skew when this account already used it.
+	step := max(mfa.StepAt(now()), u.acct.nextStep)
+	if step > mfa.StepAt(now())+mfa.Skew {
+		return fmt.Errorf("account %s used its TOTP codes for this window", u.acct.Email)
+	}
+	u.acct.nextStep = step + 1
+	totp, err := mfa.CodeAt(u.acct.Secret, step)
+	if err != nil {
+		return err
+	}
+	return u.timed(stepTOTP, func() error {
+		status, loc, _, err := u.post(ctx, "/login/totp", url.Values{"csrf": {st.csrf}, "flow": {st.flow}, "code": {totp}})
+		if err != nil {
+			return err
+		}
+		st.code, err = u.codeFrom(status, loc, st.p)
+		return err
+	})
 }
 
 // ssoAuthorize asks for a code with the browser's SSO session (no login).

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/kamera-id/idp/idp/config"
-	"github.com/kamera-id/idp/idp/password"
 )
 
 type options struct {
@@ -108,10 +107,7 @@ func run(o options) error {
 	}
 	defer os.RemoveAll(dir)
 
-	params := password.Params{
-		Memory: cfg.ArgonMemoryKiB, Time: cfg.ArgonIterations, Threads: password.DefaultParams.Threads,
-		SaltLen: password.DefaultParams.SaltLen, KeyLen: password.DefaultParams.KeyLen,
-	}
+	params := argonParams(cfg)
 	r := &report{
 		CPU: cpuModel(), Cores: runtime.NumCPU(), GoVersion: runtime.Version(),
 		Alg: cfg.SigningAlg, Argon: params, ArgonMax: cfg.ArgonMaxConcurrent, Opts: o,

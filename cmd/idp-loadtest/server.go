@@ -136,10 +136,44 @@ func (s *server) stop() {
 	}
 }
 
-// cpu returns the provider's CPU time so far (user + system, all threads),
-// as the kernel accounts it.
+// cpu returns the provider's CPU time so far, as the kernel accounts it:
+// the sum of its threads' run time in /proc/<pid>/task/*/schedstat
+// (nanoseconds; user and system), or, where the kernel has no schedstat,
+// utime+stime from /proc/<pid>/stat (clock ticks, 10 ms).
 func (s *server) cpu() (time.Duration, error) {
+	if d, err := schedCPU(s.cmd.Process.Pid); err == nil {
+		return d, nil
+	}
 	return procCPU(s.cmd.Process.Pid)
+}
+
+// schedCPU sums the run time of the process's threads. Go's threads live
+// as long as the process, so none of the time is lost with an exited thread.
+func schedCPU(pid int) (time.Duration, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
+	}
+	var total time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return 0, err
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 1 {
+			return 0, errors.New("malformed schedstat")
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		total += time.Duration(ns)
+	}
+	return total, nil
 }
 
 func procCPU(pid int) (time.Duration, error) {
