@@ -41,6 +41,7 @@ type options struct {
 	out         string
 	benchOut    string
 	calibTime   time.Duration
+	keep        bool
 }
 
 func main() {
@@ -55,6 +56,7 @@ func main() {
 	flag.IntVar(&o.burst, "burst", 64, "concurrent logins in the burst phase (peak RSS)")
 	flag.DurationVar(&o.timeout, "timeout", 8*time.Minute, "give up after this long")
 	flag.DurationVar(&o.calibTime, "calib", 2*time.Second, "time for each calibration measurement")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (databases, provider logs)")
 	flag.StringVar(&o.out, "out", "artifacts/bench/results.txt", "results file (key: value lines)")
 	flag.StringVar(&o.benchOut, "bench-out", "artifacts/bench/load.txt", "results in Go benchmark format (for benchstat)")
 	flag.Parse()
@@ -105,7 +107,11 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if o.keep {
+		defer logf("kept %s", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 
 	params := argonParams(cfg)
 	r := &report{

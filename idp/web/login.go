@@ -80,7 +80,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keys := s.passwordThrottleKeys(r, email)
-	locked, err := s.lockedOut(ctx, keys...)
+	locked, counted, err := s.lockedOut(ctx, keys...)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
@@ -107,7 +107,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, f, status, email, remember, msg)
 		return
 	}
-	if err := s.Store.ResetThrottle(ctx, keys[0]); err != nil {
+	if err := s.resetThrottle(ctx, keys[0], counted); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
@@ -187,7 +187,8 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := mfaThrottleKey(f.UserID)
-	if locked, err := s.lockedOut(ctx, key); err != nil || locked {
+	locked, counted, err := s.lockedOut(ctx, key)
+	if err != nil || locked {
 		if err != nil {
 			s.storeFailed(w, r, err)
 			return
@@ -195,7 +196,7 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderTOTP(w, r, f, http.StatusTooManyRequests, "too_many_attempts")
 		return
 	}
-	err := s.verifyTOTP(ctx, f.UserID, r.PostFormValue("code"))
+	err = s.verifyTOTP(ctx, f.UserID, r.PostFormValue("code"))
 	if errors.Is(err, errWrongCode) {
 		status, err := s.secondStepFailed(r, f.UserID, "totp")
 		if err != nil {
@@ -213,7 +214,7 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	if err := s.Store.ResetThrottle(ctx, key); err != nil {
+	if err := s.resetThrottle(ctx, key, counted); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
@@ -290,7 +291,8 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := mfaThrottleKey(f.UserID)
-	if locked, err := s.lockedOut(ctx, key); err != nil || locked {
+	locked, counted, err := s.lockedOut(ctx, key)
+	if err != nil || locked {
 		if err != nil {
 			s.storeFailed(w, r, err)
 			return
@@ -316,7 +318,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	if err := s.Store.ResetThrottle(ctx, key); err != nil {
+	if err := s.resetThrottle(ctx, key, counted); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
