@@ -85,3 +85,17 @@ func TestBoundedConcurrency(t *testing.T) {
 		t.Fatal("Hash ran with every slot taken")
 	}
 }
+
+// BenchmarkVerify is one password check at the default (OWASP) cost.
+func BenchmarkVerify(b *testing.B) {
+	h := New(DefaultParams, 0)
+	enc, err := h.Hash(b.Context(), "correct horse")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if ok, _, err := h.Verify(b.Context(), enc, "correct horse"); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
