@@ -176,7 +176,7 @@ func (p *Provider) JWKS(w http.ResponseWriter, r *http.Request) {
 
 // Token serves the token endpoint.
 func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+	ctx := withCodeMemo(r.Context())
 	sess := NewSession()
 	ar, err := p.OAuth2.NewAccessRequest(ctx, r, sess)
 	if err != nil {

@@ -173,10 +173,54 @@ func expiry(kind string, sess fosite.Session) time.Time {
 	}
 }
 
+// codeMemo keeps the code's record as the token endpoint first read it, so
+// the PKCE and OpenID Connect requests (views of it) do not read it again.
+type codeMemo struct {
+	mu  sync.Mutex
+	rec map[string]*store.TokenRecord
+}
+
+type codeMemoKey struct{}
+
+// withCodeMemo gives one token request its memo.
+func withCodeMemo(ctx context.Context) context.Context {
+	return context.WithValue(ctx, codeMemoKey{}, &codeMemo{rec: map[string]*store.TokenRecord{}})
+}
+
+// codeRecord reads the code's record, or (view) takes it from the request's
+// memo when this request has read it already.
+func (s *Storage) codeRecord(ctx context.Context, signature string, view bool) (*store.TokenRecord, error) {
+	m, _ := ctx.Value(codeMemoKey{}).(*codeMemo)
+	if m != nil && view {
+		m.mu.Lock()
+		rec := m.rec[signature]
+		m.mu.Unlock()
+		if rec != nil {
+			return rec, nil
+		}
+	}
+	rec, err := s.Store.GetToken(ctx, store.KindAuthorizeCode, signature)
+	if err == nil && m != nil {
+		m.mu.Lock()
+		m.rec[signature] = rec
+		m.mu.Unlock()
+	}
+	return rec, err
+}
+
 // get loads a request; inactive records come back with the request and
 // errInactive (nil: no error) so fosite can detect reuse.
 func (s *Storage) get(ctx context.Context, kind, signature string, sess fosite.Session, errInactive error) (fosite.Requester, error) {
-	rec, err := s.Store.GetToken(ctx, kind, signature)
+	var (
+		rec *store.TokenRecord
+		err error
+	)
+	if kind == store.KindAuthorizeCode {
+		// A read that tolerates a used code is one of the views.
+		rec, err = s.codeRecord(ctx, signature, errInactive == nil)
+	} else {
+		rec, err = s.Store.GetToken(ctx, kind, signature)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fosite.ErrNotFound
 	}
