@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kamera-id/idp/idp/app"
 	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/idp/keys"
 	"github.com/kamera-id/idp/idp/password"
@@ -89,6 +91,9 @@ func measureSigning(ctx context.Context, dir, alg string, d time.Duration) (cpu 
 // hasher, one at a time for about d, then on every core at once.
 func measureHashing(ctx context.Context, p password.Params, maxConcurrent int, d time.Duration) (cpu, cpuPar time.Duration, perSec float64, n int, err error) {
 	h := password.New(p, maxConcurrent)
+	// The garbage collector as the provider sets it (or as GOGC and
+	// GOMEMLIMIT say, for both).
+	app.TuneGC(os.Getenv, h.Memory())
 	hash, err := h.Hash(ctx, "calibration-password")
 	if err != nil {
 		return 0, 0, 0, 0, err

@@ -18,12 +18,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -66,11 +64,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "idp-loadtest: unexpected argument", flag.Arg(0))
 		os.Exit(2)
 	}
-	// The tool's own measurements (signatures, hashes) run with Go's default
-	// garbage collector settings, whatever GOGC or GOMEMLIMIT the provider
-	// is given through the environment.
-	debug.SetGCPercent(100)
-	debug.SetMemoryLimit(math.MaxInt64)
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "idp-loadtest:", err)
 		os.Exit(1)

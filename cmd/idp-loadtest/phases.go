@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -138,7 +139,8 @@ func seed(ctx context.Context, cfg config.Config, n int) (*seeded, error) {
 // hashCPU is the tool's CPU for one argon2id verification at the
 // configured parameters, the mean of n done one at a time.
 func hashCPU(ctx context.Context, cfg config.Config, n int) (time.Duration, error) {
-	h := password.New(argonParams(cfg), 1)
+	h := password.New(argonParams(cfg), cfg.ArgonMaxConcurrent)
+	app.TuneGC(os.Getenv, h.Memory()) // as the provider at this cost
 	hash, err := h.Hash(ctx, seedPassword)
 	if err != nil {
 		return 0, err
