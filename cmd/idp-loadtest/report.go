@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/kamera-id/idp/idp/password"
@@ -94,12 +93,30 @@ func (r *report) printTargets(w io.Writer) {
 	fmt.Fprintf(w, "  machine: one %s signature %.3f ms CPU, %.0f signatures/s on all cores; one argon2id hash %.2f ms CPU, %.1f hashes/s on all cores\n",
 		r.Alg, ms(r.Lim.SignCPU), r.Lim.SignPerSec, ms(r.Lim.HashCPU), r.Lim.HashPerSec)
 	for _, s := range r.Stores {
-		fmt.Fprintf(w, "  %s: %.1f flows/s, %.1f exchanges/s, peak RSS %.1f MiB\n", s.Store, s.Flow.perSec(), s.Exchange.perSec(), float64(s.PeakRSS)/1024)
+		fmt.Fprintf(w, "  %s: %.1f flows/s (%d users at once), %.1f exchanges/s, peak RSS %.1f MiB\n", s.Store, s.Flow.perSec(), r.Opts.concurrency, s.Exchange.perSec(), float64(s.PeakRSS)/1024)
+		fmt.Fprintf(w, "    latency (ms)   ")
+		steps := append(slices.Clone(loginSteps), stepSSOAuthz)
+		for _, st := range steps {
+			fmt.Fprintf(w, " %13s", st)
+		}
+		for _, q := range []struct {
+			name string
+			p    float64
+		}{{"p50", .50}, {"p95", .95}, {"p99", .99}} {
+			fmt.Fprintf(w, "\n    %-15s", q.name)
+			for _, st := range steps {
+				fmt.Fprintf(w, " %13.2f", ms(percentile(s.Latencies[st], q.p)))
+			}
+		}
+		fmt.Fprintf(w, "\n    login CPU by step (provider with the cheapest hash, ms): authorize+page %.3f, password %.3f - hash %.3f, TOTP page+code %.3f, exchange %.3f, userinfo %.3f\n",
+			ms(s.LoginStart.cpuPerOp()), ms(s.LoginPassword.cpuPerOp()), ms(s.CheapHashCPU), ms(s.LoginTOTP.cpuPerOp()),
+			ms(s.LoginExchange.cpuPerOp()), ms(s.LoginUserinfo.cpuPerOp()))
 		fmt.Fprintf(w, "    %-58s %-26s %-16s %7s  %s\n", "target", "measured", "limit", "ratio", "")
 		for _, v := range r.verdicts(s) {
 			fmt.Fprintf(w, "    %-58s %-26s %-16s %7.3f  %s\n", v.name, v.measured, v.target, v.ratio, holds(v.holds))
 		}
 	}
+	fmt.Fprintf(w, "  nothing per request that could be done once: reviewed, not measured (README, Performance)\n")
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "  SKIPPED %s\n", s)
 	}
@@ -208,5 +225,3 @@ func mkdir(d string) error {
 	}
 	return os.MkdirAll(d, 0o755)
 }
-
-var _ = strings.TrimSpace
