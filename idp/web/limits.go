@@ -38,19 +38,19 @@ func mfaThrottleKey(userID string) string { return "mfa:" + userID }
 // otherwise there is nothing to reset, and no write is needed).
 func (s *Server) lockedOut(ctx context.Context, keys ...string) (locked, counted bool, err error) {
 	now := s.Now()
-	for i, k := range keys {
-		t, err := s.Store.GetThrottle(ctx, k)
-		if err != nil {
-			return false, false, err
-		}
+	ts, err := s.Store.GetThrottles(ctx, keys...) // one round trip for all of them
+	if err != nil {
+		return false, false, err
+	}
+	for i, t := range ts {
 		if i == 0 {
 			counted = t.Failures > 0 || t.Lockouts > 0 || !t.LockedUntil.IsZero()
 		}
 		if t.LockedUntil.After(now) {
-			return true, counted, nil
+			locked = true
 		}
 	}
-	return false, counted, nil
+	return locked, counted, nil
 }
 
 // resetThrottle clears key after a success, when it had anything on
