@@ -7,6 +7,9 @@ GO           ?= go
 FUZZTIME     ?= 30s
 TEST_TIMEOUT ?= 20m
 TEST_LOG     ?= artifacts/go-test.log
+BENCHTIME    ?= 300ms
+BENCHCOUNT   ?= 5
+LOADTEST     ?=
 
 # The PostgreSQL half of the suite runs against this database; when it is
 # unreachable those tests skip with SKIP-POSTGRES (and fail under CI=true).
@@ -90,9 +93,19 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 		done; \
 	done <<< "$$targets"
 
-bench: ## run the benchmarks into artifacts/bench.txt
-	@mkdir -p artifacts
-	$(GO) test -run '^$$' -bench . -benchmem ./... | tee artifacts/bench.txt
+# Go benchmarks of the hot paths (benchstat-comparable), then the load tool
+# against a provider on SQLite and on PostgreSQL (IDP_TEST_DATABASE_URL; a
+# fresh schema, dropped afterwards; skipped loudly when unreachable), then
+# the target table. LOADTEST passes flags to bin/idp-loadtest.
+bench: ## Go benchmarks + load test (SQLite, PostgreSQL) into artifacts/bench/, with the targets
+	@mkdir -p artifacts/bench
+	$(GO) build -o bin/idp ./cmd/idp
+	$(GO) build -o bin/idp-loadtest ./cmd/idp-loadtest
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./idp/... \
+		| tee artifacts/bench/go-bench.txt | grep -E '^(Benchmark|ok|FAIL|---)' || true
+	@if grep -q -E '^(FAIL|--- FAIL)' artifacts/bench/go-bench.txt; then echo "bench: a Go benchmark failed (artifacts/bench/go-bench.txt)"; exit 1; fi
+	./bin/idp-loadtest -out artifacts/bench/results.txt -bench-out artifacts/bench/load.txt $(LOADTEST)
+	@echo "bench: artifacts/bench/go-bench.txt and load.txt (compare runs with benchstat), results.txt (key: value)"
 
 clean: ## remove bin/ and artifacts/ (keeps ./data)
 	rm -rf bin artifacts

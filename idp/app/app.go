@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -169,6 +170,29 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		Metrics: rec,
 	})
 	return a, nil
+}
+
+// gcBaseMemory is the provider's memory apart from the password hashes: its
+// heap at rest and the requests in flight, with room to spare.
+const gcBaseMemory = 48 << 20
+
+// TuneGC sets the garbage collector for a provider (idp serve, and the load
+// tool measuring hashes as the provider computes them), unless GOGC or
+// GOMEMLIMIT in getenv says otherwise. The heap at rest is small, but every
+// login allocates the argon2id memory (19 MiB): with the default GOGC=100
+// each hash would start a collection, and the freed memory would go back to
+// the system only to be faulted in again by the next hash. Instead the heap
+// may grow to a soft limit, the hashes' memory (hashMemory, bounded by the
+// hasher) plus a base, and is collected when it gets there. It returns the
+// limit, and false when the environment chose.
+func TuneGC(getenv func(string) string, hashMemory int64) (int64, bool) {
+	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
+		return 0, false
+	}
+	limit := gcBaseMemory + hashMemory
+	debug.SetMemoryLimit(limit)
+	debug.SetGCPercent(-1)
+	return limit, true
 }
 
 // Handler is the provider's HTTP handler.

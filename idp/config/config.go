@@ -59,7 +59,7 @@ type Config struct {
 	// Password hashing: argon2id memory (KiB), iterations, parallel hashes.
 	ArgonMemoryKiB     uint32 // IDP_ARGON2_MEMORY_KIB
 	ArgonIterations    uint32 // IDP_ARGON2_ITERATIONS
-	ArgonMaxConcurrent int    // IDP_ARGON2_MAX_CONCURRENT (0: number of CPUs)
+	ArgonMaxConcurrent int    // IDP_ARGON2_MAX_CONCURRENT (0: one per CPU, within 64 MiB)
 
 	BrandName    string // IDP_BRAND_NAME
 	BrandColor   string // IDP_BRAND_COLOR

@@ -88,11 +88,17 @@ func New(cfg Config, st store.Store, keys KeySource) (*Provider, error) {
 		RefreshTokenScopes:             []string{"offline_access"},
 		SendDebugMessagesToClients:     false,
 		MinParameterEntropy:            fosite.MinParameterEntropy,
+		// What the code's record keeps of the authorization request: the
+		// PKCE and OpenID Connect parameters too, since the PKCE and OpenID
+		// Connect requests are read from it (see Storage).
+		SanitationWhiteList: codeFormKeys,
 	}
 	storage := NewStorage(st)
 	sig := signer{keys: keys}
+	core := compose.NewOAuth2HMACStrategy(fc)
+	storage.CodeSignature = core.AuthorizeCodeSignature
 	strategy := &compose.CommonStrategy{
-		CoreStrategy:               compose.NewOAuth2HMACStrategy(fc),
+		CoreStrategy:               core,
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: sig, Config: fc},
 		Signer:                     sig,
 	}
@@ -174,7 +180,7 @@ func (p *Provider) JWKS(w http.ResponseWriter, r *http.Request) {
 
 // Token serves the token endpoint.
 func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+	ctx := withCodeMemo(r.Context())
 	sess := NewSession()
 	ar, err := p.OAuth2.NewAccessRequest(ctx, r, sess)
 	if err != nil {

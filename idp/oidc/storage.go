@@ -2,8 +2,6 @@ package oidc
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +25,12 @@ var storedFormKeys = []string{
 	"max_age", "prompt", "acr_values", "grant_type", "response_type", "scope",
 }
 
+// codeFormKeys are the parameters fosite keeps with an authorization code:
+// its own (redirect_uri), PKCE's and OpenID Connect's.
+var codeFormKeys = []string{
+	"redirect_uri", "code_challenge", "code_challenge_method", "nonce", "max_age", "prompt", "acr_values",
+}
+
 // client adapts a store.Client to fosite.Client.
 type client struct{ *store.Client }
 
@@ -44,9 +48,18 @@ func (c client) GetAudience() fosite.Arguments      { return nil }
 // Storage implements fosite's storage interfaces over store.Store. Requests
 // are stored under token signatures (never the tokens), with a sanitised
 // form, and clients are cached for a short time.
+//
+// The PKCE and OpenID Connect requests of an authorization code are the
+// code's own request (fosite stores the same request three times, under the
+// code's signature or the code itself): they are read from the code's
+// record, so issuing a code writes one record and exchanging it deletes
+// none.
 type Storage struct {
 	Store    store.Store
 	ClientTT time.Duration // how long a client stays cached
+	// CodeSignature is the signature fosite stores a code under (its
+	// AuthorizeCodeSignature); set by New.
+	CodeSignature func(ctx context.Context, code string) string
 
 	mu      sync.Mutex
 	clients map[string]cachedClient
@@ -160,10 +173,54 @@ func expiry(kind string, sess fosite.Session) time.Time {
 	}
 }
 
+// codeMemo keeps the code's record as the token endpoint first read it, so
+// the PKCE and OpenID Connect requests (views of it) do not read it again.
+type codeMemo struct {
+	mu  sync.Mutex
+	rec map[string]*store.TokenRecord
+}
+
+type codeMemoKey struct{}
+
+// withCodeMemo gives one token request its memo.
+func withCodeMemo(ctx context.Context) context.Context {
+	return context.WithValue(ctx, codeMemoKey{}, &codeMemo{rec: map[string]*store.TokenRecord{}})
+}
+
+// codeRecord reads the code's record, or (view) takes it from the request's
+// memo when this request has read it already.
+func (s *Storage) codeRecord(ctx context.Context, signature string, view bool) (*store.TokenRecord, error) {
+	m, _ := ctx.Value(codeMemoKey{}).(*codeMemo)
+	if m != nil && view {
+		m.mu.Lock()
+		rec := m.rec[signature]
+		m.mu.Unlock()
+		if rec != nil {
+			return rec, nil
+		}
+	}
+	rec, err := s.Store.GetToken(ctx, store.KindAuthorizeCode, signature)
+	if err == nil && m != nil {
+		m.mu.Lock()
+		m.rec[signature] = rec
+		m.mu.Unlock()
+	}
+	return rec, err
+}
+
 // get loads a request; inactive records come back with the request and
-// errInactive so fosite can detect reuse.
+// errInactive (nil: no error) so fosite can detect reuse.
 func (s *Storage) get(ctx context.Context, kind, signature string, sess fosite.Session, errInactive error) (fosite.Requester, error) {
-	rec, err := s.Store.GetToken(ctx, kind, signature)
+	var (
+		rec *store.TokenRecord
+		err error
+	)
+	if kind == store.KindAuthorizeCode {
+		// A read that tolerates a used code is one of the views.
+		rec, err = s.codeRecord(ctx, signature, errInactive == nil)
+	} else {
+		rec, err = s.Store.GetToken(ctx, kind, signature)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fosite.ErrNotFound
 	}
@@ -190,7 +247,7 @@ func (s *Storage) get(ctx context.Context, kind, signature string, sess fosite.S
 		RequestedAudience: sr.Audience, GrantedAudience: sr.GrantedAudience,
 		Form: sr.Form, Session: sess,
 	}
-	if !rec.Active {
+	if !rec.Active && errInactive != nil {
 		return req, errInactive
 	}
 	return req, nil
@@ -281,43 +338,48 @@ func (s *Storage) RevokeAccessToken(ctx context.Context, requestID string) error
 	return s.Store.DeactivateTokensByRequest(ctx, store.KindAccessToken, requestID)
 }
 
-// codeKey turns the authorization code fosite passes to the OpenID Connect
-// storage (the code itself, not its signature) into a lookup key, so no
-// usable code is ever written to the store.
-func codeKey(code string) string {
-	sum := sha256.Sum256([]byte(code))
-	return hex.EncodeToString(sum[:])
+// CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage:
+// the request is the code's, already stored under the code's signature.
+func (s *Storage) CreateOpenIDConnectSession(context.Context, string, fosite.Requester) error {
+	return nil
 }
 
-// CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
-func (s *Storage) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
-	return s.create(ctx, store.KindOpenIDSession, codeKey(code), r)
-}
-
-// GetOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+// GetOpenIDConnectSession implements openid.OpenIDConnectRequestStorage
+// from the code's record. fosite asks for it after the code handler has
+// checked the code and marked it used, so a used code is not an error here.
+// As fosite stores one only for codes granted the openid scope, a code
+// without it has none.
 func (s *Storage) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
-	return s.get(ctx, store.KindOpenIDSession, codeKey(code), r.GetSession(), fosite.ErrNotFound)
+	req, err := s.get(ctx, store.KindAuthorizeCode, s.CodeSignature(ctx, code), r.GetSession(), nil)
+	if err != nil {
+		return nil, err
+	}
+	if !req.GetGrantedScopes().Has("openid") {
+		return nil, fosite.ErrNotFound
+	}
+	return req, nil
 }
 
-// DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
-func (s *Storage) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
-	return s.delete(ctx, store.KindOpenIDSession, codeKey(code))
+// DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage:
+// the code's record goes with the code.
+func (s *Storage) DeleteOpenIDConnectSession(context.Context, string) error { return nil }
+
+// CreatePKCERequestSession implements pkce.PKCERequestStorage: the code's
+// record already holds code_challenge and code_challenge_method.
+func (s *Storage) CreatePKCERequestSession(context.Context, string, fosite.Requester) error {
+	return nil
 }
 
-// CreatePKCERequestSession implements pkce.PKCERequestStorage.
-func (s *Storage) CreatePKCERequestSession(ctx context.Context, signature string, r fosite.Requester) error {
-	return s.create(ctx, store.KindPKCE, signature, r)
-}
-
-// GetPKCERequestSession implements pkce.PKCERequestStorage.
+// GetPKCERequestSession implements pkce.PKCERequestStorage from the code's
+// record (signature is the code's). fosite asks for it after the code
+// handler has checked the code.
 func (s *Storage) GetPKCERequestSession(ctx context.Context, signature string, sess fosite.Session) (fosite.Requester, error) {
-	return s.get(ctx, store.KindPKCE, signature, sess, fosite.ErrNotFound)
+	return s.get(ctx, store.KindAuthorizeCode, signature, sess, nil)
 }
 
-// DeletePKCERequestSession implements pkce.PKCERequestStorage.
-func (s *Storage) DeletePKCERequestSession(ctx context.Context, signature string) error {
-	return s.delete(ctx, store.KindPKCE, signature)
-}
+// DeletePKCERequestSession implements pkce.PKCERequestStorage: the code's
+// record goes with the code.
+func (s *Storage) DeletePKCERequestSession(context.Context, string) error { return nil }
 
 // BeginTX, Commit and Rollback implement fosite's storage.Transactional.
 func (s *Storage) BeginTX(ctx context.Context) (context.Context, error) { return s.Store.BeginTx(ctx) }

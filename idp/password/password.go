@@ -39,16 +39,34 @@ type Hasher struct {
 	dummy string // a hash to verify against for unknown accounts
 }
 
+// MemoryBudget bounds the memory of the hashes that run at once when New is
+// not given a bound: with OWASP's 19 MiB, three hashes.
+const MemoryBudget = 64 << 20
+
+// DefaultConcurrency is the bound New uses when given none: one hash per
+// CPU, but no more than MemoryBudget allows (at least one), so a burst of
+// logins costs the same memory on any machine.
+func DefaultConcurrency(p Params) int {
+	byMemory := int(MemoryBudget / (int64(max(p.Memory, 1)) * 1024))
+	return max(1, min(runtime.GOMAXPROCS(0), byMemory))
+}
+
 // New returns a Hasher running at most maxConcurrent hashes at once
-// (0: one per CPU).
+// (0: DefaultConcurrency).
 func New(p Params, maxConcurrent int) *Hasher {
 	if maxConcurrent <= 0 {
-		maxConcurrent = runtime.GOMAXPROCS(0)
+		maxConcurrent = DefaultConcurrency(p)
 	}
 	h := &Hasher{p: p, slots: make(chan struct{}, maxConcurrent)}
 	h.dummy = h.encode(make([]byte, p.SaltLen), make([]byte, p.KeyLen), p)
 	return h
 }
+
+// Concurrency is how many hashes run at once at most.
+func (h *Hasher) Concurrency() int { return cap(h.slots) }
+
+// Memory is the most memory the hashes running at once take, in bytes.
+func (h *Hasher) Memory() int64 { return int64(h.Concurrency()) * int64(h.p.Memory) * 1024 }
 
 // Params returns the parameters new hashes use.
 func (h *Hasher) Params() Params { return h.p }

@@ -2,6 +2,7 @@ package password
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -83,5 +84,43 @@ func TestBoundedConcurrency(t *testing.T) {
 	defer cancel()
 	if _, err := h.Hash(ctx, "x"); err == nil {
 		t.Fatal("Hash ran with every slot taken")
+	}
+}
+
+// BenchmarkVerify is one password check at the default (OWASP) cost.
+func BenchmarkVerify(b *testing.B) {
+	h := New(DefaultParams, 0)
+	enc, err := h.Hash(b.Context(), "correct horse")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if ok, _, err := h.Verify(b.Context(), enc, "correct horse"); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+func TestDefaultConcurrency(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	for _, c := range []struct {
+		memKiB uint32
+		want   int
+	}{
+		{19456, min(procs, 3)}, // 64 MiB / 19 MiB
+		{8192, min(procs, 8)},  // 64 MiB / 8 MiB
+		{1 << 20, 1},           // 1 GiB: still one at a time
+	} {
+		p := DefaultParams
+		p.Memory = c.memKiB
+		if got := DefaultConcurrency(p); got != c.want {
+			t.Errorf("m=%d KiB: %d hashes at once, want %d", c.memKiB, got, c.want)
+		}
+		if got := cap(New(p, 0).slots); got != c.want {
+			t.Errorf("New(m=%d KiB, 0): bound %d, want %d", c.memKiB, got, c.want)
+		}
+	}
+	if got := cap(New(DefaultParams, 7).slots); got != 7 {
+		t.Errorf("explicit bound: %d, want 7", got)
 	}
 }

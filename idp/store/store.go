@@ -252,6 +252,9 @@ type Store interface {
 
 	// Throttles (rate limits kept in the store, so they hold across instances).
 	GetThrottle(ctx context.Context, key string) (*Throttle, error) // zero Throttle when none
+	// GetThrottles reads several keys in one statement; the result is in
+	// the order of keys, with a zero Throttle for a key that has none.
+	GetThrottles(ctx context.Context, keys ...string) ([]Throttle, error)
 	// RecordFailure counts one failure; when Failures reaches
 	// p.MaxFailures it locks the key for BaseLockout*2^Lockouts (capped),
 	// increments Lockouts and resets Failures, atomically.

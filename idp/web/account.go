@@ -140,7 +140,8 @@ func (s *Server) settingsFlow(w http.ResponseWriter, r *http.Request, kind strin
 func (s *Server) reauthenticate(r *http.Request, u *store.User) (status int, msg string, err error) {
 	ctx := r.Context()
 	keys := s.passwordThrottleKeys(r, u.Email)
-	if locked, err := s.lockedOut(ctx, keys...); err != nil || locked {
+	locked, counted, err := s.lockedOut(ctx, keys...)
+	if err != nil || locked {
 		return http.StatusTooManyRequests, "too_many_attempts", err
 	}
 	pw := r.PostFormValue("password")
@@ -157,6 +158,9 @@ func (s *Server) reauthenticate(r *http.Request, u *store.User) (status int, msg
 			return status, "too_many_attempts", err
 		}
 		return http.StatusOK, "invalid_password", err
+	}
+	if !counted {
+		return http.StatusOK, "", nil
 	}
 	return http.StatusOK, "", s.Store.ResetThrottle(ctx, keys[0])
 }

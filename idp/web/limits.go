@@ -34,19 +34,33 @@ func (s *Server) passwordThrottleKeys(r *http.Request, email string) []string {
 
 func mfaThrottleKey(userID string) string { return "mfa:" + userID }
 
-// lockedOut reports whether any of the keys is locked now.
-func (s *Server) lockedOut(ctx context.Context, keys ...string) (bool, error) {
+// lockedOut reports whether any of the keys is locked now, and whether the
+// first one has failures or lockouts on record (a success then resets it;
+// otherwise there is nothing to reset, and no write is needed).
+func (s *Server) lockedOut(ctx context.Context, keys ...string) (locked, counted bool, err error) {
 	now := s.Now()
-	for _, k := range keys {
-		t, err := s.Store.GetThrottle(ctx, k)
-		if err != nil {
-			return false, err
+	ts, err := s.Store.GetThrottles(ctx, keys...) // one round trip for all of them
+	if err != nil {
+		return false, false, err
+	}
+	for i, t := range ts {
+		if i == 0 {
+			counted = t.Failures > 0 || t.Lockouts > 0 || !t.LockedUntil.IsZero()
 		}
 		if t.LockedUntil.After(now) {
-			return true, nil
+			locked = true
 		}
 	}
-	return false, nil
+	return locked, counted, nil
+}
+
+// resetThrottle clears key after a success, when it had anything on
+// record.
+func (s *Server) resetThrottle(ctx context.Context, key string, counted bool) error {
+	if !counted {
+		return nil
+	}
+	return s.Store.ResetThrottle(ctx, key)
 }
 
 // recordFailures counts a failed password against the account and the IP;

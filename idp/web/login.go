@@ -81,7 +81,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keys := s.passwordThrottleKeys(r, email)
-	locked, err := s.lockedOut(ctx, keys...)
+	locked, counted, err := s.lockedOut(ctx, keys...)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
@@ -110,7 +110,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, f, status, email, remember, msg)
 		return
 	}
-	if err := s.Store.ResetThrottle(ctx, keys[0]); err != nil {
+	if err := s.resetThrottle(ctx, keys[0], counted); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
@@ -191,7 +191,8 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := mfaThrottleKey(f.UserID)
-	if locked, err := s.lockedOut(ctx, key); err != nil || locked {
+	locked, counted, err := s.lockedOut(ctx, key)
+	if err != nil || locked {
 		if err != nil {
 			s.storeFailed(w, r, err)
 			return
@@ -200,7 +201,7 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderTOTP(w, r, f, http.StatusTooManyRequests, "too_many_attempts")
 		return
 	}
-	err := s.verifyTOTP(ctx, f.UserID, r.PostFormValue("code"))
+	err = s.verifyTOTP(ctx, f.UserID, r.PostFormValue("code"))
 	if errors.Is(err, errWrongCode) {
 		s.Metrics.Login(metrics.StepTOTP, metrics.ResultFailure)
 		status, err := s.secondStepFailed(r, f.UserID, "totp")
@@ -219,7 +220,7 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	if err := s.Store.ResetThrottle(ctx, key); err != nil {
+	if err := s.resetThrottle(ctx, key, counted); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
@@ -298,7 +299,8 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := mfaThrottleKey(f.UserID)
-	if locked, err := s.lockedOut(ctx, key); err != nil || locked {
+	locked, counted, err := s.lockedOut(ctx, key)
+	if err != nil || locked {
 		if err != nil {
 			s.storeFailed(w, r, err)
 			return
@@ -326,7 +328,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	if err := s.Store.ResetThrottle(ctx, key); err != nil {
+	if err := s.resetThrottle(ctx, key, counted); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}

@@ -74,3 +74,17 @@ func TestUnavailable(t *testing.T) {
 		t.Fatalf("Open(unreachable): got %v, want ErrUnavailable", err)
 	}
 }
+
+func BenchmarkStore(b *testing.B) {
+	storetest.RunBenchmarks(b, func(b *testing.B) store.Store {
+		s, err := postgres.Open(b.Context(), testenv.Postgres(b).URL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		if err := s.Migrate(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+		return s
+	})
+}

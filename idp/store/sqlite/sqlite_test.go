@@ -160,3 +160,17 @@ func TestPragmas(t *testing.T) {
 		t.Errorf("CreateSession(unknown user): got %v, want ErrNotFound", err)
 	}
 }
+
+func BenchmarkStore(b *testing.B) {
+	storetest.RunBenchmarks(b, func(b *testing.B) store.Store {
+		s, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "idp.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		if err := s.Migrate(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+		return s
+	})
+}

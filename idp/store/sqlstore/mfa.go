@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kamera-id/idp/idp/store"
@@ -181,6 +183,43 @@ func (s *Store) GetThrottle(ctx context.Context, key string) (*store.Throttle, e
 		return nil, s.fail("get throttle", err)
 	}
 	return &t, nil
+}
+
+// GetThrottles reads the keys in one statement, in the order given; a key
+// with no row comes back as a zero Throttle.
+func (s *Store) GetThrottles(ctx context.Context, keys ...string) ([]store.Throttle, error) {
+	out := make([]store.Throttle, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	at := make(map[string][]int, len(keys))
+	args := make([]any, len(keys))
+	var in strings.Builder
+	for i, k := range keys {
+		out[i].Key = k
+		at[k] = append(at[k], i)
+		args[i] = k
+		if i > 0 {
+			in.WriteString(", ")
+		}
+		fmt.Fprintf(&in, "$%d", i+1)
+	}
+	rows, err := s.q(ctx).QueryContext(ctx, `SELECT key, failures, lockouts, locked_until FROM throttles
+		WHERE key IN (`+in.String()+`)`, args...)
+	if err != nil {
+		return nil, s.fail("get throttles", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t store.Throttle
+		if err := rows.Scan(&t.Key, &t.Failures, &t.Lockouts, timeCol{&t.LockedUntil}); err != nil {
+			return nil, s.fail("get throttles", err)
+		}
+		for _, i := range at[t.Key] {
+			out[i] = t
+		}
+	}
+	return out, s.fail("get throttles", rows.Err())
 }
 
 // uncappedLockout bounds a lockout when the policy sets no MaxLockout.

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 
 	"github.com/kamera-id/idp/idp/store"
 )
@@ -37,12 +38,24 @@ type Dialect struct {
 	// missing row, store.ErrUnavailable for a database that cannot be
 	// reached, or nil for anything else.
 	Classify func(err error) error
+	// CacheStatements keeps every statement prepared once and reuses it
+	// (SQLite, whose driver would otherwise compile each statement at each
+	// call). pgx caches prepared statements per connection by itself.
+	CacheStatements bool
 }
 
 // Store implements store.Store over a *sql.DB.
 type Store struct {
 	db      *sql.DB
 	dialect Dialect
+
+	// The prepared statement cache (Dialect.CacheStatements): statements
+	// by their text, and the texts first seen inside a transaction, to be
+	// prepared once the transaction has ended (preparing on the pool while
+	// a transaction holds SQLite's one connection would wait for ever).
+	mu     sync.Mutex
+	stmts  map[string]*sql.Stmt
+	wanted map[string]bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -50,7 +63,7 @@ var _ store.Store = (*Store)(nil)
 // New returns the store over db, which it owns from now on (Close closes
 // it). The schema is not touched; call Migrate.
 func New(db *sql.DB, d Dialect) *Store {
-	return &Store{db: db, dialect: d}
+	return &Store{db: db, dialect: d, stmts: map[string]*sql.Stmt{}, wanted: map[string]bool{}}
 }
 
 // DB returns the underlying pool (for tests and maintenance tools).
@@ -65,8 +78,16 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the connections.
-func (s *Store) Close() error { return s.db.Close() }
+// Close releases the prepared statements and the connections.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	for q, st := range s.stmts {
+		_ = st.Close()
+		delete(s.stmts, q)
+	}
+	s.mu.Unlock()
+	return s.db.Close()
+}
 
 // querier is what *sql.DB and *sql.Tx have in common: every method runs its
 // statements on the transaction carried by the context, if any, or else on
@@ -96,10 +117,109 @@ func (s *Store) txFrom(ctx context.Context) *txState {
 
 // q returns the transaction in ctx, or the pool.
 func (s *Store) q(ctx context.Context) querier {
+	var tx *sql.Tx
 	if st := s.txFrom(ctx); st != nil {
-		return st.tx
+		tx = st.tx
+	}
+	return s.querier(tx)
+}
+
+// querier runs statements on tx (or, when nil, the pool), through the
+// statement cache when the dialect wants one.
+func (s *Store) querier(tx *sql.Tx) querier {
+	if s.dialect.CacheStatements {
+		return cached{s: s, tx: tx}
+	}
+	if tx != nil {
+		return tx
 	}
 	return s.db
+}
+
+// cached runs statements prepared once, on tx or else on the pool.
+type cached struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+// stmt returns the prepared statement for query, or nil when it is not
+// prepared yet and cannot be now (inside a transaction: it is prepared
+// when the transaction ends, and this call runs it unprepared).
+func (c cached) stmt(ctx context.Context, query string) *sql.Stmt {
+	c.s.mu.Lock()
+	st := c.s.stmts[query]
+	if st == nil && c.tx != nil {
+		c.s.wanted[query] = true
+	}
+	c.s.mu.Unlock()
+	if st == nil {
+		if c.tx != nil {
+			return nil
+		}
+		var err error
+		if st, err = c.s.db.PrepareContext(ctx, query); err != nil {
+			return nil // run unprepared, and report the error from there
+		}
+		c.s.mu.Lock()
+		if prev := c.s.stmts[query]; prev != nil {
+			_ = st.Close()
+			st = prev
+		} else {
+			c.s.stmts[query] = st
+		}
+		c.s.mu.Unlock()
+	}
+	if c.tx != nil {
+		return c.tx.StmtContext(ctx, st)
+	}
+	return st
+}
+
+func (c cached) plain() querier {
+	if c.tx != nil {
+		return c.tx
+	}
+	return c.s.db
+}
+
+func (c cached) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := c.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return c.plain().ExecContext(ctx, query, args...)
+}
+
+func (c cached) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := c.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return c.plain().QueryContext(ctx, query, args...)
+}
+
+func (c cached) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := c.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return c.plain().QueryRowContext(ctx, query, args...)
+}
+
+// prepareWanted prepares the statements first seen inside a transaction,
+// now that it has ended. A failure is ignored: the statement then runs
+// unprepared and reports its own error.
+func (s *Store) prepareWanted(ctx context.Context) {
+	if !s.dialect.CacheStatements {
+		return
+	}
+	s.mu.Lock()
+	var qs []string
+	for q := range s.wanted {
+		qs = append(qs, q)
+		delete(s.wanted, q)
+	}
+	s.mu.Unlock()
+	for _, q := range qs {
+		_ = cached{s: s}.stmt(context.WithoutCancel(ctx), q)
+	}
 }
 
 // BeginTx starts a transaction that every call made with the returned
@@ -132,7 +252,9 @@ func (s *Store) Commit(ctx context.Context) error {
 	if st.nested {
 		return nil
 	}
-	return s.fail("commit", st.tx.Commit())
+	err := st.tx.Commit()
+	s.prepareWanted(ctx)
+	return s.fail("commit", err)
 }
 
 // Rollback rolls back the transaction begun by BeginTx. It is a no-op after
@@ -142,7 +264,11 @@ func (s *Store) Rollback(ctx context.Context) error {
 	if st == nil {
 		return errors.New("rollback: no transaction in context")
 	}
-	if err := st.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+	err := st.tx.Rollback()
+	if !st.nested {
+		s.prepareWanted(ctx)
+	}
+	if err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return s.fail("rollback", err)
 	}
 	return nil
@@ -152,13 +278,14 @@ func (s *Store) Rollback(ctx context.Context) error {
 // commits when fn returns nil.
 func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
 	if st := s.txFrom(ctx); st != nil {
-		return fn(st.tx)
+		return fn(s.querier(st.tx))
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	defer s.prepareWanted(ctx)
+	if err := fn(s.querier(tx)); err != nil {
 		_ = tx.Rollback()
 		return err
 	}

@@ -623,6 +623,19 @@ func testThrottle(t *testing.T, s store.Store) {
 	th, err = s.GetThrottle(ctx, "other")
 	must(t, err)
 	same(t, "the other key", th.Lockouts, 1)
+
+	// Several keys in one read, in the order asked, absent ones zero.
+	ths, err := s.GetThrottles(ctx, "other", "absent", "k", "other")
+	must(t, err)
+	same(t, "GetThrottles", ths, []store.Throttle{
+		{Key: "other", Lockouts: 1, LockedUntil: at(30 * time.Second)},
+		{Key: "absent"},
+		{Key: "k", Failures: 1},
+		{Key: "other", Lockouts: 1, LockedUntil: at(30 * time.Second)},
+	})
+	ths, err = s.GetThrottles(ctx)
+	must(t, err)
+	same(t, "GetThrottles()", len(ths), 0)
 }
 
 // testThrottleOverflow locks a key far more often than the doubling can

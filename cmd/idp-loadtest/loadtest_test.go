@@ -1,0 +1,92 @@
+package main
+
+import (
+	"crypto/sha256"
+	"os"
+	"testing"
+	"time"
+)
+
+func TestRequireLoopback(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1:8080", "http://[::1]:8080", "http://localhost:8080", "http://127.0.0.2"} {
+		if err := requireLoopback(u); err != nil {
+			t.Errorf("%s refused: %v", u, err)
+		}
+	}
+	for _, u := range []string{"http://10.0.0.1:8080", "https://example.com", "http://0.0.0.0:8080", "http://[::]:80", "http://localhost.example.com"} {
+		if err := requireLoopback(u); err == nil {
+			t.Errorf("%s allowed", u)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var xs []time.Duration
+	for i := 100; i >= 1; i-- { // unsorted on purpose
+		xs = append(xs, time.Duration(i)*time.Millisecond)
+	}
+	for _, c := range []struct {
+		p    float64
+		want time.Duration
+	}{{.50, 50 * time.Millisecond}, {.95, 95 * time.Millisecond}, {.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}} {
+		if got := percentile(xs, c.p); got != c.want {
+			t.Errorf("p%v = %v, want %v", c.p*100, got, c.want)
+		}
+	}
+	if xs[0] != 100*time.Millisecond {
+		t.Error("percentile sorted its argument")
+	}
+	if percentile(nil, .5) != 0 {
+		t.Error("percentile of nothing")
+	}
+}
+
+// TestProcessCPU reads this process's CPU time both ways around 200ms of
+// CPU (as getrusage counts it): both must agree with getrusage.
+func TestProcessCPU(t *testing.T) {
+	pid := os.Getpid()
+	s0, err := schedCPU(pid)
+	if err != nil {
+		t.Skipf("no schedstat on this kernel: %v", err)
+	}
+	p0, err := procCPU(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r0 := selfCPU()
+	sum := [32]byte{}
+	for selfCPU()-r0 < 200*time.Millisecond {
+		for range 1000 {
+			sum = sha256.Sum256(sum[:])
+		}
+	}
+	s1, _ := schedCPU(pid)
+	p1, _ := procCPU(pid)
+	r1 := selfCPU()
+	ds, dp, dr := s1-s0, p1-p0, r1-r0
+	// stat counts in 10ms ticks; schedstat in nanoseconds.
+	if dp < dr-30*time.Millisecond || dp > dr+30*time.Millisecond {
+		t.Errorf("stat: %v, getrusage: %v", dp, dr)
+	}
+	if ds < dr-10*time.Millisecond || ds > dr+10*time.Millisecond {
+		t.Errorf("schedstat: %v, getrusage: %v", ds, dr)
+	}
+}
+
+func TestCheckOptions(t *testing.T) {
+	ok := options{logins: 10, concurrency: 2, refreshes: 10, exchanges: 10, burst: 4, timeout: time.Minute}
+	if err := check(ok); err != nil {
+		t.Fatalf("valid options refused: %v", err)
+	}
+	for name, o := range map[string]options{
+		"no logins":     {logins: 0, concurrency: 2, exchanges: 1, burst: 1, timeout: time.Minute},
+		"huge burst":    {logins: 1, concurrency: 2, exchanges: 1, burst: 10000, timeout: time.Minute},
+		"no exchanges":  {logins: 1, concurrency: 2, exchanges: 0, burst: 1, timeout: time.Minute},
+		"endless":       {logins: 1, concurrency: 2, exchanges: 1, burst: 1, timeout: time.Hour},
+		"too many conc": {logins: 1, concurrency: 1000, exchanges: 1, burst: 1, timeout: time.Minute},
+	} {
+		if err := check(o); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
