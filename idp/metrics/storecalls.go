@@ -249,6 +249,13 @@ func (m *Store) GetThrottle(ctx context.Context, key string) (*store.Throttle, e
 	return r0, err
 }
 
+func (m *Store) GetThrottles(ctx context.Context, keys ...string) ([]store.Throttle, error) {
+	start := time.Now()
+	r0, err := m.Store.GetThrottles(ctx, keys...)
+	m.done("GetThrottles", start, err)
+	return r0, err
+}
+
 func (m *Store) RecordFailure(ctx context.Context, key string, p store.ThrottlePolicy, now time.Time) (*store.Throttle, error) {
 	start := time.Now()
 	r0, err := m.Store.RecordFailure(ctx, key, p, now)
