@@ -38,6 +38,9 @@ type Server struct {
 	handler http.Handler
 	static  http.Handler
 	brand   templates.Brand
+	// brandSheet is /static/brand.css, generated once from the brand colour.
+	brandSheet []byte
+	brandETag  string
 }
 
 // New builds the server and its routes.
@@ -50,6 +53,7 @@ func New(d Deps) *Server {
 	}
 	s := &Server{Deps: d}
 	s.brand = templates.Brand{ProductName: d.Config.BrandName, LogoURL: d.Config.BrandLogoURL, PrimaryColor: d.Config.BrandColor}
+	s.brandSheet, s.brandETag = brandStyle(d.Config.BrandColor)
 	staticFS, err := fs.Sub(templates.Static, "static")
 	if err != nil {
 		panic(err) // the embedded folder is part of the binary
