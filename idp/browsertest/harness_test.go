@@ -296,6 +296,12 @@ func newSession(t *testing.T, st *stack, vp viewport) *session {
 	for _, f := range old {
 		_ = os.Remove(f)
 	}
+	// A fresh profile; not t.TempDir, whose cleanup fails when one of
+	// Chromium's helper processes still writes to it as the browser stops.
+	profile, err := os.MkdirTemp("", "browsertest-profile")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
@@ -308,7 +314,7 @@ func newSession(t *testing.T, st *stack, vp viewport) *session {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.Flag("lang", "ja"),
 		chromedp.Flag("accept-lang", "ja"),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)
@@ -317,6 +323,9 @@ func newSession(t *testing.T, st *stack, vp viewport) *session {
 		cancelTimeout()
 		cancelCtx()
 		cancelAlloc()
+		if os.RemoveAll(profile) != nil {
+			_ = os.RemoveAll(profile) // a helper process wrote one more file
+		}
 	})
 	s.ctx = ctx
 	chromedp.ListenTarget(ctx, s.onEvent)
