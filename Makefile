@@ -41,7 +41,7 @@ run: build ## run the provider (SQLite in ./data) and the demo viewer; Ctrl-C st
 
 # go test -v goes to $(TEST_LOG) in full; the terminal gets it without the
 # RUN/PAUSE/CONT/PASS lines, then a line saying whether PostgreSQL was tested.
-test: ## go test -race ./... (+ check-generated and lint under CI=true)
+test: ## go test -race ./... incl. browser tests when chromium is installed (+ check-generated and lint under CI=true)
 	@mkdir -p artifacts
 	@if [ -z "$(RACE)" ]; then \
 		echo "test: cgo is off (no C compiler?), so the race detector cannot run; install gcc" >&2; \
@@ -60,6 +60,11 @@ test: ## go test -race ./... (+ check-generated and lint under CI=true)
 		echo "PostgreSQL: tested against $$url (no test skipped it)"; \
 	else \
 		echo "PostgreSQL: no PostgreSQL tests ran"; \
+	fi; \
+	if grep -q 'SKIP-CHROMIUM' $(TEST_LOG); then \
+		echo "Browser tests: NOT RUN - no Chromium (Debian: apt-get install chromium; see SKIP-CHROMIUM above)"; \
+	elif grep -qE '^(ok|FAIL)[[:space:]]+[^ ]*/idp/browsertest[[:space:]]' $(TEST_LOG); then \
+		echo "Browser tests: ran in $$(command -v chromium || echo "$${CHROMIUM:-chromium}"); screenshots in artifacts/screenshots/"; \
 	fi; \
 	exit $$status
 ifeq ($(CI),true)

@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"net/url"
 	"strings"
 
 	"github.com/a-h/templ"
@@ -53,4 +54,34 @@ func unusedCodes(codes []BackupCode) int {
 		}
 	}
 	return n
+}
+
+// codesFile is the text of the backup codes' download: the product, what
+// the codes are, then one code per line (CRLF, for every editor).
+func codesFile(p Page, codes []string) string {
+	var sb strings.Builder
+	sb.WriteString(brandName(p) + " - " + T(p.Lang, "backup_codes_heading") + "\r\n")
+	sb.WriteString(T(p.Lang, "codes_file_intro") + "\r\n\r\n")
+	for _, c := range codes {
+		sb.WriteString(c + "\r\n")
+	}
+	return sb.String()
+}
+
+// codesDownload is a data: URL of codesFile, for a link with the download
+// attribute: it saves the codes as a text file without JavaScript and
+// without another request that would need the password again.
+func codesDownload(p Page, codes []string) templ.SafeURL {
+	return templ.SafeURL("data:text/plain;charset=utf-8," + url.PathEscape(codesFile(p, codes)))
+}
+
+// unusedCodeList is the codes not used yet, for the download.
+func unusedCodeList(codes []BackupCode) []string {
+	var out []string
+	for _, c := range codes {
+		if !c.Used {
+			out = append(out, c.Code)
+		}
+	}
+	return out
 }

@@ -277,6 +277,9 @@ var Messages = map[string]Translation{
 	"to_twofa_page":          {"2段階認証の設定ページへ", "Go to two-step verification settings"},
 	"continue":               {"続ける", "Continue"},
 	"print":                  {"印刷", "Print"},
+	"download_codes":         {"テキストファイルでダウンロード", "Download as a text file"},
+	"codes_file_name":        {"backup-codes.txt", "backup-codes.txt"},
+	"codes_file_intro":       {"各コードは1度しか使用できません。安全な場所に保管してください。", "Each code works only once. Keep them somewhere safe."},
 
 	// --- Backup codes page. ---
 	"backup_codes_heading": {"バックアップコード", "Backup codes"},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -728,5 +729,49 @@ func TestStatic(t *testing.T) {
 	}
 	if _, err := fs.ReadFile(sub, "app.js"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestCodesDownload: the completion page and the backup codes page offer the
+// codes as a text file through a data: link with a download attribute (no
+// JavaScript, no second request); the backup codes page's file holds only
+// the unused codes.
+func TestCodesDownload(t *testing.T) {
+	link := func(doc *html.Node) (href, name string) {
+		for _, a := range findAll(doc, tag("a")) {
+			if hasClass(a, "download-codes") {
+				href, _ = attr(a, "href")
+				name, _ = attr(a, "download")
+				return href, name
+			}
+		}
+		t.Fatal("no download-codes link")
+		return "", ""
+	}
+	file := func(href string) string {
+		const prefix = "data:text/plain;charset=utf-8,"
+		if !strings.HasPrefix(href, prefix) {
+			t.Fatalf("download href %.60q is not a text data: URL", href)
+		}
+		s, err := url.PathUnescape(strings.TrimPrefix(href, prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	_, doc := render(t, SetupDone(SetupDonePage{Page: page(LangJA, true), Codes: []string{"abcd-efgh", "ijkl-mnop"}, TwoFAURL: "/account/2fa"}))
+	href, name := link(doc)
+	if name != "backup-codes.txt" {
+		t.Errorf("download name %q", name)
+	}
+	if got := file(href); !strings.HasSuffix(got, "\r\n\r\nabcd-efgh\r\nijkl-mnop\r\n") || !strings.Contains(got, "バックアップコード") {
+		t.Errorf("file:\n%s", got)
+	}
+	codes := []BackupCode{{Code: "abcd-efgh"}, {Code: "ijkl-mnop", Used: true}, {Code: "qrst-uvwx"}}
+	_, doc = render(t, BackupCodes(BackupCodesPage{Page: page(LangEN, true), Codes: codes, ReplaceAction: "/r", Flow: "f"}))
+	href, _ = link(doc)
+	got := file(href)
+	if !strings.HasSuffix(got, "\r\n\r\nabcd-efgh\r\nqrst-uvwx\r\n") || strings.Contains(got, "ijkl-mnop") || !strings.Contains(got, "Backup codes") {
+		t.Errorf("file:\n%s", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -219,6 +220,9 @@ func (c Config) Validate() error {
 	if c.ArgonMemoryKiB < 8192 || c.ArgonIterations < 1 {
 		return errors.New("IDP_ARGON2_MEMORY_KIB must be at least 8192 and IDP_ARGON2_ITERATIONS at least 1")
 	}
+	if err := checkBrand(c); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -246,6 +250,74 @@ func (c Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 	}
 	return out, nil
+}
+
+// checkBrand keeps the branding safe to put into a style sheet and an
+// <img>: the colour is #rrggbb only, dark enough for white button text and
+// links on white (WCAG AA, 4.5:1), and the logo a same-origin path or an
+// https URL (what the pages' Content-Security-Policy lets through).
+func checkBrand(c Config) error {
+	if c.BrandColor != "" {
+		r, g, b, ok := ParseHexColor(c.BrandColor)
+		if !ok {
+			return fmt.Errorf("IDP_BRAND_COLOR: %q: want a colour as #rrggbb, e.g. #0b5cad", c.BrandColor)
+		}
+		if ratio := ContrastOnWhite(r, g, b); ratio < 4.5 {
+			return fmt.Errorf("IDP_BRAND_COLOR: %q has a contrast of %.1f:1 with white; buttons and links need at least 4.5:1 (choose a darker colour)", c.BrandColor, ratio)
+		}
+	}
+	if c.BrandLogoURL != "" {
+		u, err := url.Parse(c.BrandLogoURL)
+		ok := err == nil && u.Fragment == "" && !strings.ContainsAny(c.BrandLogoURL, " \t\r\n\"'<>\\") &&
+			((u.Scheme == "https" && u.Host != "") ||
+				(u.Scheme == "" && u.Host == "" && strings.HasPrefix(c.BrandLogoURL, "/") && !strings.HasPrefix(c.BrandLogoURL, "//")))
+		if !ok {
+			return fmt.Errorf("IDP_BRAND_LOGO_URL: %q: want a path on this server (/...) or an https:// URL", c.BrandLogoURL)
+		}
+	}
+	return nil
+}
+
+// ParseHexColor parses "#rrggbb" (either letter case).
+func ParseHexColor(s string) (r, g, b uint8, ok bool) {
+	if len(s) != 7 || s[0] != '#' {
+		return 0, 0, 0, false
+	}
+	var v [3]uint8
+	for i := range 3 {
+		hi, ok1 := hexDigit(s[1+2*i])
+		lo, ok2 := hexDigit(s[2+2*i])
+		if !ok1 || !ok2 {
+			return 0, 0, 0, false
+		}
+		v[i] = hi<<4 | lo
+	}
+	return v[0], v[1], v[2], true
+}
+
+func hexDigit(c byte) (uint8, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// ContrastOnWhite is the WCAG 2 contrast ratio of an sRGB colour with white.
+func ContrastOnWhite(r, g, b uint8) float64 {
+	lin := func(c uint8) float64 {
+		v := float64(c) / 255
+		if v <= 0.04045 {
+			return v / 12.92
+		}
+		return math.Pow((v+0.055)/1.055, 2.4)
+	}
+	l := 0.2126*lin(r) + 0.7152*lin(g) + 0.0722*lin(b)
+	return 1.05 / (l + 0.05)
 }
 
 // Secure reports whether the issuer is https (cookies get Secure, HSTS is sent).

@@ -56,6 +56,16 @@ func TestValidate(t *testing.T) {
 		{map[string]string{"IDP_METRICS_LISTEN": "9100"}, "IDP_METRICS_LISTEN"},
 		{map[string]string{"IDP_TRUSTED_PROXIES": "10.0.0.0/8, lb.internal"}, "IDP_TRUSTED_PROXIES"},
 		{map[string]string{"IDP_METRICS_LISTEN": "127.0.0.1:8080"}, "IDP_METRICS_LISTEN"},
+		{map[string]string{"IDP_BRAND_COLOR": "red"}, "IDP_BRAND_COLOR"},
+		{map[string]string{"IDP_BRAND_COLOR": "#0b5cad;}body{display:none"}, "IDP_BRAND_COLOR"},
+		{map[string]string{"IDP_BRAND_COLOR": "#0b5cgd"}, "IDP_BRAND_COLOR"},
+		{map[string]string{"IDP_BRAND_COLOR": "#fff"}, "IDP_BRAND_COLOR"},
+		{map[string]string{"IDP_BRAND_COLOR": "#ffcc00"}, "4.5:1"}, // too light for white text
+		{map[string]string{"IDP_BRAND_LOGO_URL": "http://cdn.example.com/logo.png"}, "IDP_BRAND_LOGO_URL"},
+		{map[string]string{"IDP_BRAND_LOGO_URL": "//cdn.example.com/logo.png"}, "IDP_BRAND_LOGO_URL"},
+		{map[string]string{"IDP_BRAND_LOGO_URL": "javascript:alert(1)"}, "IDP_BRAND_LOGO_URL"},
+		{map[string]string{"IDP_BRAND_LOGO_URL": "logo.png"}, "IDP_BRAND_LOGO_URL"},
+		{map[string]string{"IDP_BRAND_LOGO_URL": "/logo.png\"onerror=x"}, "IDP_BRAND_LOGO_URL"},
 	} {
 		_, err := Load("", env(tc.vars))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -66,5 +76,34 @@ func TestValidate(t *testing.T) {
 		"IDP_DATABASE_URL": "postgres://db/idp", "IDP_SECRET_KEY_FILE": "/etc/idp/key",
 		"IDP_METRICS_LISTEN": "10.0.0.5:9100", "IDP_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7 ,::1"})); err != nil {
 		t.Errorf("production configuration refused: %v", err)
+	}
+	for _, vars := range []map[string]string{
+		{"IDP_BRAND_COLOR": "#0B5CAD", "IDP_BRAND_LOGO_URL": "/static/logo.svg"},
+		{"IDP_BRAND_COLOR": "#1f6f43", "IDP_BRAND_LOGO_URL": "https://cdn.example.com/logo.png"},
+		{"IDP_BRAND_COLOR": "", "IDP_BRAND_NAME": "ギガらくカメラ"},
+	} {
+		if _, err := Load("", env(vars)); err != nil {
+			t.Errorf("%v refused: %v", vars, err)
+		}
+	}
+}
+
+func TestContrastOnWhite(t *testing.T) {
+	for _, tc := range []struct {
+		color    string
+		min, max float64
+	}{
+		{"#000000", 20.9, 21.1}, // the extremes of WCAG's scale
+		{"#ffffff", 0.99, 1.01},
+		{"#767676", 4.5, 4.6}, // the well-known lightest AA grey on white
+		{"#777777", 4.4, 4.49},
+	} {
+		r, g, b, ok := ParseHexColor(tc.color)
+		if !ok {
+			t.Fatalf("%s not parsed", tc.color)
+		}
+		if c := ContrastOnWhite(r, g, b); c < tc.min || c > tc.max {
+			t.Errorf("%s: contrast %.3f, want %.2f..%.2f", tc.color, c, tc.min, tc.max)
+		}
 	}
 }

@@ -1,11 +1,14 @@
 package web
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"strings"
 
 	"github.com/a-h/templ"
 
+	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/templates"
 )
 
@@ -64,16 +67,28 @@ func (s *Server) renderErrorDetail(w http.ResponseWriter, r *http.Request, statu
 }
 
 // brandCSS serves the configured colour as a stylesheet (the CSP allows no
-// inline styles).
+// inline styles). config.Validate admits only #rrggbb, so the value cannot
+// break out of the declaration; anything else falls back to the default.
 func (s *Server) brandCSS(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/css; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	color := s.brand.PrimaryColor
-	if color == "" || strings.ContainsFunc(color, func(c rune) bool {
-		return !(c == '#' || c == '(' || c == ')' || c == ',' || c == '.' || c == '%' || c == ' ' ||
-			(c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-	}) {
-		color = "#0b5cad"
+	w.Header().Set("ETag", s.brandETag)
+	if match := r.Header.Get("If-None-Match"); match != "" && (match == s.brandETag || match == "*") {
+		w.WriteHeader(http.StatusNotModified)
+		return
 	}
-	_, _ = w.Write([]byte(":root{--brand:" + color + "}\n"))
+	_, _ = w.Write(s.brandSheet)
+}
+
+// defaultBrandColor is the accent colour when none is configured.
+const defaultBrandColor = "#0b5cad"
+
+// brandStyle is the generated style sheet of the configured brand and its ETag.
+func brandStyle(color string) (sheet []byte, etag string) {
+	if _, _, _, ok := config.ParseHexColor(color); !ok {
+		color = defaultBrandColor
+	}
+	sheet = []byte(":root{--brand:" + strings.ToLower(color) + "}\n")
+	sum := sha256.Sum256(sheet)
+	return sheet, `"` + hex.EncodeToString(sum[:8]) + `"`
 }

@@ -42,6 +42,9 @@ type Server struct {
 	static  http.Handler
 	brand   templates.Brand
 	trusted []netip.Prefix // proxies whose X-Forwarded-For is believed
+	// brandSheet is /static/brand.css, generated once from the brand colour.
+	brandSheet []byte
+	brandETag  string
 }
 
 // New builds the server and its routes.
@@ -57,6 +60,7 @@ func New(d Deps) *Server {
 	s := &Server{Deps: d}
 	s.trusted, _ = d.Config.TrustedProxyPrefixes() // checked by Config.Validate
 	s.brand = templates.Brand{ProductName: d.Config.BrandName, LogoURL: d.Config.BrandLogoURL, PrimaryColor: d.Config.BrandColor}
+	s.brandSheet, s.brandETag = brandStyle(d.Config.BrandColor)
 	staticFS, err := fs.Sub(templates.Static, "static")
 	if err != nil {
 		panic(err) // the embedded folder is part of the binary
