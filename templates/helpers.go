@@ -54,3 +54,10 @@ func unusedCodes(codes []BackupCode) int {
 	}
 	return n
 }
+
+func newPasswordHeading(p NewPasswordPage) string {
+	if p.AskCurrent {
+		return "change_password_heading"
+	}
+	return "reset_password_heading"
+}
