@@ -198,6 +198,12 @@ func (s *smtpServer) all() []received {
 // subject, and returns it.
 func (s *smtpServer) waitFor(to, subject string) received {
 	s.t.Helper()
+	return s.waitForBody(to, subject, "")
+}
+
+// waitForBody is waitFor for a mail whose body also contains body.
+func (s *smtpServer) waitForBody(to, subject, body string) received {
+	s.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	timer := time.AfterFunc(15*time.Second, func() {
 		s.mu.Lock()
@@ -209,7 +215,7 @@ func (s *smtpServer) waitFor(to, subject string) received {
 	defer s.mu.Unlock()
 	for {
 		for _, m := range s.mails {
-			if m.To == to && strings.Contains(m.Subject, subject) {
+			if m.To == to && strings.Contains(m.Subject, subject) && strings.Contains(m.Body, body) {
 				return m
 			}
 		}
