@@ -263,7 +263,7 @@ func (c Config) Validate() error {
 	if c.SMTPURL != "" {
 		u, err := url.Parse(c.SMTPURL)
 		if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
-			return fmt.Errorf("IDP_SMTP_URL: %q: want smtp://[user:pass@]host:port or smtps://...", redactURL(c.SMTPURL))
+			return fmt.Errorf("IDP_SMTP_URL: %q: want smtp://[user:pass@]host:port or smtps://host:465", redactURL(c.SMTPURL))
 		}
 	}
 	if _, err := mail.ParseAddress(c.MailFrom); err != nil {
