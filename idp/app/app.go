@@ -169,7 +169,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	a.Outbox = mail.NewOutbox(st, opt.Now)
+	a.Outbox = mail.NewOutbox(st, key, opt.Now)
 	var sender mail.Sender = &mail.Dir{Path: cfg.MailDir(), Logger: opt.Logger}
 	if cfg.SMTPURL != "" {
 		smtp, err := mail.ParseSMTPURL(cfg.SMTPURL)

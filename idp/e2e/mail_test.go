@@ -19,14 +19,14 @@ const newPassword = "a brand new passphrase"
 
 // startMailProvider starts a provider whose mails go to an in-process SMTP
 // server on loopback, with its sender running and polling quickly.
-func startMailProvider(t *testing.T, db testenv.Database) (*provider, *smtpServer) {
+func startMailProvider(t *testing.T, db testenv.Database, tweak ...func(*config.Config)) (*provider, *smtpServer) {
 	t.Helper()
 	srv := newSMTPServer(t)
-	p := startProvider(t, db, func(c *config.Config) {
+	p := startProvider(t, db, append([]func(*config.Config){func(c *config.Config) {
 		c.SMTPURL = srv.URL()
 		c.MailFrom = "Camera ID <no-reply@example.com>"
 		c.MailPoll, c.MailRetryBase, c.MailRetryMax = 20*time.Millisecond, 10*time.Millisecond, 50*time.Millisecond
-	})
+	}}, tweak...)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -318,6 +318,53 @@ func TestSMTPOutage(t *testing.T) {
 		}
 		if c := srv.count(email, "パスワード再設定"); c != 1 {
 			t.Errorf("%d copies delivered, want 1", c)
+		}
+	})
+}
+
+// TestOutboxSealed: the outbox keeps mail bodies (reset links) sealed with
+// the master key, never in plain text.
+func TestOutboxSealed(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p, srv := startMailProvider(t, db)
+		p.createUser(email, password)
+		requestReset(t, p, p.newBrowser(), email)
+		link := resetLink(t, srv.waitFor(email, "パスワード再設定"))
+		token := link[strings.Index(link, "token=")+len("token="):]
+		var body string
+		if err := p.app.Store.(interface{ DB() *sql.DB }).DB().QueryRow(
+			`SELECT body FROM mail_outbox WHERE recipient = $1`, email).Scan(&body); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(body, token) || strings.Contains(body, "reset-password") || !strings.HasPrefix(body, "sealed:v1:") {
+			t.Errorf("outbox body in plain text: %.80s", body)
+		}
+	})
+}
+
+// TestPasswordResetThrottle: past the per-address limit the page stays the
+// same, and no further mail is sent.
+func TestPasswordResetThrottle(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p, srv := startMailProvider(t, db, func(c *config.Config) { c.ResetMaxPerEmail = 2 })
+		p.createUser(email, password)
+		var pages []*page
+		for range 3 {
+			pages = append(pages, requestReset(t, p, p.newBrowser(), email))
+		}
+		for i, pg := range pages {
+			if pg.Status != http.StatusOK || csrfValue.ReplaceAllString(pg.Body, "") != csrfValue.ReplaceAllString(pages[0].Body, "") {
+				t.Errorf("request %d: a different page (%d)", i, pg.Status)
+			}
+		}
+		// The two allowed mails arrive; then a mail to another address
+		// (queued after the third request) arrives too, so the third
+		// request's mail would have been sent by then.
+		p.createUser("second@example.com", password)
+		requestReset(t, p, p.newBrowser(), "second@example.com")
+		srv.waitFor("second@example.com", "パスワード再設定")
+		if c := srv.count(email, "パスワード再設定"); c != 2 {
+			t.Errorf("%d reset mails, want 2 (the third request is over the limit)", c)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package mail
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -9,22 +10,54 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/idp/store"
 )
 
-// Outbox queues mails in the store and nudges the worker.
+// Outbox queues mails in the store and nudges the worker. Bodies are
+// sealed with the master key (they may hold a reset link), bound to the
+// recipient.
 type Outbox struct {
 	Store store.Store
+	Key   *crypt.Key // nil: bodies stored as they are (tests of other packages)
 	Now   func() time.Time
 	nudge chan struct{}
 }
 
 // NewOutbox returns an outbox on st.
-func NewOutbox(st store.Store, now func() time.Time) *Outbox {
+func NewOutbox(st store.Store, key *crypt.Key, now func() time.Time) *Outbox {
 	if now == nil {
 		now = time.Now
 	}
-	return &Outbox{Store: st, Now: now, nudge: make(chan struct{}, 1)}
+	return &Outbox{Store: st, Key: key, Now: now, nudge: make(chan struct{}, 1)}
+}
+
+const sealedPrefix = "sealed:v1:"
+
+func (o *Outbox) seal(to, body string) string {
+	if o.Key == nil {
+		return body
+	}
+	return sealedPrefix + base64.RawStdEncoding.EncodeToString(o.Key.Seal([]byte(body), []byte("mail:"+to)))
+}
+
+func (o *Outbox) open(to, body string) (string, error) {
+	rest, ok := strings.CutPrefix(body, sealedPrefix)
+	if !ok {
+		return body, nil
+	}
+	if o.Key == nil {
+		return "", errors.New("sealed mail body and no key")
+	}
+	ct, err := base64.RawStdEncoding.DecodeString(rest)
+	if err != nil {
+		return "", errors.New("sealed mail body: bad encoding")
+	}
+	pt, err := o.Key.Open(ct, []byte("mail:"+to))
+	if err != nil {
+		return "", errors.New("sealed mail body: cannot open (another master key?)")
+	}
+	return string(pt), nil
 }
 
 // Enqueue stores the mail (in the transaction ctx carries, if any) and
@@ -32,7 +65,7 @@ func NewOutbox(st store.Store, now func() time.Time) *Outbox {
 // transaction.
 func (o *Outbox) Enqueue(ctx context.Context, to string, m Message) error {
 	now := o.Now()
-	err := o.Store.EnqueueMail(ctx, &store.Mail{To: to, Subject: m.Subject, Body: m.Body, CreatedAt: now, NextAttemptAt: now})
+	err := o.Store.EnqueueMail(ctx, &store.Mail{To: to, Subject: m.Subject, Body: o.seal(to, m.Body), CreatedAt: now, NextAttemptAt: now})
 	if err == nil {
 		o.Nudge()
 	}
@@ -125,8 +158,10 @@ func (w *Worker) SendDue(ctx context.Context) (int, error) {
 
 func (w *Worker) send(ctx context.Context, m store.Mail) {
 	st := w.Outbox.Store
-	msg := Build(w.From, m.To, m.Subject, m.Body, w.Outbox.Now())
-	err := w.Sender.Send(ctx, envelope(w.From), m.To, msg)
+	body, err := w.Outbox.open(m.To, m.Body)
+	if err == nil {
+		err = w.Sender.Send(ctx, envelope(w.From), m.To, Build(w.From, m.To, m.Subject, body, w.Outbox.Now()))
+	}
 	// Record the outcome even when ctx ends now: the mail went (or not).
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

@@ -278,7 +278,7 @@ func (s *Server) resetInTx(r *http.Request, token string, u *store.User, hash st
 	m := mail.Compose(mail.PasswordChanged, mail.Notice{
 		Lang: u.Locale, Product: s.Config.BrandName, When: now, IP: s.clientIP(r), AccountURL: s.Config.Issuer + "/account",
 	})
-	if err := s.Store.EnqueueMail(tx, &store.Mail{To: u.Email, Subject: m.Subject, Body: m.Body, CreatedAt: now, NextAttemptAt: now}); err != nil {
+	if err := s.Outbox.Enqueue(tx, u.Email, m); err != nil {
 		return false, err
 	}
 	return true, s.Store.Commit(tx)

@@ -58,7 +58,7 @@ func New(d Deps) *Server {
 	d.Logger = WithRequestIDs(d.Logger)
 	d.Metrics = metrics.OrNop(d.Metrics)
 	if d.Outbox == nil {
-		d.Outbox = mail.NewOutbox(d.Store, d.Now)
+		d.Outbox = mail.NewOutbox(d.Store, d.Key, d.Now)
 	}
 	s := &Server{Deps: d}
 	s.trusted, _ = d.Config.TrustedProxyPrefixes() // checked by Config.Validate
