@@ -181,3 +181,42 @@ type DisablePage struct {
 	CancelURL string
 	Error     string
 }
+
+// ForgotPasswordPage asks for the e-mail address of a password reset.
+type ForgotPasswordPage struct {
+	Page
+	Action string // POST
+	Email  string
+	Error  string
+}
+
+// NewPasswordPage sets a new password: after a reset link (Token set) or
+// on My Page (AskCurrent: the current password first).
+type NewPasswordPage struct {
+	Page
+	Action     string
+	Token      string // hidden field "token" (reset link)
+	AskCurrent bool   // password change: field "password" for the current one
+	Email      string // the account, for password managers (autocomplete="username")
+	CancelURL  string
+	Error      string // message key
+}
+
+// SessionEntry is one signed-in device on the sessions page.
+type SessionEntry struct {
+	ID       string // public session id, posted back as "session"
+	Device   string // from the user agent
+	IP       string
+	LastSeen string
+	Created  string
+	Current  bool // this browser
+}
+
+// SessionsPage lists the account's active sessions.
+type SessionsPage struct {
+	Page
+	Sessions           []SessionEntry
+	RevokeAction       string // POST with "session"
+	RevokeOthersAction string // POST: every session but this one
+	Notice             string
+}

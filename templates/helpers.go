@@ -85,3 +85,10 @@ func unusedCodeList(codes []BackupCode) []string {
 	}
 	return out
 }
+
+func newPasswordHeading(p NewPasswordPage) string {
+	if p.AskCurrent {
+		return "change_password_heading"
+	}
+	return "reset_password_heading"
+}

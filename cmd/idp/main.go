@@ -159,6 +159,7 @@ func serve(ctx context.Context, args []string) error {
 		servers = append(servers, served{name: "metrics", ln: mln, h: a.MetricsHandler()})
 	}
 	go a.RunCleanup(ctx, 5*time.Minute)
+	go a.RunMail(ctx)
 	log.Info("serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "metrics", cfg.MetricsListen, "store", storeKind(cfg))
 	return runServers(ctx, log, shutdownGrace, servers...)
 }

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/mail"
+	netmail "net/mail"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/kamera-id/idp/idp/crypt"
+	"github.com/kamera-id/idp/idp/mail"
 	"github.com/kamera-id/idp/idp/store"
 )
 
@@ -43,7 +44,7 @@ func CheckPassword(pw string) error {
 // CreateUser validates and stores a new account.
 func (a *App) CreateUser(ctx context.Context, nu NewUser) (*store.User, error) {
 	email := strings.TrimSpace(nu.Email)
-	addr, err := mail.ParseAddress(email)
+	addr, err := netmail.ParseAddress(email)
 	if err != nil || addr.Address != email || len(email) > 254 {
 		return nil, fmt.Errorf("invalid e-mail address %q", nu.Email)
 	}
@@ -141,6 +142,11 @@ func (a *App) ResetMFA(ctx context.Context, email string) (*store.User, error) {
 		UserID: u.ID, Type: "mfa.reset", Detail: `{"by":"support"}`, CreatedAt: a.Now(),
 	}); err != nil {
 		return nil, err
+	}
+	if err := a.Outbox.Enqueue(ctx, u.Email, mail.Compose(mail.MFAReset, mail.Notice{
+		Lang: u.Locale, Product: a.Config.BrandName, When: a.Now(), AccountURL: a.Config.Issuer + "/account",
+	})); err != nil {
+		return nil, fmt.Errorf("2FA was reset, but the notice e-mail was not queued: %w", err)
 	}
 	return u, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/idp/keys"
+	"github.com/kamera-id/idp/idp/mail"
 	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/oidc"
 	"github.com/kamera-id/idp/idp/password"
@@ -42,6 +43,9 @@ type App struct {
 	// Metrics is the Prometheus registry, nil unless IDP_METRICS_LISTEN
 	// is set; serve MetricsHandler on that address.
 	Metrics *metrics.Prometheus
+	// Outbox queues mails; MailWorker sends them (RunMail).
+	Outbox     *mail.Outbox
+	MailWorker *mail.Worker
 }
 
 // Options adjust how Open builds the app (tests move the clock).
@@ -165,9 +169,23 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
+	a.Outbox = mail.NewOutbox(st, key, opt.Now)
+	var sender mail.Sender = &mail.Dir{Path: cfg.MailDir(), Logger: opt.Logger}
+	if cfg.SMTPURL != "" {
+		smtp, err := mail.ParseSMTPURL(cfg.SMTPURL)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		sender = smtp
+	}
+	a.MailWorker = &mail.Worker{
+		Outbox: a.Outbox, Sender: sender, From: cfg.MailFrom, Logger: opt.Logger,
+		Poll: cfg.MailPoll, RetryBase: cfg.MailRetryBase, RetryMax: cfg.MailRetryMax,
+	}
 	a.Web = web.New(web.Deps{
 		Config: cfg, Store: st, Key: key, Hasher: a.Hasher, Provider: a.Provider, Logger: opt.Logger, Now: opt.Now,
-		Metrics: rec,
+		Metrics: rec, Outbox: a.Outbox,
 	})
 	return a, nil
 }
@@ -265,18 +283,40 @@ func ValidateRedirectURI(raw string) error {
 // cleanupBatch bounds each delete, so the job never holds long locks.
 const cleanupBatch = 500
 
-// Cleanup deletes expired codes, tokens, sessions, flows and pending
-// enrollments in bounded batches until none are left, and says how many
+// Cleanup deletes expired codes, tokens, sessions, flows, pending
+// enrollments and password reset tokens, and mails older than
+// IDP_MAIL_KEEP, in bounded batches until none are left, and says how many
 // rows went.
 func (a *App) Cleanup(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		n, err := a.Store.DeleteExpired(ctx, a.Now(), cleanupBatch)
 		total += n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	for {
+		n, err := a.Store.DeleteMailBefore(ctx, a.Now().Add(-a.Config.MailKeep), cleanupBatch)
+		total += n
 		if err != nil || n == 0 {
 			return total, err
 		}
 	}
+}
+
+// RunMail sends the outbox's mails until ctx ends (idp serve). Several
+// instances may run it at once: each mail is claimed by one of them.
+func (a *App) RunMail(ctx context.Context) {
+	dest := "the dev mail folder " + a.Config.MailDir()
+	if a.Config.SMTPURL != "" {
+		dest = fmt.Sprint(a.MailWorker.Sender)
+	}
+	a.Logger.Info("mail sender started", "to", dest)
+	a.MailWorker.Run(ctx)
 }
 
 // RunCleanup runs Cleanup every interval until ctx ends. Several instances

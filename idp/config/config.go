@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/mail"
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +67,20 @@ type Config struct {
 	BrandName    string // IDP_BRAND_NAME
 	BrandColor   string // IDP_BRAND_COLOR
 	BrandLogoURL string // IDP_BRAND_LOGO_URL
+
+	// E-mail. Without an SMTP URL, mails are written to MailDir().
+	SMTPURL          string        // IDP_SMTP_URL: smtp://user:pass@host:587[?starttls=required] or smtps://...
+	MailFrom         string        // IDP_MAIL_FROM
+	MailPoll         time.Duration // IDP_MAIL_POLL_INTERVAL: outbox reads without a nudge
+	MailRetryBase    time.Duration // IDP_MAIL_RETRY_BASE: first retry delay (doubles, with jitter)
+	MailRetryMax     time.Duration // IDP_MAIL_RETRY_MAX: cap on the retry delay
+	MailKeep         time.Duration // IDP_MAIL_KEEP: how long the outbox keeps a mail (sent or not)
+	PasswordResetTTL time.Duration // IDP_PASSWORD_RESET_TTL: how long a reset link works
+	// Reset requests per e-mail address and per client IP before a pause
+	// (IDP_RESET_LOCKOUT, doubling up to an hour).
+	ResetMaxPerEmail int           // IDP_RESET_MAX_PER_EMAIL
+	ResetMaxPerIP    int           // IDP_RESET_MAX_PER_IP
+	ResetLockout     time.Duration // IDP_RESET_LOCKOUT
 }
 
 // Defaults returns the configuration with every default of the contract.
@@ -96,6 +112,15 @@ func Defaults() Config {
 		ArgonIterations:    2,
 		BrandName:          "",
 		BrandColor:         "#0b5cad",
+		MailFrom:           "Camera ID <no-reply@localhost>",
+		MailPoll:           10 * time.Second,
+		MailRetryBase:      30 * time.Second,
+		MailRetryMax:       30 * time.Minute,
+		MailKeep:           7 * 24 * time.Hour,
+		PasswordResetTTL:   30 * time.Minute,
+		ResetMaxPerEmail:   5,
+		ResetMaxPerIP:      30,
+		ResetLockout:       15 * time.Minute,
 	}
 }
 
@@ -153,6 +178,16 @@ func Load(file string, getenv func(string) string) (Config, error) {
 	p.str(&c.BrandName, "IDP_BRAND_NAME")
 	p.str(&c.BrandColor, "IDP_BRAND_COLOR")
 	p.str(&c.BrandLogoURL, "IDP_BRAND_LOGO_URL")
+	p.str(&c.SMTPURL, "IDP_SMTP_URL")
+	p.str(&c.MailFrom, "IDP_MAIL_FROM")
+	p.dur(&c.MailPoll, "IDP_MAIL_POLL_INTERVAL")
+	p.dur(&c.MailRetryBase, "IDP_MAIL_RETRY_BASE")
+	p.dur(&c.MailRetryMax, "IDP_MAIL_RETRY_MAX")
+	p.dur(&c.MailKeep, "IDP_MAIL_KEEP")
+	p.dur(&c.PasswordResetTTL, "IDP_PASSWORD_RESET_TTL")
+	p.int(&c.ResetMaxPerEmail, "IDP_RESET_MAX_PER_EMAIL")
+	p.int(&c.ResetMaxPerIP, "IDP_RESET_MAX_PER_IP")
+	p.dur(&c.ResetLockout, "IDP_RESET_LOCKOUT")
 	if p.err != nil {
 		return Config{}, p.err
 	}
@@ -160,6 +195,15 @@ func Load(file string, getenv func(string) string) (Config, error) {
 		c.SecretKeyFile = DefaultSecretKeyFile
 	}
 	return c, c.Validate()
+}
+
+// MailDir is where mails go without IDP_SMTP_URL: "mail" in the data
+// directory (the SQLite file's folder; ./data with PostgreSQL).
+func (c Config) MailDir() string {
+	if c.Embedded() {
+		return filepath.Join(filepath.Dir(c.SQLitePath()), "mail")
+	}
+	return filepath.Join("data", "mail")
 }
 
 // Embedded reports whether the configuration uses the embedded SQLite store.
@@ -216,6 +260,18 @@ func (c Config) Validate() error {
 	}
 	if c.MFAMaxFailures < 1 || c.LoginMaxFailures < 1 || c.LoginIPMaxFailures < 1 {
 		return errors.New("failure limits must be at least 1")
+	}
+	if c.SMTPURL != "" {
+		u, err := url.Parse(c.SMTPURL)
+		if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+			return fmt.Errorf("IDP_SMTP_URL: %q: want smtp://[user:pass@]host:port or smtps://host:465", redactURL(c.SMTPURL))
+		}
+	}
+	if _, err := mail.ParseAddress(c.MailFrom); err != nil {
+		return fmt.Errorf("IDP_MAIL_FROM: %q is not an e-mail address", c.MailFrom)
+	}
+	if c.PasswordResetTTL < time.Minute || c.ResetMaxPerEmail < 1 || c.ResetMaxPerIP < 1 {
+		return errors.New("IDP_PASSWORD_RESET_TTL must be at least 1m, and the reset limits at least 1")
 	}
 	if c.ArgonMemoryKiB < 8192 || c.ArgonIterations < 1 {
 		return errors.New("IDP_ARGON2_MEMORY_KIB must be at least 8192 and IDP_ARGON2_ITERATIONS at least 1")

@@ -325,3 +325,73 @@ func (m *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 	m.done("DeleteExpired", start, err)
 	return r0, err
 }
+
+func (m *Store) DeleteUserSession(ctx context.Context, userID, id string) error {
+	start := time.Now()
+	err := m.Store.DeleteUserSession(ctx, userID, id)
+	m.done("DeleteUserSession", start, err)
+	return err
+}
+
+func (m *Store) CreatePasswordReset(ctx context.Context, r *store.PasswordReset) error {
+	start := time.Now()
+	err := m.Store.CreatePasswordReset(ctx, r)
+	m.done("CreatePasswordReset", start, err)
+	return err
+}
+
+func (m *Store) GetPasswordReset(ctx context.Context, tokenHash []byte, now time.Time) (*store.PasswordReset, error) {
+	start := time.Now()
+	r0, err := m.Store.GetPasswordReset(ctx, tokenHash, now)
+	m.done("GetPasswordReset", start, err)
+	return r0, err
+}
+
+func (m *Store) ConsumePasswordReset(ctx context.Context, tokenHash []byte, now time.Time) (string, error) {
+	start := time.Now()
+	r0, err := m.Store.ConsumePasswordReset(ctx, tokenHash, now)
+	m.done("ConsumePasswordReset", start, err)
+	return r0, err
+}
+
+func (m *Store) EnqueueMail(ctx context.Context, mail *store.Mail) error {
+	start := time.Now()
+	err := m.Store.EnqueueMail(ctx, mail)
+	m.done("EnqueueMail", start, err)
+	return err
+}
+
+func (m *Store) ClaimMail(ctx context.Context, now, leaseUntil time.Time, limit int) ([]store.Mail, error) {
+	start := time.Now()
+	r0, err := m.Store.ClaimMail(ctx, now, leaseUntil, limit)
+	m.done("ClaimMail", start, err)
+	return r0, err
+}
+
+func (m *Store) MarkMailSent(ctx context.Context, id int64, now time.Time) error {
+	start := time.Now()
+	err := m.Store.MarkMailSent(ctx, id, now)
+	m.done("MarkMailSent", start, err)
+	return err
+}
+
+func (m *Store) RetryMail(ctx context.Context, id int64, next time.Time, lastError string) error {
+	start := time.Now()
+	err := m.Store.RetryMail(ctx, id, next, lastError)
+	m.done("RetryMail", start, err)
+	return err
+}
+
+func (m *Store) GetMail(ctx context.Context, id int64) (*store.Mail, error) {
+	start := time.Now()
+	r0, err := m.Store.GetMail(ctx, id)
+	m.done("GetMail", start, err)
+	return r0, err
+}
+
+func (m *Store) DeleteMailBefore(ctx context.Context, t time.Time, limit int) (int, error) {
+	start := time.Now()
+	r0, err := m.Store.DeleteMailBefore(ctx, t, limit)
+	m.done("DeleteMailBefore", start, err)
+	return r0, err
+}

@@ -150,6 +150,31 @@ type AuditEvent struct {
 	CreatedAt time.Time
 }
 
+// PasswordReset is a password reset link's token (its hash only).
+type PasswordReset struct {
+	TokenHash []byte
+	UserID    string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	UsedAt    time.Time // zero while unused
+}
+
+// Mail is one message in the outbox. The sender worker claims due mails
+// (a lease in ClaimedUntil), sends them and marks them sent, or reschedules
+// them with the error.
+type Mail struct {
+	ID            int64
+	To            string
+	Subject       string
+	Body          string // plain text, UTF-8
+	Attempts      int    // sending attempts started so far
+	NextAttemptAt time.Time
+	ClaimedUntil  time.Time
+	SentAt        time.Time // zero until sent
+	LastError     string    // the last failure, never the body
+	CreatedAt     time.Time
+}
+
 // Token kinds held by the OAuth request table.
 const (
 	KindAuthorizeCode = "code"
@@ -216,6 +241,9 @@ type Store interface {
 	// public id is exceptID (empty: all of them). It returns how many ended.
 	DeleteUserSessions(ctx context.Context, userID, exceptID string) (int, error)
 	ListUserSessions(ctx context.Context, userID string, now time.Time) ([]Session, error)
+	// DeleteUserSession ends the user's session with public id id;
+	// ErrNotFound when the user has no such session.
+	DeleteUserSession(ctx context.Context, userID, id string) error
 
 	// Flows.
 	PutFlow(ctx context.Context, f *Flow) error // insert or replace
@@ -276,7 +304,36 @@ type Store interface {
 	// DeactivateTokensByRequest sets Active=false on every token of the kind
 	// issued for requestID (revocation, reuse detection).
 	DeactivateTokensByRequest(ctx context.Context, kind, requestID string) error
-	// DeleteExpired removes expired tokens, flows, sessions and pending
-	// enrollments, at most limit rows of each, and says how many went.
+	// DeleteExpired removes expired tokens, flows, sessions, pending
+	// enrollments and password reset tokens, at most limit rows of each,
+	// and says how many went.
 	DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error)
+
+	// Password reset tokens.
+	CreatePasswordReset(ctx context.Context, r *PasswordReset) error // ErrNotFound for an unknown user
+	// GetPasswordReset returns the unused, unexpired token with this hash
+	// (without using it); ErrNotFound otherwise.
+	GetPasswordReset(ctx context.Context, tokenHash []byte, now time.Time) (*PasswordReset, error)
+	// ConsumePasswordReset marks the unused, unexpired token used and
+	// returns its user, in one conditional statement; ErrConsumed when it
+	// is unknown, used or expired (or another caller won).
+	ConsumePasswordReset(ctx context.Context, tokenHash []byte, now time.Time) (userID string, err error)
+
+	// Mail outbox.
+	EnqueueMail(ctx context.Context, m *Mail) error // sets m.ID
+	// ClaimMail leases up to limit due, unsent, unclaimed mails until
+	// leaseUntil, counting an attempt on each, with one conditional
+	// statement: of several instances, each mail goes to one of them.
+	ClaimMail(ctx context.Context, now, leaseUntil time.Time, limit int) ([]Mail, error)
+	// MarkMailSent records the mail as sent.
+	MarkMailSent(ctx context.Context, id int64, now time.Time) error
+	// RetryMail releases the claim and schedules another attempt at next,
+	// recording lastError.
+	RetryMail(ctx context.Context, id int64, next time.Time, lastError string) error
+	// GetMail returns one mail (tests and tools).
+	GetMail(ctx context.Context, id int64) (*Mail, error)
+	// DeleteMailBefore removes mails created before t (sent ones, and ones
+	// that could not be sent for that long), at most limit, and says how
+	// many went.
+	DeleteMailBefore(ctx context.Context, t time.Time, limit int) (int, error)
 }

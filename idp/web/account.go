@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kamera-id/idp/idp/mail"
 	"github.com/kamera-id/idp/idp/mfa"
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/templates"
@@ -50,7 +51,7 @@ func (s *Server) requireUser(w http.ResponseWriter, r *http.Request) (*store.Ses
 	return nil, nil, false
 }
 
-var notices = []string{"2fa_enabled", "2fa_disabled", "codes_replaced", "mfa_reset"}
+var notices = []string{"2fa_enabled", "2fa_disabled", "codes_replaced", "mfa_reset", "password_changed"}
 
 func notice(r *http.Request) string {
 	if n := r.URL.Query().Get("notice"); slices.Contains(notices, n) {
@@ -278,6 +279,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.audit(r, u.ID, "mfa.enabled", nil)
+	s.notify(r, u, mail.MFAEnabled, mail.Notice{})
 	// Sessions elsewhere were authenticated without the new factor.
 	if _, err := s.Store.DeleteUserSessions(ctx, u.ID, sess.ID); err != nil {
 		s.storeFailed(w, r, err)
@@ -365,6 +367,7 @@ func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.audit(r, u.ID, "mfa.disabled", nil)
+	s.notify(r, u, mail.MFADisabled, mail.Notice{})
 	http.Redirect(w, r, "/account/2fa?notice=2fa_disabled", http.StatusSeeOther)
 }
 

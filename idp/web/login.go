@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/kamera-id/idp/idp/mail"
 	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/mfa"
 	"github.com/kamera-id/idp/idp/store"
@@ -334,6 +335,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	s.Metrics.Login(metrics.StepBackup, metrics.ResultSuccess)
 	s.audit(r, f.UserID, "mfa.backup_code_used", map[string]any{"remaining": remaining})
+	s.notifyUserID(r, f.UserID, mail.BackupCodeUsed, mail.Notice{Remaining: remaining})
 	f.AMR = []string{"pwd", "otp"}
 	if remaining > 2 {
 		s.completeLogin(w, r, f)
@@ -422,11 +424,4 @@ func (s *Server) continueLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.afterLogin(w, r, f, sess)
-}
-
-func (s *Server) forgotPassword(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, templates.Message(templates.MessagePage{
-		Page: s.page(w, r, nil), Heading: "forgot_password", Message: "password_reset_unavailable",
-		LinkURL: "/login", LinkText: "back_to_login",
-	}))
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/crypt"
+	"github.com/kamera-id/idp/idp/mail"
 	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/oidc"
 	"github.com/kamera-id/idp/idp/password"
@@ -33,6 +34,8 @@ type Deps struct {
 	Metrics metrics.Recorder
 	// Now is the clock; nil means time.Now. Tests move it.
 	Now func() time.Time
+	// Outbox queues the e-mails (security notices, reset links).
+	Outbox *mail.Outbox
 }
 
 // Server is the HTTP side of the provider.
@@ -57,6 +60,9 @@ func New(d Deps) *Server {
 	}
 	d.Logger = WithRequestIDs(d.Logger)
 	d.Metrics = metrics.OrNop(d.Metrics)
+	if d.Outbox == nil {
+		d.Outbox = mail.NewOutbox(d.Store, d.Key, d.Now)
+	}
 	s := &Server{Deps: d}
 	s.trusted, _ = d.Config.TrustedProxyPrefixes() // checked by Config.Validate
 	s.brand = templates.Brand{ProductName: d.Config.BrandName, LogoURL: d.Config.BrandLogoURL, PrimaryColor: d.Config.BrandColor}
@@ -97,6 +103,14 @@ func (s *Server) routes() http.Handler {
 	handle(pages, "POST /login/backup", s.backupSubmit)
 	handle(pages, "GET /login/continue", s.continueLogin)
 	handle(pages, "GET /forgot-password", s.forgotPassword)
+	handle(pages, "POST /forgot-password", s.forgotPasswordSubmit)
+	handle(pages, "GET /reset-password", s.resetPasswordPage)
+	handle(pages, "POST /reset-password", s.resetPasswordSubmit)
+	handle(pages, "GET /account/password", s.changePasswordPage)
+	handle(pages, "POST /account/password", s.changePasswordSubmit)
+	handle(pages, "GET /account/sessions", s.sessionsPage)
+	handle(pages, "POST /account/sessions/revoke", s.sessionRevoke)
+	handle(pages, "POST /account/sessions/revoke-others", s.sessionsRevokeOthers)
 	handle(pages, "GET /consent", s.consentPage)
 	handle(pages, "POST /consent", s.consentSubmit)
 	handle(pages, "GET "+oidc.PathEndSession, s.logoutStart)

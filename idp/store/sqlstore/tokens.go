@@ -116,6 +116,8 @@ var expiredSweeps = []struct{ table, sql string }{
 		WHERE expires_at <> 0 AND expires_at <= $1 LIMIT $2)`},
 	{"pending_totp", `DELETE FROM pending_totp WHERE user_id IN (SELECT user_id FROM pending_totp
 		WHERE expires_at <> 0 AND expires_at <= $1 LIMIT $2)`},
+	{"password_resets", `DELETE FROM password_resets WHERE token_hash IN (SELECT token_hash FROM password_resets
+		WHERE expires_at <= $1 LIMIT $2)`},
 }
 
 // DeleteExpired removes expired tokens, flows, sessions and pending

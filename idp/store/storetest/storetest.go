@@ -49,6 +49,12 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RaceDeleteFlow", testRaceDeleteFlow},
 		{"RaceRecordFailure", testRaceRecordFailure},
 		{"RaceRecordFailureLockout", testRaceRecordFailureLockout},
+		{"DeleteUserSession", testDeleteUserSession},
+		{"PasswordResets", testPasswordResets},
+		{"PasswordResetInTx", testPasswordResetInTx},
+		{"RaceConsumePasswordReset", testRaceConsumePasswordReset},
+		{"MailOutbox", testMailOutbox},
+		{"RaceClaimMail", testRaceClaimMail},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, open(t)) })

@@ -1,0 +1,205 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/kamera-id/idp/idp/app"
+	"github.com/kamera-id/idp/idp/testenv"
+)
+
+// loginAs logs the browser in to My Page with a password alone.
+func loginAs(t *testing.T, p *provider, b *browser, addr, pw string) *page {
+	t.Helper()
+	pg := b.get(p.URL + "/account")
+	pg = b.submit(pg, "password", map[string]string{"email": addr, "password": pw})
+	if pg.URL.Path != "/account" || pg.Status != http.StatusOK {
+		t.Fatalf("login as %s: %d %s\n%s", addr, pg.Status, pg.URL, pg.Body)
+	}
+	return pg
+}
+
+// TestSecurityEmails: 2FA on, backup code used (count, warning at 2 or
+// fewer), 2FA off, 2FA reset by support, in Japanese; and in English for a
+// user whose locale is English.
+func TestSecurityEmails(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p, srv := startMailProvider(t, db)
+		p.createUser(email, password)
+		b := p.newBrowser()
+		accountLogin(t, p, b, "")
+		_, codes := enroll(t, p, b)
+		m := srv.waitFor(email, "2段階認証が有効になりました")
+		if !strings.Contains(m.Body, "IPアドレス: 127.0.0.1") || !strings.Contains(m.Body, "お心当たりがない場合") {
+			t.Errorf("2FA-on mail:\n%s", m.Body)
+		}
+
+		for i := range 8 {
+			bb := p.newBrowser()
+			pg := bb.get(p.URL + "/account")
+			pg = bb.submit(pg, "password", map[string]string{"email": email, "password": password})
+			pg = bb.submit(bb.get(p.URL+linkTo(t, pg, "/login/backup")), "backup_code", map[string]string{"backup_code": codes[i]})
+			if pg.Status != http.StatusOK {
+				t.Fatalf("backup code login %d: %d\n%s", i, pg.Status, pg.Body)
+			}
+		}
+		m = srv.waitForBody(email, "バックアップコードでログインしました", "残り: 9 個")
+		if strings.Contains(m.Body, "【ご注意】") {
+			t.Errorf("warning with 9 codes left:\n%s", m.Body)
+		}
+		m = srv.waitForBody(email, "バックアップコードでログインしました", "残り: 3 個")
+		if strings.Contains(m.Body, "【ご注意】") {
+			t.Errorf("warning with 3 codes left:\n%s", m.Body)
+		}
+		m = srv.waitForBody(email, "バックアップコードでログインしました", "残り: 2 個")
+		if !strings.Contains(m.Body, "【ご注意】バックアップコードの残りが少なくなっています") {
+			t.Errorf("no warning with 2 codes left:\n%s", m.Body)
+		}
+
+		pg := b.get(p.URL + "/account/2fa/disable")
+		pg = b.submit(pg, "password", map[string]string{"password": password})
+		if pg.URL.Path != "/account/2fa" {
+			t.Fatalf("disable: %s\n%s", pg.URL, pg.Body)
+		}
+		srv.waitFor(email, "2段階認証が解除されました")
+
+		enroll(t, p, b)
+		if _, err := p.app.ResetMFA(context.Background(), email); err != nil {
+			t.Fatal(err)
+		}
+		srv.waitFor(email, "サポートにより2段階認証がリセットされました")
+
+		// English.
+		const enEmail = "english@example.com"
+		if _, err := p.app.CreateUser(context.Background(), app.NewUser{Email: enEmail, Locale: "en", Password: password}); err != nil {
+			t.Fatal(err)
+		}
+		eb := p.newBrowser()
+		loginAs(t, p, eb, enEmail, password)
+		enroll(t, p, eb)
+		m = srv.waitFor(enEmail, "Two-step verification was turned on")
+		if strings.Contains(m.Body+m.Subject, "いつも") || !strings.Contains(m.Body, "IP address: 127.0.0.1") {
+			t.Errorf("English mail:\n%s", m.Body)
+		}
+		if _, err := p.app.ResetMFA(context.Background(), enEmail); err != nil {
+			t.Fatal(err)
+		}
+		srv.waitFor(enEmail, "Support reset your two-step verification")
+		requestReset(t, p, p.newBrowser(), enEmail)
+		m = srv.waitFor(enEmail, "Reset your password")
+		resetLink(t, m)
+		// And nothing in English went to the Japanese user, or vice versa.
+		for _, r := range srv.all() {
+			if japanese(r.Subject+r.Body) != (r.To == email) {
+				t.Errorf("mail to %s in the wrong language: %q", r.To, r.Subject)
+			}
+		}
+	})
+}
+
+// TestPasswordChange: My Page's password change (current password, new one
+// twice) signs out the account's other sessions and sends a mail.
+func TestPasswordChange(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p, srv := startMailProvider(t, db)
+		p.createUser(email, password)
+		a, other := p.newBrowser(), p.newBrowser()
+		loginAs(t, p, a, email, password)
+		loginAs(t, p, other, email, password)
+
+		pg := a.get(p.URL + "/account")
+		pg = a.get(p.URL + linkTo(t, pg, "/account/password"))
+		for _, bad := range []struct{ cur, pw, again, want string }{
+			{"wrong password", newPassword, newPassword, "パスワードが正しくありません"},
+			{password, "qwertyuiop", "qwertyuiop", "よく使われている"},
+			{password, email, email, "メールアドレスと同じ"},
+			{password, newPassword, "something else", "一致しません"},
+		} {
+			pg = a.submit(pg, "new_password", map[string]string{"password": bad.cur, "new_password": bad.pw, "new_password_confirm": bad.again})
+			if !strings.Contains(pg.alert(), bad.want) {
+				t.Fatalf("change with %+v: want %q, got alert %q (%d)", bad, bad.want, pg.alert(), pg.Status)
+			}
+		}
+		pg = a.submit(pg, "new_password", map[string]string{"password": password, "new_password": newPassword, "new_password_confirm": newPassword})
+		if pg.URL.Path != "/account" || !strings.Contains(pg.Body, "パスワードを変更しました") {
+			t.Fatalf("after the change: %s\n%s", pg.URL, pg.Body)
+		}
+		if !a.hasSession(p) {
+			t.Error("the browser that changed the password was signed out")
+		}
+		if other.hasSession(p) {
+			t.Error("the other browser is still signed in")
+		}
+		srv.waitFor(email, "パスワードが変更されました")
+		loginAs(t, p, p.newBrowser(), email, newPassword)
+		if pg := loginAttempt(p.newBrowser(), p, email, password); pg.URL.Path == "/account" {
+			t.Error("the old password still works")
+		}
+	})
+}
+
+// TestSessionsList: My Page lists the account's sessions (device, IP, last
+// seen) and signs one, or all others, out.
+func TestSessionsList(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p, _ := startMailProvider(t, db)
+		p.createUser(email, password)
+		a, b2, b3 := p.newBrowser(), p.newBrowser(), p.newBrowser()
+		for _, b := range []*browser{a, b2, b3} {
+			loginAs(t, p, b, email, password)
+		}
+		pg := a.get(p.URL + "/account")
+		pg = a.get(p.URL + linkTo(t, pg, "/account/sessions"))
+		items := pg.byClass("session")
+		if len(items) != 3 {
+			t.Fatalf("%d sessions listed, want 3:\n%s", len(items), pg.Body)
+		}
+		if n := len(pg.byClass("session-current")); n != 1 {
+			t.Errorf("%d sessions marked current, want 1", n)
+		}
+		if !strings.Contains(pg.Body, "127.0.0.1") || !strings.Contains(pg.Body, "Go-http-client") {
+			t.Errorf("the list lacks the IP or device:\n%s", pg.Body)
+		}
+		// Sign out one other session.
+		var target, current string
+		for _, li := range items {
+			id := ""
+			for _, in := range findAll(li, func(n *htmlNode) bool { return attr(n, "name") == "session" }) {
+				id = attr(in, "value")
+			}
+			if strings.Contains(text(li), "この端末") {
+				current = id
+			} else if target == "" {
+				target = id
+			}
+		}
+		if target == "" || current == "" {
+			t.Fatalf("session ids: target %q, current %q", target, current)
+		}
+		pg = a.submit(pg, "session", map[string]string{"session": target})
+		if pg.URL.Path != "/account/sessions" || len(pg.byClass("session")) != 2 || !strings.Contains(pg.Body, "端末をログアウトさせました") {
+			t.Fatalf("after signing one out: %s, %d sessions\n%s", pg.URL, len(pg.byClass("session")), pg.Body)
+		}
+		if in2, in3 := b2.hasSession(p), b3.hasSession(p); in2 == in3 {
+			t.Errorf("want exactly one of the other browsers signed out: %v %v", in2, in3)
+		}
+		// All the others.
+		pg = a.submit(pg, "others", nil)
+		if len(pg.byClass("session")) != 1 || b2.hasSession(p) || b3.hasSession(p) || !a.hasSession(p) {
+			t.Fatalf("after signing the others out: %d sessions listed; b2 %v b3 %v a %v",
+				len(pg.byClass("session")), b2.hasSession(p), b3.hasSession(p), a.hasSession(p))
+		}
+		// This one: logged out.
+		pg = a.submit(pg, "session", map[string]string{"session": current})
+		if pg.Status != http.StatusOK || a.hasSession(p) {
+			t.Errorf("signing this session out: %d, still signed in %v", pg.Status, a.hasSession(p))
+		}
+	})
+}
+
+// japanese reports whether s has kana or kanji.
+func japanese(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r >= 0x3040 && r <= 0x9fff })
+}

@@ -1,0 +1,200 @@
+package mail
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/smtp"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Sender delivers one formatted message.
+type Sender interface {
+	Send(ctx context.Context, from, to string, msg []byte) error
+}
+
+// SMTP sends through a mail server, configured by a URL:
+//
+//	smtp://user:pass@host:587                      STARTTLS when the server offers it
+//	smtp://user:pass@host:587?starttls=required    refuse to send without STARTTLS
+//	smtps://user:pass@host:465                     implicit TLS
+//
+// Credentials are sent only over TLS (or to a loopback server).
+type SMTP struct {
+	Host      string // host:port
+	Implicit  bool   // smtps
+	Required  bool   // ?starttls=required
+	User      string
+	Pass      string
+	Timeout   time.Duration // per delivery; 0: 30 s
+	TLSConfig *tls.Config   // nil: verify the server name (tests set RootCAs)
+}
+
+// ParseSMTPURL reads IDP_SMTP_URL.
+func ParseSMTPURL(raw string) (*SMTP, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, errors.New("IDP_SMTP_URL: not a URL")
+	}
+	s := &SMTP{}
+	switch u.Scheme {
+	case "smtp":
+	case "smtps":
+		s.Implicit = true
+	default:
+		return nil, fmt.Errorf("IDP_SMTP_URL: scheme %q: want smtp or smtps", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, errors.New("IDP_SMTP_URL: no host")
+	}
+	port := u.Port()
+	if port == "" {
+		port = "587"
+		if s.Implicit {
+			port = "465"
+		}
+	}
+	s.Host = net.JoinHostPort(u.Hostname(), port)
+	if u.User != nil {
+		s.User = u.User.Username()
+		s.Pass, _ = u.User.Password()
+	}
+	switch v := u.Query().Get("starttls"); v {
+	case "", "auto":
+	case "required":
+		s.Required = true
+	default:
+		return nil, fmt.Errorf("IDP_SMTP_URL: starttls=%q: want auto or required", v)
+	}
+	return s, nil
+}
+
+// String describes the server without the password.
+func (s *SMTP) String() string {
+	scheme := "smtp"
+	if s.Implicit {
+		scheme = "smtps"
+	}
+	return scheme + "://" + s.Host
+}
+
+// Send delivers msg with one SMTP conversation.
+func (s *SMTP) Send(ctx context.Context, from, to string, msg []byte) error {
+	timeout := s.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	host, _, _ := net.SplitHostPort(s.Host)
+	tlsConf := s.TLSConfig
+	if tlsConf == nil {
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	tlsConf = tlsConf.Clone()
+	if tlsConf.ServerName == "" {
+		tlsConf.ServerName = host
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", s.Host)
+	if err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if s.Implicit {
+		tc := tls.Client(conn, tlsConf)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return err
+		}
+		conn = tc
+	}
+	c, err := smtp.NewClient(conn, host)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello(helloName()); err != nil {
+		return err
+	}
+	if !s.Implicit {
+		if ok, _ := c.Extension("STARTTLS"); ok {
+			if err := c.StartTLS(tlsConf); err != nil {
+				return err
+			}
+		} else if s.Required {
+			return errors.New("the server does not offer STARTTLS (starttls=required)")
+		}
+	}
+	if s.User != "" {
+		if err := c.Auth(smtp.PlainAuth("", s.User, s.Pass, host)); err != nil {
+			return err
+		}
+	}
+	if err := c.Mail(from); err != nil {
+		return err
+	}
+	if err := c.Rcpt(to); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(msg); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
+}
+
+func helloName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" || strings.ContainsAny(h, " \t\r\n") {
+		return "localhost"
+	}
+	return h
+}
+
+// Dir is the embedded default without a mail server: each mail becomes an
+// .eml file in a folder, and the log says where (never what it holds).
+type Dir struct {
+	Path   string
+	Logger *slog.Logger
+	n      atomic.Int64
+}
+
+// Send writes msg to a new file in the folder.
+func (d *Dir) Send(_ context.Context, _, to string, msg []byte) error {
+	if err := os.MkdirAll(d.Path, 0o700); err != nil {
+		return err
+	}
+	name := time.Now().UTC().Format("20060102T150405") + "-" + strconv.FormatInt(d.n.Add(1), 10) + "-" +
+		strconv.Itoa(os.Getpid()) + ".eml"
+	p := filepath.Join(d.Path, name)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, msg, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return err
+	}
+	if d.Logger != nil {
+		d.Logger.Info("mail written to the dev mail folder (no IDP_SMTP_URL)", "file", p, "to", to)
+	}
+	return nil
+}

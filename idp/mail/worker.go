@@ -1,0 +1,199 @@
+package mail
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/kamera-id/idp/idp/crypt"
+	"github.com/kamera-id/idp/idp/store"
+)
+
+// Outbox queues mails in the store and nudges the worker. Bodies are
+// sealed with the master key (they may hold a reset link), bound to the
+// recipient.
+type Outbox struct {
+	Store store.Store
+	Key   *crypt.Key // nil: bodies stored as they are (tests of other packages)
+	Now   func() time.Time
+	nudge chan struct{}
+}
+
+// NewOutbox returns an outbox on st.
+func NewOutbox(st store.Store, key *crypt.Key, now func() time.Time) *Outbox {
+	if now == nil {
+		now = time.Now
+	}
+	return &Outbox{Store: st, Key: key, Now: now, nudge: make(chan struct{}, 1)}
+}
+
+const sealedPrefix = "sealed:v1:"
+
+func (o *Outbox) seal(to, body string) string {
+	if o.Key == nil {
+		return body
+	}
+	return sealedPrefix + base64.RawStdEncoding.EncodeToString(o.Key.Seal([]byte(body), []byte("mail:"+to)))
+}
+
+func (o *Outbox) open(to, body string) (string, error) {
+	rest, ok := strings.CutPrefix(body, sealedPrefix)
+	if !ok {
+		return body, nil
+	}
+	if o.Key == nil {
+		return "", errors.New("sealed mail body and no key")
+	}
+	ct, err := base64.RawStdEncoding.DecodeString(rest)
+	if err != nil {
+		return "", errors.New("sealed mail body: bad encoding")
+	}
+	pt, err := o.Key.Open(ct, []byte("mail:"+to))
+	if err != nil {
+		return "", errors.New("sealed mail body: cannot open (another master key?)")
+	}
+	return string(pt), nil
+}
+
+// Enqueue stores the mail (in the transaction ctx carries, if any) and
+// wakes the worker. Call Nudge after the commit when enqueuing inside a
+// transaction.
+func (o *Outbox) Enqueue(ctx context.Context, to string, m Message) error {
+	now := o.Now()
+	err := o.Store.EnqueueMail(ctx, &store.Mail{To: to, Subject: m.Subject, Body: o.seal(to, m.Body), CreatedAt: now, NextAttemptAt: now})
+	if err == nil {
+		o.Nudge()
+	}
+	return err
+}
+
+// Nudge wakes the worker to look at the outbox now.
+func (o *Outbox) Nudge() {
+	select {
+	case o.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// Worker sends the outbox's due mails.
+type Worker struct {
+	Outbox *Outbox
+	Sender Sender
+	From   string
+	Logger *slog.Logger
+	// Poll is how often the outbox is read without a nudge (other
+	// instances' mails, retries); 0: 10 s.
+	Poll time.Duration
+	// RetryBase and RetryMax bound the backoff between attempts (doubling,
+	// with jitter); 0: 30 s and 30 min.
+	RetryBase, RetryMax time.Duration
+	// Lease is how long a claimed mail is this worker's; 0: 2 min.
+	Lease time.Duration
+}
+
+func (w *Worker) defaults() {
+	if w.Poll <= 0 {
+		w.Poll = 10 * time.Second
+	}
+	if w.RetryBase <= 0 {
+		w.RetryBase = 30 * time.Second
+	}
+	if w.RetryMax <= 0 {
+		w.RetryMax = 30 * time.Minute
+	}
+	if w.Lease <= 0 {
+		w.Lease = 2 * time.Minute
+	}
+	if w.Logger == nil {
+		w.Logger = slog.Default()
+	}
+}
+
+// Run sends mails until ctx ends.
+func (w *Worker) Run(ctx context.Context) {
+	w.defaults()
+	t := time.NewTicker(w.Poll)
+	defer t.Stop()
+	for {
+		for {
+			n, err := w.SendDue(ctx)
+			if err != nil && ctx.Err() == nil {
+				w.Logger.Warn("mail outbox unavailable", "err", err)
+			}
+			if err != nil || n == 0 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-w.Outbox.nudge:
+		}
+	}
+}
+
+// batch is how many mails one claim takes.
+const batch = 10
+
+// SendDue claims and sends one batch of due mails; it says how many it
+// claimed.
+func (w *Worker) SendDue(ctx context.Context) (int, error) {
+	w.defaults()
+	now := w.Outbox.Now()
+	ms, err := w.Outbox.Store.ClaimMail(ctx, now, now.Add(w.Lease), batch)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range ms {
+		w.send(ctx, m)
+	}
+	return len(ms), nil
+}
+
+func (w *Worker) send(ctx context.Context, m store.Mail) {
+	st := w.Outbox.Store
+	body, err := w.Outbox.open(m.To, m.Body)
+	if err == nil {
+		err = w.Sender.Send(ctx, envelope(w.From), m.To, Build(w.From, m.To, m.Subject, body, w.Outbox.Now()))
+	}
+	// Record the outcome even when ctx ends now: the mail went (or not).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err == nil {
+		if err := st.MarkMailSent(rctx, m.ID, w.Outbox.Now()); err != nil {
+			w.Logger.Error("mail sent but not marked sent: it may be sent again", "mail_id", m.ID, "err", err)
+		}
+		return
+	}
+	next := w.Outbox.Now().Add(w.backoff(m.Attempts))
+	w.Logger.Warn("mail not sent; will retry", "mail_id", m.ID, "attempt", m.Attempts,
+		"retry_at", next.UTC().Format(time.RFC3339), "err", err)
+	if err := st.RetryMail(rctx, m.ID, next, err.Error()); err != nil && !errors.Is(err, store.ErrNotFound) {
+		w.Logger.Error("mail retry not recorded: retried when its lease ends", "mail_id", m.ID, "err", err)
+	}
+}
+
+// backoff is RetryBase doubled per earlier attempt, capped at RetryMax,
+// with up to 25% jitter so instances do not retry in step.
+func (w *Worker) backoff(attempts int) time.Duration {
+	d := w.RetryBase
+	for i := 1; i < attempts && d < w.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, w.RetryMax)
+	return d + time.Duration(rand.Int64N(int64(d)/4+1))
+}
+
+// envelope is the bare address of a From header ("Name <a@b>" -> a@b).
+func envelope(from string) string {
+	if a, err := mail.ParseAddress(from); err == nil {
+		return a.Address
+	}
+	return strings.TrimSpace(from)
+}

@@ -1,0 +1,460 @@
+package web
+
+import (
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/kamera-id/idp/idp/crypt"
+	"github.com/kamera-id/idp/idp/mail"
+	"github.com/kamera-id/idp/idp/password"
+	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/templates"
+)
+
+// Password reset by e-mail, password change on My Page, the security
+// e-mails and the sessions list.
+
+// notify queues a security e-mail to the user; a failure is logged, never
+// shown (the change it reports has happened).
+func (s *Server) notify(r *http.Request, u *store.User, kind string, n mail.Notice) {
+	n.Lang, n.Product, n.When = u.Locale, s.Config.BrandName, s.Now()
+	if n.IP == "" {
+		n.IP = s.clientIP(r)
+	}
+	if n.AccountURL == "" && kind != mail.ResetRequested {
+		n.AccountURL = s.Config.Issuer + "/account"
+	}
+	if err := s.Outbox.Enqueue(r.Context(), u.Email, mail.Compose(kind, n)); err != nil {
+		s.Logger.ErrorContext(r.Context(), "security e-mail not queued", append(logAttrs(r), "kind", kind, "err", err)...)
+	}
+}
+
+// notifyUserID is notify for a user known by id.
+func (s *Server) notifyUserID(r *http.Request, userID, kind string, n mail.Notice) {
+	u, err := s.Store.GetUser(r.Context(), userID)
+	if err != nil {
+		s.Logger.ErrorContext(r.Context(), "security e-mail not queued", append(logAttrs(r), "kind", kind, "err", err)...)
+		return
+	}
+	s.notify(r, u, kind, n)
+}
+
+// --- Asking for a reset link. ---
+
+func (s *Server) resetPolicy(max int) store.ThrottlePolicy {
+	return store.ThrottlePolicy{MaxFailures: max, BaseLockout: s.Config.ResetLockout, MaxLockout: max64(s.Config.ResetLockout, time.Hour)}
+}
+
+func max64(a, b time.Duration) time.Duration {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// resetThrottleKeys count reset requests per address (known or not) and
+// per client IP.
+func (s *Server) resetThrottleKeys(r *http.Request, email string) []string {
+	mac := s.Key.MAC("throttle", []byte(strings.ToLower(strings.TrimSpace(email))))
+	return []string{"reset:acct:" + hex.EncodeToString(mac[:16]), "reset:ip:" + s.clientIP(r)}
+}
+
+func (s *Server) forgotPassword(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, templates.ForgotPassword(templates.ForgotPasswordPage{
+		Page: s.page(w, r, nil), Action: "/forgot-password",
+	}))
+}
+
+// forgotPasswordSubmit answers with the same page whether or not the
+// address has an account, and whether or not a limit held the mail back.
+func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	email := strings.TrimSpace(r.PostFormValue("email"))
+	if email == "" || len(email) > 254 || !strings.Contains(email, "@") {
+		s.render(w, r, http.StatusOK, templates.ForgotPassword(templates.ForgotPasswordPage{
+			Page: s.page(w, r, nil), Action: "/forgot-password", Email: truncate(email, 254), Error: "missing_fields",
+		}))
+		return
+	}
+	keys := s.resetThrottleKeys(r, email)
+	locked, _, err := s.lockedOut(ctx, keys...)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if !locked {
+		if err := s.sendResetLink(r, email, keys); err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+	} else {
+		s.Logger.InfoContext(ctx, "password reset request held back by its limit", logAttrs(r)...)
+	}
+	s.render(w, r, http.StatusOK, templates.Message(templates.MessagePage{
+		Page: s.page(w, r, nil), Heading: "reset_sent_heading", Message: "reset_sent_text",
+		LinkURL: "/login", LinkText: "back_to_login",
+	}))
+}
+
+func (s *Server) sendResetLink(r *http.Request, email string, keys []string) error {
+	ctx := r.Context()
+	for i, k := range keys {
+		p := s.resetPolicy(s.Config.ResetMaxPerEmail)
+		if i > 0 {
+			p = s.resetPolicy(s.Config.ResetMaxPerIP)
+		}
+		if _, err := s.Store.RecordFailure(ctx, k, p, s.Now()); err != nil {
+			return err
+		}
+	}
+	u, err := s.Store.GetUserByEmail(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	token := crypt.RandomToken(32)
+	now := s.Now()
+	if err := s.Store.CreatePasswordReset(ctx, &store.PasswordReset{
+		TokenHash: crypt.HashToken(token), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.Config.PasswordResetTTL),
+	}); err != nil {
+		return err
+	}
+	s.audit(r, u.ID, "password.reset_requested", nil)
+	s.notify(r, u, mail.ResetRequested, mail.Notice{
+		Link:  s.Config.Issuer + "/reset-password?token=" + url.QueryEscape(token),
+		Valid: s.Config.PasswordResetTTL,
+	})
+	return nil
+}
+
+// --- Using the link. ---
+
+// resetToken reads the link's token (query or form) and finds it unused
+// and unexpired; nil when it is not.
+func (s *Server) resetToken(r *http.Request, token string) (*store.PasswordReset, error) {
+	if token == "" || len(token) > 128 {
+		return nil, nil
+	}
+	rec, err := s.Store.GetPasswordReset(r.Context(), crypt.HashToken(token), s.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return rec, err
+}
+
+func (s *Server) resetLinkInvalid(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusGone, templates.Message(templates.MessagePage{
+		Page: s.page(w, r, nil), Heading: "reset_link_invalid_heading", Message: "reset_link_invalid",
+		LinkURL: "/forgot-password", LinkText: "request_new_link",
+	}))
+}
+
+func (s *Server) renderResetForm(w http.ResponseWriter, r *http.Request, status int, token, email, msg string) {
+	s.render(w, r, status, templates.NewPassword(templates.NewPasswordPage{
+		Page: s.page(w, r, nil), Action: "/reset-password", Token: token, Email: email, Error: msg,
+	}))
+}
+
+func (s *Server) resetPasswordPage(w http.ResponseWriter, r *http.Request) {
+	token := r.URL.Query().Get("token")
+	rec, err := s.resetToken(r, token)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if rec == nil {
+		s.resetLinkInvalid(w, r)
+		return
+	}
+	u, err := s.Store.GetUser(r.Context(), rec.UserID)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.renderResetForm(w, r, http.StatusOK, token, u.Email, "")
+}
+
+// newPasswordProblem checks the two new-password fields; "" when fine.
+func newPasswordProblem(r *http.Request, email string) string {
+	pw, again := r.PostFormValue("new_password"), r.PostFormValue("new_password_confirm")
+	if p := password.Problem(pw, email); p != "" {
+		return p
+	}
+	if !crypt.Equal([]byte(pw), []byte(again)) {
+		return "password_mismatch"
+	}
+	return ""
+}
+
+func (s *Server) resetPasswordSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	token := r.PostFormValue("token")
+	rec, err := s.resetToken(r, token)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if rec == nil {
+		s.resetLinkInvalid(w, r)
+		return
+	}
+	u, err := s.Store.GetUser(ctx, rec.UserID)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if msg := newPasswordProblem(r, u.Email); msg != "" {
+		s.renderResetForm(w, r, http.StatusOK, token, u.Email, msg)
+		return
+	}
+	hash, err := s.Hasher.Hash(ctx, r.PostFormValue("new_password"))
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	// One transaction: the token is used, the password set, every session
+	// ended and the notice queued, or none of it.
+	won, err := s.resetInTx(r, token, u, hash)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if !won {
+		s.resetLinkInvalid(w, r)
+		return
+	}
+	s.Outbox.Nudge()
+	s.audit(r, u.ID, "password.reset", nil)
+	// The account's password failures no longer matter.
+	if err := s.Store.ResetThrottle(ctx, s.passwordThrottleKeys(r, u.Email)[0]); err != nil {
+		s.Logger.WarnContext(ctx, "login throttle not reset", append(logAttrs(r), "err", err)...)
+	}
+	s.setCookie(w, sessionCookie, "", -1)
+	s.render(w, r, http.StatusOK, templates.Message(templates.MessagePage{
+		Page: s.page(w, r, nil), Heading: "reset_done_heading", Message: "reset_done_text",
+		LinkURL: "/login", LinkText: "login",
+	}))
+}
+
+// resetInTx uses the token and applies the reset; false when the token was
+// used (or expired) meanwhile.
+func (s *Server) resetInTx(r *http.Request, token string, u *store.User, hash string) (bool, error) {
+	tx, err := s.Store.BeginTx(r.Context())
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = s.Store.Rollback(tx) }()
+	now := s.Now()
+	uid, err := s.Store.ConsumePasswordReset(tx, crypt.HashToken(token), now)
+	if errors.Is(err, store.ErrConsumed) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if uid != u.ID {
+		return false, nil
+	}
+	if err := s.Store.UpdatePassword(tx, u.ID, hash, now); err != nil {
+		return false, err
+	}
+	if _, err := s.Store.DeleteUserSessions(tx, u.ID, ""); err != nil {
+		return false, err
+	}
+	m := mail.Compose(mail.PasswordChanged, mail.Notice{
+		Lang: u.Locale, Product: s.Config.BrandName, When: now, IP: s.clientIP(r), AccountURL: s.Config.Issuer + "/account",
+	})
+	if err := s.Outbox.Enqueue(tx, u.Email, m); err != nil {
+		return false, err
+	}
+	return true, s.Store.Commit(tx)
+}
+
+// --- Password change on My Page. ---
+
+func (s *Server) renderChangePassword(w http.ResponseWriter, r *http.Request, status int, u *store.User, msg string) {
+	s.render(w, r, status, templates.NewPassword(templates.NewPasswordPage{
+		Page: s.accountPage(w, r), Action: "/account/password", AskCurrent: true, Email: u.Email,
+		CancelURL: "/account", Error: msg,
+	}))
+}
+
+func (s *Server) changePasswordPage(w http.ResponseWriter, r *http.Request) {
+	_, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	s.renderChangePassword(w, r, http.StatusOK, u, "")
+}
+
+func (s *Server) changePasswordSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	sess, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	status, msg, err := s.reauthenticate(r, u)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if msg == "" {
+		msg = newPasswordProblem(r, u.Email)
+	}
+	if msg != "" {
+		s.renderChangePassword(w, r, status, u, msg)
+		return
+	}
+	hash, err := s.Hasher.Hash(ctx, r.PostFormValue("new_password"))
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	tx, err := s.Store.BeginTx(ctx)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	defer func() { _ = s.Store.Rollback(tx) }()
+	now := s.Now()
+	err = s.Store.UpdatePassword(tx, u.ID, hash, now)
+	if err == nil {
+		_, err = s.Store.DeleteUserSessions(tx, u.ID, sess.ID)
+	}
+	if err == nil {
+		err = s.Store.Commit(tx)
+	}
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.audit(r, u.ID, "password.changed", nil)
+	s.notify(r, u, mail.PasswordChanged, mail.Notice{})
+	http.Redirect(w, r, "/account?notice=password_changed", http.StatusSeeOther)
+}
+
+// --- Sessions. ---
+
+var sessionNotices = []string{"session_revoked", "sessions_revoked"}
+
+func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
+	sess, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	list, err := s.Store.ListUserSessions(r.Context(), u.ID, s.Now())
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	p := s.accountPage(w, r)
+	loc := time.FixedZone("JST", 9*3600)
+	entries := make([]templates.SessionEntry, 0, len(list))
+	for _, x := range list {
+		entries = append(entries, templates.SessionEntry{
+			ID: x.ID, Device: deviceName(p.Lang, x.UserAgent), IP: x.IP, Current: x.ID == sess.ID,
+			LastSeen: x.LastSeen.In(loc).Format("2006/01/02 15:04"), Created: x.CreatedAt.In(loc).Format("2006/01/02 15:04"),
+		})
+	}
+	n := ""
+	if v := r.URL.Query().Get("notice"); v == sessionNotices[0] || v == sessionNotices[1] {
+		n = v
+	}
+	s.render(w, r, http.StatusOK, templates.Sessions(templates.SessionsPage{
+		Page: p, Sessions: entries, RevokeAction: "/account/sessions/revoke",
+		RevokeOthersAction: "/account/sessions/revoke-others", Notice: n,
+	}))
+}
+
+func (s *Server) sessionRevoke(w http.ResponseWriter, r *http.Request) {
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	sess, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	id := r.PostFormValue("session")
+	if id == sess.ID {
+		if err := s.endSession(w, r); err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		s.loggedOut(w, r, "", "")
+		return
+	}
+	if err := s.Store.DeleteUserSession(r.Context(), u.ID, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.storeFailed(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/account/sessions?notice=session_revoked", http.StatusSeeOther)
+}
+
+func (s *Server) sessionsRevokeOthers(w http.ResponseWriter, r *http.Request) {
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	sess, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	if _, err := s.Store.DeleteUserSessions(r.Context(), u.ID, sess.ID); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/account/sessions?notice=sessions_revoked", http.StatusSeeOther)
+}
+
+// deviceName summarises a user agent as "browser (OS)".
+func deviceName(lang, ua string) string {
+	if ua == "" {
+		return templates.T(lang, "unknown_device")
+	}
+	browser := ""
+	for _, b := range []struct{ token, name string }{
+		{"Edg/", "Edge"}, {"OPR/", "Opera"}, {"Firefox/", "Firefox"}, {"CriOS/", "Chrome"}, {"Chrome/", "Chrome"},
+		{"Safari/", "Safari"},
+	} {
+		if strings.Contains(ua, b.token) {
+			browser = b.name
+			break
+		}
+	}
+	osName := ""
+	for _, o := range []struct{ token, name string }{
+		{"iPhone", "iPhone"}, {"iPad", "iPad"}, {"Android", "Android"}, {"Windows", "Windows"},
+		{"Mac OS X", "macOS"}, {"CrOS", "ChromeOS"}, {"Linux", "Linux"},
+	} {
+		if strings.Contains(ua, o.token) {
+			osName = o.name
+			break
+		}
+	}
+	switch {
+	case browser != "" && osName != "":
+		return browser + " (" + osName + ")"
+	case browser != "" || osName != "":
+		return browser + osName
+	}
+	return truncate(ua, 60)
+}

@@ -1,0 +1,31 @@
+-- Password reset tokens and the mail outbox (issue 5). Keep it in step with
+-- ../sqlite/0002_mail_password_reset.sql.
+
+-- A reset link's token is random; only its hash is kept.
+CREATE TABLE password_resets (
+    token_hash BYTEA  NOT NULL PRIMARY KEY,
+    user_id    TEXT   NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at BIGINT NOT NULL DEFAULT 0,
+    expires_at BIGINT NOT NULL DEFAULT 0,
+    used_at    BIGINT NOT NULL DEFAULT 0 -- 0: unused
+);
+CREATE INDEX password_resets_user_id ON password_resets (user_id);
+CREATE INDEX password_resets_expires_at ON password_resets (expires_at);
+
+-- Mails waiting to be sent (or sent, until the cleanup job removes them).
+-- claimed_until is a lease: the instance whose conditional UPDATE set it
+-- sends the mail; if it dies, the lease runs out and another one retries.
+CREATE TABLE mail_outbox (
+    id              BIGSERIAL NOT NULL PRIMARY KEY,
+    recipient       TEXT      NOT NULL,
+    subject         TEXT      NOT NULL DEFAULT '',
+    body            TEXT      NOT NULL DEFAULT '',
+    attempts        INTEGER   NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT    NOT NULL DEFAULT 0,
+    claimed_until   BIGINT    NOT NULL DEFAULT 0,
+    sent_at         BIGINT    NOT NULL DEFAULT 0, -- 0: not sent yet
+    last_error      TEXT      NOT NULL DEFAULT '',
+    created_at      BIGINT    NOT NULL DEFAULT 0
+);
+CREATE INDEX mail_outbox_due ON mail_outbox (sent_at, next_attempt_at);
+CREATE INDEX mail_outbox_created_at ON mail_outbox (created_at);
