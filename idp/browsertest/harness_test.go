@@ -130,6 +130,7 @@ type stack struct {
 	clock    *clock
 	IDP      string // the provider's issuer, http://127.0.0.1:port
 	Viewer   string // the viewer, http://localhost:port (another cookie host)
+	MailDir  string // where the provider writes its mails (no SMTP server)
 	Email    string
 	Password string
 }
@@ -143,6 +144,7 @@ func startStack(t *testing.T) *stack {
 	cfg.SecretKey = base64.StdEncoding.EncodeToString(key)
 	cfg.ArgonMemoryKiB, cfg.ArgonIterations = 8192, 1 // fast hashes for tests
 	cfg.BrandName = "カメラID"
+	cfg.MailPoll = 50 * time.Millisecond // the sender is also nudged; this bounds a missed nudge
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -159,11 +161,19 @@ func startStack(t *testing.T) *stack {
 	}
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
+	// The mail sender, as idp serve runs it: with no SMTP server configured
+	// it writes each mail into MailDir, as for a newcomer's make run.
+	mailCtx, stopMail := context.WithCancel(context.Background())
+	mailDone := make(chan struct{})
+	go func() { defer close(mailDone); a.RunMail(mailCtx) }()
 	t.Cleanup(func() {
+		stopMail()
+		<-mailDone
 		_ = srv.Close()
 		_ = a.Close()
 	})
-	s := &stack{t: t, app: a, clock: c, IDP: cfg.Issuer, Email: "customer@example.com", Password: "correct-horse-42"}
+	s := &stack{t: t, app: a, clock: c, IDP: cfg.Issuer, MailDir: cfg.MailDir(),
+		Email: "customer@example.com", Password: "correct-horse-42"}
 	if _, err := a.CreateUser(context.Background(), app.NewUser{Email: s.Email, Name: "山田 花子", Password: s.Password}); err != nil {
 		t.Fatal(err)
 	}

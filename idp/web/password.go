@@ -165,15 +165,32 @@ func (s *Server) renderResetForm(w http.ResponseWriter, r *http.Request, status 
 	}))
 }
 
+// resetCookie carries the link's token from the mail's URL to the form, so
+// that the token leaves the address bar and the browser's history.
+const resetCookie = "idp_reset"
+
+// resetPasswordPage opens the link: a valid token moves into a cookie and
+// the browser is sent to /reset-password without it, which shows the form
+// (with the token in a hidden field for the post).
 func (s *Server) resetPasswordPage(w http.ResponseWriter, r *http.Request) {
+	fromURL := r.URL.Query().Has("token")
 	token := r.URL.Query().Get("token")
+	if !fromURL {
+		token = s.cookie(r, resetCookie)
+	}
 	rec, err := s.resetToken(r, token)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
 	if rec == nil {
+		s.setCookie(w, resetCookie, "", -1)
 		s.resetLinkInvalid(w, r)
+		return
+	}
+	if fromURL {
+		s.setCookie(w, resetCookie, token, max(rec.ExpiresAt.Sub(s.Now()), time.Second))
+		http.Redirect(w, r, "/reset-password", http.StatusSeeOther)
 		return
 	}
 	u, err := s.Store.GetUser(r.Context(), rec.UserID)
@@ -244,6 +261,7 @@ func (s *Server) resetPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		s.Logger.WarnContext(ctx, "login throttle not reset", append(logAttrs(r), "err", err)...)
 	}
 	s.setCookie(w, sessionCookie, "", -1)
+	s.setCookie(w, resetCookie, "", -1)
 	s.render(w, r, http.StatusOK, templates.Message(templates.MessagePage{
 		Page: s.page(w, r, nil), Heading: "reset_done_heading", Message: "reset_done_text",
 		LinkURL: "/login", LinkText: "login",
