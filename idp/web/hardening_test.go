@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/kamera-id/idp/idp/config"
@@ -225,4 +226,46 @@ func FuzzSafeReturnTo(f *testing.F) {
 			t.Fatalf("return_to %q redirects to %q", in, loc)
 		}
 	})
+}
+
+// hangingStore is a database that accepts the call and never answers (a
+// cut network without a reset): only the context ends the wait.
+type hangingStore struct {
+	store.Store // nil: any other method panics
+	waited      chan struct{}
+}
+
+func (s hangingStore) GetSession(ctx context.Context, _ []byte, _ time.Time) (*store.Session, error) {
+	<-ctx.Done()
+	close(s.waited)
+	return nil, ctx.Err()
+}
+
+// TestHangingStoreAnswers503: a store call that never returns ends at the
+// request's deadline, and the customer gets the 503 page (with its request
+// id), not a request that never answers or a 500.
+func TestHangingStoreAnswers503(t *testing.T) {
+	var logs bytes.Buffer
+	s := unitServer(t, "http://localhost:8080", &logs)
+	hs := hangingStore{waited: make(chan struct{})}
+	s.Store = hs
+	s.timeout = 50 * time.Millisecond
+	req := httptest.NewRequest(http.MethodGet, "http://localhost:8080/account", nil)
+	req.AddCookie(&http.Cookie{Name: s.cookieName(sessionCookie), Value: "some-session"})
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	select {
+	case <-hs.waited:
+	default:
+		t.Fatal("the handler did not reach the store")
+	}
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503:\n%s", rec.Code, rec.Body)
+	}
+	if id := rec.Header().Get("X-Request-Id"); id == "" || !strings.Contains(rec.Body.String(), id) {
+		t.Errorf("the 503 page does not show the request id %q:\n%s", id, rec.Body)
+	}
+	if RequestTimeout >= 30*time.Second {
+		t.Errorf("RequestTimeout %v is not under the server's write timeout (30 s)", RequestTimeout)
+	}
 }

@@ -44,6 +44,22 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 	})
 }
 
+// RequestTimeout bounds the work of one request: a database that hangs
+// instead of refusing (a cut network, a locked table) ends the request's
+// store calls at this deadline, and the customer gets the 503 page rather
+// than a connection that never answers. It is under the server's write
+// timeout (30 s), so that page still reaches the browser.
+const RequestTimeout = 20 * time.Second
+
+// deadline gives every request's context the deadline of s.timeout.
+func (s *Server) deadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
 // statusWriter remembers the status a handler wrote, for the request log.
 type statusWriter struct {
 	http.ResponseWriter

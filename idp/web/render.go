@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
@@ -44,7 +45,9 @@ func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) templates.P
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	if err := c.Render(r.Context(), w); err != nil {
+	// Without the request's deadline: the page that says the deadline
+	// passed (503) must still be written.
+	if err := c.Render(context.WithoutCancel(r.Context()), w); err != nil {
 		s.Logger.ErrorContext(r.Context(), "render", append(logAttrs(r), "err", err)...)
 	}
 }

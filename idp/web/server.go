@@ -48,6 +48,7 @@ type Server struct {
 	// brandSheet is /static/brand.css, generated once from the brand colour.
 	brandSheet []byte
 	brandETag  string
+	timeout    time.Duration // RequestTimeout; tests shorten it
 }
 
 // New builds the server and its routes.
@@ -63,7 +64,7 @@ func New(d Deps) *Server {
 	if d.Outbox == nil {
 		d.Outbox = mail.NewOutbox(d.Store, d.Key, d.Now)
 	}
-	s := &Server{Deps: d}
+	s := &Server{Deps: d, timeout: RequestTimeout}
 	s.trusted, _ = d.Config.TrustedProxyPrefixes() // checked by Config.Validate
 	s.brand = templates.Brand{ProductName: d.Config.BrandName, LogoURL: d.Config.BrandLogoURL, PrimaryColor: d.Config.BrandColor}
 	s.brandSheet, s.brandETag = brandStyle(d.Config.BrandColor)
@@ -148,7 +149,7 @@ func (s *Server) routes() http.Handler {
 	for _, path := range apiPaths {
 		mux.Handle(path, apiHeaders(api))
 	}
-	return metrics.Instrument(s.Metrics, s.requestID(s.recoverer(limitBody(s.checkInput(mux)))))
+	return metrics.Instrument(s.Metrics, s.requestID(s.recoverer(s.deadline(limitBody(s.checkInput(mux))))))
 }
 
 // handle registers h for pattern and names the route for the request
