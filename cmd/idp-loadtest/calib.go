@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,82 +46,143 @@ var idTokenPayload = []byte(`{"amr":["pwd","otp"],"at_hash":"KJ8uY0dAZg0JvR2J2Ue
 	`"locale":"ja","name":"Load Test","nonce":"x2b9r8DXYuQ3zE0nH1Qm5w","rat":1767225600,` +
 	`"sid":"qL3mH9sTn2Yv8cXw","sub":"Zk3pQ8mVtR2wYx7nB4cD1e"}`)
 
-// measureSigning signs with the provider's key manager (same algorithm,
-// same key size, same library) for about d on one goroutine, then on every
-// core.
-func measureSigning(ctx context.Context, dir, alg string, d time.Duration) (cpu time.Duration, perSec float64, n int, err error) {
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "calib.db"))
-	if err != nil {
-		return 0, 0, 0, err
+// meter is a reference the tool measures with the provider's code: one
+// signature, or one argon2id verification at a given cost. Its CPU time is
+// summed over every call, so that it can be measured in slices spread over
+// the same minutes as the provider's work it is compared with: on a shared
+// or virtual machine the speed of a core drifts by tens of percent within a
+// minute (other tenants, frequency scaling), and a reference measured once
+// at the start would put that drift into every ratio.
+type meter struct {
+	f     func() error
+	tune  func() // the garbage collector as the provider sets it for f
+	n     int
+	cpu   time.Duration
+	close func()
+}
+
+// tuned is the meter whose garbage collector settings are in force.
+var tuned *meter
+
+// run calls f k times and adds their CPU time (this process's, all threads:
+// the tool does nothing else meanwhile).
+func (m *meter) run(k int) error {
+	if m.tune != nil && tuned != m {
+		m.tune()
+		tuned = m
 	}
-	defer st.Close()
+	c0 := selfCPU()
+	for range k {
+		if err := m.f(); err != nil {
+			return err
+		}
+	}
+	m.cpu += selfCPU() - c0
+	m.n += k
+	return nil
+}
+
+// per is the mean CPU time of one call.
+func (m *meter) per() time.Duration {
+	if m.n == 0 {
+		return 0
+	}
+	return m.cpu / time.Duration(m.n)
+}
+
+// signMeter signs with the provider's key manager: same algorithm, same key
+// size, same library. close releases its store.
+func signMeter(ctx context.Context, dir, alg string) (*meter, error) {
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "calib-"+hex.EncodeToString(randBytes(4))+".db"))
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*meter, error) { st.Close(); return nil, err }
 	if err := st.Migrate(ctx); err != nil {
-		return 0, 0, 0, err
+		return fail(err)
 	}
 	key, err := crypt.ParseKey(randomKey())
 	if err != nil {
-		return 0, 0, 0, err
+		return fail(err)
 	}
-	m := keys.NewManager(keys.ManagerConfig{Store: st, Key: key, Algorithm: alg, KeepRetired: time.Hour, CacheTTL: time.Hour})
-	if err := m.Ensure(ctx); err != nil {
-		return 0, 0, 0, err
+	km := keys.NewManager(keys.ManagerConfig{Store: st, Key: key, Algorithm: alg, KeepRetired: time.Hour, CacheTTL: time.Hour})
+	if err := km.Ensure(ctx); err != nil {
+		return fail(err)
 	}
-	sign := func() error {
-		_, err := m.Sign(ctx, idTokenPayload, map[string]any{"typ": "JWT"})
+	m := &meter{f: func() error {
+		_, err := km.Sign(ctx, idTokenPayload, map[string]any{"typ": "JWT"})
 		return err
-	}
+	}, close: func() { st.Close() }}
 	for range 10 { // warm up
-		if err := sign(); err != nil {
-			return 0, 0, 0, err
+		if err := m.f(); err != nil {
+			return fail(err)
 		}
 	}
-	runtime.GC()
-	c0, start := selfCPU(), time.Now()
-	for time.Since(start) < d {
-		if err := sign(); err != nil {
-			return 0, 0, 0, err
-		}
-		n++
-	}
-	cpu = (selfCPU() - c0) / time.Duration(n)
-	total, wall := parallel(runtime.GOMAXPROCS(0), d, sign)
-	return cpu, float64(total) / wall.Seconds(), n, nil
+	return m, nil
 }
 
-// measureHashing verifies a password hashed at p with the provider's
-// hasher, one at a time for about d, then on every core at once.
-func measureHashing(ctx context.Context, p password.Params, maxConcurrent int, d time.Duration) (cpu, cpuPar time.Duration, perSec float64, n int, err error) {
+// hashMeter verifies a password hashed at p with the provider's hasher,
+// under the garbage collector settings the provider would use at that cost
+// (or GOGC and GOMEMLIMIT, for both).
+func hashMeter(ctx context.Context, p password.Params, maxConcurrent int) (*meter, error) {
 	h := password.New(p, maxConcurrent)
-	// The garbage collector as the provider sets it (or as GOGC and
-	// GOMEMLIMIT say, for both).
-	app.TuneGC(os.Getenv, h.Memory())
 	hash, err := h.Hash(ctx, "calibration-password")
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return nil, err
 	}
-	verify := func() error {
+	m := &meter{f: func() error {
 		ok, _, err := h.Verify(ctx, hash, "calibration-password")
 		if err == nil && !ok {
 			err = fmt.Errorf("calibration hash does not verify")
 		}
 		return err
+	}, tune: func() {
+		app.TuneGC(os.Getenv, h.Memory())
+		runtime.GC()
+	}, close: func() {}}
+	return m, m.f()
+}
+
+// measureSigning: the CPU of one signature (one goroutine, about d), then
+// signatures per second on every core.
+func measureSigning(ctx context.Context, dir, alg string, d time.Duration) (cpu time.Duration, perSec float64, n int, err error) {
+	m, err := signMeter(ctx, dir, alg)
+	if err != nil {
+		return 0, 0, 0, err
 	}
-	if err := verify(); err != nil {
+	defer m.close()
+	runtime.GC()
+	if err := m.until(d, 1); err != nil {
+		return 0, 0, 0, err
+	}
+	total, wall := parallel(runtime.GOMAXPROCS(0), d, m.f)
+	return m.per(), float64(total) / wall.Seconds(), m.n, nil
+}
+
+// measureHashing: the CPU of one argon2id verification at p, one at a time
+// for about d, then with every core hashing at once.
+func measureHashing(ctx context.Context, p password.Params, maxConcurrent int, d time.Duration) (cpu, cpuPar time.Duration, perSec float64, n int, err error) {
+	m, err := hashMeter(ctx, p, maxConcurrent)
+	if err != nil {
 		return 0, 0, 0, 0, err
 	}
-	runtime.GC()
-	c0, start := selfCPU(), time.Now()
-	for n < 3 || time.Since(start) < d {
-		if err := verify(); err != nil {
-			return 0, 0, 0, 0, err
-		}
-		n++
+	if err := m.until(d, 3); err != nil {
+		return 0, 0, 0, 0, err
 	}
-	cpu = (selfCPU() - c0) / time.Duration(n)
-	c0 = selfCPU()
-	total, wall := parallel(runtime.GOMAXPROCS(0), d, verify)
+	c0 := selfCPU()
+	total, wall := parallel(runtime.GOMAXPROCS(0), d, m.f)
 	cpuPar = (selfCPU() - c0) / time.Duration(max(total, 1))
-	return cpu, cpuPar, float64(total) / wall.Seconds(), n, nil
+	return m.per(), cpuPar, float64(total) / wall.Seconds(), m.n, nil
+}
+
+// until runs the meter for about d, and at least least times.
+func (m *meter) until(d time.Duration, least int) error {
+	for start := time.Now(); m.n < least || time.Since(start) < d; {
+		if err := m.run(1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // parallel runs f on workers goroutines for about d and returns how many

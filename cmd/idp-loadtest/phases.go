@@ -9,9 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -35,6 +33,14 @@ type phase struct {
 	Errors int
 }
 
+func (p *phase) add(q phase) {
+	p.Name = q.Name
+	p.Count += q.Count
+	p.Wall += q.Wall
+	p.CPU += q.CPU
+	p.Errors += q.Errors
+}
+
 func (p phase) perSec() float64 { return float64(p.Count) / p.Wall.Seconds() }
 func (p phase) cpuPerOp() time.Duration {
 	if p.Count == 0 {
@@ -52,15 +58,19 @@ type storeResult struct {
 	// code, exchange, userinfo.
 	LoginStart, LoginPassword, LoginTOTP, LoginExchange, LoginUserinfo phase
 	// CheapHashCPU is the CPU of one argon2id verification at that cost, as
-	// the tool measures it.
-	CheapHashCPU time.Duration
-	Refresh      phase
-	SSOAuthz     phase
-	Exchange     phase
-	Burst        phase
-	PeakRSS      int64 // KiB, the whole run up to the burst
-	BurstRSS     int64 // KiB, peak during the burst
-	Latencies    map[string][]time.Duration
+	// the tool measures it right before each password step; RefHashCPU one
+	// at the configured cost, measured between the slices of the steps.
+	CheapHashCPU, RefHashCPU time.Duration
+	// RefSignCPU is the CPU of one signature, measured by the tool between
+	// the slices of the exchange phase.
+	RefSignCPU time.Duration
+	Refresh    phase
+	SSOAuthz   phase
+	Exchange   phase
+	Burst      phase
+	PeakRSS    int64 // KiB, the whole run up to the burst
+	BurstRSS   int64 // KiB, peak during the burst
+	Latencies  map[string][]time.Duration
 	// ClientSecretBits is the entropy of the secret the provider issued;
 	// ClientSecretHash describes how it is stored.
 	ClientSecretBits int
@@ -134,25 +144,6 @@ func seed(ctx context.Context, cfg config.Config, n int) (*seeded, error) {
 		s.accounts = append(s.accounts, &account{Email: u.Email, Password: seedPassword, Secret: totp})
 	}
 	return s, nil
-}
-
-// hashCPU is the tool's CPU for one argon2id verification at the
-// configured parameters, the mean of n done one at a time.
-func hashCPU(ctx context.Context, cfg config.Config, n int) (time.Duration, error) {
-	h := password.New(argonParams(cfg), cfg.ArgonMaxConcurrent)
-	app.TuneGC(os.Getenv, h.Memory()) // as the provider at this cost
-	hash, err := h.Hash(ctx, seedPassword)
-	if err != nil {
-		return 0, err
-	}
-	runtime.GC()
-	c0 := selfCPU()
-	for range n {
-		if ok, _, err := h.Verify(ctx, hash, seedPassword); err != nil || !ok {
-			return 0, fmt.Errorf("argon2id calibration: %v", err)
-		}
-	}
-	return (selfCPU() - c0) / time.Duration(n), nil
 }
 
 func argonParams(cfg config.Config) password.Params {
@@ -301,25 +292,69 @@ func (r *loadRun) stop() {
 	r.srv.stop()
 }
 
-// measure runs a phase and reads the provider's CPU time around it.
+// measure runs a phase, reads the provider's CPU time around it and logs
+// what it measured.
 func (r *loadRun) measure(ctx context.Context, label string, n, c int, job func(ctx context.Context, i int) error) (phase, error) {
+	p, err := r.slice(ctx, label, 0, n, c, job)
+	if err == nil {
+		r.logPhase(p)
+	}
+	return p, err
+}
+
+// slice runs jobs lo..hi-1 of a phase and reads the provider's CPU time
+// around them.
+func (r *loadRun) slice(ctx context.Context, label string, lo, hi, c int, job func(ctx context.Context, i int) error) (phase, error) {
 	c0, err := r.srv.cpu()
 	if err != nil {
 		return phase{}, err
 	}
 	start := time.Now()
-	ok, err := runPool(ctx, n, c, job)
+	ok, err := runPool(ctx, hi-lo, c, func(ctx context.Context, i int) error { return job(ctx, lo+i) })
 	wall := time.Since(start)
 	c1, cerr := r.srv.cpu()
 	if err == nil {
 		err = cerr
 	}
-	p := phase{Name: label, Count: ok, Wall: wall, CPU: c1 - c0, Errors: n - ok}
+	p := phase{Name: label, Count: ok, Wall: wall, CPU: c1 - c0, Errors: hi - lo - ok}
 	if err != nil {
 		return p, fmt.Errorf("%s phase: %w (provider log: %s)", label, err, r.srv.logTail())
 	}
-	logf("%s: %-15s %5d in %6.2fs %8.1f/s  provider CPU %7.3f ms each", r.name, label, ok, wall.Seconds(),
+	return p, nil
+}
+
+func (r *loadRun) logPhase(p phase) {
+	logf("%s: %-15s %5d in %6.2fs %8.1f/s  provider CPU %7.3f ms each", r.name, p.Name, p.Count, p.Wall.Seconds(),
 		p.perSec(), ms(p.cpuPerOp()))
+}
+
+// signsPerRound is how many signatures the tool makes between two slices
+// of the exchange phase.
+const signsPerRound = 20
+
+// rounds are how many slices a phase compared with a reference is cut
+// into; the reference is measured before each slice and after the last.
+const rounds = 5
+
+// sliced runs a phase in rounds, with ref.run(k) before each and after the
+// last, so that the reference is measured across the same minutes as the
+// phase.
+func (r *loadRun) sliced(ctx context.Context, label string, n, c int, ref *meter, k int, job func(ctx context.Context, i int) error) (phase, error) {
+	var p phase
+	for j := range rounds {
+		if err := ref.run(k); err != nil {
+			return p, err
+		}
+		q, err := r.slice(ctx, label, j*n/rounds, (j+1)*n/rounds, c, job)
+		p.add(q)
+		if err != nil {
+			return p, err
+		}
+	}
+	if err := ref.run(k); err != nil {
+		return p, err
+	}
+	r.logPhase(p)
 	return p, nil
 }
 
@@ -340,7 +375,7 @@ func runStore(ctx context.Context, o options, cfg config.Config, bin, dir, name 
 	}
 	cheap := cfg
 	cheap.ArgonMemoryKiB, cheap.ArgonIterations = cheapArgonKiB, cheapArgonTime
-	if err := stepRun(ctx, o, cheap, bin, filepath.Join(dir, "steps"), name, u2, res); err != nil {
+	if err := stepRun(ctx, o, cfg, cheap, bin, filepath.Join(dir, "steps"), name, u2, res); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -399,7 +434,12 @@ func mainRun(ctx context.Context, o options, cfg config.Config, bin, dir, name, 
 	}); err != nil {
 		return err
 	}
-	if res.Exchange, err = r.measure(ctx, "exchange", o.exchanges, o.concurrency, func(ctx context.Context, i int) error {
+	sign, err := signMeter(ctx, dir, cfg.SigningAlg)
+	if err != nil {
+		return err
+	}
+	defer sign.close()
+	if res.Exchange, err = r.sliced(ctx, "exchange", o.exchanges, o.concurrency, sign, signsPerRound, func(ctx context.Context, i int) error {
 		pc := codes[i]
 		k := i % len(users)
 		locks[k].Lock() // an exchange stores the user's latest refresh token
@@ -409,6 +449,8 @@ func mainRun(ctx context.Context, o options, cfg config.Config, bin, dir, name, 
 	}); err != nil {
 		return err
 	}
+	res.RefSignCPU = sign.per()
+	logf("%s: measured by the tool alongside: one %s signature %.3f ms", name, cfg.SigningAlg, ms(res.RefSignCPU))
 
 	// 5. A burst of concurrent logins, all at once: the peak memory.
 	if res.PeakRSS, err = r.srv.peakRSS(); err != nil {
@@ -434,11 +476,20 @@ func mainRun(ctx context.Context, o options, cfg config.Config, bin, dir, name, 
 
 // stepRun measures a login step by step (each step for every user before
 // the next, so each step's CPU is measured by itself) on a provider whose
-// argon2id cost is the cheapest there is: what the login costs the
-// provider apart from the hash. The cheap hash itself is measured by the
-// tool and subtracted.
-func stepRun(ctx context.Context, o options, cfg config.Config, bin, dir, name, dbURL string, res *storeResult) error {
-	r, err := startRun(ctx, cfg, bin, dir, name+"/no-hash", dbURL, warmUp+o.logins)
+// argon2id cost is the cheapest there is (cheap): what the login costs the
+// provider apart from the hash. The cheap hash is computed by the tool
+// before each password step and subtracted; the reference, one hash at the
+// configured cost (cfg), is measured between the slices of every step.
+func stepRun(ctx context.Context, o options, cfg, cheap config.Config, bin, dir, name, dbURL string, res *storeResult) error {
+	ref, err := hashMeter(ctx, argonParams(cfg), cfg.ArgonMaxConcurrent)
+	if err != nil {
+		return err
+	}
+	cheapHash, err := hashMeter(ctx, argonParams(cheap), cheap.ArgonMaxConcurrent)
+	if err != nil {
+		return err
+	}
+	r, err := startRun(ctx, cheap, bin, dir, name+"/no-hash", dbURL, warmUp+o.logins)
 	if err != nil {
 		return err
 	}
@@ -450,45 +501,45 @@ func stepRun(ctx context.Context, o options, cfg config.Config, bin, dir, name, 
 		users[i] = newUser(r.t, r.sd.accounts[i], rec)
 		states[i] = &loginState{p: newPKCE()}
 	}
-	c := o.concurrency
-	// The cheap hash as the tool computes it, before and after the phases.
-	before, err := hashCPU(ctx, cfg, 100)
-	if err != nil {
-		return err
-	}
-	if res.LoginStart, err = r.measure(ctx, "login.start", len(users), c, func(ctx context.Context, i int) error {
-		return users[i].startLogin(ctx, states[i])
-	}); err != nil {
-		return err
-	}
-	// One password step at a time: one hash at a time, as the tool
-	// measures it (hashes running side by side cost more each, since they
-	// share the memory bandwidth).
-	if res.LoginPassword, err = r.measure(ctx, "login.password", len(users), 1, func(ctx context.Context, i int) error {
-		return users[i].submitPassword(ctx, states[i])
-	}); err != nil {
-		return err
-	}
-	if res.LoginTOTP, err = r.measure(ctx, "login.totp", len(users), c, func(ctx context.Context, i int) error {
-		return users[i].submitTOTP(ctx, states[i], time.Now)
-	}); err != nil {
-		return err
-	}
 	tokens := make([]*tokenResponse, len(users))
-	if res.LoginExchange, err = r.measure(ctx, "login.exchange", len(users), c, func(ctx context.Context, i int) error {
-		var err error
-		tokens[i], err = users[i].exchange(ctx, states[i].code, states[i].p)
-		return err
-	}); err != nil {
-		return err
+	c := o.concurrency
+	for _, st := range []struct {
+		p    *phase
+		name string
+		c    int
+		job  func(ctx context.Context, i int) error
+	}{
+		{&res.LoginStart, "login.start", c, func(ctx context.Context, i int) error {
+			return users[i].startLogin(ctx, states[i])
+		}},
+		// One password step at a time, each right after the same hash
+		// computed by the tool: one hash at a time on both sides (hashes
+		// side by side cost more each, as they share the memory bandwidth),
+		// in the same seconds.
+		{&res.LoginPassword, "login.password", 1, func(ctx context.Context, i int) error {
+			if err := cheapHash.run(1); err != nil {
+				return err
+			}
+			return users[i].submitPassword(ctx, states[i])
+		}},
+		{&res.LoginTOTP, "login.totp", c, func(ctx context.Context, i int) error {
+			return users[i].submitTOTP(ctx, states[i], time.Now)
+		}},
+		{&res.LoginExchange, "login.exchange", c, func(ctx context.Context, i int) error {
+			var err error
+			tokens[i], err = users[i].exchange(ctx, states[i].code, states[i].p)
+			return err
+		}},
+		{&res.LoginUserinfo, "login.userinfo", c, func(ctx context.Context, i int) error {
+			return users[i].userinfo(ctx, tokens[i].AccessToken)
+		}},
+	} {
+		if *st.p, err = r.sliced(ctx, st.name, len(users), st.c, ref, 1, st.job); err != nil {
+			return err
+		}
 	}
-	if res.LoginUserinfo, err = r.measure(ctx, "login.userinfo", len(users), c, func(ctx context.Context, i int) error {
-		return users[i].userinfo(ctx, tokens[i].AccessToken)
-	}); err != nil {
-		return err
-	}
-	after, err := hashCPU(ctx, cfg, 100)
-	res.CheapHashCPU = (before + after) / 2
-	logf("%s: the cheapest hash, measured by the tool: %.3f ms before, %.3f ms after", r.name, ms(before), ms(after))
-	return err
+	res.CheapHashCPU, res.RefHashCPU = cheapHash.per(), ref.per()
+	logf("%s: measured by the tool alongside: the cheapest hash %.3f ms, one hash at the configured cost %.2f ms",
+		r.name, ms(res.CheapHashCPU), ms(res.RefHashCPU))
+	return nil
 }
