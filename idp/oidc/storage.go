@@ -173,8 +173,13 @@ func expiry(kind string, sess fosite.Session) time.Time {
 	}
 }
 
-// codeMemo keeps the code's record as the token endpoint first read it, so
-// the PKCE and OpenID Connect requests (views of it) do not read it again.
+// codeMemo keeps the code's record as the token endpoint first read it. The
+// request reads it four times (fosite's code handler twice, the PKCE and
+// OpenID Connect requests as views of it); only the first read goes to the
+// store. That is safe because the read decides nothing: the one step that
+// decides whether the code is spent is InvalidateAuthorizeCodeSession, a
+// conditional update, and a reused code is caught by the first read of the
+// request that reuses it.
 type codeMemo struct {
 	mu  sync.Mutex
 	rec map[string]*store.TokenRecord
@@ -187,11 +192,11 @@ func withCodeMemo(ctx context.Context) context.Context {
 	return context.WithValue(ctx, codeMemoKey{}, &codeMemo{rec: map[string]*store.TokenRecord{}})
 }
 
-// codeRecord reads the code's record, or (view) takes it from the request's
-// memo when this request has read it already.
-func (s *Storage) codeRecord(ctx context.Context, signature string, view bool) (*store.TokenRecord, error) {
+// codeRecord reads the code's record, or takes it from the request's memo
+// when this request has read it already.
+func (s *Storage) codeRecord(ctx context.Context, signature string) (*store.TokenRecord, error) {
 	m, _ := ctx.Value(codeMemoKey{}).(*codeMemo)
-	if m != nil && view {
+	if m != nil {
 		m.mu.Lock()
 		rec := m.rec[signature]
 		m.mu.Unlock()
@@ -216,8 +221,7 @@ func (s *Storage) get(ctx context.Context, kind, signature string, sess fosite.S
 		err error
 	)
 	if kind == store.KindAuthorizeCode {
-		// A read that tolerates a used code is one of the views.
-		rec, err = s.codeRecord(ctx, signature, errInactive == nil)
+		rec, err = s.codeRecord(ctx, signature)
 	} else {
 		rec, err = s.Store.GetToken(ctx, kind, signature)
 	}
