@@ -273,6 +273,41 @@ func TestRefreshRotation(t *testing.T) {
 	})
 }
 
+// TestConcurrentRefresh: of concurrent refreshes with one refresh token,
+// exactly one gets new tokens.
+func TestConcurrentRefresh(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		a := r.authorize()
+		tk := r.mustExchange(a, login(t, p.newBrowser(), r, a))
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var got []*oauth2.Token
+		start := make(chan struct{})
+		for range 10 {
+			wg.Go(func() {
+				<-start
+				next, err := r.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tk.RefreshToken}).Token()
+				if err == nil {
+					mu.Lock()
+					got = append(got, next)
+					mu.Unlock()
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		// (A loser that reads the token after the winner spent it takes it
+		// for a reused one and revokes the grant, the winner's new tokens
+		// included: refresh token reuse is treated as theft.)
+		if len(got) != 1 {
+			t.Fatalf("%d of 10 concurrent refreshes succeeded, want exactly 1", len(got))
+		}
+	})
+}
+
 func TestSSOAcrossClients(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db)

@@ -319,6 +319,13 @@ func (m *Store) DeactivateTokensByRequest(ctx context.Context, kind, requestID s
 	return err
 }
 
+func (m *Store) ExchangeTokens(ctx context.Context, x *store.TokenExchange) error {
+	start := time.Now()
+	err := m.Store.ExchangeTokens(ctx, x)
+	m.done("ExchangeTokens", start, err)
+	return err
+}
+
 func (m *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
 	start := time.Now()
 	r0, err := m.Store.DeleteExpired(ctx, now, limit)

@@ -154,6 +154,10 @@ func (s *Storage) create(ctx context.Context, kind, signature string, r fosite.R
 		rec.Subject = ss.GetSubject()
 		rec.SessionID = ss.SID
 	}
+	if w := pendingWrites(ctx); w != nil && w.SpendKind != "" {
+		w.Create = append(w.Create, rec)
+		return nil
+	}
 	return s.Store.CreateToken(ctx, rec)
 }
 
@@ -278,8 +282,13 @@ func (s *Storage) GetAuthorizeCodeSession(ctx context.Context, signature string,
 }
 
 // InvalidateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage:
-// the one atomic step that decides which of two concurrent exchanges wins.
+// the one atomic step that decides which of two concurrent exchanges wins
+// (at Commit, inside fosite's transaction).
 func (s *Storage) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
+	if w := pendingWrites(ctx); w != nil && w.SpendKind == "" {
+		w.SpendKind, w.SpendSignature = store.KindAuthorizeCode, signature
+		return nil
+	}
 	return s.Store.DeactivateToken(ctx, store.KindAuthorizeCode, signature)
 }
 
@@ -317,19 +326,30 @@ func (s *Storage) DeleteRefreshTokenSession(ctx context.Context, signature strin
 
 // RotateRefreshToken implements oauth2.RefreshTokenStorage: the used refresh
 // token stops working (atomically: of two concurrent refreshes one wins) and
-// so do the access tokens issued with it.
+// so do the access tokens issued with it (at Commit, inside fosite's
+// transaction).
 func (s *Storage) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
-	err := s.Store.DeactivateToken(ctx, store.KindRefreshToken, signature)
-	if errors.Is(err, store.ErrConsumed) {
-		return fosite.ErrInactiveToken
+	if w := pendingWrites(ctx); w != nil && w.SpendKind == "" {
+		w.SpendKind, w.SpendSignature = store.KindRefreshToken, signature
+		w.RevokeKind, w.RevokeRequest = store.KindAccessToken, requestID
+		return nil
 	}
-	if errors.Is(err, store.ErrNotFound) {
-		return fosite.ErrNotFound
-	}
-	if err != nil {
+	if err := refreshError(s.Store.DeactivateToken(ctx, store.KindRefreshToken, signature)); err != nil {
 		return err
 	}
 	return s.Store.DeactivateTokensByRequest(ctx, store.KindAccessToken, requestID)
+}
+
+// refreshError is what fosite expects when a refresh token cannot be
+// spent: ErrInactiveToken for one spent already (its reuse), ErrNotFound.
+func refreshError(err error) error {
+	switch {
+	case errors.Is(err, store.ErrConsumed):
+		return fosite.ErrInactiveToken
+	case errors.Is(err, store.ErrNotFound):
+		return fosite.ErrNotFound
+	}
+	return err
 }
 
 // RevokeRefreshToken implements oauth2.TokenRevocationStorage.
@@ -385,11 +405,54 @@ func (s *Storage) GetPKCERequestSession(ctx context.Context, signature string, s
 // record goes with the code.
 func (s *Storage) DeletePKCERequestSession(context.Context, string) error { return nil }
 
-// BeginTX, Commit and Rollback implement fosite's storage.Transactional.
-func (s *Storage) BeginTX(ctx context.Context) (context.Context, error) { return s.Store.BeginTx(ctx) }
+// fosite wraps what the token endpoint writes in a transaction (BeginTX,
+// the writes, Commit): spending the code or the refresh token, then storing
+// the new tokens. Those writes are collected in the context and applied by
+// one store call at Commit (store.TokenExchange: one statement, one round
+// trip to PostgreSQL, instead of BEGIN, three or four statements and
+// COMMIT). Nothing in between reads what they write, and a code or token
+// already spent makes Commit fail as the spend itself would have. Other
+// writes fosite makes inside its transactions (revoking a grant whose
+// refresh token was reused) are single statements, run at once.
 
-// Commit implements storage.Transactional.
-func (s *Storage) Commit(ctx context.Context) error { return s.Store.Commit(ctx) }
+type writesKey struct{}
 
-// Rollback implements storage.Transactional.
-func (s *Storage) Rollback(ctx context.Context) error { return s.Store.Rollback(ctx) }
+// pendingWrites returns the writes collected in ctx since BeginTX, or nil
+// outside a transaction.
+func pendingWrites(ctx context.Context) *store.TokenExchange {
+	w, _ := ctx.Value(writesKey{}).(*store.TokenExchange)
+	return w
+}
+
+// BeginTX implements fosite's storage.Transactional.
+func (s *Storage) BeginTX(ctx context.Context) (context.Context, error) {
+	return context.WithValue(ctx, writesKey{}, &store.TokenExchange{}), nil
+}
+
+// Commit implements storage.Transactional: the collected writes, all or
+// none.
+func (s *Storage) Commit(ctx context.Context) error {
+	w := pendingWrites(ctx)
+	if w == nil {
+		return errors.New("commit: no transaction in context")
+	}
+	if w.SpendKind == "" {
+		return nil
+	}
+	err := s.Store.ExchangeTokens(ctx, w)
+	kind := w.SpendKind
+	*w = store.TokenExchange{} // committed (or failed): a later Rollback has nothing to undo
+	if kind == store.KindRefreshToken {
+		return refreshError(err)
+	}
+	return err
+}
+
+// Rollback implements storage.Transactional: the collected writes are
+// dropped.
+func (s *Storage) Rollback(ctx context.Context) error {
+	if w := pendingWrites(ctx); w != nil {
+		*w = store.TokenExchange{}
+	}
+	return nil
+}

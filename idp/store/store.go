@@ -199,6 +199,19 @@ type TokenRecord struct {
 	ExpiresAt time.Time
 }
 
+// TokenExchange is what the token endpoint writes for one request: the
+// code or refresh token being spent is deactivated (ErrConsumed when it was
+// inactive already, so of two concurrent requests exactly one succeeds;
+// ErrNotFound when there is none) and only then are the tokens of
+// RevokeKind issued for RevokeRequest deactivated (a refresh revokes the
+// access tokens of the grant it rotates) and Create stored. All of it
+// happens, or none of it.
+type TokenExchange struct {
+	SpendKind, SpendSignature string
+	RevokeKind, RevokeRequest string // both empty: nothing to revoke
+	Create                    []*TokenRecord
+}
+
 // Store is the one storage interface of the identity provider.
 type Store interface {
 	// Ping reports whether the database is reachable.
@@ -304,6 +317,9 @@ type Store interface {
 	// DeactivateTokensByRequest sets Active=false on every token of the kind
 	// issued for requestID (revocation, reuse detection).
 	DeactivateTokensByRequest(ctx context.Context, kind, requestID string) error
+	// ExchangeTokens applies what a token request writes, atomically and in
+	// one round trip: see TokenExchange.
+	ExchangeTokens(ctx context.Context, x *TokenExchange) error
 	// DeleteExpired removes expired tokens, flows, sessions, pending
 	// enrollments and password reset tokens, at most limit rows of each,
 	// and says how many went.

@@ -41,6 +41,7 @@ var Dialect = sqlstore.Dialect{
 	Name:          "postgres",
 	MigrationLock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(migrationLockID)),
 	Classify:      classify,
+	WritableCTE:   true,
 }
 
 // Open connects to the database at url (postgres://...) and checks that it

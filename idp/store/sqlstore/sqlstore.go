@@ -42,6 +42,10 @@ type Dialect struct {
 	// (SQLite, whose driver would otherwise compile each statement at each
 	// call). pgx caches prepared statements per connection by itself.
 	CacheStatements bool
+	// WritableCTE says the dialect has data-modifying statements in WITH
+	// (PostgreSQL), so that several dependent writes can be one statement,
+	// one round trip.
+	WritableCTE bool
 }
 
 // Store implements store.Store over a *sql.DB.

@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kamera-id/idp/idp/store"
@@ -9,14 +11,27 @@ import (
 
 // OAuth requests, audit events and the expiry sweep.
 
+const (
+	tokenColumns   = `kind, signature, request_id, client_id, subject, session_id, data, active, created_at, expires_at`
+	createTokenSQL = `INSERT INTO tokens (` + tokenColumns + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+	tokenExistsSQL     = `SELECT 1 FROM tokens WHERE kind = $1 AND signature = $2`
+	deactivateTokenSQL = `UPDATE tokens SET active = FALSE
+		WHERE kind = $1 AND signature = $2 AND active`
+	deactivateByRequestSQL = `UPDATE tokens SET active = FALSE
+		WHERE kind = $1 AND request_id = $2 AND active`
+)
+
+// tokenArgs are t's values in the order of tokenColumns.
+func tokenArgs(t *store.TokenRecord) []any {
+	return []any{t.Kind, t.Signature, t.RequestID, t.ClientID, t.Subject, t.SessionID, blob(t.Data), t.Active,
+		unix(t.CreatedAt), unix(t.ExpiresAt)}
+}
+
 // CreateToken stores a request under (kind, signature); ErrDuplicate when
 // that pair is taken.
 func (s *Store) CreateToken(ctx context.Context, t *store.TokenRecord) error {
-	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO tokens
-		(kind, signature, request_id, client_id, subject, session_id, data, active, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		t.Kind, t.Signature, t.RequestID, t.ClientID, t.Subject, t.SessionID, blob(t.Data), t.Active,
-		unix(t.CreatedAt), unix(t.ExpiresAt))
+	_, err := s.q(ctx).ExecContext(ctx, createTokenSQL, tokenArgs(t)...)
 	return s.fail("create token", err)
 }
 
@@ -49,10 +64,9 @@ func (s *Store) DeleteToken(ctx context.Context, kind, signature string) error {
 // ErrNotFound when there is no such record.
 func (s *Store) DeactivateToken(ctx context.Context, kind, signature string) error {
 	q := s.q(ctx)
-	n, err := affected(q.ExecContext(ctx, `UPDATE tokens SET active = FALSE
-		WHERE kind = $1 AND signature = $2 AND active`, kind, signature))
+	n, err := affected(q.ExecContext(ctx, deactivateTokenSQL, kind, signature))
 	if err == nil && n == 0 {
-		err = s.consumedOrNotFound(ctx, q, `SELECT 1 FROM tokens WHERE kind = $1 AND signature = $2`, kind, signature)
+		err = s.consumedOrNotFound(ctx, q, tokenExistsSQL, kind, signature)
 	}
 	return s.fail("deactivate token", err)
 }
@@ -60,9 +74,84 @@ func (s *Store) DeactivateToken(ctx context.Context, kind, signature string) err
 // DeactivateTokensByRequest clears Active on every record of the kind
 // issued for requestID (none is not an error).
 func (s *Store) DeactivateTokensByRequest(ctx context.Context, kind, requestID string) error {
-	_, err := s.q(ctx).ExecContext(ctx, `UPDATE tokens SET active = FALSE
-		WHERE kind = $1 AND request_id = $2 AND active`, kind, requestID)
+	_, err := s.q(ctx).ExecContext(ctx, deactivateByRequestSQL, kind, requestID)
 	return s.fail("deactivate tokens by request", err)
+}
+
+// ExchangeTokens implements store.Store. Where the dialect has
+// data-modifying WITH clauses (PostgreSQL) it is one statement, so one
+// round trip; elsewhere (SQLite, in process) one transaction of the same
+// statements as DeactivateToken, DeactivateTokensByRequest and CreateToken.
+func (s *Store) ExchangeTokens(ctx context.Context, x *store.TokenExchange) error {
+	if s.dialect.WritableCTE {
+		return s.fail("exchange tokens", s.exchangeInOneStatement(ctx, x))
+	}
+	return s.fail("exchange tokens", s.inTx(ctx, func(q querier) error {
+		n, err := affected(q.ExecContext(ctx, deactivateTokenSQL, x.SpendKind, x.SpendSignature))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return s.consumedOrNotFound(ctx, q, tokenExistsSQL, x.SpendKind, x.SpendSignature)
+		}
+		if x.RevokeKind != "" {
+			if _, err := q.ExecContext(ctx, deactivateByRequestSQL, x.RevokeKind, x.RevokeRequest); err != nil {
+				return err
+			}
+		}
+		for _, t := range x.Create {
+			if _, err := q.ExecContext(ctx, createTokenSQL, tokenArgs(t)...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
+
+// exchangeInOneStatement: the spend is a WITH clause whose one row (or
+// none) every other part depends on; PostgreSQL runs every data-modifying
+// clause to completion on one snapshot, so the new tokens are not among
+// those revoked.
+func (s *Store) exchangeInOneStatement(ctx context.Context, x *store.TokenExchange) error {
+	q := s.q(ctx)
+	args := []any{x.SpendKind, x.SpendSignature}
+	var b strings.Builder
+	b.WriteString(`WITH spent AS (UPDATE tokens SET active = FALSE
+		WHERE kind = $1 AND signature = $2 AND active RETURNING 1)`)
+	if x.RevokeKind != "" {
+		b.WriteString(`, revoked AS (UPDATE tokens SET active = FALSE
+		WHERE kind = $3 AND request_id = $4 AND active AND EXISTS (SELECT 1 FROM spent))`)
+		args = append(args, x.RevokeKind, x.RevokeRequest)
+	}
+	if len(x.Create) == 0 {
+		b.WriteString(` SELECT count(*) FROM spent`)
+		var n int
+		if err := q.QueryRowContext(ctx, b.String(), args...).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return s.consumedOrNotFound(ctx, q, tokenExistsSQL, x.SpendKind, x.SpendSignature)
+		}
+		return nil
+	}
+	b.WriteString(` INSERT INTO tokens (` + tokenColumns + `) `)
+	for i, t := range x.Create {
+		if i > 0 {
+			b.WriteString(` UNION ALL `)
+		}
+		p := len(args)
+		fmt.Fprintf(&b, `SELECT $%d::text, $%d::text, $%d::text, $%d::text, $%d::text, $%d::text, $%d::bytea,
+			$%d::boolean, $%d::bigint, $%d::bigint FROM spent`, p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8, p+9, p+10)
+		args = append(args, tokenArgs(t)...)
+	}
+	n, err := affected(q.ExecContext(ctx, b.String(), args...))
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return s.consumedOrNotFound(ctx, q, tokenExistsSQL, x.SpendKind, x.SpendSignature)
+	}
+	return nil
 }
 
 // AddAuditEvent stores the event and sets e.ID.

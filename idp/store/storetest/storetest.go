@@ -38,6 +38,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ThrottleOverflow", testThrottleOverflow},
 		{"Audit", testAudit},
 		{"Tokens", testTokens},
+		{"ExchangeTokens", testExchangeTokens},
 		{"Transactions", testTransactions},
 		{"NestedTransactions", testNestedTransactions},
 		{"DeleteExpired", testDeleteExpired},
@@ -46,6 +47,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RaceUseTOTPStep", testRaceUseTOTPStep},
 		{"RaceConfirmTOTP", testRaceConfirmTOTP},
 		{"RaceDeactivateToken", testRaceDeactivateToken},
+		{"RaceExchangeTokens", testRaceExchangeTokens},
 		{"RaceDeleteFlow", testRaceDeleteFlow},
 		{"RaceRecordFailure", testRaceRecordFailure},
 		{"RaceRecordFailureLockout", testRaceRecordFailureLockout},
@@ -747,6 +749,79 @@ func testTokens(t *testing.T, s store.Store) {
 	wantErr(t, "GetToken after DeleteToken", err, store.ErrNotFound)
 }
 
+func testExchangeTokens(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	tok := func(kind, sig, req string) *store.TokenRecord {
+		return &store.TokenRecord{Kind: kind, Signature: sig, RequestID: req, ClientID: "app", Subject: "u1",
+			SessionID: "sid", Data: []byte(`{"n":"` + sig + `"}`), Active: true, CreatedAt: t0, ExpiresAt: at(time.Hour)}
+	}
+	active := func(kind, sig string, want bool) {
+		t.Helper()
+		got, err := s.GetToken(ctx, kind, sig)
+		must(t, err)
+		same(t, "Active of "+kind+" "+sig, got.Active, want)
+	}
+	missing := func(kind, sig string) {
+		t.Helper()
+		_, err := s.GetToken(ctx, kind, sig)
+		wantErr(t, "GetToken("+kind+" "+sig+")", err, store.ErrNotFound)
+	}
+
+	// A code: spent, and the two tokens stored as given.
+	must(t, s.CreateToken(ctx, tok(store.KindAuthorizeCode, "c1", "R")))
+	a1, r1 := tok(store.KindAccessToken, "a1", "R"), tok(store.KindRefreshToken, "r1", "R")
+	must(t, s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindAuthorizeCode, SpendSignature: "c1",
+		Create: []*store.TokenRecord{a1, r1}}))
+	active(store.KindAuthorizeCode, "c1", false)
+	for _, want := range []*store.TokenRecord{a1, r1} {
+		got, err := s.GetToken(ctx, want.Kind, want.Signature)
+		must(t, err)
+		same(t, "stored "+want.Signature, got, want)
+	}
+
+	// Spent again, or unknown: nothing is written.
+	wantErr(t, "ExchangeTokens(spent code)", s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindAuthorizeCode,
+		SpendSignature: "c1", Create: []*store.TokenRecord{tok(store.KindAccessToken, "a2", "R")}}), store.ErrConsumed)
+	missing(store.KindAccessToken, "a2")
+	wantErr(t, "ExchangeTokens(unknown code)", s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindAuthorizeCode,
+		SpendSignature: "nope", Create: []*store.TokenRecord{tok(store.KindAccessToken, "a3", "R")}}), store.ErrNotFound)
+	missing(store.KindAccessToken, "a3")
+
+	// A refresh: the old refresh token spent, the grant's access tokens
+	// revoked (not another grant's), the new ones stored active.
+	must(t, s.CreateToken(ctx, tok(store.KindAccessToken, "other", "S")))
+	a4, r4 := tok(store.KindAccessToken, "a4", "R"), tok(store.KindRefreshToken, "r4", "R")
+	rotate := &store.TokenExchange{SpendKind: store.KindRefreshToken, SpendSignature: "r1",
+		RevokeKind: store.KindAccessToken, RevokeRequest: "R", Create: []*store.TokenRecord{a4, r4}}
+	must(t, s.ExchangeTokens(ctx, rotate))
+	active(store.KindRefreshToken, "r1", false)
+	active(store.KindAccessToken, "a1", false)
+	active(store.KindAccessToken, "other", true)
+	active(store.KindAccessToken, "a4", true)
+	active(store.KindRefreshToken, "r4", true)
+
+	// The rotated-out token again: refused, and the new access token is
+	// not revoked by it.
+	rotate.Create = []*store.TokenRecord{tok(store.KindAccessToken, "a5", "R")}
+	wantErr(t, "ExchangeTokens(rotated-out refresh token)", s.ExchangeTokens(ctx, rotate), store.ErrConsumed)
+	active(store.KindAccessToken, "a4", true)
+	missing(store.KindAccessToken, "a5")
+
+	// A new token whose signature is taken: nothing at all happens.
+	must(t, s.CreateToken(ctx, tok(store.KindAuthorizeCode, "c2", "T")))
+	wantErr(t, "ExchangeTokens(duplicate signature)", s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindAuthorizeCode,
+		SpendSignature: "c2", Create: []*store.TokenRecord{tok(store.KindAccessToken, "a6", "T"), tok(store.KindAccessToken, "a4", "T")}}),
+		store.ErrDuplicate)
+	active(store.KindAuthorizeCode, "c2", true)
+	missing(store.KindAccessToken, "a6")
+
+	// Only a spend.
+	must(t, s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindAuthorizeCode, SpendSignature: "c2"}))
+	active(store.KindAuthorizeCode, "c2", false)
+	wantErr(t, "ExchangeTokens(spent, nothing created)", s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindAuthorizeCode,
+		SpendSignature: "c2"}), store.ErrConsumed)
+}
+
 func testTransactions(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	if err := s.Commit(ctx); err == nil {
@@ -939,6 +1014,26 @@ func testRaceDeactivateToken(t *testing.T, s store.Store) {
 		return s.DeactivateToken(ctx, store.KindAuthorizeCode, "code")
 	})
 	same(t, "DeactivateToken winners", wins, 1)
+}
+
+// testRaceExchangeTokens: of concurrent exchanges of one code, one wins,
+// and only the winner's tokens exist.
+func testRaceExchangeTokens(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: store.KindAuthorizeCode, Signature: "code", Data: []byte("{}"), Active: true, CreatedAt: t0}))
+	wins := race(t, store.ErrConsumed, func(ctx context.Context, i int) error {
+		return s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindAuthorizeCode, SpendSignature: "code",
+			Create: []*store.TokenRecord{{Kind: store.KindAccessToken, Signature: fmt.Sprint("a", i), RequestID: "R",
+				Data: []byte("{}"), Active: true, CreatedAt: t0}}})
+	})
+	same(t, "ExchangeTokens winners", wins, 1)
+	stored := 0
+	for i := range racers {
+		if _, err := s.GetToken(ctx, store.KindAccessToken, fmt.Sprint("a", i)); err == nil {
+			stored++
+		}
+	}
+	same(t, "access tokens stored", stored, 1)
 }
 
 func testRaceDeleteFlow(t *testing.T, s store.Store) {
