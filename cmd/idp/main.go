@@ -143,7 +143,7 @@ func serve(ctx context.Context, args []string) error {
 	}
 	defer a.Close()
 	if limit, ok := app.TuneGC(os.Getenv, a.Hasher.Memory()); ok {
-		log.Info("garbage collector: soft memory limit instead of GOGC (set GOGC or GOMEMLIMIT to choose)", "limit_mib", limit>>20)
+		log.Info("garbage collector tuned for the password hashes (set GOGC or GOMEMLIMIT to choose)", "limit_mib", limit>>20)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
