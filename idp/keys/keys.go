@@ -62,6 +62,7 @@ type Manager struct {
 	mu       sync.RWMutex
 	set      *keySet
 	loadedAt time.Time
+	loads    uint64     // how many times the keys were read
 	reload   sync.Mutex // one reload at a time
 }
 
@@ -213,8 +214,17 @@ func extraHeaders(h map[string]any) map[string]any {
 	return extra
 }
 
-// PublicKey returns a published key by kid, reloading once if it is not
-// known here yet (another instance may have rotated).
+// unknownKidReload is how often, at most, a kid not known here makes
+// PublicKey read the keys again: a kid nobody signed with (in a forged
+// id_token_hint, say) must not turn every request into a store read. A key
+// rotated on another instance signs only after PublishDelay, by when every
+// instance has read it anyway; the reload is for a restored backup or a
+// clock that differs.
+const unknownKidReload = time.Second
+
+// PublicKey returns a published key by kid, reading the keys again if it
+// is not known here (another instance may have rotated), at most once per
+// unknownKidReload.
 func (m *Manager) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, error) {
 	set, err := m.get(ctx)
 	if err != nil {
@@ -223,13 +233,34 @@ func (m *Manager) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, 
 	if k, ok := set.public[kid]; ok {
 		return k.Key, nil
 	}
-	if set, err = m.load(ctx); err != nil {
+	m.mu.RLock()
+	loadedAt, loads := m.loadedAt, m.loads
+	m.mu.RUnlock()
+	if m.cfg.Now().Sub(loadedAt) < unknownKidReload {
+		return nil, ErrUnknownKey
+	}
+	if set, err = m.loadUnlessDone(ctx, loads); err != nil {
 		return nil, err
 	}
 	if k, ok := set.public[kid]; ok {
 		return k.Key, nil
 	}
 	return nil, ErrUnknownKey
+}
+
+// loadUnlessDone reads the keys unless they were read since the caller saw
+// loads (the count of reads) while it waited for the reload lock: of many
+// requests with unknown kids at once, one reads the store.
+func (m *Manager) loadUnlessDone(ctx context.Context, loads uint64) (*keySet, error) {
+	m.reload.Lock()
+	defer m.reload.Unlock()
+	m.mu.RLock()
+	set, n := m.set, m.loads
+	m.mu.RUnlock()
+	if set != nil && n != loads {
+		return set, nil
+	}
+	return m.loadLocked(ctx)
 }
 
 // JWKS returns the published keys as a JSON Web Key Set.
@@ -278,6 +309,11 @@ func (m *Manager) get(ctx context.Context) (*keySet, error) {
 func (m *Manager) load(ctx context.Context) (*keySet, error) {
 	m.reload.Lock()
 	defer m.reload.Unlock()
+	return m.loadLocked(ctx)
+}
+
+// loadLocked is load with the reload lock held.
+func (m *Manager) loadLocked(ctx context.Context) (*keySet, error) {
 	ks, err := m.cfg.Store.ListSigningKeys(ctx)
 	if err != nil {
 		return nil, err
@@ -331,6 +367,7 @@ func (m *Manager) load(ctx context.Context) (*keySet, error) {
 	}
 	m.mu.Lock()
 	m.set, m.loadedAt = set, now
+	m.loads++
 	m.mu.Unlock()
 	return set, nil
 }

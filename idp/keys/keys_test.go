@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"testing"
@@ -23,13 +24,15 @@ import (
 // used by the manager.
 type keyStore struct {
 	store.Store
-	mu   sync.Mutex
-	keys []store.SigningKey
+	mu    sync.Mutex
+	keys  []store.SigningKey
+	reads int // ListSigningKeys calls
 }
 
 func (s *keyStore) ListSigningKeys(context.Context) ([]store.SigningKey, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reads++
 	out := append([]store.SigningKey(nil), s.keys...)
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
 	return out, nil
@@ -136,9 +139,12 @@ func TestSignAndRotate(t *testing.T) {
 			t.Fatal("private key in JWKS")
 		}
 	}
-	// The other instance still verifies old tokens, and learns the new kid.
+	// The other instance still verifies old tokens, and learns the new kid
+	// (reading the keys again for it no sooner than unknownKidReload after
+	// its last read).
 	verify(t, m2, tok)
 	tok2, _ := m.Sign(ctx, []byte(`{}`), nil)
+	c.t = c.t.Add(unknownKidReload)
 	verify(t, m2, tok2)
 
 	// Once the retired key outlived every token it signed, it goes.
@@ -151,6 +157,54 @@ func TestSignAndRotate(t *testing.T) {
 	}
 	if _, err := m.PublicKey(ctx, second); err != nil {
 		t.Fatalf("just-retired key gone: %v", err)
+	}
+}
+
+// TestUnknownKidReload: a kid not known here makes the manager read the
+// keys again (another instance may have rotated), but at most once a
+// second, however many requests name unknown kids at once.
+func TestUnknownKidReload(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	st := &keyStore{}
+	m := newManager(t, st, "RS256", c)
+	if _, err := m.JWKS(ctx); err != nil { // the keys are read once here
+		t.Fatal(err)
+	}
+	reads := func() int { st.mu.Lock(); defer st.mu.Unlock(); return st.reads }
+	before := reads()
+
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			if _, err := m.PublicKey(ctx, fmt.Sprint("forged-", i)); !errors.Is(err, ErrUnknownKey) {
+				t.Errorf("PublicKey(forged kid): %v, want ErrUnknownKey", err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := reads() - before; n != 0 {
+		t.Fatalf("%d store reads for unknown kids within a second of the last read, want 0", n)
+	}
+
+	c.t = c.t.Add(unknownKidReload)
+	for i := range 50 {
+		wg.Go(func() { _, _ = m.PublicKey(ctx, fmt.Sprint("forged-again-", i)) })
+	}
+	wg.Wait()
+	if n := reads() - before; n != 1 {
+		t.Fatalf("%d store reads for 50 unknown kids a second later, want 1", n)
+	}
+
+	// A key another instance made is found by that one read.
+	other := newManager(t, st, "RS256", c)
+	kid, err := other.Rotate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.t = c.t.Add(unknownKidReload)
+	if _, err := m.PublicKey(ctx, kid); err != nil {
+		t.Fatalf("key rotated on another instance: %v", err)
 	}
 }
 
