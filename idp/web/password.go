@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -70,7 +71,10 @@ func (s *Server) forgotPassword(w http.ResponseWriter, r *http.Request) {
 }
 
 // forgotPasswordSubmit answers with the same page whether or not the
-// address has an account, and whether or not a limit held the mail back.
+// address has an account, and whether or not a limit held the mail back,
+// and in the same time: both answers are sent after the same store calls
+// (the limits, the address looked up), and the link for a known address is
+// made and its mail queued only once the answer has left.
 func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if !s.checkCSRF(r) {
@@ -90,51 +94,61 @@ func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
+	var u *store.User
 	if !locked {
-		if err := s.sendResetLink(r, email, keys); err != nil {
+		if u, err = s.resetRequested(ctx, email, keys); err != nil {
 			s.storeFailed(w, r, err)
 			return
 		}
 	} else {
 		s.Logger.InfoContext(ctx, "password reset request held back by its limit", logAttrs(r)...)
 	}
-	s.render(w, r, http.StatusOK, templates.Message(templates.MessagePage{
+	s.renderComplete(w, r, http.StatusOK, templates.Message(templates.MessagePage{
 		Page: s.page(w, r, nil), Heading: "reset_sent_heading", Message: "reset_sent_text",
 		LinkURL: "/login", LinkText: "back_to_login",
 	}))
+	if u != nil {
+		s.sendResetLink(r, u)
+	}
 }
 
-func (s *Server) sendResetLink(r *http.Request, email string, keys []string) error {
-	ctx := r.Context()
+// resetRequested counts the request against the address's and the IP's
+// limits and returns the account, or nil when the address has none.
+func (s *Server) resetRequested(ctx context.Context, email string, keys []string) (*store.User, error) {
 	for i, k := range keys {
 		p := s.resetPolicy(s.Config.ResetMaxPerEmail)
 		if i > 0 {
 			p = s.resetPolicy(s.Config.ResetMaxPerIP)
 		}
 		if _, err := s.Store.RecordFailure(ctx, k, p, s.Now()); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	u, err := s.Store.GetUserByEmail(ctx, email)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil
+		return nil, nil
 	}
-	if err != nil {
-		return err
-	}
+	return u, err
+}
+
+// sendResetLink makes a reset link for u and queues its mail. It runs after
+// the answer was sent, so a failure is logged: the user, told to expect a
+// mail that does not come, asks again.
+func (s *Server) sendResetLink(r *http.Request, u *store.User) {
+	ctx := r.Context()
 	token := crypt.RandomToken(32)
 	now := s.Now()
 	if err := s.Store.CreatePasswordReset(ctx, &store.PasswordReset{
 		TokenHash: crypt.HashToken(token), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.Config.PasswordResetTTL),
 	}); err != nil {
-		return err
+		s.Logger.ErrorContext(ctx, "password reset link not made", append(logAttrs(r), "err", err)...)
+		return
 	}
 	s.audit(r, u.ID, "password.reset_requested", nil)
 	s.notify(r, u, mail.ResetRequested, mail.Notice{
 		Link:  s.Config.Issuer + "/reset-password?token=" + url.QueryEscape(token),
 		Valid: s.Config.PasswordResetTTL,
 	})
-	return nil
 }
 
 // --- Using the link. ---

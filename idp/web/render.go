@@ -1,10 +1,12 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/a-h/templ"
@@ -50,6 +52,21 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c te
 	if err := c.Render(context.WithoutCancel(r.Context()), w); err != nil {
 		s.Logger.ErrorContext(r.Context(), "render", append(logAttrs(r), "err", err)...)
 	}
+}
+
+// renderComplete is render for a handler with work left after the answer:
+// the page goes out whole (with its length) and is flushed, so the client
+// has it before the handler returns.
+func (s *Server) renderComplete(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	var buf bytes.Buffer
+	if err := c.Render(context.WithoutCancel(r.Context()), &buf); err != nil {
+		s.Logger.ErrorContext(r.Context(), "render", append(logAttrs(r), "err", err)...)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+	_ = http.NewResponseController(w).Flush()
 }
 
 // renderError shows an error page; message is a message key.
