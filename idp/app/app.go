@@ -181,7 +181,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	}
 	a.MailWorker = &mail.Worker{
 		Outbox: a.Outbox, Sender: sender, From: cfg.MailFrom, Logger: opt.Logger,
-		Poll: cfg.MailPoll, RetryBase: cfg.MailRetryBase, RetryMax: cfg.MailRetryMax,
+		Poll: cfg.MailPoll, RetryBase: cfg.MailRetryBase, RetryMax: cfg.MailRetryMax, Metrics: rec,
 	}
 	a.Web = web.New(web.Deps{
 		Config: cfg, Store: st, Key: key, Hasher: a.Hasher, Provider: a.Provider, Logger: opt.Logger, Now: opt.Now,

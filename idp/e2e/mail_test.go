@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
@@ -279,7 +280,7 @@ func (p *provider) mustUser(addr string) *store.User {
 // and sent once it is back; nothing is lost, nothing sent twice.
 func TestSMTPOutage(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
-		p, srv := startMailProvider(t, db)
+		p, srv := startMailProvider(t, db, func(c *config.Config) { c.MetricsListen = "127.0.0.1:0" })
 		p.createUser(email, password)
 		srv.Stop()
 		pg := requestReset(t, p, p.newBrowser(), email)
@@ -287,7 +288,7 @@ func TestSMTPOutage(t *testing.T) {
 			t.Fatalf("the request must not fail while the mail server is down: %d", pg.Status)
 		}
 		// Wait until a failed attempt is on record.
-		sqlDB := p.app.Store.(interface{ DB() *sql.DB }).DB()
+		sqlDB := p.app.Store.(interface{ Unwrap() store.Store }).Unwrap().(interface{ DB() *sql.DB }).DB() // under the metrics
 		deadline := time.Now().Add(15 * time.Second)
 		for {
 			var attempts int
@@ -318,6 +319,14 @@ func TestSMTPOutage(t *testing.T) {
 		}
 		if c := srv.count(email, "パスワード再設定"); c != 1 {
 			t.Errorf("%d copies delivered, want 1", c)
+		}
+		// The attempts are counted for the operators' alerts.
+		rec := httptest.NewRecorder()
+		p.app.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		failed, _ := metricValue(rec.Body.String(), "idp_mail_attempts_total", "result", "failed")
+		sent, _ := metricValue(rec.Body.String(), "idp_mail_attempts_total", "result", "sent")
+		if failed < 2 || sent != 1 {
+			t.Errorf("idp_mail_attempts_total: failed %v, sent %v; want at least 2 and 1", failed, sent)
 		}
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kamera-id/idp/idp/crypt"
+	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/store"
 )
 
@@ -94,6 +95,8 @@ type Worker struct {
 	RetryBase, RetryMax time.Duration
 	// Lease is how long a claimed mail is this worker's; 0: 2 min.
 	Lease time.Duration
+	// Metrics counts the attempts; nil counts nothing.
+	Metrics metrics.Recorder
 }
 
 func (w *Worker) defaults() {
@@ -112,6 +115,7 @@ func (w *Worker) defaults() {
 	if w.Logger == nil {
 		w.Logger = slog.Default()
 	}
+	w.Metrics = metrics.OrNop(w.Metrics)
 }
 
 // Run sends mails until ctx ends.
@@ -166,11 +170,13 @@ func (w *Worker) send(ctx context.Context, m store.Mail) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err == nil {
+		w.Metrics.MailAttempt(metrics.MailSent)
 		if err := st.MarkMailSent(rctx, m.ID, w.Outbox.Now()); err != nil {
 			w.Logger.Error("mail sent but not marked sent: it may be sent again", "mail_id", m.ID, "err", err)
 		}
 		return
 	}
+	w.Metrics.MailAttempt(metrics.MailFailed)
 	next := w.Outbox.Now().Add(w.backoff(m.Attempts))
 	w.Logger.Warn("mail not sent; will retry", "mail_id", m.ID, "attempt", m.Attempts,
 		"retry_at", next.UTC().Format(time.RFC3339), "err", err)

@@ -47,7 +47,16 @@ type Recorder interface {
 	// StoreCall times one store operation; failed says it returned an error
 	// other than "not found" or "already used".
 	StoreCall(op string, d time.Duration, failed bool)
+	// MailAttempt counts one attempt to send a queued mail by its result
+	// (MailSent, MailFailed: it will be retried).
+	MailAttempt(result string)
 }
+
+// Results of a mail attempt.
+const (
+	MailSent   = "sent"
+	MailFailed = "failed"
+)
 
 // Nop records nothing.
 type Nop struct{}
@@ -57,6 +66,7 @@ func (Nop) Lockout(string)                             {}
 func (Nop) TokenIssued(string)                         {}
 func (Nop) Request(string, string, int, time.Duration) {}
 func (Nop) StoreCall(string, time.Duration, bool)      {}
+func (Nop) MailAttempt(string)                         {}
 
 var _ Recorder = Nop{}
 

@@ -22,6 +22,7 @@ type Prometheus struct {
 	requests  *prometheus.HistogramVec
 	storeTime *prometheus.HistogramVec
 	storeErrs *prometheus.CounterVec
+	mail      *prometheus.CounterVec
 }
 
 var _ Recorder = (*Prometheus)(nil)
@@ -60,7 +61,11 @@ func NewPrometheus() *Prometheus {
 		Namespace: "idp", Name: "store_errors_total",
 		Help: "Store operations that failed (not counting not-found and already-used answers), by operation.",
 	}, []string{"op"})
-	p.reg.MustRegister(p.logins, p.mfaFails, p.lockouts, p.tokens, p.requests, p.storeTime, p.storeErrs,
+	p.mail = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "idp", Name: "mail_attempts_total",
+		Help: "Attempts to send a queued mail, by result (sent, failed: retried later).",
+	}, []string{"result"})
+	p.reg.MustRegister(p.logins, p.mfaFails, p.lockouts, p.tokens, p.requests, p.storeTime, p.storeErrs, p.mail,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return p
 }
@@ -91,6 +96,9 @@ func (p *Prometheus) StoreCall(op string, d time.Duration, failed bool) {
 		p.storeErrs.WithLabelValues(op).Inc()
 	}
 }
+
+// MailAttempt implements Recorder.
+func (p *Prometheus) MailAttempt(result string) { p.mail.WithLabelValues(result).Inc() }
 
 // WatchPool publishes the connection pool's statistics (database/sql's,
 // which both stores use) as idp_store_pool_* metrics.
