@@ -79,6 +79,11 @@ func TestPasswordResetByEmail(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p, srv := startMailProvider(t, db)
 		p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		a := r.authorize()
+		if v := r.mustExchange(a, login(t, p.newBrowser(), r, a)).Claims["email_verified"]; v != false {
+			t.Fatalf("email_verified before any reset: %v, want false", v)
+		}
 		other := p.newBrowser()
 		accountLogin(t, p, other, "")
 
@@ -136,6 +141,14 @@ func TestPasswordResetByEmail(t *testing.T) {
 		pg = nb.submit(pg, "password", map[string]string{"email": email, "password": newPassword})
 		if pg.URL.Path != "/account" || pg.Status != http.StatusOK {
 			t.Errorf("login with the new password: %d %s", pg.Status, pg.URL)
+		}
+		// The link came to the address by mail: the address is verified.
+		a = r.authorize()
+		rb := p.newBrowser()
+		pg = rb.get(a.URL)
+		pg = rb.submit(pg, "password", map[string]string{"email": email, "password": newPassword})
+		if v := r.mustExchange(a, pg.code(t, a)).Claims["email_verified"]; v != true {
+			t.Errorf("email_verified after a reset by mail: %v, want true", v)
 		}
 	})
 }

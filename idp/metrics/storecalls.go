@@ -53,6 +53,13 @@ func (m *Store) GetUser(ctx context.Context, id string) (*store.User, error) {
 	return r0, err
 }
 
+func (m *Store) MarkEmailVerified(ctx context.Context, userID string, now time.Time) error {
+	start := time.Now()
+	err := m.Store.MarkEmailVerified(ctx, userID, now)
+	m.done("MarkEmailVerified", start, err)
+	return err
+}
+
 func (m *Store) GetUserByEmail(ctx context.Context, email string) (*store.User, error) {
 	start := time.Now()
 	r0, err := m.Store.GetUserByEmail(ctx, email)

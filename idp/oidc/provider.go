@@ -337,7 +337,7 @@ func UserClaims(u *store.User, scopes fosite.Arguments, extra []string) map[stri
 		out["email"] = u.Email
 	}
 	if want("email", "email_verified") {
-		out["email_verified"] = false // no e-mail verification step exists yet
+		out["email_verified"] = !u.EmailVerifiedAt.IsZero()
 	}
 	if want("profile", "name") && u.Name != "" {
 		out["name"] = u.Name

@@ -44,6 +44,9 @@ type User struct {
 	PasswordHash string // PHC-formatted argon2id hash
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	// EmailVerifiedAt is when the user showed the address is theirs (by
+	// using a password reset link sent there); zero: never.
+	EmailVerifiedAt time.Time
 	// MFAEnabled is derived: true while a confirmed TOTP authenticator exists.
 	MFAEnabled bool
 }
@@ -230,6 +233,9 @@ type Store interface {
 	GetUser(ctx context.Context, id string) (*User, error)
 	GetUserByEmail(ctx context.Context, email string) (*User, error) // case-insensitive
 	UpdatePassword(ctx context.Context, userID, passwordHash string, now time.Time) error
+	// MarkEmailVerified records that the user showed the address is theirs
+	// at now (the first time counts); ErrNotFound when there is no such user.
+	MarkEmailVerified(ctx context.Context, userID string, now time.Time) error
 
 	// Clients.
 	CreateClient(ctx context.Context, c *Client) error // ErrDuplicate for a taken id

@@ -304,6 +304,10 @@ func (s *Server) resetInTx(r *http.Request, token string, u *store.User, hash st
 	if err := s.Store.UpdatePassword(tx, u.ID, hash, now); err != nil {
 		return false, err
 	}
+	// The link came by mail to the account's address: the address is theirs.
+	if err := s.Store.MarkEmailVerified(tx, u.ID, now); err != nil {
+		return false, err
+	}
 	if _, err := s.Store.DeleteUserSessions(tx, u.ID, ""); err != nil {
 		return false, err
 	}

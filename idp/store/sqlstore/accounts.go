@@ -18,12 +18,12 @@ import (
 func emailKey(email string) string { return strings.ToLower(email) }
 
 const userCols = `u.id, u.email, u.name, u.locale, u.password_hash, u.created_at, u.updated_at,
-	EXISTS (SELECT 1 FROM totp t WHERE t.user_id = u.id)`
+	u.email_verified_at, EXISTS (SELECT 1 FROM totp t WHERE t.user_id = u.id)`
 
 func scanUser(r scanner) (*store.User, error) {
 	var u store.User
 	err := r.Scan(&u.ID, &u.Email, &u.Name, &u.Locale, &u.PasswordHash,
-		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, &u.MFAEnabled)
+		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, timeCol{&u.EmailVerifiedAt}, &u.MFAEnabled)
 	if err != nil {
 		return nil, err
 	}
@@ -37,9 +37,10 @@ func (s *Store) CreateUser(ctx context.Context, u *store.User) error {
 		return errors.New("create user: empty id")
 	}
 	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO users
-		(id, email, email_lower, name, locale, password_hash, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		u.ID, u.Email, emailKey(u.Email), u.Name, u.Locale, u.PasswordHash, unix(u.CreatedAt), unix(u.UpdatedAt))
+		(id, email, email_lower, name, locale, password_hash, created_at, updated_at, email_verified_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		u.ID, u.Email, emailKey(u.Email), u.Name, u.Locale, u.PasswordHash, unix(u.CreatedAt), unix(u.UpdatedAt),
+		unix(u.EmailVerifiedAt))
 	return s.fail("create user", err)
 }
 
@@ -66,6 +67,17 @@ func (s *Store) UpdatePassword(ctx context.Context, userID, passwordHash string,
 		err = store.ErrNotFound
 	}
 	return s.fail("update password", err)
+}
+
+// MarkEmailVerified implements store.Store: the first verification's time
+// is kept.
+func (s *Store) MarkEmailVerified(ctx context.Context, userID string, now time.Time) error {
+	n, err := affected(s.q(ctx).ExecContext(ctx,
+		`UPDATE users SET email_verified_at = $2 WHERE id = $1 AND email_verified_at = 0`, userID, unix(now)))
+	if err == nil && n == 0 {
+		err = s.q(ctx).QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = $1`, userID).Scan(new(int))
+	}
+	return s.fail("mark e-mail verified", err)
 }
 
 // CreateClient stores a new client; ErrDuplicate when the id is taken.

@@ -236,6 +236,20 @@ func testUsers(t *testing.T, s store.Store) {
 	want.PasswordHash, want.UpdatedAt = "new-hash", at(time.Hour)
 	same(t, "GetUser after UpdatePassword", got, &want)
 	wantErr(t, "UpdatePassword(unknown)", s.UpdatePassword(ctx, "nobody", "x", t0), store.ErrNotFound)
+
+	// E-mail verification: the first time is kept.
+	must(t, s.MarkEmailVerified(ctx, "u1", at(2*time.Hour)))
+	must(t, s.MarkEmailVerified(ctx, "u1", at(3*time.Hour)))
+	got, err = s.GetUserByEmail(ctx, "alice@example.com")
+	must(t, err)
+	want.EmailVerifiedAt = at(2 * time.Hour)
+	same(t, "GetUserByEmail after MarkEmailVerified", got, &want)
+	wantErr(t, "MarkEmailVerified(unknown)", s.MarkEmailVerified(ctx, "nobody", t0), store.ErrNotFound)
+	verified := &store.User{ID: "u5", Email: "v@example.com", CreatedAt: t0, EmailVerifiedAt: at(time.Minute)}
+	must(t, s.CreateUser(ctx, verified))
+	got, err = s.GetUser(ctx, "u5")
+	must(t, err)
+	same(t, "GetUser of a user created verified", got, verified)
 }
 
 func testClients(t *testing.T, s store.Store) {
