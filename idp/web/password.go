@@ -108,9 +108,16 @@ func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		LinkURL: "/login", LinkText: "back_to_login",
 	}))
 	if u != nil {
-		s.sendResetLink(r, u)
+		// The client may hang up once it has the answer (which cancels the
+		// request's context): the link is made all the same.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterAnswerTimeout)
+		defer cancel()
+		s.sendResetLink(r.WithContext(ctx), u)
 	}
 }
+
+// afterAnswerTimeout bounds the work a handler does after its answer.
+const afterAnswerTimeout = 10 * time.Second
 
 // resetRequested counts the request against the address's and the IP's
 // limits and returns the account, or nil when the address has none.
