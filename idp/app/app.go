@@ -196,19 +196,16 @@ const gcBaseMemory = 48 << 20
 
 // TuneGC sets the garbage collector for a provider (idp serve, and the load
 // tool measuring hashes on every core as the provider computes them),
-// unless GOGC or GOMEMLIMIT in getenv says otherwise. The heap at rest is
-// small, but every login allocates the argon2id memory (19 MiB at OWASP's
-// cost). With the default GOGC=100 nearly every hash would start a
-// collection; collecting only at a soft limit instead keeps the heap at that
-// limit, where the runtime returns freed memory to the system as fast as
-// the next hash faults it in again (400-500 page faults, about 2 ms of CPU,
-// per login with the cheapest hash, measured by the load tool). So the heap
-// may grow to five times what is live (gcPercent) before a collection,
-// which keeps the memory of a hash in the heap for the next one, and a soft
-// limit, the hashes' memory (hashMemory, bounded by the hasher) plus a
-// base, bounds it in a burst (where the limit binds, and the faults come
-// back: a raised limit would trade them for memory). It returns the limit,
-// and false when the environment chose.
+// unless GOGC or GOMEMLIMIT in getenv says otherwise: a soft memory limit,
+// the hashes' memory (hashMemory, bounded by the hasher) plus a base, which
+// bounds the heap in a burst of logins, and GOGC=400 (gcPercent) below it.
+// The hashes' memory is allocated once and kept by the hasher (one buffer per
+// concurrent hash), so what the collector sees is the requests' garbage.
+// GOGC=400 was chosen when every hash allocated its memory (with GOGC=100
+// nearly every hash started a collection); since the hasher keeps its
+// buffers, the load tool measures no difference between 100 and 400, and
+// 400 still makes collections rarer. It returns the limit, and false when
+// the environment chose.
 func TuneGC(getenv func(string) string, hashMemory int64) (int64, bool) {
 	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
 		return 0, false

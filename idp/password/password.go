@@ -1,6 +1,7 @@
 // Package password hashes account passwords with argon2id and bounds how
 // many hashes run at once, so a burst of logins waits its turn instead of
-// allocating memory without limit.
+// allocating memory without limit. Each of those slots keeps the memory of
+// its hash for the next one (see internal/argon2).
 package password
 
 import (
@@ -13,7 +14,7 @@ import (
 	"runtime"
 	"strings"
 
-	"golang.org/x/crypto/argon2"
+	"github.com/kamera-id/idp/idp/password/internal/argon2"
 )
 
 // Params are argon2id's cost parameters.
@@ -34,8 +35,11 @@ var ErrMalformed = errors.New("password: malformed hash")
 
 // Hasher hashes and verifies passwords, at most a fixed number at a time.
 type Hasher struct {
-	p     Params
-	slots chan struct{}
+	p Params
+	// slots holds one buffer per hash that may run at once: a hash takes
+	// one (or waits for one) and gives it back, so the hashes' memory is
+	// allocated once, not at every login.
+	slots chan *argon2.Buffer
 	dummy string // a hash to verify against for unknown accounts
 }
 
@@ -57,7 +61,10 @@ func New(p Params, maxConcurrent int) *Hasher {
 	if maxConcurrent <= 0 {
 		maxConcurrent = DefaultConcurrency(p)
 	}
-	h := &Hasher{p: p, slots: make(chan struct{}, maxConcurrent)}
+	h := &Hasher{p: p, slots: make(chan *argon2.Buffer, maxConcurrent)}
+	for range maxConcurrent {
+		h.slots <- new(argon2.Buffer) // allocated by its first hash
+	}
 	h.dummy = h.encode(make([]byte, p.SaltLen), make([]byte, p.KeyLen), p)
 	return h
 }
@@ -71,26 +78,34 @@ func (h *Hasher) Memory() int64 { return int64(h.Concurrency()) * int64(h.p.Memo
 // Params returns the parameters new hashes use.
 func (h *Hasher) Params() Params { return h.p }
 
-func (h *Hasher) acquire(ctx context.Context) error {
+func (h *Hasher) acquire(ctx context.Context) (*argon2.Buffer, error) {
 	select {
-	case h.slots <- struct{}{}:
-		return nil
+	case b := <-h.slots:
+		return b, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
-func (h *Hasher) release() { <-h.slots }
+func (h *Hasher) release(b *argon2.Buffer) { h.slots <- b }
+
+// idKey hashes in a slot's buffer. A stored hash whose memory cost is above
+// the configured one gets memory of its own, so the buffers stay the size
+// Memory reports.
+func (h *Hasher) idKey(b *argon2.Buffer, pw string, salt []byte, p Params, keyLen uint32) []byte {
+	return argon2.IDKey(b, h.p.Memory, []byte(pw), salt, p.Time, p.Memory, p.Threads, keyLen)
+}
 
 // Hash returns a PHC-formatted argon2id hash of pw.
 func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
 	salt := make([]byte, h.p.SaltLen)
 	rand.Read(salt)
-	if err := h.acquire(ctx); err != nil {
+	b, err := h.acquire(ctx)
+	if err != nil {
 		return "", err
 	}
-	defer h.release()
-	key := argon2.IDKey([]byte(pw), salt, h.p.Time, h.p.Memory, h.p.Threads, h.p.KeyLen)
+	defer h.release(b)
+	key := h.idKey(b, pw, salt, h.p, h.p.KeyLen)
 	return h.encode(salt, key, h.p), nil
 }
 
@@ -102,11 +117,12 @@ func (h *Hasher) Verify(ctx context.Context, encoded, pw string) (ok, rehash boo
 	if err != nil {
 		return false, false, err
 	}
-	if err := h.acquire(ctx); err != nil {
+	b, err := h.acquire(ctx)
+	if err != nil {
 		return false, false, err
 	}
-	defer h.release()
-	got := argon2.IDKey([]byte(pw), salt, p.Time, p.Memory, p.Threads, uint32(len(key)))
+	defer h.release(b)
+	got := h.idKey(b, pw, salt, p, uint32(len(key)))
 	ok = subtle.ConstantTimeCompare(got, key) == 1
 	rehash = p.Memory < h.p.Memory || p.Time < h.p.Time || len(key) < int(h.p.KeyLen)
 	return ok, rehash, nil

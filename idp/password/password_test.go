@@ -2,6 +2,7 @@ package password
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -58,7 +59,8 @@ func TestBoundedConcurrency(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := h.acquire(context.Background()); err != nil {
+			b, err := h.acquire(context.Background())
+			if err != nil {
 				t.Error(err)
 				return
 			}
@@ -70,7 +72,7 @@ func TestBoundedConcurrency(t *testing.T) {
 				}
 			}
 			running.Add(-1)
-			h.release()
+			h.release(b)
 		}()
 	}
 	wg.Wait()
@@ -78,12 +80,46 @@ func TestBoundedConcurrency(t *testing.T) {
 		t.Fatalf("peak concurrency %d > 2", peak.Load())
 	}
 	// A waiting caller gives up when its context ends.
-	h.slots <- struct{}{}
-	h.slots <- struct{}{}
+	<-h.slots
+	<-h.slots
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
 	if _, err := h.Hash(ctx, "x"); err == nil {
 		t.Fatal("Hash ran with every slot taken")
+	}
+}
+
+// TestBuffers checks that the slots' memory is allocated once and reused,
+// that what an earlier hash left in it does not change a result, and that a
+// stored hash costlier than the configured one does not grow it.
+func TestBuffers(t *testing.T) {
+	ctx := context.Background()
+	h := New(fast, 1)
+	costly := New(Params{Memory: 2 * fast.Memory, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 1)
+	cheap := New(Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 1)
+	var hashes []string
+	for _, x := range []*Hasher{h, costly, cheap} {
+		enc, err := x.Hash(ctx, "pw-"+fmt.Sprint(x.p.Memory))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes = append(hashes, enc)
+	}
+	for range 2 { // in a buffer dirtied by the others, in every order
+		for i, enc := range hashes {
+			pw := "pw-" + fmt.Sprint([]uint32{fast.Memory, 2 * fast.Memory, 64}[i])
+			if ok, _, err := h.Verify(ctx, enc, pw); !ok || err != nil {
+				t.Fatalf("hash %d does not verify: %v, %v", i, ok, err)
+			}
+			if ok, _, _ := h.Verify(ctx, enc, pw+"x"); ok {
+				t.Fatalf("hash %d verifies a wrong password", i)
+			}
+		}
+	}
+	b := <-h.slots
+	defer func() { h.slots <- b }()
+	if got, want := b.Size(), int(fast.Memory)*1024; got != want {
+		t.Fatalf("the slot keeps %d bytes, want the configured %d", got, want)
 	}
 }
 
