@@ -132,21 +132,30 @@ func (a *App) ResetMFA(ctx context.Context, email string) (*store.User, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := a.Store.DeleteMFA(ctx, u.ID); err != nil {
+	// The reset, its audit event and the notice to the user, or none of them.
+	tx, err := a.Store.BeginTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = a.Store.Rollback(tx) }()
+	if err := a.Store.DeleteMFA(tx, u.ID); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, fmt.Errorf("user %s has no two-step verification to reset", email)
 		}
 		return nil, err
 	}
-	if err := a.Store.AddAuditEvent(ctx, &store.AuditEvent{
+	if err := a.Store.AddAuditEvent(tx, &store.AuditEvent{
 		UserID: u.ID, Type: "mfa.reset", Detail: `{"by":"support"}`, CreatedAt: a.Now(),
 	}); err != nil {
 		return nil, err
 	}
-	if err := a.Outbox.Enqueue(ctx, u.Email, mail.Compose(mail.MFAReset, mail.Notice{
+	if err := a.Outbox.Enqueue(tx, u.Email, mail.Compose(mail.MFAReset, mail.Notice{
 		Lang: u.Locale, Product: a.Config.BrandName, When: a.Now(), AccountURL: a.Config.Issuer + "/account",
 	})); err != nil {
-		return nil, fmt.Errorf("2FA was reset, but the notice e-mail was not queued: %w", err)
+		return nil, fmt.Errorf("2FA not reset: its notice e-mail could not be queued: %w", err)
+	}
+	if err := a.Store.Commit(tx); err != nil {
+		return nil, err
 	}
 	return u, nil
 }

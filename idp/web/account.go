@@ -271,15 +271,17 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.flowFailed(w, r, err)
 		return
 	}
-	if err := s.Store.ConfirmTOTP(ctx, u.ID, step, mfa.SealBackupCodes(s.Key, u.ID, codes), s.Now()); err != nil {
+	err = s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+		c := accountChange{Event: "mfa.enabled", Mail: mail.MFAEnabled}
+		return c, s.Store.ConfirmTOTP(tx, u.ID, step, mfa.SealBackupCodes(s.Key, u.ID, codes), s.Now())
+	})
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			err = errFlowGone
 		}
 		s.flowFailed(w, r, err)
 		return
 	}
-	s.audit(r, u.ID, "mfa.enabled", nil)
-	s.notify(r, u, mail.MFAEnabled, mail.Notice{})
 	// Sessions elsewhere were authenticated without the new factor.
 	if _, err := s.Store.DeleteUserSessions(ctx, u.ID, sess.ID); err != nil {
 		s.storeFailed(w, r, err)
@@ -362,12 +364,17 @@ func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
 		s.flowFailed(w, r, err)
 		return
 	}
-	if err := s.Store.DeleteMFA(r.Context(), u.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+	err = s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+		c := accountChange{Event: "mfa.disabled", Mail: mail.MFADisabled}
+		if err := s.Store.DeleteMFA(tx, u.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return c, err
+		}
+		return c, nil
+	})
+	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.audit(r, u.ID, "mfa.disabled", nil)
-	s.notify(r, u, mail.MFADisabled, mail.Notice{})
 	http.Redirect(w, r, "/account/2fa?notice=2fa_disabled", http.StatusSeeOther)
 }
 
@@ -435,7 +442,6 @@ func (s *Server) backupCodesSubmit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) backupCodesReplace(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	if !s.checkCSRF(r) {
 		s.renderError(w, r, http.StatusForbidden, "csrf")
 		return
@@ -457,11 +463,13 @@ func (s *Server) backupCodesReplace(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	if err := s.Store.ReplaceBackupCodes(ctx, u.ID, mfa.SealBackupCodes(s.Key, u.ID, codes)); err != nil {
+	err = s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+		return accountChange{Event: "mfa.codes_replaced"}, s.Store.ReplaceBackupCodes(tx, u.ID, mfa.SealBackupCodes(s.Key, u.ID, codes))
+	})
+	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.audit(r, u.ID, "mfa.codes_replaced", nil)
 	s.renderBackupCodes(w, r, f, u, true)
 }
 

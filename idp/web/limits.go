@@ -88,13 +88,17 @@ func (s *Server) recordFailures(ctx context.Context, acct store.ThrottlePolicy, 
 // audit records a security event on the account; a failure to record is
 // logged, never shown to the user.
 func (s *Server) audit(r *http.Request, userID, typ string, detail map[string]any) {
+	if err := s.Store.AddAuditEvent(r.Context(), s.auditEvent(r, userID, typ, detail)); err != nil {
+		s.Logger.ErrorContext(r.Context(), "audit event not recorded", append(logAttrs(r), "type", typ, "err", err)...)
+	}
+}
+
+// auditEvent is the record of a security event on the account.
+func (s *Server) auditEvent(r *http.Request, userID, typ string, detail map[string]any) *store.AuditEvent {
 	d := ""
 	if detail != nil {
 		b, _ := json.Marshal(detail)
 		d = string(b)
 	}
-	e := &store.AuditEvent{UserID: userID, Type: typ, Detail: d, IP: s.clientIP(r), CreatedAt: s.Now()}
-	if err := s.Store.AddAuditEvent(r.Context(), e); err != nil {
-		s.Logger.ErrorContext(r.Context(), "audit event not recorded", append(logAttrs(r), "type", typ, "err", err)...)
-	}
+	return &store.AuditEvent{UserID: userID, Type: typ, Detail: d, IP: s.clientIP(r), CreatedAt: s.Now()}
 }

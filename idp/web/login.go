@@ -310,7 +310,21 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderBackup(w, r, f, http.StatusTooManyRequests, "too_many_attempts")
 		return
 	}
-	remaining, err := s.useBackupCode(ctx, f.UserID, r.PostFormValue("backup_code"))
+	u, err := s.Store.GetUser(ctx, f.UserID)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	// The code is spent, and the notice of it queued, together.
+	var remaining int
+	err = s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+		var err error
+		remaining, err = s.useBackupCode(tx, u.ID, r.PostFormValue("backup_code"))
+		return accountChange{
+			Event: "mfa.backup_code_used", Detail: map[string]any{"remaining": remaining},
+			Mail: mail.BackupCodeUsed, Notice: mail.Notice{Remaining: remaining},
+		}, err
+	})
 	if errors.Is(err, errWrongCode) {
 		s.Metrics.Login(metrics.StepBackup, metrics.ResultFailure)
 		status, err := s.secondStepFailed(r, f.UserID, "backup_code")
@@ -334,8 +348,6 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Metrics.Login(metrics.StepBackup, metrics.ResultSuccess)
-	s.audit(r, f.UserID, "mfa.backup_code_used", map[string]any{"remaining": remaining})
-	s.notifyUserID(r, f.UserID, mail.BackupCodeUsed, mail.Notice{Remaining: remaining})
 	f.AMR = []string{"pwd", "otp"}
 	if remaining > 2 {
 		s.completeLogin(w, r, f)

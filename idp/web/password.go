@@ -22,6 +22,13 @@ import (
 // notify queues a security e-mail to the user; a failure is logged, never
 // shown (the change it reports has happened).
 func (s *Server) notify(r *http.Request, u *store.User, kind string, n mail.Notice) {
+	if err := s.Outbox.Enqueue(r.Context(), u.Email, s.securityMail(r, u, kind, n)); err != nil {
+		s.Logger.ErrorContext(r.Context(), "security e-mail not queued", append(logAttrs(r), "kind", kind, "err", err)...)
+	}
+}
+
+// securityMail is the e-mail of kind to u, in u's language.
+func (s *Server) securityMail(r *http.Request, u *store.User, kind string, n mail.Notice) mail.Message {
 	n.Lang, n.Product, n.When = u.Locale, s.Config.BrandName, s.Now()
 	if n.IP == "" {
 		n.IP = s.clientIP(r)
@@ -29,19 +36,46 @@ func (s *Server) notify(r *http.Request, u *store.User, kind string, n mail.Noti
 	if n.AccountURL == "" && kind != mail.ResetRequested {
 		n.AccountURL = s.Config.Issuer + "/account"
 	}
-	if err := s.Outbox.Enqueue(r.Context(), u.Email, mail.Compose(kind, n)); err != nil {
-		s.Logger.ErrorContext(r.Context(), "security e-mail not queued", append(logAttrs(r), "kind", kind, "err", err)...)
-	}
+	return mail.Compose(kind, n)
 }
 
-// notifyUserID is notify for a user known by id.
-func (s *Server) notifyUserID(r *http.Request, userID, kind string, n mail.Notice) {
-	u, err := s.Store.GetUser(r.Context(), userID)
+// accountChange is a change to an account's security and how it is
+// reported: an audit event, and a security e-mail unless Mail is "".
+type accountChange struct {
+	Event  string
+	Detail map[string]any
+	Mail   string
+	Notice mail.Notice
+}
+
+// changeAccount makes a change to u's account (apply, with the transaction's
+// context for every store call; it says how the change is reported)
+// together with its audit event and its security e-mail, in one transaction: the change is not made unless its
+// notice is queued, so no crash or failure in between can make it silently.
+// The e-mail is sent by the outbox after the commit.
+func (s *Server) changeAccount(r *http.Request, u *store.User, apply func(tx context.Context) (accountChange, error)) error {
+	tx, err := s.Store.BeginTx(r.Context())
 	if err != nil {
-		s.Logger.ErrorContext(r.Context(), "security e-mail not queued", append(logAttrs(r), "kind", kind, "err", err)...)
-		return
+		return err
 	}
-	s.notify(r, u, kind, n)
+	defer func() { _ = s.Store.Rollback(tx) }()
+	c, err := apply(tx)
+	if err != nil {
+		return err
+	}
+	if err := s.Store.AddAuditEvent(tx, s.auditEvent(r, u.ID, c.Event, c.Detail)); err != nil {
+		return err
+	}
+	if c.Mail != "" {
+		if err := s.Outbox.Enqueue(tx, u.Email, s.securityMail(r, u, c.Mail, c.Notice)); err != nil {
+			return err
+		}
+	}
+	if err := s.Store.Commit(tx); err != nil {
+		return err
+	}
+	s.Outbox.Nudge()
+	return nil
 }
 
 // --- Asking for a reset link. ---
@@ -265,7 +299,7 @@ func (s *Server) resetPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// One transaction: the token is used, the password set, every session
-	// ended and the notice queued, or none of it.
+	// ended, the event recorded and the notice queued, or none of it.
 	won, err := s.resetInTx(r, token, u, hash)
 	if err != nil {
 		s.storeFailed(w, r, err)
@@ -276,7 +310,6 @@ func (s *Server) resetPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Outbox.Nudge()
-	s.audit(r, u.ID, "password.reset", nil)
 	// The account's password failures no longer matter.
 	if err := s.Store.ResetThrottle(ctx, s.passwordThrottleKeys(r, u.Email)[0]); err != nil {
 		s.Logger.WarnContext(ctx, "login throttle not reset", append(logAttrs(r), "err", err)...)
@@ -318,10 +351,10 @@ func (s *Server) resetInTx(r *http.Request, token string, u *store.User, hash st
 	if _, err := s.Store.DeleteUserSessions(tx, u.ID, ""); err != nil {
 		return false, err
 	}
-	m := mail.Compose(mail.PasswordChanged, mail.Notice{
-		Lang: u.Locale, Product: s.Config.BrandName, When: now, IP: s.clientIP(r), AccountURL: s.Config.Issuer + "/account",
-	})
-	if err := s.Outbox.Enqueue(tx, u.Email, m); err != nil {
+	if err := s.Store.AddAuditEvent(tx, s.auditEvent(r, u.ID, "password.reset", nil)); err != nil {
+		return false, err
+	}
+	if err := s.Outbox.Enqueue(tx, u.Email, s.securityMail(r, u, mail.PasswordChanged, mail.Notice{})); err != nil {
 		return false, err
 	}
 	return true, s.Store.Commit(tx)
@@ -371,26 +404,18 @@ func (s *Server) changePasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	tx, err := s.Store.BeginTx(ctx)
+	err = s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+		c := accountChange{Event: "password.changed", Mail: mail.PasswordChanged}
+		if err := s.Store.UpdatePassword(tx, u.ID, hash, s.Now()); err != nil {
+			return c, err
+		}
+		_, err := s.Store.DeleteUserSessions(tx, u.ID, sess.ID)
+		return c, err
+	})
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
-	defer func() { _ = s.Store.Rollback(tx) }()
-	now := s.Now()
-	err = s.Store.UpdatePassword(tx, u.ID, hash, now)
-	if err == nil {
-		_, err = s.Store.DeleteUserSessions(tx, u.ID, sess.ID)
-	}
-	if err == nil {
-		err = s.Store.Commit(tx)
-	}
-	if err != nil {
-		s.storeFailed(w, r, err)
-		return
-	}
-	s.audit(r, u.ID, "password.changed", nil)
-	s.notify(r, u, mail.PasswordChanged, mail.Notice{})
 	http.Redirect(w, r, "/account?notice=password_changed", http.StatusSeeOther)
 }
 
