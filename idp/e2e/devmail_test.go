@@ -20,7 +20,7 @@ import (
 
 // TestDevMailFolder: without IDP_SMTP_URL, the embedded default writes each
 // mail as an .eml file to the data folder's mail/ and logs the file (never
-// the link), so a reset link can be followed from there.
+// the link or the address), so a reset link can be followed from there.
 func TestDevMailFolder(t *testing.T) {
 	db := testenv.SQLite(t)
 	key := make([]byte, 32)
@@ -89,5 +89,8 @@ func TestDevMailFolder(t *testing.T) {
 	token := link[strings.Index(link, "token=")+len("token="):]
 	if strings.Contains(logs.String(), token) {
 		t.Error("the reset token is in the log")
+	}
+	if strings.Contains(logs.String(), email) {
+		t.Error("the recipient's address is in the log")
 	}
 }

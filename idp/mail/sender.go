@@ -171,7 +171,8 @@ func helloName() string {
 }
 
 // Dir is the embedded default without a mail server: each mail becomes an
-// .eml file in a folder, and the log says where (never what it holds).
+// .eml file in a folder, and the log says where (never what it holds, nor
+// to whom).
 type Dir struct {
 	Path   string
 	Logger *slog.Logger
@@ -179,7 +180,7 @@ type Dir struct {
 }
 
 // Send writes msg to a new file in the folder.
-func (d *Dir) Send(_ context.Context, _, to string, msg []byte) error {
+func (d *Dir) Send(_ context.Context, _, _ string, msg []byte) error {
 	if err := os.MkdirAll(d.Path, 0o700); err != nil {
 		return err
 	}
@@ -194,7 +195,7 @@ func (d *Dir) Send(_ context.Context, _, to string, msg []byte) error {
 		return err
 	}
 	if d.Logger != nil {
-		d.Logger.Info("mail written to the dev mail folder (no IDP_SMTP_URL)", "file", p, "to", to)
+		d.Logger.Info("mail written to the dev mail folder (no IDP_SMTP_URL)", "file", p)
 	}
 	return nil
 }
