@@ -307,6 +307,27 @@ func TestOtherPages(t *testing.T) {
 	})
 }
 
+// TestLogoutConfirmation: a logout request that does not show it comes
+// from the session's own relying party (no id_token_hint) asks first; the
+// customer confirms, sees the logged-out page, and the next visit to My
+// Page asks for the password again.
+func TestLogoutConfirmation(t *testing.T) {
+	eachViewport(t, func(t *testing.T, s *session) {
+		s.loginAtViewer("#amr", false)
+		s.open(s.st.IDP+"/logout", `form[action="/logout"] button[type=submit]`)
+		if !strings.HasPrefix(s.url(), s.st.IDP+"/logout") {
+			t.Fatalf("the logout request went to %s", s.url())
+		}
+		s.page("logout-confirm", "ja")
+		s.click(`form[action="/logout"] button[type=submit]`, `a[href="/login"]`)
+		s.page("logged-out", "ja")
+		s.open(s.st.IDP+"/account", "#email")
+		if !strings.HasPrefix(s.url(), s.st.IDP+"/login") {
+			t.Errorf("My Page after logging out: %s, want the login page", s.url())
+		}
+	})
+}
+
 // TestPasswordResetFromMailFolder: a customer with 2FA on forgets the
 // password, asks for a link from the login page, opens it from the mail
 // the provider wrote into its mail folder (what make run does without an
