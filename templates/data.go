@@ -12,6 +12,18 @@ type Page struct {
 	RequestID string
 	// LoggedIn shows the account links (マイページ, ログアウト) in the header.
 	LoggedIn bool
+	// LangLinks are the language switch in the footer: this page in each
+	// language. Empty on pages that answer a form (they cannot be fetched
+	// again by a link).
+	LangLinks []LangLink
+}
+
+// LangLink is this page in one language.
+type LangLink struct {
+	Lang    string // "ja" or "en"
+	Label   string // the language's own name: 日本語, English
+	Href    string // relative: "?…&lang=en"
+	Current bool
 }
 
 // Brand is the configurable look of the pages (product name, logo, colours).

@@ -13,6 +13,13 @@ const (
 	LangEN = "en"
 )
 
+// Langs are the supported languages in the order the switch shows them,
+// each with its own name.
+var Langs = []struct{ Tag, Name string }{{LangJA, "日本語"}, {LangEN, "English"}}
+
+// IsLang reports whether tag is a supported language, exactly ("ja", "en").
+func IsLang(tag string) bool { return tag == LangJA || tag == LangEN }
+
 // NormalizeLang picks the page language from a ui_locales value (a
 // space-separated list in order of preference) or an Accept-Language header
 // (a comma-separated list with optional q-values). The first supported
@@ -267,6 +274,7 @@ var Messages = map[string]Translation{
 	"user_info":          {"ユーザー情報", "Your details"},
 	"name":               {"名前", "Name"},
 	"account_section":    {"アカウント", "Account"},
+	"language":           {"言語", "Language"},
 	"settings":           {"設定", "Settings"},
 	"twofa_settings":     {"2段階認証設定", "Two-step verification settings"},
 	"enabled":            {"有効", "On"},

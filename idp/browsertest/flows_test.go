@@ -304,6 +304,21 @@ func TestOtherPages(t *testing.T) {
 			t.Errorf("English login label %q", label)
 		}
 		s.page("login-en", "en")
+
+		// The footer's switch: English on a page that began in Japanese,
+		// kept after a form is answered, and back.
+		s.open(s.st.IDP+"/login", `.lang-switch a[lang="en"]`)
+		s.click(`.lang-switch a[lang="en"]`, `.lang-switch a[lang="ja"]`)
+		s.fill("#email", s.st.Email)
+		s.fill("#password", "wrong-password-1")
+		s.submit("#form-error")
+		if label := s.text(`label[for="email"]`); !strings.Contains(label, "mail") {
+			t.Errorf("after choosing English and a wrong password: label %q", label)
+		}
+		s.page("login-switched-en", "en")
+		s.open(s.st.IDP+"/forgot-password", `.lang-switch a[lang="ja"]`)
+		s.click(`.lang-switch a[lang="ja"]`, `.lang-switch a[lang="en"]`)
+		s.page("forgot-password-switched-ja", "ja")
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/a-h/templ"
 
@@ -15,9 +16,17 @@ import (
 	"github.com/kamera-id/idp/templates"
 )
 
-// lang picks the page language: the flow's ui_locales, the query's, then
-// the browser's Accept-Language; Japanese by default.
+// langCookie remembers the language chosen with the switch.
+const langCookie = "idp_lang"
+
+// lang picks the page language: the one chosen with the footer's switch
+// (?lang=, then remembered in a cookie), the flow's (the relying party's
+// ui_locales, or the browser's when the flow began), the query's
+// ui_locales, then the browser's Accept-Language; Japanese by default.
 func (s *Server) lang(r *http.Request, f *flow) string {
+	if v, ok := s.chosenLang(r); ok {
+		return v
+	}
 	if f != nil && f.Lang != "" {
 		return f.Lang
 	}
@@ -27,14 +36,41 @@ func (s *Server) lang(r *http.Request, f *flow) string {
 	return templates.NormalizeLang(r.Header.Get("Accept-Language"))
 }
 
-// page fills what every page shares, including a CSRF token for its forms.
+// chosenLang is the language the user chose with the switch, if any.
+func (s *Server) chosenLang(r *http.Request) (string, bool) {
+	if v := r.URL.Query().Get("lang"); templates.IsLang(v) {
+		return v, true
+	}
+	if v := s.cookie(r, langCookie); templates.IsLang(v) {
+		return v, true
+	}
+	return "", false
+}
+
+// page fills what every page shares, including a CSRF token for its forms
+// and, on a page fetched with GET, the language switch (remembering a
+// choice made with it for a year).
 func (s *Server) page(w http.ResponseWriter, r *http.Request, f *flow) templates.Page {
-	return templates.Page{
+	p := templates.Page{
 		Lang:      s.lang(r, f),
 		CSRF:      s.csrfToken(w, r),
 		Brand:     s.brand,
 		RequestID: RequestID(r.Context()),
 	}
+	if r.Method != http.MethodGet {
+		return p
+	}
+	q := r.URL.Query()
+	if v := q.Get("lang"); templates.IsLang(v) && s.cookie(r, langCookie) != v {
+		s.setCookie(w, langCookie, v, 365*24*time.Hour)
+	}
+	for _, l := range templates.Langs {
+		q.Set("lang", l.Tag)
+		p.LangLinks = append(p.LangLinks, templates.LangLink{
+			Lang: l.Tag, Label: l.Name, Href: "?" + q.Encode(), Current: l.Tag == p.Lang,
+		})
+	}
+	return p
 }
 
 // accountPage is page() for a signed-in user.
