@@ -28,6 +28,9 @@ type LangLink struct {
 
 // Brand is the configurable look of the pages (product name, logo, colours).
 type Brand struct {
+	// ID names a relying party family's brand (IDP_BRANDS_FILE); empty for
+	// the provider's own (IDP_BRAND_*). It picks the colour's style sheet.
+	ID           string
 	ProductName  string // e.g. "ギガらくカメラ"; empty: a neutral default
 	LogoURL      string // optional; same-origin path or https URL
 	PrimaryColor string // CSS colour for buttons and links, e.g. "#0b5cad"

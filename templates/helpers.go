@@ -12,6 +12,14 @@ import (
 const errorID = "form-error"
 
 // brandName is the product name shown in the header and the title.
+// brandSheet is the style sheet of the brand's colour.
+func brandSheet(b Brand) string {
+	if b.ID == "" {
+		return "/static/brand.css"
+	}
+	return "/static/brand.css?b=" + b.ID // a-z, 0-9 and - (config.Validate)
+}
+
 func brandName(p Page) string {
 	if p.Brand.ProductName != "" {
 		return p.Brand.ProductName

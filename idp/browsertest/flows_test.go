@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"io"
 	"net/mail"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+
+	"github.com/kamera-id/idp/idp/app"
 )
 
 // TestLogin: from the camera viewer to the provider's login page; a wrong
@@ -339,6 +342,41 @@ func TestLogoutConfirmation(t *testing.T) {
 		s.open(s.st.IDP+"/account", "#email")
 		if !strings.HasPrefix(s.url(), s.st.IDP+"/login") {
 			t.Errorf("My Page after logging out: %s, want the login page", s.url())
+		}
+	})
+}
+
+// TestFamilyBrand: a relying party of another family (IDP_BRANDS_FILE)
+// gets the login and consent pages in its own look: its product name in
+// the header and its colour.
+func TestFamilyBrand(t *testing.T) {
+	eachViewport(t, func(t *testing.T, s *session) {
+		const redirect = "http://localhost:1/callback"
+		if _, _, err := s.st.app.CreateClient(context.Background(), app.NewClient{
+			ID: "door-cam", Name: "Door Cam Viewer", RedirectURIs: []string{redirect},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		q := url.Values{"client_id": {"door-cam"}, "response_type": {"code"}, "scope": {"openid"},
+			"redirect_uri": {redirect}, "state": {"state-1234"}, "nonce": {"nonce-1234"},
+			"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
+		s.brand = doorBrandColor
+		s.open(s.st.IDP+"/oauth2/auth?"+q.Encode(), "#email")
+		if got := s.text(".brand-name"); got != "ドアカメラ" {
+			t.Errorf("login page brand %q, want ドアカメラ", got)
+		}
+		s.page("login-door", "ja")
+		s.fill("#email", s.st.Email)
+		s.fill("#password", s.st.Password)
+		s.submit(`form[action="/consent"]`)
+		if got := s.text(".brand-name"); got != "ドアカメラ" {
+			t.Errorf("consent page brand %q, want ドアカメラ", got)
+		}
+		s.page("consent-door", "ja")
+		s.brand = ownBrandColor
+		s.open(s.st.IDP+"/account", ".account-email")
+		if got := s.text(".brand-name"); got != "カメラID" {
+			t.Errorf("My Page brand %q, want the provider's カメラID", got)
 		}
 	})
 }

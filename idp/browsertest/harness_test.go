@@ -144,6 +144,9 @@ func startStack(t *testing.T) *stack {
 	cfg.SecretKey = base64.StdEncoding.EncodeToString(key)
 	cfg.ArgonMemoryKiB, cfg.ArgonIterations = 8192, 1 // fast hashes for tests
 	cfg.BrandName = "カメラID"
+	// Another family of relying parties with its own look (the viewer
+	// keeps the provider's).
+	cfg.Brands = []config.Brand{{ID: "door", Name: "ドアカメラ", Color: doorBrandColor, Clients: []string{"door-cam"}}}
 	cfg.MailPoll = 50 * time.Millisecond // the sender is also nudged; this bounds a missed nudge
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -266,6 +269,8 @@ type session struct {
 	st  *stack
 	vp  viewport
 	ctx context.Context
+	// brand is the --brand colour page() expects.
+	brand string
 
 	test    string // the top-level test's name: the screenshot folder
 	shotDir string
@@ -294,10 +299,16 @@ func eachViewport(t *testing.T, f func(t *testing.T, s *session)) {
 	}
 }
 
+// The pages' colours: the provider's own, and the door family's.
+const (
+	ownBrandColor  = "#0b5cad"
+	doorBrandColor = "#1f6f43"
+)
+
 func newSession(t *testing.T, st *stack, vp viewport) *session {
 	t.Helper()
 	test, _, _ := strings.Cut(t.Name(), "/")
-	s := &session{t: t, st: st, vp: vp, test: test, downloadDir: t.TempDir(), downloads: make(chan download, 4)}
+	s := &session{t: t, st: st, vp: vp, test: test, brand: ownBrandColor, downloadDir: t.TempDir(), downloads: make(chan download, 4)}
 	s.shotDir = filepath.Join(screenshotRoot(t), test)
 	if err := os.MkdirAll(s.shotDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -579,7 +590,7 @@ func (s *session) page(name, lang string) {
 	if strings.TrimSpace(got.H1) == "" {
 		s.t.Errorf("%s: no h1", name)
 	}
-	if got.Brand != "#0b5cad" {
+	if got.Brand != s.brand {
 		s.t.Errorf("%s: --brand is %q: /static/brand.css not applied", name, got.Brand)
 	}
 	s.screenshot(name)

@@ -5,6 +5,8 @@ package config
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -14,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -67,6 +70,10 @@ type Config struct {
 	BrandName    string // IDP_BRAND_NAME
 	BrandColor   string // IDP_BRAND_COLOR
 	BrandLogoURL string // IDP_BRAND_LOGO_URL
+	// BrandsFile (IDP_BRANDS_FILE) is a JSON file of the looks of relying
+	// party families; Load reads it into Brands.
+	BrandsFile string
+	Brands     []Brand
 
 	// E-mail. Without an SMTP URL, mails are written to MailDir().
 	SMTPURL          string        // IDP_SMTP_URL: smtp://user:pass@host:587[?starttls=required] or smtps://...
@@ -178,6 +185,7 @@ func Load(file string, getenv func(string) string) (Config, error) {
 	p.str(&c.BrandName, "IDP_BRAND_NAME")
 	p.str(&c.BrandColor, "IDP_BRAND_COLOR")
 	p.str(&c.BrandLogoURL, "IDP_BRAND_LOGO_URL")
+	p.str(&c.BrandsFile, "IDP_BRANDS_FILE")
 	p.str(&c.SMTPURL, "IDP_SMTP_URL")
 	p.str(&c.MailFrom, "IDP_MAIL_FROM")
 	p.dur(&c.MailPoll, "IDP_MAIL_POLL_INTERVAL")
@@ -190,6 +198,13 @@ func Load(file string, getenv func(string) string) (Config, error) {
 	p.dur(&c.ResetLockout, "IDP_RESET_LOCKOUT")
 	if p.err != nil {
 		return Config{}, p.err
+	}
+	if c.BrandsFile != "" {
+		brands, err := ReadBrands(c.BrandsFile)
+		if err != nil {
+			return Config{}, err
+		}
+		c.Brands = brands
 	}
 	if c.SecretKeyFile == "" && c.SecretKey == "" && c.Embedded() {
 		c.SecretKeyFile = DefaultSecretKeyFile
@@ -311,27 +326,94 @@ func (c Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
 // checkBrand keeps the branding safe to put into a style sheet and an
 // <img>: the colour is #rrggbb only, dark enough for white button text and
 // links on white (WCAG AA, 4.5:1), and the logo a same-origin path or an
-// https URL (what the pages' Content-Security-Policy lets through).
+// https URL (what the pages' Content-Security-Policy lets through). The
+// same holds for each brand of IDP_BRANDS_FILE, and each relying party
+// belongs to one brand at most.
 func checkBrand(c Config) error {
-	if c.BrandColor != "" {
-		r, g, b, ok := ParseHexColor(c.BrandColor)
-		if !ok {
-			return fmt.Errorf("IDP_BRAND_COLOR: %q: want a colour as #rrggbb, e.g. #0b5cad", c.BrandColor)
-		}
-		if ratio := ContrastOnWhite(r, g, b); ratio < 4.5 {
-			return fmt.Errorf("IDP_BRAND_COLOR: %q has a contrast of %.1f:1 with white; buttons and links need at least 4.5:1 (choose a darker colour)", c.BrandColor, ratio)
-		}
+	if err := checkLook("IDP_BRAND_COLOR", c.BrandColor, "IDP_BRAND_LOGO_URL", c.BrandLogoURL); err != nil {
+		return err
 	}
-	if c.BrandLogoURL != "" {
-		u, err := url.Parse(c.BrandLogoURL)
-		ok := err == nil && u.Fragment == "" && !strings.ContainsAny(c.BrandLogoURL, " \t\r\n\"'<>\\") &&
-			((u.Scheme == "https" && u.Host != "") ||
-				(u.Scheme == "" && u.Host == "" && strings.HasPrefix(c.BrandLogoURL, "/") && !strings.HasPrefix(c.BrandLogoURL, "//")))
-		if !ok {
-			return fmt.Errorf("IDP_BRAND_LOGO_URL: %q: want a path on this server (/...) or an https:// URL", c.BrandLogoURL)
+	ids, clients := map[string]bool{}, map[string]string{}
+	for i, b := range c.Brands {
+		where := fmt.Sprintf("IDP_BRANDS_FILE: brand %d", i+1)
+		if !brandID.MatchString(b.ID) {
+			return fmt.Errorf("%s: id %q: want 1-32 of a-z, 0-9 and -", where, b.ID)
+		}
+		where = fmt.Sprintf("IDP_BRANDS_FILE: brand %q", b.ID)
+		if ids[b.ID] {
+			return fmt.Errorf("%s: the id is used twice", where)
+		}
+		ids[b.ID] = true
+		if strings.TrimSpace(b.Name) == "" || len(b.Clients) == 0 {
+			return fmt.Errorf("%s: needs a name and at least one client", where)
+		}
+		if err := checkLook(where+": color", b.Color, where+": logo_url", b.LogoURL); err != nil {
+			return err
+		}
+		for _, id := range b.Clients {
+			if other, ok := clients[id]; ok {
+				return fmt.Errorf("%s: client %q is already in brand %q", where, id, other)
+			}
+			clients[id] = b.ID
 		}
 	}
 	return nil
+}
+
+var brandID = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
+
+// checkLook checks a colour and a logo URL (either may be empty); the names
+// say where they came from.
+func checkLook(colorName, color, logoName, logo string) error {
+	if color != "" {
+		r, g, b, ok := ParseHexColor(color)
+		if !ok {
+			return fmt.Errorf("%s: %q: want a colour as #rrggbb, e.g. #0b5cad", colorName, color)
+		}
+		if ratio := ContrastOnWhite(r, g, b); ratio < 4.5 {
+			return fmt.Errorf("%s: %q has a contrast of %.1f:1 with white; buttons and links need at least 4.5:1 (choose a darker colour)", colorName, color, ratio)
+		}
+	}
+	if logo != "" {
+		u, err := url.Parse(logo)
+		ok := err == nil && u.Fragment == "" && !strings.ContainsAny(logo, " \t\r\n\"'<>\\") &&
+			((u.Scheme == "https" && u.Host != "") ||
+				(u.Scheme == "" && u.Host == "" && strings.HasPrefix(logo, "/") && !strings.HasPrefix(logo, "//")))
+		if !ok {
+			return fmt.Errorf("%s: %q: want a path on this server (/...) or an https:// URL", logoName, logo)
+		}
+	}
+	return nil
+}
+
+// Brand is the look of the pages that a family of relying parties (its
+// Clients, by client id) shows during their logins: product name, logo,
+// colour. An empty colour or logo falls back to IDP_BRAND_*.
+type Brand struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	LogoURL string   `json:"logo_url,omitempty"`
+	Color   string   `json:"color,omitempty"`
+	Clients []string `json:"clients"`
+}
+
+// ReadBrands reads IDP_BRANDS_FILE: a JSON array of brands. Unknown fields
+// are refused, so a misspelt one is not silently ignored.
+func ReadBrands(path string) ([]Brand, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("IDP_BRANDS_FILE: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var brands []Brand
+	if err := dec.Decode(&brands); err != nil {
+		return nil, fmt.Errorf("IDP_BRANDS_FILE: %s: %w", path, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("IDP_BRANDS_FILE: %s: more than one JSON value", path)
+	}
+	return brands, nil
 }
 
 // ParseHexColor parses "#rrggbb" (either letter case).

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ func TestExampleFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, _ := Load("", env(nil))
-	if c != d {
+	if !reflect.DeepEqual(c, d) {
 		t.Fatalf("the example file's values differ from the defaults:\n%+v\n%+v", c, d)
 	}
 }
@@ -105,5 +106,54 @@ func TestContrastOnWhite(t *testing.T) {
 		if c := ContrastOnWhite(r, g, b); c < tc.min || c > tc.max {
 			t.Errorf("%s: contrast %.3f, want %.2f..%.2f", tc.color, c, tc.min, tc.max)
 		}
+	}
+}
+
+// TestBrandsFile: IDP_BRANDS_FILE is read into Brands; a file that cannot
+// be read, is not JSON, has a misspelt field, or breaks a rule is refused
+// with a message that says which brand and what.
+func TestBrandsFile(t *testing.T) {
+	dir := t.TempDir()
+	load := func(content string) (Config, error) {
+		t.Helper()
+		file := filepath.Join(dir, "brands.json")
+		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return Load("", env(map[string]string{"IDP_BRANDS_FILE": file}))
+	}
+	c, err := load(`[{"id": "giga", "name": "ギガらくカメラ", "color": "#1f6f43", "logo_url": "/static/giga.svg", "clients": ["viewer", "viewer-admin"]},
+		{"id": "door", "name": "Door Cam", "clients": ["door"]}]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Brand{
+		{ID: "giga", Name: "ギガらくカメラ", Color: "#1f6f43", LogoURL: "/static/giga.svg", Clients: []string{"viewer", "viewer-admin"}},
+		{ID: "door", Name: "Door Cam", Clients: []string{"door"}},
+	}
+	if !reflect.DeepEqual(c.Brands, want) {
+		t.Fatalf("brands %+v, want %+v", c.Brands, want)
+	}
+	for _, tc := range []struct{ content, want string }{
+		{`{"id": "giga"}`, "cannot unmarshal"},
+		{`[{"id": "giga", "name": "G", "colour": "#1f6f43", "clients": ["a"]}]`, `unknown field "colour"`},
+		{`[{"id": "Giga!", "name": "G", "clients": ["a"]}]`, `id "Giga!"`},
+		{`[{"id": "g", "name": "G", "clients": ["a"]}, {"id": "g", "name": "H", "clients": ["b"]}]`, "used twice"},
+		{`[{"id": "g", "name": "", "clients": ["a"]}]`, "needs a name"},
+		{`[{"id": "g", "name": "G", "clients": []}]`, "at least one client"},
+		{`[{"id": "g", "name": "G", "clients": ["a"]}, {"id": "h", "name": "H", "clients": ["a"]}]`, `client "a" is already in brand "g"`},
+		{`[{"id": "g", "name": "G", "color": "#ffff00", "clients": ["a"]}]`, `brand "g": color: "#ffff00" has a contrast`},
+		{`[{"id": "g", "name": "G", "logo_url": "javascript:alert(1)", "clients": ["a"]}]`, `brand "g": logo_url`},
+		{`[] []`, "more than one JSON value"},
+	} {
+		if _, err := load(tc.content); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "IDP_BRANDS_FILE") {
+			t.Errorf("%s: error %v, want one about %s", tc.content, err, tc.want)
+		}
+	}
+	if _, err := Load("", env(map[string]string{"IDP_BRANDS_FILE": filepath.Join("..", "..", "config", "brands.example.json")})); err != nil {
+		t.Errorf("config/brands.example.json: %v", err)
+	}
+	if _, err := Load("", env(map[string]string{"IDP_BRANDS_FILE": filepath.Join(dir, "missing.json")})); err == nil {
+		t.Error("a missing brands file is accepted")
 	}
 }

@@ -532,7 +532,7 @@ func (s *Server) logoutStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if sess == nil {
-		s.loggedOut(w, r, postLogout, state)
+		s.loggedOut(w, r, &flow{PostLogoutURI: postLogout, State: state, ClientID: clientID})
 		return
 	}
 	// The relying party proved which session it means: no need to ask.
@@ -541,20 +541,19 @@ func (s *Server) logoutStart(w http.ResponseWriter, r *http.Request) {
 			s.storeFailed(w, r, err)
 			return
 		}
-		s.loggedOut(w, r, postLogout, state)
+		s.loggedOut(w, r, &flow{PostLogoutURI: postLogout, State: state, ClientID: clientID})
 		return
 	}
 	f := &flow{Kind: "logout", PostLogoutURI: postLogout, State: state, Lang: s.lang(r, nil)}
+	if c, err := s.Provider.Storage.Client(ctx, clientID); err == nil {
+		f.ClientName, f.ClientID = c.Name, c.ID
+	}
 	if err := s.newFlow(ctx, w, r, f); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
-	name := ""
-	if c, err := s.Provider.Storage.Client(ctx, clientID); err == nil {
-		name = c.Name
-	}
 	s.render(w, r, http.StatusOK, templates.Logout(templates.LogoutPage{
-		Page: s.page(w, r, f), Action: "/logout", Flow: f.id, ClientName: name,
+		Page: s.page(w, r, f), Action: "/logout", Flow: f.id, ClientName: f.ClientName,
 	}))
 }
 
@@ -571,32 +570,34 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, http.StatusForbidden, "csrf")
 		return
 	}
-	var postLogout, state string
+	var f *flow
 	if id := r.PostFormValue("flow"); id != "" {
-		f, ok := s.flowOrError(w, r, id, "logout")
-		if !ok {
+		var ok bool
+		if f, ok = s.flowOrError(w, r, id, "logout"); !ok {
 			return
 		}
 		if err := s.finishFlow(r.Context(), f); err != nil {
 			s.flowFailed(w, r, err)
 			return
 		}
-		postLogout, state = f.PostLogoutURI, f.State
 	}
 	if err := s.endSession(w, r); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.loggedOut(w, r, postLogout, state)
+	s.loggedOut(w, r, f)
 }
 
-func (s *Server) loggedOut(w http.ResponseWriter, r *http.Request, postLogout, state string) {
-	if postLogout != "" {
-		u, err := url.Parse(postLogout)
+// loggedOut sends the browser back to the relying party (f's
+// post_logout_redirect_uri, with its state) or shows that the user is
+// logged out, in the relying party's look. f may be nil.
+func (s *Server) loggedOut(w http.ResponseWriter, r *http.Request, f *flow) {
+	if f != nil && f.PostLogoutURI != "" {
+		u, err := url.Parse(f.PostLogoutURI)
 		if err == nil {
-			if state != "" {
+			if f.State != "" {
 				q := u.Query()
-				q.Set("state", state)
+				q.Set("state", f.State)
 				u.RawQuery = q.Encode()
 			}
 			http.Redirect(w, r, u.String(), http.StatusSeeOther)
@@ -604,6 +605,6 @@ func (s *Server) loggedOut(w http.ResponseWriter, r *http.Request, postLogout, s
 		}
 	}
 	s.render(w, r, http.StatusOK, templates.Message(templates.MessagePage{
-		Page: s.page(w, r, nil), Heading: "logged_out", Message: "logged_out_text", LinkURL: "/login", LinkText: "login",
+		Page: s.page(w, r, f), Heading: "logged_out", Message: "logged_out_text", LinkURL: "/login", LinkText: "login",
 	}))
 }

@@ -162,7 +162,7 @@ func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 		f.Lang = templates.NormalizeLang(v)
 	}
 	if c, err := s.Provider.Storage.Client(r.Context(), ar.GetClient().GetID()); err == nil {
-		f.ClientName = c.Name
+		f.ClientName, f.ClientID = c.Name, c.ID
 	}
 	if err := s.newFlow(r.Context(), w, r, f); err != nil {
 		s.storeFailed(w, r, err)
@@ -186,7 +186,7 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request, f *flow, fresh *
 // just logged in for this request (so prompt=login is not asked again).
 func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, c *store.Client, requestedAt time.Time, afterLogin bool) {
 	form := ar.GetRequestForm()
-	f := &flow{Kind: "consent", Authorize: form.Encode(), RequestedAt: requestedAt, ClientName: c.Name, Lang: s.lang(r, nil)}
+	f := &flow{Kind: "consent", Authorize: form.Encode(), RequestedAt: requestedAt, ClientName: c.Name, ClientID: c.ID, Lang: s.lang(r, nil)}
 	if afterLogin {
 		f.Stage = "after_login"
 	}

@@ -467,7 +467,7 @@ func (s *Server) sessionRevoke(w http.ResponseWriter, r *http.Request) {
 			s.storeFailed(w, r, err)
 			return
 		}
-		s.loggedOut(w, r, "", "")
+		s.loggedOut(w, r, nil)
 		return
 	}
 	if err := s.Store.DeleteUserSession(r.Context(), u.ID, id); err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -54,7 +54,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, f *flow) templates
 	p := templates.Page{
 		Lang:      s.lang(r, f),
 		CSRF:      s.csrfToken(w, r),
-		Brand:     s.brand,
+		Brand:     s.lookFor(f).brand,
 		RequestID: RequestID(r.Context()),
 	}
 	if r.Method != http.MethodGet {
@@ -122,18 +122,49 @@ func (s *Server) renderErrorDetail(w http.ResponseWriter, r *http.Request, statu
 	s.render(w, r, status, templates.Error(p))
 }
 
-// brandCSS serves the configured colour as a stylesheet (the CSP allows no
-// inline styles). config.Validate admits only #rrggbb, so the value cannot
-// break out of the declaration; anything else falls back to the default.
+// look is a brand with its generated style sheet.
+type look struct {
+	brand templates.Brand
+	sheet []byte
+	etag  string
+}
+
+func newLook(b templates.Brand) *look {
+	l := &look{brand: b}
+	l.sheet, l.etag = brandStyle(b.PrimaryColor)
+	return l
+}
+
+// lookFor is the brand of the relying party a flow serves, or the
+// provider's own (outside a relying party's login: My Page, password reset,
+// errors).
+func (s *Server) lookFor(f *flow) *look {
+	if f != nil && f.ClientID != "" {
+		if l, ok := s.clientBrand[f.ClientID]; ok {
+			return l
+		}
+	}
+	return s.brand
+}
+
+// brandCSS serves a brand's colour as a stylesheet (the CSP allows no
+// inline styles): ?b= names a relying party family's brand, none or an
+// unknown one the provider's. config.Validate admits only #rrggbb, so the
+// value cannot break out of the declaration; anything else falls back to
+// the default.
 func (s *Server) brandCSS(w http.ResponseWriter, r *http.Request) {
+	l := s.brand
+	if b, ok := s.brands[r.URL.Query().Get("b")]; ok {
+		l = b
+	}
 	w.Header().Set("Content-Type", "text/css; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	w.Header().Set("ETag", s.brandETag)
-	if match := r.Header.Get("If-None-Match"); match != "" && (match == s.brandETag || match == "*") {
+	w.Header().Set("ETag", l.etag)
+	if match := r.Header.Get("If-None-Match"); match != "" && (match == l.etag || match == "*") {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	_, _ = w.Write(s.brandSheet)
+	_, _ = w.Write(l.sheet)
 }
 
 // defaultBrandColor is the accent colour when none is configured.

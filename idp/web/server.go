@@ -5,6 +5,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"io/fs"
 	"log/slog"
@@ -43,12 +44,14 @@ type Server struct {
 	Deps
 	handler http.Handler
 	static  http.Handler
-	brand   templates.Brand
 	trusted []netip.Prefix // proxies whose X-Forwarded-For is believed
-	// brandSheet is /static/brand.css, generated once from the brand colour.
-	brandSheet []byte
-	brandETag  string
-	timeout    time.Duration // RequestTimeout; tests shorten it
+	// brand is the provider's own look (IDP_BRAND_*); brands are the relying
+	// party families' (IDP_BRANDS_FILE) by brand id, and clientBrand by
+	// client id. Each has its style sheet, generated once.
+	brand       *look
+	brands      map[string]*look
+	clientBrand map[string]*look
+	timeout     time.Duration // RequestTimeout; tests shorten it
 }
 
 // New builds the server and its routes.
@@ -66,8 +69,16 @@ func New(d Deps) *Server {
 	}
 	s := &Server{Deps: d, timeout: RequestTimeout}
 	s.trusted, _ = d.Config.TrustedProxyPrefixes() // checked by Config.Validate
-	s.brand = templates.Brand{ProductName: d.Config.BrandName, LogoURL: d.Config.BrandLogoURL, PrimaryColor: d.Config.BrandColor}
-	s.brandSheet, s.brandETag = brandStyle(d.Config.BrandColor)
+	s.brand = newLook(templates.Brand{ProductName: d.Config.BrandName, LogoURL: d.Config.BrandLogoURL, PrimaryColor: d.Config.BrandColor})
+	s.brands, s.clientBrand = map[string]*look{}, map[string]*look{}
+	for _, b := range d.Config.Brands {
+		l := newLook(templates.Brand{ID: b.ID, ProductName: b.Name,
+			LogoURL: cmp.Or(b.LogoURL, d.Config.BrandLogoURL), PrimaryColor: cmp.Or(b.Color, d.Config.BrandColor)})
+		s.brands[b.ID] = l
+		for _, c := range b.Clients {
+			s.clientBrand[c] = l
+		}
+	}
 	staticFS, err := fs.Sub(templates.Static, "static")
 	if err != nil {
 		panic(err) // the embedded folder is part of the binary

@@ -96,6 +96,7 @@ type flow struct {
 	Authorize   string    `json:"authorize,omitempty"` // the relying party's request, form-encoded
 	RequestedAt time.Time `json:"requested_at"`
 	ClientName  string    `json:"client_name,omitempty"`
+	ClientID    string    `json:"client_id,omitempty"` // picks the relying party family's brand
 	ReturnTo    string    `json:"return_to,omitempty"` // an own path, for logins to My Page
 	Email       string    `json:"email,omitempty"`     // login_hint
 	// Filled by the password step: the second step can only be reached
