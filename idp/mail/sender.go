@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/smtp"
+	"net/textproto"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -144,22 +145,43 @@ func (s *SMTP) Send(ctx context.Context, from, to string, msg []byte) error {
 		}
 	}
 	if err := c.Mail(from); err != nil {
-		return err
+		return refused(err)
 	}
 	if err := c.Rcpt(to); err != nil {
-		return err
+		return refused(err)
 	}
 	w, err := c.Data()
 	if err != nil {
-		return err
+		return refused(err)
 	}
 	if _, err := w.Write(msg); err != nil {
 		return err
 	}
 	if err := w.Close(); err != nil {
-		return err
+		return refused(err)
 	}
 	return c.Quit()
+}
+
+// RefusedError is a mail server's permanent refusal of a message: a 5xx
+// reply to its sender, recipient or content (RFC 5321 4.2.1), such as an
+// unknown mailbox. Sending the same mail again cannot succeed. Not
+// permanent: 4xx replies; refusals of the login or TLS; and 5xx replies
+// that point at this server's configuration rather than the message, 530
+// (authentication required, RFC 4954) and the security or policy class
+// 5.7.x of enhanced status codes (RFC 3463: relaying denied, for one):
+// once the configuration is fixed, those mails go.
+type RefusedError struct{ Err error }
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+func refused(err error) error {
+	var te *textproto.Error
+	if errors.As(err, &te) && te.Code >= 500 && te.Code < 600 && te.Code != 530 && !strings.HasPrefix(te.Msg, "5.7.") {
+		return &RefusedError{Err: err}
+	}
+	return err
 }
 
 func helloName() string {

@@ -176,6 +176,14 @@ func (w *Worker) send(ctx context.Context, m store.Mail) {
 		}
 		return
 	}
+	if r := (*RefusedError)(nil); errors.As(err, &r) {
+		w.Metrics.MailAttempt(metrics.MailRefused)
+		w.Logger.Error("mail refused by the server; not retried", "mail_id", m.ID, "attempt", m.Attempts, "err", err)
+		if err := st.GiveUpMail(rctx, m.ID, err.Error()); err != nil && !errors.Is(err, store.ErrNotFound) {
+			w.Logger.Error("refused mail not recorded: retried when its lease ends", "mail_id", m.ID, "err", err)
+		}
+		return
+	}
 	w.Metrics.MailAttempt(metrics.MailFailed)
 	next := w.Outbox.Now().Add(w.backoff(m.Attempts))
 	w.Logger.Warn("mail not sent; will retry", "mail_id", m.ID, "attempt", m.Attempts,

@@ -48,14 +48,16 @@ type Recorder interface {
 	// other than "not found" or "already used".
 	StoreCall(op string, d time.Duration, failed bool)
 	// MailAttempt counts one attempt to send a queued mail by its result
-	// (MailSent, MailFailed: it will be retried).
+	// (MailSent; MailFailed: it will be retried; MailRefused: the server
+	// refused it for good, it is not retried).
 	MailAttempt(result string)
 }
 
 // Results of a mail attempt.
 const (
-	MailSent   = "sent"
-	MailFailed = "failed"
+	MailSent    = "sent"
+	MailFailed  = "failed"
+	MailRefused = "refused"
 )
 
 // Nop records nothing.

@@ -396,6 +396,13 @@ func (m *Store) RetryMail(ctx context.Context, id int64, next time.Time, lastErr
 	return err
 }
 
+func (m *Store) GiveUpMail(ctx context.Context, id int64, lastError string) error {
+	start := time.Now()
+	err := m.Store.GiveUpMail(ctx, id, lastError)
+	m.done("GiveUpMail", start, err)
+	return err
+}
+
 func (m *Store) GetMail(ctx context.Context, id int64) (*store.Mail, error) {
 	start := time.Now()
 	r0, err := m.Store.GetMail(ctx, id)

@@ -165,6 +165,9 @@ type PasswordReset struct {
 // Mail is one message in the outbox. The sender worker claims due mails
 // (a lease in ClaimedUntil), sends them and marks them sent, or reschedules
 // them with the error.
+// MailNever is the NextAttemptAt of a mail given up on (GiveUpMail).
+var MailNever = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
 type Mail struct {
 	ID            int64
 	To            string
@@ -352,6 +355,10 @@ type Store interface {
 	// RetryMail releases the claim and schedules another attempt at next,
 	// recording lastError.
 	RetryMail(ctx context.Context, id int64, next time.Time, lastError string) error
+	// GiveUpMail releases the claim and never attempts the mail again
+	// (NextAttemptAt becomes MailNever), recording lastError: the server
+	// refused it for good. The cleanup removes it with the others.
+	GiveUpMail(ctx context.Context, id int64, lastError string) error
 	// GetMail returns one mail (tests and tools).
 	GetMail(ctx context.Context, id int64) (*Mail, error)
 	// DeleteMailBefore removes mails created before t (sent ones, and ones

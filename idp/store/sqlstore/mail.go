@@ -117,6 +117,11 @@ func (s *Store) RetryMail(ctx context.Context, id int64, next time.Time, lastErr
 	return s.fail("retry mail", err)
 }
 
+// GiveUpMail releases the claim and schedules no further attempt.
+func (s *Store) GiveUpMail(ctx context.Context, id int64, lastError string) error {
+	return s.RetryMail(ctx, id, store.MailNever, lastError)
+}
+
 // GetMail returns one mail.
 func (s *Store) GetMail(ctx context.Context, id int64) (*store.Mail, error) {
 	m, err := scanMail(s.q(ctx).QueryRowContext(ctx, `SELECT `+mailCols+` FROM mail_outbox WHERE id = $1`, id))

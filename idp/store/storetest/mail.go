@@ -189,6 +189,33 @@ func testMailOutbox(t *testing.T, s store.Store) {
 	wantErr(t, "deleted mail", err, store.ErrNotFound)
 }
 
+// testGiveUpMail: a mail given up on keeps its error, is never claimed
+// again, and goes with the cleanup; a sent one cannot be given up on.
+func testGiveUpMail(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	m := &store.Mail{To: "gone@example.com", Subject: "s", Body: "b", CreatedAt: t0, NextAttemptAt: t0}
+	must(t, s.EnqueueMail(ctx, m))
+	ms, err := s.ClaimMail(ctx, t0, at(time.Minute), 10)
+	must(t, err)
+	same(t, "claimed", len(ms), 1)
+	must(t, s.GiveUpMail(ctx, m.ID, "550 5.1.1 no such user"))
+	got, err := s.GetMail(ctx, m.ID)
+	must(t, err)
+	same(t, "last error", got.LastError, "550 5.1.1 no such user")
+	same(t, "next attempt", got.NextAttemptAt, store.MailNever)
+	same(t, "claim released", got.ClaimedUntil, time.Time{})
+	ms, err = s.ClaimMail(ctx, at(24*365*time.Hour), at(24*365*time.Hour+time.Minute), 10)
+	must(t, err)
+	same(t, "claimed a year later", len(ms), 0)
+	sent := &store.Mail{To: "ok@example.com", CreatedAt: t0, NextAttemptAt: t0}
+	must(t, s.EnqueueMail(ctx, sent))
+	must(t, s.MarkMailSent(ctx, sent.ID, at(time.Second)))
+	wantErr(t, "give up a sent mail", s.GiveUpMail(ctx, sent.ID, "x"), store.ErrNotFound)
+	n, err := s.DeleteMailBefore(ctx, at(time.Hour), 10)
+	must(t, err)
+	same(t, "deleted", n, 2)
+}
+
 // testRaceClaimMail: claimers running at once never get the same mail.
 func testRaceClaimMail(t *testing.T, s store.Store) {
 	ctx := t.Context()

@@ -56,6 +56,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PasswordResetInTx", testPasswordResetInTx},
 		{"RaceConsumePasswordReset", testRaceConsumePasswordReset},
 		{"MailOutbox", testMailOutbox},
+		{"GiveUpMail", testGiveUpMail},
 		{"RaceClaimMail", testRaceClaimMail},
 	}
 	for _, tc := range tests {

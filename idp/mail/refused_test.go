@@ -1,0 +1,151 @@
+package mail
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kamera-id/idp/idp/crypt"
+	"github.com/kamera-id/idp/idp/metrics"
+	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/idp/store/sqlite"
+)
+
+// rcptServer answers every command with 250 but RCPT TO with reply.
+func rcptServer(t *testing.T, reply string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				io.WriteString(c, "220 test ESMTP\r\n")
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					switch cmd := strings.ToUpper(l); {
+					case strings.HasPrefix(cmd, "EHLO"):
+						io.WriteString(c, "250 test\r\n")
+					case strings.HasPrefix(cmd, "RCPT"):
+						io.WriteString(c, reply+"\r\n")
+					case strings.HasPrefix(cmd, "QUIT"):
+						io.WriteString(c, "221 bye\r\n")
+						return
+					default:
+						io.WriteString(c, "250 ok\r\n")
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestRefusedReplies: a 5xx reply to the recipient is a permanent refusal
+// of the message, except 530 and 5.7.x (this server's configuration:
+// authentication, relaying), which are retried like 4xx replies.
+func TestRefusedReplies(t *testing.T) {
+	for reply, permanent := range map[string]bool{
+		"550 5.1.1 <b@example.com>: no such user": true,
+		"553 mailbox name not allowed":            true,
+		"552 5.2.2 mailbox full":                  true,
+		"451 4.3.0 try again later":               false,
+		"550 5.7.1 relaying denied":               false,
+		"530 5.7.0 authentication required":       false,
+	} {
+		s, _ := ParseSMTPURL("smtp://" + rcptServer(t, reply))
+		err := s.Send(context.Background(), "a@example.com", "b@example.com", []byte("Subject: x\r\n\r\nx\r\n"))
+		var r *RefusedError
+		if err == nil || errors.As(err, &r) != permanent {
+			t.Errorf("%q: error %v, permanent %v, want permanent %v", reply, err, errors.As(err, &r), permanent)
+		}
+	}
+}
+
+// failingSender fails every send with err.
+type failingSender struct{ err error }
+
+func (f failingSender) Send(context.Context, string, string, []byte) error { return f.err }
+
+// countingMetrics counts mail attempts by result.
+type countingMetrics struct {
+	metrics.Nop
+	mail map[string]int
+}
+
+func (c *countingMetrics) MailAttempt(result string) { c.mail[result]++ }
+
+// TestWorkerGivesUpOnRefusal: a mail the server refused for good is not
+// attempted again, even a year later, and keeps the refusal as its error;
+// a temporary failure is retried.
+func TestWorkerGivesUpOnRefusal(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "idp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key, err := crypt.NewKey(bytes.Repeat([]byte{7}, crypt.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	for _, c := range []struct {
+		err     error
+		retried bool
+		result  string
+	}{
+		{&RefusedError{Err: errors.New("550 5.1.1 no such user")}, false, metrics.MailRefused},
+		{errors.New("dial tcp: connection refused"), true, metrics.MailFailed},
+	} {
+		out := NewOutbox(st, key, clock)
+		if err := out.Enqueue(ctx, "b@example.com", Message{Subject: "s", Body: "b"}); err != nil {
+			t.Fatal(err)
+		}
+		m := &countingMetrics{mail: map[string]int{}}
+		w := &Worker{Outbox: out, Sender: failingSender{c.err}, From: "a@example.com", Metrics: m, Logger: slog.New(slog.DiscardHandler)}
+		if n, err := w.SendDue(ctx); n != 1 || err != nil {
+			t.Fatalf("%v: SendDue = %d, %v", c.err, n, err)
+		}
+		if m.mail[c.result] != 1 {
+			t.Errorf("%v: attempts by result %v, want one %s", c.err, m.mail, c.result)
+		}
+		now = now.Add(365 * 24 * time.Hour)
+		n, err := w.SendDue(ctx)
+		if err != nil || (n == 1) != c.retried {
+			t.Errorf("%v: a year later SendDue = %d, %v; want retried %v", c.err, n, err, c.retried)
+		}
+		if !c.retried {
+			got, err := st.GetMail(ctx, 1)
+			if err != nil || got.NextAttemptAt != store.MailNever || !strings.Contains(got.LastError, "no such user") {
+				t.Errorf("the refused mail: %+v, %v", got, err)
+			}
+		}
+		if _, err := st.DeleteMailBefore(ctx, now.Add(time.Hour), 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
