@@ -130,6 +130,7 @@ type AccountPage struct {
 	MFAEnabled bool
 	Events     []AuditEntry
 	Notice     string // message key of a one-time notice (e.g. "2fa_disabled"), may be empty
+	Locale     string // the account's language ("ja" or "en"): its e-mails
 }
 
 // TwoFAPage is the 2段階認証設定 section (/account/2fa).

@@ -334,7 +334,7 @@ func (b *browser) submit(p *page, field string, values map[string]string) *page 
 func (p *page) formWith(field string) *html.Node {
 	for _, f := range findAll(p.Doc, func(n *htmlNode) bool { return n.Data == "form" }) {
 		if len(findAll(f, func(n *html.Node) bool {
-			return (n.Data == "input" || n.Data == "button" || n.Data == "textarea") && attr(n, "name") == field
+			return (n.Data == "input" || n.Data == "button" || n.Data == "textarea" || n.Data == "select") && attr(n, "name") == field
 		})) > 0 {
 			return f
 		}

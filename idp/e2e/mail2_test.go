@@ -140,6 +140,37 @@ func TestPasswordChange(t *testing.T) {
 	})
 }
 
+// TestAccountLanguage: a customer chooses English on My Page; the account
+// keeps it, the pages follow, and the next security e-mail is in English.
+// Anything but ja or en is refused.
+func TestAccountLanguage(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p, srv := startMailProvider(t, db)
+		p.createUser(email, password)
+		b := p.newBrowser()
+		pg := loginAs(t, p, b, email, password)
+		if bad := b.submit(pg, "locale", map[string]string{"locale": "fr"}); bad.Status != http.StatusBadRequest {
+			t.Errorf("locale fr: %d, want 400", bad.Status)
+		}
+		pg = b.submit(pg, "locale", map[string]string{"locale": "en"})
+		if pg.URL.Path != "/account" || !strings.Contains(pg.Body, "Your language has been changed") ||
+			!strings.Contains(pg.Body, `<html lang="en">`) {
+			t.Fatalf("after choosing English: %s\n%s", pg.URL, pg.Body)
+		}
+		if u := p.mustUser(email); u.Locale != "en" {
+			t.Fatalf("account locale %q, want en", u.Locale)
+		}
+		pg = b.get(p.URL + "/account/password")
+		pg = b.submit(pg, "new_password", map[string]string{"password": password, "new_password": newPassword, "new_password_confirm": newPassword})
+		if pg.URL.Path != "/account" {
+			t.Fatalf("password change: %s\n%s", pg.URL, pg.Body)
+		}
+		if m := srv.waitFor(email, "Your password was changed"); japanese(m.Subject + m.Body) {
+			t.Errorf("the mail after choosing English:\n%s", m.Body)
+		}
+	})
+}
+
 // TestSessionsList: My Page lists the account's sessions (device, IP, last
 // seen) and signs one, or all others, out.
 func TestSessionsList(t *testing.T) {

@@ -396,6 +396,13 @@ func (m *Store) RetryMail(ctx context.Context, id int64, next time.Time, lastErr
 	return err
 }
 
+func (m *Store) UpdateLocale(ctx context.Context, userID, locale string, now time.Time) error {
+	start := time.Now()
+	err := m.Store.UpdateLocale(ctx, userID, locale, now)
+	m.done("UpdateLocale", start, err)
+	return err
+}
+
 func (m *Store) GiveUpMail(ctx context.Context, id int64, lastError string) error {
 	start := time.Now()
 	err := m.Store.GiveUpMail(ctx, id, lastError)

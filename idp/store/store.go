@@ -239,6 +239,9 @@ type Store interface {
 	// MarkEmailVerified records that the user showed the address is theirs
 	// at now (the first time counts); ErrNotFound when there is no such user.
 	MarkEmailVerified(ctx context.Context, userID string, now time.Time) error
+	// UpdateLocale sets the user's language ("ja" or "en": the security
+	// e-mails and the ID token's locale); ErrNotFound for an unknown user.
+	UpdateLocale(ctx context.Context, userID, locale string, now time.Time) error
 
 	// Clients.
 	CreateClient(ctx context.Context, c *Client) error // ErrDuplicate for a taken id

@@ -51,7 +51,7 @@ func (s *Server) requireUser(w http.ResponseWriter, r *http.Request) (*store.Ses
 	return nil, nil, false
 }
 
-var notices = []string{"2fa_enabled", "2fa_disabled", "codes_replaced", "mfa_reset", "password_changed"}
+var notices = []string{"2fa_enabled", "2fa_disabled", "codes_replaced", "mfa_reset", "password_changed", "locale_changed"}
 
 func notice(r *http.Request) string {
 	if n := r.URL.Query().Get("notice"); slices.Contains(notices, n) {
@@ -77,7 +77,32 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 	}
 	s.render(w, r, http.StatusOK, templates.Account(templates.AccountPage{
 		Page: p, Email: u.Email, Name: u.Name, MFAEnabled: u.MFAEnabled, Events: entries, Notice: notice(r),
+		Locale: templates.NormalizeLang(u.Locale),
 	}))
+}
+
+// accountLocale sets the account's language (its security e-mails, the ID
+// token's locale) from My Page, and the pages' too.
+func (s *Server) accountLocale(w http.ResponseWriter, r *http.Request) {
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	_, u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	locale := r.PostFormValue("locale")
+	if !templates.IsLang(locale) {
+		s.renderErrorDetail(w, r, http.StatusBadRequest, "invalid_request", "locale: want ja or en")
+		return
+	}
+	if err := s.Store.UpdateLocale(r.Context(), u.ID, locale, s.Now()); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.setCookie(w, langCookie, locale, 365*24*time.Hour)
+	http.Redirect(w, r, "/account?notice=locale_changed", http.StatusSeeOther)
 }
 
 func auditEntry(lang string, e store.AuditEvent) templates.AuditEntry {

@@ -118,6 +118,7 @@ func (s *Server) routes() http.Handler {
 	handle(pages, "POST /forgot-password", s.forgotPasswordSubmit)
 	handle(pages, "GET /reset-password", s.resetPasswordPage)
 	handle(pages, "POST /reset-password", s.resetPasswordSubmit)
+	handle(pages, "POST /account/locale", s.accountLocale)
 	handle(pages, "GET /account/password", s.changePasswordPage)
 	handle(pages, "POST /account/password", s.changePasswordSubmit)
 	handle(pages, "GET /account/sessions", s.sessionsPage)

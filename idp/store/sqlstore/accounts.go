@@ -80,6 +80,16 @@ func (s *Store) MarkEmailVerified(ctx context.Context, userID string, now time.T
 	return s.fail("mark e-mail verified", err)
 }
 
+// UpdateLocale implements store.Store.
+func (s *Store) UpdateLocale(ctx context.Context, userID, locale string, now time.Time) error {
+	n, err := affected(s.q(ctx).ExecContext(ctx,
+		`UPDATE users SET locale = $2, updated_at = $3 WHERE id = $1`, userID, locale, unix(now)))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return s.fail("update locale", err)
+}
+
 // CreateClient stores a new client; ErrDuplicate when the id is taken.
 func (s *Store) CreateClient(ctx context.Context, c *store.Client) error {
 	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO clients

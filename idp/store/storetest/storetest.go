@@ -246,6 +246,14 @@ func testUsers(t *testing.T, s store.Store) {
 	want.EmailVerifiedAt = at(2 * time.Hour)
 	same(t, "GetUserByEmail after MarkEmailVerified", got, &want)
 	wantErr(t, "MarkEmailVerified(unknown)", s.MarkEmailVerified(ctx, "nobody", t0), store.ErrNotFound)
+
+	// The language chosen on My Page.
+	must(t, s.UpdateLocale(ctx, "u1", "en", at(4*time.Hour)))
+	got, err = s.GetUser(ctx, "u1")
+	must(t, err)
+	want.Locale, want.UpdatedAt = "en", at(4*time.Hour)
+	same(t, "GetUser after UpdateLocale", got, &want)
+	wantErr(t, "UpdateLocale(unknown)", s.UpdateLocale(ctx, "nobody", "en", t0), store.ErrNotFound)
 	verified := &store.User{ID: "u5", Email: "v@example.com", CreatedAt: t0, EmailVerifiedAt: at(time.Minute)}
 	must(t, s.CreateUser(ctx, verified))
 	got, err = s.GetUser(ctx, "u5")
