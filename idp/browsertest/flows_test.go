@@ -319,6 +319,17 @@ func TestOtherPages(t *testing.T) {
 			t.Errorf("after choosing English and a wrong password: label %q", label)
 		}
 		s.page("login-switched-en", "en")
+		// The page answering the wrong password has the switch too: back to
+		// Japanese, on the same login.
+		s.click(`.lang-switch a[lang="ja"]`, `.lang-switch a[lang="en"]`)
+		if label := s.text(`label[for="email"]`); !strings.Contains(label, "メール") {
+			t.Errorf("after switching back: label %q", label)
+		}
+		if !strings.HasPrefix(s.url(), s.st.IDP+"/login?flow=") {
+			t.Errorf("switching after a wrong password went to %s", s.url())
+		}
+		s.open(s.st.IDP+"/forgot-password", `.lang-switch a[lang="en"]`)
+		s.click(`.lang-switch a[lang="en"]`, `.lang-switch a[lang="ja"]`)
 		s.open(s.st.IDP+"/forgot-password", `.lang-switch a[lang="ja"]`)
 		s.click(`.lang-switch a[lang="ja"]`, `.lang-switch a[lang="en"]`)
 		s.page("forgot-password-switched-ja", "ja")

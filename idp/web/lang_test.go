@@ -16,7 +16,7 @@ import (
 // TestLanguageChoice: the language switch (?lang=, remembered in a cookie)
 // beats the flow's language, which beats ui_locales, which beats
 // Accept-Language; Japanese otherwise. The switch links keep the page's
-// query, and a page answering a form has none.
+// query; on a login step answering its form they lead to the step's page.
 func TestLanguageChoice(t *testing.T) {
 	key, err := crypt.NewKey(bytes.Repeat([]byte{7}, crypt.KeySize))
 	if err != nil {
@@ -81,7 +81,16 @@ func TestLanguageChoice(t *testing.T) {
 			t.Errorf("the page lacks %s", m)
 		}
 	}
+	// A login step answering its form links to the step's page of the flow;
+	// other pages answering a form have no switch.
+	p = s.page(httptest.NewRecorder(), req(http.MethodPost, "/login/totp", "", ""), &flow{id: "f1", Lang: "ja"})
+	if len(p.LangLinks) != 2 || p.LangLinks[1].Href != "/login/totp?flow=f1&lang=en" || !p.LangLinks[0].Current {
+		t.Errorf("switch after a wrong code: %+v", p.LangLinks)
+	}
+	if p := s.page(httptest.NewRecorder(), req(http.MethodPost, "/account/password", "", ""), &flow{id: "f2"}); len(p.LangLinks) != 0 {
+		t.Errorf("a settings page answering a form has a switch: %+v", p.LangLinks)
+	}
 	if p := s.page(httptest.NewRecorder(), req(http.MethodPost, "/login", "", ""), nil); len(p.LangLinks) != 0 {
-		t.Errorf("a page answering a form has a switch: %+v", p.LangLinks)
+		t.Errorf("a page answering a form without a flow has a switch: %+v", p.LangLinks)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -48,8 +49,10 @@ func (s *Server) chosenLang(r *http.Request) (string, bool) {
 }
 
 // page fills what every page shares, including a CSRF token for its forms
-// and, on a page fetched with GET, the language switch (remembering a
-// choice made with it for a year).
+// and the language switch (remembering a choice made with it for a year):
+// on a page fetched with GET, links to the same URL in each language; on a
+// login step's page answering its form (a wrong password, say), links to
+// that step's page of the same flow.
 func (s *Server) page(w http.ResponseWriter, r *http.Request, f *flow) templates.Page {
 	p := templates.Page{
 		Lang:      s.lang(r, f),
@@ -57,21 +60,30 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, f *flow) templates
 		Brand:     s.lookFor(f).brand,
 		RequestID: RequestID(r.Context()),
 	}
-	if r.Method != http.MethodGet {
-		return p
-	}
+	var base string
 	q := r.URL.Query()
-	if v := q.Get("lang"); templates.IsLang(v) && s.cookie(r, langCookie) != v {
-		s.setCookie(w, langCookie, v, 365*24*time.Hour)
+	switch {
+	case r.Method == http.MethodGet:
+		if v := q.Get("lang"); templates.IsLang(v) && s.cookie(r, langCookie) != v {
+			s.setCookie(w, langCookie, v, 365*24*time.Hour)
+		}
+	case f != nil && f.id != "" && flowSteps[r.URL.Path]:
+		base, q = r.URL.Path, url.Values{"flow": {f.id}}
+	default:
+		return p
 	}
 	for _, l := range templates.Langs {
 		q.Set("lang", l.Tag)
 		p.LangLinks = append(p.LangLinks, templates.LangLink{
-			Lang: l.Tag, Label: l.Name, Href: "?" + q.Encode(), Current: l.Tag == p.Lang,
+			Lang: l.Tag, Label: l.Name, Href: base + "?" + q.Encode(), Current: l.Tag == p.Lang,
 		})
 	}
 	return p
 }
+
+// flowSteps are the pages whose form posts back to the same path, which
+// also shows the step again with GET and the flow's id.
+var flowSteps = map[string]bool{"/login": true, "/login/totp": true, "/login/backup": true, "/consent": true}
 
 // accountPage is page() for a signed-in user.
 func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) templates.Page {
