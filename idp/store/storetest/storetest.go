@@ -44,6 +44,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeleteExpired", testDeleteExpired},
 		{"RaceCreateUser", testRaceCreateUser},
 		{"RaceUseBackupCode", testRaceUseBackupCode},
+		{"RaceUseBackupCodeInTx", testRaceUseBackupCodeInTx},
 		{"RaceUseTOTPStep", testRaceUseTOTPStep},
 		{"RaceConfirmTOTP", testRaceConfirmTOTP},
 		{"RaceDeactivateToken", testRaceDeactivateToken},
@@ -1002,6 +1003,34 @@ func testRaceUseBackupCode(t *testing.T, s store.Store) {
 	left, err := s.UseBackupCode(ctx, "u1", cs[4].Hash, t0)
 	must(t, err)
 	same(t, "remaining", left, 8)
+}
+
+// testRaceUseBackupCodeInTx: the web layer spends a backup code in a
+// transaction with its audit event and notice; of concurrent transactions
+// spending one code, one commits, and only its event is kept.
+func testRaceUseBackupCodeInTx(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	cs := codes("a", 10)
+	must(t, s.ReplaceBackupCodes(ctx, "u1", cs))
+	wins := race(t, store.ErrConsumed, func(ctx context.Context, i int) error {
+		tx, err := s.BeginTx(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = s.Rollback(tx) }()
+		if _, err := s.UseBackupCode(tx, "u1", cs[3].Hash, t0); err != nil {
+			return err
+		}
+		if err := s.AddAuditEvent(tx, &store.AuditEvent{UserID: "u1", Type: fmt.Sprint("used-", i), CreatedAt: t0}); err != nil {
+			return err
+		}
+		return s.Commit(tx)
+	})
+	same(t, "UseBackupCode winners in transactions", wins, 1)
+	events, err := s.ListAuditEvents(ctx, "u1", 100)
+	must(t, err)
+	same(t, "audit events kept", len(events), 1)
 }
 
 func testRaceUseTOTPStep(t *testing.T, s store.Store) {
