@@ -24,28 +24,23 @@ const langCookie = "idp_lang"
 // (?lang=, then remembered in a cookie), the flow's (the relying party's
 // ui_locales, or the browser's when the flow began), the query's
 // ui_locales, then the browser's Accept-Language; Japanese by default.
-func (s *Server) lang(r *http.Request, f *flow) string {
-	if v, ok := s.chosenLang(r); ok {
+func (s *Server) lang(r *http.Request, f *flow) string { return s.langOf(r, r.URL.Query(), f) }
+
+// langOf is lang with the request's query already parsed.
+func (s *Server) langOf(r *http.Request, q url.Values, f *flow) string {
+	if v := q.Get("lang"); templates.IsLang(v) {
+		return v
+	}
+	if v := s.cookie(r, langCookie); templates.IsLang(v) {
 		return v
 	}
 	if f != nil && f.Lang != "" {
 		return f.Lang
 	}
-	if v := r.URL.Query().Get("ui_locales"); v != "" {
+	if v := q.Get("ui_locales"); v != "" {
 		return templates.NormalizeLang(v)
 	}
 	return templates.NormalizeLang(r.Header.Get("Accept-Language"))
-}
-
-// chosenLang is the language the user chose with the switch, if any.
-func (s *Server) chosenLang(r *http.Request) (string, bool) {
-	if v := r.URL.Query().Get("lang"); templates.IsLang(v) {
-		return v, true
-	}
-	if v := s.cookie(r, langCookie); templates.IsLang(v) {
-		return v, true
-	}
-	return "", false
 }
 
 // page fills what every page shares, including a CSRF token for its forms
@@ -54,14 +49,14 @@ func (s *Server) chosenLang(r *http.Request) (string, bool) {
 // login step's page answering its form (a wrong password, say), links to
 // that step's page of the same flow.
 func (s *Server) page(w http.ResponseWriter, r *http.Request, f *flow) templates.Page {
+	q := r.URL.Query()
 	p := templates.Page{
-		Lang:      s.lang(r, f),
+		Lang:      s.langOf(r, q, f),
 		CSRF:      s.csrfToken(w, r),
 		Brand:     s.lookFor(f).brand,
 		RequestID: RequestID(r.Context()),
 	}
 	var base string
-	q := r.URL.Query()
 	switch {
 	case r.Method == http.MethodGet:
 		if v := q.Get("lang"); templates.IsLang(v) && s.cookie(r, langCookie) != v {
