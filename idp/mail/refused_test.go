@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +15,7 @@ import (
 	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/store"
-	"github.com/kamera-id/idp/idp/store/sqlite"
+	"github.com/kamera-id/idp/idp/testenv"
 )
 
 // rcptServer answers every command with 250 but RCPT TO with reply.
@@ -99,14 +98,7 @@ func (c *countingMetrics) MailAttempt(result string) { c.mail[result]++ }
 // a temporary failure is retried.
 func TestWorkerGivesUpOnRefusal(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "idp.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := testenv.SQLiteStore(t)
 	key, err := crypt.NewKey(bytes.Repeat([]byte{7}, crypt.KeySize))
 	if err != nil {
 		t.Fatal(err)

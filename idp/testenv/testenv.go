@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/kamera-id/idp/idp/store/sqlite"
+	"github.com/kamera-id/idp/idp/store/sqlstore"
 )
 
 // Database is one store to run a test against.
@@ -26,6 +29,21 @@ type Database struct {
 // SQLite returns a fresh embedded database in the test's temp dir.
 func SQLite(t testing.TB) Database {
 	return Database{Name: "sqlite", URL: "sqlite://" + filepath.Join(t.TempDir(), "idp.db")}
+}
+
+// SQLiteStore opens a fresh, migrated embedded store for a unit test; it
+// is closed when the test ends.
+func SQLiteStore(t testing.TB) *sqlstore.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "idp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // Postgres returns a URL to a fresh, empty schema of the test database, or

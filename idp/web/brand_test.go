@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/kamera-id/idp/idp/config"
-	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/templates"
 )
 
@@ -18,10 +17,7 @@ import (
 // changes with the colour; a value that is not #rrggbb never reaches the
 // sheet.
 func TestBrandCSS(t *testing.T) {
-	key, err := crypt.NewKey(bytes.Repeat([]byte{7}, crypt.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testKey(t)
 	get := func(color, etag string) *httptest.ResponseRecorder {
 		cfg := config.Defaults()
 		cfg.BrandColor = color
@@ -65,10 +61,7 @@ func TestBrandCSS(t *testing.T) {
 // provider's; /static/brand.css?b= serves each brand's colour, an unknown
 // one the provider's.
 func TestFamilyBrand(t *testing.T) {
-	key, err := crypt.NewKey(bytes.Repeat([]byte{7}, crypt.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testKey(t)
 	cfg := config.Defaults()
 	cfg.BrandName, cfg.BrandLogoURL = "カメラID", "/static/logo.svg"
 	cfg.Brands = []config.Brand{{ID: "giga", Name: "ギガらくカメラ", Color: "#1F6F43", Clients: []string{"viewer", "viewer-admin"}}}

@@ -1,20 +1,17 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/kamera-id/idp/idp/config"
-	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/idp/mail"
 	"github.com/kamera-id/idp/idp/store"
-	"github.com/kamera-id/idp/idp/store/sqlite"
+	"github.com/kamera-id/idp/idp/testenv"
 )
 
 // failing is a real store whose audit or mail writes fail.
@@ -45,18 +42,8 @@ func (f failing) EnqueueMail(ctx context.Context, m *store.Mail) error {
 // either, so a change is never made without its notice.
 func TestChangeAccountAllOrNothing(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "idp.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	key, err := crypt.NewKey(bytes.Repeat([]byte{7}, crypt.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := testenv.SQLiteStore(t)
+	key := testKey(t)
 	now := time.Now().UTC().Truncate(time.Second)
 	u := &store.User{ID: "u1", Email: "user@example.com", PasswordHash: "old", Locale: "ja", CreatedAt: now, UpdatedAt: now}
 	if err := st.CreateUser(ctx, u); err != nil {

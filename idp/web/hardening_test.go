@@ -20,17 +20,23 @@ import (
 	"github.com/kamera-id/idp/idp/store"
 )
 
-// unitServer is a Server for middleware and handler unit tests: no store,
-// no provider; its log lines go to logs.
-func unitServer(t *testing.T, issuer string, logs *bytes.Buffer) *Server {
+// testKey is a fixed master key for unit tests.
+func testKey(t *testing.T) *crypt.Key {
 	t.Helper()
 	key, err := crypt.NewKey(bytes.Repeat([]byte{7}, crypt.KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return key
+}
+
+// unitServer is a Server for middleware and handler unit tests: no store,
+// no provider; its log lines go to logs.
+func unitServer(t *testing.T, issuer string, logs *bytes.Buffer) *Server {
+	t.Helper()
 	cfg := config.Defaults()
 	cfg.Issuer = issuer
-	return New(Deps{Config: cfg, Key: key, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	return New(Deps{Config: cfg, Key: testKey(t), Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 }
 
 // TestPanicRecovered: a panicking handler gives a 500 page that shows the

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/kamera-id/idp/idp/config"
-	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/templates"
 )
 
@@ -18,10 +17,7 @@ import (
 // Accept-Language; Japanese otherwise. The switch links keep the page's
 // query; on a login step answering its form they lead to the step's page.
 func TestLanguageChoice(t *testing.T) {
-	key, err := crypt.NewKey(bytes.Repeat([]byte{7}, crypt.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testKey(t)
 	s := New(Deps{Config: config.Defaults(), Key: key, Logger: slog.New(slog.DiscardHandler)})
 	req := func(method, target, cookie, acceptLang string) *http.Request {
 		r := httptest.NewRequest(method, target, nil)

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/kamera-id/idp/idp/config"
-	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/idp/mail"
 	"github.com/kamera-id/idp/idp/store"
 )
@@ -98,10 +96,7 @@ func (w *answerWriter) Write(b []byte) (int, error) {
 // after the answer, even when the client hangs up once it has it. (Timing assertions would be flaky; this checks the
 // structure that makes the time the same.)
 func TestResetRequestAnswersAlike(t *testing.T) {
-	key, err := crypt.NewKey(bytes.Repeat([]byte{7}, crypt.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testKey(t)
 	cfg := config.Defaults()
 	cfg.Issuer = "http://localhost:8080"
 	request := func(addr string) ([]string, *httptest.ResponseRecorder) {
