@@ -3,7 +3,7 @@
 // license that can be found in the LICENSE file.
 
 // Package argon2 is golang.org/x/crypto/argon2 (v0.59.0), cut down to
-// Argon2id, with two changes: the caller gives the memory the hash works in,
+// Argon2id (the mode tests of the other variants removed), with two changes: the caller gives the memory the hash works in,
 // so a password hasher can keep one buffer per concurrent hash and reuse it.
 // golang.org/x/crypto allocates the memory at every call (19 MiB at OWASP's
 // cost), which the Go runtime then zeroes or faults in page by page: a
@@ -70,7 +70,7 @@ func IDKey(buf *Buffer, maxKiB uint32, password, salt []byte, time, memory uint3
 		B = buf.b
 	}
 	initBlocks(B, &h0, memory, uint32(threads))
-	processBlocks(B, time, memory, uint32(threads), argon2id)
+	processBlocks(B, time, memory, uint32(threads))
 	return extractKey(B, memory, uint32(threads), keyLen)
 }
 
@@ -132,29 +132,31 @@ func initBlocks(B []block, h0 *[blake2b.Size + 8]byte, memory, threads uint32) {
 	}
 }
 
-func processBlocks(B []block, time, memory, threads uint32, mode int) {
+// processBlocks fills B in time passes. Argon2id: the first half of the
+// first pass picks reference blocks independently of the data (from
+// addresses computed block by block), the rest from the previous block.
+func processBlocks(B []block, time, memory, threads uint32) {
 	lanes := memory / threads
 	segments := lanes / syncPoints
 
 	processSegment := func(n, slice, lane uint32, wg *sync.WaitGroup) {
 		var addresses, in, zero block
-		if mode == argon2id && n == 0 && slice < syncPoints/2 {
+		dataIndependent := n == 0 && slice < syncPoints/2
+		if dataIndependent {
 			in[0] = uint64(n)
 			in[1] = uint64(lane)
 			in[2] = uint64(slice)
 			in[3] = uint64(memory)
 			in[4] = uint64(time)
-			in[5] = uint64(mode)
+			in[5] = uint64(argon2id)
 		}
 
 		index := uint32(0)
 		if n == 0 && slice == 0 {
 			index = 2 // we have already generated the first two blocks
-			if mode == argon2id {
-				in[6]++
-				processBlock(&addresses, &in, &zero)
-				processBlock(&addresses, &addresses, &zero)
-			}
+			in[6]++
+			processBlock(&addresses, &in, &zero)
+			processBlock(&addresses, &addresses, &zero)
 		}
 
 		offset := lane*lanes + slice*segments + index
@@ -164,7 +166,7 @@ func processBlocks(B []block, time, memory, threads uint32, mode int) {
 			if index == 0 && slice == 0 {
 				prev += lanes // last block in lane
 			}
-			if mode == argon2id && n == 0 && slice < syncPoints/2 {
+			if dataIndependent {
 				if index%blockLength == 0 {
 					in[6]++
 					processBlock(&addresses, &in, &zero)
