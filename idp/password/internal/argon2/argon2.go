@@ -3,8 +3,9 @@
 // license that can be found in the LICENSE file.
 
 // Package argon2 is golang.org/x/crypto/argon2 (v0.59.0), cut down to
-// Argon2id (the mode tests of the other variants removed), with two changes: the caller gives the memory the hash works in,
-// so a password hasher can keep one buffer per concurrent hash and reuse it.
+// Argon2id (the other variants' mode tests removed), with two changes: the
+// caller gives the memory the hash works in, so a password hasher can keep
+// one buffer per concurrent hash and reuse it.
 // golang.org/x/crypto allocates the memory at every call (19 MiB at OWASP's
 // cost), which the Go runtime then zeroes or faults in page by page: a
 // sixth of the hash's CPU on the virtual machine of the README's figures,
