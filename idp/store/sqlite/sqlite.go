@@ -20,7 +20,7 @@ import (
 )
 
 // Dialect is SQLite's part of the shared implementation.
-var Dialect = sqlstore.Dialect{Name: "sqlite", Classify: classify, CacheStatements: true}
+var Dialect = sqlstore.Dialect{Name: "sqlite", Classify: classify, CacheStatements: true, InProcess: true}
 
 // Open opens (creating it, and its directory, when missing) the database
 // file at path. Call Migrate before use.
