@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -177,57 +178,83 @@ func expiry(kind string, sess fosite.Session) time.Time {
 	}
 }
 
-// codeMemo keeps the code's record as the token endpoint first read it. The
-// request reads it four times (fosite's code handler twice, the PKCE and
-// OpenID Connect requests as views of it); only the first read goes to the
-// store. That is safe because the read decides nothing: the one step that
-// decides whether the code is spent is InvalidateAuthorizeCodeSession, a
-// conditional update, and a reused code is caught by the first read of the
-// request that reuses it.
+// codeMemo keeps the code's record as the token endpoint first read and
+// decoded it. The request reads it four times (fosite's code handler twice,
+// the PKCE and OpenID Connect requests as views of it); only the first read
+// goes to the store and is decoded. That is safe because the read decides
+// nothing: the one step that decides whether the code is spent is
+// InvalidateAuthorizeCodeSession, a conditional update, and a reused code
+// is caught by the first read of the request that reuses it.
 type codeMemo struct {
-	mu  sync.Mutex
-	rec map[string]*store.TokenRecord
+	mu    sync.Mutex
+	codes map[string]*decodedRecord
+}
+
+// decodedRecord is a stored request, decoded, and (for a code read through
+// the memo) the session it was last decoded into.
+type decodedRecord struct {
+	rec *store.TokenRecord
+	req storedRequest
+	// filled is the session the stored one was decoded into. fosite passes
+	// the token request's own session to every read, and between them
+	// changes only what the stored session does not hold (the new tokens'
+	// expiry), so decoding it again into the same session would write the
+	// same values.
+	filled fosite.Session
 }
 
 type codeMemoKey struct{}
 
 // withCodeMemo gives one token request its memo.
 func withCodeMemo(ctx context.Context) context.Context {
-	return context.WithValue(ctx, codeMemoKey{}, &codeMemo{rec: map[string]*store.TokenRecord{}})
+	return context.WithValue(ctx, codeMemoKey{}, &codeMemo{codes: map[string]*decodedRecord{}})
 }
 
-// codeRecord reads the code's record, or takes it from the request's memo
-// when this request has read it already.
-func (s *Storage) codeRecord(ctx context.Context, signature string) (*store.TokenRecord, error) {
+// code reads and decodes the code's record, or takes it from the request's
+// memo when this request has read it already.
+func (s *Storage) code(ctx context.Context, signature string) (*decodedRecord, error) {
 	m, _ := ctx.Value(codeMemoKey{}).(*codeMemo)
 	if m != nil {
 		m.mu.Lock()
-		rec := m.rec[signature]
+		dc := m.codes[signature]
 		m.mu.Unlock()
-		if rec != nil {
-			return rec, nil
+		if dc != nil {
+			return dc, nil
 		}
 	}
-	rec, err := s.Store.GetToken(ctx, store.KindAuthorizeCode, signature)
+	dc, err := s.read(ctx, store.KindAuthorizeCode, signature)
 	if err == nil && m != nil {
 		m.mu.Lock()
-		m.rec[signature] = rec
+		m.codes[signature] = dc
 		m.mu.Unlock()
 	}
-	return rec, err
+	return dc, err
+}
+
+// read loads and decodes a record.
+func (s *Storage) read(ctx context.Context, kind, signature string) (*decodedRecord, error) {
+	rec, err := s.Store.GetToken(ctx, kind, signature)
+	if err != nil {
+		return nil, err
+	}
+	dc := &decodedRecord{rec: rec}
+	if err := json.Unmarshal(rec.Data, &dc.req); err != nil {
+		return nil, fmt.Errorf("decode request: %w", err)
+	}
+	return dc, nil
 }
 
 // get loads a request; inactive records come back with the request and
 // errInactive (nil: no error) so fosite can detect reuse.
 func (s *Storage) get(ctx context.Context, kind, signature string, sess fosite.Session, errInactive error) (fosite.Requester, error) {
 	var (
-		rec *store.TokenRecord
+		dc  *decodedRecord
 		err error
 	)
 	if kind == store.KindAuthorizeCode {
-		rec, err = s.codeRecord(ctx, signature)
+		dc, err = s.code(ctx, signature)
 	} else {
-		rec, err = s.Store.GetToken(ctx, kind, signature)
+		dc, err = s.read(ctx, kind, signature)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fosite.ErrNotFound
@@ -235,30 +262,39 @@ func (s *Storage) get(ctx context.Context, kind, signature string, sess fosite.S
 	if err != nil {
 		return nil, err
 	}
-	var sr storedRequest
-	if err := json.Unmarshal(rec.Data, &sr); err != nil {
-		return nil, fmt.Errorf("decode request: %w", err)
-	}
 	if sess == nil {
 		sess = NewSession()
 	}
-	if err := json.Unmarshal(sr.Session, sess); err != nil {
-		return nil, fmt.Errorf("decode session: %w", err)
+	if dc.filled != sess {
+		if err := json.Unmarshal(dc.req.Session, sess); err != nil {
+			return nil, fmt.Errorf("decode session: %w", err)
+		}
+		dc.filled = sess
 	}
+	sr := &dc.req
 	c, err := s.GetClient(ctx, sr.ClientID)
 	if err != nil {
 		return nil, err
 	}
+	// Each request gets its own slices: fosite appends to them.
 	req := &fosite.Request{
 		ID: sr.ID, RequestedAt: sr.RequestedAt, Client: c,
-		RequestedScope: sr.Scopes, GrantedScope: sr.GrantedScopes,
-		RequestedAudience: sr.Audience, GrantedAudience: sr.GrantedAudience,
-		Form: sr.Form, Session: sess,
+		RequestedScope: slices.Clone(sr.Scopes), GrantedScope: slices.Clone(sr.GrantedScopes),
+		RequestedAudience: slices.Clone(sr.Audience), GrantedAudience: slices.Clone(sr.GrantedAudience),
+		Form: cloneForm(sr.Form), Session: sess,
 	}
-	if !rec.Active && errInactive != nil {
+	if !dc.rec.Active && errInactive != nil {
 		return req, errInactive
 	}
 	return req, nil
+}
+
+func cloneForm(f url.Values) url.Values {
+	c := make(url.Values, len(f))
+	for k, v := range f {
+		c[k] = slices.Clone(v)
+	}
+	return c
 }
 
 func (s *Storage) delete(ctx context.Context, kind, signature string) error {

@@ -1,0 +1,99 @@
+package oidc
+
+import (
+	"context"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/idp/testenv"
+)
+
+// countingStore counts the code reads that reach the store.
+type countingStore struct {
+	store.Store
+	reads int
+}
+
+func (c *countingStore) GetToken(ctx context.Context, kind, signature string) (*store.TokenRecord, error) {
+	c.reads++
+	return c.Store.GetToken(ctx, kind, signature)
+}
+
+// A token request reads its code once, and every reader gets a request of
+// its own: what fosite changes in one is not seen by the next.
+func TestCodeReadOncePerTokenRequest(t *testing.T) {
+	ctx := t.Context()
+	cs := &countingStore{Store: testenv.SQLiteStore(t)}
+	if err := cs.CreateClient(ctx, &store.Client{ID: "c1", Name: "C1", RedirectURIs: []string{"http://127.0.0.1/cb"}}); err != nil {
+		t.Fatal(err)
+	}
+	s := NewStorage(cs)
+	sess := NewSession()
+	sess.Subject, sess.SID = "user-1", "sid-1"
+	sess.SetExpiresAt(fosite.AuthorizeCode, time.Now().Add(time.Minute).Truncate(time.Second))
+	issued := &fosite.Request{
+		ID: "req-1", RequestedAt: time.Now().Truncate(time.Second), Client: client{&store.Client{ID: "c1"}},
+		RequestedScope: fosite.Arguments{"openid", "email"}, GrantedScope: fosite.Arguments{"openid", "email"},
+		Form: url.Values{"redirect_uri": {"http://127.0.0.1/cb"}, "code_challenge": {"challenge"}}, Session: sess,
+	}
+	if err := s.CreateAuthorizeCodeSession(ctx, "sig-1", issued); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx = withCodeMemo(ctx)
+	into := NewSession()
+	r1, err := s.GetAuthorizeCodeSession(ctx, "sig-1", into)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if into.Subject != "user-1" || into.SID != "sid-1" {
+		t.Fatalf("session not decoded: subject %q sid %q", into.Subject, into.SID)
+	}
+	// What fosite does between reads: its own scopes, form and the new
+	// tokens' expiry.
+	r1.GrantScope("offline_access")
+	r1.GetRequestForm().Set("redirect_uri", "http://changed.example/")
+	at := time.Now().Add(time.Hour).Truncate(time.Second)
+	into.SetExpiresAt(fosite.AccessToken, at)
+
+	r2, err := s.GetPKCERequestSession(ctx, "sig-1", into)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r2.GetGrantedScopes(); !slices.Equal(got, fosite.Arguments{"openid", "email"}) {
+		t.Errorf("second read's granted scopes %v: the first read's change leaked into it", got)
+	}
+	if got := r2.GetRequestForm().Get("redirect_uri"); got != "http://127.0.0.1/cb" {
+		t.Errorf("second read's redirect_uri %q: the first read's change leaked into it", got)
+	}
+	if got := into.GetExpiresAt(fosite.AccessToken); !got.Equal(at) {
+		t.Errorf("access token expiry %v after the second read, want %v kept", got, at)
+	}
+	// Another session is filled from the stored one.
+	other := NewSession()
+	if _, err := s.GetAuthorizeCodeSession(ctx, "sig-1", other); err != nil {
+		t.Fatal(err)
+	}
+	if other.Subject != "user-1" || !other.GetExpiresAt(fosite.AccessToken).IsZero() {
+		t.Errorf("another session: subject %q, access token expiry %v", other.Subject, other.GetExpiresAt(fosite.AccessToken))
+	}
+	if cs.reads != 1 {
+		t.Errorf("%d reads of the code reached the store in one token request, want 1", cs.reads)
+	}
+
+	// A new token request reads it again, and sees it spent.
+	if err := s.InvalidateAuthorizeCodeSession(ctx, "sig-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAuthorizeCodeSession(withCodeMemo(t.Context()), "sig-1", NewSession()); err != fosite.ErrInvalidatedAuthorizeCode {
+		t.Errorf("a spent code read by a new request: %v, want ErrInvalidatedAuthorizeCode", err)
+	}
+	if cs.reads != 2 {
+		t.Errorf("%d reads of the code reached the store in two token requests, want 2", cs.reads)
+	}
+}
