@@ -20,7 +20,7 @@ import (
 )
 
 // Dialect is SQLite's part of the shared implementation.
-var Dialect = sqlstore.Dialect{Name: "sqlite", Classify: classify, CacheStatements: true, InProcess: true}
+var Dialect = sqlstore.Dialect{Name: "sqlite", Classify: classify, CacheStatements: true}
 
 // Open opens (creating it, and its directory, when missing) the database
 // file at path. Call Migrate before use.
@@ -34,7 +34,8 @@ var Dialect = sqlstore.Dialect{Name: "sqlite", Classify: classify, CacheStatemen
 // lose the last transactions), enforces foreign keys and begins
 // its transactions IMMEDIATE (taking the write lock at BEGIN, so a
 // transaction never fails half-way to upgrade its lock). The pool has one
-// connection, which serialises this process's statements and transactions.
+// connection, which serialises this process's statements and transactions;
+// the driver gets its callers' contexts without cancellation (local.go).
 func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty database path")
@@ -53,10 +54,11 @@ func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	db, err := sql.Open("sqlite", dsn(abs))
+	connector, err := sqlite.NewConnector(dsn(abs))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
+	db := sql.OpenDB(localConnector{connector})
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)

@@ -174,3 +174,30 @@ func BenchmarkStore(b *testing.B) {
 		return s
 	})
 }
+
+// The driver runs statements without their contexts' cancellation, but a
+// statement waiting for the one connection, held by a transaction, still
+// gives up when its context ends; and one whose context ended before it
+// began does not run.
+func TestWaitForTheConnectionEndsWithTheContext(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "idp.db"))
+	tx, err := s.BeginTx(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Rollback(tx)
+	short, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.GetUser(short, "nobody"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("GetUser while a transaction holds the connection: %v, want the context's deadline", err)
+	}
+	if err := s.Rollback(tx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetUser(short, "nobody"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("GetUser with an ended context: %v, want the context's deadline", err)
+	}
+	if _, err := s.GetUser(t.Context(), "nobody"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetUser after the transaction: %v, want ErrNotFound", err)
+	}
+}

@@ -46,13 +46,6 @@ type Dialect struct {
 	// (PostgreSQL), so that several dependent writes can be one statement,
 	// one round trip.
 	WritableCTE bool
-	// InProcess says statements run in this process and take microseconds
-	// (SQLite, with CacheStatements): statements, and a transaction's BEGIN
-	// and COMMIT, are not handed their caller's cancellation, for which the
-	// driver and database/sql would each start a goroutine per statement to
-	// watch it. Waiting for a lock is bounded by the database's own busy
-	// timeout instead.
-	InProcess bool
 }
 
 // Store implements store.Store over a *sql.DB.
@@ -194,7 +187,6 @@ func (c cached) plain() querier {
 }
 
 func (c cached) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	ctx = c.s.driverContext(ctx)
 	if st := c.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -202,7 +194,6 @@ func (c cached) ExecContext(ctx context.Context, query string, args ...any) (sql
 }
 
 func (c cached) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	ctx = c.s.driverContext(ctx)
 	if st := c.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -210,7 +201,6 @@ func (c cached) QueryContext(ctx context.Context, query string, args ...any) (*s
 }
 
 func (c cached) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	ctx = c.s.driverContext(ctx)
 	if st := c.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -236,16 +226,6 @@ func (s *Store) prepareWanted(ctx context.Context) {
 	}
 }
 
-// driverContext is the context the driver runs a statement or a
-// transaction's BEGIN and COMMIT with: without cancellation when the
-// dialect is InProcess.
-func (s *Store) driverContext(ctx context.Context) context.Context {
-	if s.dialect.InProcess {
-		return context.WithoutCancel(ctx)
-	}
-	return ctx
-}
-
 // BeginTx starts a transaction that every call made with the returned
 // context joins, until Commit or Rollback with that context.
 //
@@ -260,7 +240,7 @@ func (s *Store) BeginTx(ctx context.Context) (context.Context, error) {
 	if st := s.txFrom(ctx); st != nil {
 		return context.WithValue(ctx, txKey{}, &txState{s: s, tx: st.tx, nested: true}), nil
 	}
-	tx, err := s.db.BeginTx(s.driverContext(ctx), nil)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return ctx, s.fail("begin transaction", err)
 	}
@@ -304,7 +284,7 @@ func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
 	if st := s.txFrom(ctx); st != nil {
 		return fn(s.querier(st.tx))
 	}
-	tx, err := s.db.BeginTx(s.driverContext(ctx), nil)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
