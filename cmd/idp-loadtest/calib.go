@@ -32,6 +32,10 @@ type limits struct {
 	Cores       int
 	SignSamples int
 	HashSamples int
+	// RequestCPU is a server's CPU for one loopback HTTP request that only
+	// answers a page (the floor of a request).
+	RequestCPU     time.Duration
+	RequestSamples int
 }
 
 // selfCPU is this process's CPU time (user + system, all threads).

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kamera-id/idp/idp/mfa"
@@ -42,6 +43,7 @@ type target struct {
 	ClientSecret string
 	RedirectURI  string
 	transport    *http.Transport
+	requests     atomic.Int64 // HTTP requests sent to the provider
 }
 
 // account is a seeded user with an enrolled authenticator.
@@ -134,13 +136,19 @@ func send(c *http.Client, req *http.Request) (int, string, string, error) {
 	return resp.StatusCode, resp.Header.Get("Location"), string(b), err
 }
 
+// send is send, counted.
+func (u *user) send(c *http.Client, req *http.Request) (int, string, string, error) {
+	u.t.requests.Add(1)
+	return send(c, req)
+}
+
 func (u *user) get(ctx context.Context, raw string) (int, string, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
 	if err != nil {
 		return 0, "", "", err
 	}
 	req.Header.Set("Accept-Language", "ja")
-	return send(u.browser, req)
+	return u.send(u.browser, req)
 }
 
 func (u *user) post(ctx context.Context, path string, form url.Values) (int, string, string, error) {
@@ -152,7 +160,7 @@ func (u *user) post(ctx context.Context, path string, form url.Values) (int, str
 	req.Header.Set("Accept-Language", "ja")
 	req.Header.Set("Origin", u.t.URL)
 	req.Header.Set("Sec-Fetch-Site", "same-origin")
-	return send(u.browser, req)
+	return u.send(u.browser, req)
 }
 
 // codeFrom returns the authorization code of a redirect to the relying
@@ -317,7 +325,7 @@ func (u *user) token(ctx context.Context, form url.Values) (*tokenResponse, erro
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(url.QueryEscape(u.t.ClientID), url.QueryEscape(u.t.ClientSecret))
-	status, _, body, err := send(u.rp, req)
+	status, _, body, err := u.send(u.rp, req)
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +366,7 @@ func (u *user) userinfo(ctx context.Context, access string) error {
 			return err
 		}
 		req.Header.Set("Authorization", "Bearer "+access)
-		status, _, body, err := send(u.rp, req)
+		status, _, body, err := u.send(u.rp, req)
 		if err != nil {
 			return err
 		}

@@ -2,10 +2,55 @@ package main
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
+
+// TestMain lets the test binary be the page server measureRequest starts
+// (it runs the tool's own executable).
+func TestMain(m *testing.M) {
+	if len(os.Args) == 2 && os.Args[1] == pageServerArg {
+		if err := servePages(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func TestMeasureRequest(t *testing.T) {
+	cpu, n, err := measureRequest(t.Context(), 200*time.Millisecond, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Whatever the machine, answering a request costs the server
+	// something, and less than the 10 s the client would wait.
+	if n < 10 || cpu <= 0 || cpu > 10*time.Second {
+		t.Errorf("%d requests at %v of server CPU each", n, cpu)
+	}
+}
+
+func TestSumCounts(t *testing.T) {
+	const text = `# HELP idp_store_operation_duration_seconds Store operation latency.
+# TYPE idp_store_operation_duration_seconds histogram
+idp_store_operation_duration_seconds_bucket{op="GetFlow",le="0.001"} 40
+idp_store_operation_duration_seconds_sum{op="GetFlow"} 0.02
+idp_store_operation_duration_seconds_count{op="GetFlow"} 42
+idp_store_operation_duration_seconds_count{op="PutFlow"} 1.5e+01
+idp_store_operation_duration_seconds_count_other 1000
+`
+	n, err := sumCounts(strings.NewReader(text), "idp_store_operation_duration_seconds_count")
+	if err != nil || n != 57 {
+		t.Errorf("sumCounts = %d, %v; want 57", n, err)
+	}
+	if _, err := sumCounts(strings.NewReader("other_metric 1\n"), "idp_store_operation_duration_seconds_count"); err == nil {
+		t.Error("sumCounts found a metric that is not there")
+	}
+}
 
 func TestRequireLoopback(t *testing.T) {
 	for _, u := range []string{"http://127.0.0.1:8080", "http://[::1]:8080", "http://localhost:8080", "http://127.0.0.2"} {

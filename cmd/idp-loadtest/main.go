@@ -45,6 +45,13 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == pageServerArg {
+		if err := servePages(); err != nil {
+			fmt.Fprintln(os.Stderr, "idp-loadtest:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	flag.StringVar(&o.idp, "idp", "bin/idp", "the idp binary to start")
 	flag.StringVar(&o.stores, "stores", "sqlite,postgres", "stores to measure: sqlite, postgres or both")
@@ -129,9 +136,13 @@ func run(o options) error {
 	if r.Lim.HashCPU, r.Lim.HashCPUPar, r.Lim.HashPerSec, r.Lim.HashSamples, err = measureHashing(ctx, params, cfg.ArgonMaxConcurrent, o.calibTime); err != nil {
 		return fmt.Errorf("calibrate argon2id: %w", err)
 	}
+	logf("calibrating: loopback HTTP requests")
+	if r.Lim.RequestCPU, r.Lim.RequestSamples, err = measureRequest(ctx, o.calibTime/2, o.concurrency); err != nil {
+		return fmt.Errorf("calibrate requests: %w", err)
+	}
 	r.Lim.Cores = runtime.GOMAXPROCS(0)
-	logf("  one signature %.3f ms CPU, %.0f/s on all cores; one argon2id hash %.1f ms CPU (%.1f ms with all cores hashing), %.1f/s on all cores",
-		ms(r.Lim.SignCPU), r.Lim.SignPerSec, ms(r.Lim.HashCPU), ms(r.Lim.HashCPUPar), r.Lim.HashPerSec)
+	logf("  one signature %.3f ms CPU, %.0f/s on all cores; one argon2id hash %.1f ms CPU (%.1f ms with all cores hashing), %.1f/s on all cores; one request %.1f µs of a page server's CPU",
+		ms(r.Lim.SignCPU), r.Lim.SignPerSec, ms(r.Lim.HashCPU), ms(r.Lim.HashCPUPar), r.Lim.HashPerSec, us(r.Lim.RequestCPU))
 
 	for _, name := range strings.Split(o.stores, ",") {
 		name = strings.TrimSpace(name)
@@ -176,6 +187,7 @@ func logf(format string, args ...any) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func cpuModel() string {
 	b, err := os.ReadFile("/proc/cpuinfo")

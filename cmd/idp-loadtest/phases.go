@@ -64,13 +64,19 @@ type storeResult struct {
 	// RefSignCPU is the CPU of one signature, measured by the tool between
 	// the slices of the exchange phase.
 	RefSignCPU time.Duration
-	Refresh    phase
-	SSOAuthz   phase
-	Exchange   phase
-	Burst      phase
-	PeakRSS    int64 // KiB, the whole run up to the burst
-	BurstRSS   int64 // KiB, peak during the burst
-	Latencies  map[string][]time.Duration
+	// The floor of the login measured step by step: its HTTP requests and
+	// store calls per login (the calls from the provider's metrics), and
+	// the CPU of the cheapest store call, measured by the tool after the
+	// steps.
+	LoginRequests, LoginStoreCalls float64
+	StoreCallCPU                   time.Duration
+	Refresh                        phase
+	SSOAuthz                       phase
+	Exchange                       phase
+	Burst                          phase
+	PeakRSS                        int64 // KiB, the whole run up to the burst
+	BurstRSS                       int64 // KiB, peak during the burst
+	Latencies                      map[string][]time.Duration
 	// ClientSecretBits is the entropy of the secret the provider issued;
 	// ClientSecretHash describes how it is stored.
 	ClientSecretBits int
@@ -503,6 +509,11 @@ func stepRun(ctx context.Context, o options, cfg, cheap config.Config, bin, dir,
 	}
 	tokens := make([]*tokenResponse, len(users))
 	c := o.concurrency
+	calls0, err := storeCalls(ctx, r.srv.metricsURL)
+	if err != nil {
+		return err
+	}
+	requests0 := r.t.requests.Load()
 	for _, st := range []struct {
 		p    *phase
 		name string
@@ -538,8 +549,24 @@ func stepRun(ctx context.Context, o options, cfg, cheap config.Config, bin, dir,
 			return err
 		}
 	}
+	calls1, err := storeCalls(ctx, r.srv.metricsURL)
+	if err != nil {
+		return err
+	}
+	res.LoginRequests = float64(r.t.requests.Load()-requests0) / float64(len(users))
+	res.LoginStoreCalls = float64(calls1-calls0) / float64(len(users))
 	res.CheapHashCPU, res.RefHashCPU = cheapHash.per(), ref.per()
 	logf("%s: measured by the tool alongside: the cheapest hash %.3f ms, one hash at the configured cost %.2f ms",
 		r.name, ms(res.CheapHashCPU), ms(res.RefHashCPU))
+	call, err := storeCallMeter(ctx, cheap, dbURL)
+	if err != nil {
+		return fmt.Errorf("store call meter: %w", err)
+	}
+	defer call.close()
+	if res.StoreCallCPU, err = call.concurrent(o.concurrency, o.calibTime/2); err != nil {
+		return fmt.Errorf("store call meter: %w", err)
+	}
+	logf("%s: a login made %.1f requests and %.1f store calls; the cheapest store call costs %.1f µs",
+		r.name, res.LoginRequests, res.LoginStoreCalls, us(res.StoreCallCPU))
 	return nil
 }

@@ -22,10 +22,11 @@ import (
 // server is a provider started by the tool as a subprocess, on a loopback
 // port, whose CPU time and memory are read from /proc.
 type server struct {
-	cmd     *exec.Cmd
-	URL     string
-	logPath string
-	done    chan error
+	cmd        *exec.Cmd
+	URL        string
+	metricsURL string // its Prometheus metrics listener
+	logPath    string
+	done       chan error
 }
 
 // clockTicks is the kernel's USER_HZ, the unit of utime and stime in
@@ -39,8 +40,12 @@ func startServer(ctx context.Context, bin, dir string, env map[string]string) (*
 	if err != nil {
 		return nil, err
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	env["IDP_LISTEN"] = addr
+	mport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr, maddr := "127.0.0.1:"+strconv.Itoa(port), "127.0.0.1:"+strconv.Itoa(mport)
+	env["IDP_LISTEN"], env["IDP_METRICS_LISTEN"] = addr, maddr
 	env["IDP_ISSUER"] = "http://" + addr
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = serverEnv(env)
@@ -54,7 +59,7 @@ func startServer(ctx context.Context, bin, dir string, env map[string]string) (*
 		logf.Close()
 		return nil, fmt.Errorf("start %s serve: %w", bin, err)
 	}
-	s := &server{cmd: cmd, URL: "http://" + addr, logPath: logPath, done: make(chan error, 1)}
+	s := &server{cmd: cmd, URL: "http://" + addr, metricsURL: "http://" + maddr, logPath: logPath, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait(); logf.Close() }()
 	if err := s.waitReady(ctx, 60*time.Second); err != nil {
 		s.stop()

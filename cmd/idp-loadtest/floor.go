@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kamera-id/idp/idp/app"
+	"github.com/kamera-id/idp/idp/config"
+	"github.com/kamera-id/idp/idp/store"
+)
+
+// The floor of a login on this machine: what its HTTP requests and its
+// store calls cost at the least, with nothing of the provider's own work.
+// A request is measured against a server that only answers a page of a
+// login page's size (Go's net/http, as the provider's); a store call is the
+// cheapest there is, a read of a missing flow by its key, through the
+// provider's store code. With one signature for the ID token, that is a
+// lower bound of the login's CPU: when it alone comes near the target, the
+// target cannot hold on this machine with this many requests and calls.
+
+// pageServerArg makes the tool a page server (the floor of a request).
+const pageServerArg = "serve-pages-for-floor"
+
+// page is about the size of the provider's login page.
+var page = []byte(strings.Repeat("<p>ログイン</p>\n", 110))
+
+// servePages answers every request with page, on a loopback port it prints
+// on stdout, until stdin closes.
+func servePages() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Println(ln.Addr())
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+	return http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(page)
+	}))
+}
+
+// measureRequest starts the page server and sends it requests from c
+// users at once for about d: the server's CPU per request.
+func measureRequest(ctx context.Context, d time.Duration, c int) (time.Duration, int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, 0, err
+	}
+	cmd := exec.CommandContext(ctx, self, pageServerArg)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return 0, 0, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	defer func() { stdin.Close(); _ = cmd.Wait() }()
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		return 0, 0, fmt.Errorf("page server: %w", err)
+	}
+	url := "http://" + strings.TrimSpace(addr) + "/login?flow=" + rand.Text()
+	if err := requireLoopback(url); err != nil {
+		return 0, 0, err
+	}
+	tr := newTransport(c)
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	get := func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		_, _, body, err := send(client, req)
+		if err == nil && len(body) != len(page) {
+			err = errors.New("page server: short page")
+		}
+		return err
+	}
+	for range 2 * c { // warm up: connections
+		if err := get(); err != nil {
+			return 0, 0, err
+		}
+	}
+	pid := cmd.Process.Pid
+	c0, err := schedCPU(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	var (
+		n    atomic.Int64
+		wg   sync.WaitGroup
+		fail atomic.Pointer[error]
+		end  = time.Now().Add(d)
+	)
+	for range c {
+		wg.Go(func() {
+			for time.Now().Before(end) && fail.Load() == nil {
+				if err := get(); err != nil {
+					fail.Store(&err)
+					return
+				}
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if p := fail.Load(); p != nil {
+		return 0, 0, *p
+	}
+	c1, err := schedCPU(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	return (c1 - c0) / time.Duration(max(n.Load(), 1)), int(n.Load()), nil
+}
+
+// storeCallMeter reads a missing flow through the provider's store code on
+// the store at dbURL (a request's context, with a deadline, for each).
+func storeCallMeter(ctx context.Context, cfg config.Config, dbURL string) (*meter, error) {
+	scfg := cfg
+	scfg.DatabaseURL = dbURL
+	st, err := app.OpenStore(ctx, scfg, false)
+	if err != nil {
+		return nil, err
+	}
+	key := []byte(rand.Text())
+	m := &meter{f: func() error {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := st.GetFlow(rctx, key, time.Now()); err == nil {
+			return errors.New("a flow that should not exist")
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return nil
+	}, close: func() { st.Close() }}
+	for range 20 { // warm up: connections, prepared statements
+		if err := m.f(); err != nil {
+			m.close()
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// concurrent calls m.f from c goroutines at once (as the provider's
+// requests make their calls) for about d, with the collector stopped as in
+// run, and returns the tool's CPU per call.
+func (m *meter) concurrent(c int, d time.Duration) (time.Duration, error) {
+	runtime.GC()
+	pct, limit := debug.SetGCPercent(-1), debug.SetMemoryLimit(math.MaxInt64)
+	defer func() { debug.SetGCPercent(pct); debug.SetMemoryLimit(limit) }()
+	var failed atomic.Pointer[error]
+	c0 := selfCPU()
+	n, _ := parallel(c, d, func() error {
+		err := m.f()
+		if err != nil {
+			failed.CompareAndSwap(nil, &err)
+		}
+		return err
+	})
+	cpu := selfCPU() - c0
+	if p := failed.Load(); p != nil {
+		return 0, *p
+	}
+	if n == 0 {
+		return 0, errors.New("no call completed")
+	}
+	return cpu / time.Duration(n), nil
+}
+
+// storeCalls is how many store calls the provider has made, from its
+// metrics (every operation's latency histogram counts its calls).
+func storeCalls(ctx context.Context, metricsURL string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("metrics: status %d", resp.StatusCode)
+	}
+	return sumCounts(resp.Body, "idp_store_operation_duration_seconds_count")
+}
+
+// sumCounts adds the values of every sample of the metric name in a
+// Prometheus text exposition.
+func sumCounts(r io.Reader, name string) (int64, error) {
+	var total int64
+	found := false
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("metrics: %q: %w", line, err)
+		}
+		total += int64(v)
+		found = true
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("metrics: no %s", name)
+	}
+	return total, nil
+}
