@@ -199,7 +199,7 @@ type decodedRecord struct {
 	// the token request's own session to every read, and between them
 	// changes only what the stored session does not hold (the new tokens'
 	// expiry), so decoding it again into the same session would write the
-	// same values.
+	// same values. (A token request reads from one goroutine.)
 	filled fosite.Session
 }
 
