@@ -116,6 +116,13 @@ func (m *Store) CreateSession(ctx context.Context, s *store.Session) error {
 	return err
 }
 
+func (m *Store) StartSession(ctx context.Context, flowKey []byte, s *store.Session) error {
+	start := time.Now()
+	err := m.Store.StartSession(ctx, flowKey, s)
+	m.done("StartSession", start, err)
+	return err
+}
+
 func (m *Store) GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*store.Session, error) {
 	start := time.Now()
 	r0, err := m.Store.GetSession(ctx, tokenHash, now)

@@ -257,6 +257,12 @@ type Store interface {
 
 	// SSO sessions.
 	CreateSession(ctx context.Context, s *Session) error
+	// StartSession ends a login: it removes the login flow with this key
+	// and creates the session s, both or neither, in one round trip.
+	// ErrNotFound, and no session, when the flow was already gone (so of
+	// two requests finishing one flow exactly one gets a session) or the
+	// user is.
+	StartSession(ctx context.Context, flowKey []byte, s *Session) error
 	// GetSession returns the session whose cookie hashes to tokenHash, or
 	// ErrNotFound when there is none or it expired (ExpiresAt <= now).
 	GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*Session, error)

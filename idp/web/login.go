@@ -384,13 +384,14 @@ func (s *Server) useBackupCode(ctx context.Context, userID, input string) (int, 
 	return remaining, err
 }
 
-// establish finishes the login flow (exactly once) and starts the session.
+// establish finishes the login flow and starts the session: both or
+// neither, exactly once.
 func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow) (*store.Session, bool) {
-	if err := s.finishFlow(r.Context(), f); err != nil {
-		s.flowFailed(w, r, err)
+	sess, err := s.startSession(w, r, f)
+	if errors.Is(err, store.ErrNotFound) {
+		s.flowFailed(w, r, errFlowGone)
 		return nil, false
 	}
-	sess, err := s.startSession(w, r, f.UserID, f.AMR, f.Remember)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return nil, false

@@ -200,24 +200,22 @@ func (s *Server) currentSession(r *http.Request) (*store.Session, error) {
 	return sess, nil
 }
 
-// startSession ends the browser's previous session (the id is rotated at
-// every login) and starts a new one.
-func (s *Server) startSession(w http.ResponseWriter, r *http.Request, userID string, amr []string, remember bool) (*store.Session, error) {
+// startSession spends the login flow f and starts the user's new session in
+// one store call (store.StartSession: ErrNotFound when the flow is gone),
+// then ends the browser's previous session: the session id is rotated at
+// every login, and a request that loses the race for the flow leaves the
+// browser's session alone.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow) (*store.Session, error) {
 	ctx := r.Context()
-	if old := s.cookie(r, sessionCookie); old != "" {
-		if err := s.Store.DeleteSession(ctx, crypt.HashToken(old)); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-	}
 	now := s.Now().Truncate(time.Second)
 	token := crypt.RandomToken(32)
 	sess := &store.Session{
 		TokenHash: crypt.HashToken(token),
 		ID:        crypt.RandomToken(16),
-		UserID:    userID,
+		UserID:    f.UserID,
 		AuthTime:  now,
-		AMR:       amr,
-		Remember:  remember,
+		AMR:       f.AMR,
+		Remember:  f.Remember,
 		CreatedAt: now,
 		LastSeen:  now,
 		ExpiresAt: now.Add(s.Config.SessionMaxAge),
@@ -225,12 +223,17 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, userID str
 		IP:        s.clientIP(r),
 	}
 	var cookieAge time.Duration // a browser-session cookie
-	if remember {
+	if f.Remember {
 		sess.ExpiresAt = now.Add(s.Config.RememberMe)
 		cookieAge = s.Config.RememberMe
 	}
-	if err := s.Store.CreateSession(ctx, sess); err != nil {
+	if err := s.Store.StartSession(ctx, crypt.HashToken(f.id), sess); err != nil {
 		return nil, err
+	}
+	if old := s.cookie(r, sessionCookie); old != "" {
+		if err := s.Store.DeleteSession(ctx, crypt.HashToken(old)); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
 	}
 	s.setCookie(w, sessionCookie, token, cookieAge)
 	return sess, nil

@@ -28,12 +28,52 @@ func scanSession(r scanner) (*store.Session, error) {
 
 // CreateSession stores a new session; ErrDuplicate when its token hash or
 // id is taken, ErrNotFound when its user does not exist.
+const (
+	createSessionSQL = `INSERT INTO sessions (` + sessionCols + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+	deleteFlowSQL = `DELETE FROM flows WHERE key = $1`
+)
+
+// sessionArgs are x's values in the order of sessionCols.
+func sessionArgs(x *store.Session) []any {
+	return []any{blob(x.TokenHash), x.ID, x.UserID, unix(x.AuthTime), list(x.AMR), x.Remember,
+		unix(x.CreatedAt), unix(x.LastSeen), unix(x.ExpiresAt), x.UserAgent, x.IP}
+}
+
 func (s *Store) CreateSession(ctx context.Context, x *store.Session) error {
-	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		blob(x.TokenHash), x.ID, x.UserID, unix(x.AuthTime), list(x.AMR), x.Remember,
-		unix(x.CreatedAt), unix(x.LastSeen), unix(x.ExpiresAt), x.UserAgent, x.IP)
+	_, err := s.q(ctx).ExecContext(ctx, createSessionSQL, sessionArgs(x)...)
 	return s.fail("create session", err)
+}
+
+// StartSession implements store.Store. Where the dialect has
+// data-modifying WITH clauses (PostgreSQL) it is one statement: the new
+// session's row exists only if the flow's deletion returned one. Elsewhere
+// (SQLite, in process) one transaction of DeleteFlow's and CreateSession's
+// statements.
+func (s *Store) StartSession(ctx context.Context, flowKey []byte, x *store.Session) error {
+	var (
+		n   int64
+		err error
+	)
+	if s.dialect.WritableCTE {
+		n, err = affected(s.q(ctx).ExecContext(ctx, `WITH spent AS (DELETE FROM flows WHERE key = $1 RETURNING 1)
+			INSERT INTO sessions (`+sessionCols+`) SELECT $2::bytea, $3::text, $4::text, $5::bigint, $6::text,
+			$7::boolean, $8::bigint, $9::bigint, $10::bigint, $11::text, $12::text FROM spent`,
+			append([]any{blob(flowKey)}, sessionArgs(x)...)...))
+	} else {
+		err = s.inTx(ctx, func(q querier) error {
+			var err error
+			if n, err = affected(q.ExecContext(ctx, deleteFlowSQL, blob(flowKey))); err != nil || n == 0 {
+				return err
+			}
+			_, err = q.ExecContext(ctx, createSessionSQL, sessionArgs(x)...)
+			return err
+		})
+	}
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return s.fail("start session", err)
 }
 
 // GetSession returns the unexpired session with this token hash.
@@ -116,7 +156,7 @@ func (s *Store) GetFlow(ctx context.Context, key []byte, now time.Time) (*store.
 // DeleteFlow removes the flow in one statement: of concurrent callers
 // exactly one deletes it, the others get ErrNotFound.
 func (s *Store) DeleteFlow(ctx context.Context, key []byte) error {
-	n, err := affected(s.q(ctx).ExecContext(ctx, `DELETE FROM flows WHERE key = $1`, blob(key)))
+	n, err := affected(s.q(ctx).ExecContext(ctx, deleteFlowSQL, blob(key)))
 	if err == nil && n == 0 {
 		err = store.ErrNotFound
 	}

@@ -50,6 +50,8 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RaceDeactivateToken", testRaceDeactivateToken},
 		{"RaceExchangeTokens", testRaceExchangeTokens},
 		{"RaceDeleteFlow", testRaceDeleteFlow},
+		{"StartSession", testStartSession},
+		{"RaceStartSession", testRaceStartSession},
 		{"RaceRecordFailure", testRaceRecordFailure},
 		{"RaceRecordFailureLockout", testRaceRecordFailureLockout},
 		{"DeleteUserSession", testDeleteUserSession},
@@ -1095,6 +1097,59 @@ func testRaceDeleteFlow(t *testing.T, s store.Store) {
 		return s.DeleteFlow(ctx, []byte("flow"))
 	})
 	same(t, "DeleteFlow winners", wins, 1)
+}
+
+// testStartSession: the flow goes and the session comes, or neither.
+func testStartSession(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	flow := &store.Flow{Key: []byte("login-flow"), Data: []byte("{}"), CreatedAt: t0, ExpiresAt: at(time.Hour)}
+	must(t, s.PutFlow(ctx, flow))
+	x := &store.Session{TokenHash: []byte("hash-1"), ID: "sid-1", UserID: "u1", AuthTime: t0,
+		AMR: []string{"pwd", "otp"}, Remember: true, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour),
+		UserAgent: "UA", IP: "192.0.2.1"}
+	must(t, s.StartSession(ctx, flow.Key, x))
+	got, err := s.GetSession(ctx, x.TokenHash, t0)
+	must(t, err)
+	same(t, "GetSession after StartSession", got, x)
+	_, err = s.GetFlow(ctx, flow.Key, t0)
+	wantErr(t, "GetFlow after StartSession", err, store.ErrNotFound)
+
+	// The flow is spent: no second session from it.
+	y := &store.Session{TokenHash: []byte("hash-2"), ID: "sid-2", UserID: "u1", AuthTime: t0, CreatedAt: t0,
+		LastSeen: t0, ExpiresAt: at(time.Hour)}
+	wantErr(t, "StartSession with a spent flow", s.StartSession(ctx, flow.Key, y), store.ErrNotFound)
+	_, err = s.GetSession(ctx, y.TokenHash, t0)
+	wantErr(t, "GetSession of a session started with a spent flow", err, store.ErrNotFound)
+
+	// A session that cannot be created leaves the flow.
+	must(t, s.PutFlow(ctx, flow))
+	dup := *y
+	dup.TokenHash = x.TokenHash
+	wantErr(t, "StartSession(same token hash)", s.StartSession(ctx, flow.Key, &dup), store.ErrDuplicate)
+	_, err = s.GetFlow(ctx, flow.Key, t0)
+	must(t, err)
+	nobody := *y
+	nobody.UserID = "nobody"
+	wantErr(t, "StartSession(unknown user)", s.StartSession(ctx, flow.Key, &nobody), store.ErrNotFound)
+	_, err = s.GetFlow(ctx, flow.Key, t0)
+	must(t, err)
+}
+
+// testRaceStartSession: of concurrent requests finishing one flow, exactly
+// one starts a session.
+func testRaceStartSession(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	must(t, s.PutFlow(ctx, &store.Flow{Key: []byte("flow"), Data: []byte("{}"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	wins := race(t, store.ErrNotFound, func(ctx context.Context, i int) error {
+		return s.StartSession(ctx, []byte("flow"), &store.Session{TokenHash: []byte(fmt.Sprintf("hash-%d", i)),
+			ID: fmt.Sprintf("sid-%d", i), UserID: "u1", AuthTime: t0, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)})
+	})
+	same(t, "StartSession winners", wins, 1)
+	list, err := s.ListUserSessions(ctx, "u1", t0)
+	must(t, err)
+	same(t, "sessions started", len(list), 1)
 }
 
 // testRaceRecordFailure checks that concurrent failures are each counted
