@@ -20,6 +20,16 @@ import (
 // My Page (マイページ) and its 2段階認証設定 section. Every page needs a
 // session; the sensitive ones ask for the password again.
 
+// requirePostingUser is requireUser for a My Page form: the form's CSRF
+// token is checked first (403 without a valid one).
+func (s *Server) requirePostingUser(w http.ResponseWriter, r *http.Request) (*store.Session, *store.User, bool) {
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return nil, nil, false
+	}
+	return s.requireUser(w, r)
+}
+
 // requireUser returns the signed-in user, or sends the visitor to the login
 // page, which brings them back here afterwards.
 func (s *Server) requireUser(w http.ResponseWriter, r *http.Request) (*store.Session, *store.User, bool) {
@@ -84,11 +94,7 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 // accountLocale sets the account's language (its security e-mails, the ID
 // token's locale) from My Page, and the pages' too.
 func (s *Server) accountLocale(w http.ResponseWriter, r *http.Request) {
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
-		return
-	}
-	_, u, ok := s.requireUser(w, r)
+	_, u, ok := s.requirePostingUser(w, r)
 	if !ok {
 		return
 	}
@@ -222,11 +228,7 @@ func (s *Server) renderPasswordPrompt(w http.ResponseWriter, r *http.Request, f 
 
 func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
-		return
-	}
-	sess, u, ok := s.requireUser(w, r)
+	sess, u, ok := s.requirePostingUser(w, r)
 	if !ok {
 		return
 	}
@@ -364,11 +366,7 @@ func (s *Server) renderDisable(w http.ResponseWriter, r *http.Request, f *flow, 
 }
 
 func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
-		return
-	}
-	_, u, ok := s.requireUser(w, r)
+	_, u, ok := s.requirePostingUser(w, r)
 	if !ok {
 		return
 	}
@@ -437,11 +435,7 @@ func (s *Server) backupCodesStart(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) backupCodesSubmit(w http.ResponseWriter, r *http.Request) {
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
-		return
-	}
-	_, u, ok := s.requireUser(w, r)
+	_, u, ok := s.requirePostingUser(w, r)
 	if !ok {
 		return
 	}
@@ -467,11 +461,7 @@ func (s *Server) backupCodesSubmit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) backupCodesReplace(w http.ResponseWriter, r *http.Request) {
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
-		return
-	}
-	_, u, ok := s.requireUser(w, r)
+	_, u, ok := s.requirePostingUser(w, r)
 	if !ok {
 		return
 	}

@@ -379,11 +379,7 @@ func (s *Server) changePasswordPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) changePasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
-		return
-	}
-	sess, u, ok := s.requireUser(w, r)
+	sess, u, ok := s.requirePostingUser(w, r)
 	if !ok {
 		return
 	}
@@ -453,11 +449,7 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) sessionRevoke(w http.ResponseWriter, r *http.Request) {
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
-		return
-	}
-	sess, u, ok := s.requireUser(w, r)
+	sess, u, ok := s.requirePostingUser(w, r)
 	if !ok {
 		return
 	}
@@ -478,11 +470,7 @@ func (s *Server) sessionRevoke(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) sessionsRevokeOthers(w http.ResponseWriter, r *http.Request) {
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
-		return
-	}
-	sess, u, ok := s.requireUser(w, r)
+	sess, u, ok := s.requirePostingUser(w, r)
 	if !ok {
 		return
 	}
