@@ -14,11 +14,14 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/kamera-id/idp/idp/app"
 	"github.com/kamera-id/idp/idp/config"
@@ -200,7 +203,7 @@ func (m *meter) concurrent(c int, d time.Duration) (time.Duration, error) {
 }
 
 // storeCalls is how many store calls the provider has made, from its
-// metrics (every operation's latency histogram counts its calls).
+// metrics: the sample count of every operation's latency histogram.
 func storeCalls(ctx context.Context, metricsURL string) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL+"/metrics", nil)
 	if err != nil {
@@ -214,34 +217,24 @@ func storeCalls(ctx context.Context, metricsURL string) (int64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("metrics: status %d", resp.StatusCode)
 	}
-	return sumCounts(resp.Body, "idp_store_operation_duration_seconds_count")
+	return histogramCount(resp.Body, "idp_store_operation_duration_seconds")
 }
 
-// sumCounts adds the values of every sample of the metric name in a
-// Prometheus text exposition.
-func sumCounts(r io.Reader, name string) (int64, error) {
+// histogramCount adds the sample counts of every series of the histogram
+// name in a Prometheus text exposition.
+func histogramCount(r io.Reader, name string) (int64, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	fam := fams[name]
+	if fam == nil || fam.GetType() != dto.MetricType_HISTOGRAM {
+		return 0, fmt.Errorf("metrics: no histogram %s", name)
+	}
 	var total int64
-	found := false
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			return 0, fmt.Errorf("metrics: %q: %w", line, err)
-		}
-		total += int64(v)
-		found = true
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	if !found {
-		return 0, fmt.Errorf("metrics: no %s", name)
+	for _, m := range fam.GetMetric() {
+		total += int64(m.GetHistogram().GetSampleCount())
 	}
 	return total, nil
 }

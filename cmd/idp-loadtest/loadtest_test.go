@@ -34,21 +34,25 @@ func TestMeasureRequest(t *testing.T) {
 	}
 }
 
-func TestSumCounts(t *testing.T) {
+func TestHistogramCount(t *testing.T) {
 	const text = `# HELP idp_store_operation_duration_seconds Store operation latency.
 # TYPE idp_store_operation_duration_seconds histogram
 idp_store_operation_duration_seconds_bucket{op="GetFlow",le="0.001"} 40
+idp_store_operation_duration_seconds_bucket{op="GetFlow",le="+Inf"} 42
 idp_store_operation_duration_seconds_sum{op="GetFlow"} 0.02
 idp_store_operation_duration_seconds_count{op="GetFlow"} 42
+idp_store_operation_duration_seconds_bucket{op="PutFlow",le="+Inf"} 15
+idp_store_operation_duration_seconds_sum{op="PutFlow"} 0.01
 idp_store_operation_duration_seconds_count{op="PutFlow"} 1.5e+01
-idp_store_operation_duration_seconds_count_other 1000
+# TYPE idp_store_operation_duration_seconds_other counter
+idp_store_operation_duration_seconds_other 1000
 `
-	n, err := sumCounts(strings.NewReader(text), "idp_store_operation_duration_seconds_count")
+	n, err := histogramCount(strings.NewReader(text), "idp_store_operation_duration_seconds")
 	if err != nil || n != 57 {
-		t.Errorf("sumCounts = %d, %v; want 57", n, err)
+		t.Errorf("histogramCount = %d, %v; want 57", n, err)
 	}
-	if _, err := sumCounts(strings.NewReader("other_metric 1\n"), "idp_store_operation_duration_seconds_count"); err == nil {
-		t.Error("sumCounts found a metric that is not there")
+	if _, err := histogramCount(strings.NewReader("# TYPE other_metric counter\nother_metric 1\n"), "idp_store_operation_duration_seconds"); err == nil {
+		t.Error("histogramCount found a histogram that is not there")
 	}
 }
 
