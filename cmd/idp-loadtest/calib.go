@@ -77,9 +77,7 @@ type meter struct {
 // of the operation itself; a collection its garbage causes in the provider
 // is counted there, against the provider.
 func (m *meter) run(k int) error {
-	runtime.GC()
-	pct, limit := debug.SetGCPercent(-1), debug.SetMemoryLimit(math.MaxInt64)
-	defer func() { debug.SetGCPercent(pct); debug.SetMemoryLimit(limit) }()
+	defer collectorStopped()()
 	c0 := selfCPU()
 	for range k {
 		if err := m.f(); err != nil {
@@ -89,6 +87,14 @@ func (m *meter) run(k int) error {
 	m.cpu += selfCPU() - c0
 	m.n += k
 	return nil
+}
+
+// collectorStopped collects garbage, then stops the collector until the
+// function it returns is called.
+func collectorStopped() (restart func()) {
+	runtime.GC()
+	pct, limit := debug.SetGCPercent(-1), debug.SetMemoryLimit(math.MaxInt64)
+	return func() { debug.SetGCPercent(pct); debug.SetMemoryLimit(limit) }
 }
 
 // per is the mean CPU time of one call.

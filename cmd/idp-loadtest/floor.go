@@ -7,13 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -180,9 +177,7 @@ func storeCallMeter(ctx context.Context, cfg config.Config, dbURL string) (*mete
 // requests make their calls) for about d, with the collector stopped as in
 // run, and returns the tool's CPU per call.
 func (m *meter) concurrent(c int, d time.Duration) (time.Duration, error) {
-	runtime.GC()
-	pct, limit := debug.SetGCPercent(-1), debug.SetMemoryLimit(math.MaxInt64)
-	defer func() { debug.SetGCPercent(pct); debug.SetMemoryLimit(limit) }()
+	defer collectorStopped()()
 	var failed atomic.Pointer[error]
 	c0 := selfCPU()
 	n, _ := parallel(c, d, func() error {
