@@ -309,7 +309,6 @@ func (s *Server) resetPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		s.resetLinkInvalid(w, r)
 		return
 	}
-	s.Outbox.Nudge()
 	// The account's password failures no longer matter.
 	if err := s.Store.ResetThrottle(ctx, s.passwordThrottleKeys(r, u.Email)[0]); err != nil {
 		s.Logger.WarnContext(ctx, "login throttle not reset", append(logAttrs(r), "err", err)...)
@@ -322,42 +321,38 @@ func (s *Server) resetPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	}))
 }
 
-// resetInTx uses the token and applies the reset; false when the token was
-// used (or expired) meanwhile.
+// errResetUsed: the reset link was used, or expired, meanwhile.
+var errResetUsed = errors.New("reset link used")
+
+// resetInTx uses the token and applies the reset, as a change to the
+// account (changeAccount); false when the token was used (or expired)
+// meanwhile.
 func (s *Server) resetInTx(r *http.Request, token string, u *store.User, hash string) (bool, error) {
-	tx, err := s.Store.BeginTx(r.Context())
-	if err != nil {
-		return false, err
-	}
-	defer func() { _ = s.Store.Rollback(tx) }()
-	now := s.Now()
-	uid, err := s.Store.ConsumePasswordReset(tx, crypt.HashToken(token), now)
-	if errors.Is(err, store.ErrConsumed) {
+	err := s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+		now := s.Now()
+		uid, err := s.Store.ConsumePasswordReset(tx, crypt.HashToken(token), now)
+		if errors.Is(err, store.ErrConsumed) || (err == nil && uid != u.ID) {
+			return accountChange{}, errResetUsed
+		}
+		if err != nil {
+			return accountChange{}, err
+		}
+		if err := s.Store.UpdatePassword(tx, u.ID, hash, now); err != nil {
+			return accountChange{}, err
+		}
+		// The link came by mail to the account's address: the address is theirs.
+		if err := s.Store.MarkEmailVerified(tx, u.ID, now); err != nil {
+			return accountChange{}, err
+		}
+		if _, err := s.Store.DeleteUserSessions(tx, u.ID, ""); err != nil {
+			return accountChange{}, err
+		}
+		return accountChange{Event: "password.reset", Mail: mail.PasswordChanged}, nil
+	})
+	if errors.Is(err, errResetUsed) {
 		return false, nil
 	}
-	if err != nil {
-		return false, err
-	}
-	if uid != u.ID {
-		return false, nil
-	}
-	if err := s.Store.UpdatePassword(tx, u.ID, hash, now); err != nil {
-		return false, err
-	}
-	// The link came by mail to the account's address: the address is theirs.
-	if err := s.Store.MarkEmailVerified(tx, u.ID, now); err != nil {
-		return false, err
-	}
-	if _, err := s.Store.DeleteUserSessions(tx, u.ID, ""); err != nil {
-		return false, err
-	}
-	if err := s.Store.AddAuditEvent(tx, s.auditEvent(r, u.ID, "password.reset", nil)); err != nil {
-		return false, err
-	}
-	if err := s.Outbox.Enqueue(tx, u.Email, s.securityMail(r, u, mail.PasswordChanged, mail.Notice{})); err != nil {
-		return false, err
-	}
-	return true, s.Store.Commit(tx)
+	return err == nil, err
 }
 
 // --- Password change on My Page. ---
