@@ -200,29 +200,74 @@ func (m *meter) concurrent(c int, d time.Duration) (time.Duration, error) {
 // storeCalls is how many store calls the provider has made, from its
 // metrics: the sample count of every operation's latency histogram.
 func storeCalls(ctx context.Context, metricsURL string) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL+"/metrics", nil)
+	fams, err := scrape(ctx, metricsURL)
 	if err != nil {
 		return 0, err
+	}
+	return histogramCount(fams, "idp_store_operation_duration_seconds")
+}
+
+// scrape reads the provider's metrics.
+func scrape(ctx context.Context, metricsURL string) (map[string]*dto.MetricFamily, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL+"/metrics", nil)
+	if err != nil {
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("metrics: status %d", resp.StatusCode)
+		return nil, fmt.Errorf("metrics: status %d", resp.StatusCode)
 	}
-	return histogramCount(resp.Body, "idp_store_operation_duration_seconds")
+	return parseMetrics(resp.Body)
 }
 
-// histogramCount adds the sample counts of every series of the histogram
-// name in a Prometheus text exposition.
-func histogramCount(r io.Reader, name string) (int64, error) {
+// parseMetrics parses a Prometheus text exposition.
+func parseMetrics(r io.Reader) (map[string]*dto.MetricFamily, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(r)
 	if err != nil {
-		return 0, fmt.Errorf("metrics: %w", err)
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	return fams, nil
+}
+
+// hashCount is the provider's count of password hashes and their CPU time.
+type hashCount struct {
+	hashes int64
+	cpu    time.Duration
+}
+
+// hashStats reads the provider's hash counters from its metrics listener.
+func hashStats(ctx context.Context, metricsURL string) (hashCount, error) {
+	fams, err := scrape(ctx, metricsURL)
+	if err != nil {
+		return hashCount{}, err
+	}
+	n, err := counterValue(fams, "idp_password_hashes_total")
+	if err != nil {
+		return hashCount{}, err
+	}
+	cpu, err := counterValue(fams, "idp_password_hash_cpu_seconds_total")
+	if err != nil {
+		return hashCount{}, err
+	}
+	return hashCount{hashes: int64(n), cpu: time.Duration(cpu * float64(time.Second))}, nil
+}
+
+func counterValue(fams map[string]*dto.MetricFamily, name string) (float64, error) {
+	fam := fams[name]
+	if fam == nil || fam.GetType() != dto.MetricType_COUNTER || len(fam.GetMetric()) != 1 {
+		return 0, fmt.Errorf("metrics: no counter %s", name)
+	}
+	return fam.GetMetric()[0].GetCounter().GetValue(), nil
+}
+
+// histogramCount adds the sample counts of every series of the histogram
+// name.
+func histogramCount(fams map[string]*dto.MetricFamily, name string) (int64, error) {
 	fam := fams[name]
 	if fam == nil || fam.GetType() != dto.MetricType_HISTOGRAM {
 		return 0, fmt.Errorf("metrics: no histogram %s", name)

@@ -34,7 +34,7 @@ func TestMeasureRequest(t *testing.T) {
 	}
 }
 
-func TestHistogramCount(t *testing.T) {
+func TestMetricsParsed(t *testing.T) {
 	const text = `# HELP idp_store_operation_duration_seconds Store operation latency.
 # TYPE idp_store_operation_duration_seconds histogram
 idp_store_operation_duration_seconds_bucket{op="GetFlow",le="0.001"} 40
@@ -46,13 +46,26 @@ idp_store_operation_duration_seconds_sum{op="PutFlow"} 0.01
 idp_store_operation_duration_seconds_count{op="PutFlow"} 1.5e+01
 # TYPE idp_store_operation_duration_seconds_other counter
 idp_store_operation_duration_seconds_other 1000
+# TYPE idp_password_hash_cpu_seconds_total counter
+idp_password_hash_cpu_seconds_total 0.25
 `
-	n, err := histogramCount(strings.NewReader(text), "idp_store_operation_duration_seconds")
-	if err != nil || n != 57 {
+	fams, err := parseMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := histogramCount(fams, "idp_store_operation_duration_seconds"); err != nil || n != 57 {
 		t.Errorf("histogramCount = %d, %v; want 57", n, err)
 	}
-	if _, err := histogramCount(strings.NewReader("# TYPE other_metric counter\nother_metric 1\n"), "idp_store_operation_duration_seconds"); err == nil {
-		t.Error("histogramCount found a histogram that is not there")
+	if _, err := histogramCount(fams, "idp_store_operation_duration_seconds_other"); err == nil {
+		t.Error("histogramCount took a counter for a histogram")
+	}
+	if v, err := counterValue(fams, "idp_password_hash_cpu_seconds_total"); err != nil || v != 0.25 {
+		t.Errorf("counterValue = %v, %v; want 0.25", v, err)
+	}
+	for _, name := range []string{"idp_password_hashes_total", "idp_store_operation_duration_seconds"} {
+		if _, err := counterValue(fams, name); err == nil {
+			t.Errorf("counterValue found a counter %s", name)
+		}
 	}
 }
 

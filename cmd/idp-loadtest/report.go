@@ -37,7 +37,7 @@ const (
 // loginCPU is the provider's CPU for one whole login with TOTP (authorize,
 // password, TOTP, exchange, userinfo) without the argon2id hash: the sum of
 // the step phases' CPU per login on the provider with the cheapest
-// argon2id cost, less that cheap hash (as the tool measures it).
+// argon2id cost, less that cheap hash (as the provider counts it).
 func (r *report) loginCPU(s *storeResult) time.Duration {
 	return s.LoginStart.cpuPerOp() + s.LoginPassword.cpuPerOp() - s.CheapHashCPU +
 		s.LoginTOTP.cpuPerOp() + s.LoginExchange.cpuPerOp() + s.LoginUserinfo.cpuPerOp()

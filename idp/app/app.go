@@ -148,6 +148,9 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		Memory: cfg.ArgonMemoryKiB, Time: cfg.ArgonIterations, Threads: password.DefaultParams.Threads,
 		SaltLen: password.DefaultParams.SaltLen, KeyLen: password.DefaultParams.KeyLen,
 	}, cfg.ArgonMaxConcurrent)
+	if a.Metrics != nil {
+		a.Metrics.WatchHasher(a.Hasher.Stats)
+	}
 	a.Keys = keys.NewManager(keys.ManagerConfig{
 		Store: st, Key: key, Algorithm: cfg.SigningAlg, Now: opt.Now,
 		// A retired key stays published while ID tokens it signed live.

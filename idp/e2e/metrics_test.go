@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,10 +115,16 @@ func TestMetrics(t *testing.T) {
 			{"idp_http_request_duration_seconds_count", []string{"route", "POST /login/totp", "code", "303"}, 1},
 			{"idp_http_request_duration_seconds_count", []string{"route", "POST /login/totp", "code", "429"}, 1},
 			{"idp_http_request_duration_seconds_count", []string{"route", "POST /oauth2/token", "code", "200"}, 1},
+			// One verification per password step.
+			{"idp_password_hashes_total", nil, 2},
 		} {
 			if got := delta(c.name, c.labels...); got != c.want {
 				t.Errorf("%s%v moved by %v, want %v", c.name, c.labels, got, c.want)
 			}
+		}
+		// The hashes' CPU time is counted where the thread's clock is read.
+		if got := delta("idp_password_hash_cpu_seconds_total"); runtime.GOOS == "linux" && got <= 0 {
+			t.Errorf("idp_password_hash_cpu_seconds_total moved by %v over two hashes", got)
 		}
 		// The histograms exist, with buckets; store timings and pool use too.
 		for _, name := range []string{
