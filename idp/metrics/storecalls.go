@@ -221,6 +221,13 @@ func (m *Store) GetTOTP(ctx context.Context, userID string) (*store.TOTP, error)
 	return r0, err
 }
 
+func (m *Store) GetSecondStep(ctx context.Context, userID, throttleKey string) (*store.SecondStep, error) {
+	start := time.Now()
+	r0, err := m.Store.GetSecondStep(ctx, userID, throttleKey)
+	m.done("GetSecondStep", start, err)
+	return r0, err
+}
+
 func (m *Store) UseTOTPStep(ctx context.Context, userID string, step int64) error {
 	start := time.Now()
 	err := m.Store.UseTOTPStep(ctx, userID, step)

@@ -111,6 +111,13 @@ type TOTP struct {
 	ConfirmedAt time.Time
 }
 
+// SecondStep is what the second step of a login reads of an account.
+type SecondStep struct {
+	User     *User
+	TOTP     *TOTP    // nil when the user has no authenticator
+	Throttle Throttle // zero (but for its Key) when nothing is on record
+}
+
 // PendingTOTP is an enrollment that has shown a secret but not yet seen a
 // correct code. It changes nothing about the login until confirmed.
 type PendingTOTP struct {
@@ -295,6 +302,10 @@ type Store interface {
 	// codes. ErrNotFound when no unexpired pending enrollment exists.
 	ConfirmTOTP(ctx context.Context, userID string, step int64, codes []BackupCode, now time.Time) error
 	GetTOTP(ctx context.Context, userID string) (*TOTP, error)
+	// GetSecondStep reads what a login's second step needs in one
+	// statement: the user, the authenticator and the throttle of
+	// throttleKey. ErrNotFound when there is no such user.
+	GetSecondStep(ctx context.Context, userID, throttleKey string) (*SecondStep, error)
 	// UseTOTPStep records step as the last accepted one if it is later than
 	// the stored one; ErrConsumed otherwise (a replay, or a concurrent win).
 	UseTOTPStep(ctx context.Context, userID string, step int64) error

@@ -23,7 +23,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.decide(w, r, ar, s.Now().UTC(), nil)
+	s.decide(w, r, ar, s.Now().UTC(), nil, nil)
 }
 
 // parseAuthorize validates the request; errors that cannot go back to a
@@ -54,8 +54,9 @@ func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (fosite.
 // decide continues a valid authorization request: it asks for a login or
 // consent when needed (or answers login_required / consent_required for
 // prompt=none) and otherwise issues the code. fresh is the session the user
-// has just logged in with for this very request (nil: use the browser's).
-func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, requestedAt time.Time, fresh *store.Session) {
+// has just logged in with for this very request (nil: use the browser's),
+// freshUser the account as that login read it (nil: read it here).
+func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, requestedAt time.Time, fresh *store.Session, freshUser *store.User) {
 	ctx := r.Context()
 	form := ar.GetRequestForm()
 	prompt := strings.Fields(form.Get("prompt"))
@@ -70,7 +71,9 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.Author
 		return
 	}
 	var user *store.User
-	if sess != nil {
+	if sess != nil && fresh != nil && freshUser != nil && freshUser.ID == sess.UserID {
+		user = freshUser // read by the login step of this request
+	} else if sess != nil {
 		user, err = s.Store.GetUser(ctx, sess.UserID)
 		if errors.Is(err, store.ErrNotFound) {
 			sess = nil
@@ -179,7 +182,7 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request, f *flow, fresh *
 	if !ok {
 		return
 	}
-	s.decide(w, r2, ar, f.RequestedAt, fresh)
+	s.decide(w, r2, ar, f.RequestedAt, fresh, f.user)
 }
 
 // askConsent shows the consent page; afterLogin records that the user has

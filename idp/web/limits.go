@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/store"
@@ -35,14 +36,20 @@ func (s *Server) passwordThrottleKeys(r *http.Request, email string) []string {
 func mfaThrottleKey(userID string) string { return "mfa:" + userID }
 
 // lockedOut reports whether any of the keys is locked now, and whether the
-// first one has failures or lockouts on record (a success then resets it;
-// otherwise there is nothing to reset, and no write is needed).
+// first one has failures or lockouts on record (see throttled).
 func (s *Server) lockedOut(ctx context.Context, keys ...string) (locked, counted bool, err error) {
-	now := s.Now()
 	ts, err := s.Store.GetThrottles(ctx, keys...) // one round trip for all of them
 	if err != nil {
 		return false, false, err
 	}
+	locked, counted = throttled(s.Now(), ts...)
+	return locked, counted, nil
+}
+
+// throttled reports whether any of ts is locked at now, and whether the
+// first has failures or lockouts on record (a success then resets it;
+// otherwise there is nothing to reset, and no write is needed).
+func throttled(now time.Time, ts ...store.Throttle) (locked, counted bool) {
 	for i, t := range ts {
 		if i == 0 {
 			counted = t.Failures > 0 || t.Lockouts > 0 || !t.LockedUntil.IsZero()
@@ -51,7 +58,7 @@ func (s *Server) lockedOut(ctx context.Context, keys ...string) (locked, counted
 			locked = true
 		}
 	}
-	return locked, counted, nil
+	return locked, counted
 }
 
 // resetThrottle clears key after a success, when it had anything on

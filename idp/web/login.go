@@ -118,6 +118,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	s.Metrics.Login(metrics.StepPassword, metrics.ResultSuccess)
 	f.UserID, f.AMR, f.Remember = user.ID, []string{"pwd"}, remember
 	if !user.MFAEnabled {
+		f.user = user
 		s.completeLogin(w, r, f)
 		return
 	}
@@ -191,18 +192,17 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	key := mfaThrottleKey(f.UserID)
-	locked, counted, err := s.lockedOut(ctx, key)
-	if err != nil || locked {
-		if err != nil {
-			s.storeFailed(w, r, err)
-			return
-		}
+	acct, ok := s.readSecondStep(w, r, f)
+	if !ok {
+		return
+	}
+	locked, counted := throttled(s.Now(), acct.Throttle)
+	if locked {
 		s.Metrics.Login(metrics.StepTOTP, metrics.ResultLocked)
 		s.renderTOTP(w, r, f, http.StatusTooManyRequests, "too_many_attempts")
 		return
 	}
-	err = s.verifyTOTP(ctx, f.UserID, r.PostFormValue("code"))
+	err := s.verifyTOTP(ctx, acct.TOTP, r.PostFormValue("code"))
 	if errors.Is(err, errWrongCode) {
 		s.Metrics.Login(metrics.StepTOTP, metrics.ResultFailure)
 		status, err := s.secondStepFailed(r, f.UserID, "totp")
@@ -221,29 +221,42 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	if err := s.resetThrottle(ctx, key, counted); err != nil {
+	if err := s.resetThrottle(ctx, acct.Throttle.Key, counted); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
 	s.Metrics.Login(metrics.StepTOTP, metrics.ResultSuccess)
-	f.AMR = []string{"pwd", "otp"}
+	f.AMR, f.user = []string{"pwd", "otp"}, acct.User
 	s.completeLogin(w, r, f)
+}
+
+// readSecondStep reads the flow's account, its authenticator and its
+// second-step throttle in one round trip. An account deleted since the
+// password step ends the flow.
+func (s *Server) readSecondStep(w http.ResponseWriter, r *http.Request, f *flow) (*store.SecondStep, bool) {
+	acct, err := s.Store.GetSecondStep(r.Context(), f.UserID, mfaThrottleKey(f.UserID))
+	if errors.Is(err, store.ErrNotFound) {
+		s.flowFailed(w, r, errFlowGone)
+		return nil, false
+	}
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return nil, false
+	}
+	return acct, true
 }
 
 var errWrongCode = errors.New("wrong code")
 
-// verifyTOTP accepts a code once: the matched time step must be later than
-// the last accepted one, and recording it is one atomic statement, so of
-// two concurrent requests with the same code only one passes.
-func (s *Server) verifyTOTP(ctx context.Context, userID, code string) error {
-	t, err := s.Store.GetTOTP(ctx, userID)
-	if errors.Is(err, store.ErrNotFound) {
+// verifyTOTP accepts a code for the authenticator t (nil: none) once: the
+// matched time step must be later than the last accepted one, and
+// recording it is one atomic statement, so of two concurrent requests with
+// the same code only one passes.
+func (s *Server) verifyTOTP(ctx context.Context, t *store.TOTP, code string) error {
+	if t == nil {
 		return errWrongCode
 	}
-	if err != nil {
-		return err
-	}
-	secret, err := mfa.OpenSecret(s.Key, userID, t.SecretEnc)
+	secret, err := mfa.OpenSecret(s.Key, t.UserID, t.SecretEnc)
 	if err != nil {
 		return err
 	}
@@ -251,7 +264,7 @@ func (s *Server) verifyTOTP(ctx context.Context, userID, code string) error {
 	if err != nil {
 		return errWrongCode
 	}
-	if err := s.Store.UseTOTPStep(ctx, userID, step); errors.Is(err, store.ErrConsumed) {
+	if err := s.Store.UseTOTPStep(ctx, t.UserID, step); errors.Is(err, store.ErrConsumed) {
 		return errWrongCode
 	} else if err != nil {
 		return err
@@ -299,25 +312,20 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	key := mfaThrottleKey(f.UserID)
-	locked, counted, err := s.lockedOut(ctx, key)
-	if err != nil || locked {
-		if err != nil {
-			s.storeFailed(w, r, err)
-			return
-		}
+	acct, ok := s.readSecondStep(w, r, f)
+	if !ok {
+		return
+	}
+	locked, counted := throttled(s.Now(), acct.Throttle)
+	if locked {
 		s.Metrics.Login(metrics.StepBackup, metrics.ResultLocked)
 		s.renderBackup(w, r, f, http.StatusTooManyRequests, "too_many_attempts")
 		return
 	}
-	u, err := s.Store.GetUser(ctx, f.UserID)
-	if err != nil {
-		s.storeFailed(w, r, err)
-		return
-	}
+	u := acct.User
 	// The code is spent, and the notice of it queued, together.
 	var remaining int
-	err = s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+	err := s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
 		var err error
 		remaining, err = s.useBackupCode(tx, u.ID, r.PostFormValue("backup_code"))
 		return accountChange{
@@ -343,12 +351,12 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	if err := s.resetThrottle(ctx, key, counted); err != nil {
+	if err := s.resetThrottle(ctx, acct.Throttle.Key, counted); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
 	s.Metrics.Login(metrics.StepBackup, metrics.ResultSuccess)
-	f.AMR = []string{"pwd", "otp"}
+	f.AMR, f.user = []string{"pwd", "otp"}, u
 	if remaining > 2 {
 		s.completeLogin(w, r, f)
 		return

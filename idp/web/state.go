@@ -89,6 +89,9 @@ func (s *Server) browserBinding(r *http.Request) []byte {
 // or a sensitive setting. The browser carries only a random id.
 type flow struct {
 	id string
+	// user is the account as this request's login step read it, for the
+	// authorization that follows in the same request (never stored).
+	user *store.User
 
 	Kind        string    `json:"kind"` // "login", "consent", "continue", "setup", "disable", "codes", "logout"
 	Browser     []byte    `json:"browser"`

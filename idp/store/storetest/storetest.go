@@ -33,6 +33,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Flows", testFlows},
 		{"Consent", testConsent},
 		{"TOTP", testTOTP},
+		{"SecondStep", testSecondStep},
 		{"BackupCodes", testBackupCodes},
 		{"Throttle", testThrottle},
 		{"ThrottleOverflow", testThrottleOverflow},
@@ -554,6 +555,54 @@ func testTOTP(t *testing.T, s store.Store) {
 	same(t, "backup codes after DeleteMFA", len(cs), 0)
 	mfa(false)
 	wantErr(t, "DeleteMFA twice", s.DeleteMFA(ctx, "u1"), store.ErrNotFound)
+}
+
+// testSecondStep: one read gives what GetUser, GetTOTP and GetThrottles
+// give, with or without an authenticator and a throttle on record.
+func testSecondStep(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	_, err := s.GetSecondStep(ctx, "nobody", "mfa:nobody")
+	wantErr(t, "GetSecondStep(no user)", err, store.ErrNotFound)
+
+	newUser(t, s, "u1")
+	newUser(t, s, "u2")
+	check := func(userID, key string) *store.SecondStep {
+		t.Helper()
+		got, err := s.GetSecondStep(ctx, userID, key)
+		must(t, err)
+		u, err := s.GetUser(ctx, userID)
+		must(t, err)
+		same(t, "GetSecondStep's user", got.User, u)
+		ts, err := s.GetThrottles(ctx, key)
+		must(t, err)
+		same(t, "GetSecondStep's throttle", got.Throttle, ts[0])
+		totp, err := s.GetTOTP(ctx, userID)
+		if errors.Is(err, store.ErrNotFound) {
+			totp, err = nil, nil
+		}
+		must(t, err)
+		same(t, "GetSecondStep's authenticator", got.TOTP, totp)
+		return got
+	}
+	if st := check("u1", "mfa:u1"); st.TOTP != nil || st.User.MFAEnabled || st.Throttle.Failures != 0 {
+		t.Fatalf("before enrolling: %+v", st)
+	}
+	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("secret-1"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	must(t, s.ConfirmTOTP(ctx, "u1", 100, codes("a", 3), at(time.Minute)))
+	must(t, s.UseTOTPStep(ctx, "u1", 102))
+	p := store.ThrottlePolicy{MaxFailures: 2, BaseLockout: time.Minute, MaxLockout: time.Hour}
+	for range 3 {
+		_, err := s.RecordFailure(ctx, "mfa:u1", p, t0)
+		must(t, err)
+	}
+	st := check("u1", "mfa:u1")
+	if st.TOTP == nil || st.TOTP.LastStep != 102 || !st.User.MFAEnabled || st.Throttle.Lockouts != 1 || st.Throttle.Failures != 1 {
+		t.Fatalf("enrolled and throttled: user %+v, authenticator %+v, throttle %+v", st.User, st.TOTP, st.Throttle)
+	}
+	// Another user's throttle and authenticator are not this one's.
+	if st := check("u2", "mfa:u2"); st.TOTP != nil || st.Throttle.Failures != 0 || st.Throttle.Lockouts != 0 {
+		t.Fatalf("u2: %+v %+v", st.TOTP, st.Throttle)
+	}
 }
 
 func testBackupCodes(t *testing.T, s store.Store) {
