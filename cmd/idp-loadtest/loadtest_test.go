@@ -136,16 +136,17 @@ func TestProcessCPU(t *testing.T) {
 }
 
 func TestCheckOptions(t *testing.T) {
-	ok := options{logins: 10, concurrency: 2, refreshes: 10, exchanges: 10, burst: 4, timeout: time.Minute}
+	ok := options{logins: 10, steps: 10, concurrency: 2, refreshes: 10, exchanges: 10, burst: 4, timeout: time.Minute}
 	if err := check(ok); err != nil {
 		t.Fatalf("valid options refused: %v", err)
 	}
 	for name, o := range map[string]options{
-		"no logins":     {logins: 0, concurrency: 2, exchanges: 1, burst: 1, timeout: time.Minute},
-		"huge burst":    {logins: 1, concurrency: 2, exchanges: 1, burst: 10000, timeout: time.Minute},
-		"no exchanges":  {logins: 1, concurrency: 2, exchanges: 0, burst: 1, timeout: time.Minute},
-		"endless":       {logins: 1, concurrency: 2, exchanges: 1, burst: 1, timeout: time.Hour},
-		"too many conc": {logins: 1, concurrency: 1000, exchanges: 1, burst: 1, timeout: time.Minute},
+		"no logins":     {logins: 0, steps: 1, concurrency: 2, exchanges: 1, burst: 1, timeout: time.Minute},
+		"no steps":      {logins: 1, steps: 0, concurrency: 2, exchanges: 1, burst: 1, timeout: time.Minute},
+		"huge burst":    {logins: 1, steps: 1, concurrency: 2, exchanges: 1, burst: 10000, timeout: time.Minute},
+		"no exchanges":  {logins: 1, steps: 1, concurrency: 2, exchanges: 0, burst: 1, timeout: time.Minute},
+		"endless":       {logins: 1, steps: 1, concurrency: 2, exchanges: 1, burst: 1, timeout: time.Hour},
+		"too many conc": {logins: 1, steps: 1, concurrency: 1000, exchanges: 1, burst: 1, timeout: time.Minute},
 	} {
 		if err := check(o); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -33,6 +33,7 @@ type options struct {
 	stores      string
 	pgURL       string
 	logins      int
+	steps       int
 	concurrency int
 	refreshes   int
 	exchanges   int
@@ -57,9 +58,10 @@ func main() {
 	flag.StringVar(&o.stores, "stores", "sqlite,postgres", "stores to measure: sqlite, postgres or both")
 	flag.StringVar(&o.pgURL, "pg", os.Getenv("IDP_TEST_DATABASE_URL"), "PostgreSQL URL (a fresh schema is created and dropped)")
 	flag.IntVar(&o.logins, "logins", 150, "whole logins (authorize … refresh) in the flow phase, each with its own user")
+	flag.IntVar(&o.steps, "steps", 600, "logins measured step by step (the login target), each with its own user")
 	flag.IntVar(&o.concurrency, "c", 8, "concurrent simulated users")
 	flag.IntVar(&o.refreshes, "refreshes", 300, "refreshes in the refresh phase")
-	flag.IntVar(&o.exchanges, "exchanges", 300, "code exchanges in the exchange phase")
+	flag.IntVar(&o.exchanges, "exchanges", 600, "code exchanges in the exchange phase")
 	flag.IntVar(&o.burst, "burst", 64, "concurrent logins in the burst phase (peak RSS)")
 	flag.DurationVar(&o.timeout, "timeout", 8*time.Minute, "give up after this long")
 	flag.DurationVar(&o.calibTime, "calib", 2*time.Second, "time for each calibration measurement")
@@ -79,8 +81,8 @@ func main() {
 
 func check(o options) error {
 	switch {
-	case o.logins < 1 || o.logins > 5000:
-		return errors.New("-logins must be 1..5000")
+	case o.logins < 1 || o.logins > 5000, o.steps < 1 || o.steps > 5000:
+		return errors.New("-logins and -steps must be 1..5000")
 	case o.concurrency < 1 || o.concurrency > 256:
 		return errors.New("-c must be 1..256")
 	case o.refreshes < 0 || o.refreshes > 20000, o.exchanges < 1 || o.exchanges > 20000:

@@ -493,14 +493,14 @@ func stepRun(ctx context.Context, o options, cfg, cheap config.Config, bin, dir,
 	if err != nil {
 		return err
 	}
-	r, err := startRun(ctx, cheap, bin, dir, name+"/no-hash", dbURL, warmUp+o.logins)
+	r, err := startRun(ctx, cheap, bin, dir, name+"/no-hash", dbURL, warmUp+o.steps)
 	if err != nil {
 		return err
 	}
 	defer r.stop()
 	rec := newRecorder()
-	users := make([]*user, o.logins)
-	states := make([]*loginState, o.logins)
+	users := make([]*user, o.steps)
+	states := make([]*loginState, o.steps)
 	for i := range users {
 		users[i] = newUser(r.t, r.sd.accounts[i], rec)
 		states[i] = &loginState{p: newPKCE()}
