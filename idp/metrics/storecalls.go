@@ -319,6 +319,13 @@ func (m *Store) GetToken(ctx context.Context, kind, signature string) (*store.To
 	return r0, err
 }
 
+func (m *Store) GetTokenWithUser(ctx context.Context, kind, signature string) (*store.TokenRecord, *store.User, error) {
+	start := time.Now()
+	r0, r1, err := m.Store.GetTokenWithUser(ctx, kind, signature)
+	m.done("GetTokenWithUser", start, err)
+	return r0, r1, err
+}
+
 func (m *Store) DeleteToken(ctx context.Context, kind, signature string) error {
 	start := time.Now()
 	err := m.Store.DeleteToken(ctx, kind, signature)

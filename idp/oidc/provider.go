@@ -276,7 +276,7 @@ func (p *Provider) Introspect(w http.ResponseWriter, r *http.Request) {
 // Userinfo serves the userinfo endpoint: the access token by header (GET or
 // POST) or in a form body (POST).
 func (p *Provider) Userinfo(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+	ctx, memo := withUserMemo(r.Context())
 	token := fosite.AccessTokenFromRequest(r)
 	if token == "" {
 		bearerError(w, "invalid_request", "no access token", http.StatusUnauthorized)
@@ -301,7 +301,10 @@ func (p *Provider) Userinfo(w http.ResponseWriter, r *http.Request) {
 		bearerError(w, "invalid_token", "the access token is not valid", http.StatusUnauthorized)
 		return
 	}
-	u, err := p.store.GetUser(ctx, sess.GetSubject())
+	u, err := memo.user, error(nil) // read with the access token
+	if u == nil || u.ID != sess.GetSubject() {
+		u, err = p.store.GetUser(ctx, sess.GetSubject())
+	}
 	if Unavailable(err) {
 		p.log.WarnContext(ctx, "userinfo: store unavailable", "err", storeCause(err))
 		WriteUnavailable(w)

@@ -231,9 +231,30 @@ func (s *Storage) code(ctx context.Context, signature string) (*decodedRecord, e
 	return dc, err
 }
 
+// userMemo is where a userinfo request finds the user read with its
+// access token (nil: not read, or gone): the record and its subject come
+// from the store in one statement.
+type userMemo struct{ user *store.User }
+
+type userMemoKey struct{}
+
+// withUserMemo gives one userinfo request its memo.
+func withUserMemo(ctx context.Context) (context.Context, *userMemo) {
+	m := &userMemo{}
+	return context.WithValue(ctx, userMemoKey{}, m), m
+}
+
 // read loads and decodes a record.
 func (s *Storage) read(ctx context.Context, kind, signature string) (*decodedRecord, error) {
-	rec, err := s.Store.GetToken(ctx, kind, signature)
+	var (
+		rec *store.TokenRecord
+		err error
+	)
+	if m, _ := ctx.Value(userMemoKey{}).(*userMemo); m != nil && kind == store.KindAccessToken {
+		rec, m.user, err = s.Store.GetTokenWithUser(ctx, kind, signature)
+	} else {
+		rec, err = s.Store.GetToken(ctx, kind, signature)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -13,15 +13,63 @@ import (
 	"github.com/kamera-id/idp/idp/testenv"
 )
 
-// countingStore counts the code reads that reach the store.
+// countingStore counts the token reads that reach the store.
 type countingStore struct {
 	store.Store
-	reads int
+	reads, withUser int
 }
 
 func (c *countingStore) GetToken(ctx context.Context, kind, signature string) (*store.TokenRecord, error) {
 	c.reads++
 	return c.Store.GetToken(ctx, kind, signature)
+}
+
+func (c *countingStore) GetTokenWithUser(ctx context.Context, kind, signature string) (*store.TokenRecord, *store.User, error) {
+	c.withUser++
+	return c.Store.GetTokenWithUser(ctx, kind, signature)
+}
+
+// Within a userinfo request an access token is read with its user, in one
+// store call; elsewhere, and for other kinds, without.
+func TestAccessTokenReadWithItsUser(t *testing.T) {
+	ctx := t.Context()
+	cs := &countingStore{Store: testenv.SQLiteStore(t)}
+	if err := cs.CreateClient(ctx, &store.Client{ID: "c1", Name: "C1", RedirectURIs: []string{"http://127.0.0.1/cb"}}); err != nil {
+		t.Fatal(err)
+	}
+	u := &store.User{ID: "user-1", Email: "user1@example.com", Name: "User One", PasswordHash: "x",
+		CreatedAt: time.Now().Truncate(time.Second), UpdatedAt: time.Now().Truncate(time.Second)}
+	if err := cs.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	s := NewStorage(cs)
+	sess := NewSession()
+	sess.Subject = u.ID
+	issued := &fosite.Request{ID: "req-1", RequestedAt: time.Now().Truncate(time.Second), Client: client{&store.Client{ID: "c1"}},
+		GrantedScope: fosite.Arguments{"openid"}, Form: url.Values{}, Session: sess}
+	if err := s.CreateAccessTokenSession(ctx, "at-1", issued); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRefreshTokenSession(ctx, "rt-1", "at-1", issued); err != nil {
+		t.Fatal(err)
+	}
+
+	mctx, memo := withUserMemo(ctx)
+	if _, err := s.GetAccessTokenSession(mctx, "at-1", NewSession()); err != nil {
+		t.Fatal(err)
+	}
+	if cs.withUser != 1 || cs.reads != 0 || memo.user == nil || memo.user.ID != u.ID || memo.user.Email != u.Email {
+		t.Fatalf("in a userinfo request: %d joined reads, %d plain reads, user %+v", cs.withUser, cs.reads, memo.user)
+	}
+	if _, err := s.GetRefreshTokenSession(mctx, "rt-1", NewSession()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAccessTokenSession(ctx, "at-1", NewSession()); err != nil {
+		t.Fatal(err)
+	}
+	if cs.withUser != 1 || cs.reads != 2 {
+		t.Fatalf("a refresh token, and an access token outside userinfo: %d joined reads, %d plain reads", cs.withUser, cs.reads)
+	}
 }
 
 // A token request reads its code once, and every reader gets a request of

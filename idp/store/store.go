@@ -338,6 +338,10 @@ type Store interface {
 	// OAuth requests, for fosite's storage adapters.
 	CreateToken(ctx context.Context, t *TokenRecord) error
 	GetToken(ctx context.Context, kind, signature string) (*TokenRecord, error)
+	// GetTokenWithUser is GetToken with the user the record is about (nil
+	// when there is no such user) read in the same statement: what
+	// userinfo needs of an access token.
+	GetTokenWithUser(ctx context.Context, kind, signature string) (*TokenRecord, *User, error)
 	DeleteToken(ctx context.Context, kind, signature string) error
 	// DeactivateToken sets Active=false if it was true; ErrConsumed if it was
 	// already inactive (a reused code or rotated-out refresh token),

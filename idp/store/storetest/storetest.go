@@ -39,6 +39,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ThrottleOverflow", testThrottleOverflow},
 		{"Audit", testAudit},
 		{"Tokens", testTokens},
+		{"TokenWithUser", testTokenWithUser},
 		{"ExchangeTokens", testExchangeTokens},
 		{"Transactions", testTransactions},
 		{"NestedTransactions", testNestedTransactions},
@@ -761,6 +762,35 @@ func testAudit(t *testing.T, s store.Store) {
 	got, err = s.ListAuditEvents(ctx, "nobody", 50)
 	must(t, err)
 	same(t, "no events", len(got), 0)
+}
+
+// testTokenWithUser: one read gives what GetToken and GetUser give, and
+// no user when the record's subject is gone.
+func testTokenWithUser(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	newUser(t, s, "u2")
+	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u2", SecretEnc: []byte("secret"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	must(t, s.ConfirmTOTP(ctx, "u2", 1, codes("a", 1), t0))
+	for _, subject := range []string{"u1", "u2", "gone"} {
+		rec := &store.TokenRecord{Kind: store.KindAccessToken, Signature: "sig-" + subject, RequestID: "req-" + subject,
+			ClientID: "app", Subject: subject, SessionID: "sid", Data: []byte(`{"scopes":["openid"]}`), Active: true,
+			CreatedAt: t0, ExpiresAt: at(10 * time.Minute)}
+		must(t, s.CreateToken(ctx, rec))
+		got, u, err := s.GetTokenWithUser(ctx, store.KindAccessToken, rec.Signature)
+		must(t, err)
+		same(t, "GetTokenWithUser's record", got, rec)
+		want, err := s.GetUser(ctx, subject)
+		if errors.Is(err, store.ErrNotFound) {
+			want, err = nil, nil
+		}
+		must(t, err)
+		same(t, "GetTokenWithUser's user of "+subject, u, want)
+	}
+	_, _, err := s.GetTokenWithUser(ctx, store.KindAccessToken, "unknown")
+	wantErr(t, "GetTokenWithUser(unknown)", err, store.ErrNotFound)
+	_, _, err = s.GetTokenWithUser(ctx, store.KindRefreshToken, "sig-u1")
+	wantErr(t, "GetTokenWithUser(other kind)", err, store.ErrNotFound)
 }
 
 func testTokens(t *testing.T, s store.Store) {
