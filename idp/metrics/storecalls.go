@@ -277,6 +277,13 @@ func (m *Store) GetThrottles(ctx context.Context, keys ...string) ([]store.Throt
 	return r0, err
 }
 
+func (m *Store) GetPasswordStep(ctx context.Context, email string, keys ...string) (*store.User, []store.Throttle, error) {
+	start := time.Now()
+	r0, r1, err := m.Store.GetPasswordStep(ctx, email, keys...)
+	m.done("GetPasswordStep", start, err)
+	return r0, r1, err
+}
+
 func (m *Store) RecordFailure(ctx context.Context, key string, p store.ThrottlePolicy, now time.Time) (*store.Throttle, error) {
 	start := time.Now()
 	r0, err := m.Store.RecordFailure(ctx, key, p, now)

@@ -325,6 +325,11 @@ type Store interface {
 	// GetThrottles reads several keys in one statement; the result is in
 	// the order of keys, with a zero Throttle for a key that has none.
 	GetThrottles(ctx context.Context, keys ...string) ([]Throttle, error)
+	// GetPasswordStep reads what a login's password step needs in one
+	// statement: the user with this e-mail (compared as GetUserByEmail
+	// does; nil when there is none) and the throttles of keys, as
+	// GetThrottles returns them.
+	GetPasswordStep(ctx context.Context, email string, keys ...string) (*User, []Throttle, error)
 	// RecordFailure counts one failure; when Failures reaches
 	// p.MaxFailures it locks the key for BaseLockout*2^Lockouts (capped),
 	// increments Lockouts and resets Failures, atomically.

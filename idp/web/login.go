@@ -82,17 +82,18 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keys := s.passwordThrottleKeys(r, email)
-	locked, counted, err := s.lockedOut(ctx, keys...)
+	found, ts, err := s.Store.GetPasswordStep(ctx, email, keys...) // one round trip
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
+	locked, counted := throttled(s.Now(), ts...)
 	if locked {
 		s.Metrics.Login(metrics.StepPassword, metrics.ResultLocked)
 		s.renderLogin(w, r, f, http.StatusTooManyRequests, email, remember, "too_many_attempts")
 		return
 	}
-	user, err := s.checkPassword(ctx, email, pw)
+	user, err := s.checkPassword(ctx, found, pw)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
@@ -129,17 +130,14 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/login/totp?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
 }
 
-// checkPassword returns the user when the password is right, nil when the
-// e-mail is unknown or the password wrong. Both cost one argon2id hash, so
-// neither the answer nor its timing tells whether the account exists.
-func (s *Server) checkPassword(ctx context.Context, email, pw string) (*store.User, error) {
-	user, err := s.Store.GetUserByEmail(ctx, email)
-	if errors.Is(err, store.ErrNotFound) {
+// checkPassword returns user (the account of the e-mail entered) when pw
+// is its password, nil when there is no such account (user nil) or the
+// password is wrong. Both cost one argon2id hash, so neither the answer
+// nor its timing tells whether the account exists.
+func (s *Server) checkPassword(ctx context.Context, user *store.User, pw string) (*store.User, error) {
+	if user == nil {
 		s.Hasher.VerifyDummy(ctx, pw)
 		return nil, nil
-	}
-	if err != nil {
-		return nil, err
 	}
 	ok, rehash, err := s.Hasher.Verify(ctx, user.PasswordHash, pw)
 	if err != nil {

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"strings"
 	"time"
@@ -28,6 +29,34 @@ func scanUser(r scanner) (*store.User, error) {
 		return nil, err
 	}
 	return &u, nil
+}
+
+// maybeUserCols are userCols for a user on the outer side of a LEFT JOIN,
+// scanned by maybeUser.
+const maybeUserCols = `u.id, COALESCE(u.email, ''), COALESCE(u.name, ''), COALESCE(u.locale, ''),
+	COALESCE(u.password_hash, ''), COALESCE(u.created_at, 0), COALESCE(u.updated_at, 0),
+	COALESCE(u.email_verified_at, 0), EXISTS (SELECT 1 FROM totp WHERE totp.user_id = u.id)`
+
+// maybeUser scans maybeUserCols: a user, or none.
+type maybeUser struct {
+	id sql.NullString
+	u  store.User
+}
+
+func (m *maybeUser) dest() []any {
+	u := &m.u
+	return []any{&m.id, &u.Email, &u.Name, &u.Locale, &u.PasswordHash,
+		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, timeCol{&u.EmailVerifiedAt}, &u.MFAEnabled}
+}
+
+// user is the user scanned, nil when there was none.
+func (m *maybeUser) user() *store.User {
+	if !m.id.Valid {
+		return nil
+	}
+	u := m.u
+	u.ID = m.id.String
+	return &u
 }
 
 // CreateUser stores a new user; ErrDuplicate when the id or the e-mail

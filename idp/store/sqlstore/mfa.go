@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -224,24 +225,12 @@ func (s *Store) GetThrottle(ctx context.Context, key string) (*store.Throttle, e
 // GetThrottles reads the keys in one statement, in the order given; a key
 // with no row comes back as a zero Throttle.
 func (s *Store) GetThrottles(ctx context.Context, keys ...string) ([]store.Throttle, error) {
-	out := make([]store.Throttle, len(keys))
+	tk := newThrottleKeys(keys, 1)
 	if len(keys) == 0 {
-		return out, nil
-	}
-	at := make(map[string][]int, len(keys))
-	args := make([]any, len(keys))
-	var in strings.Builder
-	for i, k := range keys {
-		out[i].Key = k
-		at[k] = append(at[k], i)
-		args[i] = k
-		if i > 0 {
-			in.WriteString(", ")
-		}
-		fmt.Fprintf(&in, "$%d", i+1)
+		return tk.out, nil
 	}
 	rows, err := s.q(ctx).QueryContext(ctx, `SELECT key, failures, lockouts, locked_until FROM throttles
-		WHERE key IN (`+in.String()+`)`, args...)
+		WHERE key IN (`+tk.in+`)`, tk.args...)
 	if err != nil {
 		return nil, s.fail("get throttles", err)
 	}
@@ -251,11 +240,78 @@ func (s *Store) GetThrottles(ctx context.Context, keys ...string) ([]store.Throt
 		if err := rows.Scan(&t.Key, &t.Failures, &t.Lockouts, timeCol{&t.LockedUntil}); err != nil {
 			return nil, s.fail("get throttles", err)
 		}
-		for _, i := range at[t.Key] {
-			out[i] = t
+		tk.put(t)
+	}
+	return tk.out, s.fail("get throttles", rows.Err())
+}
+
+// GetPasswordStep implements store.Store: the user, if any, joined with
+// every throttle of keys on record (a row each, or one row without one).
+func (s *Store) GetPasswordStep(ctx context.Context, email string, keys ...string) (*store.User, []store.Throttle, error) {
+	tk := newThrottleKeys(keys, 2)
+	on := "th.key IN (" + tk.in + ")"
+	if len(keys) == 0 {
+		on = "1 = 0"
+	}
+	rows, err := s.q(ctx).QueryContext(ctx, `SELECT `+maybeUserCols+`, th.key, COALESCE(th.failures, 0),
+		COALESCE(th.lockouts, 0), COALESCE(th.locked_until, 0)
+		FROM (SELECT 1 AS one) AS x
+		LEFT JOIN users u ON u.email_lower = $1
+		LEFT JOIN throttles th ON `+on, append([]any{emailKey(email)}, tk.args...)...)
+	if err != nil {
+		return nil, nil, s.fail("get password step", err)
+	}
+	defer rows.Close()
+	var u maybeUser
+	for rows.Next() {
+		var (
+			t   store.Throttle
+			key sql.NullString
+		)
+		if err := rows.Scan(append(u.dest(), &key, &t.Failures, &t.Lockouts, timeCol{&t.LockedUntil})...); err != nil {
+			return nil, nil, s.fail("get password step", err)
+		}
+		if key.Valid {
+			t.Key = key.String
+			tk.put(t)
 		}
 	}
-	return out, s.fail("get throttles", rows.Err())
+	if err := rows.Err(); err != nil {
+		return nil, nil, s.fail("get password step", err)
+	}
+	return u.user(), tk.out, nil
+}
+
+// throttleKeys places the throttles of a statement's rows in the order of
+// the keys asked for.
+type throttleKeys struct {
+	out  []store.Throttle // zero (but for the key) until put
+	at   map[string][]int
+	args []any  // the keys, as the statement's arguments
+	in   string // their placeholders, from $first on
+}
+
+func newThrottleKeys(keys []string, first int) *throttleKeys {
+	tk := &throttleKeys{out: make([]store.Throttle, len(keys)), at: make(map[string][]int, len(keys)),
+		args: make([]any, len(keys))}
+	var in strings.Builder
+	for i, k := range keys {
+		tk.out[i].Key = k
+		tk.at[k] = append(tk.at[k], i)
+		tk.args[i] = k
+		if i > 0 {
+			in.WriteString(", ")
+		}
+		fmt.Fprintf(&in, "$%d", first+i)
+	}
+	tk.in = in.String()
+	return tk
+}
+
+func (tk *throttleKeys) put(t store.Throttle) {
+	for _, i := range tk.at[t.Key] {
+		tk.out[i] = t
+	}
 }
 
 // uncappedLockout bounds a lockout when the policy sets no MaxLockout.

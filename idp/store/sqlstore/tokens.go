@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -54,29 +53,19 @@ func (s *Store) GetToken(ctx context.Context, kind, signature string) (*store.To
 // subject, who may be gone.
 func (s *Store) GetTokenWithUser(ctx context.Context, kind, signature string) (*store.TokenRecord, *store.User, error) {
 	var (
-		t      store.TokenRecord
-		u      store.User
-		userID sql.NullString
+		t store.TokenRecord
+		u maybeUser
 	)
 	err := s.q(ctx).QueryRowContext(ctx, `SELECT tk.kind, tk.signature, tk.request_id, tk.client_id, tk.subject,
-		tk.session_id, tk.data, tk.active, tk.created_at, tk.expires_at,
-		u.id, COALESCE(u.email, ''), COALESCE(u.name, ''), COALESCE(u.locale, ''), COALESCE(u.password_hash, ''),
-		COALESCE(u.created_at, 0), COALESCE(u.updated_at, 0), COALESCE(u.email_verified_at, 0),
-		EXISTS (SELECT 1 FROM totp WHERE totp.user_id = u.id)
+		tk.session_id, tk.data, tk.active, tk.created_at, tk.expires_at, `+maybeUserCols+`
 		FROM tokens tk LEFT JOIN users u ON u.id = tk.subject
 		WHERE tk.kind = $1 AND tk.signature = $2`, kind, signature).
-		Scan(&t.Kind, &t.Signature, &t.RequestID, &t.ClientID, &t.Subject, &t.SessionID,
-			bytesCol{&t.Data}, &t.Active, timeCol{&t.CreatedAt}, timeCol{&t.ExpiresAt},
-			&userID, &u.Email, &u.Name, &u.Locale, &u.PasswordHash,
-			timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, timeCol{&u.EmailVerifiedAt}, &u.MFAEnabled)
+		Scan(append([]any{&t.Kind, &t.Signature, &t.RequestID, &t.ClientID, &t.Subject, &t.SessionID,
+			bytesCol{&t.Data}, &t.Active, timeCol{&t.CreatedAt}, timeCol{&t.ExpiresAt}}, u.dest()...)...)
 	if err != nil {
 		return nil, nil, s.fail("get token with user", err)
 	}
-	if !userID.Valid {
-		return &t, nil, nil
-	}
-	u.ID = userID.String
-	return &t, &u, nil
+	return &t, u.user(), nil
 }
 
 // DeleteToken removes the record; ErrNotFound when it was already gone.

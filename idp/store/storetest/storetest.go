@@ -34,6 +34,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Consent", testConsent},
 		{"TOTP", testTOTP},
 		{"SecondStep", testSecondStep},
+		{"PasswordStep", testPasswordStep},
 		{"BackupCodes", testBackupCodes},
 		{"Throttle", testThrottle},
 		{"ThrottleOverflow", testThrottleOverflow},
@@ -604,6 +605,43 @@ func testSecondStep(t *testing.T, s store.Store) {
 	if st := check("u2", "mfa:u2"); st.TOTP != nil || st.Throttle.Failures != 0 || st.Throttle.Lockouts != 0 {
 		t.Fatalf("u2: %+v %+v", st.TOTP, st.Throttle)
 	}
+}
+
+// testPasswordStep: one read gives what GetUserByEmail and GetThrottles
+// give, whether the user and the throttles exist or not.
+func testPasswordStep(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	check := func(email string, keys ...string) (*store.User, []store.Throttle) {
+		t.Helper()
+		u, ts, err := s.GetPasswordStep(ctx, email, keys...)
+		must(t, err)
+		want, err := s.GetUserByEmail(ctx, email)
+		if errors.Is(err, store.ErrNotFound) {
+			want, err = nil, nil
+		}
+		must(t, err)
+		same(t, "GetPasswordStep's user", u, want)
+		wantTs, err := s.GetThrottles(ctx, keys...)
+		must(t, err)
+		same(t, "GetPasswordStep's throttles", ts, wantTs)
+		return u, ts
+	}
+	if u, ts := check("nobody@example.com", "acct:a", "ip:1"); u != nil || len(ts) != 2 || ts[0].Key != "acct:a" || ts[1].Key != "ip:1" {
+		t.Fatalf("nothing on record: %+v %+v", u, ts)
+	}
+	newUser(t, s, "u1")
+	p := store.ThrottlePolicy{MaxFailures: 2, BaseLockout: time.Minute, MaxLockout: time.Hour}
+	for _, k := range []string{"acct:a", "ip:1", "ip:1", "ip:1"} {
+		_, err := s.RecordFailure(ctx, k, p, t0)
+		must(t, err)
+	}
+	if u, ts := check("U1@Example.COM", "acct:a", "ip:1", "acct:a"); u == nil || u.ID != "u1" || ts[0].Failures != 1 || ts[1].Lockouts != 1 || ts[2] != ts[0] {
+		t.Fatalf("user and throttles on record: %+v %+v", u, ts)
+	}
+	if u, ts := check("u1@example.com"); u == nil || len(ts) != 0 {
+		t.Fatalf("no keys: %+v %+v", u, ts)
+	}
+	check("u1@example.com", "acct:other", "ip:1")
 }
 
 func testBackupCodes(t *testing.T, s store.Store) {
