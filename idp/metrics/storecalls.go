@@ -214,13 +214,6 @@ func (m *Store) ConfirmTOTP(ctx context.Context, userID string, step int64, code
 	return err
 }
 
-func (m *Store) GetTOTP(ctx context.Context, userID string) (*store.TOTP, error) {
-	start := time.Now()
-	r0, err := m.Store.GetTOTP(ctx, userID)
-	m.done("GetTOTP", start, err)
-	return r0, err
-}
-
 func (m *Store) GetSecondStep(ctx context.Context, userID, throttleKey string) (*store.SecondStep, error) {
 	start := time.Now()
 	r0, err := m.Store.GetSecondStep(ctx, userID, throttleKey)

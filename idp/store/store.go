@@ -301,7 +301,6 @@ type Store interface {
 	// authenticator with LastStep=step and replaces the backup codes with
 	// codes. ErrNotFound when no unexpired pending enrollment exists.
 	ConfirmTOTP(ctx context.Context, userID string, step int64, codes []BackupCode, now time.Time) error
-	GetTOTP(ctx context.Context, userID string) (*TOTP, error)
 	// GetSecondStep reads what a login's second step needs in one
 	// statement: the user, the authenticator and the throttle of
 	// throttleKey. ErrNotFound when there is no such user.

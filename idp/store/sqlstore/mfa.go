@@ -59,18 +59,6 @@ func (s *Store) ConfirmTOTP(ctx context.Context, userID string, step int64, code
 	return s.fail("confirm totp", err)
 }
 
-// GetTOTP returns the user's authenticator; ErrNotFound when there is none.
-func (s *Store) GetTOTP(ctx context.Context, userID string) (*store.TOTP, error) {
-	var t store.TOTP
-	err := s.q(ctx).QueryRowContext(ctx, `SELECT user_id, secret_enc, last_step, confirmed_at FROM totp
-		WHERE user_id = $1`, userID).
-		Scan(&t.UserID, bytesCol{&t.SecretEnc}, &t.LastStep, timeCol{&t.ConfirmedAt})
-	if err != nil {
-		return nil, s.fail("get totp", err)
-	}
-	return &t, nil
-}
-
 // GetSecondStep implements store.Store: the user joined with the
 // authenticator and the throttle, which may both be missing.
 func (s *Store) GetSecondStep(ctx context.Context, userID, throttleKey string) (*store.SecondStep, error) {

@@ -486,8 +486,8 @@ func testTOTP(t *testing.T, s store.Store) {
 		}
 	}
 
-	_, err := s.GetTOTP(ctx, "u1")
-	wantErr(t, "GetTOTP(none)", err, store.ErrNotFound)
+	_, err := getTOTP(ctx, s, "u1")
+	wantErr(t, "the authenticator(none)", err, store.ErrNotFound)
 	_, err = s.GetPendingTOTP(ctx, "u1", t0)
 	wantErr(t, "GetPendingTOTP(none)", err, store.ErrNotFound)
 	wantErr(t, "ConfirmTOTP without a pending enrollment", s.ConfirmTOTP(ctx, "u1", 100, codes("a", 3), t0), store.ErrNotFound)
@@ -509,13 +509,13 @@ func testTOTP(t *testing.T, s store.Store) {
 	mfa(false)
 
 	wantErr(t, "ConfirmTOTP after expiry", s.ConfirmTOTP(ctx, "u1", 100, codes("a", 3), at(11*time.Minute)), store.ErrNotFound)
-	_, err = s.GetTOTP(ctx, "u1")
-	wantErr(t, "GetTOTP after a failed confirm", err, store.ErrNotFound)
+	_, err = getTOTP(ctx, s, "u1")
+	wantErr(t, "the authenticator after a failed confirm", err, store.ErrNotFound)
 
 	must(t, s.ConfirmTOTP(ctx, "u1", 100, codes("a", 3), at(2*time.Minute)))
-	totp, err := s.GetTOTP(ctx, "u1")
+	totp, err := getTOTP(ctx, s, "u1")
 	must(t, err)
-	same(t, "GetTOTP", totp, &store.TOTP{UserID: "u1", SecretEnc: []byte("secret-2"), LastStep: 100, ConfirmedAt: at(2 * time.Minute)})
+	same(t, "the authenticator", totp, &store.TOTP{UserID: "u1", SecretEnc: []byte("secret-2"), LastStep: 100, ConfirmedAt: at(2 * time.Minute)})
 	_, err = s.GetPendingTOTP(ctx, "u1", t0)
 	wantErr(t, "GetPendingTOTP after confirm", err, store.ErrNotFound)
 	cs, err := s.ListBackupCodes(ctx, "u1")
@@ -529,27 +529,27 @@ func testTOTP(t *testing.T, s store.Store) {
 	must(t, s.UseTOTPStep(ctx, "u1", 101))
 	wantErr(t, "UseTOTPStep replayed", s.UseTOTPStep(ctx, "u1", 101), store.ErrConsumed)
 	must(t, s.UseTOTPStep(ctx, "u1", 105))
-	totp, err = s.GetTOTP(ctx, "u1")
+	totp, err = getTOTP(ctx, s, "u1")
 	must(t, err)
 	same(t, "LastStep", totp.LastStep, int64(105))
 
 	// A new enrollment changes nothing until it is confirmed.
 	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("secret-3"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
-	totp, err = s.GetTOTP(ctx, "u1")
+	totp, err = getTOTP(ctx, s, "u1")
 	must(t, err)
 	same(t, "secret while re-enrolling", totp.SecretEnc, []byte("secret-2"))
 	must(t, s.ConfirmTOTP(ctx, "u1", 50, codes("c", 2), at(4*time.Minute)))
-	totp, err = s.GetTOTP(ctx, "u1")
+	totp, err = getTOTP(ctx, s, "u1")
 	must(t, err)
-	same(t, "GetTOTP after re-enrolling", totp, &store.TOTP{UserID: "u1", SecretEnc: []byte("secret-3"), LastStep: 50, ConfirmedAt: at(4 * time.Minute)})
+	same(t, "the authenticator after re-enrolling", totp, &store.TOTP{UserID: "u1", SecretEnc: []byte("secret-3"), LastStep: 50, ConfirmedAt: at(4 * time.Minute)})
 	cs, err = s.ListBackupCodes(ctx, "u1")
 	must(t, err)
 	same(t, "backup codes after re-enrolling", cs, codes("c", 2))
 
 	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("secret-4"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
 	must(t, s.DeleteMFA(ctx, "u1"))
-	_, err = s.GetTOTP(ctx, "u1")
-	wantErr(t, "GetTOTP after DeleteMFA", err, store.ErrNotFound)
+	_, err = getTOTP(ctx, s, "u1")
+	wantErr(t, "the authenticator after DeleteMFA", err, store.ErrNotFound)
 	_, err = s.GetPendingTOTP(ctx, "u1", t0)
 	wantErr(t, "GetPendingTOTP after DeleteMFA", err, store.ErrNotFound)
 	cs, err = s.ListBackupCodes(ctx, "u1")
@@ -559,8 +559,8 @@ func testTOTP(t *testing.T, s store.Store) {
 	wantErr(t, "DeleteMFA twice", s.DeleteMFA(ctx, "u1"), store.ErrNotFound)
 }
 
-// testSecondStep: one read gives what GetUser, GetTOTP and GetThrottles
-// give, with or without an authenticator and a throttle on record.
+// testSecondStep: one read gives what GetUser and GetThrottles give, and
+// the authenticator, with or without one and a throttle on record.
 func testSecondStep(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	_, err := s.GetSecondStep(ctx, "nobody", "mfa:nobody")
@@ -568,7 +568,7 @@ func testSecondStep(t *testing.T, s store.Store) {
 
 	newUser(t, s, "u1")
 	newUser(t, s, "u2")
-	check := func(userID, key string) *store.SecondStep {
+	check := func(userID, key string, totp *store.TOTP) *store.SecondStep {
 		t.Helper()
 		got, err := s.GetSecondStep(ctx, userID, key)
 		must(t, err)
@@ -578,15 +578,10 @@ func testSecondStep(t *testing.T, s store.Store) {
 		ts, err := s.GetThrottles(ctx, key)
 		must(t, err)
 		same(t, "GetSecondStep's throttle", got.Throttle, ts[0])
-		totp, err := s.GetTOTP(ctx, userID)
-		if errors.Is(err, store.ErrNotFound) {
-			totp, err = nil, nil
-		}
-		must(t, err)
 		same(t, "GetSecondStep's authenticator", got.TOTP, totp)
 		return got
 	}
-	if st := check("u1", "mfa:u1"); st.TOTP != nil || st.User.MFAEnabled || st.Throttle.Failures != 0 {
+	if st := check("u1", "mfa:u1", nil); st.User.MFAEnabled || st.Throttle.Failures != 0 {
 		t.Fatalf("before enrolling: %+v", st)
 	}
 	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("secret-1"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
@@ -597,12 +592,12 @@ func testSecondStep(t *testing.T, s store.Store) {
 		_, err := s.RecordFailure(ctx, "mfa:u1", p, t0)
 		must(t, err)
 	}
-	st := check("u1", "mfa:u1")
+	st := check("u1", "mfa:u1", &store.TOTP{UserID: "u1", SecretEnc: []byte("secret-1"), LastStep: 102, ConfirmedAt: at(time.Minute)})
 	if st.TOTP == nil || st.TOTP.LastStep != 102 || !st.User.MFAEnabled || st.Throttle.Lockouts != 1 || st.Throttle.Failures != 1 {
 		t.Fatalf("enrolled and throttled: user %+v, authenticator %+v, throttle %+v", st.User, st.TOTP, st.Throttle)
 	}
 	// Another user's throttle and authenticator are not this one's.
-	if st := check("u2", "mfa:u2"); st.TOTP != nil || st.Throttle.Failures != 0 || st.Throttle.Lockouts != 0 {
+	if st := check("u2", "mfa:u2", nil); st.TOTP != nil || st.Throttle.Failures != 0 || st.Throttle.Lockouts != 0 {
 		t.Fatalf("u2: %+v %+v", st.TOTP, st.Throttle)
 	}
 }
@@ -642,6 +637,19 @@ func testPasswordStep(t *testing.T, s store.Store) {
 		t.Fatalf("no keys: %+v %+v", u, ts)
 	}
 	check("u1@example.com", "acct:other", "ip:1")
+}
+
+// getTOTP is the user's authenticator as GetSecondStep reads it;
+// ErrNotFound when there is none.
+func getTOTP(ctx context.Context, s store.Store, userID string) (*store.TOTP, error) {
+	st, err := s.GetSecondStep(ctx, userID, "mfa:"+userID)
+	if err != nil {
+		return nil, err
+	}
+	if st.TOTP == nil {
+		return nil, store.ErrNotFound
+	}
+	return st.TOTP, nil
 }
 
 func testBackupCodes(t *testing.T, s store.Store) {
@@ -992,7 +1000,7 @@ func testTransactions(t *testing.T, s store.Store) {
 	must(t, s.CreateToken(tx, &store.TokenRecord{Kind: store.KindAccessToken, Signature: "a", Data: []byte("{}"), Active: true}))
 	must(t, s.AddSigningKey(tx, &store.SigningKey{ID: "k2", Algorithm: "RS256", PrivateEnc: []byte("p"), PublicJWK: []byte("{}"), CreatedAt: t0}, at(time.Hour)))
 	must(t, s.ConfirmTOTP(tx, "u1", 7, codes("a", 2), at(time.Minute)))
-	_, err = s.GetTOTP(tx, "u1")
+	_, err = getTOTP(tx, s, "u1")
 	must(t, err)
 	must(t, s.Rollback(tx))
 
@@ -1003,8 +1011,8 @@ func testTransactions(t *testing.T, s store.Store) {
 	ks, err := s.ListSigningKeys(ctx)
 	must(t, err)
 	same(t, "signing keys after Rollback", ks, []store.SigningKey{*k1})
-	_, err = s.GetTOTP(ctx, "u1")
-	wantErr(t, "GetTOTP after Rollback", err, store.ErrNotFound)
+	_, err = getTOTP(ctx, s, "u1")
+	wantErr(t, "the authenticator after Rollback", err, store.ErrNotFound)
 	_, err = s.GetPendingTOTP(ctx, "u1", t0)
 	wantErr(t, "GetPendingTOTP after Rollback", err, nil)
 	cs, err := s.ListBackupCodes(ctx, "u1")
@@ -1171,7 +1179,7 @@ func testRaceConfirmTOTP(t *testing.T, s store.Store) {
 		return s.ConfirmTOTP(ctx, "u1", int64(1000+i), codes(fmt.Sprint(i), 3), t0)
 	})
 	same(t, "ConfirmTOTP winners", wins, 1)
-	totp, err := s.GetTOTP(ctx, "u1")
+	totp, err := getTOTP(ctx, s, "u1")
 	must(t, err)
 	cs, err := s.ListBackupCodes(ctx, "u1")
 	must(t, err)
