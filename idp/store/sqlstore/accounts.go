@@ -18,14 +18,23 @@ import (
 // locale in PostgreSQL.
 func emailKey(email string) string { return strings.ToLower(email) }
 
-const userCols = `u.id, u.email, u.name, u.locale, u.password_hash, u.created_at, u.updated_at,
-	u.email_verified_at, EXISTS (SELECT 1 FROM totp t WHERE t.user_id = u.id)`
+// userFields are a user's own columns; userCols add MFAEnabled, derived.
+// userDest scans either.
+const (
+	userFields = `u.id, u.email, u.name, u.locale, u.password_hash, u.created_at, u.updated_at,
+	u.email_verified_at`
+	userCols = userFields + `, EXISTS (SELECT 1 FROM totp t WHERE t.user_id = u.id)`
+)
+
+// userDest are the scan destinations of userCols' columns in u.
+func userDest(u *store.User) []any {
+	return []any{&u.ID, &u.Email, &u.Name, &u.Locale, &u.PasswordHash,
+		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, timeCol{&u.EmailVerifiedAt}, &u.MFAEnabled}
+}
 
 func scanUser(r scanner) (*store.User, error) {
 	var u store.User
-	err := r.Scan(&u.ID, &u.Email, &u.Name, &u.Locale, &u.PasswordHash,
-		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, timeCol{&u.EmailVerifiedAt}, &u.MFAEnabled)
-	if err != nil {
+	if err := r.Scan(userDest(&u)...); err != nil {
 		return nil, err
 	}
 	return &u, nil
@@ -44,9 +53,9 @@ type maybeUser struct {
 }
 
 func (m *maybeUser) dest() []any {
-	u := &m.u
-	return []any{&m.id, &u.Email, &u.Name, &u.Locale, &u.PasswordHash,
-		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, timeCol{&u.EmailVerifiedAt}, &u.MFAEnabled}
+	d := userDest(&m.u)
+	d[0] = &m.id
+	return d
 }
 
 // user is the user scanned, nil when there was none.

@@ -62,35 +62,24 @@ func (s *Store) ConfirmTOTP(ctx context.Context, userID string, step int64, code
 // GetSecondStep implements store.Store: the user joined with the
 // authenticator and the throttle, which may both be missing.
 func (s *Store) GetSecondStep(ctx context.Context, userID, throttleKey string) (*store.SecondStep, error) {
-	var (
-		u                  store.User
-		t                  store.TOTP
-		hasTOTP            bool
-		failures, lockouts int
-		lockedUntil        time.Time
-	)
-	err := s.q(ctx).QueryRowContext(ctx, `SELECT u.id, u.email, u.name, u.locale, u.password_hash,
-		u.created_at, u.updated_at, u.email_verified_at, t.user_id IS NOT NULL,
-		t.secret_enc, COALESCE(t.last_step, 0), COALESCE(t.confirmed_at, 0),
+	st := &store.SecondStep{User: new(store.User), TOTP: new(store.TOTP), Throttle: store.Throttle{Key: throttleKey}}
+	a, th := st.TOTP, &st.Throttle
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT `+userFields+`, a.user_id IS NOT NULL,
+		a.secret_enc, COALESCE(a.last_step, 0), COALESCE(a.confirmed_at, 0),
 		COALESCE(th.failures, 0), COALESCE(th.lockouts, 0), COALESCE(th.locked_until, 0)
 		FROM users u
-		LEFT JOIN totp t ON t.user_id = u.id
+		LEFT JOIN totp a ON a.user_id = u.id
 		LEFT JOIN throttles th ON th.key = $2
 		WHERE u.id = $1`, userID, throttleKey).
-		Scan(&u.ID, &u.Email, &u.Name, &u.Locale, &u.PasswordHash,
-			timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, timeCol{&u.EmailVerifiedAt}, &hasTOTP,
-			bytesCol{&t.SecretEnc}, &t.LastStep, timeCol{&t.ConfirmedAt},
-			&failures, &lockouts, timeCol{&lockedUntil})
+		Scan(append(userDest(st.User), bytesCol{&a.SecretEnc}, &a.LastStep, timeCol{&a.ConfirmedAt},
+			&th.Failures, &th.Lockouts, timeCol{&th.LockedUntil})...)
 	if err != nil {
 		return nil, s.fail("get second step", err)
 	}
-	u.MFAEnabled = hasTOTP
-	st := &store.SecondStep{User: &u, Throttle: store.Throttle{
-		Key: throttleKey, Failures: failures, Lockouts: lockouts, LockedUntil: lockedUntil,
-	}}
-	if hasTOTP {
-		t.UserID = u.ID
-		st.TOTP = &t
+	if st.User.MFAEnabled { // the authenticator's row was there
+		a.UserID = st.User.ID
+	} else {
+		st.TOTP = nil
 	}
 	return st, nil
 }

@@ -26,8 +26,6 @@ func scanSession(r scanner) (*store.Session, error) {
 	return &x, nil
 }
 
-// CreateSession stores a new session; ErrDuplicate when its token hash or
-// id is taken, ErrNotFound when its user does not exist.
 const (
 	createSessionSQL = `INSERT INTO sessions (` + sessionCols + `)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
@@ -40,6 +38,8 @@ func sessionArgs(x *store.Session) []any {
 		unix(x.CreatedAt), unix(x.LastSeen), unix(x.ExpiresAt), x.UserAgent, x.IP}
 }
 
+// CreateSession stores a new session; ErrDuplicate when its token hash or
+// id is taken, ErrNotFound when its user does not exist.
 func (s *Store) CreateSession(ctx context.Context, x *store.Session) error {
 	_, err := s.q(ctx).ExecContext(ctx, createSessionSQL, sessionArgs(x)...)
 	return s.fail("create session", err)
