@@ -15,7 +15,7 @@ import (
 	"github.com/kamera-id/idp/idp/store/storetest"
 )
 
-func open(t *testing.T, path string) *sqlstore.Store {
+func open(t testing.TB, path string) *sqlstore.Store {
 	t.Helper()
 	s, err := sqlite.Open(t.Context(), path)
 	if err != nil {
@@ -163,15 +163,7 @@ func TestPragmas(t *testing.T) {
 
 func BenchmarkStore(b *testing.B) {
 	storetest.RunBenchmarks(b, func(b *testing.B) store.Store {
-		s, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "idp.db"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { s.Close() })
-		if err := s.Migrate(b.Context()); err != nil {
-			b.Fatal(err)
-		}
-		return s
+		return open(b, filepath.Join(b.TempDir(), "idp.db"))
 	})
 }
 
