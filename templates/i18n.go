@@ -274,7 +274,6 @@ var Messages = map[string]Translation{
 	// --- My Page. ---
 	"account_heading":       {"マイページ", "My Page"},
 	"user_info":             {"ユーザー情報", "Your details"},
-	"account_language":      {"言語", "Language"},
 	"account_language_hint": {"画面とお知らせメールの言語です。", "For these pages and notification e-mails."},
 	"name":                  {"名前", "Name"},
 	"account_section":       {"アカウント", "Account"},
