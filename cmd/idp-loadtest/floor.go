@@ -197,16 +197,6 @@ func (m *meter) concurrent(c int, d time.Duration) (time.Duration, error) {
 	return cpu / time.Duration(n), nil
 }
 
-// storeCalls is how many store calls the provider has made, from its
-// metrics: the sample count of every operation's latency histogram.
-func storeCalls(ctx context.Context, metricsURL string) (int64, error) {
-	fams, err := scrape(ctx, metricsURL)
-	if err != nil {
-		return 0, err
-	}
-	return histogramCount(fams, "idp_store_operation_duration_seconds")
-}
-
 // scrape reads the provider's metrics.
 func scrape(ctx context.Context, metricsURL string) (map[string]*dto.MetricFamily, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL+"/metrics", nil)
@@ -234,27 +224,33 @@ func parseMetrics(r io.Reader) (map[string]*dto.MetricFamily, error) {
 	return fams, nil
 }
 
-// hashCount is the provider's count of password hashes and their CPU time.
-type hashCount struct {
-	hashes int64
-	cpu    time.Duration
+// counts are what the provider has counted so far, from its metrics: its
+// store calls (the sample count of every operation's latency histogram),
+// and its password hashes and their CPU time.
+type counts struct {
+	storeCalls, hashes int64
+	hashCPU            time.Duration
 }
 
-// hashStats reads the provider's hash counters from its metrics listener.
-func hashStats(ctx context.Context, metricsURL string) (hashCount, error) {
+// readCounts scrapes the provider's metrics listener once for its counts.
+func readCounts(ctx context.Context, metricsURL string) (counts, error) {
 	fams, err := scrape(ctx, metricsURL)
 	if err != nil {
-		return hashCount{}, err
+		return counts{}, err
+	}
+	calls, err := histogramCount(fams, "idp_store_operation_duration_seconds")
+	if err != nil {
+		return counts{}, err
 	}
 	n, err := counterValue(fams, "idp_password_hashes_total")
 	if err != nil {
-		return hashCount{}, err
+		return counts{}, err
 	}
 	cpu, err := counterValue(fams, "idp_password_hash_cpu_seconds_total")
 	if err != nil {
-		return hashCount{}, err
+		return counts{}, err
 	}
-	return hashCount{hashes: int64(n), cpu: time.Duration(cpu * float64(time.Second))}, nil
+	return counts{storeCalls: calls, hashes: int64(n), hashCPU: time.Duration(cpu * float64(time.Second))}, nil
 }
 
 func counterValue(fams map[string]*dto.MetricFamily, name string) (float64, error) {
