@@ -17,6 +17,7 @@ func RunBenchmarks(b *testing.B, open func(b *testing.B) store.Store) {
 	b.Run("SessionLookup", func(b *testing.B) { benchSessionLookup(b, open(b)) })
 	b.Run("BackupCodeCheck", func(b *testing.B) { benchBackupCodeCheck(b, open(b)) })
 	b.Run("TokenCreateGet", func(b *testing.B) { benchTokens(b, open(b)) })
+	b.Run("Login", func(b *testing.B) { benchLogin(b, open(b)) })
 }
 
 func benchUser(b *testing.B, s store.Store, id string) *store.User {
@@ -107,5 +108,66 @@ func benchTokens(b *testing.B, s store.Store) {
 		if _, err := s.GetToken(b.Context(), store.KindAuthorizeCode, sig); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// benchLogin is every store call of one login with a TOTP code, in the
+// provider's order (the load tool counts 14): the flow written at
+// authorization and read by each page, the password step's read and the
+// flow's update, the second step's read and replay guard, the session, the
+// code, its exchange for tokens and userinfo's read. Data sizes are about
+// the provider's.
+func benchLogin(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	u := benchUser(b, s, "bench-login")
+	now := time.Now().Truncate(time.Second)
+	must := func(what string, err error) {
+		if err != nil {
+			b.Fatalf("%s: %v", what, err)
+		}
+	}
+	must("pending TOTP", s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: u.ID, SecretEnc: bytes.Repeat([]byte{1}, 48), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+	must("confirm TOTP", s.ConfirmTOTP(ctx, u.ID, 1, nil, now))
+	flowData := bytes.Repeat([]byte("f"), 700)
+	reqData := bytes.Repeat([]byte("r"), 1200)
+	step := int64(1)
+	for b.Loop() {
+		key := crypt.HashToken(crypt.RandomToken(32))
+		f := &store.Flow{Key: key, Data: flowData, CreatedAt: now, ExpiresAt: now.Add(30 * time.Minute)}
+		must("put flow", s.PutFlow(ctx, f)) // authorize
+		for range 2 {                       // login page, password step
+			_, err := s.GetFlow(ctx, key, now)
+			must("get flow", err)
+		}
+		_, _, err := s.GetPasswordStep(ctx, u.Email, "pw:"+u.Email, "ip:127.0.0.1")
+		must("password step", err)
+		must("update flow", s.PutFlow(ctx, f))
+		for range 2 { // TOTP page, TOTP step
+			_, err := s.GetFlow(ctx, key, now)
+			must("get flow", err)
+		}
+		_, err = s.GetSecondStep(ctx, u.ID, "mfa:"+u.ID)
+		must("second step", err)
+		step++
+		must("TOTP step", s.UseTOTPStep(ctx, u.ID, step))
+		must("start session", s.StartSession(ctx, key, &store.Session{
+			TokenHash: crypt.HashToken(crypt.RandomToken(32)), ID: crypt.RandomToken(16), UserID: u.ID,
+			AuthTime: now, AMR: []string{"pwd", "otp"}, CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour),
+		}))
+		code, requestID := crypt.RandomToken(32), crypt.RandomToken(16)
+		record := func(kind, sig string, active bool) *store.TokenRecord {
+			return &store.TokenRecord{Kind: kind, Signature: sig, RequestID: requestID, ClientID: "c", Subject: u.ID,
+				Data: reqData, Active: active, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		}
+		must("code", s.CreateToken(ctx, record(store.KindAuthorizeCode, code, true)))
+		_, err = s.GetToken(ctx, store.KindAuthorizeCode, code)
+		must("get code", err)
+		access := crypt.RandomToken(32)
+		must("exchange", s.ExchangeTokens(ctx, &store.TokenExchange{
+			SpendKind: store.KindAuthorizeCode, SpendSignature: code,
+			Create: []*store.TokenRecord{record(store.KindAccessToken, access, true), record(store.KindRefreshToken, crypt.RandomToken(32), true)},
+		}))
+		_, _, err = s.GetTokenWithUser(ctx, store.KindAccessToken, access)
+		must("userinfo", err)
 	}
 }
