@@ -939,29 +939,30 @@ func rawPost(t *testing.T, u, contentType, body string, hdr map[string]string) (
 var badInputs = []struct {
 	name, contentType, body string
 	status                  int
-	why                     string // the explanation the answer gives
+	why                     string // the explanation the answer gives (in English)
+	whyJA                   string // and on a page in Japanese, the pages' first language
 }{
-	{"oversized body", "application/x-www-form-urlencoded", "email=" + strings.Repeat("a", 70<<10), 413, "too large"},
-	{"oversized body, many fields", "application/x-www-form-urlencoded", strings.Repeat("x=1&", 20<<10), 413, "too large"},
-	{"invalid UTF-8", "application/x-www-form-urlencoded", "email=%ff%fe%fd&password=x", 400, "UTF-8"},
-	{"overlong UTF-8 encoding", "application/x-www-form-urlencoded", "email=%c0%af&password=x", 400, "UTF-8"},
-	{"invalid UTF-8 in a name", "application/x-www-form-urlencoded", "%ff=1", 400, "UTF-8"},
-	{"NUL in a field", "application/x-www-form-urlencoded", "email=a%00b&password=x", 400, "UTF-8"},
-	{"bad escape", "application/x-www-form-urlencoded", "email=%zz&password=x", 400, "not a valid form"},
-	{"truncated escape", "application/x-www-form-urlencoded", "email=abc%4", 400, "not a valid form"},
-	{"semicolon separator", "application/x-www-form-urlencoded", "email=a;password=b", 400, "not a valid form"},
-	{"duplicated parameter", "application/x-www-form-urlencoded", "email=a@example.com&email=b@example.com&password=x", 400, "repeated"},
-	{"duplicated empty parameter", "application/x-www-form-urlencoded", "csrf=&csrf=", 400, "repeated"},
-	{"over-long e-mail", "application/x-www-form-urlencoded", "email=" + strings.Repeat("a", 255) + "&password=x", 400, "too long"},
-	{"over-long password", "application/x-www-form-urlencoded", "email=a@b&password=" + strings.Repeat("p", 1025), 400, "too long"},
-	{"over-long code", "application/x-www-form-urlencoded", "code=" + strings.Repeat("1", 17), 400, "too long"},
-	{"over-long unknown field", "application/x-www-form-urlencoded", "junk=" + strings.Repeat("j", 9<<10), 400, "too long"},
-	{"JSON", "application/json", `{"email":"a@example.com","password":"x"}`, 415, "application/x-www-form-urlencoded"},
-	{"multipart", "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\na\r\n--x--\r\n", 415, "application/x-www-form-urlencoded"},
-	{"text/plain", "text/plain", "email=a&password=b", 415, "application/x-www-form-urlencoded"},
-	{"malformed content type", "application/x-www-form-urlencoded; charset", "email=a", 415, "application/x-www-form-urlencoded"},
-	{"other charset", "application/x-www-form-urlencoded; charset=iso-8859-1", "email=a", 400, "UTF-8"},
-	{"no content type", "", "email=a&password=b", 400, "Content-Type"},
+	{"oversized body", "application/x-www-form-urlencoded", "email=" + strings.Repeat("a", 70<<10), 413, "too large", "大きすぎます"},
+	{"oversized body, many fields", "application/x-www-form-urlencoded", strings.Repeat("x=1&", 20<<10), 413, "too large", "大きすぎます"},
+	{"invalid UTF-8", "application/x-www-form-urlencoded", "email=%ff%fe%fd&password=x", 400, "UTF-8", "UTF-8 のテキスト"},
+	{"overlong UTF-8 encoding", "application/x-www-form-urlencoded", "email=%c0%af&password=x", 400, "UTF-8", "UTF-8 のテキスト"},
+	{"invalid UTF-8 in a name", "application/x-www-form-urlencoded", "%ff=1", 400, "UTF-8", "UTF-8 のテキスト"},
+	{"NUL in a field", "application/x-www-form-urlencoded", "email=a%00b&password=x", 400, "UTF-8", "UTF-8 のテキスト"},
+	{"bad escape", "application/x-www-form-urlencoded", "email=%zz&password=x", 400, "not a valid form", "フォームの形式"},
+	{"truncated escape", "application/x-www-form-urlencoded", "email=abc%4", 400, "not a valid form", "フォームの形式"},
+	{"semicolon separator", "application/x-www-form-urlencoded", "email=a;password=b", 400, "not a valid form", "フォームの形式"},
+	{"duplicated parameter", "application/x-www-form-urlencoded", "email=a@example.com&email=b@example.com&password=x", 400, "repeated", "項目 email が重複"},
+	{"duplicated empty parameter", "application/x-www-form-urlencoded", "csrf=&csrf=", 400, "repeated", "項目 csrf が重複"},
+	{"over-long e-mail", "application/x-www-form-urlencoded", "email=" + strings.Repeat("a", 255) + "&password=x", 400, "too long", "項目 email が長すぎます"},
+	{"over-long password", "application/x-www-form-urlencoded", "email=a@b&password=" + strings.Repeat("p", 1025), 400, "too long", "項目 password が長すぎます"},
+	{"over-long code", "application/x-www-form-urlencoded", "code=" + strings.Repeat("1", 17), 400, "too long", "項目 code が長すぎます"},
+	{"over-long unknown field", "application/x-www-form-urlencoded", "junk=" + strings.Repeat("j", 9<<10), 400, "too long", "項目 junk が長すぎます"},
+	{"JSON", "application/json", `{"email":"a@example.com","password":"x"}`, 415, "application/x-www-form-urlencoded", "形式で送信してください"},
+	{"multipart", "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\na\r\n--x--\r\n", 415, "application/x-www-form-urlencoded", "形式で送信してください"},
+	{"text/plain", "text/plain", "email=a&password=b", 415, "application/x-www-form-urlencoded", "形式で送信してください"},
+	{"malformed content type", "application/x-www-form-urlencoded; charset", "email=a", 415, "application/x-www-form-urlencoded", "形式で送信してください"},
+	{"other charset", "application/x-www-form-urlencoded; charset=iso-8859-1", "email=a", 400, "UTF-8", "受け付ける文字コードは UTF-8"},
+	{"no content type", "", "email=a&password=b", 400, "Content-Type", "Content-Type がありません"},
 }
 
 // TestBadInputRefused sends malformed requests to a form and to the token
@@ -993,11 +994,17 @@ func TestBadInputRefused(t *testing.T) {
 				if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || pg.alert() == "" {
 					t.Errorf("want an HTML error page with an alert, got %q:\n%s", resp.Header.Get("Content-Type"), body)
 				}
-				if !strings.Contains(body, c.why) {
-					t.Errorf("the page does not say why (%q):\n%s", c.why, body)
+				if !strings.Contains(body, c.whyJA) {
+					t.Errorf("the page does not say why (%q):\n%s", c.whyJA, body)
 				}
 				checkPageHeaders(t, c.name, resp.Header, body)
 				noLeak(t, c.name, body, resp.Header)
+				if path == "/login" { // and in English for a browser that asks for it
+					resp, body := rawPost(t, p.URL+path, c.contentType, c.body, map[string]string{"Accept-Language": "en"})
+					if resp.StatusCode != c.status || !strings.Contains(body, c.why) || strings.Contains(body, c.whyJA) {
+						t.Errorf("in English: status %d, want %d, saying %q:\n%s", resp.StatusCode, c.status, c.why, body)
+					}
+				}
 			})
 		}
 	}
@@ -1006,12 +1013,12 @@ func TestBadInputRefused(t *testing.T) {
 	tokenCases := append(slices.Clone(badInputs), []struct {
 		name, contentType, body string
 		status                  int
-		why                     string
+		why, whyJA              string
 	}{
-		{"duplicated code", "application/x-www-form-urlencoded", valid + "&code=def", 400, "repeated"},
-		{"duplicated grant_type", "application/x-www-form-urlencoded", "grant_type=authorization_code&grant_type=client_credentials", 400, "repeated"},
-		{"over-long code (8 KiB)", "application/x-www-form-urlencoded", "grant_type=authorization_code&code=" + strings.Repeat("c", 8<<10+1), 400, "too long"},
-		{"JSON token request", "application/json", `{"grant_type":"authorization_code","code":"abc"}`, 415, "application/x-www-form-urlencoded"},
+		{"duplicated code", "application/x-www-form-urlencoded", valid + "&code=def", 400, "repeated", ""},
+		{"duplicated grant_type", "application/x-www-form-urlencoded", "grant_type=authorization_code&grant_type=client_credentials", 400, "repeated", ""},
+		{"over-long code (8 KiB)", "application/x-www-form-urlencoded", "grant_type=authorization_code&code=" + strings.Repeat("c", 8<<10+1), 400, "too long", ""},
+		{"JSON token request", "application/json", `{"grant_type":"authorization_code","code":"abc"}`, 415, "application/x-www-form-urlencoded", ""},
 	}...)
 	for _, c := range tokenCases {
 		if c.name == "over-long code" || c.name == "over-long e-mail" || c.name == "over-long password" {

@@ -100,7 +100,7 @@ func (s *Server) accountLocale(w http.ResponseWriter, r *http.Request) {
 	}
 	locale := r.PostFormValue("locale")
 	if !templates.IsLang(locale) {
-		s.renderErrorDetail(w, r, http.StatusBadRequest, "invalid_request", "locale: want ja or en")
+		s.renderErrorDetail(w, r, http.StatusBadRequest, "invalid_request", "input_locale")
 		return
 	}
 	if err := s.Store.UpdateLocale(r.Context(), u.ID, locale, s.Now()); err != nil {

@@ -280,3 +280,17 @@ func TestHangingStoreAnswers503(t *testing.T) {
 		t.Errorf("RequestTimeout %v is not under the server's write timeout (30 s)", RequestTimeout)
 	}
 }
+
+// TestClipKeepsCharacters: a parameter name quoted in an error is cut to 40
+// bytes at most, never in the middle of a character.
+func TestClipKeepsCharacters(t *testing.T) {
+	for _, name := range []string{"email", strings.Repeat("a", 41), strings.Repeat("あ", 20), "a" + strings.Repeat("あ", 20)} {
+		got := clip(name)
+		if !utf8.ValidString(got) || len(strings.TrimSuffix(got, "...")) > 40 {
+			t.Errorf("clip(%q) = %q", name, got)
+		}
+		if len(name) <= 40 && got != name || len(name) > 40 && (!strings.HasSuffix(got, "...") || !strings.HasPrefix(name, strings.TrimSuffix(got, "..."))) {
+			t.Errorf("clip(%q) = %q, want the name or its start and ...", name, got)
+		}
+	}
+}

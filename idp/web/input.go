@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/kamera-id/idp/templates"
 )
 
 // Input rules applied to every request before any handler sees it: an
@@ -22,11 +24,17 @@ var fieldLimits = map[string]int{
 	"csrf": 128, "flow": 128, "remember": 8, "consent": 8,
 }
 
-// inputError is a request the provider refuses to read.
+// inputError is a request the provider refuses to read: its status, and
+// why as a message key with its arguments (the parameter it names).
 type inputError struct {
 	status int
-	msg    string
+	key    string
+	args   []any
 }
+
+// text is why in lang (for the API's error_description and the log:
+// English).
+func (e *inputError) text(lang string) string { return templates.Tf(lang, e.key, e.args...) }
 
 // checkInput refuses unknown content types, bodies over the limit, invalid
 // UTF-8, over-long fields and repeated parameters (RFC 6749 section 3.1:
@@ -34,16 +42,17 @@ type inputError struct {
 func (s *Server) checkInput(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if e := validateInput(r); e != nil {
-			s.Logger.InfoContext(r.Context(), "bad request", append(logAttrs(r), "why", e.msg)...)
+			msg := e.text(templates.LangEN)
+			s.Logger.InfoContext(r.Context(), "bad request", append(logAttrs(r), "why", msg)...)
 			if isAPIPath(r.URL.Path) {
 				w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 				w.Header().Set("Cache-Control", "no-store")
 				w.WriteHeader(e.status)
-				_ = json.NewEncoder(w).Encode(map[string]string{"error": "invalid_request", "error_description": e.msg})
+				_ = json.NewEncoder(w).Encode(map[string]string{"error": "invalid_request", "error_description": msg})
 				return
 			}
 			s.setPageHeaders(w.Header())
-			s.renderErrorDetail(w, r, e.status, "invalid_request", e.msg)
+			s.renderErrorDetail(w, r, e.status, "invalid_request", e.key, e.args...)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -54,15 +63,15 @@ func validateInput(r *http.Request) *inputError {
 	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 		ct := r.Header.Get("Content-Type")
 		if ct == "" && r.ContentLength != 0 {
-			return &inputError{http.StatusBadRequest, "a request body needs a Content-Type"}
+			return &inputError{status: http.StatusBadRequest, key: "input_no_content_type"}
 		}
 		if ct != "" {
 			mt, params, err := mime.ParseMediaType(ct)
 			if err != nil || mt != "application/x-www-form-urlencoded" {
-				return &inputError{http.StatusUnsupportedMediaType, "send application/x-www-form-urlencoded"}
+				return &inputError{status: http.StatusUnsupportedMediaType, key: "input_media_type"}
 			}
 			if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-				return &inputError{http.StatusBadRequest, "the only charset accepted is UTF-8"}
+				return &inputError{status: http.StatusBadRequest, key: "input_charset"}
 			}
 		}
 	}
@@ -70,26 +79,26 @@ func validateInput(r *http.Request) *inputError {
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return &inputError{http.StatusRequestEntityTooLarge, "the request body is too large"}
+			return &inputError{status: http.StatusRequestEntityTooLarge, key: "input_too_large"}
 		}
-		return &inputError{http.StatusBadRequest, "the request is not a valid form"}
+		return &inputError{status: http.StatusBadRequest, key: "input_not_form"}
 	}
 	if !utf8.ValidString(query) {
-		return &inputError{http.StatusBadRequest, "the query is not valid UTF-8"}
+		return &inputError{status: http.StatusBadRequest, key: "input_query_utf8"}
 	}
 	for name, values := range r.Form {
 		if len(values) > 1 {
-			return &inputError{http.StatusBadRequest, "parameter " + clip(name) + " is repeated"}
+			return &inputError{http.StatusBadRequest, "input_repeated", []any{clip(name)}}
 		}
 		if !utf8.ValidString(name) || !utf8.ValidString(values[0]) || strings.ContainsRune(values[0], 0) {
-			return &inputError{http.StatusBadRequest, "parameters must be valid UTF-8 text"}
+			return &inputError{status: http.StatusBadRequest, key: "input_utf8"}
 		}
 		limit, ok := fieldLimits[name]
 		if !ok || api {
 			limit = maxFieldLen
 		}
 		if len(values[0]) > limit {
-			return &inputError{http.StatusBadRequest, "parameter " + clip(name) + " is too long"}
+			return &inputError{http.StatusBadRequest, "input_too_long", []any{clip(name)}}
 		}
 	}
 	return nil
@@ -99,8 +108,12 @@ func clip(s string) string {
 	if !utf8.ValidString(s) {
 		return "(invalid)"
 	}
-	if len(s) > 40 {
-		return s[:40] + "..."
+	if len(s) <= 40 {
+		return s
 	}
-	return s
+	n := 40
+	for !utf8.RuneStart(s[n]) { // not in the middle of a character
+		n--
+	}
+	return s[:n] + "..."
 }

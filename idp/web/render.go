@@ -117,9 +117,13 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, status int,
 	s.renderErrorDetail(w, r, status, message, "")
 }
 
-// renderErrorDetail is renderError with a detail line (never internals).
-func (s *Server) renderErrorDetail(w http.ResponseWriter, r *http.Request, status int, message, detail string) {
-	p := templates.ErrorPage{Page: s.page(w, r, nil), Status: status, Message: message, Detail: detail}
+// renderErrorDetail is renderError with a detail line (never internals):
+// the message detail, with args for its verbs, in the page's language.
+func (s *Server) renderErrorDetail(w http.ResponseWriter, r *http.Request, status int, message, detail string, args ...any) {
+	p := templates.ErrorPage{Page: s.page(w, r, nil), Status: status, Message: message}
+	if detail != "" {
+		p.Detail = templates.Tf(p.Lang, detail, args...)
+	}
 	switch status {
 	case http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", "60")
