@@ -88,7 +88,7 @@ func validateInput(r *http.Request) *inputError {
 	}
 	for name, values := range r.Form {
 		if len(values) > 1 {
-			return &inputError{http.StatusBadRequest, "input_repeated", []any{clip(name)}}
+			return &inputError{status: http.StatusBadRequest, key: "input_repeated", args: []any{clip(name)}}
 		}
 		if !utf8.ValidString(name) || !utf8.ValidString(values[0]) || strings.ContainsRune(values[0], 0) {
 			return &inputError{status: http.StatusBadRequest, key: "input_utf8"}
@@ -98,7 +98,7 @@ func validateInput(r *http.Request) *inputError {
 			limit = maxFieldLen
 		}
 		if len(values[0]) > limit {
-			return &inputError{http.StatusBadRequest, "input_too_long", []any{clip(name)}}
+			return &inputError{status: http.StatusBadRequest, key: "input_too_long", args: []any{clip(name)}}
 		}
 	}
 	return nil

@@ -134,15 +134,17 @@ func benchLogin(b *testing.B, s store.Store) {
 	for b.Loop() {
 		key := crypt.HashToken(crypt.RandomToken(32))
 		f := &store.Flow{Key: key, Data: flowData, CreatedAt: now, ExpiresAt: now.Add(30 * time.Minute)}
-		must("put flow", s.PutFlow(ctx, f)) // authorize
-		for range 2 {                       // login page, password step
+		// Authorize; the login page and the password step read the flow.
+		must("put flow", s.PutFlow(ctx, f))
+		for range 2 {
 			_, err := s.GetFlow(ctx, key, now)
 			must("get flow", err)
 		}
 		_, _, err := s.GetPasswordStep(ctx, u.Email, "pw:"+u.Email, "ip:127.0.0.1")
 		must("password step", err)
 		must("update flow", s.PutFlow(ctx, f))
-		for range 2 { // TOTP page, TOTP step
+		// The TOTP page and the TOTP step read it.
+		for range 2 {
 			_, err := s.GetFlow(ctx, key, now)
 			must("get flow", err)
 		}
