@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -132,6 +133,42 @@ func TestProcessCPU(t *testing.T) {
 	}
 	if ds < dr-10*time.Millisecond || ds > dr+10*time.Millisecond {
 		t.Errorf("schedstat: %v, getrusage: %v", ds, dr)
+	}
+}
+
+// TestProcessFaults: the page faults read from /proc/<pid>/stat are the
+// kernel's count (getrusage's), and touching fresh memory moves them.
+func TestProcessFaults(t *testing.T) {
+	pid := os.Getpid()
+	rusage := func() int64 {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return ru.Minflt + ru.Majflt
+	}
+	p0, err := procStat(pid, statMinflt, statMajflt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r0 := rusage()
+	const pages = 4096 // 16 MiB, never touched before
+	mem, err := syscall.Mmap(-1, 0, pages*4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Munmap(mem)
+	for i := 0; i < len(mem); i += 4096 {
+		mem[i] = 1
+	}
+	p1, err := procStat(pid, statMinflt, statMajflt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1 := rusage()
+	dp, dr := p1-p0, r1-r0
+	if dp < pages/2 || dr < pages/2 || dp < dr*9/10 || dp > dr*11/10 {
+		t.Errorf("faults while touching %d fresh pages: /proc/<pid>/stat %d, getrusage %d", pages, dp, dr)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,6 +31,7 @@ type phase struct {
 	Count  int           // operations completed
 	Wall   time.Duration // wall time
 	CPU    time.Duration // the provider's CPU time
+	Faults int64         // the provider's page faults
 	Errors int
 }
 
@@ -38,6 +40,7 @@ func (p *phase) add(q phase) {
 	p.Count += q.Count
 	p.Wall += q.Wall
 	p.CPU += q.CPU
+	p.Faults += q.Faults
 	p.Errors += q.Errors
 }
 
@@ -47,6 +50,12 @@ func (p phase) cpuPerOp() time.Duration {
 		return 0
 	}
 	return p.CPU / time.Duration(p.Count)
+}
+func (p phase) faultsPerOp() float64 {
+	if p.Count == 0 {
+		return 0
+	}
+	return float64(p.Faults) / float64(p.Count)
 }
 
 // storeResult is everything measured against one store.
@@ -366,14 +375,19 @@ func (r *loadRun) slice(ctx context.Context, label string, lo, hi, c int, job fu
 	if err != nil {
 		return phase{}, err
 	}
+	f0, err := r.srv.faults()
+	if err != nil {
+		return phase{}, err
+	}
 	start := time.Now()
 	ok, err := runPool(ctx, hi-lo, c, func(ctx context.Context, i int) error { return job(ctx, lo+i) })
 	wall := time.Since(start)
 	c1, cerr := r.srv.cpu()
+	f1, ferr := r.srv.faults()
 	if err == nil {
-		err = cerr
+		err = errors.Join(cerr, ferr)
 	}
-	p := phase{Name: label, Count: ok, Wall: wall, CPU: c1 - c0, Errors: hi - lo - ok}
+	p := phase{Name: label, Count: ok, Wall: wall, CPU: c1 - c0, Faults: f1 - f0, Errors: hi - lo - ok}
 	if err != nil {
 		return p, fmt.Errorf("%s phase: %w (provider log: %s)", label, err, r.srv.logTail())
 	}
@@ -381,8 +395,8 @@ func (r *loadRun) slice(ctx context.Context, label string, lo, hi, c int, job fu
 }
 
 func (r *loadRun) logPhase(p phase) {
-	logf("%s: %-15s %5d in %6.2fs %8.1f/s  provider CPU %7.3f ms each", r.name, p.Name, p.Count, p.Wall.Seconds(),
-		p.perSec(), ms(p.cpuPerOp()))
+	logf("%s: %-15s %5d in %6.2fs %8.1f/s  provider CPU %7.3f ms each, %5.1f page faults", r.name, p.Name, p.Count, p.Wall.Seconds(),
+		p.perSec(), ms(p.cpuPerOp()), p.faultsPerOp())
 }
 
 // signsPerRound is how many signatures the tool makes between two slices

@@ -212,6 +212,7 @@ func (r *report) write(out, benchOut string) error {
 			kv(p+"phase."+ph.Name+".count", "%d", ph.Count)
 			kv(p+"phase."+ph.Name+".wall_s", "%.3f", ph.Wall.Seconds())
 			kv(p+"phase."+ph.Name+".server_cpu_ms_per_op", "%.3f", ms(ph.cpuPerOp()))
+			kv(p+"phase."+ph.Name+".page_faults_per_op", "%.2f", ph.faultsPerOp())
 		}
 		steps := append(slices.Clone(loginSteps), stepSSOAuthz)
 		for _, st := range steps {

@@ -182,26 +182,50 @@ func schedCPU(pid int) (time.Duration, error) {
 }
 
 func procCPU(pid int) (time.Duration, error) {
+	ticks, err := procStat(pid, statUtime, statStime)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// faults returns the provider's page faults so far (minor and major): each
+// is kernel time charged to the provider, and a fresh page costs one.
+func (s *server) faults() (int64, error) { return procStat(s.cmd.Process.Pid, statMinflt, statMajflt) }
+
+// Fields of /proc/<pid>/stat (numbered from 1, as in proc(5)).
+const (
+	statMinflt = 10
+	statMajflt = 12
+	statUtime  = 14
+	statStime  = 15
+)
+
+// procStat returns the sum of the given numeric fields of /proc/<pid>/stat.
+func procStat(pid int, fields ...int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
 	// The command name (field 2) is in parentheses and may hold spaces:
-	// count fields after the last ')'. utime and stime are fields 14, 15.
+	// count fields after the last ')', which start at field 3.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
 		return 0, errors.New("malformed /proc/pid/stat")
 	}
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("malformed /proc/pid/stat")
+	var sum int64
+	for _, n := range fields {
+		if n-3 >= len(f) {
+			return 0, errors.New("malformed /proc/pid/stat")
+		}
+		v, err := strconv.ParseInt(f[n-3], 10, 64)
+		if err != nil {
+			return 0, errors.New("malformed /proc/pid/stat")
+		}
+		sum += v
 	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, errors.New("malformed /proc/pid/stat")
-	}
-	return time.Duration(ut+st) * time.Second / clockTicks, nil
+	return sum, nil
 }
 
 // peakRSS returns the provider's peak resident set (VmHWM).
