@@ -28,6 +28,12 @@ func tokenArgs(t *store.TokenRecord) []any {
 		unix(t.CreatedAt), unix(t.ExpiresAt)}
 }
 
+// tokenDest are the scan destinations of tokenColumns in t.
+func tokenDest(t *store.TokenRecord) []any {
+	return []any{&t.Kind, &t.Signature, &t.RequestID, &t.ClientID, &t.Subject, &t.SessionID,
+		bytesCol{&t.Data}, &t.Active, timeCol{&t.CreatedAt}, timeCol{&t.ExpiresAt}}
+}
+
 // CreateToken stores a request under (kind, signature); ErrDuplicate when
 // that pair is taken.
 func (s *Store) CreateToken(ctx context.Context, t *store.TokenRecord) error {
@@ -39,10 +45,8 @@ func (s *Store) CreateToken(ctx context.Context, t *store.TokenRecord) error {
 // business); ErrNotFound when there is none.
 func (s *Store) GetToken(ctx context.Context, kind, signature string) (*store.TokenRecord, error) {
 	var t store.TokenRecord
-	err := s.q(ctx).QueryRowContext(ctx, `SELECT kind, signature, request_id, client_id, subject, session_id,
-		data, active, created_at, expires_at FROM tokens WHERE kind = $1 AND signature = $2`, kind, signature).
-		Scan(&t.Kind, &t.Signature, &t.RequestID, &t.ClientID, &t.Subject, &t.SessionID,
-			bytesCol{&t.Data}, &t.Active, timeCol{&t.CreatedAt}, timeCol{&t.ExpiresAt})
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE kind = $1 AND signature = $2`,
+		kind, signature).Scan(tokenDest(&t)...)
 	if err != nil {
 		return nil, s.fail("get token", err)
 	}
@@ -56,12 +60,10 @@ func (s *Store) GetTokenWithUser(ctx context.Context, kind, signature string) (*
 		t store.TokenRecord
 		u maybeUser
 	)
-	err := s.q(ctx).QueryRowContext(ctx, `SELECT tk.kind, tk.signature, tk.request_id, tk.client_id, tk.subject,
-		tk.session_id, tk.data, tk.active, tk.created_at, tk.expires_at, `+maybeUserCols+`
-		FROM tokens tk LEFT JOIN users u ON u.id = tk.subject
-		WHERE tk.kind = $1 AND tk.signature = $2`, kind, signature).
-		Scan(append([]any{&t.Kind, &t.Signature, &t.RequestID, &t.ClientID, &t.Subject, &t.SessionID,
-			bytesCol{&t.Data}, &t.Active, timeCol{&t.CreatedAt}, timeCol{&t.ExpiresAt}}, u.dest()...)...)
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT tk.*, `+maybeUserCols+`
+		FROM (SELECT `+tokenColumns+` FROM tokens WHERE kind = $1 AND signature = $2) AS tk
+		LEFT JOIN users u ON u.id = tk.subject`, kind, signature).
+		Scan(append(tokenDest(&t), u.dest()...)...)
 	if err != nil {
 		return nil, nil, s.fail("get token with user", err)
 	}
