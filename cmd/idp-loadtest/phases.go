@@ -51,6 +51,7 @@ func (p phase) cpuPerOp() time.Duration {
 	}
 	return p.CPU / time.Duration(p.Count)
 }
+
 func (p phase) faultsPerOp() float64 {
 	if p.Count == 0 {
 		return 0

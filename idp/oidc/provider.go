@@ -301,7 +301,7 @@ func (p *Provider) Userinfo(w http.ResponseWriter, r *http.Request) {
 		bearerError(w, "invalid_token", "the access token is not valid", http.StatusUnauthorized)
 		return
 	}
-	u, err := memo.user, error(nil) // read with the access token
+	u := memo.user // read with the access token
 	if u == nil || u.ID != sess.GetSubject() {
 		u, err = p.store.GetUser(ctx, sess.GetSubject())
 	}
