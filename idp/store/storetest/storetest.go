@@ -610,10 +610,7 @@ func testPasswordStep(t *testing.T, s store.Store) {
 		t.Helper()
 		u, ts, err := s.GetPasswordStep(ctx, email, keys...)
 		must(t, err)
-		want, err := s.GetUserByEmail(ctx, email)
-		if errors.Is(err, store.ErrNotFound) {
-			want, err = nil, nil
-		}
+		want, err := userOrNone(s.GetUserByEmail(ctx, email))
 		must(t, err)
 		same(t, "GetPasswordStep's user", u, want)
 		wantTs, err := s.GetThrottles(ctx, keys...)
@@ -637,6 +634,14 @@ func testPasswordStep(t *testing.T, s store.Store) {
 		t.Fatalf("no keys: %+v %+v", u, ts)
 	}
 	check("u1@example.com", "acct:other", "ip:1")
+}
+
+// userOrNone is a user read with ErrNotFound as no user (nil, nil).
+func userOrNone(u *store.User, err error) (*store.User, error) {
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return u, err
 }
 
 // getTOTP is the user's authenticator as GetSecondStep reads it;
@@ -826,10 +831,7 @@ func testTokenWithUser(t *testing.T, s store.Store) {
 		got, u, err := s.GetTokenWithUser(ctx, store.KindAccessToken, rec.Signature)
 		must(t, err)
 		same(t, "GetTokenWithUser's record", got, rec)
-		want, err := s.GetUser(ctx, subject)
-		if errors.Is(err, store.ErrNotFound) {
-			want, err = nil, nil
-		}
+		want, err := userOrNone(s.GetUser(ctx, subject))
 		must(t, err)
 		same(t, "GetTokenWithUser's user of "+subject, u, want)
 	}
