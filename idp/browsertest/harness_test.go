@@ -286,7 +286,12 @@ type session struct {
 	downloads   chan download
 }
 
-type download struct{ GUID, Name string }
+// download is one of a download's two events: it began (with the suggested
+// file name), or it completed (Done).
+type download struct {
+	GUID, Name string
+	Done       bool
+}
 
 // eachViewport runs f once per viewport, each with its own provider, viewer
 // and browser.
@@ -423,7 +428,7 @@ func (s *session) onEvent(ev any) {
 		go func() { s.downloads <- download{GUID: e.GUID, Name: name} }()
 	case *browser.EventDownloadProgress:
 		if e.State == browser.DownloadProgressStateCompleted {
-			go func() { s.downloads <- download{GUID: e.GUID} }()
+			go func() { s.downloads <- download{GUID: e.GUID, Done: true} }()
 		}
 	}
 }
@@ -652,19 +657,26 @@ func (s *session) axe(name string) {
 // name and content.
 func (s *session) waitDownload() (string, []byte) {
 	s.t.Helper()
-	names := map[string]string{}
+	names, done := map[string]string{}, map[string]bool{}
 	for {
 		select {
 		case d := <-s.downloads:
-			if d.Name != "" {
+			// The two events of a download reach the channel from goroutines
+			// of their own, so in either order: wait for both.
+			if d.Done {
+				done[d.GUID] = true
+			} else {
 				names[d.GUID] = d.Name
+			}
+			name, began := names[d.GUID]
+			if !began || !done[d.GUID] {
 				continue
 			}
 			b, err := os.ReadFile(filepath.Join(s.downloadDir, d.GUID))
 			if err != nil {
 				s.t.Fatal(err)
 			}
-			return names[d.GUID], b
+			return name, b
 		case <-time.After(20 * time.Second):
 			s.t.Fatal("no download completed within 20s")
 		}
