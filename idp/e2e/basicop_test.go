@@ -103,6 +103,27 @@ func TestBasicOPFeatures(t *testing.T) {
 		if status != http.StatusOK || info["active"] != true || info["sub"] != tk.Claims["sub"] || info["client_id"] != "viewer" {
 			t.Fatalf("introspection of a live token: %d %v", status, info)
 		}
+		// A refresh token is no access token: userinfo refuses it.
+		if st := userinfoStatus(t, r, tk.RefreshToken); st != http.StatusUnauthorized {
+			t.Errorf("userinfo with a refresh token answered %d, want 401", st)
+		}
+		// Introspection wants client credentials: a live access token of a
+		// public client, sent as a bearer token, is none.
+		pub := p.newPublicRP("pub")
+		pa := pub.authorize()
+		pt := pub.mustExchange(pa, login(t, p.newBrowser(), pub, pa))
+		req, _ = http.NewRequest(http.MethodPost, introspect, strings.NewReader(url.Values{"token": {tk.RefreshToken}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Bearer "+pt.AccessToken)
+		if resp, err := http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		} else {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized || strings.Contains(string(body), `"active"`) {
+				t.Errorf("introspection with a bearer token as credentials: %d %s", resp.StatusCode, body)
+			}
+		}
 		// Another client's credentials cannot revoke it; revocation by the
 		// owner (RFC 7009) makes it inactive everywhere.
 		other := p.newRP("other", true)

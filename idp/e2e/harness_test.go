@@ -150,13 +150,25 @@ type rp struct {
 
 const callback = "http://localhost/callback"
 
-// newRP registers a client and discovers the provider as go-oidc does.
+// newRP registers a confidential client and discovers the provider as
+// go-oidc does.
 func (p *provider) newRP(id string, firstParty bool, scopes ...string) *rp {
 	p.t.Helper()
-	c, secret, err := p.app.CreateClient(context.Background(), app.NewClient{
-		ID: id, Name: "RP " + id, RedirectURIs: []string{callback},
-		PostLogoutRedirectURIs: []string{"http://localhost/logged-out"}, FirstParty: firstParty,
-	})
+	return p.registerRP(app.NewClient{ID: id, FirstParty: firstParty}, scopes...)
+}
+
+// newPublicRP registers a first-party public client (no secret, PKCE only).
+func (p *provider) newPublicRP(id string, scopes ...string) *rp {
+	p.t.Helper()
+	return p.registerRP(app.NewClient{ID: id, FirstParty: true, Public: true}, scopes...)
+}
+
+func (p *provider) registerRP(nc app.NewClient, scopes ...string) *rp {
+	p.t.Helper()
+	nc.Name = "RP " + nc.ID
+	nc.RedirectURIs = []string{callback}
+	nc.PostLogoutRedirectURIs = []string{"http://localhost/logged-out"}
+	c, secret, err := p.app.CreateClient(context.Background(), nc)
 	if err != nil {
 		p.t.Fatal(err)
 	}

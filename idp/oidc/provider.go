@@ -257,9 +257,16 @@ func (p *Provider) Revoke(w http.ResponseWriter, r *http.Request) {
 	p.OAuth2.WriteRevocationResponse(r.Context(), w, err)
 }
 
-// Introspect serves RFC 7662 introspection.
+// Introspect serves RFC 7662 introspection to confidential clients, which
+// authenticate with client_secret_basic. fosite would also take any live
+// access token as the caller's credentials (a bearer token of a public
+// client, say); that is refused here.
 func (p *Provider) Introspect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if _, _, ok := r.BasicAuth(); !ok {
+		p.OAuth2.WriteIntrospectionError(ctx, w, fosite.ErrRequestUnauthorized.WithHint("Client authentication with client_secret_basic is required."))
+		return
+	}
 	resp, err := p.OAuth2.NewIntrospectionRequest(ctx, r, NewSession())
 	if Unavailable(err) {
 		p.log.WarnContext(ctx, "introspection: store unavailable", "err", storeCause(err))
@@ -282,13 +289,15 @@ func (p *Provider) Userinfo(w http.ResponseWriter, r *http.Request) {
 		bearerError(w, "invalid_request", "no access token", http.StatusUnauthorized)
 		return
 	}
-	_, ar, err := p.OAuth2.IntrospectToken(ctx, token, fosite.AccessToken, NewSession())
+	// fosite tries the token as a refresh token when it is no access token;
+	// a refresh token is for the client's token endpoint only.
+	use, ar, err := p.OAuth2.IntrospectToken(ctx, token, fosite.AccessToken, NewSession())
 	if Unavailable(err) {
 		p.log.WarnContext(ctx, "userinfo: store unavailable", "err", storeCause(err))
 		WriteUnavailable(w)
 		return
 	}
-	if err != nil {
+	if err != nil || use != fosite.AccessToken {
 		bearerError(w, "invalid_token", "the access token is not valid", http.StatusUnauthorized)
 		return
 	}
