@@ -14,12 +14,18 @@
 //   - Every one-time thing (authorization code, refresh token, TOTP step,
 //     backup code, flow completion) is consumed by a single atomic statement
 //     whose result says whether this caller won.
+//   - Free text that comes from outside (a session's UserAgent and IP, an
+//     audit event's Detail and IP, a mail's LastError) is stored as valid
+//     UTF-8, each invalid sequence replaced by U+FFFD (ValidText): PostgreSQL
+//     refuses invalid UTF-8 in a TEXT column, SQLite would keep it.
 package store
 
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Errors returned by every Store implementation. Callers test them with
@@ -34,6 +40,26 @@ var (
 	// ErrUnavailable: the database cannot be reached right now.
 	ErrUnavailable = errors.New("store: database unavailable")
 )
+
+// ValidText is s as valid UTF-8: each run of bytes that is not UTF-8 (a
+// Latin-1 "caf\xe9" in a header, a character cut in two) is replaced by
+// U+FFFD. What the store writes to a free-text column goes through it.
+func ValidText(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
+// ClipText is ValidText(s) cut to at most n bytes, at a character boundary
+// (never in the middle of a character): free text from outside, bounded
+// before it is stored or shown.
+func ClipText(s string, n int) string {
+	s = ValidText(s)
+	if len(s) <= n {
+		return s
+	}
+	n = max(n, 0)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
 
 // User is a customer account.
 type User struct {

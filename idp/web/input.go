@@ -111,9 +111,5 @@ func clip(s string) string {
 	if len(s) <= 40 {
 		return s
 	}
-	n := 40
-	for !utf8.RuneStart(s[n]) { // not in the middle of a character
-		n--
-	}
-	return s[:n] + "..."
+	return truncate(s, 40) + "..." // not in the middle of a character
 }

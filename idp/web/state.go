@@ -292,9 +292,6 @@ func (s *Server) isTrusted(ip string) bool {
 	return false
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
-}
+// truncate bounds free text from the request (a header, a form value) to n
+// bytes of valid UTF-8, cut between characters: see store.ClipText.
+func truncate(s string, n int) string { return store.ClipText(s, n) }

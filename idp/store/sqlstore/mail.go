@@ -107,10 +107,12 @@ func (s *Store) MarkMailSent(ctx context.Context, id int64, now time.Time) error
 	return s.fail("mark mail sent", err)
 }
 
-// RetryMail releases the claim and schedules another attempt.
+// RetryMail releases the claim and schedules another attempt. The error,
+// often a mail server's reply, is kept as at most 500 bytes of valid UTF-8
+// (store.ClipText).
 func (s *Store) RetryMail(ctx context.Context, id int64, next time.Time, lastError string) error {
 	n, err := affected(s.q(ctx).ExecContext(ctx, `UPDATE mail_outbox SET next_attempt_at = $2, claimed_until = 0,
-		last_error = $3 WHERE id = $1 AND sent_at = 0`, id, unix(next), truncateText(lastError, 500)))
+		last_error = $3 WHERE id = $1 AND sent_at = 0`, id, unix(next), store.ClipText(lastError, 500)))
 	if err == nil && n == 0 {
 		err = store.ErrNotFound
 	}
@@ -133,14 +135,4 @@ func (s *Store) DeleteMailBefore(ctx context.Context, t time.Time, limit int) (i
 	n, err := affected(s.q(ctx).ExecContext(ctx, `DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox
 		WHERE created_at < $1 LIMIT $2)`, unix(t), sqlLimit(limit)))
 	return int(n), s.fail("delete old mail", err)
-}
-
-func truncateText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 { // keep UTF-8 whole
-		n--
-	}
-	return s[:n]
 }

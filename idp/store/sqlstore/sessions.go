@@ -32,10 +32,11 @@ const (
 	deleteFlowSQL = `DELETE FROM flows WHERE key = $1`
 )
 
-// sessionArgs are x's values in the order of sessionCols.
+// sessionArgs are x's values in the order of sessionCols. The user agent
+// and the address come from the request: made valid UTF-8 (store.ValidText).
 func sessionArgs(x *store.Session) []any {
 	return []any{blob(x.TokenHash), x.ID, x.UserID, unix(x.AuthTime), list(x.AMR), x.Remember,
-		unix(x.CreatedAt), unix(x.LastSeen), unix(x.ExpiresAt), x.UserAgent, x.IP}
+		unix(x.CreatedAt), unix(x.LastSeen), unix(x.ExpiresAt), store.ValidText(x.UserAgent), store.ValidText(x.IP)}
 }
 
 // CreateSession stores a new session; ErrDuplicate when its token hash or

@@ -175,10 +175,12 @@ func (s *Store) exchangeInOneStatement(ctx context.Context, x *store.TokenExchan
 	return nil
 }
 
-// AddAuditEvent stores the event and sets e.ID.
+// AddAuditEvent stores the event and sets e.ID; its detail and address are
+// made valid UTF-8 (store.ValidText).
 func (s *Store) AddAuditEvent(ctx context.Context, e *store.AuditEvent) error {
 	err := s.q(ctx).QueryRowContext(ctx, `INSERT INTO audit_events (user_id, type, detail, ip, created_at)
-		VALUES ($1, $2, $3, $4, $5) RETURNING id`, e.UserID, e.Type, e.Detail, e.IP, unix(e.CreatedAt)).
+		VALUES ($1, $2, $3, $4, $5) RETURNING id`, e.UserID, e.Type, store.ValidText(e.Detail), store.ValidText(e.IP),
+		unix(e.CreatedAt)).
 		Scan(&e.ID)
 	return s.fail("add audit event", err)
 }

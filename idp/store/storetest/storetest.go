@@ -55,6 +55,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RaceDeleteFlow", testRaceDeleteFlow},
 		{"StartSession", testStartSession},
 		{"RaceStartSession", testRaceStartSession},
+		{"InvalidUTF8Text", testInvalidUTF8Text},
 		{"RaceRecordFailure", testRaceRecordFailure},
 		{"RaceRecordFailureLockout", testRaceRecordFailureLockout},
 		{"DeleteUserSession", testDeleteUserSession},
@@ -1261,6 +1262,50 @@ func testStartSession(t *testing.T, s store.Store) {
 	wantErr(t, "StartSession(unknown user)", s.StartSession(ctx, flow.Key, &nobody), store.ErrNotFound)
 	_, err = s.GetFlow(ctx, flow.Key, t0)
 	must(t, err)
+}
+
+// testInvalidUTF8Text: free text from outside that is not UTF-8 (a
+// Latin-1 User-Agent header, one cut in the middle of a character, a mail
+// server's reply) is stored in both dialects, as ValidText makes it:
+// PostgreSQL refuses invalid UTF-8 in TEXT, so a login of such a browser
+// would fail at its very end.
+func testInvalidUTF8Text(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	cut := "Mozilla/5.0 日本"
+	cut = cut[:len(cut)-1] // 本 cut in two
+	x := &store.Session{TokenHash: []byte("hash-1"), ID: "sid-1", UserID: "u1", AuthTime: t0, AMR: []string{"pwd"},
+		CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour), UserAgent: cut, IP: "192.0.2.1\xff"}
+	must(t, s.CreateSession(ctx, x))
+	want := *x
+	want.UserAgent, want.IP = "Mozilla/5.0 日\uFFFD", "192.0.2.1\uFFFD"
+	got, err := s.GetSession(ctx, x.TokenHash, t0)
+	must(t, err)
+	same(t, "GetSession of a session with an invalid user agent", got, &want)
+
+	flow := &store.Flow{Key: []byte("login-flow"), Data: []byte("{}"), CreatedAt: t0, ExpiresAt: at(time.Hour)}
+	must(t, s.PutFlow(ctx, flow))
+	y := &store.Session{TokenHash: []byte("hash-2"), ID: "sid-2", UserID: "u1", AuthTime: t0, AMR: []string{"pwd", "otp"},
+		CreatedAt: t0, LastSeen: at(time.Minute), ExpiresAt: at(time.Hour), UserAgent: "caf\xe9/1.0 (\xe9\xe8)", IP: "192.0.2.2"}
+	must(t, s.StartSession(ctx, flow.Key, y))
+	wantY := *y
+	wantY.UserAgent = "caf\uFFFD/1.0 (\uFFFD)"
+	list, err := s.ListUserSessions(ctx, "u1", t0)
+	must(t, err)
+	same(t, "ListUserSessions", list, []store.Session{wantY, want})
+
+	must(t, s.AddAuditEvent(ctx, &store.AuditEvent{UserID: "u1", Type: "login", Detail: "{\"ua\":\"caf\xe9\"}",
+		IP: "\xff", CreatedAt: t0}))
+	es, err := s.ListAuditEvents(ctx, "u1", 1)
+	must(t, err)
+	same(t, "audit detail and address", []string{es[0].Detail, es[0].IP}, []string{"{\"ua\":\"caf\uFFFD\"}", "\uFFFD"})
+
+	m := &store.Mail{To: "a@example.com", Subject: "s", Body: "b", CreatedAt: t0, NextAttemptAt: t0}
+	must(t, s.EnqueueMail(ctx, m))
+	must(t, s.RetryMail(ctx, m.ID, at(time.Minute), "550 caf\xe9 refus\xe9"))
+	gm, err := s.GetMail(ctx, m.ID)
+	must(t, err)
+	same(t, "last error", gm.LastError, "550 caf\uFFFD refus\uFFFD")
 }
 
 // testRaceStartSession: of concurrent requests finishing one flow, exactly
