@@ -74,6 +74,13 @@ func (m *Store) UpdatePassword(ctx context.Context, userID, passwordHash string,
 	return err
 }
 
+func (m *Store) UpgradePasswordHash(ctx context.Context, userID, oldHash, newHash string) error {
+	start := time.Now()
+	err := m.Store.UpgradePasswordHash(ctx, userID, oldHash, newHash)
+	m.done("UpgradePasswordHash", start, err)
+	return err
+}
+
 func (m *Store) CreateClient(ctx context.Context, c *store.Client) error {
 	start := time.Now()
 	err := m.Store.CreateClient(ctx, c)

@@ -269,6 +269,13 @@ type Store interface {
 	GetUser(ctx context.Context, id string) (*User, error)
 	GetUserByEmail(ctx context.Context, email string) (*User, error) // case-insensitive
 	UpdatePassword(ctx context.Context, userID, passwordHash string, now time.Time) error
+	// UpgradePasswordHash replaces the user's password hash with newHash
+	// (the same password hashed at a higher cost) only while it is still
+	// oldHash, the hash the caller verified: a password changed or reset
+	// in the meantime is kept. When the hash is no longer oldHash, or there
+	// is no such user, nothing changes and the answer is nil. UpdatedAt is
+	// kept: the password did not change.
+	UpgradePasswordHash(ctx context.Context, userID, oldHash, newHash string) error
 	// MarkEmailVerified records that the user showed the address is theirs
 	// at now (the first time counts); ErrNotFound when there is no such user.
 	MarkEmailVerified(ctx context.Context, userID string, now time.Time) error

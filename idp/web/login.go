@@ -147,8 +147,10 @@ func (s *Server) checkPassword(ctx context.Context, user *store.User, pw string)
 		return nil, nil
 	}
 	if rehash {
+		// user was read before the (queued, slow) hashes: only the hash
+		// verified here is replaced, never a password changed meanwhile.
 		if h, err := s.Hasher.Hash(ctx, pw); err == nil {
-			_ = s.Store.UpdatePassword(ctx, user.ID, h, s.Now())
+			_ = s.Store.UpgradePasswordHash(ctx, user.ID, user.PasswordHash, h)
 		}
 	}
 	return user, nil

@@ -107,6 +107,14 @@ func (s *Store) UpdatePassword(ctx context.Context, userID, passwordHash string,
 	return s.fail("update password", err)
 }
 
+// UpgradePasswordHash implements store.Store with one conditional UPDATE:
+// a hash that is no longer oldHash is left alone.
+func (s *Store) UpgradePasswordHash(ctx context.Context, userID, oldHash, newHash string) error {
+	_, err := s.q(ctx).ExecContext(ctx,
+		`UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2`, userID, oldHash, newHash)
+	return s.fail("upgrade password hash", err)
+}
+
 // MarkEmailVerified implements store.Store: the first verification's time
 // is kept.
 func (s *Store) MarkEmailVerified(ctx context.Context, userID string, now time.Time) error {

@@ -27,6 +27,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"Ping", testPing},
 		{"Users", testUsers},
+		{"UpgradePasswordHash", testUpgradePasswordHash},
 		{"Clients", testClients},
 		{"SigningKeys", testSigningKeys},
 		{"Sessions", testSessions},
@@ -266,6 +267,35 @@ func testUsers(t *testing.T, s store.Store) {
 	got, err = s.GetUser(ctx, "u5")
 	must(t, err)
 	same(t, "GetUser of a user created verified", got, verified)
+}
+
+// testUpgradePasswordHash: a login's rehash replaces the hash it verified,
+// and only that one: a password changed after the login read the user is
+// kept.
+func testUpgradePasswordHash(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := newUser(t, s, "u1")
+	newUser(t, s, "u2")
+	must(t, s.UpgradePasswordHash(ctx, "u1", "hash-u1", "rehash-u1"))
+	got, err := s.GetUser(ctx, "u1")
+	must(t, err)
+	want := *u
+	want.PasswordHash = "rehash-u1" // UpdatedAt kept
+	same(t, "GetUser after UpgradePasswordHash", got, &want)
+
+	// The password changes; a login that read the user before still
+	// holds the old hash.
+	must(t, s.UpdatePassword(ctx, "u1", "changed", at(time.Hour)))
+	must(t, s.UpgradePasswordHash(ctx, "u1", "rehash-u1", "stale-rehash"))
+	got, err = s.GetUser(ctx, "u1")
+	must(t, err)
+	want.PasswordHash, want.UpdatedAt = "changed", at(time.Hour)
+	same(t, "GetUser after a stale UpgradePasswordHash", got, &want)
+
+	must(t, s.UpgradePasswordHash(ctx, "nobody", "x", "y"))
+	got, err = s.GetUser(ctx, "u2")
+	must(t, err)
+	same(t, "another user's hash", got.PasswordHash, "hash-u2")
 }
 
 func testClients(t *testing.T, s store.Store) {
