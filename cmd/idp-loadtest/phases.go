@@ -146,8 +146,9 @@ func seed(ctx context.Context, cfg config.Config, n int) (*seeded, error) {
 		if err != nil {
 			return nil, err
 		}
+		secretEnc := mfa.SealSecret(a.Key, u.ID, totp)
 		if err := a.Store.PutPendingTOTP(ctx, &store.PendingTOTP{
-			UserID: u.ID, SecretEnc: mfa.SealSecret(a.Key, u.ID, totp), CreatedAt: now, ExpiresAt: now.Add(time.Hour),
+			UserID: u.ID, SecretEnc: secretEnc, CreatedAt: now, ExpiresAt: now.Add(time.Hour),
 		}); err != nil {
 			return nil, err
 		}
@@ -155,7 +156,7 @@ func seed(ctx context.Context, cfg config.Config, n int) (*seeded, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := a.Store.ConfirmTOTP(ctx, u.ID, 0, mfa.SealBackupCodes(a.Key, u.ID, codes), now); err != nil {
+		if err := a.Store.ConfirmTOTP(ctx, u.ID, secretEnc, 0, mfa.SealBackupCodes(a.Key, u.ID, codes), now); err != nil {
 			return nil, err
 		}
 		s.accounts = append(s.accounts, &account{Email: u.Email, Password: seedPassword, Secret: totp})

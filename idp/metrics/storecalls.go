@@ -214,9 +214,9 @@ func (m *Store) GetPendingTOTP(ctx context.Context, userID string, now time.Time
 	return r0, err
 }
 
-func (m *Store) ConfirmTOTP(ctx context.Context, userID string, step int64, codes []store.BackupCode, now time.Time) error {
+func (m *Store) ConfirmTOTP(ctx context.Context, userID string, secretEnc []byte, step int64, codes []store.BackupCode, now time.Time) error {
 	start := time.Now()
-	err := m.Store.ConfirmTOTP(ctx, userID, step, codes, now)
+	err := m.Store.ConfirmTOTP(ctx, userID, secretEnc, step, codes, now)
 	m.done("ConfirmTOTP", start, err)
 	return err
 }

@@ -330,10 +330,13 @@ type Store interface {
 	// TOTP. Pending enrollments change nothing until ConfirmTOTP.
 	PutPendingTOTP(ctx context.Context, p *PendingTOTP) error // replaces any earlier pending one
 	GetPendingTOTP(ctx context.Context, userID string, now time.Time) (*PendingTOTP, error)
-	// ConfirmTOTP atomically turns the pending enrollment into the user's
-	// authenticator with LastStep=step and replaces the backup codes with
-	// codes. ErrNotFound when no unexpired pending enrollment exists.
-	ConfirmTOTP(ctx context.Context, userID string, step int64, codes []BackupCode, now time.Time) error
+	// ConfirmTOTP atomically turns the pending enrollment whose SecretEnc
+	// is secretEnc (the one the caller verified a code against) into the
+	// user's authenticator with LastStep=step and replaces the backup codes
+	// with codes. ErrNotFound when no unexpired pending enrollment exists;
+	// ErrConsumed when the one there is another (a setup started since
+	// replaced it), which is left pending. Either way nothing changes.
+	ConfirmTOTP(ctx context.Context, userID string, secretEnc []byte, step int64, codes []BackupCode, now time.Time) error
 	// GetSecondStep reads what a login's second step needs in one
 	// statement: the user, the authenticator and the throttle of
 	// throttleKey. ErrNotFound when there is no such user.

@@ -300,11 +300,13 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	err = s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
 		c := accountChange{Event: "mfa.enabled", Mail: mail.MFAEnabled}
-		return c, s.Store.ConfirmTOTP(tx, u.ID, step, mfa.SealBackupCodes(s.Key, u.ID, codes), s.Now())
+		// Only the secret the code was checked against: one that a setup
+		// started since (in another tab) put in its place was never proved.
+		return c, s.Store.ConfirmTOTP(tx, u.ID, pending.SecretEnc, step, mfa.SealBackupCodes(s.Key, u.ID, codes), s.Now())
 	})
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			err = errFlowGone
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConsumed) {
+			err = errFlowGone // expired, or replaced: start again
 		}
 		s.flowFailed(w, r, err)
 		return

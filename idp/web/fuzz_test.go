@@ -109,11 +109,12 @@ func (e *fuzzEnv) enableMFA(f *testing.F) {
 		f.Fatal(err)
 	}
 	id := e.user.ID
-	if err := e.app.Store.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: id, SecretEnc: mfa.SealSecret(e.app.Key, id, secret),
+	secretEnc := mfa.SealSecret(e.app.Key, id, secret)
+	if err := e.app.Store.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: id, SecretEnc: secretEnc,
 		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		f.Fatal(err)
 	}
-	if err := e.app.Store.ConfirmTOTP(ctx, id, 0, mfa.SealBackupCodes(e.app.Key, id, fuzzBackupCodes), now); err != nil {
+	if err := e.app.Store.ConfirmTOTP(ctx, id, secretEnc, 0, mfa.SealBackupCodes(e.app.Key, id, fuzzBackupCodes), now); err != nil {
 		f.Fatal(err)
 	}
 }

@@ -35,23 +35,28 @@ func (s *Store) GetPendingTOTP(ctx context.Context, userID string, now time.Time
 	return &p, nil
 }
 
-// ConfirmTOTP turns the pending enrollment into the user's authenticator and
-// replaces the backup codes, in one transaction. The pending row is consumed
-// by a DELETE ... RETURNING, so of two concurrent confirmations one wins and
-// the other gets ErrNotFound.
-func (s *Store) ConfirmTOTP(ctx context.Context, userID string, step int64, codes []store.BackupCode, now time.Time) error {
+// ConfirmTOTP turns the pending enrollment with this secret into the user's
+// authenticator and replaces the backup codes, in one transaction. The
+// pending row is consumed by a DELETE conditional on its secret, so of two
+// concurrent confirmations one wins and the other gets ErrNotFound, and a
+// secret another setup put in its place is never installed (ErrConsumed).
+func (s *Store) ConfirmTOTP(ctx context.Context, userID string, secretEnc []byte, step int64, codes []store.BackupCode, now time.Time) error {
 	err := s.inTx(ctx, func(q querier) error {
-		var secret []byte
-		if err := q.QueryRowContext(ctx, `DELETE FROM pending_totp
-			WHERE user_id = $1 AND (expires_at = 0 OR expires_at > $2) RETURNING secret_enc`,
-			userID, unix(now)).Scan(bytesCol{&secret}); err != nil {
-			return err // sql.ErrNoRows: ErrNotFound
+		n, err := affected(q.ExecContext(ctx, `DELETE FROM pending_totp
+			WHERE user_id = $1 AND secret_enc = $2 AND (expires_at = 0 OR expires_at > $3)`,
+			userID, blob(secretEnc), unix(now)))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return s.consumedOrNotFound(ctx, q, `SELECT 1 FROM pending_totp
+				WHERE user_id = $1 AND (expires_at = 0 OR expires_at > $2)`, userID, unix(now))
 		}
 		if _, err := q.ExecContext(ctx, `INSERT INTO totp (user_id, secret_enc, last_step, confirmed_at)
 			VALUES ($1, $2, $3, $4)
 			ON CONFLICT (user_id) DO UPDATE SET secret_enc = excluded.secret_enc, last_step = excluded.last_step,
 				confirmed_at = excluded.confirmed_at`,
-			userID, blob(secret), step, unix(now)); err != nil {
+			userID, blob(secretEnc), step, unix(now)); err != nil {
 			return err
 		}
 		return replaceBackupCodes(ctx, q, userID, codes)

@@ -126,8 +126,9 @@ func benchLogin(b *testing.B, s store.Store) {
 			b.Fatalf("%s: %v", what, err)
 		}
 	}
-	must("pending TOTP", s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: u.ID, SecretEnc: bytes.Repeat([]byte{1}, 48), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
-	must("confirm TOTP", s.ConfirmTOTP(ctx, u.ID, 1, nil, now))
+	secretEnc := bytes.Repeat([]byte{1}, 48)
+	must("pending TOTP", s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: u.ID, SecretEnc: secretEnc, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+	must("confirm TOTP", s.ConfirmTOTP(ctx, u.ID, secretEnc, 1, nil, now))
 	flowData := bytes.Repeat([]byte("f"), 700)
 	reqData := bytes.Repeat([]byte("r"), 1200)
 	step := int64(1)

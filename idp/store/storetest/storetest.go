@@ -34,6 +34,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Flows", testFlows},
 		{"Consent", testConsent},
 		{"TOTP", testTOTP},
+		{"ConfirmReplacedTOTP", testConfirmReplacedTOTP},
 		{"SecondStep", testSecondStep},
 		{"PasswordStep", testPasswordStep},
 		{"BackupCodes", testBackupCodes},
@@ -521,7 +522,7 @@ func testTOTP(t *testing.T, s store.Store) {
 	wantErr(t, "the authenticator(none)", err, store.ErrNotFound)
 	_, err = s.GetPendingTOTP(ctx, "u1", t0)
 	wantErr(t, "GetPendingTOTP(none)", err, store.ErrNotFound)
-	wantErr(t, "ConfirmTOTP without a pending enrollment", s.ConfirmTOTP(ctx, "u1", 100, codes("a", 3), t0), store.ErrNotFound)
+	wantErr(t, "ConfirmTOTP without a pending enrollment", s.ConfirmTOTP(ctx, "u1", []byte("secret-1"), 100, codes("a", 3), t0), store.ErrNotFound)
 	wantErr(t, "UseTOTPStep without an authenticator", s.UseTOTPStep(ctx, "u1", 1), store.ErrNotFound)
 	wantErr(t, "DeleteMFA without an authenticator", s.DeleteMFA(ctx, "u1"), store.ErrNotFound)
 
@@ -539,11 +540,11 @@ func testTOTP(t *testing.T, s store.Store) {
 	same(t, "GetPendingTOTP after a replacing put", got, p)
 	mfa(false)
 
-	wantErr(t, "ConfirmTOTP after expiry", s.ConfirmTOTP(ctx, "u1", 100, codes("a", 3), at(11*time.Minute)), store.ErrNotFound)
+	wantErr(t, "ConfirmTOTP after expiry", s.ConfirmTOTP(ctx, "u1", []byte("secret-2"), 100, codes("a", 3), at(11*time.Minute)), store.ErrNotFound)
 	_, err = getTOTP(ctx, s, "u1")
 	wantErr(t, "the authenticator after a failed confirm", err, store.ErrNotFound)
 
-	must(t, s.ConfirmTOTP(ctx, "u1", 100, codes("a", 3), at(2*time.Minute)))
+	must(t, s.ConfirmTOTP(ctx, "u1", []byte("secret-2"), 100, codes("a", 3), at(2*time.Minute)))
 	totp, err := getTOTP(ctx, s, "u1")
 	must(t, err)
 	same(t, "the authenticator", totp, &store.TOTP{UserID: "u1", SecretEnc: []byte("secret-2"), LastStep: 100, ConfirmedAt: at(2 * time.Minute)})
@@ -553,7 +554,7 @@ func testTOTP(t *testing.T, s store.Store) {
 	must(t, err)
 	same(t, "backup codes after confirm", cs, codes("a", 3))
 	mfa(true)
-	wantErr(t, "ConfirmTOTP twice", s.ConfirmTOTP(ctx, "u1", 101, codes("b", 3), at(3*time.Minute)), store.ErrNotFound)
+	wantErr(t, "ConfirmTOTP twice", s.ConfirmTOTP(ctx, "u1", []byte("secret-2"), 101, codes("b", 3), at(3*time.Minute)), store.ErrNotFound)
 
 	wantErr(t, "UseTOTPStep(the confirming step)", s.UseTOTPStep(ctx, "u1", 100), store.ErrConsumed)
 	wantErr(t, "UseTOTPStep(an earlier step)", s.UseTOTPStep(ctx, "u1", 99), store.ErrConsumed)
@@ -569,7 +570,7 @@ func testTOTP(t *testing.T, s store.Store) {
 	totp, err = getTOTP(ctx, s, "u1")
 	must(t, err)
 	same(t, "secret while re-enrolling", totp.SecretEnc, []byte("secret-2"))
-	must(t, s.ConfirmTOTP(ctx, "u1", 50, codes("c", 2), at(4*time.Minute)))
+	must(t, s.ConfirmTOTP(ctx, "u1", []byte("secret-3"), 50, codes("c", 2), at(4*time.Minute)))
 	totp, err = getTOTP(ctx, s, "u1")
 	must(t, err)
 	same(t, "the authenticator after re-enrolling", totp, &store.TOTP{UserID: "u1", SecretEnc: []byte("secret-3"), LastStep: 50, ConfirmedAt: at(4 * time.Minute)})
@@ -588,6 +589,40 @@ func testTOTP(t *testing.T, s store.Store) {
 	same(t, "backup codes after DeleteMFA", len(cs), 0)
 	mfa(false)
 	wantErr(t, "DeleteMFA twice", s.DeleteMFA(ctx, "u1"), store.ErrNotFound)
+}
+
+// testConfirmReplacedTOTP: a confirmation installs only the pending secret
+// the caller verified a code against. Once a setup started since (another
+// tab) has replaced it, the confirmation fails, 2FA stays off and the
+// newer enrollment stays pending; that one can still be confirmed.
+func testConfirmReplacedTOTP(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("secret-1"), CreatedAt: t0, ExpiresAt: at(10 * time.Minute)}))
+	newer := &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("secret-2"), CreatedAt: at(time.Minute), ExpiresAt: at(11 * time.Minute)}
+	must(t, s.PutPendingTOTP(ctx, newer))
+
+	wantErr(t, "ConfirmTOTP of a replaced secret", s.ConfirmTOTP(ctx, "u1", []byte("secret-1"), 100, codes("a", 3), at(2*time.Minute)),
+		store.ErrConsumed)
+	_, err := getTOTP(ctx, s, "u1")
+	wantErr(t, "the authenticator after confirming a replaced secret", err, store.ErrNotFound)
+	u, err := s.GetUser(ctx, "u1")
+	must(t, err)
+	same(t, "MFAEnabled after confirming a replaced secret", u.MFAEnabled, false)
+	cs, err := s.ListBackupCodes(ctx, "u1")
+	must(t, err)
+	same(t, "backup codes after confirming a replaced secret", len(cs), 0)
+	got, err := s.GetPendingTOTP(ctx, "u1", at(2*time.Minute))
+	must(t, err)
+	same(t, "the newer enrollment", got, newer)
+	// The same stale secret once the newer enrollment expired: not found.
+	wantErr(t, "ConfirmTOTP of a replaced secret after expiry",
+		s.ConfirmTOTP(ctx, "u1", []byte("secret-1"), 100, codes("a", 3), at(11*time.Minute)), store.ErrNotFound)
+
+	must(t, s.ConfirmTOTP(ctx, "u1", []byte("secret-2"), 101, codes("b", 3), at(3*time.Minute)))
+	totp, err := getTOTP(ctx, s, "u1")
+	must(t, err)
+	same(t, "the authenticator", totp, &store.TOTP{UserID: "u1", SecretEnc: []byte("secret-2"), LastStep: 101, ConfirmedAt: at(3 * time.Minute)})
 }
 
 // testSecondStep: one read gives what GetUser and GetThrottles give, and
@@ -616,7 +651,7 @@ func testSecondStep(t *testing.T, s store.Store) {
 		t.Fatalf("before enrolling: %+v", st)
 	}
 	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("secret-1"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
-	must(t, s.ConfirmTOTP(ctx, "u1", 100, codes("a", 3), at(time.Minute)))
+	must(t, s.ConfirmTOTP(ctx, "u1", []byte("secret-1"), 100, codes("a", 3), at(time.Minute)))
 	must(t, s.UseTOTPStep(ctx, "u1", 102))
 	p := store.ThrottlePolicy{MaxFailures: 2, BaseLockout: time.Minute, MaxLockout: time.Hour}
 	for range 3 {
@@ -853,7 +888,7 @@ func testTokenWithUser(t *testing.T, s store.Store) {
 	newUser(t, s, "u1")
 	newUser(t, s, "u2")
 	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u2", SecretEnc: []byte("secret"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
-	must(t, s.ConfirmTOTP(ctx, "u2", 1, codes("a", 1), t0))
+	must(t, s.ConfirmTOTP(ctx, "u2", []byte("secret"), 1, codes("a", 1), t0))
 	for _, subject := range []string{"u1", "u2", "gone"} {
 		rec := &store.TokenRecord{Kind: store.KindAccessToken, Signature: "sig-" + subject, RequestID: "req-" + subject,
 			ClientID: "app", Subject: subject, SessionID: "sid", Data: []byte(`{"scopes":["openid"]}`), Active: true,
@@ -1032,7 +1067,7 @@ func testTransactions(t *testing.T, s store.Store) {
 	must(t, s.CreateUser(tx, &store.User{ID: "u2", Email: "u2@example.com", CreatedAt: t0}))
 	must(t, s.CreateToken(tx, &store.TokenRecord{Kind: store.KindAccessToken, Signature: "a", Data: []byte("{}"), Active: true}))
 	must(t, s.AddSigningKey(tx, &store.SigningKey{ID: "k2", Algorithm: "RS256", PrivateEnc: []byte("p"), PublicJWK: []byte("{}"), CreatedAt: t0}, at(time.Hour)))
-	must(t, s.ConfirmTOTP(tx, "u1", 7, codes("a", 2), at(time.Minute)))
+	must(t, s.ConfirmTOTP(tx, "u1", []byte("s"), 7, codes("a", 2), at(time.Minute)))
 	_, err = getTOTP(tx, s, "u1")
 	must(t, err)
 	must(t, s.Rollback(tx))
@@ -1197,7 +1232,7 @@ func testRaceUseTOTPStep(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	newUser(t, s, "u1")
 	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("s"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
-	must(t, s.ConfirmTOTP(ctx, "u1", 1000, nil, t0))
+	must(t, s.ConfirmTOTP(ctx, "u1", []byte("s"), 1000, nil, t0))
 	wins := race(t, store.ErrConsumed, func(ctx context.Context, _ int) error {
 		return s.UseTOTPStep(ctx, "u1", 1001)
 	})
@@ -1209,7 +1244,7 @@ func testRaceConfirmTOTP(t *testing.T, s store.Store) {
 	newUser(t, s, "u1")
 	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("s"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
 	wins := race(t, store.ErrNotFound, func(ctx context.Context, i int) error {
-		return s.ConfirmTOTP(ctx, "u1", int64(1000+i), codes(fmt.Sprint(i), 3), t0)
+		return s.ConfirmTOTP(ctx, "u1", []byte("s"), int64(1000+i), codes(fmt.Sprint(i), 3), t0)
 	})
 	same(t, "ConfirmTOTP winners", wins, 1)
 	totp, err := getTOTP(ctx, s, "u1")
