@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -30,7 +31,27 @@ func (s *Server) mfaPolicy() store.ThrottlePolicy {
 // unknown addresses behave alike) and the client IP's key, in that order.
 func (s *Server) passwordThrottleKeys(r *http.Request, email string) []string {
 	mac := s.Key.MAC("throttle", []byte(strings.ToLower(strings.TrimSpace(email))))
-	return []string{"pwd:acct:" + hex.EncodeToString(mac[:16]), "pwd:ip:" + s.clientIP(r)}
+	return []string{"pwd:acct:" + hex.EncodeToString(mac[:16]), "pwd:ip:" + ipThrottleKey(s.clientIP(r))}
+}
+
+// ipThrottleKey is what a per-IP limit counts for the client address ip:
+// an IPv4 address as it is (an IPv4-mapped IPv6 address as its IPv4 one),
+// an IPv6 address as its /64. One client commonly holds a whole /64 (2^64
+// addresses), so counting per IPv6 address would never lock it. What does
+// not parse is kept as it is.
+func ipThrottleKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	if a = a.Unmap(); a.Is4() {
+		return a.String()
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }
 
 func mfaThrottleKey(userID string) string { return "mfa:" + userID }
