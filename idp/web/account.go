@@ -172,6 +172,11 @@ func (s *Server) settingsFlow(w http.ResponseWriter, r *http.Request, kind strin
 func (s *Server) reauthenticate(r *http.Request, u *store.User) (status int, msg string, err error) {
 	ctx := r.Context()
 	keys := s.passwordThrottleKeys(r, u.Email)
+	unlock, err := s.attempts.lock(ctx, keys[0]) // as at login: one attempt on the account at a time
+	if err != nil {
+		return 0, "", err
+	}
+	defer unlock()
 	locked, counted, err := s.lockedOut(ctx, keys...)
 	if err != nil || locked {
 		return http.StatusTooManyRequests, "too_many_attempts", err

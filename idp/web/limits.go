@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kamera-id/idp/idp/metrics"
@@ -55,6 +56,98 @@ func ipThrottleKey(ip string) string {
 }
 
 func mfaThrottleKey(userID string) string { return "mfa:" + userID }
+
+// Attempts on one account are taken one at a time. A handler reads the
+// account's throttle, checks the password or code, and records the failure
+// (or resets the throttle after a success) in separate store calls; without
+// this, every request of a parallel burst passes the check before any of
+// them records its failure, and far more than the limit get checked. So the
+// password step, re-authentication on My Page and the second step each hold
+// the lock of their account's throttle key (keys[0] of
+// passwordThrottleKeys, which for an unknown address is derived from the
+// address just as for a known one; mfaThrottleKey for the second step) from
+// before the throttle is read until the failure or the success is recorded.
+// The next attempt on the account then sees what the previous one recorded.
+//
+// The lock is per instance, in memory: it costs the successful login no
+// store round trip (a lock row or advisory lock would cost one, and login
+// CPU and latency are measured targets). Across N instances behind a load
+// balancer, up to N attempts on one account can be between their check and
+// their record at once, so a burst gets at most about N-1 more checks than
+// the limit.
+//
+// Only the account's key is locked: one lock per request, so no two locks
+// are ever taken in different orders. The per-IP key is still read and
+// counted by the same store calls, but attempts on different accounts from
+// one IP run in parallel, so a burst sprayed across many accounts can go
+// past the per-IP limit by as many attempts as are in flight at once.
+
+// keyedMutex is a set of mutexes by key. An entry exists only while some
+// request holds or waits for its key, so the map holds at most as many
+// entries as there are requests in flight. The zero value is ready to use.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	held chan struct{} // holds one token while the key is locked
+	refs int           // holders and waiters; the entry goes at 0
+}
+
+// lock waits until key is free or ctx is done (then it returns ctx's
+// error). unlock frees the key; calling it again does nothing, so a
+// handler can free the key early and also defer the call. unlock is for
+// the goroutine that took the lock.
+func (km *keyedMutex) lock(ctx context.Context, key string) (unlock func(), err error) {
+	km.mu.Lock()
+	if km.m == nil {
+		km.m = map[string]*keyedEntry{}
+	}
+	e := km.m[key]
+	if e == nil {
+		e = &keyedEntry{held: make(chan struct{}, 1)}
+		km.m[key] = e
+	}
+	e.refs++
+	km.mu.Unlock()
+	select {
+	case e.held <- struct{}{}:
+	case <-ctx.Done():
+		km.release(key, e)
+		return nil, ctx.Err()
+	}
+	done := false
+	return func() {
+		if done {
+			return
+		}
+		done = true
+		<-e.held
+		km.release(key, e)
+	}, nil
+}
+
+func (km *keyedMutex) release(key string, e *keyedEntry) {
+	km.mu.Lock()
+	if e.refs--; e.refs == 0 {
+		delete(km.m, key)
+	}
+	km.mu.Unlock()
+}
+
+// lockAttempts takes the lock of the account's throttle key (see above).
+// When the request's deadline passes (or its client leaves) while it
+// waits, it answers as when the store or the hasher times out, and ok is
+// false.
+func (s *Server) lockAttempts(w http.ResponseWriter, r *http.Request, key string) (unlock func(), ok bool) {
+	unlock, err := s.attempts.lock(r.Context(), key)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return nil, false
+	}
+	return unlock, true
+}
 
 // lockedOut reports whether any of the keys is locked now, and whether the
 // first one has failures or lockouts on record (see throttled).

@@ -1,9 +1,22 @@
 package web
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/kamera-id/idp/idp/config"
+	"github.com/kamera-id/idp/idp/password"
+	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/idp/testenv"
 )
 
 func TestIPThrottleKey(t *testing.T) {
@@ -37,5 +50,161 @@ func TestIPThrottleKey(t *testing.T) {
 	}
 	if a, b := keyFrom("192.0.2.1:5555"), keyFrom("192.0.2.2:5555"); a == b || a != "pwd:ip:192.0.2.1" {
 		t.Errorf("per-IP keys of 192.0.2.1 and 192.0.2.2: %q and %q, want one per address", a, b)
+	}
+}
+
+// entries is the number of keys held or waited for.
+func (km *keyedMutex) entries() int {
+	km.mu.Lock()
+	defer km.mu.Unlock()
+	return len(km.m)
+}
+
+// TestKeyedMutex: one holder per key at a time, other keys unaffected, a
+// wait ends with its context, and no entry outlives its last holder or
+// waiter.
+func TestKeyedMutex(t *testing.T) {
+	var km keyedMutex
+	ctx := context.Background()
+
+	// Mutual exclusion: the counter is not atomic, so -race sees any
+	// overlap, and inside counts the holders at once.
+	var inside atomic.Int32
+	counter := 0
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Go(func() {
+			key := "a"
+			if i%4 == 0 {
+				key = "b"
+			}
+			unlock, err := km.lock(ctx, key)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer unlock()
+			if key == "a" {
+				if n := inside.Add(1); n != 1 {
+					t.Errorf("%d holders of one key at once", n)
+				}
+				counter++
+				inside.Add(-1)
+			}
+		})
+	}
+	wg.Wait()
+	if counter != 75 || km.entries() != 0 {
+		t.Fatalf("counter %d (want 75), %d entries left (want 0)", counter, km.entries())
+	}
+
+	// A held key: another key is free, and a wait for the held one ends
+	// with its context (here cancelled), leaving only the holder's entry.
+	unlock, err := km.lock(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlockB, err := km.lock(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlockB()
+	cctx, cancel := context.WithCancel(ctx)
+	waiting := make(chan error)
+	go func() {
+		_, err := km.lock(cctx, "a")
+		waiting <- err
+	}()
+	cancel()
+	if err := <-waiting; !errors.Is(err, context.Canceled) {
+		t.Fatalf("waiting for a held key with a cancelled context: %v", err)
+	}
+	if n := km.entries(); n != 1 {
+		t.Fatalf("%d entries while one key is held, want 1", n)
+	}
+	unlock()
+	unlock() // a second call does nothing
+	if n := km.entries(); n != 0 {
+		t.Fatalf("%d entries after the last unlock, want 0", n)
+	}
+	unlock, err = km.lock(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+}
+
+// panicking is a real store whose password step read panics.
+type panicking struct{ store.Store }
+
+func (panicking) GetPasswordStep(context.Context, string, ...string) (*store.User, []store.Throttle, error) {
+	panic("boom")
+}
+
+// TestAttemptLockReleased: waiting for the account's lock ends at the
+// request's deadline with the timeout's 503 page and no password hashed,
+// and the lock is freed on every way out of the password step: an answer,
+// a panic.
+func TestAttemptLockReleased(t *testing.T) {
+	st := testenv.SQLiteStore(t)
+	cfg := config.Defaults()
+	cfg.Issuer = "http://localhost:8080"
+	h := password.New(password.Params{Memory: 8192, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 1)
+	s := New(Deps{Config: cfg, Key: testKey(t), Store: st, Hasher: h, Logger: slog.New(slog.DiscardHandler)})
+	const addr = "user@example.com"
+
+	// A login flow and this browser's CSRF cookie.
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://localhost:8080/login", nil))
+	loc, err := url.Parse(rec.Header().Get("Location"))
+	if err != nil || loc.Query().Get("flow") == "" {
+		t.Fatalf("GET /login: %d, Location %q", rec.Code, rec.Header().Get("Location"))
+	}
+	var csrf *http.Cookie
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == s.cookieName(csrfCookie) {
+			csrf = c
+		}
+	}
+	if csrf == nil {
+		t.Fatal("GET /login set no CSRF cookie")
+	}
+	attempt := func() (*httptest.ResponseRecorder, int64) {
+		t.Helper()
+		form := url.Values{"flow": {loc.Query().Get("flow")}, "csrf": {s.csrfFor(csrf.Value)},
+			"email": {addr}, "password": {"guess"}}
+		req := httptest.NewRequest(http.MethodPost, "http://localhost:8080/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(csrf)
+		n0, _ := h.Stats()
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		n1, _ := h.Stats()
+		return rec, n1 - n0
+	}
+	key := s.passwordThrottleKeys(httptest.NewRequest(http.MethodPost, "/login", nil), addr)[0]
+
+	// Another attempt on the account holds its lock past this one's deadline.
+	unlock, err := s.attempts.lock(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.timeout = 50 * time.Millisecond
+	rec, hashed := attempt()
+	if rec.Code != http.StatusServiceUnavailable || hashed != 0 {
+		t.Fatalf("deadline while waiting for the account's lock: status %d, %d hashed; want 503, none", rec.Code, hashed)
+	}
+	if n := s.attempts.entries(); n != 1 {
+		t.Fatalf("%d locks after the wait ended, want the holder's only", n)
+	}
+	unlock()
+	s.timeout = RequestTimeout
+
+	if rec, hashed := attempt(); rec.Code != http.StatusOK || hashed != 1 || s.attempts.entries() != 0 {
+		t.Fatalf("wrong password: status %d, %d hashed, %d locks left; want 200, 1, 0", rec.Code, hashed, s.attempts.entries())
+	}
+	s.Store = panicking{st}
+	if rec, _ := attempt(); rec.Code != http.StatusInternalServerError || s.attempts.entries() != 0 {
+		t.Fatalf("a panic in the password step: status %d, %d locks left; want 500, 0", rec.Code, s.attempts.entries())
 	}
 }

@@ -82,6 +82,11 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keys := s.passwordThrottleKeys(r, email)
+	unlock, ok := s.lockAttempts(w, r, keys[0]) // held until this attempt is counted
+	if !ok {
+		return
+	}
+	defer unlock()
 	found, ts, err := s.Store.GetPasswordStep(ctx, email, keys...) // one round trip
 	if err != nil {
 		s.storeFailed(w, r, err)
@@ -116,6 +121,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
+	unlock()
 	s.Metrics.Login(metrics.StepPassword, metrics.ResultSuccess)
 	f.UserID, f.AMR, f.Remember = user.ID, []string{"pwd"}, remember
 	if !user.MFAEnabled {
@@ -192,6 +198,11 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	unlock, ok := s.lockAttempts(w, r, mfaThrottleKey(f.UserID)) // held until this attempt is counted
+	if !ok {
+		return
+	}
+	defer unlock()
 	acct, ok := s.readSecondStep(w, r, f)
 	if !ok {
 		return
@@ -225,6 +236,7 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
+	unlock()
 	s.Metrics.Login(metrics.StepTOTP, metrics.ResultSuccess)
 	f.AMR, f.user = []string{"pwd", "otp"}, acct.User
 	s.completeLogin(w, r, f)
@@ -312,6 +324,11 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	unlock, ok := s.lockAttempts(w, r, mfaThrottleKey(f.UserID)) // held until this attempt is counted
+	if !ok {
+		return
+	}
+	defer unlock()
 	acct, ok := s.readSecondStep(w, r, f)
 	if !ok {
 		return
@@ -355,6 +372,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
+	unlock()
 	s.Metrics.Login(metrics.StepBackup, metrics.ResultSuccess)
 	f.AMR, f.user = []string{"pwd", "otp"}, u
 	if remaining > 2 {

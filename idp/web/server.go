@@ -52,6 +52,7 @@ type Server struct {
 	brands      map[string]*look
 	clientBrand map[string]*look
 	timeout     time.Duration // RequestTimeout; tests shorten it
+	attempts    keyedMutex    // one password or code attempt per account at a time (limits.go)
 }
 
 // New builds the server and its routes.
