@@ -422,6 +422,30 @@ func TestConsentForThirdParty(t *testing.T) {
 		// Remembered: the next request goes straight through.
 		a = r.authorize()
 		r.mustExchange(a, b.get(a.URL).code(t, a))
+
+		// Claims asked for one by one release what their scope would: a
+		// client the user allowed "openid" only must ask again for them.
+		narrow := p.newRP("partner2", false, "openid")
+		a = narrow.authorize()
+		pg = b.get(a.URL)
+		if pg.formWith("consent") == nil || strings.Contains(pg.Body, "email") {
+			t.Fatalf("want the consent page for openid alone, got %d %v:\n%s", pg.Status, pg.Redirect, pg.Body)
+		}
+		narrow.mustExchange(a, b.submit(pg, "consent", map[string]string{"consent": "allow"}).code(t, a))
+		claims := oauth2.SetAuthURLParam("claims", `{"id_token":{"email":null},"userinfo":{"name":null}}`)
+		pg = b.get(narrow.authorize(claims, oauth2.SetAuthURLParam("prompt", "none")).URL)
+		if pg.Redirect == nil || pg.Redirect.Query().Get("error") != "consent_required" {
+			t.Fatalf("prompt=none with claims beyond the consent: got %d %v", pg.Status, pg.Redirect)
+		}
+		a = narrow.authorize(claims)
+		pg = b.get(a.URL)
+		if pg.formWith("consent") == nil || !strings.Contains(pg.Body, "email") || !strings.Contains(pg.Body, "profile") {
+			t.Fatalf("want the consent page listing email and profile, got %d %v:\n%s", pg.Status, pg.Redirect, pg.Body)
+		}
+		tk := narrow.mustExchange(a, b.submit(pg, "consent", map[string]string{"consent": "allow"}).code(t, a))
+		if tk.Claims["email"] != email || userinfo(t, narrow, tk.AccessToken, "GET")["name"] != "テスト 太郎" {
+			t.Errorf("claims after consent: id token %v", tk.Claims)
+		}
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -342,19 +343,19 @@ func bearerError(w http.ResponseWriter, code, desc string, status int) {
 // asked for individually) release.
 func UserClaims(u *store.User, scopes fosite.Arguments, extra []string) map[string]any {
 	out := map[string]any{}
-	want := func(scope, claim string) bool {
-		return scopes.Has(scope) || slices.Contains(extra, claim)
+	want := func(claim string) bool {
+		return scopes.Has(claimScope[claim]) || slices.Contains(extra, claim)
 	}
-	if want("email", "email") {
+	if want("email") {
 		out["email"] = u.Email
 	}
-	if want("email", "email_verified") {
+	if want("email_verified") {
 		out["email_verified"] = !u.EmailVerifiedAt.IsZero()
 	}
-	if want("profile", "name") && u.Name != "" {
+	if want("name") && u.Name != "" {
 		out["name"] = u.Name
 	}
-	if want("profile", "locale") {
+	if want("locale") {
 		out["locale"] = localeOrDefault(u.Locale)
 	}
 	return out
@@ -466,6 +467,24 @@ func (p *Provider) Authorize(ctx context.Context, w http.ResponseWriter, ar fosi
 	}
 	p.OAuth2.WriteAuthorizeResponse(ctx, w, ar, resp)
 	return nil
+}
+
+// claimScope is the scope that releases each claim UserClaims knows.
+var claimScope = map[string]string{"email": "email", "email_verified": "email", "name": "profile", "locale": "profile"}
+
+// ConsentScopes are the scopes a user consents to for an authorization
+// request's form: those it asks for, and those whose claims it asks for
+// one by one with the "claims" parameter (OIDC Core 5.5), which release the
+// same data.
+func ConsentScopes(form url.Values) []string {
+	scopes := strings.Fields(form.Get("scope"))
+	idToken, userinfo := RequestedClaims(form.Get("claims"))
+	for _, c := range slices.Concat(idToken, userinfo) {
+		if sc, ok := claimScope[c]; ok && !slices.Contains(scopes, sc) {
+			scopes = append(scopes, sc)
+		}
+	}
+	return scopes
 }
 
 // RequestedClaims returns the claim names a "claims" request parameter asks

@@ -102,7 +102,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.Author
 			s.storeFailed(w, r, err)
 			return
 		}
-		if slices.Contains(prompt, "consent") || !covers(granted, ar.GetRequestedScopes()) {
+		if slices.Contains(prompt, "consent") || !covers(granted, oidc.ConsentScopes(form)) {
 			if none {
 				s.Provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrConsentRequired)
 				return
@@ -211,7 +211,7 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request) {
 	q, _ := url.ParseQuery(f.Authorize)
 	s.render(w, r, http.StatusOK, templates.Consent(templates.ConsentPage{
 		Page: s.page(w, r, f), Action: "/consent", Flow: f.id, ClientName: f.ClientName,
-		Scopes: strings.Fields(q.Get("scope")),
+		Scopes: oidc.ConsentScopes(q),
 	}))
 }
 
@@ -245,7 +245,7 @@ func (s *Server) consentSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if err := s.Store.PutConsent(r.Context(), sess.UserID, q.Get("client_id"), strings.Fields(q.Get("scope")), s.Now()); err != nil {
+	if err := s.Store.PutConsent(r.Context(), sess.UserID, q.Get("client_id"), oidc.ConsentScopes(q), s.Now()); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
