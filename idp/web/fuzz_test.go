@@ -66,7 +66,7 @@ type fuzzEnv struct {
 	csrf    string
 }
 
-func newFuzzEnv(f *testing.F) *fuzzEnv {
+func newFuzzEnv(f testing.TB) *fuzzEnv {
 	f.Helper()
 	cfg := config.Defaults()
 	cfg.DatabaseURL = "sqlite://" + filepath.Join(f.TempDir(), "idp.db")
@@ -101,7 +101,7 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 
 // enableMFA turns two-step verification on for the user, with the fixed
 // backup codes.
-func (e *fuzzEnv) enableMFA(f *testing.F) {
+func (e *fuzzEnv) enableMFA(f testing.TB) {
 	f.Helper()
 	ctx, now := context.Background(), time.Now()
 	secret, err := mfa.NewSecret()

@@ -125,8 +125,13 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	s.Metrics.Login(metrics.StepPassword, metrics.ResultSuccess)
 	f.UserID, f.AMR, f.Remember = user.ID, []string{"pwd"}, remember
 	if !user.MFAEnabled {
-		f.user = user
-		s.completeLogin(w, r, f)
+		sess, ok := s.establish(w, r, f)
+		if !ok {
+			return
+		}
+		if f.user, ok = s.stillPasswordOnly(w, r, f, sess); ok {
+			s.afterLogin(w, r, f, sess)
+		}
 		return
 	}
 	if err := s.saveFlow(ctx, f); err != nil {
@@ -134,6 +139,32 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/login/totp?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+}
+
+// stillPasswordOnly reads the account again once its password-only session
+// exists. Turning 2FA on ends the user's other sessions after its commit,
+// so a login that read the account before that commit and started its
+// session after the ending would keep a session without the second step.
+// Either this read sees the new factor, and the session is ended here, or
+// it came before the enabling's commit, and so did the session, which the
+// ending then removes. It returns the account as read, or false when it
+// has answered: with a new login, which asks for the code, when the session
+// was ended.
+func (s *Server) stillPasswordOnly(w http.ResponseWriter, r *http.Request, f *flow, sess *store.Session) (*store.User, bool) {
+	u, err := s.Store.GetUser(r.Context(), sess.UserID)
+	if err == nil && !u.MFAEnabled {
+		return u, true
+	}
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		err = s.Store.DeleteSession(r.Context(), sess.TokenHash)
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.storeFailed(w, r, err)
+		return nil, false
+	}
+	s.setCookie(w, sessionCookie, "", -1)
+	s.afterLogin(w, r, f, nil)
+	return nil, false
 }
 
 // checkPassword returns user (the account of the e-mail entered) when pw

@@ -1,0 +1,61 @@
+package web_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/idp/web"
+)
+
+// beforeSession runs hook once, just before the first login session is
+// stored.
+type beforeSession struct {
+	store.Store
+	once sync.Once
+	hook func()
+}
+
+func (s *beforeSession) StartSession(ctx context.Context, flowKey []byte, x *store.Session) error {
+	s.once.Do(s.hook)
+	return s.Store.StartSession(ctx, flowKey, x)
+}
+
+// TestPasswordLoginRacingEnable: 2FA is turned on (and the user's sessions
+// ended, as the setup page does) after a password login read the account
+// and before it stored its session. That session must not survive: My Page
+// and relying parties would take it for a login of an account without 2FA.
+func TestPasswordLoginRacingEnable(t *testing.T) {
+	e := newFuzzEnv(t)
+	ctx := context.Background()
+	st := &beforeSession{Store: e.app.Store, hook: func() {
+		e.enableMFA(t)
+		if _, err := e.app.Store.DeleteUserSessions(ctx, e.user.ID, ""); err != nil {
+			t.Error(err)
+		}
+	}}
+	a := e.app
+	e.h = web.New(web.Deps{Config: a.Config, Store: st, Key: a.Key, Hasher: a.Hasher, Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox})
+
+	flow := e.newFlow(t, false)
+	rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode())
+	if rec.Code != http.StatusSeeOther {
+		t.Fatalf("password step: %d\n%s", rec.Code, rec.Body)
+	}
+	sessions, err := a.Store.ListUserSessions(ctx, e.user.ID, a.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sessions) != 0 {
+		t.Errorf("a password-only session of an account with 2FA on survived: %+v", sessions)
+	}
+	rec = e.serve(httptest.NewRequest(http.MethodGet, origin+"/account", nil))
+	if rec.Code != http.StatusSeeOther || !strings.HasPrefix(rec.Header().Get("Location"), "/login?") {
+		t.Errorf("My Page after the raced login: %d %q, want a redirect to the login", rec.Code, rec.Header().Get("Location"))
+	}
+}
