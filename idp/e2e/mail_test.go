@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/testenv"
@@ -389,6 +391,48 @@ func TestPasswordResetThrottle(t *testing.T) {
 		srv.waitFor("second@example.com", "パスワード再設定")
 		if c := srv.count(email, "パスワード再設定"); c != 2 {
 			t.Errorf("%d reset mails, want 2 (the third request is over the limit)", c)
+		}
+	})
+}
+
+// TestPasswordChangeRevokes: a new password voids the reset links mailed
+// for the old one, and the tokens relying parties got in the sessions it
+// ends (refresh tokens included); the session that changed it keeps its own.
+func TestPasswordChangeRevokes(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p, srv := startMailProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		a := r.authorize()
+		elsewhere := r.mustExchange(a, login(t, p.newBrowser(), r, a)) // offline_access
+
+		requestReset(t, p, p.newBrowser(), email)
+		link := resetLink(t, srv.waitFor(email, "パスワード再設定"))
+
+		b := p.newBrowser()
+		loginAs(t, p, b, email, password)
+		a = r.authorize()
+		here := r.mustExchange(a, b.get(a.URL).code(t, a)) // SSO: the session that changes it
+		pg := b.get(p.URL + "/account/password")
+		pg = b.submit(pg, "new_password", map[string]string{"password": password, "new_password": newPassword, "new_password_confirm": newPassword})
+		if pg.URL.Path != "/account" {
+			t.Fatalf("password change: %s\n%s", pg.URL, pg.Body)
+		}
+
+		if pg := p.newBrowser().get(link); pg.Status != http.StatusGone {
+			t.Errorf("a reset link mailed before the change: %d, want 410", pg.Status)
+		}
+		if st := userinfoStatus(t, r, elsewhere.AccessToken); st != http.StatusUnauthorized {
+			t.Errorf("access token of an ended session: userinfo %d, want 401", st)
+		}
+		if _, err := r.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: elsewhere.RefreshToken}).Token(); err == nil {
+			t.Error("the refresh token of an ended session still works")
+		}
+		if st := userinfoStatus(t, r, here.AccessToken); st != http.StatusOK {
+			t.Errorf("access token of the session that changed the password: userinfo %d, want 200", st)
+		}
+		if _, err := r.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: here.RefreshToken}).Token(); err != nil {
+			t.Errorf("the refresh token of the session that changed the password: %v", err)
 		}
 	})
 }

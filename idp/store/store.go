@@ -268,6 +268,9 @@ type Store interface {
 	CreateUser(ctx context.Context, u *User) error // ErrDuplicate for a taken e-mail
 	GetUser(ctx context.Context, id string) (*User, error)
 	GetUserByEmail(ctx context.Context, email string) (*User, error) // case-insensitive
+	// UpdatePassword sets a new password: the hash, and every unused reset
+	// link of the user voided (one mailed for the old password must not set
+	// another one later). ErrNotFound when there is no such user.
 	UpdatePassword(ctx context.Context, userID, passwordHash string, now time.Time) error
 	// UpgradePasswordHash replaces the user's password hash with newHash
 	// (the same password hashed at a higher cost) only while it is still
@@ -309,11 +312,15 @@ type Store interface {
 	TouchSession(ctx context.Context, tokenHash []byte, lastSeen time.Time) error
 	DeleteSession(ctx context.Context, tokenHash []byte) error
 	// DeleteUserSessions ends every session of the user but the one whose
-	// public id is exceptID (empty: all of them). It returns how many ended.
+	// public id is exceptID (empty: all of them), and deactivates the
+	// tokens issued in them (refresh tokens included: ending a session from
+	// My Page or by a reset signs that device out of the relying parties
+	// too). It returns how many sessions ended.
 	DeleteUserSessions(ctx context.Context, userID, exceptID string) (int, error)
 	ListUserSessions(ctx context.Context, userID string, now time.Time) ([]Session, error)
-	// DeleteUserSession ends the user's session with public id id;
-	// ErrNotFound when the user has no such session.
+	// DeleteUserSession ends the user's session with public id id, and
+	// deactivates the tokens issued in it; ErrNotFound when the user has no
+	// such session.
 	DeleteUserSession(ctx context.Context, userID, id string) error
 
 	// Flows.

@@ -96,15 +96,21 @@ func (s *Store) GetUserByEmail(ctx context.Context, email string) (*store.User, 
 	return u, s.fail("get user by e-mail", err)
 }
 
-// UpdatePassword replaces the user's password hash; ErrNotFound when there
-// is no such user.
+// UpdatePassword implements store.Store: the hash replaced and the user's
+// unused reset links voided, in one transaction.
 func (s *Store) UpdatePassword(ctx context.Context, userID, passwordHash string, now time.Time) error {
-	n, err := affected(s.q(ctx).ExecContext(ctx,
-		`UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1`, userID, passwordHash, unix(now)))
-	if err == nil && n == 0 {
-		err = store.ErrNotFound
-	}
-	return s.fail("update password", err)
+	return s.fail("update password", s.inTx(ctx, func(q querier) error {
+		n, err := affected(q.ExecContext(ctx,
+			`UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1`, userID, passwordHash, unix(now)))
+		if err == nil && n == 0 {
+			err = store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		_, err = q.ExecContext(ctx, `UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at = 0`, userID, unix(now))
+		return err
+	}))
 }
 
 // UpgradePasswordHash implements store.Store with one conditional UPDATE:

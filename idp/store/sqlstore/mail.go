@@ -11,11 +11,18 @@ import (
 
 // DeleteUserSession ends one session of the user.
 func (s *Store) DeleteUserSession(ctx context.Context, userID, id string) error {
-	n, err := affected(s.q(ctx).ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id = $2`, userID, id))
-	if err == nil && n == 0 {
-		err = store.ErrNotFound
-	}
-	return s.fail("delete user session", err)
+	return s.fail("delete user session", s.inTx(ctx, func(q querier) error {
+		n, err := affected(q.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id = $2`, userID, id))
+		if err == nil && n == 0 {
+			err = store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE
+			WHERE subject = $1 AND session_id = $2 AND active`, userID, id)
+		return err
+	}))
 }
 
 // CreatePasswordReset stores a reset token's hash.

@@ -103,11 +103,19 @@ func (s *Store) DeleteSession(ctx context.Context, tokenHash []byte) error {
 	return s.fail("delete session", err)
 }
 
-// DeleteUserSessions ends every session of the user but exceptID (session
-// ids are never empty, so an empty exceptID spares none).
+// DeleteUserSessions implements store.Store (session ids are never empty,
+// so an empty exceptID spares none), in one transaction.
 func (s *Store) DeleteUserSessions(ctx context.Context, userID, exceptID string) (int, error) {
-	n, err := affected(s.q(ctx).ExecContext(ctx,
-		`DELETE FROM sessions WHERE user_id = $1 AND id <> $2`, userID, exceptID))
+	var n int64
+	err := s.inTx(ctx, func(q querier) error {
+		var err error
+		if n, err = affected(q.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id <> $2`, userID, exceptID)); err != nil {
+			return err
+		}
+		_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE
+			WHERE subject = $1 AND session_id <> $2 AND active`, userID, exceptID)
+		return err
+	})
 	return int(n), s.fail("delete user sessions", err)
 }
 

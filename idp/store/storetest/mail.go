@@ -18,13 +18,46 @@ func testDeleteUserSession(t *testing.T, s store.Store) {
 		must(t, s.CreateSession(ctx, &store.Session{TokenHash: []byte("h" + n), ID: "sid-" + n, UserID: "u1",
 			CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}))
 	}
-	wantErr(t, "another user's session", s.DeleteUserSession(ctx, "u2", "sid-1"), store.ErrNotFound)
+	// Tokens issued in each session (and one of another user, in a session
+	// of the same id).
+	token := func(sig, subject, sid string) {
+		must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: store.KindRefreshToken, Signature: sig, RequestID: sig,
+			Subject: subject, SessionID: sid, Data: []byte("{}"), Active: true, CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	}
+	token("t1", "u1", "sid-1")
+	token("t2", "u1", "sid-2")
+	token("t3", "u2", "sid-1")
+	active := func(what string, want map[string]bool) {
+		t.Helper()
+		for sig, w := range want {
+			got, err := s.GetToken(ctx, store.KindRefreshToken, sig)
+			must(t, err)
+			same(t, what+": token "+sig+" active", got.Active, w)
+		}
+	}
+	wantErr(t, "another user's session", s.DeleteUserSession(ctx, "u2", "sid-2"), store.ErrNotFound)
+	active("another user's session refused", map[string]bool{"t1": true, "t2": true, "t3": true})
 	must(t, s.DeleteUserSession(ctx, "u1", "sid-1"))
 	wantErr(t, "twice", s.DeleteUserSession(ctx, "u1", "sid-1"), store.ErrNotFound)
 	left, err := s.ListUserSessions(ctx, "u1", t0)
 	must(t, err)
 	same(t, "sessions left", len(left), 1)
 	same(t, "session left", left[0].ID, "sid-2")
+	active("after ending sid-1", map[string]bool{"t1": false, "t2": true, "t3": true})
+
+	// All but one, then all.
+	must(t, s.CreateSession(ctx, &store.Session{TokenHash: []byte("h3"), ID: "sid-3", UserID: "u1",
+		CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}))
+	token("t4", "u1", "sid-3")
+	token("t5", "u1", "") // issued before sessions had ids, or without one
+	n, err := s.DeleteUserSessions(ctx, "u1", "sid-3")
+	must(t, err)
+	same(t, "sessions ended but sid-3", n, 1)
+	active("after ending all but sid-3", map[string]bool{"t2": false, "t3": true, "t4": true, "t5": false})
+	n, err = s.DeleteUserSessions(ctx, "u1", "")
+	must(t, err)
+	same(t, "sessions ended", n, 1)
+	active("after ending all", map[string]bool{"t3": true, "t4": false})
 }
 
 func testPasswordResets(t *testing.T, s store.Store) {
@@ -58,6 +91,21 @@ func testPasswordResets(t *testing.T, s store.Store) {
 	wantErr(t, "consume twice", err, store.ErrConsumed)
 	_, err = s.GetPasswordReset(ctx, r.TokenHash, at(2*time.Minute))
 	wantErr(t, "get after use", err, store.ErrNotFound)
+
+	// A new password voids the user's unused links (and only theirs).
+	newUser(t, s, "u2")
+	for _, x := range []struct{ hash, user string }{{"void-1", "u1"}, {"void-2", "u1"}, {"keep", "u2"}} {
+		must(t, s.CreatePasswordReset(ctx, &store.PasswordReset{TokenHash: []byte(x.hash), UserID: x.user,
+			CreatedAt: t0, ExpiresAt: at(30 * time.Minute)}))
+	}
+	must(t, s.UpdatePassword(ctx, "u1", "changed", at(time.Minute)))
+	for _, h := range []string{"void-1", "void-2"} {
+		_, err = s.ConsumePasswordReset(ctx, []byte(h), at(2*time.Minute))
+		wantErr(t, "consume "+h+" after the password changed", err, store.ErrConsumed)
+	}
+	_, err = s.ConsumePasswordReset(ctx, []byte("keep"), at(2*time.Minute))
+	must(t, err)
+	wantErr(t, "UpdatePassword(unknown user)", s.UpdatePassword(ctx, "nobody", "x", t0), store.ErrNotFound)
 
 	// The cleanup removes it once expired, not before.
 	r2 := &store.PasswordReset{TokenHash: []byte("reset-2"), UserID: "u1", CreatedAt: t0, ExpiresAt: at(time.Hour)}
