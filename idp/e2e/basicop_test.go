@@ -73,15 +73,12 @@ func TestBasicOPFeatures(t *testing.T) {
 			}
 		}
 
-		// POST to the authorization endpoint (a form, as a browser would).
+		// POST to the authorization endpoint, from the relying party's page.
 		b := p.newBrowser()
 		login(t, b, r, r.authorize()) // an SSO session
 		a2 := r.authorize()
 		u, _ := url.Parse(a2.URL)
-		req, _ := http.NewRequest(http.MethodPost, r.provider.Endpoint().AuthURL, strings.NewReader(u.RawQuery))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Origin", p.URL)
-		pg := b.do(req)
+		pg := b.postFromRP(r.provider.Endpoint().AuthURL, u.Query())
 		r.mustExchange(a2, pg.code(t, a2))
 
 		creds := url.Values{"client_id": {r.cfg.ClientID}, "client_secret": {r.cfg.ClientSecret}}
@@ -112,7 +109,7 @@ func TestBasicOPFeatures(t *testing.T) {
 		pub := p.newPublicRP("pub")
 		pa := pub.authorize()
 		pt := pub.mustExchange(pa, login(t, p.newBrowser(), pub, pa))
-		req, _ = http.NewRequest(http.MethodPost, introspect, strings.NewReader(url.Values{"token": {tk.RefreshToken}}.Encode()))
+		req, _ := http.NewRequest(http.MethodPost, introspect, strings.NewReader(url.Values{"token": {tk.RefreshToken}}.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Authorization", "Bearer "+pt.AccessToken)
 		if resp, err := http.DefaultClient.Do(req); err != nil {

@@ -389,9 +389,10 @@ func TestLogoutEndsSession(t *testing.T) {
 		if pg.Redirect != nil || pg.Status != http.StatusBadRequest {
 			t.Fatalf("unregistered post_logout_redirect_uri: got %d %v", pg.Status, pg.Redirect)
 		}
-		pg = b.get(p.URL + "/logout?" + url.Values{
+		// By POST from the relying party's page (RP-Initiated Logout 2).
+		pg = b.postFromRP(p.URL+"/logout", url.Values{
 			"id_token_hint": {raw}, "post_logout_redirect_uri": {"http://localhost/logged-out"}, "state": {"s1"},
-		}.Encode())
+		})
 		if pg.Redirect == nil || pg.Redirect.Path != "/logged-out" || pg.Redirect.Query().Get("state") != "s1" {
 			t.Fatalf("logout: want a redirect to the registered URI with state, got %d %v", pg.Status, pg.Redirect)
 		}

@@ -288,7 +288,7 @@ func (b *browser) do(req *http.Request) *page {
 	b.t.Helper()
 	for range 20 {
 		req.Header.Set("Accept-Language", b.lang)
-		if req.Method == http.MethodPost {
+		if req.Method == http.MethodPost && req.Header.Get("Origin") == "" {
 			req.Header.Set("Origin", "http://"+b.host)
 			req.Header.Set("Sec-Fetch-Site", "same-origin")
 		}
@@ -314,6 +314,17 @@ func (b *browser) do(req *http.Request) *page {
 	}
 	b.t.Fatal("too many redirects")
 	return nil
+}
+
+// postFromRP posts a form to target as a relying party's page would: from
+// another site.
+func (b *browser) postFromRP(target string, form url.Values) *page {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://rp.example")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	return b.do(req)
 }
 
 // submit posts the page's form that contains the named field, with the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kamera-id/idp/idp/mail"
 	"github.com/kamera-id/idp/idp/mfa"
+	"github.com/kamera-id/idp/idp/oidc"
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/templates"
 )
@@ -588,6 +589,10 @@ func (s *Server) postLogoutAllowed(ctx context.Context, clientID, uri string) bo
 }
 
 func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) {
+	if r.PostFormValue("csrf") == "" && r.PostFormValue("flow") == "" {
+		asGet(oidc.PathEndSession)(w, r) // a relying party's logout request
+		return
+	}
 	if !s.checkCSRF(r) {
 		s.renderError(w, r, http.StatusForbidden, "csrf")
 		return
