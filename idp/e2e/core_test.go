@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/kamera-id/idp/idp/app"
 	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/testenv"
 )
@@ -399,6 +400,36 @@ func TestLogoutEndsSession(t *testing.T) {
 		pg = b.get(r.authorize(oauth2.SetAuthURLParam("prompt", "none")).URL)
 		if pg.Redirect == nil || pg.Redirect.Query().Get("error") != "login_required" {
 			t.Fatalf("after logout, prompt=none: got %d %v", pg.Status, pg.Redirect)
+		}
+	})
+}
+
+// TestLoopbackRedirectExact: a redirect URI on a loopback address matches
+// exactly too (fosite would take any port there).
+func TestLoopbackRedirectExact(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		c, _, err := p.app.CreateClient(context.Background(), app.NewClient{ID: "native", Name: "Native",
+			RedirectURIs: []string{"http://127.0.0.1:9999/cb"}, FirstParty: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := p.newBrowser()
+		for _, tc := range []struct {
+			uri  string
+			page bool // the login page, or an error page without a redirect
+		}{
+			{"http://127.0.0.1:9999/cb", true},
+			{"http://127.0.0.1:31337/cb", false},
+			{"http://127.0.0.1/cb", false},
+		} {
+			q := url.Values{"response_type": {"code"}, "client_id": {c.ID}, "redirect_uri": {tc.uri}, "scope": {"openid"},
+				"state": {"state-0123456789"}, "code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
+			pg := b.get(p.URL + "/oauth2/auth?" + q.Encode())
+			if got := pg.formWith("password") != nil; got != tc.page || pg.Redirect != nil {
+				t.Errorf("redirect_uri %s: got %d, redirect %v, login page %v", tc.uri, pg.Status, pg.Redirect, got)
+			}
 		}
 	})
 }

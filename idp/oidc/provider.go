@@ -390,8 +390,12 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (ar fosi
 	r.Form.Del("request_uri")
 
 	ar, err = p.OAuth2.NewAuthorizeRequest(ctx, r)
+	exact := ar != nil && ar.GetClient() != nil && registeredExactly(ar)
 	if err != nil {
-		return ar, ar != nil && ar.GetRedirectURI() != nil && ar.GetClient() != nil && isRedirectable(err), err
+		return ar, exact && ar.GetRedirectURI() != nil && isRedirectable(err), err
+	}
+	if !exact {
+		return ar, false, fosite.ErrInvalidRequest.WithHint("The redirect_uri is not one the client registered (exact match).")
 	}
 	if unsupported != nil {
 		return ar, true, unsupported
@@ -400,6 +404,16 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (ar fosi
 		return ar, true, err
 	}
 	return ar, true, nil
+}
+
+// registeredExactly reports whether the request's redirect_uri is one the
+// client registered, character for character (or absent: fosite then uses
+// the client's only one). fosite also takes a loopback address's URI with
+// any port (RFC 8252 7.3, for native apps); this provider's clients are
+// web applications, and the contract promises an exact match.
+func registeredExactly(ar fosite.AuthorizeRequester) bool {
+	ru := ar.GetRequestForm().Get("redirect_uri")
+	return ru == "" || slices.Contains(ar.GetClient().GetRedirectURIs(), ru)
 }
 
 // isRedirectable reports whether fosite validated the redirect URI before
