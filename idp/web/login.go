@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/idp/mail"
 	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/mfa"
@@ -124,6 +125,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	unlock()
 	s.Metrics.Login(metrics.StepPassword, metrics.ResultSuccess)
 	f.UserID, f.AMR, f.Remember = user.ID, []string{"pwd"}, remember
+	f.Password = s.passwordMark(user)
 	if !user.MFAEnabled {
 		sess, ok := s.establish(w, r, f)
 		if !ok {
@@ -286,7 +288,20 @@ func (s *Server) readSecondStep(w http.ResponseWriter, r *http.Request, f *flow)
 		s.storeFailed(w, r, err)
 		return nil, false
 	}
+	if f.Password != nil && !crypt.Equal(f.Password, s.passwordMark(acct.User)) {
+		// The password was changed or reset since this login's password step.
+		s.flowFailed(w, r, errFlowGone)
+		return nil, false
+	}
 	return acct, true
+}
+
+// passwordMark identifies the user's current password hash, for a login
+// flow to tell whether the password its first step verified is still the
+// account's: a keyed hash, so the flow (stored in the clear) holds nothing
+// of the hash.
+func (s *Server) passwordMark(u *store.User) []byte {
+	return s.Key.MAC("flow-password", []byte(u.PasswordHash))[:16]
 }
 
 var errWrongCode = errors.New("wrong code")

@@ -59,3 +59,33 @@ func TestPasswordLoginRacingEnable(t *testing.T) {
 		t.Errorf("My Page after the raced login: %d %q, want a redirect to the login", rec.Code, rec.Header().Get("Location"))
 	}
 }
+
+// TestSecondStepAfterPasswordChange: a login whose password step passed
+// before the password was changed (or reset) cannot finish with the second
+// step: whoever knew the old password is out.
+func TestSecondStepAfterPasswordChange(t *testing.T) {
+	e := newFuzzEnv(t)
+	e.enableMFA(t)
+	flow := e.newFlow(t, true)
+	h, err := e.app.Hasher.Hash(context.Background(), "a brand new passphrase")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.app.Store.UpdatePassword(context.Background(), e.user.ID, h, e.app.Now()); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.post("/login/backup", url.Values{"csrf": {e.csrf}, "flow": {flow}, "backup_code": {fuzzBackupCodes[0]}}.Encode())
+	if rec.Code != http.StatusBadRequest || rec.Header().Get("Location") != "" {
+		t.Errorf("backup code after the password changed: %d %q, want the expired-flow page", rec.Code, rec.Header().Get("Location"))
+	}
+	// The code is still unused: a new login with the new password takes it.
+	codes, err := e.app.Store.ListBackupCodes(context.Background(), e.user.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range codes {
+		if !c.UsedAt.IsZero() {
+			t.Errorf("backup code %d spent by the refused login", c.Position)
+		}
+	}
+}

@@ -107,6 +107,9 @@ type flow struct {
 	UserID   string   `json:"user_id,omitempty"`
 	AMR      []string `json:"amr,omitempty"`
 	Remember bool     `json:"remember,omitempty"`
+	// Password identifies the password the step verified (passwordMark):
+	// a password changed or reset meanwhile ends the login.
+	Password []byte `json:"pw,omitempty"`
 	// Settings: the stage reached and when the password was re-entered.
 	Stage    string    `json:"stage,omitempty"`
 	ReauthAt time.Time `json:"reauth_at,omitzero"`
