@@ -51,6 +51,12 @@ func TestIPThrottleKey(t *testing.T) {
 	if a, b := keyFrom("192.0.2.1:5555"), keyFrom("192.0.2.2:5555"); a == b || a != "pwd:ip:192.0.2.1" {
 		t.Errorf("per-IP keys of 192.0.2.1 and 192.0.2.2: %q and %q, want one per address", a, b)
 	}
+	// Reset requests count per /64 too.
+	r := httptest.NewRequest(http.MethodPost, "/forgot-password", nil)
+	r.RemoteAddr = "[2001:db8::7]:5555"
+	if got := s.resetThrottleKeys(r, "user@example.com")[1]; got != "reset:ip:2001:db8::/64" {
+		t.Errorf("reset request's per-IP key from 2001:db8::7: %q, want reset:ip:2001:db8::/64", got)
+	}
 }
 
 // entries is the number of keys held or waited for.

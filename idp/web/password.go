@@ -95,7 +95,7 @@ func max64(a, b time.Duration) time.Duration {
 // per client IP.
 func (s *Server) resetThrottleKeys(r *http.Request, email string) []string {
 	mac := s.Key.MAC("throttle", []byte(strings.ToLower(strings.TrimSpace(email))))
-	return []string{"reset:acct:" + hex.EncodeToString(mac[:16]), "reset:ip:" + s.clientIP(r)}
+	return []string{"reset:acct:" + hex.EncodeToString(mac[:16]), "reset:ip:" + ipThrottleKey(s.clientIP(r))}
 }
 
 func (s *Server) forgotPassword(w http.ResponseWriter, r *http.Request) {
