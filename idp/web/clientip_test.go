@@ -34,6 +34,11 @@ func TestClientIPBehindProxies(t *testing.T) {
 		{s, "10.1.2.3:5555", []string{"not-an-ip"}, "10.1.2.3"},
 		{s, "10.1.2.3:5555", nil, "10.1.2.3"},
 		{s, "10.1.2.3:5555", []string{"2001:db8::1"}, "2001:db8::1"},
+		// Balancers that write ports, or brackets.
+		{s, "10.1.2.3:5555", []string{"198.51.100.9:61234"}, "198.51.100.9"},
+		{s, "10.1.2.3:5555", []string{"[2001:db8::1]:61234"}, "2001:db8::1"},
+		{s, "10.1.2.3:5555", []string{"[2001:db8::1]"}, "2001:db8::1"},
+		{s, "10.1.2.3:5555", []string{"198.51.100.9:61234, 10.9.9.9:443"}, "198.51.100.9"},
 	} {
 		r := httptest.NewRequest("GET", "/login", nil)
 		r.RemoteAddr = tc.remote

@@ -269,23 +269,35 @@ func (s *Server) clientIP(r *http.Request) string {
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
-		hop := strings.TrimSpace(hops[i])
-		a, err := netip.ParseAddr(hop)
+		a, err := parseHop(strings.TrimSpace(hops[i]))
 		if err != nil {
 			return host // garbage from beyond the trusted proxies: not believed
 		}
-		if !s.isTrusted(hop) {
+		if !s.trustedAddr(a) {
 			return a.Unmap().String()
 		}
 	}
 	return host
 }
 
+// parseHop reads an X-Forwarded-For entry: an address, or (as some
+// balancers write it) an address with a port, an IPv6 one in brackets.
+func parseHop(h string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a, nil
+	}
+	if ap, err := netip.ParseAddrPort(h); err == nil {
+		return ap.Addr(), nil
+	}
+	return netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
+}
+
 func (s *Server) isTrusted(ip string) bool {
 	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return false
-	}
+	return err == nil && s.trustedAddr(a)
+}
+
+func (s *Server) trustedAddr(a netip.Addr) bool {
 	a = a.Unmap()
 	for _, p := range s.trusted {
 		if p.Contains(a) {
