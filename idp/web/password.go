@@ -123,6 +123,11 @@ func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keys := s.resetThrottleKeys(r, email)
+	unlock, ok := s.lockAttempts(w, r, keys[0]) // held until this request is counted (limits.go)
+	if !ok {
+		return
+	}
+	defer unlock()
 	locked, _, err := s.lockedOut(ctx, keys...)
 	if err != nil {
 		s.storeFailed(w, r, err)
@@ -137,6 +142,7 @@ func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	} else {
 		s.Logger.InfoContext(ctx, "password reset request held back by its limit", logAttrs(r)...)
 	}
+	unlock()
 	s.renderComplete(w, r, http.StatusOK, templates.Message(templates.MessagePage{
 		Page: s.page(w, r, nil), Heading: "reset_sent_heading", Message: "reset_sent_text",
 		LinkURL: "/login", LinkText: "back_to_login",

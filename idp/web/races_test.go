@@ -89,3 +89,42 @@ func TestSecondStepAfterPasswordChange(t *testing.T) {
 		}
 	}
 }
+
+// TestResetRequestBurst: a burst of reset requests for one address makes
+// no more links than the address's limit (each request is counted before
+// the next is checked).
+func TestResetRequestBurst(t *testing.T) {
+	e := newFuzzEnv(t)
+	const n = 40
+	body := url.Values{"csrf": {e.csrf}, "email": {fuzzEmail}}.Encode()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			req := httptest.NewRequest(http.MethodPost, origin+"/forgot-password", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", origin)
+			for _, c := range e.cookies {
+				req.AddCookie(c)
+			}
+			rec := httptest.NewRecorder()
+			e.h.ServeHTTP(rec, req) // returns once the link, if any, is made
+			if rec.Code != http.StatusOK {
+				t.Errorf("reset request: %d", rec.Code)
+			}
+		})
+	}
+	wg.Wait()
+	events, err := e.app.Store.ListAuditEvents(context.Background(), e.user.ID, 2*n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := 0
+	for _, ev := range events {
+		if ev.Type == "password.reset_requested" {
+			links++
+		}
+	}
+	if want := e.app.Config.ResetMaxPerEmail; links != want {
+		t.Errorf("%d parallel reset requests made %d links, want the limit %d", n, links, want)
+	}
+}
