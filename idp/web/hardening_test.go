@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -292,5 +293,20 @@ func TestClipKeepsCharacters(t *testing.T) {
 		if len(name) <= 40 && got != name || len(name) > 40 && (!strings.HasSuffix(got, "...") || !strings.HasPrefix(name, strings.TrimSuffix(got, "..."))) {
 			t.Errorf("clip(%q) = %q, want the name or its start and ...", name, got)
 		}
+	}
+}
+
+// TestAbandonedRequestNotAnError: a request whose client left while it
+// waited is logged as such, not as an internal error.
+func TestAbandonedRequestNotAnError(t *testing.T) {
+	var logs bytes.Buffer
+	s := unitServer(t, "http://localhost:8080", &logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec := httptest.NewRecorder()
+	s.storeFailed(rec, httptest.NewRequest(http.MethodPost, "/login", nil).WithContext(ctx), fmt.Errorf("attempt lock: %w", context.Canceled))
+	if rec.Code != http.StatusServiceUnavailable || strings.Contains(logs.String(), `"level":"ERROR"`) ||
+		!strings.Contains(logs.String(), "abandoned") {
+		t.Errorf("abandoned request: status %d, log %s", rec.Code, logs.String())
 	}
 }

@@ -7,6 +7,7 @@ package web
 import (
 	"cmp"
 	"context"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -223,6 +224,14 @@ const retryAfter = "5"
 // storeFailed reports a store error: 503 with a friendly page when the
 // database is unreachable, 500 otherwise; internals only go to the log.
 func (s *Server) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client left while the request waited (for the store, the
+		// hasher or an attempt lock): no fault of ours, and nobody reads
+		// the answer.
+		s.Logger.InfoContext(r.Context(), "request abandoned by the client", "path", r.URL.Path)
+		s.renderError(w, r, http.StatusServiceUnavailable, "unavailable")
+		return
+	}
 	if oidc.Unavailable(err) {
 		s.Logger.WarnContext(r.Context(), "store unavailable", "path", r.URL.Path, "err", err)
 		s.renderError(w, r, http.StatusServiceUnavailable, "unavailable")
