@@ -188,8 +188,12 @@ func (s *Server) checkPassword(ctx context.Context, user *store.User, pw string)
 	if rehash {
 		// user was read before the (queued, slow) hashes: only the hash
 		// verified here is replaced, never a password changed meanwhile.
-		if h, err := s.Hasher.Hash(ctx, pw); err == nil {
-			_ = s.Store.UpgradePasswordHash(ctx, user.ID, user.PasswordHash, h)
+		if h, err := s.Hasher.Hash(ctx, pw); err == nil && s.Store.UpgradePasswordHash(ctx, user.ID, user.PasswordHash, h) == nil {
+			// The account as it is now (or, if its password changed meanwhile,
+			// as it was not: the flow's passwordMark then ends the login).
+			upgraded := *user
+			upgraded.PasswordHash = h
+			return &upgraded, nil
 		}
 	}
 	return user, nil

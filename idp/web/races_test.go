@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kamera-id/idp/idp/password"
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/web"
 )
@@ -126,5 +127,29 @@ func TestResetRequestBurst(t *testing.T) {
 	}
 	if want := e.app.Config.ResetMaxPerEmail; links != want {
 		t.Errorf("%d parallel reset requests made %d links, want the limit %d", n, links, want)
+	}
+}
+
+// TestSecondStepAfterHashUpgrade: a password step that upgrades the stored
+// hash (the argon2id cost was raised) does not look like a password change
+// to its own second step.
+func TestSecondStepAfterHashUpgrade(t *testing.T) {
+	e := newFuzzEnv(t)
+	weak := password.New(password.Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 1)
+	h, err := weak.Hash(context.Background(), fuzzPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.app.Store.UpdatePassword(context.Background(), e.user.ID, h, e.app.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.enableMFA(t)
+	flow := e.newFlow(t, true)
+	if u, err := e.app.Store.GetUser(context.Background(), e.user.ID); err != nil || u.PasswordHash == h {
+		t.Fatalf("the password step did not upgrade the hash (%v)", err)
+	}
+	rec := e.post("/login/backup", url.Values{"csrf": {e.csrf}, "flow": {flow}, "backup_code": {fuzzBackupCodes[0]}}.Encode())
+	if rec.Code != http.StatusSeeOther {
+		t.Errorf("backup code after a hash upgrade: %d, want the login to finish\n%s", rec.Code, rec.Body)
 	}
 }
