@@ -153,3 +153,39 @@ func TestSecondStepAfterHashUpgrade(t *testing.T) {
 		t.Errorf("backup code after a hash upgrade: %d, want the login to finish\n%s", rec.Code, rec.Body)
 	}
 }
+
+// TestPasswordLoginRacingChange: the password is changed (and the user's
+// sessions ended, in one transaction, as My Page and a reset do) after a
+// password login verified the old one and before it stored its session.
+// That session must not survive.
+func TestPasswordLoginRacingChange(t *testing.T) {
+	e := newFuzzEnv(t)
+	ctx := context.Background()
+	a := e.app
+	h, err := a.Hasher.Hash(ctx, "a brand new passphrase")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &beforeSession{Store: a.Store, hook: func() {
+		if err := a.Store.UpdatePassword(ctx, e.user.ID, h, a.Now()); err != nil {
+			t.Error(err)
+		}
+		if _, err := a.Store.DeleteUserSessions(ctx, e.user.ID, ""); err != nil {
+			t.Error(err)
+		}
+	}}
+	e.h = web.New(web.Deps{Config: a.Config, Store: st, Key: a.Key, Hasher: a.Hasher, Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox})
+
+	flow := e.newFlow(t, false)
+	rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode())
+	if rec.Code != http.StatusSeeOther {
+		t.Fatalf("password step: %d\n%s", rec.Code, rec.Body)
+	}
+	sessions, err := a.Store.ListUserSessions(ctx, e.user.ID, a.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sessions) != 0 {
+		t.Errorf("a session of the old password survived the change: %+v", sessions)
+	}
+}
