@@ -27,35 +27,42 @@ func (s *beforeSession) StartSession(ctx context.Context, flowKey []byte, x *sto
 	return s.Store.StartSession(ctx, flowKey, x)
 }
 
+// loginRacing runs a password login of the user in which hook runs just
+// before the login stores its session, and returns the user's sessions
+// afterwards.
+func loginRacing(t *testing.T, e *fuzzEnv, hook func()) []store.Session {
+	t.Helper()
+	a := e.app
+	st := &beforeSession{Store: a.Store, hook: hook}
+	e.h = web.New(web.Deps{Config: a.Config, Store: st, Key: a.Key, Hasher: a.Hasher, Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox})
+	flow := e.newFlow(t, false)
+	rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode())
+	if rec.Code != http.StatusSeeOther {
+		t.Fatalf("password step: %d\n%s", rec.Code, rec.Body)
+	}
+	sessions, err := a.Store.ListUserSessions(context.Background(), e.user.ID, a.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sessions
+}
+
 // TestPasswordLoginRacingEnable: 2FA is turned on (and the user's sessions
 // ended, as the setup page does) after a password login read the account
 // and before it stored its session. That session must not survive: My Page
 // and relying parties would take it for a login of an account without 2FA.
 func TestPasswordLoginRacingEnable(t *testing.T) {
 	e := newFuzzEnv(t)
-	ctx := context.Background()
-	st := &beforeSession{Store: e.app.Store, hook: func() {
+	sessions := loginRacing(t, e, func() {
 		e.enableMFA(t)
-		if _, err := e.app.Store.DeleteUserSessions(ctx, e.user.ID, ""); err != nil {
+		if _, err := e.app.Store.DeleteUserSessions(context.Background(), e.user.ID, ""); err != nil {
 			t.Error(err)
 		}
-	}}
-	a := e.app
-	e.h = web.New(web.Deps{Config: a.Config, Store: st, Key: a.Key, Hasher: a.Hasher, Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox})
-
-	flow := e.newFlow(t, false)
-	rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode())
-	if rec.Code != http.StatusSeeOther {
-		t.Fatalf("password step: %d\n%s", rec.Code, rec.Body)
-	}
-	sessions, err := a.Store.ListUserSessions(ctx, e.user.ID, a.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	if len(sessions) != 0 {
 		t.Errorf("a password-only session of an account with 2FA on survived: %+v", sessions)
 	}
-	rec = e.serve(httptest.NewRequest(http.MethodGet, origin+"/account", nil))
+	rec := e.serve(httptest.NewRequest(http.MethodGet, origin+"/account", nil))
 	if rec.Code != http.StatusSeeOther || !strings.HasPrefix(rec.Header().Get("Location"), "/login?") {
 		t.Errorf("My Page after the raced login: %d %q, want a redirect to the login", rec.Code, rec.Header().Get("Location"))
 	}
@@ -161,30 +168,18 @@ func TestSecondStepAfterHashUpgrade(t *testing.T) {
 func TestPasswordLoginRacingChange(t *testing.T) {
 	e := newFuzzEnv(t)
 	ctx := context.Background()
-	a := e.app
-	h, err := a.Hasher.Hash(ctx, "a brand new passphrase")
+	h, err := e.app.Hasher.Hash(ctx, "a brand new passphrase")
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &beforeSession{Store: a.Store, hook: func() {
-		if err := a.Store.UpdatePassword(ctx, e.user.ID, h, a.Now()); err != nil {
+	sessions := loginRacing(t, e, func() {
+		if err := e.app.Store.UpdatePassword(ctx, e.user.ID, h, e.app.Now()); err != nil {
 			t.Error(err)
 		}
-		if _, err := a.Store.DeleteUserSessions(ctx, e.user.ID, ""); err != nil {
+		if _, err := e.app.Store.DeleteUserSessions(ctx, e.user.ID, ""); err != nil {
 			t.Error(err)
 		}
-	}}
-	e.h = web.New(web.Deps{Config: a.Config, Store: st, Key: a.Key, Hasher: a.Hasher, Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox})
-
-	flow := e.newFlow(t, false)
-	rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode())
-	if rec.Code != http.StatusSeeOther {
-		t.Fatalf("password step: %d\n%s", rec.Code, rec.Body)
-	}
-	sessions, err := a.Store.ListUserSessions(ctx, e.user.ID, a.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	if len(sessions) != 0 {
 		t.Errorf("a session of the old password survived the change: %+v", sessions)
 	}
