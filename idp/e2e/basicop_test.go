@@ -80,6 +80,19 @@ func TestBasicOPFeatures(t *testing.T) {
 		u, _ := url.Parse(a2.URL)
 		pg := b.postFromRP(r.provider.Endpoint().AuthURL, u.Query())
 		r.mustExchange(a2, pg.code(t, a2))
+		// From the provider's own origin it is answered directly.
+		a3 := r.authorize()
+		u, _ = url.Parse(a3.URL)
+		req, _ := http.NewRequest(http.MethodPost, r.provider.Endpoint().AuthURL, strings.NewReader(u.RawQuery))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := b.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc, _ := url.Parse(resp.Header.Get("Location")); loc == nil || loc.Query().Get("code") == "" {
+			t.Errorf("same-origin POST to the authorization endpoint: %d %q, want the code", resp.StatusCode, resp.Header.Get("Location"))
+		}
 
 		creds := url.Values{"client_id": {r.cfg.ClientID}, "client_secret": {r.cfg.ClientSecret}}
 		with := func(kv ...string) url.Values {
@@ -109,7 +122,7 @@ func TestBasicOPFeatures(t *testing.T) {
 		pub := p.newPublicRP("pub")
 		pa := pub.authorize()
 		pt := pub.mustExchange(pa, login(t, p.newBrowser(), pub, pa))
-		req, _ := http.NewRequest(http.MethodPost, introspect, strings.NewReader(url.Values{"token": {tk.RefreshToken}}.Encode()))
+		req, _ = http.NewRequest(http.MethodPost, introspect, strings.NewReader(url.Values{"token": {tk.RefreshToken}}.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Authorization", "Bearer "+pt.AccessToken)
 		if resp, err := http.DefaultClient.Do(req); err != nil {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/kamera-id/idp/idp/config"
@@ -108,7 +109,7 @@ func (s *Server) routes() http.Handler {
 
 	pages := http.NewServeMux()
 	handle(pages, "GET "+oidc.PathAuthorize, s.authorize)
-	handle(pages, "POST "+oidc.PathAuthorize, asGet(oidc.PathAuthorize))
+	handle(pages, "POST "+oidc.PathAuthorize, s.authorizePost)
 	handle(pages, "GET /login", s.loginPage)
 	handle(pages, "POST /login", s.loginSubmit)
 	handle(pages, "GET /login/totp", s.totpPage)
@@ -181,6 +182,30 @@ func asGet(path string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, path+"?"+r.Form.Encode(), http.StatusSeeOther)
 	}
+}
+
+// authorizePost serves an authorization request by POST: from another
+// site (a relying party's page) as asGet, from this one as a GET would be.
+func (s *Server) authorizePost(w http.ResponseWriter, r *http.Request) {
+	if crossSite(r) {
+		asGet(oidc.PathAuthorize)(w, r)
+		return
+	}
+	s.authorize(w, r)
+}
+
+// crossSite reports a request that a browser sent from another origin, by
+// the headers http.CrossOriginProtection reads (none: not a browser's).
+func crossSite(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site != "same-origin" && site != "none"
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	u, err := url.Parse(origin)
+	return err != nil || u.Host != r.Host
 }
 
 // handle registers h for pattern and names the route for the request
