@@ -288,8 +288,11 @@ func (c Config) Validate() error {
 	if c.PasswordResetTTL < time.Minute || c.ResetMaxPerEmail < 1 || c.ResetMaxPerIP < 1 {
 		return errors.New("IDP_PASSWORD_RESET_TTL must be at least 1m, and the reset limits at least 1")
 	}
-	if c.ArgonMemoryKiB < 8192 || c.ArgonIterations < 1 {
-		return errors.New("IDP_ARGON2_MEMORY_KIB must be at least 8192 and IDP_ARGON2_ITERATIONS at least 1")
+	if c.ArgonMemoryKiB < 8192 {
+		return fmt.Errorf("IDP_ARGON2_MEMORY_KIB: %d: must be at least 8192", c.ArgonMemoryKiB)
+	}
+	if c.ArgonIterations < 1 {
+		return errors.New("IDP_ARGON2_ITERATIONS: must be at least 1")
 	}
 	if err := checkBrand(c); err != nil {
 		return err
@@ -518,12 +521,18 @@ func (p *parser) int(dst *int, key string) {
 	*dst = n
 }
 
+// u32 sets every value it parses, 0 included: the bounds are Validate's.
 func (p *parser) u32(dst *uint32, key string) {
-	var n int
-	p.int(&n, key)
-	if n > 0 {
-		*dst = uint32(n)
+	v := strings.TrimSpace(p.get(key))
+	if v == "" || p.err != nil {
+		return
 	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		p.err = fmt.Errorf("%s: %q is not a whole number from 0 to %d", key, v, uint32(math.MaxUint32))
+		return
+	}
+	*dst = uint32(n)
 }
 
 func readEnvFile(path string, into map[string]string) error {

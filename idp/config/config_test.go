@@ -157,3 +157,40 @@ func TestBrandsFile(t *testing.T) {
 		t.Error("a missing brands file is accepted")
 	}
 }
+
+// TestNumbers: a number is taken as written, 0 included, or refused; it is
+// never skipped (leaving the default) nor wrapped around.
+func TestNumbers(t *testing.T) {
+	for _, tc := range []struct {
+		key, value string
+		want       string              // an error naming this; "" for none
+		check      func(c Config) bool // for a value accepted
+	}{
+		{"IDP_ARGON2_ITERATIONS", "0", "IDP_ARGON2_ITERATIONS", nil},
+		{"IDP_ARGON2_MEMORY_KIB", "0", "IDP_ARGON2_MEMORY_KIB", nil},
+		{"IDP_ARGON2_MEMORY_KIB", "4294975488", "IDP_ARGON2_MEMORY_KIB", nil}, // 2^32 + 8192
+		{"IDP_ARGON2_ITERATIONS", "4294967297", "IDP_ARGON2_ITERATIONS", nil}, // 2^32 + 1
+		{"IDP_ARGON2_MEMORY_KIB", "-1", "IDP_ARGON2_MEMORY_KIB", nil},
+		{"IDP_ARGON2_MEMORY_KIB", "8191", "IDP_ARGON2_MEMORY_KIB", nil},
+		{"IDP_ARGON2_ITERATIONS", "two", "IDP_ARGON2_ITERATIONS", nil},
+		{"IDP_MFA_MAX_FAILURES", "0", "failure limits", nil},
+		{"IDP_RESET_MAX_PER_IP", "-3", "IDP_RESET_MAX_PER_IP", nil},
+		{"IDP_MFA_LOCKOUT", "0", "IDP_MFA_LOCKOUT", nil},
+		{"IDP_MFA_LOCKOUT", "0s", "IDP_MFA_LOCKOUT", nil},
+		{"IDP_ARGON2_MEMORY_KIB", "8192", "", func(c Config) bool { return c.ArgonMemoryKiB == 8192 }},
+		{"IDP_ARGON2_MEMORY_KIB", "4294967295", "", func(c Config) bool { return c.ArgonMemoryKiB == 4294967295 }},
+		{"IDP_ARGON2_ITERATIONS", " 1 ", "", func(c Config) bool { return c.ArgonIterations == 1 }},
+		{"IDP_ARGON2_MAX_CONCURRENT", "0", "", func(c Config) bool { return c.ArgonMaxConcurrent == 0 }},
+		{"IDP_ARGON2_MAX_CONCURRENT", "3", "", func(c Config) bool { return c.ArgonMaxConcurrent == 3 }},
+	} {
+		c, err := Load("", env(map[string]string{tc.key: tc.value}))
+		switch {
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s=%s: error %v, want one naming %s (memory %d, iterations %d)", tc.key, tc.value, err, tc.want, c.ArgonMemoryKiB, c.ArgonIterations)
+		case tc.want == "" && err != nil:
+			t.Errorf("%s=%s refused: %v", tc.key, tc.value, err)
+		case tc.want == "" && !tc.check(c):
+			t.Errorf("%s=%s: not taken: %+v", tc.key, tc.value, c)
+		}
+	}
+}
