@@ -262,6 +262,11 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("IDP_SIGNING_ALG: %q: want RS256 or ES256", c.SigningAlg)
 	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("IDP_LOG_LEVEL: %q: want debug, info, warn or error", c.LogLevel)
+	}
 	if c.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
 			return fmt.Errorf("IDP_METRICS_LISTEN: %q is not host:port (e.g. 127.0.0.1:9100)", c.MetricsListen)

@@ -54,6 +54,10 @@ func TestValidate(t *testing.T) {
 		{map[string]string{"IDP_DATABASE_URL": "mysql://x"}, "IDP_DATABASE_URL"},
 		{map[string]string{"IDP_SIGNING_ALG": "HS256"}, "IDP_SIGNING_ALG"},
 		{map[string]string{"IDP_MFA_LOCKOUT": "soon"}, "IDP_MFA_LOCKOUT"},
+		{map[string]string{"IDP_LOG_LEVEL": "verbose"}, "IDP_LOG_LEVEL"},
+		{map[string]string{"IDP_LOG_LEVEL": "info # comment"}, "IDP_LOG_LEVEL"},
+		{map[string]string{"IDP_LOG_LEVEL": "warning"}, "IDP_LOG_LEVEL"},
+		{map[string]string{"IDP_LOG_LEVEL": "warn+2"}, "IDP_LOG_LEVEL"},
 		{map[string]string{"IDP_METRICS_LISTEN": "9100"}, "IDP_METRICS_LISTEN"},
 		{map[string]string{"IDP_TRUSTED_PROXIES": "10.0.0.0/8, lb.internal"}, "IDP_TRUSTED_PROXIES"},
 		{map[string]string{"IDP_METRICS_LISTEN": "127.0.0.1:8080"}, "IDP_METRICS_LISTEN"},
@@ -82,6 +86,9 @@ func TestValidate(t *testing.T) {
 		{"IDP_BRAND_COLOR": "#0B5CAD", "IDP_BRAND_LOGO_URL": "/static/logo.svg"},
 		{"IDP_BRAND_COLOR": "#1f6f43", "IDP_BRAND_LOGO_URL": "https://cdn.example.com/logo.png"},
 		{"IDP_BRAND_COLOR": "", "IDP_BRAND_NAME": "ギガらくカメラ"},
+		{"IDP_LOG_LEVEL": "debug"},
+		{"IDP_LOG_LEVEL": "WARN"},
+		{"IDP_LOG_LEVEL": "Error"},
 	} {
 		if _, err := Load("", env(vars)); err != nil {
 			t.Errorf("%v refused: %v", vars, err)
