@@ -540,6 +540,9 @@ func (p *parser) u32(dst *uint32, key string) {
 	*dst = uint32(n)
 }
 
+// readEnvFile reads an IDP_CONFIG file: KEY=VALUE lines (a shell's
+// "export KEY=VALUE" too), # comments and blank lines; anything else is an
+// error naming its line. Quotes around a value are dropped.
 func readEnvFile(path string, into map[string]string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -552,11 +555,20 @@ func readEnvFile(path string, into map[string]string) error {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return fmt.Errorf("config file %s:%d: want KEY=VALUE", path, n)
+		if rest, ok := strings.CutPrefix(line, "export"); ok && rest != "" && (rest[0] == ' ' || rest[0] == '\t') {
+			line = strings.TrimSpace(rest)
 		}
-		into[strings.TrimSpace(k)] = strings.Trim(strings.TrimSpace(v), `"'`)
+		k, v, ok := strings.Cut(line, "=")
+		k = strings.TrimSpace(k)
+		if !ok || !envName.MatchString(k) {
+			return fmt.Errorf("config file %s:%d: want KEY=VALUE, a # comment or a blank line", path, n)
+		}
+		into[k] = strings.Trim(strings.TrimSpace(v), `"'`)
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
 }
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -201,3 +201,39 @@ func TestNumbers(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvFile: an IDP_CONFIG file is KEY=VALUE lines, "export KEY=VALUE"
+// included (a file a shell can source), # comments and blank lines; any
+// other line is an error naming the file's line.
+func TestEnvFile(t *testing.T) {
+	dir := t.TempDir()
+	for i, tc := range []struct {
+		content string
+		want    string // an error containing this; "" for none
+	}{
+		{"export IDP_LOG_LEVEL=debug\n", ""},
+		{"  export\tIDP_LOG_LEVEL = 'debug'\n", ""},
+		{"# a comment\n\n  # another\nIDP_LOG_LEVEL=\"debug\"\n", ""},
+		{"IDP_MFA_LOCKOUT=1m\nIDP_LOG_LEVEL debug\n", ":2: want KEY=VALUE"},
+		{"IDP_MFA_LOCKOUT=1m\nexport IDP_LOG_LEVEL\n", ":2: want KEY=VALUE"},
+		{"\n\nexport  =debug\n", ":3: want KEY=VALUE"},
+		{"=debug\n", ":1: want KEY=VALUE"},
+		{"IDP LOG_LEVEL=debug\n", ":1: want KEY=VALUE"},
+		{"set IDP_LOG_LEVEL=debug\n", ":1: want KEY=VALUE"},
+		{"-IDP_LOG_LEVEL=debug\n", ":1: want KEY=VALUE"},
+	} {
+		file := filepath.Join(dir, "idp.env")
+		if err := os.WriteFile(file, []byte(tc.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(file, env(nil))
+		switch {
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), file+tc.want)):
+			t.Errorf("%d: %q: error %v, want one with %s", i, tc.content, err, tc.want)
+		case tc.want == "" && err != nil:
+			t.Errorf("%d: %q refused: %v", i, tc.content, err)
+		case tc.want == "" && c.LogLevel != "debug":
+			t.Errorf("%d: %q: log level %q, want debug", i, tc.content, c.LogLevel)
+		}
+	}
+}
