@@ -83,8 +83,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 	return fmt.Errorf("unknown command %q; %w", strings.Join(strings.Fields(cmd), " "), errUsage)
 }
 
+// loadConfig loads the configuration and logs its warnings (IDP_ variables
+// of the environment that are not settings) once, for every command.
 func loadConfig() (config.Config, error) {
-	return config.Load(os.Getenv("IDP_CONFIG"), os.Getenv)
+	cfg, err := config.LoadEnviron(os.Getenv("IDP_CONFIG"), os.Environ())
+	if err != nil {
+		return cfg, err
+	}
+	log := newLogger(cfg.LogLevel)
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration: " + w)
+	}
+	return cfg, nil
 }
 
 func newLogger(level string) *slog.Logger {

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -88,6 +89,11 @@ type Config struct {
 	ResetMaxPerEmail int           // IDP_RESET_MAX_PER_EMAIL
 	ResetMaxPerIP    int           // IDP_RESET_MAX_PER_IP
 	ResetLockout     time.Duration // IDP_RESET_LOCKOUT
+
+	// Warnings are what LoadEnviron found amiss without refusing it: IDP_
+	// variables of the environment that are not settings (other programs may
+	// set IDP_ variables, so these are not errors). The server logs them.
+	Warnings []string
 }
 
 // Defaults returns the configuration with every default of the contract.
@@ -135,12 +141,36 @@ func Defaults() Config {
 const DefaultSecretKeyFile = "./data/secret.key"
 
 // Load reads the configuration: defaults, then the KEY=VALUE lines of file
-// (when file is not empty), then the environment, which wins.
+// (when file is not empty), then the environment, which wins. An IDP_ name
+// in the file that is not a setting is an error. getenv cannot list the
+// environment's names, so Load does not look for misspelt ones there:
+// LoadEnviron does.
 func Load(file string, getenv func(string) string) (Config, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
+	return load(file, getenv, nil)
+}
+
+// LoadEnviron is Load with the environment given as os.Environ gives it,
+// KEY=VALUE strings, so that it can also see the IDP_ names set there that
+// are not settings: each is a warning in Config.Warnings (IDP_CONFIG and
+// IDP_TEST_* are not settings but expected).
+func LoadEnviron(file string, environ []string) (Config, error) {
 	vars := map[string]string{}
+	var names []string
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, dup := vars[k]; !dup { // the first wins, as with os.Getenv
+			vars[k] = v
+			names = append(names, k)
+		}
+	}
+	return load(file, func(k string) string { return vars[k] }, names)
+}
+
+func load(file string, getenv func(string) string, envNames []string) (Config, error) {
+	vars := map[string]fileVar{}
 	if file != "" {
 		if err := readEnvFile(file, vars); err != nil {
 			return Config{}, err
@@ -150,10 +180,10 @@ func Load(file string, getenv func(string) string) (Config, error) {
 		if v := getenv(k); v != "" {
 			return v
 		}
-		return vars[k]
+		return vars[k].value
 	}
 	c := Defaults()
-	p := parser{get: get}
+	p := parser{get: get, read: map[string]bool{}}
 	p.str(&c.Issuer, "IDP_ISSUER")
 	p.str(&c.Listen, "IDP_LISTEN")
 	p.str(&c.MetricsListen, "IDP_METRICS_LISTEN")
@@ -196,8 +226,18 @@ func Load(file string, getenv func(string) string) (Config, error) {
 	p.int(&c.ResetMaxPerEmail, "IDP_RESET_MAX_PER_EMAIL")
 	p.int(&c.ResetMaxPerIP, "IDP_RESET_MAX_PER_IP")
 	p.dur(&c.ResetLockout, "IDP_RESET_LOCKOUT")
+	// Every name a setting has has now been read: any other is a mistake.
+	if err := unknownInFile(file, vars, &p); err != nil {
+		return Config{}, err
+	}
 	if p.err != nil {
 		return Config{}, p.err
+	}
+	slices.Sort(envNames)
+	for _, k := range envNames {
+		if ours(k) && !p.read[k] && k != "IDP_CONFIG" && !strings.HasPrefix(k, "IDP_TEST_") {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s is set in the environment but is not a setting%s; it is ignored", k, p.didYouMean(k)))
+		}
 	}
 	if c.BrandsFile != "" {
 		brands, err := ReadBrands(c.BrandsFile)
@@ -489,19 +529,91 @@ func redactURL(s string) string {
 	return u.String()
 }
 
+// unknownInFile refuses the IDP_ names of the file that the parser p has
+// not read, naming each with its line (and the setting it may be meant as).
+func unknownInFile(file string, vars map[string]fileVar, p *parser) error {
+	var bad []string
+	for k := range vars {
+		if ours(k) && !p.read[k] {
+			bad = append(bad, k)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	slices.SortFunc(bad, func(a, b string) int { return vars[a].line - vars[b].line })
+	msgs := make([]string, len(bad))
+	for i, k := range bad {
+		msgs[i] = fmt.Sprintf("config file %s:%d: %s is not a setting%s", file, vars[k].line, k, p.didYouMean(k))
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// ours reports whether name is in the provider's namespace (in any case:
+// idp_issuer is a mistake for IDP_ISSUER, not somebody else's variable).
+func ours(name string) bool { return strings.HasPrefix(strings.ToUpper(name), "IDP_") }
+
+// parser reads the settings; read records each name asked for, so that the
+// calls in Load are the one list of the settings' names.
 type parser struct {
-	get func(string) string
-	err error
+	get   func(string) string
+	read  map[string]bool
+	names []string // read, in the order of the calls
+	err   error
+}
+
+func (p *parser) value(key string) string {
+	if !p.read[key] {
+		p.read[key] = true
+		p.names = append(p.names, key)
+	}
+	return strings.TrimSpace(p.get(key))
+}
+
+// didYouMean is " (did you mean NAME?)" for the setting closest to an
+// unknown name, when it is close enough to be a likely slip; else "".
+func (p *parser) didYouMean(name string) string {
+	name = strings.ToUpper(name)
+	best, bestD := "", 0
+	for _, k := range p.names {
+		if d := editDistance(name, k); best == "" || d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best == "" || bestD > 3 || 3*bestD > len(name)-len("IDP_") {
+		return ""
+	}
+	return " (did you mean " + best + "?)"
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func (p *parser) str(dst *string, key string) {
-	if v := strings.TrimSpace(p.get(key)); v != "" {
+	if v := p.value(key); v != "" {
 		*dst = v
 	}
 }
 
 func (p *parser) dur(dst *time.Duration, key string) {
-	v := strings.TrimSpace(p.get(key))
+	v := p.value(key)
 	if v == "" || p.err != nil {
 		return
 	}
@@ -514,7 +626,7 @@ func (p *parser) dur(dst *time.Duration, key string) {
 }
 
 func (p *parser) int(dst *int, key string) {
-	v := strings.TrimSpace(p.get(key))
+	v := p.value(key)
 	if v == "" || p.err != nil {
 		return
 	}
@@ -528,7 +640,7 @@ func (p *parser) int(dst *int, key string) {
 
 // u32 sets every value it parses, 0 included: the bounds are Validate's.
 func (p *parser) u32(dst *uint32, key string) {
-	v := strings.TrimSpace(p.get(key))
+	v := p.value(key)
 	if v == "" || p.err != nil {
 		return
 	}
@@ -543,7 +655,7 @@ func (p *parser) u32(dst *uint32, key string) {
 // readEnvFile reads an IDP_CONFIG file: KEY=VALUE lines (a shell's
 // "export KEY=VALUE" too), # comments and blank lines; anything else is an
 // error naming its line. Quotes around a value are dropped.
-func readEnvFile(path string, into map[string]string) error {
+func readEnvFile(path string, into map[string]fileVar) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
@@ -563,12 +675,18 @@ func readEnvFile(path string, into map[string]string) error {
 		if !ok || !envName.MatchString(k) {
 			return fmt.Errorf("config file %s:%d: want KEY=VALUE, a # comment or a blank line", path, n)
 		}
-		into[k] = strings.Trim(strings.TrimSpace(v), `"'`)
+		into[k] = fileVar{value: strings.Trim(strings.TrimSpace(v), `"'`), line: n}
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("config file %s: %w", path, err)
 	}
 	return nil
+}
+
+// fileVar is a value of an IDP_CONFIG file and the line it is on.
+type fileVar struct {
+	value string
+	line  int
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -237,3 +237,67 @@ func TestEnvFile(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownNames: an IDP_ name that is not a setting is an error in an
+// IDP_CONFIG file (naming the line, and the setting when it is close), and
+// a warning in the environment, where other programs may set IDP_ names.
+func TestUnknownNames(t *testing.T) {
+	dir := t.TempDir()
+	for i, tc := range []struct {
+		file    string   // the IDP_CONFIG file's content; "" for none
+		environ []string // the environment
+		err     string   // an error containing this; "" for none
+		warn    []string // the warnings, each containing its string
+	}{
+		{file: "IDP_LOG_LEVEL=warn\nIDP_TRUSTED_PROXY=10.0.0.0/8\n", err: ":2: IDP_TRUSTED_PROXY is not a setting (did you mean IDP_TRUSTED_PROXIES?)"},
+		{file: "IDP_SECRETKEY_FILE=/etc/idp/key\n", err: ":1: IDP_SECRETKEY_FILE is not a setting (did you mean IDP_SECRET_KEY_FILE?)"},
+		{file: "export idp_issuer=https://id.example.com\n", err: ":1: idp_issuer is not a setting (did you mean IDP_ISSUER?)"},
+		{file: "IDP_WIDGETS=3\n", err: ":1: IDP_WIDGETS is not a setting"},
+		{file: "IDP_TEST_DATABASE_URL=postgres://db/test\n", err: ":1: IDP_TEST_DATABASE_URL is not a setting"},
+		{file: "IDP_MFA_LOCKOUT=soon\nIDP_LOGLEVEL=debug\n", err: ":2: IDP_LOGLEVEL is not a setting (did you mean IDP_LOG_LEVEL?)"},
+		// Names not ours are somebody else's (a shared EnvironmentFile).
+		{file: "GOMEMLIMIT=1GiB\nIDP_LOG_LEVEL=debug\n"},
+		{environ: []string{"IDP_TRUSTED_PROXY=10.0.0.0/8", "IDP_LOG_LEVEL=debug", "IDP_FROB=1"},
+			warn: []string{"IDP_FROB is set in the environment but is not a setting; it is ignored",
+				"IDP_TRUSTED_PROXY is set in the environment but is not a setting (did you mean IDP_TRUSTED_PROXIES?)"}},
+		{environ: []string{"IDP_CONFIG=/etc/idp.env", "IDP_TEST_DATABASE_URL=postgres://db/test", "IDP_TEST_X=", "PATH=/bin", "IDP_ISSUER=http://localhost:9000"}},
+		{file: "IDP_LOG_LEVEL=debug\n", environ: []string{"IDP_SECRETKEY_FILE=/k"}, warn: []string{"IDP_SECRETKEY_FILE is set in the environment but is not a setting (did you mean IDP_SECRET_KEY_FILE?)"}},
+	} {
+		file := ""
+		if tc.file != "" {
+			file = filepath.Join(dir, "idp.env")
+			if err := os.WriteFile(file, []byte(tc.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, err := LoadEnviron(file, tc.environ)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), file+tc.err) {
+				t.Errorf("%d: error %v, want one with %s", i, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%d: refused: %v", i, err)
+			continue
+		}
+		if len(c.Warnings) != len(tc.warn) {
+			t.Errorf("%d: warnings %q, want %q", i, c.Warnings, tc.warn)
+			continue
+		}
+		for j, w := range tc.warn {
+			if !strings.Contains(c.Warnings[j], w) {
+				t.Errorf("%d: warning %q, want %q", i, c.Warnings[j], w)
+			}
+		}
+	}
+	// The environment is read as by Load: values are taken, the first of a
+	// name twice wins, and Load (which cannot list names) never warns.
+	c, err := LoadEnviron("", []string{"IDP_LOG_LEVEL=debug", "IDP_LOG_LEVEL=verbose", "IDP_TRUSTED_PROXIES=10.0.0.0/8"})
+	if err != nil || c.LogLevel != "debug" || c.TrustedProxies != "10.0.0.0/8" {
+		t.Errorf("environment not read: %v %+v", err, c)
+	}
+	if c, err := Load("", env(map[string]string{"IDP_TRUSTED_PROXY": "10.0.0.0/8"})); err != nil || c.Warnings != nil {
+		t.Errorf("Load: %v, warnings %q", err, c.Warnings)
+	}
+}
