@@ -273,6 +273,11 @@ func (c Config) Validate() error {
 	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("IDP_ISSUER: %q is not an absolute URL without query or fragment", c.Issuer)
 	}
+	if !strings.HasPrefix(c.Issuer, u.Scheme+"://") {
+		// url.Parse lowers the scheme; the issuer is compared as written
+		// (Secure, and every relying party checking "iss").
+		return fmt.Errorf("IDP_ISSUER: %q: write the scheme in lower case", c.Issuer)
+	}
 	switch u.Scheme {
 	case "https":
 	case "http":
@@ -521,6 +526,11 @@ func isLoopback(host string) bool {
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || u.User == nil {
+		// Not a URL with user info as written (a mistyped scheme, say):
+		// whatever stands before an "@" may still be a password.
+		if i := strings.LastIndex(s, "@"); i >= 0 {
+			return "xxxxx" + s[i:]
+		}
 		return s
 	}
 	if _, ok := u.User.Password(); ok {
