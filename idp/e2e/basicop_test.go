@@ -164,3 +164,78 @@ func TestBasicOPFeatures(t *testing.T) {
 		}
 	})
 }
+
+// rawToken posts form to the token endpoint with HTTP Basic credentials.
+func rawToken(t *testing.T, r *rp, form url.Values, id, secret string) (*http.Response, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, r.cfg.Endpoint.TokenURL, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]any{}
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp, out
+}
+
+// TestTokenEndpointEdges: what fosite alone gets wrong at the edges of the
+// protocol, as a second review found it.
+func TestTokenEndpointEdges(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true, "openid", "email", "offline_access")
+		b := p.newBrowser()
+		id, secret := r.cfg.ClientID, r.cfg.ClientSecret
+
+		// response_mode=query, as discovery advertises; acr_values gets no
+		// made-up acr.
+		a := r.authorize(oauth2.SetAuthURLParam("response_mode", "query"), oauth2.SetAuthURLParam("acr_values", "urn:mfa"))
+		tk := r.mustExchange(a, login(t, b, r, a))
+		if acr, ok := tk.Claims["acr"]; ok {
+			t.Errorf("acr %v without any acr supported", acr)
+		}
+
+		// A refresh request chooses no nonce, and asks for no more scope.
+		resp, out := rawToken(t, r, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tk.RefreshToken},
+			"scope": {"openid phone"}}, id, secret)
+		if resp.StatusCode != http.StatusBadRequest || out["error"] != "invalid_scope" {
+			t.Errorf("refresh asking for a scope never granted: %d %v", resp.StatusCode, out)
+		}
+		resp, out = rawToken(t, r, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tk.RefreshToken},
+			"nonce": {"chosen-by-the-caller"}}, id, secret)
+		raw, _ := out["id_token"].(string)
+		if resp.StatusCode != http.StatusOK || raw == "" {
+			t.Fatalf("refresh: %d %v", resp.StatusCode, out)
+		}
+		idt, err := r.verifier.Verify(context.Background(), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if idt.Nonce != "" {
+			t.Errorf("refreshed ID token carries the caller's nonce %q", idt.Nonce)
+		}
+
+		// Errors: an unsupported grant type by its name; a wrong secret sent
+		// by Basic gets WWW-Authenticate.
+		resp, out = rawToken(t, r, url.Values{"grant_type": {"client_credentials"}}, id, secret)
+		if resp.StatusCode != http.StatusBadRequest || out["error"] != "unsupported_grant_type" {
+			t.Errorf("client_credentials: %d %v", resp.StatusCode, out)
+		}
+		resp, out = rawToken(t, r, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}}, id, "wrong")
+		if resp.StatusCode != http.StatusUnauthorized || out["error"] != "invalid_client" || resp.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("wrong secret by Basic: %d %v, WWW-Authenticate %q", resp.StatusCode, out, resp.Header.Get("WWW-Authenticate"))
+		}
+
+		// A nonce too short to sign is refused before any login page.
+		a = r.authorize()
+		short := strings.Replace(a.URL, "nonce="+url.QueryEscape(a.Nonce), "nonce=abc1234", 1)
+		pg := p.newBrowser().get(short)
+		if pg.Redirect == nil || pg.Redirect.Query().Get("error") != "insufficient_entropy" {
+			t.Errorf("nonce of 7 characters: %d %v", pg.Status, pg.Redirect)
+		}
+	})
+}

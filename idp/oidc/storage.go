@@ -21,15 +21,17 @@ var SupportedScopes = []string{"openid", "profile", "email", "address", "phone",
 // storedFormKeys are the only request parameters kept with a code or token:
 // what fosite reads back at the token endpoint (redirect URI check, PKCE,
 // nonce, prompt/max_age checks) and nothing secret.
+// (acr_values is not kept: fosite would answer it with acr "0" whatever
+// the login was; no acr values are supported.)
 var storedFormKeys = []string{
 	"redirect_uri", "code_challenge", "code_challenge_method", "nonce",
-	"max_age", "prompt", "acr_values", "grant_type", "response_type", "scope",
+	"max_age", "prompt", "grant_type", "response_type", "scope",
 }
 
 // codeFormKeys are the parameters fosite keeps with an authorization code:
 // its own (redirect_uri), PKCE's and OpenID Connect's.
 var codeFormKeys = []string{
-	"redirect_uri", "code_challenge", "code_challenge_method", "nonce", "max_age", "prompt", "acr_values",
+	"redirect_uri", "code_challenge", "code_challenge_method", "nonce", "max_age", "prompt",
 }
 
 // client adapts a store.Client to fosite.Client.
@@ -44,7 +46,14 @@ func (c client) GetGrantTypes() fosite.Arguments {
 func (c client) GetResponseTypes() fosite.Arguments { return fosite.Arguments{"code"} }
 func (c client) GetScopes() fosite.Arguments        { return SupportedScopes }
 func (c client) IsPublic() bool                     { return c.Public }
-func (c client) GetAudience() fosite.Arguments      { return nil }
+
+// GetResponseModes implements fosite.ResponseModeClient: the query mode
+// that discovery advertises may be asked for by name (fosite refuses any
+// response_mode of a client without this method).
+func (c client) GetResponseModes() []fosite.ResponseModeType {
+	return []fosite.ResponseModeType{fosite.ResponseModeDefault, fosite.ResponseModeQuery}
+}
+func (c client) GetAudience() fosite.Arguments { return nil }
 
 // Storage implements fosite's storage interfaces over store.Store. Requests
 // are stored under token signatures (never the tokens), with a sanitised
