@@ -139,8 +139,20 @@ func Instrument(rec Recorder, next http.Handler) http.Handler {
 			if status == 0 {
 				status = http.StatusOK
 			}
-			rec.Request(h.pattern, r.Method, status, time.Since(start))
+			rec.Request(h.pattern, methodLabel(r.Method), status, time.Since(start))
 		}()
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), routeKey{}, h)))
 	})
+}
+
+// methodLabel is the request's method as a metric label: one of the
+// standard methods, or "other". A client can send any token as its method,
+// and each would otherwise be a new series.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
 }

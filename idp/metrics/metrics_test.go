@@ -48,7 +48,9 @@ func TestInstrumentLabelsByRoute(t *testing.T) {
 	for _, u := range []string{"/login?flow=secret", "/ok", "/no/such/path/123"} {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", u, nil))
 	}
-	want := []string{"GET GET /login 418", "GET GET /ok 200", "GET other 404"}
+	// A made-up method is "other": a client cannot add label values.
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("XXXXXXXXXX1", "/ok", nil))
+	want := []string{"GET GET /login 418", "GET GET /ok 200", "GET other 404", "other other 405"}
 	if fmt.Sprint(rec.reqs) != fmt.Sprint(want) {
 		t.Fatalf("requests %q, want %q", rec.reqs, want)
 	}
