@@ -390,6 +390,17 @@ func TestLogoutEndsSession(t *testing.T) {
 		if pg.Redirect != nil || pg.Status != http.StatusBadRequest {
 			t.Fatalf("unregistered post_logout_redirect_uri: got %d %v", pg.Status, pg.Redirect)
 		}
+		// A hint that cannot be verified (here: not signed by any key of
+		// ours, as one signed with a key retired since) proves nothing: the
+		// user is asked, and the unverified client's URI is not followed.
+		forged := strings.Join(strings.Split(raw, ".")[:2], ".") + ".c2lnbmF0dXJl"
+		pg = b.get(p.URL + "/logout?" + url.Values{"id_token_hint": {forged}, "post_logout_redirect_uri": {"http://localhost/logged-out"}}.Encode())
+		if pg.Status != http.StatusOK || pg.formWith("flow") == nil {
+			t.Fatalf("unverifiable id_token_hint: want the confirmation page, got %d %v:\n%s", pg.Status, pg.Redirect, pg.Body)
+		}
+		if pg = b.submit(pg, "flow", nil); pg.Redirect != nil || pg.Status != http.StatusOK || b.hasSession(p) {
+			t.Fatalf("confirmed logout after an unverifiable hint: got %d %v, session kept %v", pg.Status, pg.Redirect, b.hasSession(p))
+		}
 		// By POST from the relying party's page (RP-Initiated Logout 2).
 		pg = b.postFromRP(p.URL+"/logout", url.Values{
 			"id_token_hint": {raw}, "post_logout_redirect_uri": {"http://localhost/logged-out"}, "state": {"s1"},

@@ -529,25 +529,32 @@ func (s *Server) logoutStart(w http.ResponseWriter, r *http.Request) {
 	postLogout, state := q.Get("post_logout_redirect_uri"), q.Get("state")
 	clientID := q.Get("client_id")
 	var hintSub, hintSID string
+	hintUnverified := false
 	if hint := q.Get("id_token_hint"); hint != "" {
 		sub, aud, sid, err := s.Provider.VerifyIDTokenHint(ctx, hint)
-		if err != nil {
+		switch {
+		case err != nil:
+			// Not verifiable (signed with a key retired since, typically:
+			// relying parties keep the ID token for the whole session): it
+			// proves nothing, so the user is asked, as without a hint.
+			hintUnverified = true
+		case clientID == "" && len(aud) > 0:
+			clientID = aud[0]
+		case clientID != "" && !slices.Contains(aud, clientID):
 			s.renderError(w, r, http.StatusBadRequest, "invalid_request")
 			return
 		}
-		hintSub, hintSID = sub, sid
-		if clientID == "" && len(aud) > 0 {
-			clientID = aud[0]
-		} else if clientID != "" && !slices.Contains(aud, clientID) {
-			s.renderError(w, r, http.StatusBadRequest, "invalid_request")
-			return
+		if err == nil {
+			hintSub, hintSID = sub, sid
 		}
 	}
-	if postLogout != "" {
-		if !s.postLogoutAllowed(ctx, clientID, postLogout) {
+	if postLogout != "" && !s.postLogoutAllowed(ctx, clientID, postLogout) {
+		if !hintUnverified || clientID != "" {
 			s.renderError(w, r, http.StatusBadRequest, "unregistered_redirect_uri")
 			return
 		}
+		// Whose URI it is was to come from the hint: not followed.
+		postLogout, state = "", ""
 	}
 	sess, err := s.currentSession(r)
 	if err != nil {
