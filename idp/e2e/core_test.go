@@ -593,3 +593,43 @@ func TestCleanupDeletesExpired(t *testing.T) {
 		}
 	})
 }
+
+// TestRememberMe: ログインしたままにする gives a persistent cookie, a plain
+// login a browser-session one; neither outlives IDP_SESSION_MAX_AGE.
+func TestRememberMe(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db, func(c *config.Config) { c.SessionMaxAge = time.Hour })
+		p.createUser(email, password)
+		for _, remember := range []bool{false, true} {
+			b := p.newBrowser()
+			cookies := b.recordCookies()
+			pg := b.get(p.URL + "/account")
+			values := map[string]string{"email": email, "password": password}
+			if remember {
+				values["remember"] = "on"
+			}
+			if pg = b.submit(pg, "password", values); pg.URL.Path != "/account" {
+				t.Fatalf("login (remember %v): %d %s", remember, pg.Status, pg.URL)
+			}
+			var maxAge int
+			for _, c := range cookies.all() {
+				if c.Name == "idp_session" {
+					maxAge = c.MaxAge
+				}
+			}
+			switch {
+			case !remember && maxAge != 0:
+				t.Errorf("a login without remember-me set a persistent cookie (Max-Age %d)", maxAge)
+			case remember && (maxAge <= 0 || maxAge > 3600):
+				t.Errorf("remember-me cookie Max-Age %d, want 1..3600 (IDP_SESSION_MAX_AGE 1h)", maxAge)
+			}
+		}
+		b := p.newBrowser()
+		pg := b.get(p.URL + "/account")
+		b.submit(pg, "password", map[string]string{"email": email, "password": password, "remember": "on"})
+		p.clock.Advance(time.Hour + time.Minute)
+		if b.hasSession(p) {
+			t.Error("a remembered session outlived IDP_SESSION_MAX_AGE")
+		}
+	})
+}

@@ -230,8 +230,9 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow) (
 	}
 	var cookieAge time.Duration // a browser-session cookie
 	if f.Remember {
-		sess.ExpiresAt = now.Add(s.Config.RememberMe)
-		cookieAge = s.Config.RememberMe
+		// Remembered across browser restarts, never past the absolute limit.
+		cookieAge = min(s.Config.RememberMe, s.Config.SessionMaxAge)
+		sess.ExpiresAt = now.Add(cookieAge)
 	}
 	if err := s.Store.StartSession(ctx, crypt.HashToken(f.id), sess); err != nil {
 		return nil, err
