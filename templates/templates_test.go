@@ -399,10 +399,15 @@ func TestCodeFields(t *testing.T) {
 	} {
 		_, doc := render(t, c)
 		code := input(t, doc, "code")
-		for k, want := range map[string]string{"autocomplete": "one-time-code", "inputmode": "numeric", "pattern": "[0-9 ]*", "type": "text"} {
+		for k, want := range map[string]string{"autocomplete": "one-time-code", "inputmode": "numeric", "type": "text"} {
 			if v, _ := attr(code, k); v != want {
 				t.Errorf("code %s = %q, want %q", k, v, want)
 			}
+		}
+		// No pattern: the full-width digits of a Japanese IME are accepted
+		// (by the server), so the browser must let them be sent.
+		if v, ok := attr(code, "pattern"); ok {
+			t.Errorf("code pattern %q would refuse full-width digits", v)
 		}
 		if _, ok := attr(code, "required"); !ok {
 			t.Error("code not required")

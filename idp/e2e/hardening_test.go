@@ -955,7 +955,7 @@ var badInputs = []struct {
 	{"duplicated empty parameter", "application/x-www-form-urlencoded", "csrf=&csrf=", 400, "repeated", "項目 csrf が重複"},
 	{"over-long e-mail", "application/x-www-form-urlencoded", "email=" + strings.Repeat("a", 255) + "&password=x", 400, "too long", "項目 email が長すぎます"},
 	{"over-long password", "application/x-www-form-urlencoded", "email=a@b&password=" + strings.Repeat("p", 1025), 400, "too long", "項目 password が長すぎます"},
-	{"over-long code", "application/x-www-form-urlencoded", "code=" + strings.Repeat("1", 17), 400, "too long", "項目 code が長すぎます"},
+	{"over-long code", "application/x-www-form-urlencoded", "code=" + strings.Repeat("1", 65), 400, "too long", "項目 code が長すぎます"},
 	{"over-long unknown field", "application/x-www-form-urlencoded", "junk=" + strings.Repeat("j", 9<<10), 400, "too long", "項目 junk が長すぎます"},
 	{"JSON", "application/json", `{"email":"a@example.com","password":"x"}`, 415, "application/x-www-form-urlencoded", "形式で送信してください"},
 	{"multipart", "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\na\r\n--x--\r\n", 415, "application/x-www-form-urlencoded", "形式で送信してください"},

@@ -572,3 +572,21 @@ func toText(v any) string {
 		return strings.TrimSpace(strings.ReplaceAll(fmt.Sprint(x), "\n", " "))
 	}
 }
+
+// TestFullWidthCode: a code typed with a Japanese IME (full-width digits,
+// a full-width space) is accepted at login.
+func TestFullWidthCode(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		b := p.newBrowser()
+		accountLogin(t, p, b, "")
+		secret, _ := enroll(t, p, b)
+		p.clock.Advance(30 * time.Second) // the enrollment used this step's code
+		b = p.newBrowser()
+		a, pg := rpLogin(t, b, r)
+		wide := []rune(strings.Map(func(r rune) rune { return r - '0' + '０' }, totpCode(t, p, secret)))
+		r.mustExchange(a, b.submit(pg, "code", map[string]string{"code": string(wide[:3]) + "\u3000" + string(wide[3:])}).code(t, a))
+	})
+}

@@ -55,7 +55,7 @@ func NormalizeBackupCode(in string) (string, bool) {
 	var b strings.Builder
 	for _, r := range strings.ToLower(in) {
 		switch {
-		case r == '-' || r == ' ' || r == '\u3000' || r == '\t' || r == '\u30fc' || r == '\u2010' || r == '\u2212':
+		case isSeparator(r):
 			continue
 		case r == 'o':
 			r = '0'
@@ -109,4 +109,11 @@ func OpenBackupCodes(k *crypt.Key, userID string, recs []store.BackupCode) ([]st
 		out[i] = string(b)
 	}
 	return out, nil
+}
+
+// isSeparator reports what people type between the groups of a code
+// (spaces, full-width ones too, hyphens and dashes of a Japanese IME): it
+// is dropped before the code is checked.
+func isSeparator(r rune) bool {
+	return r == '-' || r == ' ' || r == '\u3000' || r == '\t' || r == '\u30fc' || r == '\u2010' || r == '\u2212'
 }

@@ -84,6 +84,11 @@ func TestVerify(t *testing.T) {
 	if _, err := Verify(secret, c[:3]+" "+c[3:], now, 0); err != nil {
 		t.Errorf("spaced code: %v", err)
 	}
+	// As a Japanese IME types it: full-width digits, a full-width space.
+	wide := strings.Map(func(r rune) rune { return r - '0' + '０' }, c)
+	if _, err := Verify(secret, string([]rune(wide)[:3])+"\u3000"+string([]rune(wide)[3:]), now, 0); err != nil {
+		t.Errorf("full-width code %q: %v", wide, err)
+	}
 	for _, bad := range []string{"", "12345", "1234567", "abcdef"} {
 		if _, err := Verify(secret, bad, now, 0); !errors.Is(err, ErrInvalidCode) {
 			t.Errorf("Verify(%q) = %v", bad, err)

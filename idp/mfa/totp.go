@@ -93,8 +93,11 @@ func CodeAt(secret string, step int64) (string, error) {
 // (store.UseTOTPStep), which also settles two concurrent requests.
 func Verify(secret, code string, now time.Time, lastStep int64) (int64, error) {
 	code = strings.Map(func(r rune) rune {
-		if r == ' ' || r == '-' {
+		switch {
+		case isSeparator(r):
 			return -1
+		case r >= '０' && r <= '９': // full-width digits from a Japanese IME
+			return '0' + (r - '０')
 		}
 		return r
 	}, code)

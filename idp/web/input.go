@@ -20,7 +20,7 @@ const maxFieldLen = 8 << 10
 // protocol endpoints have fields of the same names, e.g. the token
 // endpoint's code, with the general limit).
 var fieldLimits = map[string]int{
-	"email": 254, "password": 1024, "code": 16, "backup_code": 64,
+	"email": 254, "password": 1024, "code": 64, "backup_code": 64,
 	"csrf": 128, "flow": 128, "remember": 8, "consent": 8,
 }
 
