@@ -590,3 +590,33 @@ func TestFullWidthCode(t *testing.T) {
 		r.mustExchange(a, b.submit(pg, "code", map[string]string{"code": string(wide[:3]) + "\u3000" + string(wide[3:])}).code(t, a))
 	})
 }
+
+// TestSetupCodeLimit: wrong confirmation codes at setup are limited as
+// wrong codes at login are (the contract's 429).
+func TestSetupCodeLimit(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		b := p.newBrowser()
+		accountLogin(t, p, b, "")
+		pg := b.submit(b.get(p.URL+"/account/2fa/setup"), "password", map[string]string{"password": password})
+		secret := strings.ReplaceAll(pg.byID("setup-key"), " ", "")
+		limit := p.app.Config.MFAMaxFailures
+		for i := 1; i <= limit; i++ {
+			pg = b.submit(pg, "code", map[string]string{"code": wrongCode(totpCode(t, p, secret))})
+			want := http.StatusOK
+			if i == limit {
+				want = http.StatusTooManyRequests
+			}
+			if pg.Status != want || pg.alert() == "" || pg.formWith("code") == nil {
+				t.Fatalf("wrong code %d of %d: status %d, want %d with the form and an alert", i, limit, pg.Status, want)
+			}
+		}
+		if pg = b.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)}); pg.Status != http.StatusTooManyRequests {
+			t.Errorf("right code while locked: %d, want 429", pg.Status)
+		}
+		if u := p.mustUser(email); u.MFAEnabled {
+			t.Error("2FA turned on while the setup was locked")
+		}
+	})
+}

@@ -290,11 +290,42 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	step, err := mfa.Verify(secret, r.PostFormValue("code"), s.Now(), 0)
-	if err != nil {
-		s.renderSetup(w, r, f, u, secret, http.StatusOK, "invalid_code")
+	// Wrong confirmation codes count as wrong codes at login do (the
+	// contract's 429), on the same account key.
+	key := mfaThrottleKey(u.ID)
+	unlock, ok := s.lockAttempts(w, r, key)
+	if !ok {
 		return
 	}
+	defer unlock()
+	locked, counted, err := s.lockedOut(ctx, key)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if locked {
+		s.renderSetup(w, r, f, u, secret, http.StatusTooManyRequests, "too_many_attempts")
+		return
+	}
+	step, err := mfa.Verify(secret, r.PostFormValue("code"), s.Now(), 0)
+	if err != nil {
+		status, err := s.secondStepFailed(r, u.ID, "setup")
+		if err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		msg := "invalid_code"
+		if status == http.StatusTooManyRequests {
+			msg = "too_many_attempts"
+		}
+		s.renderSetup(w, r, f, u, secret, status, msg)
+		return
+	}
+	if err := s.resetThrottle(ctx, key, counted); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	unlock()
 	codes, err := mfa.GenerateBackupCodes(mfa.BackupCodeCount)
 	if err != nil {
 		s.storeFailed(w, r, err)
