@@ -392,6 +392,21 @@ func TestLowBackupCodesNotice(t *testing.T) {
 				t.Fatalf("with 2 codes left, want the notice page, got %d %v", pg.Status, pg.Redirect)
 			}
 			linkTo(t, pg, "/account/2fa/backup-codes")
+			// A page of its own: its language switch shows it in English,
+			// and a reload shows it again.
+			enLink := pg.URL
+			for _, a := range findAll(pg.Doc, func(n *htmlNode) bool { return n.Data == "a" }) {
+				if h := attr(a, "href"); strings.Contains(h, "lang=en") {
+					enLink, _ = pg.URL.Parse(h)
+				}
+			}
+			en := bb.get(enLink.String())
+			if en.Status != http.StatusOK || !strings.Contains(en.Body, `<html lang="en">`) {
+				t.Errorf("the notice's language switch: %d\n%s", en.Status, en.Body)
+			}
+			if again := bb.get(pg.URL.String()); again.Status != http.StatusOK || again.Body == "" {
+				t.Errorf("the notice reloaded: %d", again.Status)
+			}
 			next := bb.get(p.URL + linkTo(t, pg, "/login/continue"))
 			r.mustExchange(a, next.code(t, a))
 		}

@@ -435,15 +435,36 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next := &flow{Kind: "continue", Authorize: f.Authorize, RequestedAt: f.RequestedAt, ReturnTo: f.ReturnTo,
-		Lang: f.Lang, UserID: f.UserID}
+		Lang: f.Lang, UserID: f.UserID, Remaining: remaining}
 	if err := s.newFlow(ctx, w, r, next); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
+	// The notice is a page of its own (post/redirect/get): it can be
+	// reloaded, and its language switch has a page to link to.
+	http.Redirect(w, r, "/login/notice?flow="+url.QueryEscape(next.id), http.StatusSeeOther)
+}
+
+// lowCodesNotice says that few backup codes are left, after a login with
+// one of them, and offers new ones before going on.
+func (s *Server) lowCodesNotice(w http.ResponseWriter, r *http.Request) {
+	f, ok := s.flowOrError(w, r, r.URL.Query().Get("flow"), "continue")
+	if !ok {
+		return
+	}
+	sess, err := s.currentSession(r)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if sess == nil || sess.UserID != f.UserID {
+		s.flowFailed(w, r, errFlowGone)
+		return
+	}
 	s.render(w, r, http.StatusOK, templates.LowBackupCodes(templates.LowBackupCodesPage{
-		Page: s.page(w, r, f), Remaining: remaining,
-		ReplaceURL:  "/account/2fa/backup-codes?continue=" + url.QueryEscape(next.id),
-		ContinueURL: "/login/continue?flow=" + url.QueryEscape(next.id),
+		Page: s.page(w, r, f), Remaining: f.Remaining,
+		ReplaceURL:  "/account/2fa/backup-codes?continue=" + url.QueryEscape(f.id),
+		ContinueURL: "/login/continue?flow=" + url.QueryEscape(f.id),
 	}))
 }
 

@@ -116,6 +116,7 @@ func (s *Server) routes() http.Handler {
 	handle(pages, "POST /login/totp", s.totpSubmit)
 	handle(pages, "GET /login/backup", s.backupPage)
 	handle(pages, "POST /login/backup", s.backupSubmit)
+	handle(pages, "GET /login/notice", s.lowCodesNotice)
 	handle(pages, "GET /login/continue", s.continueLogin)
 	handle(pages, "GET /forgot-password", s.forgotPassword)
 	handle(pages, "POST /forgot-password", s.forgotPasswordSubmit)

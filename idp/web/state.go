@@ -110,6 +110,9 @@ type flow struct {
 	// Password identifies the password the step verified (passwordMark):
 	// a password changed or reset meanwhile ends the login.
 	Password []byte `json:"pw,omitempty"`
+	// Remaining is how many backup codes are left (the notice after a
+	// login with one of the last ones).
+	Remaining int `json:"remaining,omitempty"`
 	// Settings: the stage reached and when the password was re-entered.
 	Stage    string    `json:"stage,omitempty"`
 	ReauthAt time.Time `json:"reauth_at,omitzero"`
