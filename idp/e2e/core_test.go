@@ -633,3 +633,23 @@ func TestRememberMe(t *testing.T) {
 		}
 	})
 }
+
+// TestLanguageCarriesOn: a language chosen on the login page (?lang=, or a
+// relying party's ui_locales) is the language of the page its "forgot your
+// password" link opens.
+func TestLanguageCarriesOn(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		r := p.newRP("viewer", true)
+		b := p.newBrowser()
+		b.get(p.URL + "/login?lang=en")
+		if fp := b.get(p.URL + "/forgot-password"); !strings.Contains(fp.Body, `<html lang="en">`) {
+			t.Errorf("/forgot-password after /login?lang=en is not in English")
+		}
+		b = p.newBrowser()
+		pg := b.get(r.authorize(oauth2.SetAuthURLParam("ui_locales", "en")).URL)
+		if fp := b.get(p.URL + linkTo(t, pg, "/forgot-password")); !strings.Contains(fp.Body, `<html lang="en">`) {
+			t.Errorf("the forgot-password link of an English login page opens a page that is not in English")
+		}
+	})
+}

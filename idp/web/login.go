@@ -26,6 +26,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("flow")
 	var f *flow
 	if id == "" {
+		s.keepLangChoice(w, r) // /login?lang=en: the pages after it too
 		f = &flow{Kind: "login", ReturnTo: safeReturnTo(r.URL.Query().Get("return_to")), Lang: s.lang(r, nil)}
 		if err := s.newFlow(r.Context(), w, r, f); err != nil {
 			s.storeFailed(w, r, err)
@@ -46,10 +47,21 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, f *flow, status int, email string, remember bool, msg string) {
+	p := s.page(w, r, f)
 	s.render(w, r, status, templates.Login(templates.LoginPage{
-		Page: s.page(w, r, f), Action: "/login", Flow: f.id, Email: email, Remember: remember,
-		Error: msg, ClientName: f.ClientName, ForgotURL: "/forgot-password",
+		Page: p, Action: "/login", Flow: f.id, Email: email, Remember: remember,
+		Error: msg, ClientName: f.ClientName, ForgotURL: forgotURL(p.Lang),
 	}))
+}
+
+// forgotURL is the reset request page in the login page's language (which
+// a relying party's ui_locales may have chosen): Japanese, the default, as
+// it is.
+func forgotURL(lang string) string {
+	if lang == templates.LangJA {
+		return "/forgot-password"
+	}
+	return "/forgot-password?lang=" + lang
 }
 
 // safeReturnTo keeps return_to only when it is a path of this provider.

@@ -59,9 +59,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, f *flow) templates
 	var base string
 	switch {
 	case r.Method == http.MethodGet:
-		if v := q.Get("lang"); templates.IsLang(v) && s.cookie(r, langCookie) != v {
-			s.setCookie(w, langCookie, v, 365*24*time.Hour)
-		}
+		s.keepLangChoice(w, r)
 	case f != nil && f.id != "" && flowSteps[r.URL.Path]:
 		base, q = r.URL.Path, url.Values{"flow": {f.id}}
 	default:
@@ -74,6 +72,14 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, f *flow) templates
 		})
 	}
 	return p
+}
+
+// keepLangChoice remembers a language chosen with ?lang= (the switch's
+// links) in a cookie for a year.
+func (s *Server) keepLangChoice(w http.ResponseWriter, r *http.Request) {
+	if v := r.URL.Query().Get("lang"); templates.IsLang(v) && s.cookie(r, langCookie) != v {
+		s.setCookie(w, langCookie, v, 365*24*time.Hour)
+	}
 }
 
 // flowSteps are the pages whose form posts back to the same path, which
