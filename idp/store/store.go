@@ -61,6 +61,10 @@ func ClipText(s string, n int) string {
 	return s[:n]
 }
 
+// ThrottleQuiet is how long after its last failure a throttle (its
+// failures and lockouts) is forgotten, once it is not locked.
+const ThrottleQuiet = 24 * time.Hour
+
 // User is a customer account.
 type User struct {
 	ID           string // opaque, random, stable: the OIDC "sub"
@@ -401,8 +405,9 @@ type Store interface {
 	// one round trip: see TokenExchange.
 	ExchangeTokens(ctx context.Context, x *TokenExchange) error
 	// DeleteExpired removes expired tokens, flows, sessions, pending
-	// enrollments and password reset tokens, at most limit rows of each,
-	// and says how many went.
+	// enrollments and password reset tokens, and throttles quiet for
+	// ThrottleQuiet and not locked, at most limit rows of each, and says
+	// how many went.
 	DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error)
 
 	// Password reset tokens.

@@ -336,7 +336,8 @@ func (s *Store) RecordFailure(ctx context.Context, key string, p store.ThrottleP
 				WHEN failures + 1 < $2 THEN locked_until
 				WHEN lockouts >= $5 THEN CAST($3 AS BIGINT) + CAST($6 AS BIGINT)
 				ELSE CAST($3 AS BIGINT) + CAST($4 AS BIGINT) * (CAST(1 AS BIGINT) << lockouts)
-			END
+			END,
+			updated_at = $3
 		WHERE key = $1
 		RETURNING failures, lockouts, locked_until`,
 		key, maxFailures, unix(now), base, capAt, limit).

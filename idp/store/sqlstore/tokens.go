@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -230,6 +231,12 @@ var expiredSweeps = []struct{ table, sql string }{
 		WHERE expires_at <> 0 AND expires_at <= $1 LIMIT $2)`},
 	{"password_resets", `DELETE FROM password_resets WHERE token_hash IN (SELECT token_hash FROM password_resets
 		WHERE expires_at <= $1 LIMIT $2)`},
+	// A throttle is forgotten a day after its last failure, once it is not
+	// locked (store.ThrottleQuiet): failures and lockouts decay, and keys
+	// of addresses and IPs seen once do not pile up.
+	{"throttles", `DELETE FROM throttles WHERE key IN (SELECT key FROM throttles
+		WHERE updated_at <= CAST($1 AS BIGINT) - ` + strconv.Itoa(int(store.ThrottleQuiet/time.Second)) + `
+		AND locked_until <= $1 LIMIT $2)`},
 }
 
 // DeleteExpired removes expired tokens, flows, sessions and pending

@@ -47,6 +47,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Transactions", testTransactions},
 		{"NestedTransactions", testNestedTransactions},
 		{"DeleteExpired", testDeleteExpired},
+		{"ForgetThrottles", testForgetThrottles},
 		{"RaceCreateUser", testRaceCreateUser},
 		{"RaceUseBackupCode", testRaceUseBackupCode},
 		{"RaceUseBackupCodeInTx", testRaceUseBackupCodeInTx},
@@ -1176,6 +1177,41 @@ func testDeleteExpired(t *testing.T, s store.Store) {
 	list, err := s.ListUserSessions(ctx, "u1", t0)
 	must(t, err)
 	same(t, "sessions left", len(list), len(live))
+}
+
+// testForgetThrottles: the cleanup forgets a throttle ThrottleQuiet after
+// its last failure, and never while it is locked.
+func testForgetThrottles(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	p := store.ThrottlePolicy{MaxFailures: 2, BaseLockout: time.Minute, MaxLockout: 48 * time.Hour}
+	_, err := s.RecordFailure(ctx, "quiet", p, t0)
+	must(t, err)
+	_, err = s.RecordFailure(ctx, "recent", p, t0)
+	must(t, err)
+	_, err = s.RecordFailure(ctx, "recent", store.ThrottlePolicy{MaxFailures: 5, BaseLockout: time.Minute}, at(2*time.Hour))
+	must(t, err)
+	for i := range 6 { // locked until t0 + 2^(lockouts-1) minutes: past the quiet time
+		_, err = s.RecordFailure(ctx, "locked", store.ThrottlePolicy{MaxFailures: 1, BaseLockout: 24 * time.Hour, MaxLockout: 96 * time.Hour}, at(time.Duration(i)*time.Second))
+		must(t, err)
+	}
+	left := func(what string, want ...string) {
+		t.Helper()
+		ts, err := s.GetThrottles(ctx, "quiet", "recent", "locked")
+		must(t, err)
+		var got []string
+		for _, th := range ts {
+			if th.Failures > 0 || th.Lockouts > 0 {
+				got = append(got, th.Key)
+			}
+		}
+		same(t, what, got, want)
+	}
+	_, err = s.DeleteExpired(ctx, t0.Add(store.ThrottleQuiet-time.Second), 0)
+	must(t, err)
+	left("before the quiet time", "quiet", "recent", "locked")
+	_, err = s.DeleteExpired(ctx, t0.Add(store.ThrottleQuiet+time.Minute), 0)
+	must(t, err)
+	left("after the quiet time", "recent", "locked")
 }
 
 func testRaceCreateUser(t *testing.T, s store.Store) {
