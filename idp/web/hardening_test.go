@@ -310,3 +310,23 @@ func TestAbandonedRequestNotAnError(t *testing.T) {
 		t.Errorf("abandoned request: status %d, log %s", rec.Code, logs.String())
 	}
 }
+
+// TestStaticFiles: the assets are files only, cacheable; anything else
+// under /static/ is the 404 page.
+func TestStaticFiles(t *testing.T) {
+	s := unitServer(t, "http://localhost:8080", &bytes.Buffer{})
+	get := func(path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://localhost:8080"+path, nil))
+		return rec
+	}
+	if rec := get("/static/style.css"); rec.Code != http.StatusOK || !strings.Contains(rec.Header().Get("Cache-Control"), "max-age") {
+		t.Errorf("style.css: %d, Cache-Control %q", rec.Code, rec.Header().Get("Cache-Control"))
+	}
+	for _, path := range []string{"/static/", "/static/nope.css"} {
+		rec := get(path)
+		if rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), `<html lang="ja">`) || strings.Contains(rec.Body.String(), "style.css\">style.css") {
+			t.Errorf("%s: %d, want the 404 page\n%s", path, rec.Code, rec.Body)
+		}
+	}
+}

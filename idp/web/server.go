@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/kamera-id/idp/idp/config"
@@ -46,7 +47,9 @@ type Server struct {
 	Deps
 	handler http.Handler
 	static  http.Handler
-	trusted []netip.Prefix // proxies whose X-Forwarded-For is believed
+	// staticFS holds the pages' assets (templates/static).
+	staticFS fs.FS
+	trusted  []netip.Prefix // proxies whose X-Forwarded-For is believed
 	// brand is the provider's own look (IDP_BRAND_*); brands are the relying
 	// party families' (IDP_BRANDS_FILE) by brand id, and clientBrand by
 	// client id. Each has its style sheet, generated once.
@@ -86,6 +89,7 @@ func New(d Deps) *Server {
 	if err != nil {
 		panic(err) // the embedded folder is part of the binary
 	}
+	s.staticFS = staticFS
 	s.static = http.StripPrefix("/static/", http.FileServerFS(staticFS))
 	s.handler = s.routes()
 	return s
@@ -142,7 +146,7 @@ func (s *Server) routes() http.Handler {
 	handle(pages, "POST /account/2fa/backup-codes", s.backupCodesSubmit)
 	handle(pages, "POST /account/2fa/backup-codes/replace", s.backupCodesReplace)
 	handle(pages, "GET /static/brand.css", s.brandCSS)
-	handle(pages, "GET /static/", s.static.ServeHTTP)
+	handle(pages, "GET /static/", s.staticFile)
 	handle(pages, "/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/" && r.Method == http.MethodGet {
 			http.Redirect(w, r, "/account", http.StatusSeeOther)
@@ -171,6 +175,19 @@ func (s *Server) routes() http.Handler {
 		mux.Handle(path, apiHeaders(api))
 	}
 	return metrics.Instrument(s.Metrics, s.requestID(s.recoverer(s.deadline(limitBody(s.checkInput(mux))))))
+}
+
+// staticFile serves one of the pages' assets: files only (a folder, or
+// a name that is none, gets the 404 page, not a listing), cacheable for an
+// hour, since they change only with a release.
+func (s *Server) staticFile(w http.ResponseWriter, r *http.Request) {
+	st, err := fs.Stat(s.staticFS, strings.TrimPrefix(r.URL.Path, "/static/"))
+	if err != nil || st.IsDir() {
+		s.renderError(w, r, http.StatusNotFound, "not_found")
+		return
+	}
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	s.static.ServeHTTP(w, r)
 }
 
 // asGet answers a protocol request that a relying party's page posted
