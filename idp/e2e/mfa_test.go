@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pquerna/otp/totp"
+	"golang.org/x/oauth2"
 	_ "modernc.org/sqlite"
 
 	"github.com/kamera-id/idp/idp/testenv"
@@ -108,9 +109,9 @@ func wrongCode(c string) string {
 
 // rpLogin starts a relying party login and posts the password; it returns
 // the page after the password step.
-func rpLogin(t *testing.T, b *browser, r *rp) (authRequest, *page) {
+func rpLogin(t *testing.T, b *browser, r *rp, extra ...oauth2.AuthCodeOption) (authRequest, *page) {
 	t.Helper()
-	a := r.authorize()
+	a := r.authorize(extra...)
 	pg := b.submit(b.get(a.URL), "password", map[string]string{"email": email, "password": password})
 	return a, pg
 }
@@ -394,6 +395,13 @@ func TestLowBackupCodesNotice(t *testing.T) {
 			linkTo(t, pg, "/account/2fa/backup-codes")
 			// A page of its own: its language switch shows it in English,
 			// and a reload shows it again.
+			// (A login in English: its "get new codes" link stays English.)
+			eb := p.newBrowser()
+			_, epg := rpLogin(t, eb, r, oauth2.SetAuthURLParam("ui_locales", "en"))
+			epg = eb.submit(eb.get(p.URL+linkTo(t, epg, "/login/backup")), "backup_code", map[string]string{"backup_code": codes[8]})
+			if codesPage := eb.get(p.URL + linkTo(t, epg, "/account/2fa/backup-codes")); !strings.Contains(codesPage.Body, `<html lang="en">`) {
+				t.Errorf("the English notice's link to new codes opens a page that is not in English")
+			}
 			enLink := pg.URL
 			for _, a := range findAll(pg.Doc, func(n *htmlNode) bool { return n.Data == "a" }) {
 				if h := attr(a, "href"); strings.Contains(h, "lang=en") {

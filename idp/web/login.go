@@ -50,18 +50,22 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, f *flow, st
 	p := s.page(w, r, f)
 	s.render(w, r, status, templates.Login(templates.LoginPage{
 		Page: p, Action: "/login", Flow: f.id, Email: email, Remember: remember,
-		Error: msg, ClientName: f.ClientName, ForgotURL: forgotURL(p.Lang),
+		Error: msg, ClientName: f.ClientName, ForgotURL: inLang("/forgot-password", p.Lang),
 	}))
 }
 
-// forgotURL is the reset request page in the login page's language (which
-// a relying party's ui_locales may have chosen): Japanese, the default, as
-// it is.
-func forgotURL(lang string) string {
+// inLang is a link from a page of a flow to a page without it, in the
+// flow's language (which a relying party's ui_locales may have chosen):
+// with ?lang= unless it is Japanese, the default.
+func inLang(link, lang string) string {
 	if lang == templates.LangJA {
-		return "/forgot-password"
+		return link
 	}
-	return "/forgot-password?lang=" + lang
+	sep := "?"
+	if strings.Contains(link, "?") {
+		sep = "&"
+	}
+	return link + sep + "lang=" + lang
 }
 
 // safeReturnTo keeps return_to only when it is a path of this provider.
@@ -473,9 +477,10 @@ func (s *Server) lowCodesNotice(w http.ResponseWriter, r *http.Request) {
 		s.flowFailed(w, r, errFlowGone)
 		return
 	}
+	p := s.page(w, r, f)
 	s.render(w, r, http.StatusOK, templates.LowBackupCodes(templates.LowBackupCodesPage{
-		Page: s.page(w, r, f), Remaining: f.Remaining,
-		ReplaceURL:  "/account/2fa/backup-codes?continue=" + url.QueryEscape(f.id),
+		Page: p, Remaining: f.Remaining,
+		ReplaceURL:  inLang("/account/2fa/backup-codes?continue="+url.QueryEscape(f.id), p.Lang),
 		ContinueURL: "/login/continue?flow=" + url.QueryEscape(f.id),
 	}))
 }
