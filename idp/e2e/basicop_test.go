@@ -230,6 +230,10 @@ func TestTokenEndpointEdges(t *testing.T) {
 			t.Errorf("wrong secret by Basic: %d %v, WWW-Authenticate %q", resp.StatusCode, out, resp.Header.Get("WWW-Authenticate"))
 		}
 
+		// max_age that is no number of seconds is refused, not ignored.
+		if pg := p.newBrowser().get(r.authorize(oauth2.SetAuthURLParam("max_age", "abc")).URL); pg.Redirect == nil || pg.Redirect.Query().Get("error") != "invalid_request" {
+			t.Errorf("max_age=abc: %d %v", pg.Status, pg.Redirect)
+		}
 		// A nonce too short to sign is refused before any login page.
 		a = r.authorize()
 		short := strings.Replace(a.URL, "nonce="+url.QueryEscape(a.Nonce), "nonce=abc1234", 1)

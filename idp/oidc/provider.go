@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -449,6 +450,13 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (ar fosi
 	}
 	if err := requirePKCE(ar); err != nil {
 		return ar, true, err
+	}
+	// max_age is a number of seconds (OIDC Core 3.1.2.1); anything else
+	// would be ignored, and the login it asks for not forced.
+	if v, ok := ar.GetRequestForm()["max_age"]; ok {
+		if _, err := strconv.ParseUint(v[0], 10, 63); err != nil {
+			return ar, true, fosite.ErrInvalidRequest.WithHint("max_age must be a number of seconds.")
+		}
 	}
 	// fosite checks the nonce's length only when it signs the ID token, at
 	// the token endpoint: by then the user has logged in and the code is
