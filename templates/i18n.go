@@ -138,6 +138,13 @@ var Messages = map[string]Translation{
 	"unavailable": {"ただいまサービスをご利用いただけません。しばらく時間をおいてから再度お試しください。",
 		"The service is temporarily unavailable. Please try again later."},
 	"invalid_request": {"リクエストが正しくありません。", "The request is not valid."},
+	// The detail of an authorization request refused with an error page
+	// (by its OAuth error code, shown after it).
+	"oauth_invalid_client": {"このアプリ（クライアント）は登録されていません。", "This application (client) is not registered."},
+	"oauth_invalid_request": {"ログインを求めたアプリからのリクエストに誤りがあります。",
+		"The request from the application that asked for the login is not valid."},
+	"oauth_unauthorized_client": {"このアプリには、この方法でのログインが許可されていません。",
+		"This application is not allowed to ask for a login this way."},
 	// Why a request was refused before any handler read it (the detail
 	// line of the error page; in English also the OAuth error_description).
 	"input_no_content_type": {"リクエストの本文に Content-Type がありません。", "A request body needs a Content-Type."},

@@ -415,6 +415,16 @@ func TestLogoutEndsSession(t *testing.T) {
 	})
 }
 
+// TestAuthorizeErrorPageInJapanese: an authorization request refused with
+// an error page says why in the page's language, with the OAuth code.
+func TestAuthorizeErrorPageInJapanese(t *testing.T) {
+	p := startProvider(t, testenv.SQLite(t))
+	pg := p.newBrowser().get(p.URL + "/oauth2/auth?client_id=nobody&response_type=code&scope=openid")
+	if pg.Status != http.StatusBadRequest || !strings.Contains(pg.Body, "このアプリ（クライアント）は登録されていません。 (invalid_client)") {
+		t.Errorf("unknown client: %d\n%s", pg.Status, pg.Body)
+	}
+}
+
 // TestLoopbackRedirectExact: a redirect URI on a loopback address matches
 // exactly too (fosite would take any port there).
 func TestLoopbackRedirectExact(t *testing.T) {

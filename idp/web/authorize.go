@@ -44,6 +44,9 @@ func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (fosite.
 	}
 	rfc := fosite.ErrorToRFC6749Error(err)
 	p := templates.ErrorPage{Page: s.page(w, r, nil), Status: http.StatusBadRequest, Message: "invalid_request", Detail: rfc.ErrorField}
+	if key := "oauth_" + rfc.ErrorField; templates.HasMessage(key) {
+		p.Detail = templates.T(p.Lang, key) + " (" + rfc.ErrorField + ")" // in the page's language, with the code for support
+	}
 	if strings.Contains(rfc.HintField, "redirect") {
 		p.Message = "unregistered_redirect_uri"
 	}
