@@ -499,6 +499,18 @@ func TestConsentForThirdParty(t *testing.T) {
 		if tk.Claims["email"] != email || userinfo(t, narrow, tk.AccessToken, "GET")["name"] != "テスト 太郎" {
 			t.Errorf("claims after consent: id token %v", tk.Claims)
 		}
+
+		// Consents add up: scopes allowed one at a time are all remembered.
+		third := p.newRP("partner3", false, "openid")
+		for _, scope := range []string{"email", "profile"} {
+			a = third.authorize(oauth2.SetAuthURLParam("scope", "openid "+scope))
+			if pg = b.get(a.URL); pg.formWith("consent") == nil {
+				t.Fatalf("scope %s asked for the first time: want the consent page, got %d %v", scope, pg.Status, pg.Redirect)
+			}
+			third.mustExchange(a, b.submit(pg, "consent", map[string]string{"consent": "allow"}).code(t, a))
+		}
+		a = third.authorize(oauth2.SetAuthURLParam("scope", "openid email profile"))
+		third.mustExchange(a, b.get(a.URL).code(t, a))
 	})
 }
 
