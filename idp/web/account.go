@@ -314,11 +314,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 			s.storeFailed(w, r, err)
 			return
 		}
-		msg := "invalid_code"
-		if status == http.StatusTooManyRequests {
-			msg = "too_many_attempts"
-		}
-		s.renderSetup(w, r, f, u, secret, status, msg)
+		s.renderSetup(w, r, f, u, secret, status, failureMessage(status, "invalid_code"))
 		return
 	}
 	if err := s.resetThrottle(ctx, key, counted); err != nil {

@@ -127,11 +127,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 			s.storeFailed(w, r, err)
 			return
 		}
-		msg := "invalid_credentials"
-		if status == http.StatusTooManyRequests {
-			msg = "too_many_attempts"
-		}
-		s.renderLogin(w, r, f, status, email, remember, msg)
+		s.renderLogin(w, r, f, status, email, remember, failureMessage(status, "invalid_credentials"))
 		return
 	}
 	if err := s.resetThrottle(ctx, keys[0], counted); err != nil {
@@ -157,6 +153,15 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/login/totp?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+}
+
+// failureMessage is the message of a form answering a wrong password or
+// code: wrong, or too many attempts once the failure locked the account.
+func failureMessage(status int, wrong string) string {
+	if status == http.StatusTooManyRequests {
+		return "too_many_attempts"
+	}
+	return wrong
 }
 
 // stillPasswordOnly reads the account again once its password-only session
@@ -275,11 +280,7 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 			s.storeFailed(w, r, err)
 			return
 		}
-		msg := "invalid_code"
-		if status == http.StatusTooManyRequests {
-			msg = "too_many_attempts"
-		}
-		s.renderTOTP(w, r, f, status, msg)
+		s.renderTOTP(w, r, f, status, failureMessage(status, "invalid_code"))
 		return
 	}
 	if err != nil {
@@ -424,11 +425,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 			s.storeFailed(w, r, err)
 			return
 		}
-		msg := "invalid_backup_code"
-		if status == http.StatusTooManyRequests {
-			msg = "too_many_attempts"
-		}
-		s.renderBackup(w, r, f, status, msg)
+		s.renderBackup(w, r, f, status, failureMessage(status, "invalid_backup_code"))
 		return
 	}
 	if err != nil {
@@ -464,17 +461,8 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 // lowCodesNotice says that few backup codes are left, after a login with
 // one of them, and offers new ones before going on.
 func (s *Server) lowCodesNotice(w http.ResponseWriter, r *http.Request) {
-	f, ok := s.flowOrError(w, r, r.URL.Query().Get("flow"), "continue")
+	f, _, ok := s.continueFlow(w, r)
 	if !ok {
-		return
-	}
-	sess, err := s.currentSession(r)
-	if err != nil {
-		s.storeFailed(w, r, err)
-		return
-	}
-	if sess == nil || sess.UserID != f.UserID {
-		s.flowFailed(w, r, errFlowGone)
 		return
 	}
 	p := s.page(w, r, f)
@@ -532,19 +520,29 @@ func (s *Server) afterLogin(w http.ResponseWriter, r *http.Request, f *flow, ses
 	http.Redirect(w, r, safeReturnTo(f.ReturnTo), http.StatusSeeOther)
 }
 
-// continueLogin goes on after the few-backup-codes notice.
-func (s *Server) continueLogin(w http.ResponseWriter, r *http.Request) {
+// continueFlow loads the query's "continue" flow (after a login with one
+// of the last backup codes) for the session it belongs to.
+func (s *Server) continueFlow(w http.ResponseWriter, r *http.Request) (*flow, *store.Session, bool) {
 	f, ok := s.flowOrError(w, r, r.URL.Query().Get("flow"), "continue")
 	if !ok {
-		return
+		return nil, nil, false
 	}
 	sess, err := s.currentSession(r)
 	if err != nil {
 		s.storeFailed(w, r, err)
-		return
+		return nil, nil, false
 	}
 	if sess == nil || sess.UserID != f.UserID {
 		s.flowFailed(w, r, errFlowGone)
+		return nil, nil, false
+	}
+	return f, sess, true
+}
+
+// continueLogin goes on after the few-backup-codes notice.
+func (s *Server) continueLogin(w http.ResponseWriter, r *http.Request) {
+	f, sess, ok := s.continueFlow(w, r)
+	if !ok {
 		return
 	}
 	if err := s.finishFlow(r.Context(), f); err != nil {
