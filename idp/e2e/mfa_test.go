@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 	_ "modernc.org/sqlite"
 
+	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/testenv"
 )
 
@@ -42,6 +43,17 @@ func accountLogin(t *testing.T, p *provider, b *browser, secret string) {
 	if pg.Status != http.StatusOK || !strings.Contains(pg.Body, "2段階認証設定") || pg.URL.Path != "/account/2fa" {
 		t.Fatalf("login to My Page did not end on /account/2fa: %d %s\n%s", pg.Status, pg.URL, pg.Body)
 	}
+}
+
+// enrolledUser creates the test user and turns 2FA on for it from My Page
+// (in a browser of its own): the user, the secret and the backup codes.
+func enrolledUser(t *testing.T, p *provider) (*store.User, string, []string) {
+	t.Helper()
+	u := p.createUser(email, password)
+	b := p.newBrowser()
+	accountLogin(t, p, b, "")
+	secret, codes := enroll(t, p, b)
+	return u, secret, codes
 }
 
 // enroll turns 2FA on from My Page, as the manual shows, checking the wrong
@@ -253,11 +265,8 @@ func linkTo(t *testing.T, p *page, prefix string) string {
 func TestLostPhoneAndDisable(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db)
-		p.createUser(email, password)
 		r := p.newRP("viewer", true)
-		b := p.newBrowser()
-		accountLogin(t, p, b, "")
-		_, codes := enroll(t, p, b)
+		_, _, codes := enrolledUser(t, p)
 
 		// The phone is lost: log in to My Page with a backup code, then turn 2FA off.
 		lost := p.newBrowser()
@@ -292,11 +301,8 @@ func TestLostPhoneAndDisable(t *testing.T) {
 func TestSupportReset(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db)
-		u := p.createUser(email, password)
 		r := p.newRP("viewer", true)
-		b := p.newBrowser()
-		accountLogin(t, p, b, "")
-		enroll(t, p, b)
+		u, _, _ := enrolledUser(t, p)
 		if _, err := p.app.ResetMFA(context.Background(), email); err != nil {
 			t.Fatal(err)
 		}
@@ -317,11 +323,8 @@ func TestSupportReset(t *testing.T) {
 func TestSecondStepLockout(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db)
-		p.createUser(email, password)
 		r := p.newRP("viewer", true)
-		b := p.newBrowser()
-		accountLogin(t, p, b, "")
-		secret, _ := enroll(t, p, b)
+		_, secret, _ := enrolledUser(t, p)
 
 		// Failures count per account: two browsers share the limit.
 		b1, b2 := p.newBrowser(), p.newBrowser()
@@ -375,11 +378,8 @@ func TestSecondStepLockout(t *testing.T) {
 func TestLowBackupCodesNotice(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db)
-		p.createUser(email, password)
 		r := p.newRP("viewer", true)
-		b := p.newBrowser()
-		accountLogin(t, p, b, "")
-		_, codes := enroll(t, p, b)
+		_, _, codes := enrolledUser(t, p)
 		for i, c := range codes[:8] {
 			bb := p.newBrowser()
 			a, pg := rpLogin(t, bb, r)
@@ -424,11 +424,8 @@ func TestLowBackupCodesNotice(t *testing.T) {
 func TestConcurrentSecondSteps(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db)
-		p.createUser(email, password)
 		r := p.newRP("viewer", true)
-		b := p.newBrowser()
-		accountLogin(t, p, b, "")
-		secret, codes := enroll(t, p, b)
+		_, secret, codes := enrolledUser(t, p)
 
 		race := func(n int, field string, value func() string, backup bool) int {
 			type attempt struct {
@@ -483,10 +480,7 @@ func TestConcurrentSecondSteps(t *testing.T) {
 func TestNoSecretsInDatabase(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db)
-		p.createUser(email, password)
-		b := p.newBrowser()
-		accountLogin(t, p, b, "")
-		secret, codes := enroll(t, p, b)
+		_, secret, codes := enrolledUser(t, p)
 		dump := dumpDatabase(t, db)
 		if len(dump) < 1000 {
 			t.Fatalf("dump is suspiciously small (%d bytes)", len(dump))
@@ -601,13 +595,10 @@ func toText(v any) string {
 func TestFullWidthCode(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db)
-		p.createUser(email, password)
 		r := p.newRP("viewer", true)
-		b := p.newBrowser()
-		accountLogin(t, p, b, "")
-		secret, _ := enroll(t, p, b)
+		_, secret, _ := enrolledUser(t, p)
 		p.clock.Advance(30 * time.Second) // the enrollment used this step's code
-		b = p.newBrowser()
+		b := p.newBrowser()
 		a, pg := rpLogin(t, b, r)
 		wide := []rune(strings.Map(func(r rune) rune { return r - '0' + '０' }, totpCode(t, p, secret)))
 		r.mustExchange(a, b.submit(pg, "code", map[string]string{"code": string(wide[:3]) + "\u3000" + string(wide[3:])}).code(t, a))

@@ -111,11 +111,8 @@ func codesChecked(t *testing.T, p *provider, userID, method string) int {
 func TestConcurrentWrongCodesLimited(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db)
-		u := p.createUser(email, password)
 		r := p.newRP("viewer", true)
-		b := p.newBrowser()
-		accountLogin(t, p, b, "")
-		secret, _ := enroll(t, p, b)
+		u, secret, _ := enrolledUser(t, p)
 		limit := p.app.Config.MFAMaxFailures
 
 		const n = 200
