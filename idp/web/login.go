@@ -171,9 +171,9 @@ func failureMessage(status int, wrong string) string {
 // Either this read sees the new factor, and the session is ended here, or
 // it came before the enabling's commit, and so did the session, which the
 // ending then removes. A password changed or reset meanwhile (which ends
-// the user's sessions in its own transaction) is caught the same way. It returns the account as read, or false when it
-// has answered: with a new login, which asks for the code, when the session
-// was ended.
+// the user's sessions in its own transaction) is caught the same way. It
+// returns the account as read, or false when it has answered: with a new
+// login, which asks for the code, when the session was ended.
 func (s *Server) stillPasswordOnly(w http.ResponseWriter, r *http.Request, f *flow, sess *store.Session) (*store.User, bool) {
 	u, err := s.Store.GetUser(r.Context(), sess.UserID)
 	if err == nil && !u.MFAEnabled && crypt.Equal(f.Password, s.passwordMark(u)) {
