@@ -89,7 +89,7 @@ func New(cfg Config, st store.Store, keys KeySource) (*Provider, error) {
 		ClientSecretsHasher:            cfg.SecretHasher,
 		RefreshTokenScopes:             []string{"offline_access"},
 		SendDebugMessagesToClients:     false,
-		MinParameterEntropy:            fosite.MinParameterEntropy,
+		MinParameterEntropy:            minParameterEntropy,
 		// What the code's record keeps of the authorization request: the
 		// PKCE and OpenID Connect parameters too, since the PKCE and OpenID
 		// Connect requests are read from it (see Storage).
@@ -461,11 +461,15 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (ar fosi
 	// fosite checks the nonce's length only when it signs the ID token, at
 	// the token endpoint: by then the user has logged in and the code is
 	// spent. Refuse it here, before any login page.
-	if n := ar.GetRequestForm().Get("nonce"); n != "" && len(n) < fosite.MinParameterEntropy {
-		return ar, true, fosite.ErrInsufficientEntropy.WithHintf("The nonce must be at least %d characters long.", fosite.MinParameterEntropy)
+	if n := ar.GetRequestForm().Get("nonce"); n != "" && len(n) < minParameterEntropy {
+		return ar, true, fosite.ErrInsufficientEntropy.WithHintf("The nonce must be at least %d characters long.", minParameterEntropy)
 	}
 	return ar, true, nil
 }
+
+// minParameterEntropy is the shortest state and nonce fosite accepts (it
+// checks the nonce only when it signs the ID token; ParseAuthorize earlier).
+const minParameterEntropy = fosite.MinParameterEntropy
 
 // registeredExactly reports whether the request's redirect_uri is one the
 // client registered, character for character (or absent: fosite then uses
