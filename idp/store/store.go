@@ -248,7 +248,11 @@ type TokenRecord struct {
 // ErrNotFound when there is none) and only then are the tokens of
 // RevokeKind issued for RevokeRequest deactivated (a refresh revokes the
 // access tokens of the grant it rotates) and Create stored. All of it
-// happens, or none of it.
+// happens, or none of it. Create are tokens of one subject (an error
+// otherwise), and the exchange does not interleave with ending that
+// user's sessions (DeleteUserSessions, DeleteUserSession): either those
+// deactivate the tokens it created, or it fails as a spend of a
+// deactivated token.
 type TokenExchange struct {
 	SpendKind, SpendSignature string
 	RevokeKind, RevokeRequest string // both empty: nothing to revoke

@@ -42,6 +42,7 @@ var Dialect = sqlstore.Dialect{
 	MigrationLock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(migrationLockID)),
 	Classify:      classify,
 	WritableCTE:   true,
+	RowLocks:      true,
 }
 
 // Open connects to the database at url (postgres://...) and checks that it

@@ -9,22 +9,6 @@ import (
 
 // Password reset tokens and the mail outbox.
 
-// DeleteUserSession ends one session of the user.
-func (s *Store) DeleteUserSession(ctx context.Context, userID, id string) error {
-	return s.fail("delete user session", s.inTx(ctx, func(q querier) error {
-		n, err := affected(q.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id = $2`, userID, id))
-		if err == nil && n == 0 {
-			err = store.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE
-			WHERE subject = $1 AND session_id = $2 AND active`, userID, id)
-		return err
-	}))
-}
-
 // CreatePasswordReset stores a reset token's hash.
 func (s *Store) CreatePasswordReset(ctx context.Context, r *store.PasswordReset) error {
 	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO password_resets (token_hash, user_id, created_at, expires_at, used_at)

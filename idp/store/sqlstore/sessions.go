@@ -104,19 +104,62 @@ func (s *Store) DeleteSession(ctx context.Context, tokenHash []byte) error {
 }
 
 // DeleteUserSessions implements store.Store (session ids are never empty,
-// so an empty exceptID spares none), in one transaction.
+// so an empty exceptID spares none).
 func (s *Store) DeleteUserSessions(ctx context.Context, userID, exceptID string) (int, error) {
+	n, err := s.endSessions(ctx, userID, "<>", exceptID)
+	return int(n), s.fail("delete user sessions", err)
+}
+
+// DeleteUserSession implements store.Store.
+func (s *Store) DeleteUserSession(ctx context.Context, userID, id string) error {
+	_, err := s.endSessions(ctx, userID, "=", id)
+	return s.fail("delete user session", err)
+}
+
+// endSessions ends the user's sessions whose id is id (op "=": that one,
+// ErrNotFound when the user has no such session) or is not id (op "<>":
+// all but that one), and deactivates the tokens issued in them, in one
+// transaction; it returns how many sessions ended.
+//
+// On PostgreSQL it first locks the user's row FOR UPDATE. Every exchange
+// of a code or refresh token that creates tokens of the user holds FOR KEY
+// SHARE on that row (from before it touches a token until it commits:
+// exchangeInOneStatement), so this waits for those in progress, and those
+// that come later wait for this transaction. The UPDATE of the tokens then
+// runs on a snapshot taken once the lock is granted (READ COMMITTED,
+// PostgreSQL's default: a snapshot per statement), which holds every token
+// such an exchange created; an exchange that waited finds the code or
+// refresh token it spends deactivated (when it was issued in a session
+// ended here) and fails. Both lock the user's row before any token row, so
+// they cannot deadlock. FOR UPDATE also holds off anything else that locks the
+// user's row (an UPDATE of it, the foreign key check of a session being
+// stored) for this short transaction; FOR KEY SHARE conflicts with FOR
+// UPDATE alone, so exchanges wait neither for each other nor for an
+// UPDATE of the user.
+//
+// On SQLite the transaction alone does it: write transactions run one at
+// a time (Dialect.RowLocks).
+func (s *Store) endSessions(ctx context.Context, userID, op, id string) (int64, error) {
 	var n int64
 	err := s.inTx(ctx, func(q querier) error {
+		if s.dialect.RowLocks {
+			if _, err := q.ExecContext(ctx, `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, userID); err != nil {
+				return err
+			}
+		}
 		var err error
-		if n, err = affected(q.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id <> $2`, userID, exceptID)); err != nil {
+		n, err = affected(q.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id `+op+` $2`, userID, id))
+		if err == nil && n == 0 && op == "=" {
+			err = store.ErrNotFound
+		}
+		if err != nil {
 			return err
 		}
 		_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE
-			WHERE subject = $1 AND session_id <> $2 AND active`, userID, exceptID)
+			WHERE subject = $1 AND session_id `+op+` $2 AND active`, userID, id)
 		return err
 	})
-	return int(n), s.fail("delete user sessions", err)
+	return n, err
 }
 
 // ListUserSessions returns the user's unexpired sessions, the most recently

@@ -46,6 +46,13 @@ type Dialect struct {
 	// (PostgreSQL), so that several dependent writes can be one statement,
 	// one round trip.
 	WritableCTE bool
+	// RowLocks says the dialect has row locks (SELECT ... FOR UPDATE, FOR
+	// KEY SHARE) and runs write transactions side by side, each statement
+	// on a snapshot of its own (PostgreSQL, READ COMMITTED): operations
+	// that must not interleave take them. Without (SQLite) every write
+	// transaction holds the whole database (BEGIN IMMEDIATE, one
+	// connection), so whatever is one transaction cannot interleave.
+	RowLocks bool
 }
 
 // Store implements store.Store over a *sql.DB.

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -33,6 +34,14 @@ func tokenArgs(t *store.TokenRecord) []any {
 func tokenDest(t *store.TokenRecord) []any {
 	return []any{&t.Kind, &t.Signature, &t.RequestID, &t.ClientID, &t.Subject, &t.SessionID,
 		bytesCol{&t.Data}, &t.Active, timeCol{&t.CreatedAt}, timeCol{&t.ExpiresAt}}
+}
+
+// typedTokenValues selects the values of tokenColumns from the parameters
+// after the first p, cast (PostgreSQL types a parameter in a SELECT list
+// as text otherwise, which no BIGINT or BYTEA column takes).
+func typedTokenValues(p int) string {
+	return fmt.Sprintf(`SELECT $%d::text, $%d::text, $%d::text, $%d::text, $%d::text, $%d::text, $%d::bytea,
+		$%d::boolean, $%d::bigint, $%d::bigint`, p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8, p+9, p+10)
 }
 
 // CreateToken stores a request under (kind, signature); ErrDuplicate when
@@ -103,10 +112,16 @@ func (s *Store) DeactivateTokensByRequest(ctx context.Context, kind, requestID s
 // ExchangeTokens implements store.Store. Where the dialect has
 // data-modifying WITH clauses (PostgreSQL) it is one statement, so one
 // round trip; elsewhere (SQLite, in process) one transaction of the same
-// statements as DeactivateToken, DeactivateTokensByRequest and CreateToken.
+// statements as DeactivateToken, DeactivateTokensByRequest and CreateToken,
+// which no other write transaction interleaves with (so none ending the
+// user's sessions: endSessions).
 func (s *Store) ExchangeTokens(ctx context.Context, x *store.TokenExchange) error {
+	subject, err := exchangeSubject(x)
+	if err != nil {
+		return s.fail("exchange tokens", err)
+	}
 	if s.dialect.WritableCTE {
-		return s.fail("exchange tokens", s.exchangeInOneStatement(ctx, x))
+		return s.fail("exchange tokens", s.exchangeInOneStatement(ctx, x, subject))
 	}
 	return s.fail("exchange tokens", s.inTx(ctx, func(q querier) error {
 		n, err := affected(q.ExecContext(ctx, deactivateTokenSQL, x.SpendKind, x.SpendSignature))
@@ -130,19 +145,53 @@ func (s *Store) ExchangeTokens(ctx context.Context, x *store.TokenExchange) erro
 	}))
 }
 
+// exchangeSubject is the one subject of the tokens x creates (none: "").
+func exchangeSubject(x *store.TokenExchange) (string, error) {
+	subject := ""
+	for i, t := range x.Create {
+		if i > 0 && t.Subject != subject {
+			return "", errors.New("new tokens of several subjects")
+		}
+		subject = t.Subject
+	}
+	return subject, nil
+}
+
 // exchangeInOneStatement: the spend is a WITH clause whose one row (or
 // none) every other part depends on; PostgreSQL runs every data-modifying
 // clause to completion on one snapshot, so the new tokens are not among
 // those revoked.
-func (s *Store) exchangeInOneStatement(ctx context.Context, x *store.TokenExchange) error {
+//
+// When it creates tokens, the statement first locks the row of their
+// subject FOR KEY SHARE (locked), until it commits: ending the user's
+// sessions locks that row FOR UPDATE before it deactivates their tokens,
+// so it either waits for this statement and sees the tokens it created, or
+// this statement waits for it and finds the code or refresh token it
+// spends deactivated, if it was issued in a session that ended
+// (endSessions). The spend's WHERE depends on locked
+// through an uncorrelated EXISTS, an InitPlan that runs before the scan of
+// tokens (EXPLAIN shows it as the One-Time Filter above the scan), so the
+// user's row is always locked before any token row. locked has one row
+// whether or not the user exists: it orders, it decides nothing. FOR KEY
+// SHARE conflicts only with FOR UPDATE: exchanges do not wait for each
+// other, nor for an UPDATE of the user.
+func (s *Store) exchangeInOneStatement(ctx context.Context, x *store.TokenExchange, subject string) error {
 	q := s.q(ctx)
 	args := []any{x.SpendKind, x.SpendSignature}
 	var b strings.Builder
-	b.WriteString(`WITH spent AS (UPDATE tokens SET active = FALSE
-		WHERE kind = $1 AND signature = $2 AND active RETURNING 1)`)
+	locked := ""
+	if s.dialect.RowLocks && len(x.Create) > 0 {
+		args = append(args, subject)
+		b.WriteString(`WITH locked AS (SELECT count(*) FROM (SELECT 1 FROM users WHERE id = $3 FOR KEY SHARE) AS u), `)
+		locked = ` AND EXISTS (SELECT 1 FROM locked)`
+	} else {
+		b.WriteString(`WITH `)
+	}
+	b.WriteString(`spent AS (UPDATE tokens SET active = FALSE
+		WHERE kind = $1 AND signature = $2 AND active` + locked + ` RETURNING 1)`)
 	if x.RevokeKind != "" {
-		b.WriteString(`, revoked AS (UPDATE tokens SET active = FALSE
-		WHERE kind = $3 AND request_id = $4 AND active AND EXISTS (SELECT 1 FROM spent))`)
+		fmt.Fprintf(&b, `, revoked AS (UPDATE tokens SET active = FALSE
+		WHERE kind = $%d AND request_id = $%d AND active AND EXISTS (SELECT 1 FROM spent))`, len(args)+1, len(args)+2)
 		args = append(args, x.RevokeKind, x.RevokeRequest)
 	}
 	if len(x.Create) == 0 {
@@ -161,9 +210,7 @@ func (s *Store) exchangeInOneStatement(ctx context.Context, x *store.TokenExchan
 		if i > 0 {
 			b.WriteString(` UNION ALL `)
 		}
-		p := len(args)
-		fmt.Fprintf(&b, `SELECT $%d::text, $%d::text, $%d::text, $%d::text, $%d::text, $%d::text, $%d::bytea,
-			$%d::boolean, $%d::bigint, $%d::bigint FROM spent`, p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8, p+9, p+10)
+		b.WriteString(typedTokenValues(len(args)) + ` FROM spent`)
 		args = append(args, tokenArgs(t)...)
 	}
 	n, err := affected(q.ExecContext(ctx, b.String(), args...))

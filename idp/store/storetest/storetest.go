@@ -1035,6 +1035,17 @@ func testExchangeTokens(t *testing.T, s store.Store) {
 	active(store.KindAuthorizeCode, "c2", true)
 	missing(store.KindAccessToken, "a6")
 
+	// New tokens of two subjects: refused, nothing written.
+	other := tok(store.KindAccessToken, "a7", "T")
+	other.Subject = "u2"
+	err := s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindAuthorizeCode, SpendSignature: "c2",
+		Create: []*store.TokenRecord{tok(store.KindAccessToken, "a6", "T"), other}})
+	if err == nil {
+		t.Fatal("ExchangeTokens(tokens of two subjects): no error")
+	}
+	active(store.KindAuthorizeCode, "c2", true)
+	missing(store.KindAccessToken, "a6")
+
 	// Only a spend.
 	must(t, s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindAuthorizeCode, SpendSignature: "c2"}))
 	active(store.KindAuthorizeCode, "c2", false)

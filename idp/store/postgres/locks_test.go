@@ -1,0 +1,239 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/idp/store/sqlstore"
+	"github.com/kamera-id/idp/idp/testenv"
+)
+
+// Races between ending a user's sessions and issuing tokens, played in a
+// fixed order: each party runs on a store of its own whose connections
+// carry their own application_name, and the next party starts only once
+// pg_stat_activity shows the one before it waiting for a lock. No sleeps:
+// the order is what the database says, not what a timer hopes for.
+
+// lockRace is one schema and the parties that race in it.
+type lockRace struct {
+	t      *testing.T
+	url    string
+	prefix string // of the application names: unique to this test
+	main   *sqlstore.Store
+}
+
+func newLockRace(t *testing.T) *lockRace {
+	t.Helper()
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	r := &lockRace{t: t, url: testenv.Postgres(t).URL, prefix: "idp-lock-" + hex.EncodeToString(b) + "-"}
+	r.main = r.party("main")
+	if err := r.main.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// party opens a store on the race's schema whose connections are named
+// name in pg_stat_activity.
+func (r *lockRace) party(name string) *sqlstore.Store {
+	return open(r.t, r.url+"&application_name="+r.prefix+name)
+}
+
+// started is a party's call running in its own goroutine.
+type started struct {
+	name   string
+	done   chan struct{}
+	err    error
+	waited bool // it was seen waiting for a lock
+}
+
+// start runs f in a goroutine and returns once the party name is waiting
+// for a lock, or f has returned (it did not wait at all).
+func (r *lockRace) start(name string, f func() error) *started {
+	r.t.Helper()
+	s := &started{name: name, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		s.err = f()
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-s.done:
+			return s
+		default:
+		}
+		var waiting int
+		if err := r.main.DB().QueryRowContext(r.t.Context(), `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = $1 AND wait_event_type = 'Lock'`, r.prefix+name).Scan(&waiting); err != nil {
+			r.t.Fatal(err)
+		}
+		if waiting > 0 {
+			s.waited = true
+			return s
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%s neither waits for a lock nor returns", name)
+		}
+	}
+}
+
+// wait returns the party's result.
+func (s *started) wait() error {
+	<-s.done
+	return s.err
+}
+
+// activeTokens are the signatures of the subject's active tokens.
+func (r *lockRace) activeTokens(subject string) []string {
+	r.t.Helper()
+	rows, err := r.main.DB().QueryContext(r.t.Context(),
+		`SELECT kind || ' ' || signature FROM tokens WHERE subject = $1 AND active ORDER BY 1`, subject)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer rows.Close()
+	var sigs []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			r.t.Fatal(err)
+		}
+		sigs = append(sigs, s)
+	}
+	if err := rows.Err(); err != nil {
+		r.t.Fatal(err)
+	}
+	return sigs
+}
+
+// holdToken locks the token's row in a transaction of its own, as a
+// concurrent request touching it would, until release is called.
+func (r *lockRace) holdToken(kind, signature string) (release func()) {
+	r.t.Helper()
+	holder := r.party("holder")
+	tx, err := holder.DB().BeginTx(r.t.Context(), nil)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var one int
+	if err := tx.QueryRowContext(r.t.Context(), `SELECT 1 FROM tokens WHERE kind = $1 AND signature = $2 FOR UPDATE`,
+		kind, signature).Scan(&one); err != nil {
+		r.t.Fatal(err)
+	}
+	return func() {
+		if err := tx.Rollback(); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+}
+
+var lockT0 = time.Now().Truncate(time.Second)
+
+func lockToken(kind, sig, req, sid string) *store.TokenRecord {
+	return &store.TokenRecord{Kind: kind, Signature: sig, RequestID: req, ClientID: "app", Subject: "u1",
+		SessionID: sid, Data: []byte("{}"), Active: true, CreatedAt: lockT0, ExpiresAt: lockT0.Add(time.Hour)}
+}
+
+func (r *lockRace) must(err error) {
+	r.t.Helper()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *lockRace) newUserSession(userID, sid string) {
+	r.t.Helper()
+	ctx := r.t.Context()
+	r.must(r.main.CreateUser(ctx, &store.User{ID: userID, Email: userID + "@example.com", CreatedAt: lockT0}))
+	r.must(r.main.CreateSession(ctx, &store.Session{TokenHash: []byte("h-" + sid), ID: sid, UserID: userID,
+		CreatedAt: lockT0, LastSeen: lockT0, ExpiresAt: lockT0.Add(time.Hour)}))
+}
+
+// raceExchange plays the race: the token being spent is held by another
+// transaction, the exchange waits for it, then ending the sessions starts
+// and waits (on the old code: for the same row; now for the user's row the
+// exchange holds), then the holder lets go. Whatever the order the
+// database then picks, the exchange either fails or its tokens are
+// inactive once ending the sessions has returned.
+func raceExchange(t *testing.T, r *lockRace, x *store.TokenExchange, end func(ctx context.Context, s *sqlstore.Store) error) {
+	t.Helper()
+	ctx := t.Context()
+	release := r.holdToken(x.SpendKind, x.SpendSignature)
+	exchanger, ender := r.party("exchange"), r.party("end")
+	exchange := r.start("exchange", func() error { return exchanger.ExchangeTokens(ctx, x) })
+	ending := r.start("end", func() error { return end(ctx, ender) })
+	release()
+	if !exchange.waited || !ending.waited {
+		t.Fatalf("the race was not played: the exchange waited %v, ending the sessions %v", exchange.waited, ending.waited)
+	}
+	xerr, eerr := exchange.wait(), ending.wait()
+	r.must(eerr)
+	if xerr != nil {
+		if !errors.Is(xerr, store.ErrConsumed) {
+			t.Fatalf("exchange: %v, want success or ErrConsumed", xerr)
+		}
+		return
+	}
+	if left := r.activeTokens("u1"); len(left) > 0 {
+		t.Fatalf("the exchange won and its tokens survived the end of the sessions: %q", left)
+	}
+}
+
+// TestCodeExchangeRacingEndSessions: a code exchanged while the user's
+// sessions end (a password reset, a password change, My Page).
+func TestCodeExchangeRacingEndSessions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(ctx context.Context, s *sqlstore.Store) error
+	}{
+		{"all sessions", func(ctx context.Context, s *sqlstore.Store) error {
+			_, err := s.DeleteUserSessions(ctx, "u1", "")
+			return err
+		}},
+		{"all but another", func(ctx context.Context, s *sqlstore.Store) error {
+			_, err := s.DeleteUserSessions(ctx, "u1", "sid-other")
+			return err
+		}},
+		{"that session", func(ctx context.Context, s *sqlstore.Store) error {
+			return s.DeleteUserSession(ctx, "u1", "sid-1")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newLockRace(t)
+			r.newUserSession("u1", "sid-1")
+			r.must(r.main.CreateSession(t.Context(), &store.Session{TokenHash: []byte("h-other"), ID: "sid-other", UserID: "u1",
+				CreatedAt: lockT0, LastSeen: lockT0, ExpiresAt: lockT0.Add(time.Hour)}))
+			r.must(r.main.CreateToken(t.Context(), lockToken(store.KindAuthorizeCode, "code", "R", "sid-1")))
+			raceExchange(t, r, &store.TokenExchange{SpendKind: store.KindAuthorizeCode, SpendSignature: "code",
+				Create: []*store.TokenRecord{lockToken(store.KindAccessToken, "a1", "R", "sid-1"),
+					lockToken(store.KindRefreshToken, "r1", "R", "sid-1")}}, tc.end)
+		})
+	}
+}
+
+// TestRefreshRacingEndSessions: a refresh token whose SSO session has
+// already ended by a logout (refresh tokens outlive it by design) is used
+// while a password reset ends the user's sessions.
+func TestRefreshRacingEndSessions(t *testing.T) {
+	r := newLockRace(t)
+	ctx := t.Context()
+	r.newUserSession("u1", "sid-1")
+	r.must(r.main.CreateToken(ctx, lockToken(store.KindAccessToken, "a0", "R", "sid-1")))
+	r.must(r.main.CreateToken(ctx, lockToken(store.KindRefreshToken, "r0", "R", "sid-1")))
+	r.must(r.main.DeleteSession(ctx, []byte("h-sid-1"))) // the logout
+	raceExchange(t, r, &store.TokenExchange{SpendKind: store.KindRefreshToken, SpendSignature: "r0",
+		RevokeKind: store.KindAccessToken, RevokeRequest: "R",
+		Create: []*store.TokenRecord{lockToken(store.KindAccessToken, "a1", "R", "sid-1"),
+			lockToken(store.KindRefreshToken, "r1", "R", "sid-1")}},
+		func(ctx context.Context, s *sqlstore.Store) error {
+			_, err := s.DeleteUserSessions(ctx, "u1", "")
+			return err
+		})
+}
