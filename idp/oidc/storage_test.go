@@ -80,6 +80,14 @@ func TestCodeReadOncePerTokenRequest(t *testing.T) {
 	if err := cs.CreateClient(ctx, &store.Client{ID: "c1", Name: "C1", RedirectURIs: []string{"http://127.0.0.1/cb"}}); err != nil {
 		t.Fatal(err)
 	}
+	now := time.Now().Truncate(time.Second)
+	if err := cs.CreateUser(ctx, &store.User{ID: "user-1", Email: "user1@example.com", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.CreateSession(ctx, &store.Session{TokenHash: []byte("h"), ID: "sid-1", UserID: "user-1",
+		CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
 	s := NewStorage(cs)
 	sess := NewSession()
 	sess.Subject, sess.SID = "user-1", "sid-1"

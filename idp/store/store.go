@@ -391,6 +391,11 @@ type Store interface {
 	ListAuditEvents(ctx context.Context, userID string, limit int) ([]AuditEvent, error) // newest first
 
 	// OAuth requests, for fosite's storage adapters.
+	// CreateToken stores the record; ErrDuplicate when its kind and
+	// signature are taken. An authorization code issued in a session
+	// (SessionID set) is stored only while its subject has that session:
+	// ErrNotFound when the session has ended since the authorize endpoint
+	// read it (and ending it does not interleave with storing the code).
 	CreateToken(ctx context.Context, t *TokenRecord) error
 	GetToken(ctx context.Context, kind, signature string) (*TokenRecord, error)
 	// GetTokenWithUser is GetToken with the user the record is about (nil

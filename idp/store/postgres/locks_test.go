@@ -237,3 +237,32 @@ func TestRefreshRacingEndSessions(t *testing.T) {
 			return err
 		})
 }
+
+// TestCodeRacingEndSessions: the authorize endpoint read a live session,
+// and issues a code in it while the user's sessions are being ended (the
+// ending transaction has deleted them and deactivated their tokens, and
+// not committed yet). The code must not come out active.
+func TestCodeRacingEndSessions(t *testing.T) {
+	r := newLockRace(t)
+	ctx := t.Context()
+	r.newUserSession("u1", "sid-1")
+	ender, issuer := r.party("end"), r.party("code")
+	tx, err := ender.BeginTx(ctx)
+	r.must(err)
+	defer ender.Rollback(tx)
+	_, err = ender.DeleteUserSessions(tx, "u1", "")
+	r.must(err)
+	issue := r.start("code", func() error {
+		return issuer.CreateToken(ctx, lockToken(store.KindAuthorizeCode, "code", "R", "sid-1"))
+	})
+	r.must(ender.Commit(tx))
+	if err := issue.wait(); err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("code: %v, want success or ErrNotFound", err)
+		}
+		return
+	}
+	if left := r.activeTokens("u1"); len(left) > 0 {
+		t.Fatalf("a code issued in a session being ended survived it: %q", left)
+	}
+}

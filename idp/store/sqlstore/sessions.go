@@ -131,7 +131,9 @@ func (s *Store) DeleteUserSession(ctx context.Context, userID, id string) error 
 // such an exchange created; an exchange that waited finds the code or
 // refresh token it spends deactivated (when it was issued in a session
 // ended here) and fails. Both lock the user's row before any token row, so
-// they cannot deadlock. FOR UPDATE also holds off anything else that locks the
+// they cannot deadlock. A code issued in a session locks the session's row
+// FOR KEY SHARE, which the DELETE here waits for or makes it find gone
+// (CreateToken). FOR UPDATE also holds off anything else that locks the
 // user's row (an UPDATE of it, the foreign key check of a session being
 // stored) for this short transaction; FOR KEY SHARE conflicts with FOR
 // UPDATE alone, so exchanges wait neither for each other nor for an

@@ -44,10 +44,34 @@ func typedTokenValues(p int) string {
 		$%d::boolean, $%d::bigint, $%d::bigint`, p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8, p+9, p+10)
 }
 
-// CreateToken stores a request under (kind, signature); ErrDuplicate when
-// that pair is taken.
+// createCodeSQL stores a code (tokenArgs) only while its subject ($5) has
+// the session it is issued in ($6): on SQLite the one statement is its own
+// transaction, which no other write interleaves with. On PostgreSQL
+// (createCodeLockingSQL) the session's row is locked FOR KEY SHARE: a
+// DELETE of it (endSessions) waits for this statement's transaction to
+// end, or this statement waits for the DELETE's and then finds the row
+// gone (READ COMMITTED skips a row deleted while it waited for it).
+var (
+	createCodeSQL = `INSERT INTO tokens (` + tokenColumns + `) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
+		FROM sessions WHERE id = $6 AND user_id = $5`
+	createCodeLockingSQL = `INSERT INTO tokens (` + tokenColumns + `) ` + typedTokenValues(0) + `
+		FROM sessions WHERE id = $6 AND user_id = $5 FOR KEY SHARE`
+)
+
+// CreateToken implements store.Store.
 func (s *Store) CreateToken(ctx context.Context, t *store.TokenRecord) error {
-	_, err := s.q(ctx).ExecContext(ctx, createTokenSQL, tokenArgs(t)...)
+	if t.Kind != store.KindAuthorizeCode || t.SessionID == "" {
+		_, err := s.q(ctx).ExecContext(ctx, createTokenSQL, tokenArgs(t)...)
+		return s.fail("create token", err)
+	}
+	query := createCodeSQL
+	if s.dialect.RowLocks {
+		query = createCodeLockingSQL
+	}
+	n, err := affected(s.q(ctx).ExecContext(ctx, query, tokenArgs(t)...))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
 	return s.fail("create token", err)
 }
 

@@ -43,6 +43,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Audit", testAudit},
 		{"Tokens", testTokens},
 		{"TokenWithUser", testTokenWithUser},
+		{"CodeInSession", testCodeInSession},
 		{"ExchangeTokens", testExchangeTokens},
 		{"Transactions", testTransactions},
 		{"NestedTransactions", testNestedTransactions},
@@ -908,8 +909,17 @@ func testTokenWithUser(t *testing.T, s store.Store) {
 	wantErr(t, "GetTokenWithUser(other kind)", err, store.ErrNotFound)
 }
 
+// newSession stores a session of the user with public id sid.
+func newSession(t *testing.T, s store.Store, userID, sid string) {
+	t.Helper()
+	must(t, s.CreateSession(t.Context(), &store.Session{TokenHash: []byte("hash-" + sid), ID: sid, UserID: userID,
+		CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}))
+}
+
 func testTokens(t *testing.T, s store.Store) {
 	ctx := t.Context()
+	newUser(t, s, "u1")
+	newSession(t, s, "u1", "sid")
 	rec := &store.TokenRecord{Kind: store.KindAuthorizeCode, Signature: "sig1", RequestID: "req1", ClientID: "app",
 		Subject: "u1", SessionID: "sid", Data: []byte(`{"scopes":["openid"]}`), Active: true,
 		CreatedAt: t0, ExpiresAt: at(10 * time.Minute)}
@@ -969,8 +979,54 @@ func testTokens(t *testing.T, s store.Store) {
 	wantErr(t, "GetToken after DeleteToken", err, store.ErrNotFound)
 }
 
+// testCodeInSession: a code issued in a session is stored only while the
+// subject has that session (the authorize endpoint read it just before,
+// and it may have ended since); other records, and a code issued outside
+// any session, are stored as they are.
+func testCodeInSession(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	newUser(t, s, "u2")
+	newSession(t, s, "u1", "sid-1")
+	newSession(t, s, "u2", "sid-2")
+	rec := func(kind, sig, subject, sid string) *store.TokenRecord {
+		return &store.TokenRecord{Kind: kind, Signature: sig, RequestID: sig, ClientID: "app", Subject: subject,
+			SessionID: sid, Data: []byte("{}"), Active: true, CreatedAt: t0, ExpiresAt: at(time.Hour)}
+	}
+	for _, x := range []struct {
+		what string
+		rec  *store.TokenRecord
+		want error
+	}{
+		{"a code in the subject's session", rec(store.KindAuthorizeCode, "c1", "u1", "sid-1"), nil},
+		{"a code in another user's session", rec(store.KindAuthorizeCode, "c2", "u1", "sid-2"), store.ErrNotFound},
+		{"a code in no session there is", rec(store.KindAuthorizeCode, "c3", "u1", "sid-gone"), store.ErrNotFound},
+		{"a code outside any session", rec(store.KindAuthorizeCode, "c4", "u1", ""), nil},
+		{"an access token in no session there is", rec(store.KindAccessToken, "a1", "u1", "sid-gone"), nil},
+	} {
+		wantErr(t, "CreateToken: "+x.what, s.CreateToken(ctx, x.rec), x.want)
+		got, err := s.GetToken(ctx, x.rec.Kind, x.rec.Signature)
+		if x.want != nil {
+			wantErr(t, "GetToken after CreateToken: "+x.what, err, store.ErrNotFound)
+			continue
+		}
+		must(t, err)
+		same(t, "GetToken after CreateToken: "+x.what, got, x.rec)
+	}
+	wantErr(t, "CreateToken: the code again", s.CreateToken(ctx, rec(store.KindAuthorizeCode, "c1", "u1", "sid-1")), store.ErrDuplicate)
+
+	// The session ends (a logout, My Page): no code is issued in it.
+	must(t, s.DeleteSession(ctx, []byte("hash-sid-1")))
+	wantErr(t, "CreateToken: a code in a session that ended", s.CreateToken(ctx, rec(store.KindAuthorizeCode, "c5", "u1", "sid-1")),
+		store.ErrNotFound)
+	_, err := s.GetToken(ctx, store.KindAuthorizeCode, "c5")
+	wantErr(t, "GetToken of a code refused", err, store.ErrNotFound)
+}
+
 func testExchangeTokens(t *testing.T, s store.Store) {
 	ctx := t.Context()
+	newUser(t, s, "u1")
+	newSession(t, s, "u1", "sid")
 	tok := func(kind, sig, req string) *store.TokenRecord {
 		return &store.TokenRecord{Kind: kind, Signature: sig, RequestID: req, ClientID: "app", Subject: "u1",
 			SessionID: "sid", Data: []byte(`{"n":"` + sig + `"}`), Active: true, CreatedAt: t0, ExpiresAt: at(time.Hour)}
