@@ -512,8 +512,10 @@ func (p *Provider) WriteAuthorizeError(ctx context.Context, w http.ResponseWrite
 }
 
 // Authorize issues the authorization code for an authenticated user and
-// redirects back to the client. It writes every answer but one: when the
-// database is unreachable it returns that error and writes nothing.
+// redirects back to the client. It writes every answer but two, for which
+// it returns the error and writes nothing: the database is unreachable
+// (Unavailable), or the session ended before the code could be issued in
+// it (ErrSessionEnded).
 func (p *Provider) Authorize(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, u *store.User, id Identity) error {
 	for _, s := range ar.GetRequestedScopes() {
 		if slices.Contains(SupportedScopes, s) {
@@ -536,8 +538,8 @@ func (p *Provider) Authorize(ctx context.Context, w http.ResponseWriter, ar fosi
 		Extra:                           extra,
 	}
 	resp, err := p.OAuth2.NewAuthorizeResponse(ctx, ar, sess)
-	if Unavailable(err) {
-		return err // nothing written: the caller shows its 503 page
+	if Unavailable(err) || errors.Is(err, ErrSessionEnded) {
+		return err // nothing written: the caller shows its 503 page, or asks for a login
 	}
 	if err != nil {
 		p.logError(ctx, "authorize response", err)

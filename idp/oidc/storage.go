@@ -335,9 +335,18 @@ func (s *Storage) delete(ctx context.Context, kind, signature string) error {
 	return err
 }
 
+// ErrSessionEnded: the SSO session a code was to be issued in has ended
+// since the authorize endpoint read it (a password reset, My Page, a
+// logout); no code was stored (store.Store's CreateToken).
+var ErrSessionEnded = errors.New("oidc: the session ended before its code was issued")
+
 // CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
 func (s *Storage) CreateAuthorizeCodeSession(ctx context.Context, signature string, r fosite.Requester) error {
-	return s.create(ctx, store.KindAuthorizeCode, signature, r)
+	err := s.create(ctx, store.KindAuthorizeCode, signature, r)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: %w", ErrSessionEnded, err)
+	}
+	return err
 }
 
 // GetAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. A used

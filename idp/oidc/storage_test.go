@@ -2,6 +2,7 @@ package oidc
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"slices"
 	"testing"
@@ -151,5 +152,27 @@ func TestCodeReadOncePerTokenRequest(t *testing.T) {
 	}
 	if cs.reads != 2 {
 		t.Errorf("%d reads of the code reached the store in two token requests, want 2", cs.reads)
+	}
+}
+
+// A code is not stored in a session that has ended (since the authorize
+// endpoint read it): ErrSessionEnded, which the authorize endpoint answers
+// with a login.
+func TestCodeInEndedSession(t *testing.T) {
+	ctx := t.Context()
+	st := testenv.SQLiteStore(t)
+	now := time.Now().Truncate(time.Second)
+	if err := st.CreateUser(ctx, &store.User{ID: "user-1", Email: "user1@example.com", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	s := NewStorage(st)
+	sess := NewSession()
+	sess.Subject, sess.SID = "user-1", "sid-ended"
+	issued := &fosite.Request{ID: "req-1", RequestedAt: now, Client: client{&store.Client{ID: "c1"}}, Form: url.Values{}, Session: sess}
+	if err := s.CreateAuthorizeCodeSession(ctx, "sig-1", issued); !errors.Is(err, ErrSessionEnded) {
+		t.Fatalf("code in an ended session: %v, want ErrSessionEnded", err)
+	}
+	if _, err := st.GetToken(ctx, store.KindAuthorizeCode, "sig-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the code was stored: %v", err)
 	}
 }

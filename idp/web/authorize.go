@@ -86,11 +86,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.Author
 		}
 	}
 	if fresh == nil && s.needsLogin(ctx, sess, user, form, prompt) {
-		if none {
-			s.Provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired)
-			return
-		}
-		s.startLogin(w, r, ar, requestedAt)
+		s.loginRequired(w, r, ar, requestedAt, none)
 		return
 	}
 
@@ -114,11 +110,27 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.Author
 			return
 		}
 	}
-	if err := s.Provider.Authorize(ctx, w, ar, user, oidc.Identity{
+	err = s.Provider.Authorize(ctx, w, ar, user, oidc.Identity{
 		UserID: user.ID, SID: sess.ID, AuthTime: sess.AuthTime, AMR: sess.AMR, RequestedAt: requestedAt,
-	}); err != nil {
+	})
+	switch {
+	case errors.Is(err, oidc.ErrSessionEnded):
+		// Ended (a password reset, My Page) since it was read: as if
+		// there had been none.
+		s.loginRequired(w, r, ar, requestedAt, none)
+	case err != nil:
 		s.storeFailed(w, r, err)
 	}
+}
+
+// loginRequired answers a request that needs a login: login_required for
+// prompt=none, else the login page.
+func (s *Server) loginRequired(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, requestedAt time.Time, none bool) {
+	if none {
+		s.Provider.WriteAuthorizeError(r.Context(), w, ar, fosite.ErrLoginRequired)
+		return
+	}
+	s.startLogin(w, r, ar, requestedAt)
 }
 
 // needsLogin applies OIDC Core's rules to the SSO session: none, a forced

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kamera-id/idp/idp/oidc"
 	"github.com/kamera-id/idp/idp/password"
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/web"
@@ -182,5 +183,74 @@ func TestPasswordLoginRacingChange(t *testing.T) {
 	})
 	if len(sessions) != 0 {
 		t.Errorf("a session of the old password survived the change: %+v", sessions)
+	}
+}
+
+// beforeCode runs hook once, just before the first authorization code is
+// stored.
+type beforeCode struct {
+	store.Store
+	once sync.Once
+	hook func()
+}
+
+func (s *beforeCode) CreateToken(ctx context.Context, t *store.TokenRecord) error {
+	if t.Kind == store.KindAuthorizeCode {
+		s.once.Do(s.hook)
+	}
+	return s.Store.CreateToken(ctx, t)
+}
+
+// TestAuthorizeRacingEndSessions: the user's sessions end (a password
+// reset on another device) after the authorization endpoint read the
+// browser's session and before it stored the code. No code is issued in
+// the ended session: the request asks for a login again, as if there had
+// been no session (login_required for prompt=none), never a server error.
+func TestAuthorizeRacingEndSessions(t *testing.T) {
+	for _, none := range []bool{false, true} {
+		t.Run(map[bool]string{false: "login", true: "prompt=none"}[none], func(t *testing.T) {
+			e := newFuzzEnv(t)
+			flow := e.newFlow(t, false)
+			rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode())
+			if rec.Code != http.StatusSeeOther {
+				t.Fatalf("login: %d\n%s", rec.Code, rec.Body)
+			}
+			storage := e.app.Provider.Storage
+			plain := storage.Store
+			ended := false
+			storage.Store = &beforeCode{Store: plain, hook: func() {
+				ended = true
+				if _, err := plain.DeleteUserSessions(context.Background(), e.user.ID, ""); err != nil {
+					t.Error(err)
+				}
+			}}
+			t.Cleanup(func() { storage.Store = plain })
+			q := url.Values{"client_id": {fuzzClient}, "response_type": {"code"}, "redirect_uri": {fuzzRedirect},
+				"scope": {"openid"}, "state": {"state-state"}, "nonce": {"nonce-nonce-nonce"},
+				"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
+			if none {
+				q.Set("prompt", "none")
+			}
+			rec = e.serve(httptest.NewRequest(http.MethodGet, origin+oidc.PathAuthorize+"?"+q.Encode(), nil))
+			loc, err := url.Parse(rec.Header().Get("Location"))
+			if rec.Code != http.StatusSeeOther && rec.Code != http.StatusFound || err != nil {
+				t.Fatalf("authorize: %d %q\n%s", rec.Code, rec.Header().Get("Location"), rec.Body)
+			}
+			if !ended {
+				t.Fatalf("authorize: %s before a code was to be stored", loc)
+			}
+			if loc.Query().Has("code") {
+				t.Fatalf("a code was issued in the ended session: %s", loc)
+			}
+			if none {
+				if !strings.HasPrefix(loc.String(), fuzzRedirect+"?") || loc.Query().Get("error") != "login_required" {
+					t.Fatalf("prompt=none: %s, want login_required", loc)
+				}
+				return
+			}
+			if loc.Path != "/login" || loc.Query().Get("flow") == "" {
+				t.Fatalf("authorize: redirected to %s, want the login page", loc)
+			}
+		})
 	}
 }
