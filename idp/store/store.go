@@ -321,9 +321,9 @@ type Store interface {
 	DeleteSession(ctx context.Context, tokenHash []byte) error
 	// DeleteUserSessions ends every session of the user but the one whose
 	// public id is exceptID (empty: all of them), and deactivates the
-	// tokens issued in them (refresh tokens included: ending a session from
-	// My Page or by a reset signs that device out of the relying parties
-	// too). It returns how many sessions ended.
+	// tokens issued in them or in no session (refresh tokens included:
+	// ending a session from My Page or by a reset signs that device out of
+	// the relying parties too). It returns how many sessions ended.
 	DeleteUserSessions(ctx context.Context, userID, exceptID string) (int, error)
 	ListUserSessions(ctx context.Context, userID string, now time.Time) ([]Session, error)
 	// DeleteUserSession ends the user's session with public id id, and

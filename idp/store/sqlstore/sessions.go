@@ -157,8 +157,14 @@ func (s *Store) endSessions(ctx context.Context, userID, op, id string) (int64, 
 		if err != nil {
 			return err
 		}
+		// Tokens issued in no session (SessionID "") go with all but one
+		// session, and so with all of them too.
+		issuedIn := `session_id = $2`
+		if op == "<>" {
+			issuedIn = `(session_id <> $2 OR $2 = '')`
+		}
 		_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE
-			WHERE subject = $1 AND session_id `+op+` $2 AND active`, userID, id)
+			WHERE subject = $1 AND `+issuedIn+` AND active`, userID, id)
 		return err
 	})
 	return n, err
