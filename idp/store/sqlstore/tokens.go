@@ -192,13 +192,13 @@ func exchangeSubject(x *store.TokenExchange) (string, error) {
 // so it either waits for this statement and sees the tokens it created, or
 // this statement waits for it and finds the code or refresh token it
 // spends deactivated, if it was issued in a session that ended
-// (endSessions). The spend's WHERE depends on locked
-// through an uncorrelated EXISTS, an InitPlan that runs before the scan of
-// tokens (EXPLAIN shows it as the One-Time Filter above the scan), so the
-// user's row is always locked before any token row. locked has one row
-// whether or not the user exists: it orders, it decides nothing. FOR KEY
-// SHARE conflicts only with FOR UPDATE: exchanges do not wait for each
-// other, nor for an UPDATE of the user.
+// (endSessions). The spend's WHERE depends on locked through an
+// uncorrelated EXISTS, an InitPlan that runs before the scan of tokens
+// (EXPLAIN shows it as the One-Time Filter above the scan), so the user's
+// row is always locked before any token row. locked has one row whether
+// or not the user exists: it orders, it decides nothing. FOR KEY SHARE
+// conflicts only with FOR UPDATE: exchanges do not wait for each other,
+// nor for an UPDATE of the user.
 func (s *Store) exchangeInOneStatement(ctx context.Context, x *store.TokenExchange, subject string) error {
 	q := s.q(ctx)
 	args := []any{x.SpendKind, x.SpendSignature}
