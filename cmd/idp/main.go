@@ -145,8 +145,20 @@ func serve(ctx context.Context, args []string) error {
 	}
 	log := newLogger(cfg.LogLevel)
 	slog.SetDefault(log)
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	// The first SIGTERM or SIGINT ends ctx (the drain begins); a second one
+	// reaches runServers through sigs and ends the drain at once.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	go func() {
+		select {
+		case <-sigs:
+			stop()
+		case <-ctx.Done():
+		}
+	}()
 	a, err := app.Open(ctx, cfg, app.Options{Logger: log})
 	if err != nil {
 		return err
@@ -168,10 +180,16 @@ func serve(ctx context.Context, args []string) error {
 		}
 		servers = append(servers, served{name: "metrics", ln: mln, h: a.MetricsHandler()})
 	}
-	go a.RunCleanup(ctx, 5*time.Minute)
-	go a.RunMail(ctx)
+	// The cleanup and the mail sender run as long as the listeners serve,
+	// the drain included (a reset requested then gets its mail at once).
+	jobs, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopJobs()
+	go a.RunCleanup(jobs, 5*time.Minute)
+	go a.RunMail(jobs)
 	log.Info("serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "metrics", cfg.MetricsListen, "store", storeKind(cfg))
-	return runServers(ctx, log, shutdownGrace, servers...)
+	return runServers(ctx, log, shutdown{
+		drain: cfg.ShutdownDrain, grace: shutdownGrace, draining: a.Web.Drain, hurry: sigs,
+	}, servers...)
 }
 
 // shutdownGrace is how long a shutdown waits for requests in flight (less
@@ -185,10 +203,24 @@ type served struct {
 	h    http.Handler
 }
 
-// runServers serves every listener until ctx ends or one of them fails,
-// then shuts them all down gracefully: they stop accepting at once, and the
-// requests in flight get up to grace to finish.
-func runServers(ctx context.Context, log *slog.Logger, grace time.Duration, ss ...served) error {
+// shutdown is how runServers stops once its context ends.
+type shutdown struct {
+	// drain is how long the listeners keep serving first (IDP_SHUTDOWN_DRAIN),
+	// with draining called at its start: the readiness check fails, so that
+	// load balancers send new requests elsewhere before the port closes.
+	drain    time.Duration
+	draining func()
+	// hurry ends the drain early (a second SIGTERM or SIGINT).
+	hurry <-chan os.Signal
+	// grace is how long the requests in flight then get to finish.
+	grace time.Duration
+}
+
+// runServers serves every listener until ctx ends or one of them fails.
+// When ctx ends it drains (see shutdown), then shuts them all down
+// gracefully: they stop accepting at once, and the requests in flight get
+// up to sd.grace to finish. A failed listener skips the drain.
+func runServers(ctx context.Context, log *slog.Logger, sd shutdown, ss ...served) error {
 	errc := make(chan error, len(ss))
 	srvs := make([]*http.Server, len(ss))
 	for i, s := range ss {
@@ -211,9 +243,15 @@ func runServers(ctx context.Context, log *slog.Logger, grace time.Duration, ss .
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
+		if sd.draining != nil {
+			sd.draining()
+		}
+		if sd.drain > 0 {
+			err = drain(log, sd, errc)
+		}
 	}
 	log.Info("shutting down: finishing requests in flight")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), sd.grace)
 	defer cancel()
 	for _, srv := range srvs {
 		if serr := srv.Shutdown(shutdownCtx); serr != nil && err == nil {
@@ -224,6 +262,22 @@ func runServers(ctx context.Context, log *slog.Logger, grace time.Duration, ss .
 		log.Info("stopped")
 	}
 	return err
+}
+
+// drain waits out sd.drain while the listeners serve, unless a second
+// signal or a listener's failure (returned) ends it first.
+func drain(log *slog.Logger, sd shutdown, errc <-chan error) error {
+	log.Info("draining: /readyz answers 503 while the listeners still serve", "drain", sd.drain.String())
+	t := time.NewTimer(sd.drain)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case s := <-sd.hurry:
+		log.Info("second signal: the drain ends now", "signal", s.String())
+	case err := <-errc:
+		return err
+	}
+	return nil
 }
 
 func storeKind(cfg config.Config) string {

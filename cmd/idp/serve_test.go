@@ -33,7 +33,7 @@ func TestGracefulShutdown(t *testing.T) {
 	defer cancel()
 	stopped := make(chan error, 1)
 	go func() {
-		stopped <- runServers(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), 10*time.Second,
+		stopped <- runServers(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), shutdown{grace: 10 * time.Second},
 			served{name: "public", ln: ln, h: h})
 	}()
 
@@ -99,7 +99,7 @@ func TestShutdownGraceExpires(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan error, 1)
 	go func() {
-		stopped <- runServers(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), 100*time.Millisecond,
+		stopped <- runServers(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), shutdown{grace: 100 * time.Millisecond},
 			served{name: "public", ln: ln, h: h})
 	}()
 	go func() {
@@ -122,6 +122,27 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// waitStatus polls u (bounded) until it answers with status want; serve
+// stopping (done) meanwhile fails the test.
+func waitStatus(t *testing.T, u string, want int, done <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if fresh(t, u) == want {
+			return
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve stopped: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer %d", u, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestServeMetricsListener runs `idp serve` with IDP_METRICS_LISTEN: the
@@ -149,21 +170,7 @@ func TestServeMetricsListener(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if code, _ := get("http://" + public + "/readyz"); code == http.StatusOK {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve stopped: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the server did not become ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitStatus(t, "http://"+public+"/readyz", http.StatusOK, done)
 	if code, body := get("http://" + private + "/metrics"); code != http.StatusOK ||
 		!strings.Contains(body, `idp_http_request_duration_seconds_count{code="200",method="GET",route="GET /readyz"}`) {
 		t.Fatalf("metrics listener: %d\n%.500s", code, body)

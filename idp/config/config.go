@@ -38,6 +38,10 @@ type Config struct {
 	SecretKeyFile  string // IDP_SECRET_KEY_FILE
 	SecretKey      string // IDP_SECRET_KEY: the key itself, instead of a file
 
+	// ShutdownDrain is how long idp serve keeps serving after SIGTERM, with
+	// /readyz failing, before it stops accepting connections; 0: no drain.
+	ShutdownDrain time.Duration // IDP_SHUTDOWN_DRAIN
+
 	TOTPIssuer string // IDP_TOTP_ISSUER: the name shown in authenticator apps
 
 	SessionIdleTimeout time.Duration // IDP_SESSION_IDLE_TIMEOUT
@@ -188,6 +192,7 @@ func load(file string, getenv func(string) string, envNames []string) (Config, e
 	p.str(&c.Listen, "IDP_LISTEN")
 	p.str(&c.MetricsListen, "IDP_METRICS_LISTEN")
 	p.str(&c.TrustedProxies, "IDP_TRUSTED_PROXIES")
+	p.durOrZero(&c.ShutdownDrain, "IDP_SHUTDOWN_DRAIN")
 	p.str(&c.DatabaseURL, "IDP_DATABASE_URL")
 	p.str(&c.SecretKeyFile, "IDP_SECRET_KEY_FILE")
 	p.str(&c.SecretKey, "IDP_SECRET_KEY")
@@ -622,17 +627,25 @@ func (p *parser) str(dst *string, key string) {
 	}
 }
 
-func (p *parser) dur(dst *time.Duration, key string) {
+func (p *parser) dur(dst *time.Duration, key string) { p.duration(dst, key, false) }
+
+// durOrZero is dur for a setting where 0 means none.
+func (p *parser) durOrZero(dst *time.Duration, key string) { p.duration(dst, key, true) }
+
+func (p *parser) duration(dst *time.Duration, key string, zeroOK bool) {
 	v := p.value(key)
 	if v == "" || p.err != nil {
 		return
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
+	switch {
+	case err == nil && (d > 0 || d == 0 && zeroOK):
+		*dst = d
+	case zeroOK:
+		p.err = fmt.Errorf("%s: %q is not a duration like 10s, or 0 for none", key, v)
+	default:
 		p.err = fmt.Errorf("%s: %q is not a positive duration like 15m or 24h", key, v)
-		return
 	}
-	*dst = d
 }
 
 func (p *parser) int(dst *int, key string) {

@@ -189,6 +189,13 @@ func TestNumbers(t *testing.T) {
 		{"IDP_ARGON2_ITERATIONS", " 1 ", "", func(c Config) bool { return c.ArgonIterations == 1 }},
 		{"IDP_ARGON2_MAX_CONCURRENT", "0", "", func(c Config) bool { return c.ArgonMaxConcurrent == 0 }},
 		{"IDP_ARGON2_MAX_CONCURRENT", "3", "", func(c Config) bool { return c.ArgonMaxConcurrent == 3 }},
+		// A drain may be 0 (none), unlike the other durations.
+		{"IDP_SHUTDOWN_DRAIN", "0", "", func(c Config) bool { return c.ShutdownDrain == 0 }},
+		{"IDP_SHUTDOWN_DRAIN", "0s", "", func(c Config) bool { return c.ShutdownDrain == 0 }},
+		{"IDP_SHUTDOWN_DRAIN", "15s", "", func(c Config) bool { return c.ShutdownDrain == 15*time.Second }},
+		{"IDP_SHUTDOWN_DRAIN", "-5s", `IDP_SHUTDOWN_DRAIN: "-5s" is not a duration like 10s, or 0 for none`, nil},
+		{"IDP_SHUTDOWN_DRAIN", "10", `IDP_SHUTDOWN_DRAIN: "10" is not a duration`, nil},
+		{"IDP_SHUTDOWN_DRAIN", "soon", "IDP_SHUTDOWN_DRAIN", nil},
 	} {
 		c, err := Load("", env(map[string]string{tc.key: tc.value}))
 		switch {

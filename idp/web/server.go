@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kamera-id/idp/idp/config"
@@ -58,6 +59,7 @@ type Server struct {
 	clientBrand map[string]*look
 	timeout     time.Duration // RequestTimeout; tests shorten it
 	attempts    keyedMutex    // one password or code attempt per account at a time (limits.go)
+	draining    atomic.Bool   // set by Drain: /readyz fails from then on
 }
 
 // New builds the server and its routes.
@@ -248,7 +250,16 @@ func isAPIPath(p string) bool {
 	return false
 }
 
+// Drain makes /readyz answer 503 from now on, whatever the store's state:
+// the process is shutting down, and load balancers should stop sending it
+// requests while it still serves them (IDP_SHUTDOWN_DRAIN).
+func (s *Server) Drain() { s.draining.Store(true) }
+
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "shutting down\n", http.StatusServiceUnavailable)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.Store.Ping(ctx); err != nil {

@@ -1,0 +1,54 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"syscall"
+	"testing"
+)
+
+// TestServeDrain runs `idp serve` with IDP_SHUTDOWN_DRAIN and real
+// signals: after the first SIGTERM /readyz answers 503 while the server
+// still serves new connections; the second ends the drain and the server
+// stops.
+func TestServeDrain(t *testing.T) {
+	dir := t.TempDir()
+	public := freeAddr(t)
+	t.Setenv("IDP_DATABASE_URL", "sqlite://"+dir+"/idp.db")
+	t.Setenv("IDP_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+	t.Setenv("IDP_LISTEN", public)
+	t.Setenv("IDP_LOG_LEVEL", "error")
+	t.Setenv("IDP_SHUTDOWN_DRAIN", "1h")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, nil, io.Discard) }()
+	waitStatus(t, "http://"+public+"/readyz", http.StatusOK, done)
+
+	// serve has its signal handler: these signals do not end the test.
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, "http://"+public+"/readyz", http.StatusServiceUnavailable, done)
+	if code := fresh(t, "http://"+public+"/.well-known/openid-configuration"); code != http.StatusOK {
+		t.Fatalf("discovery on a new connection while draining: %d, want 200", code)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("serve stopped during the drain: %v", err)
+	default:
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("serve after the second signal: %v", err)
+	}
+	if code := fresh(t, "http://"+public+"/readyz"); code != 0 {
+		t.Fatalf("still serving after the shutdown: %d", code)
+	}
+}
