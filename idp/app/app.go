@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -105,15 +107,38 @@ func OpenStore(ctx context.Context, cfg config.Config, migrate bool) (store.Stor
 }
 
 // LoadKey reads the master key: IDP_SECRET_KEY, or the key file (created on
-// first start only for the embedded default).
-func LoadKey(cfg config.Config) (*crypt.Key, error) {
+// first start only for the embedded default). A key file that group or
+// others may read or write is logged as a warning.
+func LoadKey(cfg config.Config, log *slog.Logger) (*crypt.Key, error) {
 	if cfg.SecretKey != "" {
 		return crypt.ParseKey(cfg.SecretKey)
 	}
+	load := crypt.LoadKeyFile
 	if cfg.Embedded() && cfg.SecretKeyFile == config.DefaultSecretKeyFile {
-		return crypt.LoadOrCreateKeyFile(cfg.SecretKeyFile)
+		load = crypt.LoadOrCreateKeyFile
 	}
-	return crypt.LoadKeyFile(cfg.SecretKeyFile)
+	k, err := load(cfg.SecretKeyFile)
+	if err == nil {
+		warnExposedKeyFile(log, cfg.SecretKeyFile)
+	}
+	return k, err
+}
+
+// warnExposedKeyFile warns when the master key file's mode lets its group or
+// others read or write it. OpenSSH refuses a private key like that; the
+// provider only warns, so that deployments that started before still start.
+func warnExposedKeyFile(log *slog.Logger, path string) {
+	if runtime.GOOS == "windows" { // no such mode bits
+		return
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return // it was read a moment ago: nothing to say about its mode
+	}
+	if perm := st.Mode().Perm(); perm&0o066 != 0 {
+		log.Warn("the master key file is readable or writable by group or others: make it mode 0600 (or 0400), owned by the provider's user",
+			"file", path, "mode", fmt.Sprintf("%04o", perm))
+	}
 }
 
 // Open builds the whole provider.
@@ -125,7 +150,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	key, err := LoadKey(cfg)
+	key, err := LoadKey(cfg, opt.Logger)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,60 @@
+package app
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/kamera-id/idp/idp/config"
+)
+
+// TestKeyFileMode: a master key file that group or others may read or
+// write is logged as a warning naming the file and its mode, and still
+// loads (existing deployments keep starting); 0600 and 0400 are quiet, and
+// so is a key given in IDP_SECRET_KEY.
+func TestKeyFileMode(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix file modes")
+	}
+	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	path := filepath.Join(t.TempDir(), "secret.key")
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Defaults()
+	cfg.DatabaseURL, cfg.SecretKeyFile = "postgres://db/idp", path
+	for _, tc := range []struct {
+		mode os.FileMode
+		warn bool
+	}{
+		{0o600, false}, {0o400, false}, {0o700, false}, {0o611, false},
+		{0o640, true}, {0o604, true}, {0o620, true}, {0o602, true}, {0o644, true}, {0o666, true},
+	} {
+		if err := os.Chmod(path, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		k, err := LoadKey(cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
+		if err != nil || k == nil {
+			t.Fatalf("mode %04o: %v", tc.mode, err)
+		}
+		out, mode := logs.String(), fmt.Sprintf("%04o", tc.mode)
+		warned := strings.Contains(out, `"level":"WARN"`) && strings.Contains(out, "readable or writable by group or others") &&
+			strings.Contains(out, `"file":"`+path+`"`) && strings.Contains(out, `"mode":"`+mode+`"`)
+		if warned != tc.warn || (!tc.warn && out != "") {
+			t.Errorf("mode %s: log %q, want a warning: %v", mode, out, tc.warn)
+		}
+	}
+
+	cfg.SecretKey = key // the key itself: no file to check
+	var logs bytes.Buffer
+	if _, err := LoadKey(cfg, slog.New(slog.NewJSONHandler(&logs, nil))); err != nil || logs.Len() != 0 {
+		t.Errorf("IDP_SECRET_KEY with a 0666 file named too: %v, log %q", err, logs.String())
+	}
+}
