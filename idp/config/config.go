@@ -21,6 +21,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kamera-id/idp/idp/password"
 )
 
 // Config is the whole configuration. The zero value is not useful: use Load.
@@ -343,14 +345,41 @@ func (c Config) Validate() error {
 	if c.PasswordResetTTL < time.Minute || c.ResetMaxPerEmail < 1 || c.ResetMaxPerIP < 1 {
 		return errors.New("IDP_PASSWORD_RESET_TTL must be at least 1m, and the reset limits at least 1")
 	}
-	if c.ArgonMemoryKiB < 8192 {
-		return fmt.Errorf("IDP_ARGON2_MEMORY_KIB: %d: must be at least 8192", c.ArgonMemoryKiB)
-	}
-	if c.ArgonIterations < 1 {
-		return errors.New("IDP_ARGON2_ITERATIONS: must be at least 1")
+	if err := checkArgon(c); err != nil {
+		return err
 	}
 	if err := checkBrand(c); err != nil {
 		return err
+	}
+	return nil
+}
+
+// maxArgonIterations bounds IDP_ARGON2_ITERATIONS: OWASP's and RFC 9106's
+// choices make 1 to 5 passes, and at 100 a hash at the least memory already
+// takes about half a second.
+const maxArgonIterations = 100
+
+// checkArgon keeps the argon2id costs within bounds, so that a slip (a
+// value in bytes instead of KiB, a zero too many) cannot make every login
+// allocate gigabytes or hash for minutes: each hash takes at most
+// password.MaxMemoryKiB (4 GiB), and so do the hashes that run at once
+// (IDP_ARGON2_MAX_CONCURRENT of them; the default of one per CPU already
+// keeps within 64 MiB, or one hash).
+func checkArgon(c Config) error {
+	const maxMiB = password.MaxMemoryKiB >> 10
+	switch {
+	case c.ArgonMemoryKiB < 8192:
+		return fmt.Errorf("IDP_ARGON2_MEMORY_KIB: %d: must be at least 8192", c.ArgonMemoryKiB)
+	case c.ArgonMemoryKiB > password.MaxMemoryKiB:
+		return fmt.Errorf("IDP_ARGON2_MEMORY_KIB: %d KiB (%d MiB): must be at most %d (%d MiB) per hash; the value is in KiB (OWASP's 19 MiB is 19456)",
+			c.ArgonMemoryKiB, c.ArgonMemoryKiB>>10, password.MaxMemoryKiB, maxMiB)
+	case c.ArgonIterations < 1:
+		return errors.New("IDP_ARGON2_ITERATIONS: must be at least 1")
+	case c.ArgonIterations > maxArgonIterations:
+		return fmt.Errorf("IDP_ARGON2_ITERATIONS: %d: must be at most %d (OWASP's choice is 2)", c.ArgonIterations, maxArgonIterations)
+	case c.ArgonMaxConcurrent > password.MaxMemoryKiB/int(c.ArgonMemoryKiB):
+		return fmt.Errorf("IDP_ARGON2_MAX_CONCURRENT: %d: must be at most %d with IDP_ARGON2_MEMORY_KIB=%d, so that the hashes running at once take at most %d MiB",
+			c.ArgonMaxConcurrent, password.MaxMemoryKiB/int(c.ArgonMemoryKiB), c.ArgonMemoryKiB, maxMiB)
 	}
 	return nil
 }

@@ -71,6 +71,7 @@ func TestValidate(t *testing.T) {
 		{map[string]string{"IDP_BRAND_LOGO_URL": "javascript:alert(1)"}, "IDP_BRAND_LOGO_URL"},
 		{map[string]string{"IDP_BRAND_LOGO_URL": "logo.png"}, "IDP_BRAND_LOGO_URL"},
 		{map[string]string{"IDP_BRAND_LOGO_URL": "/logo.png\"onerror=x"}, "IDP_BRAND_LOGO_URL"},
+		{map[string]string{"IDP_ARGON2_MEMORY_KIB": "1048576", "IDP_ARGON2_MAX_CONCURRENT": "8"}, "IDP_ARGON2_MAX_CONCURRENT: 8: must be at most 4 with IDP_ARGON2_MEMORY_KIB=1048576"},
 	} {
 		_, err := Load("", env(tc.vars))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -185,7 +186,18 @@ func TestNumbers(t *testing.T) {
 		{"IDP_MFA_LOCKOUT", "0", "IDP_MFA_LOCKOUT", nil},
 		{"IDP_MFA_LOCKOUT", "0s", "IDP_MFA_LOCKOUT", nil},
 		{"IDP_ARGON2_MEMORY_KIB", "8192", "", func(c Config) bool { return c.ArgonMemoryKiB == 8192 }},
-		{"IDP_ARGON2_MEMORY_KIB", "4294967295", "", func(c Config) bool { return c.ArgonMemoryKiB == 4294967295 }},
+		// Upper bounds: a hash takes at most 4 GiB, and so do the hashes
+		// running at once; at most 100 passes.
+		{"IDP_ARGON2_MEMORY_KIB", "4194304", "", func(c Config) bool { return c.ArgonMemoryKiB == 4194304 }},
+		{"IDP_ARGON2_MEMORY_KIB", "4194305", "IDP_ARGON2_MEMORY_KIB: 4194305 KiB (4096 MiB): must be at most 4194304 (4096 MiB) per hash", nil},
+		{"IDP_ARGON2_MEMORY_KIB", "19456000", "IDP_ARGON2_MEMORY_KIB: 19456000 KiB (19000 MiB): must be at most 4194304", nil},
+		{"IDP_ARGON2_MEMORY_KIB", "4294967295", "must be at most 4194304", nil},
+		{"IDP_ARGON2_ITERATIONS", "100", "", func(c Config) bool { return c.ArgonIterations == 100 }},
+		{"IDP_ARGON2_ITERATIONS", "200", "IDP_ARGON2_ITERATIONS: 200: must be at most 100", nil},
+		{"IDP_ARGON2_ITERATIONS", "4294967295", "IDP_ARGON2_ITERATIONS: 4294967295: must be at most 100", nil},
+		{"IDP_ARGON2_MAX_CONCURRENT", "215", "", func(c Config) bool { return c.ArgonMaxConcurrent == 215 }}, // 215 × 19 MiB < 4 GiB
+		{"IDP_ARGON2_MAX_CONCURRENT", "216", "IDP_ARGON2_MAX_CONCURRENT: 216: must be at most 215 with IDP_ARGON2_MEMORY_KIB=19456, so that the hashes running at once take at most 4096 MiB", nil},
+		{"IDP_ARGON2_MAX_CONCURRENT", "9223372036854775807", "IDP_ARGON2_MAX_CONCURRENT", nil},
 		{"IDP_ARGON2_ITERATIONS", " 1 ", "", func(c Config) bool { return c.ArgonIterations == 1 }},
 		{"IDP_ARGON2_MAX_CONCURRENT", "0", "", func(c Config) bool { return c.ArgonMaxConcurrent == 0 }},
 		{"IDP_ARGON2_MAX_CONCURRENT", "3", "", func(c Config) bool { return c.ArgonMaxConcurrent == 3 }},

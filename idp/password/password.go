@@ -49,6 +49,12 @@ type Hasher struct {
 	hashes, cpu atomic.Int64
 }
 
+// MaxMemoryKiB is the most memory one hash may take, in KiB (4 GiB): a
+// stored hash that asks for more is refused as malformed, and so is an
+// IDP_ARGON2_MEMORY_KIB above it (idp/config), which also bounds the memory
+// of the hashes that run at once by it.
+const MaxMemoryKiB = 4 << 20
+
 // MemoryBudget bounds the memory of the hashes that run at once when New is
 // not given a bound: with OWASP's 19 MiB, three hashes.
 const MemoryBudget = 64 << 20
@@ -172,7 +178,7 @@ func decode(s string) (p Params, salt, key []byte, err error) {
 		return p, nil, nil, ErrMalformed
 	}
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil ||
-		p.Memory == 0 || p.Time == 0 || p.Threads == 0 || p.Memory > 4<<20 {
+		p.Memory == 0 || p.Time == 0 || p.Threads == 0 || p.Memory > MaxMemoryKiB {
 		return p, nil, nil, ErrMalformed
 	}
 	b64 := base64.RawStdEncoding
