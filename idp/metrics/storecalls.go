@@ -200,6 +200,20 @@ func (m *Store) PutConsent(ctx context.Context, userID, clientID string, scopes 
 	return err
 }
 
+func (m *Store) ListConsents(ctx context.Context, userID string) ([]store.Consent, error) {
+	start := time.Now()
+	r0, err := m.Store.ListConsents(ctx, userID)
+	m.done("ListConsents", start, err)
+	return r0, err
+}
+
+func (m *Store) RevokeConsent(ctx context.Context, userID, clientID string) error {
+	start := time.Now()
+	err := m.Store.RevokeConsent(ctx, userID, clientID)
+	m.done("RevokeConsent", start, err)
+	return err
+}
+
 func (m *Store) PutPendingTOTP(ctx context.Context, p *store.PendingTOTP) error {
 	start := time.Now()
 	err := m.Store.PutPendingTOTP(ctx, p)

@@ -133,6 +133,14 @@ type Flow struct {
 	ExpiresAt time.Time
 }
 
+// Consent is what a user allowed a relying party, as My Page lists it.
+type Consent struct {
+	ClientID   string
+	ClientName string
+	Scopes     []string  // every scope allowed so far (consents add up)
+	UpdatedAt  time.Time // when the user last allowed the client something
+}
+
 // TOTP is a user's confirmed authenticator.
 type TOTP struct {
 	UserID      string
@@ -341,6 +349,16 @@ type Store interface {
 	// Consent, remembered per user and client.
 	GetConsent(ctx context.Context, userID, clientID string) ([]string, error) // granted scopes; none: empty, nil error
 	PutConsent(ctx context.Context, userID, clientID string, scopes []string, now time.Time) error
+	// ListConsents returns the user's consents to clients that ask for one
+	// (a first-party client never does), the most recently allowed first.
+	ListConsents(ctx context.Context, userID string) ([]Consent, error)
+	// RevokeConsent takes the user's consent to the client back: it deletes
+	// it and deactivates every token the client holds for the user (access
+	// and refresh tokens, authorization codes not yet redeemed), in one
+	// transaction, so the client must ask again and its refresh tokens stop
+	// working at once. ErrNotFound, and nothing changes, when there was no
+	// consent.
+	RevokeConsent(ctx context.Context, userID, clientID string) error
 
 	// TOTP. Pending enrollments change nothing until ConfirmTOTP.
 	PutPendingTOTP(ctx context.Context, p *PendingTOTP) error // replaces any earlier pending one

@@ -33,6 +33,8 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Sessions", testSessions},
 		{"Flows", testFlows},
 		{"Consent", testConsent},
+		{"ConsentList", testConsentList},
+		{"RevokeConsent", testRevokeConsent},
 		{"TOTP", testTOTP},
 		{"ConfirmReplacedTOTP", testConfirmReplacedTOTP},
 		{"SecondStep", testSecondStep},
