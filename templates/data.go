@@ -236,3 +236,22 @@ type SessionsPage struct {
 	RevokeOthersAction string // POST: every session but this one
 	Notice             string
 }
+
+// AppEntry is one relying party on the apps page: a client the user has
+// allowed access to the account.
+type AppEntry struct {
+	ClientID string   // posted back as "client"
+	Name     string   // the client's registered name
+	Brand    string   // the product name of its family (IDP_BRANDS_FILE), if any
+	Scopes   []string // what the user allowed, shown with the consent page's words
+	Granted  string   // when the user last allowed it, formatted
+}
+
+// AppsPage lists the apps with access to the account, each with a form
+// that takes the access back.
+type AppsPage struct {
+	Page
+	Apps         []AppEntry
+	RevokeAction string // POST with "client"
+	Notice       string
+}

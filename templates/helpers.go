@@ -2,6 +2,7 @@ package templates
 
 import (
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/a-h/templ"
@@ -100,3 +101,8 @@ func newPasswordHeading(p NewPasswordPage) string {
 	}
 	return "reset_password_heading"
 }
+
+// appID is the id of the i-th app's name on the apps page, which its
+// revoke button refers to (aria-describedby): each button says whose access
+// it removes.
+func appID(i int) string { return "app-" + strconv.Itoa(i) }

@@ -185,6 +185,7 @@ var Messages = map[string]Translation{
 	"login.failed":         {"ログインに失敗", "Failed login"},
 	"login.locked":         {"ログインを一時的にロック", "Login temporarily locked"},
 	"password.changed":     {"パスワードを変更", "Password changed"},
+	"consent.revoked":      {"アプリのアクセスを取り消し", "App access removed"},
 
 	// --- Scope descriptions (consent page). ---
 	"scope.openid":         {"あなたのアカウントでのログイン（利用者の識別）", "Sign you in with your account (identify you)"},
@@ -248,6 +249,18 @@ var Messages = map[string]Translation{
 	"unknown_device":    {"不明な端末", "Unknown device"},
 	"password_settings": {"パスワードの変更", "Change password"},
 	"login_to":          {"%s にログイン", "Log in to %s"},
+
+	// --- Apps with access to the account. ---
+	"apps_heading": {"アクセスを許可したアプリ", "Apps with access to your account"},
+	"apps_text": {"あなたのアカウントの情報へのアクセスを許可したアプリの一覧です。アクセスを取り消すと、そのアプリはすぐにあなたの情報を利用できなくなり、次に利用するときに改めて許可を求めます。",
+		"These apps may use information from your account. If you remove an app's access, it loses it at once and has to ask you again next time."},
+	"no_apps":        {"アクセスを許可したアプリはありません。", "No app has access to your account."},
+	"app_scopes":     {"許可している情報", "Allowed"},
+	"app_granted_at": {"許可した日時", "Allowed on"},
+	"revoke_app":     {"アクセスを取り消す", "Remove access"},
+	"app_revoked":    {"アプリのアクセスを取り消しました。", "The app's access has been removed."},
+	"apps_own_note": {"このサービス自身のアプリは表示されません。それらからログアウトするには、ログイン中の端末の一覧をご利用ください。",
+		"The service's own apps are not listed here. To sign out of them, use the list of signed-in devices."},
 
 	// --- Second step at login. ---
 	"totp_heading":      {"2段階認証コード入力", "Two-step verification code"},

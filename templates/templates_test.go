@@ -73,7 +73,17 @@ func cases(lang string) []pageCase {
 				{When: "2024/01/02 15:06", Type: "custom.event"},
 			}}),
 			forms: 1, ja: []string{"マイページ", "アカウント", "設定", "2段階認証設定", "有効", "user@example.com", "2段階認証を設定", "custom.event",
-				`<form method="post" action="/account/locale"`, `<option value="en" lang="en" selected>English</option>`}},
+				`<form method="post" action="/account/locale"`, `<option value="en" lang="en" selected>English</option>`,
+				`href="/account/apps"`}},
+		{name: "account_apps", c: Apps(AppsPage{Page: acct, RevokeAction: "/account/apps/revoke", Notice: "app_revoked",
+			Apps: []AppEntry{
+				{ClientID: "partner", Name: "Partner App", Scopes: []string{"openid", "email", "offline_access"}, Granted: "2024/01/02 15:04"},
+				{ClientID: "door-cam", Name: "Door Cam Viewer", Brand: "Door Camera", Scopes: []string{"openid"}, Granted: "2024/01/01 09:00"},
+			}}),
+			forms: 2, ja: []string{"アクセスを許可したアプリ", "Partner App", "Door Camera", "メールアドレス", "許可した日時: 2024/01/02 15:04",
+				"アクセスを取り消す", "アプリのアクセスを取り消しました。", `name="client" value="door-cam"`, `href="/account/sessions"`}},
+		{name: "account_apps_none", c: Apps(AppsPage{Page: acct, RevokeAction: "/account/apps/revoke"}),
+			ja: []string{"アクセスを許可したアプリはありません。"}},
 		{name: "twofa_off", c: TwoFA(TwoFAPage{Page: acct, MFAEnabled: false, SetupURL: "/account/2fa/setup", DisableURL: "/account/2fa/disable", BackupCodesURL: "/account/2fa/backup-codes"}),
 			ja: []string{"2段階認証設定", "無効", "設定"}},
 		{name: "twofa_on", c: TwoFA(TwoFAPage{Page: acct, MFAEnabled: true, SetupURL: "/account/2fa/setup", DisableURL: "/account/2fa/disable",
@@ -572,6 +582,35 @@ func TestAccountEvents(t *testing.T) {
 	}
 	if !strings.Contains(out, "Off") {
 		t.Error("no status")
+	}
+}
+
+// TestAppsRevokeForms: on the apps page each app has its own form posting
+// its client id, whose button names the app (aria-describedby its heading).
+func TestAppsRevokeForms(t *testing.T) {
+	_, doc := render(t, Apps(AppsPage{Page: page(LangEN, true), RevokeAction: "/account/apps/revoke", Apps: []AppEntry{
+		{ClientID: "a", Name: "App A", Scopes: []string{"openid"}}, {ClientID: "b", Name: "App B", Scopes: []string{"email"}},
+	}}))
+	forms := findAll(findAll(doc, tag("main"))[0], tag("form"))
+	if len(forms) != 2 {
+		t.Fatalf("%d forms, want 2", len(forms))
+	}
+	for i, want := range []struct{ client, name string }{{"a", "App A"}, {"b", "App B"}} {
+		if action, _ := attr(forms[i], "action"); action != "/account/apps/revoke" {
+			t.Errorf("form %d posts to %q", i, action)
+		}
+		client := findAll(forms[i], func(n *html.Node) bool { v, _ := attr(n, "name"); return v == "client" })
+		button := findAll(forms[i], tag("button"))
+		if len(client) != 1 || len(button) != 1 {
+			t.Fatalf("form %d: %d client fields and %d buttons, want one each", i, len(client), len(button))
+		}
+		if v, _ := attr(client[0], "value"); v != want.client {
+			t.Errorf("form %d: client %q, want %q", i, v, want.client)
+		}
+		ref, _ := attr(button[0], "aria-describedby")
+		if h := byID(doc, ref); h == nil || text(h) != want.name {
+			t.Errorf("form %d: the button describes %q, want the heading %q", i, ref, want.name)
+		}
 	}
 }
 

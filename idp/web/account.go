@@ -112,19 +112,28 @@ func (s *Server) accountLocale(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/account?notice=locale_changed", http.StatusSeeOther)
 }
 
+// shownTime is how My Page shows a time: to the minute, in Japan's time.
+func shownTime(t time.Time) string {
+	return t.In(time.FixedZone("JST", 9*3600)).Format("2006/01/02 15:04")
+}
+
 func auditEntry(lang string, e store.AuditEvent) templates.AuditEntry {
-	loc := time.FixedZone("JST", 9*3600)
-	a := templates.AuditEntry{When: e.CreatedAt.In(loc).Format("2006/01/02 15:04"), Type: e.Type, IP: e.IP}
+	a := templates.AuditEntry{When: shownTime(e.CreatedAt), Type: e.Type, IP: e.IP}
 	var d struct {
 		Remaining *int   `json:"remaining"`
 		Method    string `json:"method"`
+		Client    string `json:"client"` // the name of the app whose access was removed
 	}
-	if json.Unmarshal([]byte(e.Detail), &d) == nil && d.Remaining != nil {
-		if lang == "en" {
-			a.Detail = strconv.Itoa(*d.Remaining) + " left"
-		} else {
-			a.Detail = "残り " + strconv.Itoa(*d.Remaining) + " 個"
-		}
+	if json.Unmarshal([]byte(e.Detail), &d) != nil {
+		return a
+	}
+	switch {
+	case d.Remaining != nil && lang == "en":
+		a.Detail = strconv.Itoa(*d.Remaining) + " left"
+	case d.Remaining != nil:
+		a.Detail = "残り " + strconv.Itoa(*d.Remaining) + " 個"
+	case d.Client != "":
+		a.Detail = d.Client
 	}
 	return a
 }

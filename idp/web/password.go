@@ -431,12 +431,11 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := s.accountPage(w, r)
-	loc := time.FixedZone("JST", 9*3600)
 	entries := make([]templates.SessionEntry, 0, len(list))
 	for _, x := range list {
 		entries = append(entries, templates.SessionEntry{
 			ID: x.ID, Device: deviceName(p.Lang, x.UserAgent), IP: x.IP, Current: x.ID == sess.ID,
-			LastSeen: x.LastSeen.In(loc).Format("2006/01/02 15:04"), Created: x.CreatedAt.In(loc).Format("2006/01/02 15:04"),
+			LastSeen: shownTime(x.LastSeen), Created: shownTime(x.CreatedAt),
 		})
 	}
 	n := ""

@@ -134,6 +134,8 @@ func (s *Server) routes() http.Handler {
 	handle(pages, "GET /account/sessions", s.sessionsPage)
 	handle(pages, "POST /account/sessions/revoke", s.sessionRevoke)
 	handle(pages, "POST /account/sessions/revoke-others", s.sessionsRevokeOthers)
+	handle(pages, "GET /account/apps", s.appsPage)
+	handle(pages, "POST /account/apps/revoke", s.appRevoke)
 	handle(pages, "GET /consent", s.consentPage)
 	handle(pages, "POST /consent", s.consentSubmit)
 	handle(pages, "GET "+oidc.PathEndSession, s.logoutStart)
