@@ -259,8 +259,8 @@ var Messages = map[string]Translation{
 	"app_granted_at": {"許可した日時", "Allowed on"},
 	"revoke_app":     {"アクセスを取り消す", "Remove access"},
 	"app_revoked":    {"アプリのアクセスを取り消しました。", "The app's access has been removed."},
-	"apps_own_note": {"このサービス自身のアプリは表示されません。それらからログアウトするには、ログイン中の端末の一覧をご利用ください。",
-		"The service's own apps are not listed here. To sign out of them, use the list of signed-in devices."},
+	"apps_own_note": {"このサービス自身のアプリはここには表示されません。それらからログアウトするには、次のページをご利用ください。",
+		"The service's own apps are not listed here. To sign out of them, use this page:"},
 
 	// --- Second step at login. ---
 	"totp_heading":      {"2段階認証コード入力", "Two-step verification code"},
