@@ -7,15 +7,22 @@ import (
 	"github.com/kamera-id/idp/idp/store"
 )
 
+// consentParties creates the users u1 and u2 and the clients app and
+// other, whose consents the tests below give and take back.
+func consentParties(t *testing.T, s store.Store) {
+	t.Helper()
+	newUser(t, s, "u1")
+	newUser(t, s, "u2")
+	newClient(t, s, "app")
+	newClient(t, s, "other")
+}
+
 // testConsentList: ListConsents lists what each user allowed, the most
 // recently allowed first, with the clients' names, never a first-party
 // client's.
 func testConsentList(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	newUser(t, s, "u1")
-	newUser(t, s, "u2")
-	newClient(t, s, "app")
-	newClient(t, s, "other")
+	consentParties(t, s)
 	must(t, s.CreateClient(ctx, &store.Client{ID: "own", Name: "Own", FirstParty: true, CreatedAt: t0}))
 	list, err := s.ListConsents(ctx, "u1")
 	must(t, err)
@@ -48,10 +55,7 @@ func testConsentList(t *testing.T, s store.Store) {
 // transaction, a rollback undoes all of it.
 func testRevokeConsent(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	newUser(t, s, "u1")
-	newUser(t, s, "u2")
-	newClient(t, s, "app")
-	newClient(t, s, "other")
+	consentParties(t, s)
 	must(t, s.PutConsent(ctx, "u1", "app", []string{"openid", "offline_access"}, t0))
 	must(t, s.PutConsent(ctx, "u1", "other", []string{"openid"}, t0))
 	must(t, s.PutConsent(ctx, "u2", "app", []string{"openid"}, t0))
