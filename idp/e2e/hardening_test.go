@@ -838,6 +838,133 @@ func TestPasswordLockoutPerIP(t *testing.T) {
 	})
 }
 
+// TestDeviceCookie: a browser that has completed a login to the account
+// (password and code) is counted apart from every other: failures from
+// elsewhere that lock the account do not keep it out, and its own failures
+// lock only itself. A browser that passed the password alone is not
+// trusted, nor is a forged cookie.
+func TestDeviceCookie(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db, func(c *config.Config) { c.LoginIPMaxFailures = 1000 })
+		_, secret, _ := enrolledUser(t, p)
+		owner := p.newBrowser()
+		accountLogin(t, p, owner, secret)
+		halfway := p.newBrowser()
+		if pg := loginAttempt(halfway, p, email, password); pg.formWith("code") == nil {
+			t.Fatalf("password alone: want the code step, got %d %s", pg.Status, pg.URL)
+		}
+		if deviceCookie(owner, p) == "" || deviceCookie(halfway, p) != "" {
+			t.Fatalf("device cookie after a whole login %q, after the password alone %q",
+				deviceCookie(owner, p), deviceCookie(halfway, p))
+		}
+		// fail makes n failures from b, the last answered with last.
+		fail := func(b *browser, n, last int) {
+			t.Helper()
+			for i := range n {
+				want := http.StatusOK
+				if i == n-1 {
+					want = last
+				}
+				if pg := loginAttempt(b, p, email, "guess"); pg.Status != want {
+					t.Fatalf("failure %d of %d: %d, want %d", i+1, n, pg.Status, want)
+				}
+			}
+		}
+		right := func(b *browser) *page { return loginAttempt(b, p, email, password) }
+
+		// The owner's failures count on its own key: nine of them, then one
+		// from another browser, do not lock the account ...
+		fail(owner, 9, http.StatusOK)
+		fail(p.newBrowser(), 1, http.StatusOK)
+		// ... and the owner's tenth locks the owner's browser alone.
+		fail(owner, 1, http.StatusTooManyRequests)
+		if pg := right(owner); pg.Status != http.StatusTooManyRequests {
+			t.Fatalf("right password from the locked device: %d", pg.Status)
+		}
+		codeStep(t, p, halfway, right(halfway), secret)
+
+		// Someone who knows the address locks the account ...
+		p.clock.Advance(61 * time.Second)
+		fail(p.newBrowser(), 10, http.StatusTooManyRequests)
+		if pg := right(p.newBrowser()); pg.Status != http.StatusTooManyRequests {
+			t.Fatalf("right password from a new browser while the account is locked: %d", pg.Status)
+		}
+		// ... not with a forged cookie ...
+		forged := p.newBrowser()
+		v := deviceCookie(owner, p)
+		i := len(v) - 10 // within the MAC
+		v = v[:i] + map[bool]string{true: "A", false: "B"}[v[i] == 'B'] + v[i+1:]
+		u, _ := url.Parse(p.URL)
+		forged.client.Jar.SetCookies(u, []*http.Cookie{{Name: "idp_device", Value: v, Path: "/"}})
+		if pg := right(forged); pg.Status != http.StatusTooManyRequests {
+			t.Fatalf("forged device cookie while the account is locked: %d, want 429", pg.Status)
+		}
+		// ... and the owner still re-enters the password on My Page ...
+		pg := owner.get(p.URL + "/account/2fa/backup-codes")
+		if pg = owner.submit(pg, "password", map[string]string{"password": password}); len(pg.byClass("backup-code")) == 0 {
+			t.Fatalf("password re-entered on My Page while the account is locked: %d %q", pg.Status, pg.alert())
+		}
+		// ... and gets in, as does the browser that logged in since, its
+		// cookie being as good.
+		codeStep(t, p, owner, right(owner), secret)
+		codeStep(t, p, halfway, right(halfway), secret)
+	})
+}
+
+// TestDeviceCookieAndAddressLimit: failures sprayed across accounts from
+// one address lock the address, not a browser with a device cookie for the
+// account it logs in to; for any other account that browser is locked out
+// like the rest.
+func TestDeviceCookieAndAddressLimit(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db, func(c *config.Config) { c.LoginIPMaxFailures = 3 })
+		p.createUser(email, password)
+		const other = "other@example.com"
+		p.createUser(other, password)
+		owner := p.newBrowser()
+		if pg := loginAttempt(owner, p, email, password); pg.URL.Path != "/account" {
+			t.Fatalf("login: %d %s", pg.Status, pg.URL)
+		}
+		for i, addr := range []string{"a@example.com", other, "b@example.com"} {
+			if pg := loginAttempt(p.newBrowser(), p, addr, "guess"); (pg.Status == http.StatusTooManyRequests) != (i == 2) {
+				t.Fatalf("failure %d: %d", i+1, pg.Status)
+			}
+		}
+		if pg := loginAttempt(p.newBrowser(), p, email, password); pg.Status != http.StatusTooManyRequests {
+			t.Fatalf("right password from a new browser at a locked address: %d", pg.Status)
+		}
+		if pg := loginAttempt(owner, p, other, password); pg.Status != http.StatusTooManyRequests {
+			t.Fatalf("another account's login with the owner's cookie at a locked address: %d", pg.Status)
+		}
+		if pg := loginAttempt(owner, p, email, password); pg.URL.Path != "/account" {
+			t.Fatalf("the owner's login at a locked address: %d %s", pg.Status, pg.URL)
+		}
+	})
+}
+
+// codeStep expects the code form in pg, then logs b in with the code.
+func codeStep(t *testing.T, p *provider, b *browser, pg *page, secret string) {
+	t.Helper()
+	if pg.Status != http.StatusOK || pg.formWith("code") == nil {
+		t.Fatalf("want the code step, got %d %s: %q", pg.Status, pg.URL, pg.alert())
+	}
+	p.clock.Advance(30 * time.Second) // a new time step: codes are not replayed
+	if pg = b.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)}); pg.URL.Path != "/account" {
+		t.Fatalf("code step: %d %s", pg.Status, pg.URL)
+	}
+}
+
+// deviceCookie is the browser's device cookie for the provider, if any.
+func deviceCookie(b *browser, p *provider) string {
+	u, _ := url.Parse(p.URL)
+	for _, c := range b.client.Jar.Cookies(u) {
+		if c.Name == "idp_device" {
+			return c.Value
+		}
+	}
+	return ""
+}
+
 // browserFrom is a browser whose connections come from another loopback
 // address, or nil where the host cannot use it.
 func browserFrom(t *testing.T, p *provider, ip string) *browser {

@@ -29,6 +29,7 @@ const (
 	LockoutMFA     = "mfa"     // second-step failures of an account
 	LockoutAccount = "account" // password failures of an account
 	LockoutIP      = "ip"      // password failures from one client IP
+	LockoutDevice  = "device"  // password failures of a browser with a device cookie for the account
 )
 
 // Recorder receives the provider's events. Every method must be cheap and

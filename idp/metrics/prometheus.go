@@ -41,7 +41,7 @@ func NewPrometheus() *Prometheus {
 	}, []string{"method"})
 	p.lockouts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "idp", Name: "lockouts_total",
-		Help: "Lockouts triggered by repeated failures, by kind (mfa, account, ip).",
+		Help: "Lockouts triggered by repeated failures, by kind (mfa, account, ip, device).",
 	}, []string{"kind"})
 	p.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "idp", Name: "tokens_issued_total",

@@ -181,8 +181,8 @@ func (s *Server) settingsFlow(w http.ResponseWriter, r *http.Request, kind strin
 // when the password is right).
 func (s *Server) reauthenticate(r *http.Request, u *store.User) (status int, msg string, err error) {
 	ctx := r.Context()
-	keys := s.passwordThrottleKeys(r, u.Email)
-	unlock, err := s.attempts.lock(ctx, keys[0]) // as at login: one attempt on the account at a time
+	keys, _ := s.passwordKeys(r, u.Email)
+	unlock, err := s.attempts.lock(ctx, keys[0]) // as at login: one attempt on the account (or device) at a time
 	if err != nil {
 		return 0, "", err
 	}

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/store"
 )
@@ -57,6 +59,60 @@ func ipThrottleKey(ip string) string {
 
 func mfaThrottleKey(userID string) string { return "mfa:" + userID }
 
+// --- Device cookies ---
+//
+// The account's limit locks the account for everyone, so anyone who knows
+// an e-mail address could keep its owner out by failing on purpose. A
+// browser that has completed a login to the account (password and, where
+// enrolled, the second step) is given a device cookie for it, and is then
+// counted apart: its password attempts on that account are checked and
+// counted against the cookie's own key alone, neither the account's nor
+// the client IP's, so the owner's own browser still gets in while the
+// account is locked for every other one, and a stolen cookie still gets
+// only the account's number of failures before it locks in its turn (see
+// OWASP's "Slow Down Online Guessing Attacks with Device Cookies").
+//
+// The cookie holds a random nonce and a MAC of it with the account's
+// throttle key (derived from the e-mail address under the master key), so
+// it names no account, and one made for another account, or forged, does
+// not verify and is ignored.
+
+const (
+	deviceCookie    = "idp_device"
+	deviceCookieAge = 365 * 24 * time.Hour
+	deviceKeyPrefix = "pwd:dev:"
+)
+
+// passwordKeys are the throttle keys of a password attempt on the account
+// of email: the cookie's key when this browser holds a device cookie for
+// the account, else passwordThrottleKeys. acct is the account's key, for
+// the device cookie a completed login gives.
+func (s *Server) passwordKeys(r *http.Request, email string) (keys []string, acct string) {
+	keys = s.passwordThrottleKeys(r, email)
+	acct = keys[0]
+	nonce, tag, ok := strings.Cut(s.cookie(r, deviceCookie), ".")
+	if !ok || len(nonce) != 22 {
+		return keys, acct
+	}
+	if !crypt.Equal([]byte(tag), []byte(s.deviceTag(acct, nonce))) {
+		return keys, acct
+	}
+	return []string{deviceKeyPrefix + nonce}, acct
+}
+
+// deviceTag is the cookie's MAC, as it is written in the cookie (compared
+// as written: base64 decoding ignores the last character's spare bits).
+func (s *Server) deviceTag(acctKey, nonce string) string {
+	return base64.RawURLEncoding.EncodeToString(s.Key.MAC("device", []byte(acctKey+"\x00"+nonce)))
+}
+
+// setDeviceCookie gives the browser a new device cookie for the account
+// whose throttle key (keys[0] of passwordThrottleKeys) is acctKey.
+func (s *Server) setDeviceCookie(w http.ResponseWriter, acctKey string) {
+	nonce := crypt.RandomToken(16)
+	s.setCookie(w, deviceCookie, nonce+"."+s.deviceTag(acctKey, nonce), deviceCookieAge)
+}
+
 // Attempts on one account are taken one at a time. A handler reads the
 // account's throttle, checks the password or code, and records the failure
 // (or resets the throttle after a success) in separate store calls; without
@@ -76,7 +132,8 @@ func mfaThrottleKey(userID string) string { return "mfa:" + userID }
 // their record at once, so a burst gets at most about N-1 more checks than
 // the limit.
 //
-// Only the account's key is locked: one lock per request, so no two locks
+// Only the account's key (a device cookie's, for a browser that holds one
+// for the account: see below) is locked: one lock per request, so no two locks
 // are ever taken in different orders. The per-IP key is still read and
 // counted by the same store calls, but attempts on different accounts from
 // one IP run in parallel, so a burst sprayed across many accounts can go
@@ -190,8 +247,11 @@ func (s *Server) recordFailures(ctx context.Context, acct store.ThrottlePolicy, 
 	status := http.StatusOK
 	for i, k := range keys {
 		p, kind := acct, metrics.LockoutAccount
-		if i > 0 {
+		switch {
+		case i > 0:
 			p, kind = s.loginIPPolicy(), metrics.LockoutIP
+		case strings.HasPrefix(k, deviceKeyPrefix):
+			kind = metrics.LockoutDevice
 		}
 		t, err := s.Store.RecordFailure(ctx, k, p, s.Now())
 		if err != nil {

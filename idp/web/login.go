@@ -98,7 +98,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, f, http.StatusOK, truncate(email, 254), remember, "invalid_credentials")
 		return
 	}
-	keys := s.passwordThrottleKeys(r, email)
+	keys, acct := s.passwordKeys(r, email)
 	unlock, ok := s.lockAttempts(w, r, keys[0]) // held until this attempt is counted
 	if !ok {
 		return
@@ -136,7 +136,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	unlock()
 	s.Metrics.Login(metrics.StepPassword, metrics.ResultSuccess)
-	f.UserID, f.AMR, f.Remember = user.ID, []string{"pwd"}, remember
+	f.UserID, f.AMR, f.Remember, f.Account = user.ID, []string{"pwd"}, remember, acct
 	f.Password = s.passwordMark(user)
 	if !user.MFAEnabled {
 		sess, ok := s.establish(w, r, f)

@@ -107,6 +107,9 @@ type flow struct {
 	UserID   string   `json:"user_id,omitempty"`
 	AMR      []string `json:"amr,omitempty"`
 	Remember bool     `json:"remember,omitempty"`
+	// Account is the account's throttle key, for the device cookie that
+	// the completed login gives the browser (limits.go).
+	Account string `json:"acct,omitempty"`
 	// Password identifies the password the step verified (passwordMark):
 	// a password changed or reset meanwhile ends the login.
 	Password []byte `json:"pw,omitempty"`
@@ -246,6 +249,9 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow) (
 		}
 	}
 	s.setCookie(w, sessionCookie, token, cookieAge)
+	if f.Account != "" {
+		s.setDeviceCookie(w, f.Account)
+	}
 	return sess, nil
 }
 
