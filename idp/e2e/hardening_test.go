@@ -942,6 +942,50 @@ func TestDeviceCookieAndAddressLimit(t *testing.T) {
 	})
 }
 
+// TestDeviceCookieSecondStep: someone who knows the password and fails
+// the code locks the account's second step for every browser but the
+// owner's, whose own failures lock only itself.
+func TestDeviceCookieSecondStep(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		_, secret, _ := enrolledUser(t, p)
+		owner := p.newBrowser()
+		accountLogin(t, p, owner, secret)
+		// failCodes makes n failures at the code step from b, the last
+		// answered with last.
+		failCodes := func(b *browser, n, last int) {
+			t.Helper()
+			pg := loginAttempt(b, p, email, password)
+			for i := range n {
+				want := http.StatusOK
+				if i == n-1 {
+					want = last
+				}
+				if pg = b.submit(pg, "code", map[string]string{"code": wrongCode(totpCode(t, p, secret))}); pg.Status != want {
+					t.Fatalf("code failure %d of %d: %d, want %d", i+1, n, pg.Status, want)
+				}
+			}
+		}
+		// The owner's four failures and another browser's four lock nothing ...
+		failCodes(owner, 4, http.StatusOK)
+		failCodes(p.newBrowser(), 4, http.StatusOK)
+		// ... the fifth of another locks the account for all but the owner.
+		failCodes(p.newBrowser(), 1, http.StatusTooManyRequests)
+		p.clock.Advance(30 * time.Second)
+		other := p.newBrowser()
+		if pg := other.submit(loginAttempt(other, p, email, password), "code", map[string]string{"code": totpCode(t, p, secret)}); pg.Status != http.StatusTooManyRequests {
+			t.Fatalf("right code from a new browser while the second step is locked: %d", pg.Status)
+		}
+		codeStep(t, p, owner, loginAttempt(owner, p, email, password), secret)
+		// The owner's own fifth failure locks the owner's browser.
+		failCodes(owner, 5, http.StatusTooManyRequests)
+		p.clock.Advance(30 * time.Second)
+		if pg := owner.submit(loginAttempt(owner, p, email, password), "code", map[string]string{"code": totpCode(t, p, secret)}); pg.Status != http.StatusTooManyRequests {
+			t.Fatalf("right code from the owner's locked browser: %d", pg.Status)
+		}
+	})
+}
+
 // codeStep expects the code form in pg, then logs b in with the code.
 func codeStep(t *testing.T, p *provider, b *browser, pg *page, secret string) {
 	t.Helper()

@@ -300,8 +300,8 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Wrong confirmation codes count as wrong codes at login do (the
-	// contract's 429), on the same account key.
-	key := mfaThrottleKey(u.ID)
+	// contract's 429), on the same key.
+	key := s.secondStepKey(r, u.ID, s.accountThrottleKey(u.Email))
 	unlock, ok := s.lockAttempts(w, r, key)
 	if !ok {
 		return
@@ -318,7 +318,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	step, err := mfa.Verify(secret, r.PostFormValue("code"), s.Now(), 0)
 	if err != nil {
-		status, err := s.secondStepFailed(r, u.ID, "setup")
+		status, err := s.secondStepFailed(r, key, u.ID, "setup")
 		if err != nil {
 			s.storeFailed(w, r, err)
 			return

@@ -33,8 +33,13 @@ func (s *Server) mfaPolicy() store.ThrottlePolicy {
 // passwordThrottleKeys are the account's key (by e-mail, so known and
 // unknown addresses behave alike) and the client IP's key, in that order.
 func (s *Server) passwordThrottleKeys(r *http.Request, email string) []string {
+	return []string{s.accountThrottleKey(email), "pwd:ip:" + ipThrottleKey(s.clientIP(r))}
+}
+
+// accountThrottleKey is the password throttle key of the account of email.
+func (s *Server) accountThrottleKey(email string) string {
 	mac := s.Key.MAC("throttle", []byte(strings.ToLower(strings.TrimSpace(email))))
-	return []string{"pwd:acct:" + hex.EncodeToString(mac[:16]), "pwd:ip:" + ipThrottleKey(s.clientIP(r))}
+	return "pwd:acct:" + hex.EncodeToString(mac[:16])
 }
 
 // ipThrottleKey is what a per-IP limit counts for the client address ip:
@@ -61,16 +66,19 @@ func mfaThrottleKey(userID string) string { return "mfa:" + userID }
 
 // --- Device cookies ---
 //
-// The account's limit locks the account for everyone, so anyone who knows
-// an e-mail address could keep its owner out by failing on purpose. A
-// browser that has completed a login to the account (password and, where
-// enrolled, the second step) is given a device cookie for it, and is then
-// counted apart: its password attempts on that account are checked and
-// counted against the cookie's own key alone, neither the account's nor
-// the client IP's, so the owner's own browser still gets in while the
-// account is locked for every other one, and a stolen cookie still gets
-// only the account's number of failures before it locks in its turn (see
-// OWASP's "Slow Down Online Guessing Attacks with Device Cookies").
+// An account's limits lock it for everyone, so anyone who knows an e-mail
+// address could keep its owner out by failing on purpose (and anyone who
+// also knows the password, at the second step). A browser that has
+// completed a login to the account (password and, where enrolled, the
+// second step) is given a device cookie for it, and is then counted apart:
+// its password attempts on that account are checked and counted against
+// the cookie's own key alone, neither the account's nor the client IP's,
+// and its codes (at login and at the 2FA setup's confirmation) against the
+// cookie's second-step key, not the account's. So the owner's own browser
+// still gets in while the account is locked for every other one, and a
+// copied cookie still gets only the account's number of failures before it
+// locks in its turn (OWASP's "Slow Down Online Guessing Attacks with Device
+// Cookies").
 //
 // The cookie holds a random nonce and a MAC of it with the account's
 // throttle key (derived from the e-mail address under the master key), so
@@ -83,21 +91,36 @@ const (
 	deviceKeyPrefix = "pwd:dev:"
 )
 
+// trustedDevice is the nonce of the browser's device cookie when it was
+// given for the account whose throttle key is acct, else "".
+func (s *Server) trustedDevice(r *http.Request, acct string) string {
+	nonce, tag, ok := strings.Cut(s.cookie(r, deviceCookie), ".")
+	if !ok || len(nonce) != 22 || acct == "" || !crypt.Equal([]byte(tag), []byte(s.deviceTag(acct, nonce))) {
+		return ""
+	}
+	return nonce
+}
+
 // passwordKeys are the throttle keys of a password attempt on the account
-// of email: the cookie's key when this browser holds a device cookie for
-// the account, else passwordThrottleKeys. acct is the account's key, for
-// the device cookie a completed login gives.
+// of email: the device cookie's key when this browser holds one for the
+// account, else passwordThrottleKeys. acct is the account's key, for the
+// device cookie a completed login gives.
 func (s *Server) passwordKeys(r *http.Request, email string) (keys []string, acct string) {
 	keys = s.passwordThrottleKeys(r, email)
-	acct = keys[0]
-	nonce, tag, ok := strings.Cut(s.cookie(r, deviceCookie), ".")
-	if !ok || len(nonce) != 22 {
-		return keys, acct
+	if n := s.trustedDevice(r, keys[0]); n != "" {
+		return []string{deviceKeyPrefix + n}, keys[0]
 	}
-	if !crypt.Equal([]byte(tag), []byte(s.deviceTag(acct, nonce))) {
-		return keys, acct
+	return keys, keys[0]
+}
+
+// secondStepKey is the throttle key of codes entered for the account
+// userID, whose password throttle key is acct: the device cookie's when
+// this browser holds one for the account, else mfaThrottleKey.
+func (s *Server) secondStepKey(r *http.Request, userID, acct string) string {
+	if n := s.trustedDevice(r, acct); n != "" {
+		return "mfa:dev:" + n
 	}
-	return []string{deviceKeyPrefix + nonce}, acct
+	return mfaThrottleKey(userID)
 }
 
 // deviceTag is the cookie's MAC, as it is written in the cookie (compared

@@ -257,12 +257,13 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	unlock, ok := s.lockAttempts(w, r, mfaThrottleKey(f.UserID)) // held until this attempt is counted
+	key := s.secondStepKey(r, f.UserID, f.Account)
+	unlock, ok := s.lockAttempts(w, r, key) // held until this attempt is counted
 	if !ok {
 		return
 	}
 	defer unlock()
-	acct, ok := s.readSecondStep(w, r, f)
+	acct, ok := s.readSecondStep(w, r, f, key)
 	if !ok {
 		return
 	}
@@ -275,7 +276,7 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	err := s.verifyTOTP(ctx, acct.TOTP, r.PostFormValue("code"))
 	if errors.Is(err, errWrongCode) {
 		s.Metrics.Login(metrics.StepTOTP, metrics.ResultFailure)
-		status, err := s.secondStepFailed(r, f.UserID, "totp")
+		status, err := s.secondStepFailed(r, key, f.UserID, "totp")
 		if err != nil {
 			s.storeFailed(w, r, err)
 			return
@@ -297,11 +298,11 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	s.completeLogin(w, r, f)
 }
 
-// readSecondStep reads the flow's account, its authenticator and its
-// second-step throttle in one round trip. An account deleted since the
-// password step ends the flow.
-func (s *Server) readSecondStep(w http.ResponseWriter, r *http.Request, f *flow) (*store.SecondStep, bool) {
-	acct, err := s.Store.GetSecondStep(r.Context(), f.UserID, mfaThrottleKey(f.UserID))
+// readSecondStep reads the flow's account, its authenticator and the
+// second-step throttle key (secondStepKey) in one round trip. An account
+// deleted since the password step ends the flow.
+func (s *Server) readSecondStep(w http.ResponseWriter, r *http.Request, f *flow, key string) (*store.SecondStep, bool) {
+	acct, err := s.Store.GetSecondStep(r.Context(), f.UserID, key)
 	if errors.Is(err, store.ErrNotFound) {
 		s.flowFailed(w, r, errFlowGone)
 		return nil, false
@@ -352,11 +353,11 @@ func (s *Server) verifyTOTP(ctx context.Context, t *store.TOTP, code string) err
 	return nil
 }
 
-// secondStepFailed counts a failed code against the account (not the
-// browser) and records it; it answers 429 once the account is locked.
-func (s *Server) secondStepFailed(r *http.Request, userID, method string) (int, error) {
+// secondStepFailed counts a failed code of the account userID against key
+// (secondStepKey) and records it; it answers 429 once the key is locked.
+func (s *Server) secondStepFailed(r *http.Request, key, userID, method string) (int, error) {
 	ctx := r.Context()
-	th, err := s.Store.RecordFailure(ctx, mfaThrottleKey(userID), s.mfaPolicy(), s.Now())
+	th, err := s.Store.RecordFailure(ctx, key, s.mfaPolicy(), s.Now())
 	if err != nil {
 		return 0, err
 	}
@@ -392,12 +393,13 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	unlock, ok := s.lockAttempts(w, r, mfaThrottleKey(f.UserID)) // held until this attempt is counted
+	key := s.secondStepKey(r, f.UserID, f.Account)
+	unlock, ok := s.lockAttempts(w, r, key) // held until this attempt is counted
 	if !ok {
 		return
 	}
 	defer unlock()
-	acct, ok := s.readSecondStep(w, r, f)
+	acct, ok := s.readSecondStep(w, r, f, key)
 	if !ok {
 		return
 	}
@@ -420,7 +422,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	})
 	if errors.Is(err, errWrongCode) {
 		s.Metrics.Login(metrics.StepBackup, metrics.ResultFailure)
-		status, err := s.secondStepFailed(r, f.UserID, "backup_code")
+		status, err := s.secondStepFailed(r, key, f.UserID, "backup_code")
 		if err != nil {
 			s.storeFailed(w, r, err)
 			return
