@@ -179,7 +179,7 @@ func raceExchange(t *testing.T, r *lockRace, x *store.TokenExchange, end func(ct
 		return
 	}
 	if left := r.activeTokens("u1"); len(left) > 0 {
-		t.Fatalf("the exchange won and its tokens survived the end of the sessions: %q", left)
+		t.Fatalf("the exchange won and its tokens survived: %q", left)
 	}
 }
 
@@ -233,6 +233,23 @@ func TestRefreshRacingEndSessions(t *testing.T) {
 			_, err := s.DeleteUserSessions(ctx, "u1", "")
 			return err
 		})
+}
+
+// TestRefreshRacingRevokeConsent: the client refreshes while the user
+// takes its access back on My Page; the refresh fails, or what it issued is
+// inactive too.
+func TestRefreshRacingRevokeConsent(t *testing.T) {
+	r := newLockRace(t)
+	ctx := t.Context()
+	r.newUserSession("u1", "sid-1")
+	r.must(r.main.CreateClient(ctx, &store.Client{ID: "app", Name: "App"}))
+	r.must(r.main.PutConsent(ctx, "u1", "app", []string{"openid", "offline_access"}, lockT0))
+	r.must(r.main.CreateToken(ctx, lockToken(store.KindRefreshToken, "r0", "R", "sid-1")))
+	raceExchange(t, r, &store.TokenExchange{SpendKind: store.KindRefreshToken, SpendSignature: "r0",
+		RevokeKind: store.KindAccessToken, RevokeRequest: "R",
+		Create: []*store.TokenRecord{lockToken(store.KindAccessToken, "a1", "R", "sid-1"),
+			lockToken(store.KindRefreshToken, "r1", "R", "sid-1")}},
+		func(ctx context.Context, s *sqlstore.Store) error { return s.RevokeConsent(ctx, "u1", "app") })
 }
 
 // TestCodeRacingEndSessions: the authorize endpoint read a live session,

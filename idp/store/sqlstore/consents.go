@@ -41,20 +41,15 @@ const revokeClientTokensSQL = `UPDATE tokens SET active = FALSE
 
 // RevokeConsent implements store.Store: the consent deleted, then the
 // client's tokens for the user deactivated, in one transaction (the
-// caller's, when ctx carries one).
-//
-// The tokens are deactivated by two statements. A token request of the
-// client in flight (on PostgreSQL, a transaction that has spent a code or
-// refresh token and inserted the tokens it issues, not yet committed)
-// holds the spent row, which the first statement also wants: it waits for
-// that commit, skips the row (no longer active) and, its snapshot being
-// older, does not see the new tokens. The second statement, with a
-// snapshot taken after that commit, deactivates them. A token request
-// that comes later finds its code or refresh token locked by this
-// transaction, then inactive, and issues nothing. (SQLite runs one
-// transaction at a time; there the second statement finds nothing.)
+// caller's, when ctx carries one) that first locks the user's row, as
+// ending sessions does (lockUser): a token request of the client in flight
+// is waited for and what it issued deactivated too, and one that comes
+// later finds its code or refresh token inactive.
 func (s *Store) RevokeConsent(ctx context.Context, userID, clientID string) error {
 	err := s.inTx(ctx, func(q querier) error {
+		if err := s.lockUser(ctx, q, userID); err != nil {
+			return err
+		}
 		n, err := affected(q.ExecContext(ctx, `DELETE FROM consents WHERE user_id = $1 AND client_id = $2`,
 			userID, clientID))
 		if err != nil {
@@ -63,12 +58,8 @@ func (s *Store) RevokeConsent(ctx context.Context, userID, clientID string) erro
 		if n == 0 {
 			return store.ErrNotFound
 		}
-		for range 2 {
-			if _, err := q.ExecContext(ctx, revokeClientTokensSQL, userID, clientID); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err = q.ExecContext(ctx, revokeClientTokensSQL, userID, clientID)
+		return err
 	})
 	return s.fail("revoke consent", err)
 }

@@ -144,10 +144,8 @@ func (s *Store) DeleteUserSession(ctx context.Context, userID, id string) error 
 func (s *Store) endSessions(ctx context.Context, userID, op, id string) (int64, error) {
 	var n int64
 	err := s.inTx(ctx, func(q querier) error {
-		if s.dialect.RowLocks {
-			if _, err := q.ExecContext(ctx, `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, userID); err != nil {
-				return err
-			}
+		if err := s.lockUser(ctx, q, userID); err != nil {
+			return err
 		}
 		var err error
 		n, err = affected(q.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id `+op+` $2`, userID, id))
@@ -168,6 +166,21 @@ func (s *Store) endSessions(ctx context.Context, userID, op, id string) (int64, 
 		return err
 	})
 	return n, err
+}
+
+// lockUser takes the user's row FOR UPDATE in the transaction q, before a
+// change that deactivates the user's tokens (endSessions, RevokeConsent):
+// token exchanges hold the row FOR KEY SHARE until they commit, so the
+// change waits for those in flight, and its statements then see what they
+// issued, while those that come later wait for the change and find what
+// they would spend inactive. Nothing where writes run one at a time
+// (Dialect.RowLocks).
+func (s *Store) lockUser(ctx context.Context, q querier, userID string) error {
+	if !s.dialect.RowLocks {
+		return nil
+	}
+	_, err := q.ExecContext(ctx, `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, userID)
+	return err
 }
 
 // ListUserSessions returns the user's unexpired sessions, the most recently

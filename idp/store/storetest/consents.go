@@ -59,6 +59,9 @@ func testRevokeConsent(t *testing.T, s store.Store) {
 	must(t, s.PutConsent(ctx, "u1", "app", []string{"openid", "offline_access"}, t0))
 	must(t, s.PutConsent(ctx, "u1", "other", []string{"openid"}, t0))
 	must(t, s.PutConsent(ctx, "u2", "app", []string{"openid"}, t0))
+	newSession(t, s, "u1", "sid-1")
+	newSession(t, s, "u1", "sid-2")
+	newSession(t, s, "u2", "sid-4")
 	type tok struct{ kind, sig, subject, client, sid string }
 	toks := []tok{
 		{store.KindAuthorizeCode, "code-1", "u1", "app", "sid-1"}, // not redeemed yet
