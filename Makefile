@@ -19,7 +19,7 @@ export IDP_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=
 RACE = $(if $(filter 1,$(shell $(GO) env CGO_ENABLED)),-race)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test generate check-generated lint fuzz bench clean clean-data
+.PHONY: help build run test generate check-generated lint fuzz bench bench-smoke clean clean-data
 
 help: ## list the targets
 	@echo "usage: make <target> [GO=go] [FUZZTIME=30s] [TEST_TIMEOUT=20m]"
@@ -41,7 +41,7 @@ run: build ## run the provider (SQLite in ./data) and the demo viewer; Ctrl-C st
 
 # go test -v goes to $(TEST_LOG) in full; the terminal gets it without the
 # RUN/PAUSE/CONT/PASS lines, then a line saying whether PostgreSQL was tested.
-test: ## go test -race ./... incl. browser tests when chromium is installed (+ check-generated and lint under CI=true)
+test: ## go test -race ./... incl. browser tests when chromium is installed (+ check-generated, lint and bench-smoke under CI=true)
 	@mkdir -p artifacts
 	@if [ -z "$(RACE)" ]; then \
 		echo "test: cgo is off (no C compiler?), so the race detector cannot run; install gcc" >&2; \
@@ -68,7 +68,7 @@ test: ## go test -race ./... incl. browser tests when chromium is installed (+ c
 	fi; \
 	exit $$status
 ifeq ($(CI),true)
-	@$(MAKE) --no-print-directory check-generated lint
+	@$(MAKE) --no-print-directory check-generated lint bench-smoke
 endif
 
 generate: ## regenerate the templ code in templates/ (templ pinned in go.mod)
@@ -111,6 +111,11 @@ bench: ## Go benchmarks + load test (SQLite, PostgreSQL) into artifacts/bench/, 
 	@if grep -q -E '^(FAIL|--- FAIL)' artifacts/bench/go-bench.txt; then echo "bench: a Go benchmark failed (artifacts/bench/go-bench.txt)"; exit 1; fi
 	./bin/idp-loadtest -out artifacts/bench/results.txt -bench-out artifacts/bench/load.txt $(LOADTEST)
 	@echo "bench: artifacts/bench/go-bench.txt and load.txt (compare runs with benchstat), results.txt (key: value)"
+
+# Each Go benchmark once, so that one broken by a change fails CI rather
+# than the next `make bench`.
+bench-smoke: ## run every Go benchmark once (-benchtime 1x)
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
 clean: ## remove bin/ and artifacts/ (keeps ./data)
 	rm -rf bin artifacts

@@ -17,6 +17,7 @@ import (
 	"github.com/kamera-id/idp/idp/app"
 	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/oidc"
+	"github.com/kamera-id/idp/idp/store"
 )
 
 // BenchmarkCodeExchange measures the token endpoint exchanging an
@@ -41,6 +42,13 @@ func BenchmarkCodeExchange(b *testing.B) {
 			b.Cleanup(func() { a.Close() })
 			u, err := a.CreateUser(b.Context(), app.NewUser{Email: "bench@example.com", Name: "Bench", Password: "bench-password"})
 			if err != nil {
+				b.Fatal(err)
+			}
+			// The SSO session the codes are issued in (a code is stored only
+			// while its session exists).
+			t0 := time.Now().Truncate(time.Second)
+			if err := a.Store.CreateSession(b.Context(), &store.Session{TokenHash: []byte("bench-session"), ID: "sid",
+				UserID: u.ID, AuthTime: t0, AMR: []string{"pwd", "otp"}, CreatedAt: t0, LastSeen: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
 				b.Fatal(err)
 			}
 			const redirect = "http://127.0.0.1/callback"
