@@ -132,7 +132,8 @@ func (a *App) ResetMFA(ctx context.Context, email string) (*store.User, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The reset, its audit event and the notice to the user, or none of them.
+	// The reset, the end of the user's sessions, its audit event and the
+	// notice to the user, or none of them.
 	tx, err := a.Store.BeginTx(ctx)
 	if err != nil {
 		return nil, err
@@ -142,6 +143,11 @@ func (a *App) ResetMFA(ctx context.Context, email string) (*store.User, error) {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, fmt.Errorf("user %s has no two-step verification to reset", email)
 		}
+		return nil, err
+	}
+	// The lost authenticator is often the lost phone, signed in to the
+	// account and its apps: every session ends, with its tokens.
+	if _, err := a.Store.DeleteUserSessions(tx, u.ID, ""); err != nil {
 		return nil, err
 	}
 	if err := a.Store.AddAuditEvent(tx, &store.AuditEvent{

@@ -302,11 +302,23 @@ func TestSupportReset(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db)
 		r := p.newRP("viewer", true)
-		u, _, _ := enrolledUser(t, p)
+		u, secret, _ := enrolledUser(t, p)
+		// The lost phone: signed in, and holding the app's tokens.
+		phone := p.newBrowser()
+		a, pg := rpLogin(t, phone, r)
+		p.clock.Advance(30 * time.Second)
+		pg = phone.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)})
+		lost := r.mustExchange(a, pg.code(t, a))
 		if _, err := p.app.ResetMFA(context.Background(), email); err != nil {
 			t.Fatal(err)
 		}
-		a, pg := rpLogin(t, p.newBrowser(), r)
+		if phone.hasSession(p) {
+			t.Error("the phone's session survived the support reset")
+		}
+		if _, err := r.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: lost.RefreshToken}).Token(); err == nil {
+			t.Error("the phone's refresh token survived the support reset")
+		}
+		a, pg = rpLogin(t, p.newBrowser(), r)
 		if got := amr(r.mustExchange(a, pg.code(t, a)).Claims); !slices.Equal(got, []string{"pwd"}) {
 			t.Fatalf("after a support reset, amr = %v", got)
 		}

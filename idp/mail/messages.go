@@ -49,8 +49,8 @@ var texts = map[string][2]text{
 		{"Two-step verification was turned off", "Two-step verification was turned off for your account. Logging in now needs only your password."},
 	},
 	MFAReset: {
-		{"サポートにより2段階認証がリセットされました", "お客様のご依頼により、サポート窓口でアカウントの2段階認証（認証アプリとバックアップコード）をリセットしました。次回ログイン後、マイページから2段階認証を再度設定してください。"},
-		{"Support reset your two-step verification", "At your request, our support desk reset the two-step verification of your account (authenticator app and backup codes). After your next login, set up two-step verification again on My Page."},
+		{"サポートにより2段階認証がリセットされました", "お客様のご依頼により、サポート窓口でアカウントの2段階認証（認証アプリとバックアップコード）をリセットしました。安全のため、すべての端末でログアウトしました。次回ログイン後、マイページから2段階認証を再度設定してください。"},
+		{"Support reset your two-step verification", "At your request, our support desk reset the two-step verification of your account (authenticator app and backup codes). For your safety, you were logged out everywhere. After your next login, set up two-step verification again on My Page."},
 	},
 	BackupCodeUsed: {
 		{"バックアップコードでログインしました", "お客様のアカウントにバックアップコードでログインしました。"},
