@@ -354,11 +354,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// maxArgonIterations bounds IDP_ARGON2_ITERATIONS: OWASP's and RFC 9106's
-// choices make 1 to 5 passes, and at 100 a hash at the least memory already
-// takes about half a second.
-const maxArgonIterations = 100
-
 // checkArgon keeps the argon2id costs within bounds, so that a slip (a
 // value in bytes instead of KiB, a zero too many) cannot make every login
 // allocate gigabytes or hash for minutes: each hash takes at most
@@ -375,8 +370,8 @@ func checkArgon(c Config) error {
 			c.ArgonMemoryKiB, c.ArgonMemoryKiB>>10, password.MaxMemoryKiB, maxMiB)
 	case c.ArgonIterations < 1:
 		return errors.New("IDP_ARGON2_ITERATIONS: must be at least 1")
-	case c.ArgonIterations > maxArgonIterations:
-		return fmt.Errorf("IDP_ARGON2_ITERATIONS: %d: must be at most %d (OWASP's choice is 2)", c.ArgonIterations, maxArgonIterations)
+	case c.ArgonIterations > password.MaxIterations:
+		return fmt.Errorf("IDP_ARGON2_ITERATIONS: %d: must be at most %d (OWASP's choice is 2)", c.ArgonIterations, password.MaxIterations)
 	case c.ArgonMaxConcurrent > password.MaxMemoryKiB/int(c.ArgonMemoryKiB):
 		return fmt.Errorf("IDP_ARGON2_MAX_CONCURRENT: %d: must be at most %d with IDP_ARGON2_MEMORY_KIB=%d, so that the hashes running at once take at most %d MiB",
 			c.ArgonMaxConcurrent, password.MaxMemoryKiB/int(c.ArgonMemoryKiB), c.ArgonMemoryKiB, maxMiB)

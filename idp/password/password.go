@@ -55,6 +55,13 @@ type Hasher struct {
 // of the hashes that run at once by it.
 const MaxMemoryKiB = 4 << 20
 
+// MaxIterations is the most passes one hash may make: OWASP's and RFC
+// 9106's choices make 1 to 5, and at 100 a hash at the least memory already
+// takes about half a second. A stored hash that asks for more is refused as
+// malformed (a tampered or imported row cannot tie up a hashing slot for
+// minutes), and so is an IDP_ARGON2_ITERATIONS above it (idp/config).
+const MaxIterations = 100
+
 // MemoryBudget bounds the memory of the hashes that run at once when New is
 // not given a bound: with OWASP's 19 MiB, three hashes.
 const MemoryBudget = 64 << 20
@@ -178,7 +185,7 @@ func decode(s string) (p Params, salt, key []byte, err error) {
 		return p, nil, nil, ErrMalformed
 	}
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil ||
-		p.Memory == 0 || p.Time == 0 || p.Threads == 0 || p.Memory > MaxMemoryKiB {
+		p.Memory == 0 || p.Time == 0 || p.Threads == 0 || p.Memory > MaxMemoryKiB || p.Time > MaxIterations {
 		return p, nil, nil, ErrMalformed
 	}
 	b64 := base64.RawStdEncoding

@@ -42,7 +42,8 @@ func TestHashVerify(t *testing.T) {
 func TestMalformed(t *testing.T) {
 	h := New(fast, 1)
 	for _, s := range []string{"", "plain", "$argon2i$v=19$m=1,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA",
-		"$argon2id$v=19$m=99999999,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "$argon2id$v=19$m=8,t=1,p=1$!!$AAAA"} {
+		"$argon2id$v=19$m=99999999,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "$argon2id$v=19$m=8,t=1,p=1$!!$AAAA",
+		"$argon2id$v=19$m=8,t=101,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA"} {
 		if ok, _, err := h.Verify(context.Background(), s, "x"); ok || err == nil {
 			t.Errorf("Verify(%q) = %v, %v", s, ok, err)
 		}
