@@ -57,6 +57,13 @@ func Open(ctx context.Context, url string) (*sqlstore.Store, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = connectTimeout
 	}
+	// The store's locking (sqlstore's lockUser and exchangeInOneStatement)
+	// relies on READ COMMITTED's snapshot per statement: under REPEATABLE
+	// READ, a transaction ending a user's sessions would take its snapshot
+	// before the lock it waits for and miss the tokens issued meanwhile.
+	// So the level is set on every connection, whatever the server's,
+	// database's or role's default (or the URL) says.
+	cfg.RuntimeParams["default_transaction_isolation"] = "read committed"
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(maxOpenConns)
 	db.SetMaxIdleConns(maxIdleConns)

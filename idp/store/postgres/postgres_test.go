@@ -36,6 +36,25 @@ func TestStore(t *testing.T) {
 
 // TestMigrateConcurrently runs several migrators at once, as instances
 // starting together would; each must succeed and the schema be usable.
+// TestReadCommitted: transactions run at READ COMMITTED, which the store's
+// locking relies on, even where the connection's default says otherwise.
+func TestReadCommitted(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, testenv.Postgres(t).URL+"&default_transaction_isolation=repeatable%20read")
+	tx, err := s.DB().BeginTx(ctx, nil) // the default level, as the store's transactions
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var level string
+	if err := tx.QueryRowContext(ctx, `SHOW transaction_isolation`).Scan(&level); err != nil {
+		t.Fatal(err)
+	}
+	if level != "read committed" {
+		t.Fatalf("transaction_isolation = %q, want read committed", level)
+	}
+}
+
 func TestMigrateConcurrently(t *testing.T) {
 	url := testenv.Postgres(t).URL
 	var wg sync.WaitGroup
