@@ -130,8 +130,14 @@ func (s *Server) deviceTag(acctKey, nonce string) string {
 }
 
 // setDeviceCookie gives the browser a new device cookie for the account
-// whose throttle key (keys[0] of passwordThrottleKeys) is acctKey.
+// whose throttle key (keys[0] of passwordThrottleKeys) is acctKey (none
+// for ""). It is given once the login is complete and stands, after its
+// session is stored: a password login refused then (stillPasswordOnly)
+// gets none.
 func (s *Server) setDeviceCookie(w http.ResponseWriter, acctKey string) {
+	if acctKey == "" {
+		return
+	}
 	nonce := crypt.RandomToken(16)
 	s.setCookie(w, deviceCookie, nonce+"."+s.deviceTag(acctKey, nonce), deviceCookieAge)
 }

@@ -144,6 +144,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if f.user, ok = s.stillPasswordOnly(w, r, f, sess); ok {
+			s.setDeviceCookie(w, f.Account)
 			s.afterLogin(w, r, f, sess)
 		}
 		return
@@ -449,6 +450,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.establish(w, r, f); !ok {
 		return
 	}
+	s.setDeviceCookie(w, f.Account)
 	next := &flow{Kind: "continue", Authorize: f.Authorize, RequestedAt: f.RequestedAt, ReturnTo: f.ReturnTo,
 		Lang: f.Lang, UserID: f.UserID, Remaining: remaining}
 	if err := s.newFlow(ctx, w, r, next); err != nil {
@@ -511,6 +513,7 @@ func (s *Server) completeLogin(w http.ResponseWriter, r *http.Request, f *flow) 
 	if !ok {
 		return
 	}
+	s.setDeviceCookie(w, f.Account)
 	s.afterLogin(w, r, f, sess)
 }
 

@@ -254,3 +254,47 @@ func TestAuthorizeRacingEndSessions(t *testing.T) {
 		})
 	}
 }
+
+// TestRacedLoginGivesNoDeviceCookie: a password login that is refused once
+// its session is stored (2FA turned on, or the password changed, since it
+// read the account) did not complete, so it gives the browser no device
+// cookie: with one, whoever knew the old password, or the password alone,
+// would have the account's failure limits of a trusted browser.
+func TestRacedLoginGivesNoDeviceCookie(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		race func(t *testing.T, e *fuzzEnv)
+	}{
+		{"2FA turned on", func(t *testing.T, e *fuzzEnv) {
+			e.enableMFA(t)
+			if _, err := e.app.Store.DeleteUserSessions(context.Background(), e.user.ID, ""); err != nil {
+				t.Error(err)
+			}
+		}},
+		{"password changed", func(t *testing.T, e *fuzzEnv) {
+			ctx := context.Background()
+			h, err := e.app.Hasher.Hash(ctx, "a brand new passphrase")
+			if err == nil {
+				err = e.app.Store.UpdatePassword(ctx, e.user.ID, h, e.app.Now())
+			}
+			if err == nil {
+				_, err = e.app.Store.DeleteUserSessions(ctx, e.user.ID, "")
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newFuzzEnv(t)
+			if sessions := loginRacing(t, e, func() { tc.race(t, e) }); len(sessions) != 0 {
+				t.Fatalf("the raced login kept a session: %+v", sessions)
+			}
+			for _, c := range e.cookies {
+				if c.Name == "idp_device" && c.MaxAge >= 0 {
+					t.Errorf("a refused login gave the browser a device cookie: %s", c)
+				}
+			}
+		})
+	}
+}

@@ -249,9 +249,6 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow) (
 		}
 	}
 	s.setCookie(w, sessionCookie, token, cookieAge)
-	if f.Account != "" {
-		s.setDeviceCookie(w, f.Account)
-	}
 	return sess, nil
 }
 
