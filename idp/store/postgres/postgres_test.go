@@ -34,8 +34,6 @@ func TestStore(t *testing.T) {
 	})
 }
 
-// TestMigrateConcurrently runs several migrators at once, as instances
-// starting together would; each must succeed and the schema be usable.
 // TestReadCommitted: transactions run at READ COMMITTED, which the store's
 // locking relies on, even where the connection's default says otherwise.
 func TestReadCommitted(t *testing.T) {
@@ -55,6 +53,8 @@ func TestReadCommitted(t *testing.T) {
 	}
 }
 
+// TestMigrateConcurrently runs several migrators at once, as instances
+// starting together would; each must succeed and the schema be usable.
 func TestMigrateConcurrently(t *testing.T) {
 	url := testenv.Postgres(t).URL
 	var wg sync.WaitGroup
