@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -241,5 +243,116 @@ func TestTokenEndpointEdges(t *testing.T) {
 		if pg.Redirect == nil || pg.Redirect.Query().Get("error") != "insufficient_entropy" {
 			t.Errorf("nonce of 7 characters: %d %v", pg.Status, pg.Redirect)
 		}
+	})
+}
+
+// TestRefreshNarrowerScope: a refresh request may name fewer scopes than its
+// grant (RFC 6749 6). The new access token, what userinfo and introspection
+// answer for it and the refreshed ID token have only those; the new refresh
+// token keeps the grant's, so the next refresh gets them all again.
+func TestRefreshNarrowerScope(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true, "openid", "email", "profile", "offline_access")
+		a := r.authorize()
+		tk := r.mustExchange(a, login(t, p.newBrowser(), r, a))
+		id, secret := r.cfg.ClientID, r.cfg.ClientSecret
+		var disc map[string]any
+		if err := r.provider.Claims(&disc); err != nil {
+			t.Fatal(err)
+		}
+		introspect, _ := disc["introspection_endpoint"].(string)
+
+		// refresh spends rt, asking for scope ("" sends none), and returns
+		// the response and its refreshed ID token's claims (nil: none).
+		refresh := func(rt, scope string) (map[string]any, map[string]any) {
+			t.Helper()
+			form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+			if scope != "" {
+				form.Set("scope", scope)
+			}
+			resp, out := rawToken(t, r, form, id, secret)
+			if resp.StatusCode != http.StatusOK || out["access_token"] == nil || out["refresh_token"] == nil {
+				t.Fatalf("refresh with scope %q: %d %v", scope, resp.StatusCode, out)
+			}
+			raw, _ := out["id_token"].(string)
+			if raw == "" {
+				return out, nil
+			}
+			idt, err := r.verifier.Verify(context.Background(), raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			claims := map[string]any{}
+			if err := idt.Claims(&claims); err != nil {
+				t.Fatal(err)
+			}
+			return out, claims
+		}
+		scopes := func(s any) []string {
+			f := strings.Fields(fmt.Sprint(s))
+			slices.Sort(f)
+			return f
+		}
+		// check compares the access token's scope as the response,
+		// introspection and userinfo give it with want, and the ID token's
+		// claims (nil: no ID token wanted).
+		check := func(what string, out, idc map[string]any, want []string) {
+			t.Helper()
+			slices.Sort(want)
+			at, _ := out["access_token"].(string)
+			if got := scopes(out["scope"]); !slices.Equal(got, want) {
+				t.Errorf("%s: response scope %v, want %v", what, got, want)
+			}
+			status, info := postForm(t, introspect, url.Values{"token": {at}, "basic_id": {id}, "basic_secret": {secret}})
+			if got := scopes(info["scope"]); status != http.StatusOK || info["active"] != true || !slices.Equal(got, want) {
+				t.Errorf("%s: introspection %d %v, want the scope %v", what, status, info, want)
+			}
+			profile := slices.Contains(want, "profile")
+			if slices.Contains(want, "openid") {
+				ui := userinfo(t, r, at, "GET")
+				if ui["email"] != email || (ui["name"] != nil) != profile || (ui["locale"] != nil) != profile {
+					t.Errorf("%s: userinfo %v, want email, and name and locale only with profile", what, ui)
+				}
+			} else if st := userinfoStatus(t, r, at); st != http.StatusForbidden {
+				t.Errorf("%s: userinfo without openid answered %d, want 403", what, st)
+			}
+			switch {
+			case idc == nil && slices.Contains(want, "openid"):
+				t.Errorf("%s: no ID token", what)
+			case idc != nil && !slices.Contains(want, "openid"):
+				t.Errorf("%s: an ID token without openid: %v", what, idc)
+			case idc != nil && (idc["email"] != email || (idc["name"] != nil) != profile || (idc["locale"] != nil) != profile || idc["sid"] == nil):
+				t.Errorf("%s: ID token claims %v, want email and sid, and name and locale only with profile", what, idc)
+			}
+		}
+		all := []string{"openid", "email", "profile", "offline_access"}
+
+		out, idc := refresh(tk.RefreshToken, "openid email offline_access")
+		check("narrowed", out, idc, []string{"openid", "email", "offline_access"})
+		out, idc = refresh(out["refresh_token"].(string), "")
+		check("after a narrowed refresh, no scope", out, idc, all)
+
+		// Without offline_access the response still has a refresh token, with
+		// the grant's scopes; without openid it has no ID token.
+		out, idc = refresh(out["refresh_token"].(string), "openid email")
+		check("without offline_access", out, idc, []string{"openid", "email"})
+		out, idc = refresh(out["refresh_token"].(string), "email profile offline_access")
+		check("without openid", out, idc, []string{"email", "profile", "offline_access"})
+		out, idc = refresh(out["refresh_token"].(string), "offline_access profile email openid")
+		check("the whole grant by name", out, idc, all)
+
+		// Wider, unknown or differently written scopes are refused, and the
+		// refresh token stays usable.
+		rt := out["refresh_token"].(string)
+		for _, scope := range []string{"openid phone", "openid email unknown", "openid EMAIL"} {
+			resp, bad := rawToken(t, r, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {scope}}, id, secret)
+			if resp.StatusCode != http.StatusBadRequest || bad["error"] != "invalid_scope" {
+				t.Errorf("refresh asking for %q: %d %v, want invalid_scope", scope, resp.StatusCode, bad)
+			}
+		}
+		out, idc = refresh(rt, "")
+		check("after the refusals", out, idc, all)
 	})
 }

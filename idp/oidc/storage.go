@@ -382,9 +382,11 @@ func (s *Storage) DeleteAccessTokenSession(ctx context.Context, signature string
 	return s.delete(ctx, store.KindAccessToken, signature)
 }
 
-// CreateRefreshTokenSession implements oauth2.RefreshTokenStorage.
+// CreateRefreshTokenSession implements oauth2.RefreshTokenStorage. A
+// refresh request narrowed to fewer scopes stores its new refresh token with
+// the grant's (see narrowRefreshScope).
 func (s *Storage) CreateRefreshTokenSession(ctx context.Context, signature, _ string, r fosite.Requester) error {
-	return s.create(ctx, store.KindRefreshToken, signature, r)
+	return s.create(ctx, store.KindRefreshToken, signature, refreshTokenRequest(ctx, r))
 }
 
 // GetRefreshTokenSession implements oauth2.RefreshTokenStorage. A
