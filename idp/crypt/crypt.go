@@ -95,24 +95,33 @@ func LoadKeyFile(path string) (*Key, error) {
 	return k, nil
 }
 
-// CreateKeyFile writes a new random key to path (mode 0600), failing if the
-// file exists.
+// CreateKeyFile writes a new random key to path (mode 0600), failing with
+// fs.ErrExist if the file exists. The key is written to a file of its own
+// first, then linked at path, so path never holds a partly written key: a
+// second process starting at the same moment reads the whole key or none.
 func CreateKeyFile(path string) (*Key, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("master key file: %w", err)
 	}
 	raw := make([]byte, KeySize)
 	rand.Read(raw)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.CreateTemp(dir, ".secret-key-*") // mode 0600
 	if err != nil {
 		return nil, fmt.Errorf("master key file: %w", err)
 	}
+	defer os.Remove(f.Name())
 	_, werr := f.WriteString(base64.StdEncoding.EncodeToString(raw) + "\n")
+	if werr == nil {
+		werr = f.Sync()
+	}
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
+	if werr == nil {
+		werr = os.Link(f.Name(), path) // fs.ErrExist when another process won
+	}
 	if werr != nil {
-		os.Remove(path)
 		return nil, fmt.Errorf("master key file: %w", werr)
 	}
 	return NewKey(raw)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -95,6 +96,35 @@ func TestKeyFile(t *testing.T) {
 	os.WriteFile(path, []byte("garbage"), 0o600)
 	if _, err := LoadKeyFile(path); err == nil || strings.Contains(err.Error(), "garbage") {
 		t.Fatalf("malformed key: %v", err)
+	}
+}
+
+// TestKeyFileFirstStartRace: processes starting at once on a fresh data
+// directory all end up with the one key written, none with an error (a
+// file created but not yet written is never read).
+func TestKeyFileFirstStartRace(t *testing.T) {
+	for round := range 30 {
+		path := filepath.Join(t.TempDir(), "secret.key")
+		const n = 16
+		keys := make([]*Key, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { keys[i], errs[i] = LoadOrCreateKeyFile(path) })
+		}
+		wg.Wait()
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("round %d, starter %d: %v", round, i, errs[i])
+			}
+			if !Equal(keys[i].MAC("x", nil), keys[0].MAC("x", nil)) {
+				t.Fatalf("round %d: starters ended up with different keys", round)
+			}
+		}
+		entries, err := os.ReadDir(filepath.Dir(path))
+		if err != nil || len(entries) != 1 {
+			t.Fatalf("round %d: the directory holds %d entries (%v), want the key file alone", round, len(entries), err)
+		}
 	}
 }
 
