@@ -77,6 +77,7 @@ func TestSecurityEmails(t *testing.T) {
 			t.Fatal(err)
 		}
 		eb := p.newBrowser()
+		eb.get(p.URL + "/login?lang=ja") // pages in Japanese (enroll reads them), mails in the account's English
 		loginAs(t, p, eb, enEmail, password)
 		enroll(t, p, eb)
 		m = srv.waitFor(enEmail, "Two-step verification was turned on")
@@ -167,6 +168,24 @@ func TestAccountLanguage(t *testing.T) {
 		}
 		if m := srv.waitFor(email, "Your password was changed"); japanese(m.Subject + m.Body) {
 			t.Errorf("the mail after choosing English:\n%s", m.Body)
+		}
+		// Another browser (Japanese, the harness's default) that never chose:
+		// its login pages follow the browser, My Page the account ...
+		other := p.newBrowser()
+		pg = other.get(p.URL + "/account")
+		if !strings.Contains(pg.Body, `<html lang="ja">`) {
+			t.Fatalf("login page in a Japanese browser: %s", pg.URL)
+		}
+		if pg = other.submit(pg, "password", map[string]string{"email": email, "password": newPassword}); pg.URL.Path != "/account" ||
+			!strings.Contains(pg.Body, `<html lang="en">`) {
+			t.Fatalf("My Page in another browser after choosing English: %s\n%.300s", pg.URL, pg.Body)
+		}
+		// ... until that browser chooses with the switch.
+		if pg = other.get(p.URL + "/account?lang=ja"); !strings.Contains(pg.Body, `<html lang="ja">`) {
+			t.Fatalf("My Page after the switch to Japanese: %.300s", pg.Body)
+		}
+		if pg = other.get(p.URL + "/account/2fa"); !strings.Contains(pg.Body, `<html lang="ja">`) {
+			t.Fatalf("the next page after the switch to Japanese: %.300s", pg.Body)
 		}
 	})
 }

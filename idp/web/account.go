@@ -81,7 +81,7 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	p := s.accountPage(w, r)
+	p := s.accountPage(w, r, u)
 	entries := make([]templates.AuditEntry, 0, len(events))
 	for _, e := range events {
 		entries = append(entries, auditEntry(p.Lang, e))
@@ -157,7 +157,7 @@ func (s *Server) twoFA(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.render(w, r, http.StatusOK, templates.TwoFA(templates.TwoFAPage{
-		Page: s.accountPage(w, r), MFAEnabled: u.MFAEnabled, RemainingCodes: remaining, Notice: notice(r),
+		Page: s.accountPage(w, r, u), MFAEnabled: u.MFAEnabled, RemainingCodes: remaining, Notice: notice(r),
 		SetupURL: "/account/2fa/setup", DisableURL: "/account/2fa/disable", BackupCodesURL: "/account/2fa/backup-codes",
 	}))
 }
@@ -228,16 +228,16 @@ func (s *Server) setupStart(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.renderPasswordPrompt(w, r, f, "setup", http.StatusOK, "")
+	s.renderPasswordPrompt(w, r, f, u, "setup", http.StatusOK, "")
 }
 
-func (s *Server) renderPasswordPrompt(w http.ResponseWriter, r *http.Request, f *flow, purpose string, status int, msg string) {
+func (s *Server) renderPasswordPrompt(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, purpose string, status int, msg string) {
 	action := "/account/2fa/setup"
 	if purpose == "backup_codes" {
 		action = "/account/2fa/backup-codes"
 	}
 	s.render(w, r, status, templates.PasswordPrompt(templates.PasswordPromptPage{
-		Page: s.accountPage(w, r), Action: action, Purpose: purpose, Flow: f.id, Error: msg,
+		Page: s.accountPage(w, r, u), Action: action, Purpose: purpose, Flow: f.id, Error: msg,
 	}))
 }
 
@@ -262,7 +262,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if msg != "" {
-			s.renderPasswordPrompt(w, r, f, "setup", status, msg)
+			s.renderPasswordPrompt(w, r, f, u, "setup", status, msg)
 			return
 		}
 		secret, err := mfa.NewSecret()
@@ -359,7 +359,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, r, http.StatusOK, templates.SetupDone(templates.SetupDonePage{
-		Page: s.accountPage(w, r), Codes: formatCodes(codes), TwoFAURL: "/account/2fa",
+		Page: s.accountPage(w, r, u), Codes: formatCodes(codes), TwoFAURL: "/account/2fa",
 	}))
 }
 
@@ -378,7 +378,7 @@ func (s *Server) renderSetup(w http.ResponseWriter, r *http.Request, f *flow, u 
 		return
 	}
 	s.render(w, r, status, templates.Setup(templates.SetupPage{
-		Page: s.accountPage(w, r), Action: "/account/2fa/setup", Flow: f.id,
+		Page: s.accountPage(w, r, u), Action: "/account/2fa/setup", Flow: f.id,
 		QRDataURL: "data:image/png;base64," + base64.StdEncoding.EncodeToString(png),
 		SetupKey:  mfa.GroupKey(secret), Error: msg,
 	}))
@@ -400,12 +400,12 @@ func (s *Server) disablePage(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.renderDisable(w, r, f, http.StatusOK, "")
+	s.renderDisable(w, r, f, u, http.StatusOK, "")
 }
 
-func (s *Server) renderDisable(w http.ResponseWriter, r *http.Request, f *flow, status int, msg string) {
+func (s *Server) renderDisable(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, status int, msg string) {
 	s.render(w, r, status, templates.Disable(templates.DisablePage{
-		Page: s.accountPage(w, r), Action: "/account/2fa/disable", Flow: f.id, CancelURL: "/account/2fa", Error: msg,
+		Page: s.accountPage(w, r, u), Action: "/account/2fa/disable", Flow: f.id, CancelURL: "/account/2fa", Error: msg,
 	}))
 }
 
@@ -424,7 +424,7 @@ func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if msg != "" {
-		s.renderDisable(w, r, f, status, msg)
+		s.renderDisable(w, r, f, u, status, msg)
 		return
 	}
 	if err := s.finishFlow(r.Context(), f); err != nil {
@@ -475,7 +475,7 @@ func (s *Server) backupCodesStart(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.renderPasswordPrompt(w, r, f, "backup_codes", http.StatusOK, "")
+	s.renderPasswordPrompt(w, r, f, u, "backup_codes", http.StatusOK, "")
 }
 
 func (s *Server) backupCodesSubmit(w http.ResponseWriter, r *http.Request) {
@@ -493,7 +493,7 @@ func (s *Server) backupCodesSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if msg != "" {
-		s.renderPasswordPrompt(w, r, f, "backup_codes", status, msg)
+		s.renderPasswordPrompt(w, r, f, u, "backup_codes", status, msg)
 		return
 	}
 	f.Stage, f.ReauthAt = "reauthed", s.Now()
@@ -548,7 +548,7 @@ func (s *Server) renderBackupCodes(w http.ResponseWriter, r *http.Request, f *fl
 		codes[i] = templates.BackupCode{Code: mfa.FormatBackupCode(plain[i]), Used: !rec.UsedAt.IsZero()}
 	}
 	p := templates.BackupCodesPage{
-		Page: s.accountPage(w, r), Codes: codes, ReplaceAction: "/account/2fa/backup-codes/replace",
+		Page: s.accountPage(w, r, u), Codes: codes, ReplaceAction: "/account/2fa/backup-codes/replace",
 		Flow: f.id, Replaced: replaced,
 	}
 	if f.State != "" {

@@ -39,7 +39,7 @@ func (s *Server) appsPage(w http.ResponseWriter, r *http.Request) {
 		n = v
 	}
 	s.render(w, r, http.StatusOK, templates.Apps(templates.AppsPage{
-		Page: s.accountPage(w, r), Apps: apps, RevokeAction: "/account/apps/revoke", Notice: n,
+		Page: s.accountPage(w, r, u), Apps: apps, RevokeAction: "/account/apps/revoke", Notice: n,
 	}))
 }
 

@@ -365,7 +365,7 @@ func (s *Server) resetInTx(r *http.Request, token string, u *store.User, hash st
 
 func (s *Server) renderChangePassword(w http.ResponseWriter, r *http.Request, status int, u *store.User, msg string) {
 	s.render(w, r, status, templates.NewPassword(templates.NewPasswordPage{
-		Page: s.accountPage(w, r), Action: "/account/password", AskCurrent: true, Email: u.Email,
+		Page: s.accountPage(w, r, u), Action: "/account/password", AskCurrent: true, Email: u.Email,
 		CancelURL: "/account", Error: msg,
 	}))
 }
@@ -430,7 +430,7 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	p := s.accountPage(w, r)
+	p := s.accountPage(w, r, u)
 	entries := make([]templates.SessionEntry, 0, len(list))
 	for _, x := range list {
 		entries = append(entries, templates.SessionEntry{

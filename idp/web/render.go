@@ -14,6 +14,7 @@ import (
 	"github.com/a-h/templ"
 
 	"github.com/kamera-id/idp/idp/config"
+	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/templates"
 )
 
@@ -86,9 +87,15 @@ func (s *Server) keepLangChoice(w http.ResponseWriter, r *http.Request) {
 // also shows the step again with GET and the flow's id.
 var flowSteps = map[string]bool{"/login": true, "/login/totp": true, "/login/backup": true, "/consent": true}
 
-// accountPage is page() for a signed-in user.
-func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) templates.Page {
-	p := s.page(w, r, nil)
+// accountPage is page() for the signed-in user u: in the account's
+// language (chosen on My Page) unless this browser chose one (the switch,
+// ?lang=), so My Page speaks it in a browser the user never used before.
+func (s *Server) accountPage(w http.ResponseWriter, r *http.Request, u *store.User) templates.Page {
+	var f *flow
+	if templates.IsLang(u.Locale) {
+		f = &flow{Lang: u.Locale}
+	}
+	p := s.page(w, r, f)
 	p.LoggedIn = true
 	return p
 }
