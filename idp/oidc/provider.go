@@ -436,6 +436,12 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (ar fosi
 	if err := requirePKCE(ar); err != nil {
 		return ar, true, err
 	}
+	// No scope would get a code, and tokens that name the user (sub, at
+	// introspection), without the user's consent to anything: refused, as
+	// RFC 6749 3.3 allows. An OpenID Connect request names openid.
+	if len(ar.GetRequestedScopes()) == 0 {
+		return ar, true, fosite.ErrInvalidScope.WithHint("The scope parameter is required (openid for an OpenID Connect request).")
+	}
 	// max_age is a number of seconds (OIDC Core 3.1.2.1); anything else
 	// would be ignored, and the login it asks for not forced.
 	if v, ok := ar.GetRequestForm()["max_age"]; ok {

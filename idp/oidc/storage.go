@@ -164,6 +164,9 @@ func (s *Storage) create(ctx context.Context, kind, signature string, r fosite.R
 		rec.Subject = ss.GetSubject()
 		rec.SessionID = ss.SID
 	}
+	if c, ok := r.GetClient().(client); ok && kind == store.KindAuthorizeCode {
+		rec.Consented = !c.FirstParty // issued under the user's consent, which must still exist
+	}
 	if w := pendingWrites(ctx); w != nil && w.SpendKind != "" {
 		w.Create = append(w.Create, rec)
 		return nil
@@ -335,10 +338,11 @@ func (s *Storage) delete(ctx context.Context, kind, signature string) error {
 	return err
 }
 
-// ErrSessionEnded: the SSO session a code was to be issued in has ended
-// since the authorize endpoint read it (a password reset, My Page, a
-// logout); no code was stored (store.Store's CreateToken).
-var ErrSessionEnded = errors.New("oidc: the session ended before its code was issued")
+// ErrSessionEnded: the SSO session a code was to be issued in, or the
+// user's consent to a client that asks for one, has ended since the
+// authorize endpoint read it (a password reset, My Page, a logout, the
+// app's access taken back); no code was stored (store.Store's CreateToken).
+var ErrSessionEnded = errors.New("oidc: the session or the consent ended before the code was issued")
 
 // CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
 func (s *Storage) CreateAuthorizeCodeSession(ctx context.Context, signature string, r fosite.Requester) error {

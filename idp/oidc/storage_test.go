@@ -89,6 +89,9 @@ func TestCodeReadOncePerTokenRequest(t *testing.T) {
 		CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
+	if err := cs.PutConsent(ctx, "user-1", "c1", []string{"openid", "email"}, now); err != nil {
+		t.Fatal(err)
+	}
 	s := NewStorage(cs)
 	sess := NewSession()
 	sess.Subject, sess.SID = "user-1", "sid-1"

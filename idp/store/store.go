@@ -248,6 +248,10 @@ type TokenRecord struct {
 	Active    bool
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// Consented (a code of a client that asks for consent; not stored):
+	// CreateToken stores it only while the subject's consent to the client
+	// exists, as it does only while its session exists.
+	Consented bool
 }
 
 // TokenExchange is what the token endpoint writes for one request: the

@@ -95,32 +95,43 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.Author
 		s.storeFailed(w, r, err)
 		return
 	}
-	if !c.FirstParty {
-		granted, err := s.Store.GetConsent(ctx, user.ID, c.ID)
-		if err != nil {
-			s.storeFailed(w, r, err)
-			return
-		}
-		if slices.Contains(prompt, "consent") || !covers(granted, oidc.ConsentScopes(form)) {
-			if none {
-				s.Provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrConsentRequired)
-				return
-			}
-			s.askConsent(w, r, ar, c, requestedAt, fresh != nil)
-			return
-		}
+	if !c.FirstParty && (slices.Contains(prompt, "consent") || !s.consented(r, user, c, form)) {
+		s.consentRequired(w, r, ar, c, requestedAt, fresh != nil, none)
+		return
 	}
 	err = s.Provider.Authorize(ctx, w, ar, user, oidc.Identity{
 		UserID: user.ID, SID: sess.ID, AuthTime: sess.AuthTime, AMR: sess.AMR, RequestedAt: requestedAt,
 	})
 	switch {
 	case errors.Is(err, oidc.ErrSessionEnded):
-		// Ended (a password reset, My Page) since it was read: as if
-		// there had been none.
+		// The session, or the consent, ended (a password reset, My Page)
+		// since it was read: as if there had been none.
+		if !c.FirstParty && !s.consented(r, user, c, form) {
+			s.consentRequired(w, r, ar, c, requestedAt, fresh != nil, none)
+			return
+		}
 		s.loginRequired(w, r, ar, requestedAt, none)
 	case err != nil:
 		s.storeFailed(w, r, err)
 	}
+}
+
+// consented reports whether user has allowed the client c what the
+// authorization request's form asks for. When the store fails it answers
+// true, and the code's issue then fails the same way.
+func (s *Server) consented(r *http.Request, user *store.User, c *store.Client, form url.Values) bool {
+	granted, err := s.Store.GetConsent(r.Context(), user.ID, c.ID)
+	return err != nil || covers(granted, oidc.ConsentScopes(form))
+}
+
+// consentRequired answers a request that needs the user's consent:
+// consent_required for prompt=none, else the consent page.
+func (s *Server) consentRequired(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, c *store.Client, requestedAt time.Time, afterLogin, none bool) {
+	if none {
+		s.Provider.WriteAuthorizeError(r.Context(), w, ar, fosite.ErrConsentRequired)
+		return
+	}
+	s.askConsent(w, r, ar, c, requestedAt, afterLogin)
 }
 
 // loginRequired answers a request that needs a login: login_required for

@@ -280,3 +280,33 @@ func TestCodeRacingEndSessions(t *testing.T) {
 		t.Fatalf("a code issued in a session being ended survived it: %q", left)
 	}
 }
+
+// TestCodeRacingRevokeConsent: the authorize endpoint read the user's
+// consent, and issues a code of the app while the user takes its access
+// back (the revocation has deleted the consent and deactivated the app's
+// tokens, and not committed yet). The code must not come out active.
+func TestCodeRacingRevokeConsent(t *testing.T) {
+	r := newLockRace(t)
+	ctx := t.Context()
+	r.newUserSession("u1", "sid-1")
+	r.must(r.main.CreateClient(ctx, &store.Client{ID: "app", Name: "App"}))
+	r.must(r.main.PutConsent(ctx, "u1", "app", []string{"openid"}, lockT0))
+	revoker, issuer := r.party("revoke"), r.party("code")
+	tx, err := revoker.BeginTx(ctx)
+	r.must(err)
+	defer revoker.Rollback(tx)
+	r.must(revoker.RevokeConsent(tx, "u1", "app"))
+	code := lockToken(store.KindAuthorizeCode, "code", "R", "sid-1")
+	code.Consented = true
+	issue := r.start("code", func() error { return issuer.CreateToken(ctx, code) })
+	r.must(revoker.Commit(tx))
+	if !issue.waited {
+		t.Fatal("the race was not played: the code did not wait for the revocation")
+	}
+	if err := issue.wait(); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("code of an app whose access was being taken back: %v, want ErrNotFound", err)
+	}
+	if left := r.activeTokens("u1"); len(left) > 0 {
+		t.Fatalf("a code issued while the app's access was taken back survived it: %q", left)
+	}
+}

@@ -45,18 +45,30 @@ func typedTokenValues(p int) string {
 }
 
 // createCodeSQL stores a code (tokenArgs) only while its subject ($5) has
-// the session it is issued in ($6): on SQLite the one statement is its own
-// transaction, which no other write interleaves with. On PostgreSQL
-// (createCodeLockingSQL) the session's row is locked FOR KEY SHARE: a
-// DELETE of it (endSessions) waits for this statement's transaction to
-// end, or this statement waits for the DELETE's and then finds the row
-// gone (READ COMMITTED skips a row deleted while it waited for it).
-var (
-	createCodeSQL = `INSERT INTO tokens (` + tokenColumns + `) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
-		FROM sessions WHERE id = $6 AND user_id = $5`
-	createCodeLockingSQL = `INSERT INTO tokens (` + tokenColumns + `) ` + typedTokenValues(0) + `
-		FROM sessions WHERE id = $6 AND user_id = $5 FOR KEY SHARE`
+// the session it is issued in ($6), and, for a client that asks for
+// consent (createConsented), the consent to the client ($4): on
+// SQLite the one statement is its own transaction, which no other write
+// interleaves with. On PostgreSQL (the locking variants) the rows are
+// locked FOR KEY SHARE: a DELETE of either (endSessions, RevokeConsent)
+// waits for this statement's transaction to end, or this statement waits
+// for the DELETE's and then finds the row gone (READ COMMITTED skips a row
+// deleted while it waited for it).
+const (
+	createCodeFrom  = ` FROM sessions WHERE id = $6 AND user_id = $5`
+	consentExists   = ` AND EXISTS (SELECT 1 FROM consents WHERE user_id = $5 AND client_id = $4`
+	createCodeSQL   = `INSERT INTO tokens (` + tokenColumns + `) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10` + createCodeFrom
+	createConsented = createCodeSQL + consentExists + `)`
 )
+
+// createCodeQueries are the statements above by dialect.RowLocks and
+// TokenRecord.Consented.
+var createCodeQueries = func() map[[2]bool]string {
+	locking := `INSERT INTO tokens (` + tokenColumns + `) ` + typedTokenValues(0) + createCodeFrom
+	return map[[2]bool]string{
+		{false, false}: createCodeSQL, {false, true}: createConsented,
+		{true, false}: locking + ` FOR KEY SHARE`, {true, true}: locking + consentExists + ` FOR KEY SHARE) FOR KEY SHARE`,
+	}
+}()
 
 // CreateToken implements store.Store.
 func (s *Store) CreateToken(ctx context.Context, t *store.TokenRecord) error {
@@ -64,10 +76,7 @@ func (s *Store) CreateToken(ctx context.Context, t *store.TokenRecord) error {
 		_, err := s.q(ctx).ExecContext(ctx, createTokenSQL, tokenArgs(t)...)
 		return s.fail("create token", err)
 	}
-	query := createCodeSQL
-	if s.dialect.RowLocks {
-		query = createCodeLockingSQL
-	}
+	query := createCodeQueries[[2]bool{s.dialect.RowLocks, t.Consented}]
 	n, err := affected(s.q(ctx).ExecContext(ctx, query, tokenArgs(t)...))
 	if err == nil && n == 0 {
 		err = store.ErrNotFound

@@ -983,8 +983,9 @@ func testTokens(t *testing.T, s store.Store) {
 
 // testCodeInSession: a code issued in a session is stored only while the
 // subject has that session (the authorize endpoint read it just before,
-// and it may have ended since); other records, and a code issued outside
-// any session, are stored as they are.
+// and it may have ended since), and a code of an app that asks for consent
+// only while the subject's consent to it exists; other records, and a code
+// issued outside any session, are stored as they are.
 func testCodeInSession(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	newUser(t, s, "u1")
@@ -995,6 +996,9 @@ func testCodeInSession(t *testing.T, s store.Store) {
 		return &store.TokenRecord{Kind: kind, Signature: sig, RequestID: sig, ClientID: "app", Subject: subject,
 			SessionID: sid, Data: []byte("{}"), Active: true, CreatedAt: t0, ExpiresAt: at(time.Hour)}
 	}
+	newClient(t, s, "app")
+	must(t, s.PutConsent(ctx, "u1", "app", []string{"openid"}, t0))
+	consented := func(r *store.TokenRecord) *store.TokenRecord { r.Consented = true; return r }
 	for _, x := range []struct {
 		what string
 		rec  *store.TokenRecord
@@ -1005,6 +1009,8 @@ func testCodeInSession(t *testing.T, s store.Store) {
 		{"a code in no session there is", rec(store.KindAuthorizeCode, "c3", "u1", "sid-gone"), store.ErrNotFound},
 		{"a code outside any session", rec(store.KindAuthorizeCode, "c4", "u1", ""), nil},
 		{"an access token in no session there is", rec(store.KindAccessToken, "a1", "u1", "sid-gone"), nil},
+		{"a code of an app the subject never allowed", consented(rec(store.KindAuthorizeCode, "c6", "u2", "sid-2")), store.ErrNotFound},
+		{"a code of an app the subject allowed", consented(rec(store.KindAuthorizeCode, "c7", "u1", "sid-1")), nil},
 	} {
 		wantErr(t, "CreateToken: "+x.what, s.CreateToken(ctx, x.rec), x.want)
 		got, err := s.GetToken(ctx, x.rec.Kind, x.rec.Signature)
@@ -1013,6 +1019,7 @@ func testCodeInSession(t *testing.T, s store.Store) {
 			continue
 		}
 		must(t, err)
+		got.Consented = x.rec.Consented // not stored
 		same(t, "GetToken after CreateToken: "+x.what, got, x.rec)
 	}
 	wantErr(t, "CreateToken: the code again", s.CreateToken(ctx, rec(store.KindAuthorizeCode, "c1", "u1", "sid-1")), store.ErrDuplicate)
@@ -1023,6 +1030,12 @@ func testCodeInSession(t *testing.T, s store.Store) {
 		store.ErrNotFound)
 	_, err := s.GetToken(ctx, store.KindAuthorizeCode, "c5")
 	wantErr(t, "GetToken of a code refused", err, store.ErrNotFound)
+
+	// The app's access is taken back: no code of it is issued.
+	newSession(t, s, "u1", "sid-3")
+	must(t, s.RevokeConsent(ctx, "u1", "app"))
+	wantErr(t, "CreateToken: a code of an app whose access was taken back",
+		s.CreateToken(ctx, consented(rec(store.KindAuthorizeCode, "c8", "u1", "sid-3"))), store.ErrNotFound)
 }
 
 func testExchangeTokens(t *testing.T, s store.Store) {

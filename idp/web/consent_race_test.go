@@ -1,0 +1,98 @@
+package web_test
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kamera-id/idp/idp/app"
+	"github.com/kamera-id/idp/idp/oidc"
+)
+
+// TestAuthorizeRacingRevokeConsent: the user takes a third-party app's
+// access back on My Page after the authorization endpoint read the user's
+// consent and before it stored the code (the app's silent prompt=none
+// request, running while the user clicks). The app must not come out of
+// it with a code that still works: My Page no longer lists the app, so the
+// user could not take that access back again.
+func TestAuthorizeRacingRevokeConsent(t *testing.T) {
+	e := newFuzzEnv(t)
+	ctx := context.Background()
+	const partner = "partner"
+	_, secret, err := e.app.CreateClient(ctx, app.NewClient{ID: partner, Name: "Partner", RedirectURIs: []string{fuzzRedirect}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.app.Store.PutConsent(ctx, e.user.ID, partner, []string{"openid", "offline_access"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	flow := e.newFlow(t, false)
+	if rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode()); rec.Code != http.StatusSeeOther {
+		t.Fatalf("login: %d\n%s", rec.Code, rec.Body)
+	}
+	storage := e.app.Provider.Storage
+	plain := storage.Store
+	revoked := false
+	storage.Store = &beforeCode{Store: plain, hook: func() {
+		revoked = true
+		if err := plain.RevokeConsent(ctx, e.user.ID, partner); err != nil {
+			t.Error(err)
+		}
+	}}
+	t.Cleanup(func() { storage.Store = plain })
+	const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk" // RFC 7636's example: E9Melhoa...
+	q := url.Values{"client_id": {partner}, "response_type": {"code"}, "redirect_uri": {fuzzRedirect},
+		"scope": {"openid offline_access"}, "state": {"state-state"}, "nonce": {"nonce-nonce-nonce"}, "prompt": {"none"},
+		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
+	rec := e.serve(httptest.NewRequest(http.MethodGet, origin+oidc.PathAuthorize+"?"+q.Encode(), nil))
+	loc, err := url.Parse(rec.Header().Get("Location"))
+	if err != nil || !revoked {
+		t.Fatalf("authorize: %d %q, revoked before the code %v", rec.Code, rec.Header().Get("Location"), revoked)
+	}
+	code := loc.Query().Get("code")
+	if code == "" {
+		if got := loc.Query().Get("error"); got != "consent_required" {
+			t.Fatalf("refused with %q, want consent_required (the consent is gone, the session is not)", got)
+		}
+		return
+	}
+	req := httptest.NewRequest(http.MethodPost, origin+oidc.PathToken, strings.NewReader(url.Values{
+		"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {fuzzRedirect}, "code_verifier": {verifier}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(partner+":"+secret)))
+	tok := httptest.NewRecorder()
+	e.app.Handler().ServeHTTP(tok, req)
+	if tok.Code == http.StatusOK {
+		t.Fatalf("the app's access was taken back, yet a code issued meanwhile gave it tokens:\n%s", tok.Body)
+	}
+}
+
+// TestAuthorizeWithoutScope: an app cannot get a code by asking for no
+// scope at all (a third-party app the user never allowed would otherwise
+// get one silently: its tokens name the user at introspection, and My Page
+// would not list it among the apps with access); it gets invalid_scope.
+func TestAuthorizeWithoutScope(t *testing.T) {
+	e := newFuzzEnv(t)
+	if _, _, err := e.app.CreateClient(context.Background(), app.NewClient{ID: "stranger", Name: "Stranger", RedirectURIs: []string{fuzzRedirect}}); err != nil {
+		t.Fatal(err)
+	}
+	flow := e.newFlow(t, false)
+	if rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode()); rec.Code != http.StatusSeeOther {
+		t.Fatalf("login: %d\n%s", rec.Code, rec.Body)
+	}
+	for _, scope := range []string{"", " "} {
+		q := url.Values{"client_id": {"stranger"}, "response_type": {"code"}, "redirect_uri": {fuzzRedirect},
+			"scope": {scope}, "state": {"state-state"}, "prompt": {"none"},
+			"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
+		rec := e.serve(httptest.NewRequest(http.MethodGet, origin+oidc.PathAuthorize+"?"+q.Encode(), nil))
+		loc, _ := url.Parse(rec.Header().Get("Location"))
+		if loc == nil || loc.Query().Has("code") || loc.Query().Get("error") != "invalid_scope" {
+			t.Fatalf("scope %q: %d %s, want invalid_scope and no code", scope, rec.Code, rec.Header().Get("Location"))
+		}
+	}
+}
