@@ -12,6 +12,7 @@ import (
 
 	"github.com/kamera-id/idp/idp/app"
 	"github.com/kamera-id/idp/idp/oidc"
+	"github.com/kamera-id/idp/idp/store"
 )
 
 // TestAuthorizeRacingRevokeConsent: the user takes a third-party app's
@@ -31,27 +32,18 @@ func TestAuthorizeRacingRevokeConsent(t *testing.T) {
 	if err := e.app.Store.PutConsent(ctx, e.user.ID, partner, []string{"openid", "offline_access"}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	flow := e.newFlow(t, false)
-	if rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode()); rec.Code != http.StatusSeeOther {
-		t.Fatalf("login: %d\n%s", rec.Code, rec.Body)
-	}
-	storage := e.app.Provider.Storage
-	plain := storage.Store
-	revoked := false
-	storage.Store = &beforeCode{Store: plain, hook: func() {
-		revoked = true
-		if err := plain.RevokeConsent(ctx, e.user.ID, partner); err != nil {
+	revoked := e.loginAndHookCode(t, func(st store.Store) {
+		if err := st.RevokeConsent(ctx, e.user.ID, partner); err != nil {
 			t.Error(err)
 		}
-	}}
-	t.Cleanup(func() { storage.Store = plain })
+	})
 	const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk" // RFC 7636's example: E9Melhoa...
 	q := url.Values{"client_id": {partner}, "response_type": {"code"}, "redirect_uri": {fuzzRedirect},
 		"scope": {"openid offline_access"}, "state": {"state-state"}, "nonce": {"nonce-nonce-nonce"}, "prompt": {"none"},
 		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
 	rec := e.serve(httptest.NewRequest(http.MethodGet, origin+oidc.PathAuthorize+"?"+q.Encode(), nil))
 	loc, err := url.Parse(rec.Header().Get("Location"))
-	if err != nil || !revoked {
+	if err != nil || !*revoked {
 		t.Fatalf("authorize: %d %q, revoked before the code %v", rec.Code, rec.Header().Get("Location"), revoked)
 	}
 	code := loc.Query().Get("code")
@@ -81,10 +73,7 @@ func TestAuthorizeWithoutScope(t *testing.T) {
 	if _, _, err := e.app.CreateClient(context.Background(), app.NewClient{ID: "stranger", Name: "Stranger", RedirectURIs: []string{fuzzRedirect}}); err != nil {
 		t.Fatal(err)
 	}
-	flow := e.newFlow(t, false)
-	if rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode()); rec.Code != http.StatusSeeOther {
-		t.Fatalf("login: %d\n%s", rec.Code, rec.Body)
-	}
+	e.loginAndHookCode(t, func(store.Store) {})
 	for _, scope := range []string{"", " "} {
 		q := url.Values{"client_id": {"stranger"}, "response_type": {"code"}, "redirect_uri": {fuzzRedirect},
 			"scope": {scope}, "state": {"state-state"}, "prompt": {"none"},

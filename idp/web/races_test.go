@@ -201,6 +201,23 @@ func (s *beforeCode) CreateToken(ctx context.Context, t *store.TokenRecord) erro
 	return s.Store.CreateToken(ctx, t)
 }
 
+// loginAndHookCode logs the environment's browser in (a password, no
+// second step), then has hook run on the plain store just before the next
+// code is stored; ran reports whether it has.
+func (e *fuzzEnv) loginAndHookCode(t *testing.T, hook func(st store.Store)) (ran *bool) {
+	t.Helper()
+	flow := e.newFlow(t, false)
+	if rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode()); rec.Code != http.StatusSeeOther {
+		t.Fatalf("login: %d\n%s", rec.Code, rec.Body)
+	}
+	storage := e.app.Provider.Storage
+	plain := storage.Store
+	ran = new(bool)
+	storage.Store = &beforeCode{Store: plain, hook: func() { *ran = true; hook(plain) }}
+	t.Cleanup(func() { storage.Store = plain })
+	return ran
+}
+
 // TestAuthorizeRacingEndSessions: the user's sessions end (a password
 // reset on another device) after the authorization endpoint read the
 // browser's session and before it stored the code. No code is issued in
@@ -210,33 +227,23 @@ func TestAuthorizeRacingEndSessions(t *testing.T) {
 	for _, none := range []bool{false, true} {
 		t.Run(map[bool]string{false: "login", true: "prompt=none"}[none], func(t *testing.T) {
 			e := newFuzzEnv(t)
-			flow := e.newFlow(t, false)
-			rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode())
-			if rec.Code != http.StatusSeeOther {
-				t.Fatalf("login: %d\n%s", rec.Code, rec.Body)
-			}
-			storage := e.app.Provider.Storage
-			plain := storage.Store
-			ended := false
-			storage.Store = &beforeCode{Store: plain, hook: func() {
-				ended = true
-				if _, err := plain.DeleteUserSessions(context.Background(), e.user.ID, ""); err != nil {
+			ended := e.loginAndHookCode(t, func(st store.Store) {
+				if _, err := st.DeleteUserSessions(context.Background(), e.user.ID, ""); err != nil {
 					t.Error(err)
 				}
-			}}
-			t.Cleanup(func() { storage.Store = plain })
+			})
 			q := url.Values{"client_id": {fuzzClient}, "response_type": {"code"}, "redirect_uri": {fuzzRedirect},
 				"scope": {"openid"}, "state": {"state-state"}, "nonce": {"nonce-nonce-nonce"},
 				"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
 			if none {
 				q.Set("prompt", "none")
 			}
-			rec = e.serve(httptest.NewRequest(http.MethodGet, origin+oidc.PathAuthorize+"?"+q.Encode(), nil))
+			rec := e.serve(httptest.NewRequest(http.MethodGet, origin+oidc.PathAuthorize+"?"+q.Encode(), nil))
 			loc, err := url.Parse(rec.Header().Get("Location"))
 			if rec.Code != http.StatusSeeOther && rec.Code != http.StatusFound || err != nil {
 				t.Fatalf("authorize: %d %q\n%s", rec.Code, rec.Header().Get("Location"), rec.Body)
 			}
-			if !ended {
+			if !*ended {
 				t.Fatalf("authorize: %s before a code was to be stored", loc)
 			}
 			if loc.Query().Has("code") {

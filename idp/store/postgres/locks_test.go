@@ -252,61 +252,52 @@ func TestRefreshRacingRevokeConsent(t *testing.T) {
 		func(ctx context.Context, s *sqlstore.Store) error { return s.RevokeConsent(ctx, "u1", "app") })
 }
 
-// TestCodeRacingEndSessions: the authorize endpoint read a live session,
-// and issues a code in it while the user's sessions are being ended (the
-// ending transaction has deleted them and deactivated their tokens, and
-// not committed yet). The code must not come out active.
-func TestCodeRacingEndSessions(t *testing.T) {
-	r := newLockRace(t)
+// raceCode plays the race of a code issued while end (a transaction that
+// has ended what the code needs and not committed yet) is in progress: the
+// code waits for it, and must not come out active.
+func raceCode(t *testing.T, r *lockRace, code *store.TokenRecord, end func(ctx context.Context, s *sqlstore.Store) error) {
+	t.Helper()
 	ctx := t.Context()
-	r.newUserSession("u1", "sid-1")
 	ender, issuer := r.party("end"), r.party("code")
 	tx, err := ender.BeginTx(ctx)
 	r.must(err)
 	defer ender.Rollback(tx)
-	_, err = ender.DeleteUserSessions(tx, "u1", "")
-	r.must(err)
-	issue := r.start("code", func() error {
-		return issuer.CreateToken(ctx, lockToken(store.KindAuthorizeCode, "code", "R", "sid-1"))
-	})
+	r.must(end(tx, ender))
+	issue := r.start("code", func() error { return issuer.CreateToken(ctx, code) })
 	r.must(ender.Commit(tx))
-	if err := issue.wait(); err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("code: %v, want success or ErrNotFound", err)
-		}
-		return
+	if !issue.waited {
+		t.Fatal("the race was not played: the code did not wait")
 	}
-	if left := r.activeTokens("u1"); len(left) > 0 {
-		t.Fatalf("a code issued in a session being ended survived it: %q", left)
+	if err := issue.wait(); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("code: %v, want ErrNotFound", err)
 	}
+	if left := r.activeTokens(code.Subject); len(left) > 0 {
+		t.Fatalf("a code issued meanwhile survived: %q", left)
+	}
+}
+
+// TestCodeRacingEndSessions: the authorize endpoint read a live session,
+// and issues a code in it while the user's sessions are being ended (the
+// ending transaction has deleted them and deactivated their tokens).
+func TestCodeRacingEndSessions(t *testing.T) {
+	r := newLockRace(t)
+	r.newUserSession("u1", "sid-1")
+	raceCode(t, r, lockToken(store.KindAuthorizeCode, "code", "R", "sid-1"), func(ctx context.Context, s *sqlstore.Store) error {
+		_, err := s.DeleteUserSessions(ctx, "u1", "")
+		return err
+	})
 }
 
 // TestCodeRacingRevokeConsent: the authorize endpoint read the user's
 // consent, and issues a code of the app while the user takes its access
 // back (the revocation has deleted the consent and deactivated the app's
-// tokens, and not committed yet). The code must not come out active.
+// tokens).
 func TestCodeRacingRevokeConsent(t *testing.T) {
 	r := newLockRace(t)
-	ctx := t.Context()
 	r.newUserSession("u1", "sid-1")
-	r.must(r.main.CreateClient(ctx, &store.Client{ID: "app", Name: "App"}))
-	r.must(r.main.PutConsent(ctx, "u1", "app", []string{"openid"}, lockT0))
-	revoker, issuer := r.party("revoke"), r.party("code")
-	tx, err := revoker.BeginTx(ctx)
-	r.must(err)
-	defer revoker.Rollback(tx)
-	r.must(revoker.RevokeConsent(tx, "u1", "app"))
+	r.must(r.main.CreateClient(t.Context(), &store.Client{ID: "app", Name: "App"}))
+	r.must(r.main.PutConsent(t.Context(), "u1", "app", []string{"openid"}, lockT0))
 	code := lockToken(store.KindAuthorizeCode, "code", "R", "sid-1")
 	code.Consented = true
-	issue := r.start("code", func() error { return issuer.CreateToken(ctx, code) })
-	r.must(revoker.Commit(tx))
-	if !issue.waited {
-		t.Fatal("the race was not played: the code did not wait for the revocation")
-	}
-	if err := issue.wait(); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("code of an app whose access was being taken back: %v, want ErrNotFound", err)
-	}
-	if left := r.activeTokens("u1"); len(left) > 0 {
-		t.Fatalf("a code issued while the app's access was taken back survived it: %q", left)
-	}
+	raceCode(t, r, code, func(ctx context.Context, s *sqlstore.Store) error { return s.RevokeConsent(ctx, "u1", "app") })
 }
