@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -230,6 +231,19 @@ func TestTokenEndpointEdges(t *testing.T) {
 		resp, out = rawToken(t, r, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}}, id, "wrong")
 		if resp.StatusCode != http.StatusUnauthorized || out["error"] != "invalid_client" || resp.Header.Get("WWW-Authenticate") == "" {
 			t.Errorf("wrong secret by Basic: %d %v, WWW-Authenticate %q", resp.StatusCode, out, resp.Header.Get("WWW-Authenticate"))
+		}
+
+		// One client authentication method a request (RFC 6749 2.3).
+		resp, out = rawToken(t, r, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tk.RefreshToken},
+			"client_id": {id}, "client_secret": {secret}}, id, secret)
+		if resp.StatusCode != http.StatusBadRequest || out["error"] != "invalid_request" {
+			t.Errorf("Basic and client_secret in the form: %d %v", resp.StatusCode, out)
+		}
+		// An OpenID Connect request names its redirect_uri (Core 3.1.2.1;
+		// fosite checks it), and without one is not sent to the registered one.
+		noRedirect := regexp.MustCompile(`([?&])redirect_uri=[^&]*&?`).ReplaceAllString(r.authorize().URL, "$1")
+		if pg := p.newBrowser().get(noRedirect); pg.Redirect != nil || pg.Status != http.StatusBadRequest {
+			t.Errorf("no redirect_uri: %d, redirected to %v", pg.Status, pg.Redirect)
 		}
 
 		// max_age that is no number of seconds is refused, not ignored.

@@ -211,14 +211,20 @@ func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
 	p.metrics.TokenIssued(grant)
 }
 
-// checkGrant applies to a token request what fosite does not: a grant type
-// other than the two supported is unsupported_grant_type (RFC 6749 5.2;
-// fosite says invalid_request), and a refresh request's nonce is dropped,
+// checkGrant applies to a token request what fosite does not: one client
+// authentication method only; a grant type other than the two supported
+// is unsupported_grant_type (RFC 6749 5.2; fosite says invalid_request),
+// and a refresh request's nonce is dropped,
 // since fosite would put it into the refreshed ID token (OIDC Core 12.2:
 // that nonce, if any, is the original one; a caller must not choose it).
 func checkGrant(r *http.Request) error {
 	if r.ParseForm() != nil {
 		return nil // fosite answers it
+	}
+	// One authentication method a request (RFC 6749 2.3); fosite would
+	// take the Basic credentials and ignore the form's.
+	if _, _, basic := r.BasicAuth(); basic && (r.PostForm.Has("client_secret") || r.PostForm.Has("client_assertion")) {
+		return fosite.ErrInvalidRequest.WithHint("Authenticate the client one way: HTTP Basic or client_secret in the form, not both.")
 	}
 	switch r.PostForm.Get("grant_type") {
 	case "", "authorization_code":
