@@ -838,6 +838,32 @@ func TestPasswordLockoutPerIP(t *testing.T) {
 	})
 }
 
+// TestUnreadableStoredHash: an account whose stored hash the provider
+// cannot read (a hand-edited or imported row, a cost over the bounds) is
+// refused like a wrong password, at login and on My Page, not with a 503
+// for good: a reset link still replaces the hash.
+func TestUnreadableStoredHash(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		u := p.createUser(email, password)
+		b := p.newBrowser()
+		if pg := loginAttempt(b, p, email, password); pg.URL.Path != "/account" {
+			t.Fatalf("login: %d %s", pg.Status, pg.URL)
+		}
+		const unreadable = "$argon2id$v=19$m=8,t=101,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA"
+		if err := p.app.Store.UpdatePassword(context.Background(), u.ID, unreadable, p.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if pg := loginAttempt(p.newBrowser(), p, email, password); pg.Status != http.StatusOK || pg.alert() == "" || pg.formWith("password") == nil {
+			t.Fatalf("login with an unreadable stored hash: %d %q, want the form again with an alert", pg.Status, pg.alert())
+		}
+		pg := b.submit(b.get(p.URL+"/account/2fa/setup"), "password", map[string]string{"password": password})
+		if pg.Status != http.StatusOK || pg.alert() == "" || pg.formWith("password") == nil {
+			t.Fatalf("password on My Page with an unreadable stored hash: %d %q, want the form again with an alert", pg.Status, pg.alert())
+		}
+	})
+}
+
 // TestDeviceCookie: a browser that has completed a login to the account
 // (password and code) is counted apart from every other: failures from
 // elsewhere that lock the account do not keep it out, and its own failures

@@ -194,7 +194,7 @@ func (s *Server) reauthenticate(r *http.Request, u *store.User) (status int, msg
 	pw := r.PostFormValue("password")
 	ok := false
 	if pw != "" && len(pw) <= 1024 {
-		ok, _, err = s.Hasher.Verify(ctx, u.PasswordHash, pw)
+		ok, _, err = s.verifyPassword(ctx, u, pw)
 		if err != nil {
 			return 0, "", err
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/kamera-id/idp/idp/mail"
 	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/mfa"
+	"github.com/kamera-id/idp/idp/password"
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/templates"
 )
@@ -201,7 +202,7 @@ func (s *Server) checkPassword(ctx context.Context, user *store.User, pw string)
 		s.Hasher.VerifyDummy(ctx, pw)
 		return nil, nil
 	}
-	ok, rehash, err := s.Hasher.Verify(ctx, user.PasswordHash, pw)
+	ok, rehash, err := s.verifyPassword(ctx, user, pw)
 	if err != nil {
 		return nil, err
 	}
@@ -220,6 +221,20 @@ func (s *Server) checkPassword(ctx context.Context, user *store.User, pw string)
 		}
 	}
 	return user, nil
+}
+
+// verifyPassword checks pw against the user's stored hash. A stored hash
+// the provider cannot read (a row imported or edited by hand, a cost over
+// the bounds) is logged and answered as a wrong password: the account's
+// owner can still set a new one by a reset link, where an error would
+// answer 503 to every login for good.
+func (s *Server) verifyPassword(ctx context.Context, u *store.User, pw string) (ok, rehash bool, err error) {
+	ok, rehash, err = s.Hasher.Verify(ctx, u.PasswordHash, pw)
+	if errors.Is(err, password.ErrMalformed) {
+		s.Logger.ErrorContext(ctx, "the account's stored password hash cannot be read; a password reset replaces it", "user", u.ID)
+		return false, false, nil
+	}
+	return ok, rehash, err
 }
 
 // secondStep loads a login flow whose password step has passed.
