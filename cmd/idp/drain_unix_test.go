@@ -22,7 +22,7 @@ func TestServeDrain(t *testing.T) {
 	t.Setenv("IDP_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
 	t.Setenv("IDP_LISTEN", public)
 	t.Setenv("IDP_LOG_LEVEL", "error")
-	t.Setenv("IDP_SHUTDOWN_DRAIN", "1h")
+	t.Setenv("IDP_SHUTDOWN_DRAIN", "5m")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

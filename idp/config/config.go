@@ -348,11 +348,19 @@ func (c Config) Validate() error {
 	if err := checkArgon(c); err != nil {
 		return err
 	}
+	if c.ShutdownDrain > maxShutdownDrain {
+		return fmt.Errorf("IDP_SHUTDOWN_DRAIN: %s: must be at most %s (a balancer notices a failing /readyz within seconds, and a process manager stops waiting long before)",
+			c.ShutdownDrain, maxShutdownDrain)
+	}
 	if err := checkBrand(c); err != nil {
 		return err
 	}
 	return nil
 }
+
+// maxShutdownDrain bounds IDP_SHUTDOWN_DRAIN: a slip (10m for 10s) would
+// keep an instance that was told to stop serving for that long.
+const maxShutdownDrain = 5 * time.Minute
 
 // checkArgon keeps the argon2id costs within bounds, so that a slip (a
 // value in bytes instead of KiB, a zero too many) cannot make every login
