@@ -511,8 +511,8 @@ func (p *Provider) WriteAuthorizeError(ctx context.Context, w http.ResponseWrite
 // Authorize issues the authorization code for an authenticated user and
 // redirects back to the client. It writes every answer but two, for which
 // it returns the error and writes nothing: the database is unreachable
-// (Unavailable), or the session ended before the code could be issued in
-// it (ErrSessionEnded).
+// (Unavailable), or the session or the consent the code was to be issued
+// under ended meanwhile (ErrWithdrawn).
 func (p *Provider) Authorize(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, u *store.User, id Identity) error {
 	for _, s := range ar.GetRequestedScopes() {
 		if slices.Contains(SupportedScopes, s) {
@@ -535,8 +535,8 @@ func (p *Provider) Authorize(ctx context.Context, w http.ResponseWriter, ar fosi
 		Extra:                           extra,
 	}
 	resp, err := p.OAuth2.NewAuthorizeResponse(ctx, ar, sess)
-	if Unavailable(err) || errors.Is(err, ErrSessionEnded) {
-		return err // nothing written: the caller shows its 503 page, or asks for a login
+	if Unavailable(err) || errors.Is(err, ErrWithdrawn) {
+		return err // nothing written: the caller shows its 503 page, or asks again
 	}
 	if err != nil {
 		p.logError(ctx, "authorize response", err)

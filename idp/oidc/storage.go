@@ -338,17 +338,17 @@ func (s *Storage) delete(ctx context.Context, kind, signature string) error {
 	return err
 }
 
-// ErrSessionEnded: the SSO session a code was to be issued in, or the
-// user's consent to a client that asks for one, has ended since the
+// ErrWithdrawn: what a code was to be issued under, the SSO session or
+// the user's consent to a client that asks for one, has ended since the
 // authorize endpoint read it (a password reset, My Page, a logout, the
 // app's access taken back); no code was stored (store.Store's CreateToken).
-var ErrSessionEnded = errors.New("oidc: the session or the consent ended before the code was issued")
+var ErrWithdrawn = errors.New("oidc: the session or the consent ended before the code was issued")
 
 // CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
 func (s *Storage) CreateAuthorizeCodeSession(ctx context.Context, signature string, r fosite.Requester) error {
 	err := s.create(ctx, store.KindAuthorizeCode, signature, r)
 	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("%w: %w", ErrSessionEnded, err)
+		return fmt.Errorf("%w: %w", ErrWithdrawn, err)
 	}
 	return err
 }

@@ -159,7 +159,7 @@ func TestCodeReadOncePerTokenRequest(t *testing.T) {
 }
 
 // A code is not stored in a session that has ended (since the authorize
-// endpoint read it): ErrSessionEnded, which the authorize endpoint answers
+// endpoint read it): ErrWithdrawn, which the authorize endpoint answers
 // with a login.
 func TestCodeInEndedSession(t *testing.T) {
 	ctx := t.Context()
@@ -172,8 +172,8 @@ func TestCodeInEndedSession(t *testing.T) {
 	sess := NewSession()
 	sess.Subject, sess.SID = "user-1", "sid-ended"
 	issued := &fosite.Request{ID: "req-1", RequestedAt: now, Client: client{&store.Client{ID: "c1"}}, Form: url.Values{}, Session: sess}
-	if err := s.CreateAuthorizeCodeSession(ctx, "sig-1", issued); !errors.Is(err, ErrSessionEnded) {
-		t.Fatalf("code in an ended session: %v, want ErrSessionEnded", err)
+	if err := s.CreateAuthorizeCodeSession(ctx, "sig-1", issued); !errors.Is(err, ErrWithdrawn) {
+		t.Fatalf("code in an ended session: %v, want ErrWithdrawn", err)
 	}
 	if _, err := st.GetToken(ctx, store.KindAuthorizeCode, "sig-1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the code was stored: %v", err)

@@ -417,7 +417,8 @@ type Store interface {
 	// signature are taken. An authorization code issued in a session
 	// (SessionID set) is stored only while its subject has that session:
 	// ErrNotFound when the session has ended since the authorize endpoint
-	// read it (and ending it does not interleave with storing the code).
+	// read it (and ending it does not interleave with storing the code);
+	// the same for a code marked Consented whose consent was taken back.
 	CreateToken(ctx context.Context, t *TokenRecord) error
 	GetToken(ctx context.Context, kind, signature string) (*TokenRecord, error)
 	// GetTokenWithUser is GetToken with the user the record is about (nil

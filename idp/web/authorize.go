@@ -95,33 +95,41 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.Author
 		s.storeFailed(w, r, err)
 		return
 	}
-	if !c.FirstParty && (slices.Contains(prompt, "consent") || !s.consented(r, user, c, form)) {
+	// asked answers the request when the client needs the user's consent
+	// to it (first-party clients never do), and reports whether it did.
+	asked := func(force bool) bool {
+		if c.FirstParty {
+			return false
+		}
+		if !force {
+			granted, err := s.Store.GetConsent(ctx, user.ID, c.ID)
+			if err != nil {
+				s.storeFailed(w, r, err)
+				return true
+			}
+			if covers(granted, oidc.ConsentScopes(form)) {
+				return false
+			}
+		}
 		s.consentRequired(w, r, ar, c, requestedAt, fresh != nil, none)
+		return true
+	}
+	if asked(slices.Contains(prompt, "consent")) {
 		return
 	}
 	err = s.Provider.Authorize(ctx, w, ar, user, oidc.Identity{
 		UserID: user.ID, SID: sess.ID, AuthTime: sess.AuthTime, AMR: sess.AMR, RequestedAt: requestedAt,
 	})
 	switch {
-	case errors.Is(err, oidc.ErrSessionEnded):
-		// The session, or the consent, ended (a password reset, My Page)
+	case errors.Is(err, oidc.ErrWithdrawn):
+		// The consent, or the session, ended (My Page, a password reset)
 		// since it was read: as if there had been none.
-		if !c.FirstParty && !s.consented(r, user, c, form) {
-			s.consentRequired(w, r, ar, c, requestedAt, fresh != nil, none)
-			return
+		if !asked(false) {
+			s.loginRequired(w, r, ar, requestedAt, none)
 		}
-		s.loginRequired(w, r, ar, requestedAt, none)
 	case err != nil:
 		s.storeFailed(w, r, err)
 	}
-}
-
-// consented reports whether user has allowed the client c what the
-// authorization request's form asks for. When the store fails it answers
-// true, and the code's issue then fails the same way.
-func (s *Server) consented(r *http.Request, user *store.User, c *store.Client, form url.Values) bool {
-	granted, err := s.Store.GetConsent(r.Context(), user.ID, c.ID)
-	return err != nil || covers(granted, oidc.ConsentScopes(form))
 }
 
 // consentRequired answers a request that needs the user's consent:

@@ -227,7 +227,7 @@ func (s *Server) checkPassword(ctx context.Context, user *store.User, pw string)
 // the provider cannot read (a row imported or edited by hand, a cost over
 // the bounds) is logged and answered as a wrong password: the account's
 // owner can still set a new one by a reset link, where an error would
-// answer 503 to every login for good.
+// answer 500 to every login for good.
 func (s *Server) verifyPassword(ctx context.Context, u *store.User, pw string) (ok, rehash bool, err error) {
 	ok, rehash, err = s.Hasher.Verify(ctx, u.PasswordHash, pw)
 	if errors.Is(err, password.ErrMalformed) {
