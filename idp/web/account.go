@@ -62,14 +62,23 @@ func (s *Server) requireUser(w http.ResponseWriter, r *http.Request) (*store.Ses
 	return nil, nil, false
 }
 
-var notices = []string{"2fa_enabled", "2fa_disabled", "codes_replaced", "mfa_reset", "password_changed", "locale_changed"}
+// The notices a page shows after a change (?notice=), by page: anything
+// else in the query is not shown.
+var (
+	notices        = []string{"2fa_enabled", "2fa_disabled", "codes_replaced", "mfa_reset", "password_changed", "locale_changed"}
+	sessionNotices = []string{"session_revoked", "sessions_revoked"}
+	appNotices     = []string{"app_revoked"}
+)
 
-func notice(r *http.Request) string {
-	if n := r.URL.Query().Get("notice"); slices.Contains(notices, n) {
+// noticeOf is the request's notice when it is one of known, else "".
+func noticeOf(r *http.Request, known []string) string {
+	if n := r.URL.Query().Get("notice"); slices.Contains(known, n) {
 		return n
 	}
 	return ""
 }
+
+func notice(r *http.Request) string { return noticeOf(r, notices) }
 
 func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 	_, u, ok := s.requireUser(w, r)

@@ -34,12 +34,8 @@ func (s *Server) appsPage(w http.ResponseWriter, r *http.Request) {
 		}
 		apps = append(apps, a)
 	}
-	n := ""
-	if v := r.URL.Query().Get("notice"); v == "app_revoked" {
-		n = v
-	}
 	s.render(w, r, http.StatusOK, templates.Apps(templates.AppsPage{
-		Page: s.accountPage(w, r, u), Apps: apps, RevokeAction: "/account/apps/revoke", Notice: n,
+		Page: s.accountPage(w, r, u), Apps: apps, RevokeAction: "/account/apps/revoke", Notice: noticeOf(r, appNotices),
 	}))
 }
 
@@ -67,6 +63,6 @@ func (s *Server) appRevoke(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.storeFailed(w, r, err)
 	default:
-		http.Redirect(w, r, "/account/apps?notice=app_revoked", http.StatusSeeOther)
+		http.Redirect(w, r, "/account/apps?notice="+appNotices[0], http.StatusSeeOther)
 	}
 }

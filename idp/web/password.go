@@ -418,8 +418,6 @@ func (s *Server) changePasswordSubmit(w http.ResponseWriter, r *http.Request) {
 
 // --- Sessions. ---
 
-var sessionNotices = []string{"session_revoked", "sessions_revoked"}
-
 func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 	sess, u, ok := s.requireUser(w, r)
 	if !ok {
@@ -438,13 +436,9 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 			LastSeen: shownTime(x.LastSeen), Created: shownTime(x.CreatedAt),
 		})
 	}
-	n := ""
-	if v := r.URL.Query().Get("notice"); v == sessionNotices[0] || v == sessionNotices[1] {
-		n = v
-	}
 	s.render(w, r, http.StatusOK, templates.Sessions(templates.SessionsPage{
 		Page: p, Sessions: entries, RevokeAction: "/account/sessions/revoke",
-		RevokeOthersAction: "/account/sessions/revoke-others", Notice: n,
+		RevokeOthersAction: "/account/sessions/revoke-others", Notice: noticeOf(r, sessionNotices),
 	}))
 }
 
