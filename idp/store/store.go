@@ -321,11 +321,16 @@ type Store interface {
 	// SSO sessions.
 	CreateSession(ctx context.Context, s *Session) error
 	// StartSession ends a login: it removes the login flow with this key
-	// and creates the session s, both or neither, in one round trip.
-	// ErrNotFound, and no session, when the flow was already gone (so of
-	// two requests finishing one flow exactly one gets a session) or the
-	// user is.
-	StartSession(ctx context.Context, flowKey []byte, s *Session) error
+	// and creates the session s, both or neither, in one round trip, and
+	// only while the user's password hash is still passwordHash (the one
+	// the login verified). ErrNotFound, and no session, when the flow was
+	// already gone (so of two requests finishing one flow exactly one gets
+	// a session), the user is, or the password was changed or reset since
+	// it was read; the flow is then left as it was. A password change that
+	// commits while the call runs is ordered with it: either the change's
+	// ending of the user's sessions sees the new session, or the session
+	// is not created.
+	StartSession(ctx context.Context, flowKey []byte, s *Session, passwordHash string) error
 	// GetSession returns the session whose cookie hashes to tokenHash, or
 	// ErrNotFound when there is none or it expired (ExpiresAt <= now).
 	GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*Session, error)

@@ -140,7 +140,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	f.UserID, f.AMR, f.Remember, f.Account = user.ID, []string{"pwd"}, remember, acct
 	f.Password = s.passwordMark(user)
 	if !user.MFAEnabled {
-		sess, ok := s.establish(w, r, f)
+		sess, ok := s.establish(w, r, f, user)
 		if !ok {
 			return
 		}
@@ -172,8 +172,9 @@ func failureMessage(status int, wrong string) string {
 // session after the ending would keep a session without the second step.
 // Either this read sees the new factor, and the session is ended here, or
 // it came before the enabling's commit, and so did the session, which the
-// ending then removes. A password changed or reset meanwhile (which ends
-// the user's sessions in its own transaction) is caught the same way. It
+// ending then removes. (A password changed or reset meanwhile is caught
+// before: the store starts no session for a password hash that is no
+// longer the account's; the mark compared here is a second look.) It
 // returns the account as read, or false when it has answered: with a new
 // login, which asks for the code, when the session was ended.
 func (s *Server) stillPasswordOnly(w http.ResponseWriter, r *http.Request, f *flow, sess *store.Session) (*store.User, bool) {
@@ -462,7 +463,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Few codes left: say so before going on, and offer new ones.
-	if _, ok := s.establish(w, r, f); !ok {
+	if _, ok := s.establish(w, r, f, u); !ok {
 		return
 	}
 	s.setDeviceCookie(w, f.Account)
@@ -506,10 +507,12 @@ func (s *Server) useBackupCode(ctx context.Context, userID, input string) (int, 
 	return remaining, err
 }
 
-// establish finishes the login flow and starts the session: both or
-// neither, exactly once.
-func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow) (*store.Session, bool) {
-	sess, err := s.startSession(w, r, f)
+// establish finishes the login flow and starts the session of its user u,
+// as the login read the account: both or neither, exactly once, and only
+// while u's password is still the account's (a password changed or reset
+// since the login's steps read it ends the login as a flow gone would).
+func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *store.User) (*store.Session, bool) {
+	sess, err := s.startSession(w, r, f, u)
 	if errors.Is(err, store.ErrNotFound) {
 		s.flowFailed(w, r, errFlowGone)
 		return nil, false
@@ -524,7 +527,7 @@ func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow) (*st
 // completeLogin starts the session and goes where the login was for: back
 // into the relying party's request, or to the page asked for.
 func (s *Server) completeLogin(w http.ResponseWriter, r *http.Request, f *flow) {
-	sess, ok := s.establish(w, r, f)
+	sess, ok := s.establish(w, r, f, f.user)
 	if !ok {
 		return
 	}

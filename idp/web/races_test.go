@@ -23,29 +23,26 @@ type beforeSession struct {
 	hook func()
 }
 
-func (s *beforeSession) StartSession(ctx context.Context, flowKey []byte, x *store.Session) error {
+func (s *beforeSession) StartSession(ctx context.Context, flowKey []byte, x *store.Session, passwordHash string) error {
 	s.once.Do(s.hook)
-	return s.Store.StartSession(ctx, flowKey, x)
+	return s.Store.StartSession(ctx, flowKey, x, passwordHash)
 }
 
 // loginRacing runs a password login of the user in which hook runs just
-// before the login stores its session, and returns the user's sessions
-// afterwards.
-func loginRacing(t *testing.T, e *fuzzEnv, hook func()) []store.Session {
+// before the login stores its session, and returns the password step's
+// answer and the user's sessions afterwards.
+func loginRacing(t *testing.T, e *fuzzEnv, hook func()) (*httptest.ResponseRecorder, []store.Session) {
 	t.Helper()
 	a := e.app
 	st := &beforeSession{Store: a.Store, hook: hook}
 	e.h = web.New(web.Deps{Config: a.Config, Store: st, Key: a.Key, Hasher: a.Hasher, Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox})
 	flow := e.newFlow(t, false)
 	rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode())
-	if rec.Code != http.StatusSeeOther {
-		t.Fatalf("password step: %d\n%s", rec.Code, rec.Body)
-	}
 	sessions, err := a.Store.ListUserSessions(context.Background(), e.user.ID, a.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sessions
+	return rec, sessions
 }
 
 // TestPasswordLoginRacingEnable: 2FA is turned on (and the user's sessions
@@ -54,16 +51,19 @@ func loginRacing(t *testing.T, e *fuzzEnv, hook func()) []store.Session {
 // and relying parties would take it for a login of an account without 2FA.
 func TestPasswordLoginRacingEnable(t *testing.T) {
 	e := newFuzzEnv(t)
-	sessions := loginRacing(t, e, func() {
+	rec, sessions := loginRacing(t, e, func() {
 		e.enableMFA(t)
 		if _, err := e.app.Store.DeleteUserSessions(context.Background(), e.user.ID, ""); err != nil {
 			t.Error(err)
 		}
 	})
+	if rec.Code != http.StatusSeeOther {
+		t.Fatalf("password step: %d\n%s", rec.Code, rec.Body)
+	}
 	if len(sessions) != 0 {
 		t.Errorf("a password-only session of an account with 2FA on survived: %+v", sessions)
 	}
-	rec := e.serve(httptest.NewRequest(http.MethodGet, origin+"/account", nil))
+	rec = e.serve(httptest.NewRequest(http.MethodGet, origin+"/account", nil))
 	if rec.Code != http.StatusSeeOther || !strings.HasPrefix(rec.Header().Get("Location"), "/login?") {
 		t.Errorf("My Page after the raced login: %d %q, want a redirect to the login", rec.Code, rec.Header().Get("Location"))
 	}
@@ -173,7 +173,7 @@ func TestPasswordLoginRacingChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sessions := loginRacing(t, e, func() {
+	rec, sessions := loginRacing(t, e, func() {
 		if err := e.app.Store.UpdatePassword(ctx, e.user.ID, h, e.app.Now()); err != nil {
 			t.Error(err)
 		}
@@ -181,6 +181,49 @@ func TestPasswordLoginRacingChange(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	// The store refuses the session (StartSession's password condition):
+	// the login ends as one whose flow is gone.
+	if rec.Code != http.StatusBadRequest || rec.Header().Get("Location") != "" {
+		t.Errorf("password step raced by a password change: %d %q, want the expired-flow page", rec.Code, rec.Header().Get("Location"))
+	}
+	if len(sessions) != 0 {
+		t.Errorf("a session of the old password survived the change: %+v", sessions)
+	}
+}
+
+// TestSecondStepRacingChange: the password is changed (and the user's
+// sessions ended, as My Page and a reset do) after a login's second step
+// read the account, found the password its first step verified, and
+// accepted the code, but before it stored its session. That session must
+// not survive: the store refuses it (StartSession's password condition),
+// as the password-only path refuses its own (stillPasswordOnly).
+func TestSecondStepRacingChange(t *testing.T) {
+	e := newFuzzEnv(t)
+	ctx := context.Background()
+	e.enableMFA(t)
+	flow := e.newFlow(t, true)
+	h, err := e.app.Hasher.Hash(ctx, "a brand new passphrase")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := e.app
+	st := &beforeSession{Store: a.Store, hook: func() {
+		if err := a.Store.UpdatePassword(ctx, e.user.ID, h, a.Now()); err != nil {
+			t.Error(err)
+		}
+		if _, err := a.Store.DeleteUserSessions(ctx, e.user.ID, ""); err != nil {
+			t.Error(err)
+		}
+	}}
+	e.h = web.New(web.Deps{Config: a.Config, Store: st, Key: a.Key, Hasher: a.Hasher, Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox})
+	rec := e.post("/login/backup", url.Values{"csrf": {e.csrf}, "flow": {flow}, "backup_code": {fuzzBackupCodes[0]}}.Encode())
+	if rec.Code != http.StatusBadRequest || rec.Header().Get("Location") != "" {
+		t.Errorf("second step raced by a password change: %d %q, want the expired-flow page", rec.Code, rec.Header().Get("Location"))
+	}
+	sessions, err := a.Store.ListUserSessions(ctx, e.user.ID, a.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(sessions) != 0 {
 		t.Errorf("a session of the old password survived the change: %+v", sessions)
 	}
@@ -294,7 +337,7 @@ func TestRacedLoginGivesNoDeviceCookie(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newFuzzEnv(t)
-			if sessions := loginRacing(t, e, func() { tc.race(t, e) }); len(sessions) != 0 {
+			if _, sessions := loginRacing(t, e, func() { tc.race(t, e) }); len(sessions) != 0 {
 				t.Fatalf("the raced login kept a session: %+v", sessions)
 			}
 			for _, c := range e.cookies {

@@ -212,12 +212,13 @@ func (s *Server) currentSession(r *http.Request) (*store.Session, error) {
 	return sess, nil
 }
 
-// startSession spends the login flow f and starts the user's new session in
-// one store call (store.StartSession: ErrNotFound when the flow is gone),
-// then ends the browser's previous session: the session id is rotated at
-// every login, and a request that loses the race for the flow leaves the
-// browser's session alone.
-func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow) (*store.Session, error) {
+// startSession spends the login flow f and starts the session of its user
+// u (the account as the login read it) in one store call
+// (store.StartSession: ErrNotFound when the flow is gone or u's password
+// has changed since), then ends the browser's previous session: the
+// session id is rotated at every login, and a request that loses the race
+// for the flow leaves the browser's session alone.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u *store.User) (*store.Session, error) {
 	ctx := r.Context()
 	now := s.Now().Truncate(time.Second)
 	token := crypt.RandomToken(32)
@@ -240,7 +241,7 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow) (
 		cookieAge = min(s.Config.RememberMe, s.Config.SessionMaxAge)
 		sess.ExpiresAt = now.Add(cookieAge)
 	}
-	if err := s.Store.StartSession(ctx, crypt.HashToken(f.id), sess); err != nil {
+	if err := s.Store.StartSession(ctx, crypt.HashToken(f.id), sess, u.PasswordHash); err != nil {
 		return nil, err
 	}
 	if old := s.cookie(r, sessionCookie); old != "" {

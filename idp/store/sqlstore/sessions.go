@@ -46,25 +46,36 @@ func (s *Store) CreateSession(ctx context.Context, x *store.Session) error {
 	return s.fail("create session", err)
 }
 
-// StartSession implements store.Store. Where the dialect has
-// data-modifying WITH clauses (PostgreSQL) it is one statement: the new
-// session's row exists only if the flow's deletion returned one. Elsewhere
-// (SQLite, in process) one transaction of DeleteFlow's and CreateSession's
-// statements.
-func (s *Store) StartSession(ctx context.Context, flowKey []byte, x *store.Session) error {
+// StartSession implements store.Store. The flow is deleted only where the
+// user's row still has the password hash the login verified. Where the
+// dialect has data-modifying WITH clauses (PostgreSQL) it is one
+// statement: the user's row read FOR SHARE, the flow deleted only if that
+// row matched, the session's row inserted only if the deletion returned
+// one. FOR SHARE, not the FOR KEY SHARE of a foreign key's check: a key
+// share lock is granted beside an update that changed no key, and on the
+// row as it was, so the statement would go on with the old hash; a share
+// lock waits for a password change in flight, and the row's new version is
+// then checked again (READ COMMITTED). Elsewhere (SQLite, in process,
+// writes one at a time) one transaction of the conditional deletion and
+// CreateSession's statement.
+func (s *Store) StartSession(ctx context.Context, flowKey []byte, x *store.Session, passwordHash string) error {
 	var (
 		n   int64
 		err error
 	)
 	if s.dialect.WritableCTE {
-		n, err = affected(s.q(ctx).ExecContext(ctx, `WITH spent AS (DELETE FROM flows WHERE key = $1 RETURNING 1)
+		n, err = affected(s.q(ctx).ExecContext(ctx, `WITH account AS (
+				SELECT 1 FROM users WHERE id = $4 AND password_hash = $13 FOR SHARE),
+			spent AS (DELETE FROM flows WHERE key = $1 AND EXISTS (SELECT 1 FROM account) RETURNING 1)
 			INSERT INTO sessions (`+sessionCols+`) SELECT $2::bytea, $3::text, $4::text, $5::bigint, $6::text,
 			$7::boolean, $8::bigint, $9::bigint, $10::bigint, $11::text, $12::text FROM spent`,
-			append([]any{blob(flowKey)}, sessionArgs(x)...)...))
+			append(append([]any{blob(flowKey)}, sessionArgs(x)...), passwordHash)...))
 	} else {
 		err = s.inTx(ctx, func(q querier) error {
 			var err error
-			if n, err = affected(q.ExecContext(ctx, deleteFlowSQL, blob(flowKey))); err != nil || n == 0 {
+			if n, err = affected(q.ExecContext(ctx, `DELETE FROM flows WHERE key = $1
+				AND EXISTS (SELECT 1 FROM users WHERE id = $2 AND password_hash = $3)`,
+				blob(flowKey), x.UserID, passwordHash)); err != nil || n == 0 {
 				return err
 			}
 			_, err = q.ExecContext(ctx, createSessionSQL, sessionArgs(x)...)

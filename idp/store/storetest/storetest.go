@@ -1413,13 +1413,13 @@ func testRaceDeleteFlow(t *testing.T, s store.Store) {
 // testStartSession: the flow goes and the session comes, or neither.
 func testStartSession(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	newUser(t, s, "u1")
+	pw := newUser(t, s, "u1").PasswordHash
 	flow := &store.Flow{Key: []byte("login-flow"), Data: []byte("{}"), CreatedAt: t0, ExpiresAt: at(time.Hour)}
 	must(t, s.PutFlow(ctx, flow))
 	x := &store.Session{TokenHash: []byte("hash-1"), ID: "sid-1", UserID: "u1", AuthTime: t0,
 		AMR: []string{"pwd", "otp"}, Remember: true, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour),
 		UserAgent: "UA", IP: "192.0.2.1"}
-	must(t, s.StartSession(ctx, flow.Key, x))
+	must(t, s.StartSession(ctx, flow.Key, x, pw))
 	got, err := s.GetSession(ctx, x.TokenHash, t0)
 	must(t, err)
 	same(t, "GetSession after StartSession", got, x)
@@ -1429,7 +1429,7 @@ func testStartSession(t *testing.T, s store.Store) {
 	// The flow is spent: no second session from it.
 	y := &store.Session{TokenHash: []byte("hash-2"), ID: "sid-2", UserID: "u1", AuthTime: t0, CreatedAt: t0,
 		LastSeen: t0, ExpiresAt: at(time.Hour)}
-	wantErr(t, "StartSession with a spent flow", s.StartSession(ctx, flow.Key, y), store.ErrNotFound)
+	wantErr(t, "StartSession with a spent flow", s.StartSession(ctx, flow.Key, y, pw), store.ErrNotFound)
 	_, err = s.GetSession(ctx, y.TokenHash, t0)
 	wantErr(t, "GetSession of a session started with a spent flow", err, store.ErrNotFound)
 
@@ -1437,14 +1437,24 @@ func testStartSession(t *testing.T, s store.Store) {
 	must(t, s.PutFlow(ctx, flow))
 	dup := *y
 	dup.TokenHash = x.TokenHash
-	wantErr(t, "StartSession(same token hash)", s.StartSession(ctx, flow.Key, &dup), store.ErrDuplicate)
+	wantErr(t, "StartSession(same token hash)", s.StartSession(ctx, flow.Key, &dup, pw), store.ErrDuplicate)
 	_, err = s.GetFlow(ctx, flow.Key, t0)
 	must(t, err)
 	nobody := *y
 	nobody.UserID = "nobody"
-	wantErr(t, "StartSession(unknown user)", s.StartSession(ctx, flow.Key, &nobody), store.ErrNotFound)
+	wantErr(t, "StartSession(unknown user)", s.StartSession(ctx, flow.Key, &nobody, pw), store.ErrNotFound)
 	_, err = s.GetFlow(ctx, flow.Key, t0)
 	must(t, err)
+
+	// The password changed (or was reset) since the login verified it: no
+	// session, and the flow is left for the login to find it stale.
+	must(t, s.UpdatePassword(ctx, "u1", "hash-new", t0))
+	wantErr(t, "StartSession after a password change", s.StartSession(ctx, flow.Key, y, pw), store.ErrNotFound)
+	_, err = s.GetSession(ctx, y.TokenHash, t0)
+	wantErr(t, "GetSession of a session started after a password change", err, store.ErrNotFound)
+	_, err = s.GetFlow(ctx, flow.Key, t0)
+	must(t, err)
+	must(t, s.StartSession(ctx, flow.Key, y, "hash-new"))
 }
 
 // testInvalidUTF8Text: free text from outside that is not UTF-8 (a
@@ -1470,7 +1480,7 @@ func testInvalidUTF8Text(t *testing.T, s store.Store) {
 	must(t, s.PutFlow(ctx, flow))
 	y := &store.Session{TokenHash: []byte("hash-2"), ID: "sid-2", UserID: "u1", AuthTime: t0, AMR: []string{"pwd", "otp"},
 		CreatedAt: t0, LastSeen: at(time.Minute), ExpiresAt: at(time.Hour), UserAgent: "caf\xe9/1.0 (\xe9\xe8)", IP: "192.0.2.2"}
-	must(t, s.StartSession(ctx, flow.Key, y))
+	must(t, s.StartSession(ctx, flow.Key, y, "hash-u1"))
 	wantY := *y
 	wantY.UserAgent = "caf\uFFFD/1.0 (\uFFFD)"
 	list, err := s.ListUserSessions(ctx, "u1", t0)
@@ -1495,11 +1505,11 @@ func testInvalidUTF8Text(t *testing.T, s store.Store) {
 // one starts a session.
 func testRaceStartSession(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	newUser(t, s, "u1")
+	pw := newUser(t, s, "u1").PasswordHash
 	must(t, s.PutFlow(ctx, &store.Flow{Key: []byte("flow"), Data: []byte("{}"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
 	wins := race(t, store.ErrNotFound, func(ctx context.Context, i int) error {
 		return s.StartSession(ctx, []byte("flow"), &store.Session{TokenHash: []byte(fmt.Sprintf("hash-%d", i)),
-			ID: fmt.Sprintf("sid-%d", i), UserID: "u1", AuthTime: t0, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)})
+			ID: fmt.Sprintf("sid-%d", i), UserID: "u1", AuthTime: t0, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}, pw)
 	})
 	same(t, "StartSession winners", wins, 1)
 	list, err := s.ListUserSessions(ctx, "u1", t0)
