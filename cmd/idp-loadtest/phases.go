@@ -310,9 +310,10 @@ func startRun(ctx context.Context, cfg config.Config, bin, dir, name, dbURL stri
 // A provider just started has not yet touched the memory its heap grows
 // into: until the heap first reaches its collection goal, its allocations
 // land on fresh pages, and each page costs a page fault. On the VMs of the
-// README's run that was about 13,000 faults in the first 1200 login starts,
-// 0.2 ms of kernel time a login, paid by whichever phase came first; a
-// server that has been running paid it once, long ago. warmMemory opens
+// run recorded in the README (docs/performance.md) that was about 13,000
+// faults in the first 1200 login starts, 0.2 ms of kernel time a login, paid
+// by whichever phase came first; a server that has been running paid it
+// once, long ago. warmMemory opens
 // login pages (authorization request and login page, no login) in batches
 // of memoryBatch until a batch no longer grows the provider's resident
 // memory by more than memoryGrowth, at most memoryBatches batches.

@@ -148,7 +148,7 @@ func (r *report) printTargets(w io.Writer) {
 			fmt.Fprintf(w, "    %-58s %-26s %-16s %7.3f  %s\n", v.name, v.measured, v.target, v.ratio, holds(v.holds))
 		}
 	}
-	fmt.Fprintf(w, "  nothing per request that could be done once: reviewed, not measured (README, Performance)\n")
+	fmt.Fprintf(w, "  nothing per request that could be done once: reviewed, not measured (docs/performance.md)\n")
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "  SKIPPED %s\n", s)
 	}

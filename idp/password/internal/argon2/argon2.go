@@ -8,7 +8,7 @@
 // one buffer per concurrent hash and reuse it.
 // golang.org/x/crypto allocates the memory at every call (19 MiB at OWASP's
 // cost), which the Go runtime then zeroes or faults in page by page: a
-// sixth of the hash's CPU on the virtual machine of the README's figures,
+// sixth of the hash's CPU on the virtual machine of docs/performance.md,
 // plus the collections that so much garbage causes. The output is the same: the first pass writes
 // every block before it is read (x/crypto XORed it into zeroed memory), so
 // the buffer's old contents never enter the result. And with one lane
