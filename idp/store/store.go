@@ -325,8 +325,9 @@ type Store interface {
 	// only while the user's password hash is still passwordHash (the one
 	// the login verified). ErrNotFound, and no session, when the flow was
 	// already gone (so of two requests finishing one flow exactly one gets
-	// a session), the user is, or the password was changed or reset since
-	// it was read; the flow is then left as it was. A password change that
+	// a session), the user is, or the password hash is no longer
+	// passwordHash (changed, reset, or upgraded by another login since it
+	// was read); the flow is then left as it was. A password change that
 	// commits while the call runs is ordered with it: either the change's
 	// ending of the user's sessions sees the new session, or the session
 	// is not created.

@@ -215,7 +215,8 @@ func (s *Server) checkPassword(ctx context.Context, user *store.User, pw string)
 		// verified here is replaced, never a password changed meanwhile.
 		if h, err := s.Hasher.Hash(ctx, pw); err == nil && s.Store.UpgradePasswordHash(ctx, user.ID, user.PasswordHash, h) == nil {
 			// The account as it is now (or, if its password changed meanwhile,
-			// as it was not: the flow's passwordMark then ends the login).
+			// as it was not: the store then starts no session for this hash,
+			// nor does the second step go on with the flow's passwordMark).
 			upgraded := *user
 			upgraded.PasswordHash = h
 			return &upgraded, nil

@@ -163,7 +163,7 @@ func TestSecondStepAfterHashUpgrade(t *testing.T) {
 }
 
 // TestPasswordLoginRacingChange: the password is changed (and the user's
-// sessions ended, in one transaction, as My Page and a reset do) after a
+// sessions ended, as My Page and a reset do) after a
 // password login verified the old one and before it stored its session.
 // That session must not survive.
 func TestPasswordLoginRacingChange(t *testing.T) {
@@ -305,10 +305,10 @@ func TestAuthorizeRacingEndSessions(t *testing.T) {
 	}
 }
 
-// TestRacedLoginGivesNoDeviceCookie: a password login that is refused once
-// its session is stored (2FA turned on, or the password changed, since it
-// read the account) did not complete, so it gives the browser no device
-// cookie: with one, whoever knew the old password, or the password alone,
+// TestRacedLoginGivesNoDeviceCookie: a password login that is refused at its
+// end (2FA turned on since it read the account: once its session is stored;
+// the password changed: when the store refuses the session) did not
+// complete, so it gives the browser no device cookie: with one, whoever knew the old password, or the password alone,
 // would have the account's failure limits of a trusted browser.
 func TestRacedLoginGivesNoDeviceCookie(t *testing.T) {
 	for _, tc := range []struct {

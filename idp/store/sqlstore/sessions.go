@@ -52,10 +52,13 @@ func (s *Store) CreateSession(ctx context.Context, x *store.Session) error {
 // statement: the user's row read FOR SHARE, the flow deleted only if that
 // row matched, the session's row inserted only if the deletion returned
 // one. FOR SHARE, not the FOR KEY SHARE of a foreign key's check: a key
-// share lock is granted beside an update that changed no key, and on the
-// row as it was, so the statement would go on with the old hash; a share
-// lock waits for a password change in flight, and the row's new version is
-// then checked again (READ COMMITTED). Elsewhere (SQLite, in process,
+// share lock is granted beside an update that changed no key, and once a
+// FOR UPDATE holder commits, on the row without checking it again, so the
+// statement would go on with the old hash (and a session would outlive a
+// change that had already ended the user's sessions); a share lock waits
+// for a password change in flight, and the row's new version is then
+// checked again (READ COMMITTED). Before the change reaches the row, the
+// change waits for the login instead, and then ends its session. Elsewhere (SQLite, in process,
 // writes one at a time) one transaction of the conditional deletion and
 // CreateSession's statement.
 func (s *Store) StartSession(ctx context.Context, flowKey []byte, x *store.Session, passwordHash string) error {
