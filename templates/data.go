@@ -86,6 +86,16 @@ type ConsentPage struct {
 	Scopes     []string // "openid", "profile", "email", "address", "phone", "offline_access"
 }
 
+// SelectAccountPage answers prompt=select_account while the browser is
+// signed in: go on with the account of its session, or log in with another.
+type SelectAccountPage struct {
+	Page
+	Action     string
+	Flow       string
+	ClientName string
+	Email      string // the session's account
+}
+
 // ErrorPage is shown for errors that cannot be sent back to a relying party
 // (an unregistered redirect URI, an expired flow, ...), for 404, 429, 500 and 503.
 type ErrorPage struct {

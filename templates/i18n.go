@@ -291,6 +291,14 @@ var Messages = map[string]Translation{
 	"allow":           {"許可する", "Allow"},
 	"deny":            {"拒否する", "Deny"},
 
+	// --- Account selection (prompt=select_account). ---
+	"select_account_title":  {"アカウントの選択", "Choose an account"},
+	"select_account_for":    {"%s で使用するアカウントを選択してください。", "Choose the account to use with %s."},
+	"select_account_text":   {"使用するアカウントを選択してください。", "Choose the account to use."},
+	"signed_in_as":          {"ログイン中のアカウント", "Logged in as"},
+	"continue_with_account": {"このアカウントで続ける", "Continue with this account"},
+	"use_another_account":   {"別のアカウントでログイン", "Log in with another account"},
+
 	// --- Error and message pages. ---
 	"error_title":  {"エラー", "Error"},
 	"error_status": {"エラーコード: %d", "Error code: %d"},

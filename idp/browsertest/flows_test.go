@@ -357,6 +357,33 @@ func TestLogoutConfirmation(t *testing.T) {
 	})
 }
 
+// TestSelectAccount: a relying party asks the signed-in customer to choose
+// the account (prompt=select_account); the page names the account, and
+// "another account" leads to the login page.
+func TestSelectAccount(t *testing.T) {
+	eachViewport(t, func(t *testing.T, s *session) {
+		s.loginAtViewer("#amr", false)
+		const redirect = "http://localhost:1/callback"
+		if _, _, err := s.st.app.CreateClient(context.Background(), app.NewClient{
+			ID: "picker", Name: "Picker", RedirectURIs: []string{redirect}, FirstParty: true,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		q := url.Values{"client_id": {"picker"}, "response_type": {"code"}, "scope": {"openid"}, "prompt": {"select_account"},
+			"redirect_uri": {redirect}, "state": {"state-1234"}, "nonce": {"nonce-1234"},
+			"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
+		s.open(s.st.IDP+"/oauth2/auth?"+q.Encode(), "#current-account")
+		if got := s.text("#current-account"); got != s.st.Email {
+			t.Errorf("the account choice names %q, want %s", got, s.st.Email)
+		}
+		s.page("select-account", "ja")
+		s.click(`button[name="account"][value="other"]`, "#email")
+		if !strings.HasPrefix(s.url(), s.st.IDP+"/login?flow=") {
+			t.Errorf("another account went to %s, want the login page", s.url())
+		}
+	})
+}
+
 // TestFamilyBrand: a relying party of another family (IDP_BRANDS_FILE)
 // gets the login and consent pages in its own look: its product name in
 // the header and its colour.

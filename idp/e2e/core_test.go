@@ -375,6 +375,92 @@ func TestPromptAndMaxAge(t *testing.T) {
 	})
 }
 
+// TestPromptSelectAccount: prompt=select_account (OIDC Core 3.1.2.1). A
+// browser without a session gets the login page, where it chooses by
+// logging in; one with a session is asked whether to go on with its
+// account (no new login) or to log in with another, which then replaces
+// the session. A choice made for an account the browser is no longer
+// signed in as is asked again.
+func TestPromptSelectAccount(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		first := p.createUser(email, password)
+		second := p.createUser("other@example.com", password)
+		r := p.newRP("viewer", true)
+		b := p.newBrowser()
+		selectAccount := oauth2.SetAuthURLParam("prompt", "select_account")
+
+		var disc struct {
+			Prompts []string `json:"prompt_values_supported"`
+		}
+		if err := r.provider.Claims(&disc); err != nil || !slices.Contains(disc.Prompts, "select_account") {
+			t.Fatalf("discovery's prompt values %v (%v), want select_account among them", disc.Prompts, err)
+		}
+
+		// No session: the login page.
+		a := r.authorize(selectAccount)
+		first1 := r.mustExchange(a, login(t, b, r, a))
+		if first1.Claims["sub"] != first.ID {
+			t.Fatalf("sub %v, want %s", first1.Claims["sub"], first.ID)
+		}
+
+		// A session: the choice, naming the account; going on with it is
+		// no new login. The page, answered, cannot be answered again.
+		p.clock.Advance(5 * time.Second)
+		a = r.authorize(selectAccount)
+		pg := b.get(a.URL)
+		if pg.formWith("account") == nil || !strings.Contains(pg.Body, email) || pg.formWith("password") != nil {
+			t.Fatalf("want the account choice naming %s, got %d %v:\n%s", email, pg.Status, pg.Redirect, pg.Body)
+		}
+		answered := pg
+		first2 := r.mustExchange(a, b.submit(pg, "account", map[string]string{"account": "current"}).code(t, a))
+		if first2.Claims["sub"] != first.ID || first2.Claims["auth_time"] != first1.Claims["auth_time"] {
+			t.Errorf("going on with the account: sub %v auth_time %v, want %s and the first login's %v",
+				first2.Claims["sub"], first2.Claims["auth_time"], first.ID, first1.Claims["auth_time"])
+		}
+		if pg = b.submit(answered, "account", map[string]string{"account": "current"}); pg.Status != http.StatusBadRequest || pg.Redirect != nil {
+			t.Errorf("the choice answered again: %d %v, want the expired-flow page", pg.Status, pg.Redirect)
+		}
+
+		// A choice left open for the first account (stale), then another
+		// account: the login page, the new account's code, and its session
+		// in place of the first one's.
+		staleReq := r.authorize(selectAccount)
+		stale := b.get(staleReq.URL)
+		a = r.authorize(selectAccount)
+		pg = b.submit(b.get(a.URL), "account", map[string]string{"account": "other"})
+		if pg.formWith("password") == nil {
+			t.Fatalf("another account: want the login page, got %d %v", pg.Status, pg.Redirect)
+		}
+		pg = b.submit(pg, "password", map[string]string{"email": "other@example.com", "password": password})
+		if tk := r.mustExchange(a, pg.code(t, a)); tk.Claims["sub"] != second.ID {
+			t.Errorf("after logging in with another account: sub %v, want %s", tk.Claims["sub"], second.ID)
+		}
+		a = r.authorize()
+		if tk := r.mustExchange(a, b.get(a.URL).code(t, a)); tk.Claims["sub"] != second.ID {
+			t.Errorf("SSO after the switch: sub %v, want %s", tk.Claims["sub"], second.ID)
+		}
+
+		// The stale choice answered "this account" now that the browser is
+		// the second account's: asked again, naming the second account.
+		pg = b.submit(stale, "account", map[string]string{"account": "current"})
+		if pg.formWith("account") == nil || !strings.Contains(pg.Body, "other@example.com") {
+			t.Fatalf("a choice for an account no longer signed in: want the choice again for other@example.com; got %d %v:\n%s",
+				pg.Status, pg.Redirect, pg.Body)
+		}
+		tk := r.mustExchange(staleReq, b.submit(pg, "account", map[string]string{"account": "current"}).code(t, staleReq))
+		if tk.Claims["sub"] != second.ID {
+			t.Errorf("the stale request, answered again: sub %v, want %s", tk.Claims["sub"], second.ID)
+		}
+
+		// Only the listed answers.
+		pg = b.submit(b.get(r.authorize(selectAccount).URL), "account", map[string]string{"account": "both"})
+		if pg.Status != http.StatusBadRequest || pg.Redirect != nil {
+			t.Errorf("an unknown answer: %d %v, want 400", pg.Status, pg.Redirect)
+		}
+	})
+}
+
 func TestLogoutEndsSession(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db)

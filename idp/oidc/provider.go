@@ -155,7 +155,7 @@ func (p *Provider) discovery() map[string]any {
 		"require_request_uri_registration": false,
 		"ui_locales_supported":             []string{"ja", "en"},
 		"claims_locales_supported":         []string{"ja", "en"},
-		"prompt_values_supported":          []string{"none", "login", "consent"},
+		"prompt_values_supported":          []string{"none", "login", "consent", "select_account"},
 		"display_values_supported":         []string{"page", "touch"},
 	}
 }

@@ -89,6 +89,11 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.Author
 		s.loginRequired(w, r, ar, requestedAt, none)
 		return
 	}
+	if fresh == nil && slices.Contains(prompt, "select_account") {
+		// A login for this request chose its account; otherwise ask.
+		s.askAccount(w, r, ar, user, requestedAt)
+		return
+	}
 
 	c, err := s.Provider.Storage.Client(ctx, ar.GetClient().GetID())
 	if err != nil {
@@ -187,25 +192,111 @@ func covers(granted, requested []string) bool {
 	return true
 }
 
-// startLogin keeps the request server-side and sends the browser to the
-// login page.
-func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, requestedAt time.Time) {
+// requestFlow is a new flow of kind that keeps the relying party's request
+// ar server-side, with the pages' language (the request's ui_locales
+// first) and the client's name for them; c is the client when the caller
+// has it (nil: looked up).
+func (s *Server) requestFlow(r *http.Request, ar fosite.AuthorizeRequester, kind string, requestedAt time.Time, c *store.Client) *flow {
 	form := ar.GetRequestForm()
-	f := &flow{
-		Kind: "login", Authorize: form.Encode(), RequestedAt: requestedAt,
-		Lang: s.lang(r, nil), Email: form.Get("login_hint"),
-	}
+	f := &flow{Kind: kind, Authorize: form.Encode(), RequestedAt: requestedAt, Lang: s.lang(r, nil)}
 	if v := form.Get("ui_locales"); v != "" {
 		f.Lang = templates.NormalizeLang(v)
 	}
-	if c, err := s.Provider.Storage.Client(r.Context(), ar.GetClient().GetID()); err == nil {
+	if c == nil {
+		c, _ = s.Provider.Storage.Client(r.Context(), ar.GetClient().GetID())
+	}
+	if c != nil {
 		f.ClientName, f.ClientID = c.Name, c.ID
 	}
+	return f
+}
+
+// startFlow stores f and sends the browser to its page at path.
+func (s *Server) startFlow(w http.ResponseWriter, r *http.Request, f *flow, path string) {
 	if err := s.newFlow(r.Context(), w, r, f); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
-	http.Redirect(w, r, "/login?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+	http.Redirect(w, r, path+"?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+}
+
+// startLogin keeps the request server-side and sends the browser to the
+// login page.
+func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, requestedAt time.Time) {
+	f := s.requestFlow(r, ar, "login", requestedAt, nil)
+	f.Email = ar.GetRequestForm().Get("login_hint")
+	s.startFlow(w, r, f, "/login")
+}
+
+// askAccount answers prompt=select_account while the browser is signed in
+// as u: a page to go on with u, or to log in with another account (one
+// session a browser, so choosing another is a login; without a session the
+// login page is the choice, as at Hydra, Google and Zitadel).
+func (s *Server) askAccount(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, u *store.User, requestedAt time.Time) {
+	f := s.requestFlow(r, ar, "account", requestedAt, nil)
+	f.UserID, f.Email = u.ID, u.Email
+	s.startFlow(w, r, f, "/login/account")
+}
+
+func (s *Server) accountChoicePage(w http.ResponseWriter, r *http.Request) {
+	f, ok := s.flowOrError(w, r, r.URL.Query().Get("flow"), "account")
+	if !ok {
+		return
+	}
+	s.render(w, r, http.StatusOK, templates.SelectAccount(templates.SelectAccountPage{
+		Page: s.page(w, r, f), Action: "/login/account", Flow: f.id, ClientName: f.ClientName, Email: f.Email,
+	}))
+}
+
+func (s *Server) accountChoiceSubmit(w http.ResponseWriter, r *http.Request) {
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return
+	}
+	f, ok := s.flowOrError(w, r, r.PostFormValue("flow"), "account")
+	if !ok {
+		return
+	}
+	choice := r.PostFormValue("account")
+	if choice != "current" && choice != "other" {
+		s.renderError(w, r, http.StatusBadRequest, "invalid_request")
+		return
+	}
+	sess, err := s.currentSession(r)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if err := s.finishFlow(r.Context(), f); err != nil {
+		s.flowFailed(w, r, err)
+		return
+	}
+	if sess == nil || sess.UserID != f.UserID {
+		// The browser's session ended, or became another account's, since
+		// the page was shown: the request is taken again as it came.
+		s.resume(w, r, f, nil)
+		return
+	}
+	q, _ := url.ParseQuery(f.Authorize)
+	f.Authorize = withoutPrompt(q, "select_account")
+	if choice == "current" {
+		s.resume(w, r, f, nil)
+		return
+	}
+	r2 := requestFor(r, f.Authorize)
+	if ar, ok := s.parseAuthorize(w, r2); ok {
+		s.startLogin(w, r2, ar, f.RequestedAt)
+	}
+}
+
+// withoutPrompt is the request q, encoded, without the prompt value v once
+// the user has answered it (so it is not asked again for this request).
+func withoutPrompt(q url.Values, v string) string {
+	q.Set("prompt", strings.Join(slices.DeleteFunc(strings.Fields(q.Get("prompt")), func(p string) bool { return p == v }), " "))
+	if q.Get("prompt") == "" {
+		q.Del("prompt")
+	}
+	return q.Encode()
 }
 
 // resume continues the relying party's request kept in f, after a login or
@@ -222,19 +313,11 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request, f *flow, fresh *
 // askConsent shows the consent page; afterLogin records that the user has
 // just logged in for this request (so prompt=login is not asked again).
 func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, c *store.Client, requestedAt time.Time, afterLogin bool) {
-	form := ar.GetRequestForm()
-	f := &flow{Kind: "consent", Authorize: form.Encode(), RequestedAt: requestedAt, ClientName: c.Name, ClientID: c.ID, Lang: s.lang(r, nil)}
+	f := s.requestFlow(r, ar, "consent", requestedAt, c)
 	if afterLogin {
 		f.Stage = "after_login"
 	}
-	if v := form.Get("ui_locales"); v != "" {
-		f.Lang = templates.NormalizeLang(v)
-	}
-	if err := s.newFlow(r.Context(), w, r, f); err != nil {
-		s.storeFailed(w, r, err)
-		return
-	}
-	http.Redirect(w, r, "/consent?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+	s.startFlow(w, r, f, "/consent")
 }
 
 func (s *Server) consentPage(w http.ResponseWriter, r *http.Request) {
@@ -294,12 +377,7 @@ func (s *Server) consentSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	// prompt=consent has been answered; do not ask again for this request.
-	q.Set("prompt", strings.Join(slices.DeleteFunc(strings.Fields(q.Get("prompt")), func(p string) bool { return p == "consent" }), " "))
-	if q.Get("prompt") == "" {
-		q.Del("prompt")
-	}
-	f.Authorize = q.Encode()
+	f.Authorize = withoutPrompt(q, "consent")
 	var fresh *store.Session
 	if f.Stage == "after_login" {
 		fresh = sess

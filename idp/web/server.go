@@ -124,6 +124,8 @@ func (s *Server) routes() http.Handler {
 	handle(pages, "POST /login/backup", s.backupSubmit)
 	handle(pages, "GET /login/notice", s.lowCodesNotice)
 	handle(pages, "GET /login/continue", s.continueLogin)
+	handle(pages, "GET /login/account", s.accountChoicePage)
+	handle(pages, "POST /login/account", s.accountChoiceSubmit)
 	handle(pages, "GET /forgot-password", s.forgotPassword)
 	handle(pages, "POST /forgot-password", s.forgotPasswordSubmit)
 	handle(pages, "GET /reset-password", s.resetPasswordPage)

@@ -93,7 +93,7 @@ type flow struct {
 	// authorization that follows in the same request (never stored).
 	user *store.User
 
-	Kind        string    `json:"kind"` // "login", "consent", "continue", "setup", "disable", "codes", "logout"
+	Kind        string    `json:"kind"` // "login", "consent", "account", "continue", "setup", "disable", "codes", "logout"
 	Browser     []byte    `json:"browser"`
 	Lang        string    `json:"lang,omitempty"`
 	Authorize   string    `json:"authorize,omitempty"` // the relying party's request, form-encoded
