@@ -249,11 +249,7 @@ func (s *Server) accountChoicePage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) accountChoiceSubmit(w http.ResponseWriter, r *http.Request) {
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
-		return
-	}
-	f, ok := s.flowOrError(w, r, r.PostFormValue("flow"), "account")
+	f, ok := s.postedFlow(w, r, "account")
 	if !ok {
 		return
 	}
@@ -333,11 +329,7 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) consentSubmit(w http.ResponseWriter, r *http.Request) {
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
-		return
-	}
-	f, ok := s.flowOrError(w, r, r.PostFormValue("flow"), "consent")
+	f, ok := s.postedFlow(w, r, "consent")
 	if !ok {
 		return
 	}
@@ -395,6 +387,16 @@ func requestFor(r *http.Request, encoded string) *http.Request {
 	r2.Header = r.Header.Clone()
 	r2.Header.Del("Content-Type")
 	return r2
+}
+
+// postedFlow checks a form's CSRF token and loads its flow of the given
+// kind, or answers (403, or the "expired" page).
+func (s *Server) postedFlow(w http.ResponseWriter, r *http.Request, kind string) (*flow, bool) {
+	if !s.checkCSRF(r) {
+		s.renderError(w, r, http.StatusForbidden, "csrf")
+		return nil, false
+	}
+	return s.flowOrError(w, r, r.PostFormValue("flow"), kind)
 }
 
 // flowOrError loads a flow of the given kind or shows the "expired" page.

@@ -84,11 +84,7 @@ func safeReturnTo(v string) string {
 
 func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
-		return
-	}
-	f, ok := s.flowOrError(w, r, r.PostFormValue("flow"), "login")
+	f, ok := s.postedFlow(w, r, "login")
 	if !ok {
 		return
 	}
