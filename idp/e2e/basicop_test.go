@@ -269,7 +269,8 @@ func TestRefreshNarrowerScope(t *testing.T) {
 		p := startProvider(t, db)
 		p.createUser(email, password)
 		r := p.newRP("viewer", true, "openid", "email", "profile", "offline_access")
-		a := r.authorize()
+		// name is also asked for by name: it still goes with its scope.
+		a := r.authorize(oauth2.SetAuthURLParam("claims", `{"id_token":{"name":null},"userinfo":{"name":null}}`))
 		tk := r.mustExchange(a, login(t, p.newBrowser(), r, a))
 		id, secret := r.cfg.ClientID, r.cfg.ClientSecret
 		var disc map[string]any

@@ -70,18 +70,23 @@ func narrowRefreshScope(ctx context.Context, r *http.Request, ar fosite.AccessRe
 	grant := &keptGrant{scopes: granted, session: sess.Clone()}
 	req.GrantedScope = kept
 	// The ID token's claims were fixed at the authorization (Authorize):
-	// those that a scope left out released go. (A claim also asked for by
-	// name with the "claims" parameter goes with its scope, as the stored
-	// session does not tell them apart; userinfo keeps such a claim, which
-	// the session lists for it.)
+	// those of a scope left out go, and so do the claims asked for by name
+	// with the "claims" parameter that userinfo would release (the new
+	// access token's session): a claim asked for by name goes with its
+	// scope, in both, as the ID token's stored claims do not tell them
+	// apart.
+	leftOut := func(claim string) bool {
+		sc, ok := claimScope[claim]
+		return ok && slices.Contains(granted, sc) && !slices.Contains(kept, sc)
+	}
 	extra := make(map[string]any, len(sess.Claims.Extra))
 	for claim, v := range sess.Claims.Extra {
-		if sc, ok := claimScope[claim]; ok && slices.Contains(granted, sc) && !slices.Contains(kept, sc) {
-			continue
+		if !leftOut(claim) {
+			extra[claim] = v
 		}
-		extra[claim] = v
 	}
 	sess.Claims.Extra = extra
+	sess.UserinfoClaims = slices.DeleteFunc(slices.Clone(sess.UserinfoClaims), leftOut)
 	return context.WithValue(ctx, keptGrantKey{}, grant), nil
 }
 
