@@ -937,6 +937,47 @@ func TestDeviceCookie(t *testing.T) {
 	})
 }
 
+// TestDeviceCookieAfterNewPassword: a new password leaves the device
+// cookies given before it untrusted (a lost or stolen browser keeps no
+// budget of its own), except the one of the browser that changed it on My
+// Page, which gets a new cookie.
+func TestDeviceCookieAfterNewPassword(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db, func(c *config.Config) { c.LoginIPMaxFailures = 1000 })
+		p.createUser(email, password)
+		lost, kept := p.newBrowser(), p.newBrowser()
+		for _, b := range []*browser{lost, kept} {
+			if pg := loginAttempt(b, p, email, password); pg.URL.Path != "/account" || deviceCookie(b, p) == "" {
+				t.Fatalf("login: %d %s, device cookie %q", pg.Status, pg.URL, deviceCookie(b, p))
+			}
+		}
+		before := deviceCookie(kept, p)
+		const newPassword = "a brand new passphrase 7"
+		pg := kept.submit(kept.get(p.URL+"/account/password"), "new_password",
+			map[string]string{"password": password, "new_password": newPassword, "new_password_confirm": newPassword})
+		if pg.URL.Path != "/account" || deviceCookie(kept, p) == before || deviceCookie(kept, p) == "" {
+			t.Fatalf("password change: %d %s %q; device cookie %q, was %q", pg.Status, pg.URL, pg.alert(), deviceCookie(kept, p), before)
+		}
+
+		// Someone who knows the address locks the account.
+		for i := range 10 {
+			if pg := loginAttempt(p.newBrowser(), p, email, "guess"); (pg.Status == http.StatusTooManyRequests) != (i == 9) {
+				t.Fatalf("failure %d: %d", i+1, pg.Status)
+			}
+		}
+		// The lost browser's cookie no longer sets it apart, even with the
+		// new password ...
+		if pg := loginAttempt(lost, p, email, newPassword); pg.Status != http.StatusTooManyRequests {
+			t.Fatalf("the new password from a browser whose cookie came before it, the account locked: %d %s, want 429", pg.Status, pg.URL)
+		}
+		// ... the browser that changed it still re-enters it on My Page.
+		pg = kept.submit(kept.get(p.URL+"/account/2fa/setup"), "password", map[string]string{"password": newPassword})
+		if pg.Status != http.StatusOK || pg.alert() != "" || pg.formWith("code") == nil {
+			t.Fatalf("the new password re-entered from the browser that set it, the account locked: %d %q", pg.Status, pg.alert())
+		}
+	})
+}
+
 // TestDeviceCookieAndAddressLimit: failures sprayed across accounts from
 // one address lock the address, not a browser with a device cookie for the
 // account it logs in to; for any other account that browser is locked out

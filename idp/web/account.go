@@ -190,7 +190,7 @@ func (s *Server) settingsFlow(w http.ResponseWriter, r *http.Request, kind strin
 // when the password is right).
 func (s *Server) reauthenticate(r *http.Request, u *store.User) (status int, msg string, err error) {
 	ctx := r.Context()
-	keys, _ := s.passwordKeys(r, u.Email)
+	keys := s.passwordKeys(r, u)
 	unlock, err := s.attempts.lock(ctx, keys[0]) // as at login: one attempt on the account (or device) at a time
 	if err != nil {
 		return 0, "", err
@@ -310,7 +310,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	// Wrong confirmation codes count as wrong codes at login do (the
 	// contract's 429), on the same key.
-	key := s.secondStepKey(r, u.ID, s.accountThrottleKey(u.Email))
+	key := s.secondStepKey(r, u.ID, s.accountThrottleKey(u.Email), s.passwordMark(u))
 	unlock, ok := s.lockAttempts(w, r, key)
 	if !ok {
 		return

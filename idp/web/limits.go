@@ -81,9 +81,19 @@ func mfaThrottleKey(userID string) string { return "mfa:" + userID }
 // Cookies").
 //
 // The cookie holds a random nonce and a MAC of it with the account's
-// throttle key (derived from the e-mail address under the master key), so
-// it names no account, and one made for another account, or forged, does
-// not verify and is ignored.
+// throttle key (derived from the e-mail address under the master key) and
+// the account's password mark (passwordMark, a keyed hash of its password
+// hash), so it names no account, and one made for another account, or
+// forged, does not verify and is ignored. A new password (changed on My
+// Page, reset after a device was lost or stolen, or its hash upgraded to a
+// higher cost) leaves every cookie given before it unverified: no browser
+// keeps a budget of its own past it. The browser that changed the password
+// on My Page is given a new one.
+//
+// At the login's password step the account is not known until it is read,
+// so a well-formed cookie is tried under its own key first and checked
+// against the account as read; one that does not verify is read again as
+// any browser would be (passwordAttempt).
 
 const (
 	deviceCookie    = "idp_device"
@@ -91,33 +101,104 @@ const (
 	deviceKeyPrefix = "pwd:dev:"
 )
 
-// trustedDevice is the nonce of the browser's device cookie when it was
-// given for the account whose throttle key is acct, else "".
-func (s *Server) trustedDevice(r *http.Request, acct string) string {
+// deviceCookieParts are the nonce and tag of the browser's device cookie
+// when it is well-formed (verified or not), else "".
+func (s *Server) deviceCookieParts(r *http.Request) (nonce, tag string) {
 	nonce, tag, ok := strings.Cut(s.cookie(r, deviceCookie), ".")
-	if !ok || len(nonce) != 22 || acct == "" || !crypt.Equal([]byte(tag), []byte(s.deviceTag(acct, nonce))) {
+	if !ok || len(nonce) != 22 {
+		return "", ""
+	}
+	return nonce, tag
+}
+
+// trustedDevice is the nonce of the browser's device cookie when it was
+// given for the account whose throttle key is acct and whose password mark
+// is mark (the password it has now), else "".
+func (s *Server) trustedDevice(r *http.Request, acct string, mark []byte) string {
+	nonce, tag := s.deviceCookieParts(r)
+	if nonce == "" || acct == "" || len(mark) == 0 || !crypt.Equal([]byte(tag), []byte(s.deviceTag(acct, nonce, mark))) {
 		return ""
 	}
 	return nonce
 }
 
 // passwordKeys are the throttle keys of a password attempt on the account
-// of email: the device cookie's key when this browser holds one for the
-// account, else passwordThrottleKeys. acct is the account's key, for the
-// device cookie a completed login gives.
-func (s *Server) passwordKeys(r *http.Request, email string) (keys []string, acct string) {
-	keys = s.passwordThrottleKeys(r, email)
-	if n := s.trustedDevice(r, keys[0]); n != "" {
-		return []string{deviceKeyPrefix + n}, keys[0]
+// u (known: re-authentication on My Page): the device cookie's key when
+// this browser holds one for the account, else passwordThrottleKeys.
+func (s *Server) passwordKeys(r *http.Request, u *store.User) []string {
+	keys := s.passwordThrottleKeys(r, u.Email)
+	if n := s.trustedDevice(r, keys[0], s.passwordMark(u)); n != "" {
+		return []string{deviceKeyPrefix + n}
 	}
-	return keys, keys[0]
+	return keys
+}
+
+// passwordAttempt is a login's password attempt on the account of an
+// e-mail address, its lock held (unlock frees it; calling it again does
+// nothing).
+type passwordAttempt struct {
+	keys   []string         // checked and counted; keys[0] is the one locked
+	acct   string           // the account's throttle key, for the device cookie a completed login gives
+	user   *store.User      // the account (nil: there is none)
+	ts     []store.Throttle // of keys
+	unlock func()
+}
+
+// startPasswordAttempt takes the lock of a login's password attempt on the
+// account of email and reads the account and the throttles the attempt is
+// checked against: the device cookie's own when this browser holds one
+// for the account as read, else the account's and the client address's.
+// A well-formed cookie is tried first, under its key; when it does not
+// verify against the account read (forged, another account's, one from
+// before the password changed, or no such account), that lock is freed and
+// the attempt is read again under the account's, as one without a cookie.
+// It answers the request and returns false when it cannot go on.
+func (s *Server) startPasswordAttempt(w http.ResponseWriter, r *http.Request, email string) (*passwordAttempt, bool) {
+	keys := s.passwordThrottleKeys(r, email)
+	a := &passwordAttempt{acct: keys[0]}
+	if nonce, _ := s.deviceCookieParts(r); nonce != "" {
+		if !s.readPasswordAttempt(w, r, a, email, []string{deviceKeyPrefix + nonce}) {
+			return nil, false
+		}
+		if a.user != nil && s.trustedDevice(r, a.acct, s.passwordMark(a.user)) == nonce {
+			return a, true
+		}
+		a.unlock()
+	}
+	if !s.readPasswordAttempt(w, r, a, email, keys) {
+		return nil, false
+	}
+	return a, true
+}
+
+// readPasswordAttempt locks keys[0] and reads the account of email and the
+// throttles of keys (one round trip) into a, which then holds the lock.
+func (s *Server) readPasswordAttempt(w http.ResponseWriter, r *http.Request, a *passwordAttempt, email string, keys []string) bool {
+	unlock, ok := s.lockAttempts(w, r, keys[0])
+	if !ok {
+		return false
+	}
+	held := false
+	defer func() {
+		if !held { // an error, or a panic on its way to the recoverer
+			unlock()
+		}
+	}()
+	found, ts, err := s.Store.GetPasswordStep(r.Context(), email, keys...)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return false
+	}
+	a.keys, a.user, a.ts, a.unlock, held = keys, found, ts, unlock, true
+	return true
 }
 
 // secondStepKey is the throttle key of codes entered for the account
-// userID, whose password throttle key is acct: the device cookie's when
-// this browser holds one for the account, else mfaThrottleKey.
-func (s *Server) secondStepKey(r *http.Request, userID, acct string) string {
-	if n := s.trustedDevice(r, acct); n != "" {
+// userID, whose password throttle key is acct and password mark is mark:
+// the device cookie's when this browser holds one for the account, else
+// mfaThrottleKey.
+func (s *Server) secondStepKey(r *http.Request, userID, acct string, mark []byte) string {
+	if n := s.trustedDevice(r, acct, mark); n != "" {
 		return "mfa:dev:" + n
 	}
 	return mfaThrottleKey(userID)
@@ -125,21 +206,21 @@ func (s *Server) secondStepKey(r *http.Request, userID, acct string) string {
 
 // deviceTag is the cookie's MAC, as it is written in the cookie (compared
 // as written: base64 decoding ignores the last character's spare bits).
-func (s *Server) deviceTag(acctKey, nonce string) string {
-	return base64.RawURLEncoding.EncodeToString(s.Key.MAC("device", []byte(acctKey+"\x00"+nonce)))
+func (s *Server) deviceTag(acctKey, nonce string, mark []byte) string {
+	return base64.RawURLEncoding.EncodeToString(s.Key.MAC("device", []byte(acctKey+"\x00"+nonce+"\x00"+string(mark))))
 }
 
 // setDeviceCookie gives the browser a new device cookie for the account
-// whose throttle key (keys[0] of passwordThrottleKeys) is acctKey (none
-// for ""). It is given once the login is complete and stands, after its
-// session is stored: a password login refused then (stillPasswordOnly)
-// gets none.
-func (s *Server) setDeviceCookie(w http.ResponseWriter, acctKey string) {
-	if acctKey == "" {
+// whose throttle key (keys[0] of passwordThrottleKeys) is acctKey and
+// password mark is mark (none when either is empty). A login gives it once
+// it is complete and stands, after its session is stored: a password login
+// refused then (stillPasswordOnly) gets none.
+func (s *Server) setDeviceCookie(w http.ResponseWriter, acctKey string, mark []byte) {
+	if acctKey == "" || len(mark) == 0 {
 		return
 	}
 	nonce := crypt.RandomToken(16)
-	s.setCookie(w, deviceCookie, nonce+"."+s.deviceTag(acctKey, nonce), deviceCookieAge)
+	s.setCookie(w, deviceCookie, nonce+"."+s.deviceTag(acctKey, nonce, mark), deviceCookieAge)
 }
 
 // Attempts on one account are taken one at a time. A handler reads the

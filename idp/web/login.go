@@ -95,31 +95,25 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, f, http.StatusOK, truncate(email, 254), remember, "invalid_credentials")
 		return
 	}
-	keys, acct := s.passwordKeys(r, email)
-	unlock, ok := s.lockAttempts(w, r, keys[0]) // held until this attempt is counted
+	a, ok := s.startPasswordAttempt(w, r, email) // locked until this attempt is counted
 	if !ok {
 		return
 	}
-	defer unlock()
-	found, ts, err := s.Store.GetPasswordStep(ctx, email, keys...) // one round trip
-	if err != nil {
-		s.storeFailed(w, r, err)
-		return
-	}
-	locked, counted := throttled(s.Now(), ts...)
+	defer a.unlock()
+	locked, counted := throttled(s.Now(), a.ts...)
 	if locked {
 		s.Metrics.Login(metrics.StepPassword, metrics.ResultLocked)
 		s.renderLogin(w, r, f, http.StatusTooManyRequests, email, remember, "too_many_attempts")
 		return
 	}
-	user, err := s.checkPassword(ctx, found, pw)
+	user, err := s.checkPassword(ctx, a.user, pw)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
 	if user == nil {
 		s.Metrics.Login(metrics.StepPassword, metrics.ResultFailure)
-		status, err := s.recordFailures(ctx, s.loginPolicy(), keys...)
+		status, err := s.recordFailures(ctx, s.loginPolicy(), a.keys...)
 		if err != nil {
 			s.storeFailed(w, r, err)
 			return
@@ -127,13 +121,13 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, f, status, email, remember, failureMessage(status, "invalid_credentials"))
 		return
 	}
-	if err := s.resetThrottle(ctx, keys[0], counted); err != nil {
+	if err := s.resetThrottle(ctx, a.keys[0], counted); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
-	unlock()
+	a.unlock()
 	s.Metrics.Login(metrics.StepPassword, metrics.ResultSuccess)
-	f.UserID, f.AMR, f.Remember, f.Account = user.ID, []string{"pwd"}, remember, acct
+	f.UserID, f.AMR, f.Remember, f.Account = user.ID, []string{"pwd"}, remember, a.acct
 	f.Password = s.passwordMark(user)
 	if !user.MFAEnabled {
 		sess, ok := s.establish(w, r, f, user)
@@ -141,7 +135,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if f.user, ok = s.stillPasswordOnly(w, r, f, sess); ok {
-			s.setDeviceCookie(w, f.Account)
+			s.setDeviceCookie(w, f.Account, f.Password)
 			s.afterLogin(w, r, f, sess)
 		}
 		return
@@ -271,7 +265,7 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	key := s.secondStepKey(r, f.UserID, f.Account)
+	key := s.secondStepKey(r, f.UserID, f.Account, f.Password)
 	unlock, ok := s.lockAttempts(w, r, key) // held until this attempt is counted
 	if !ok {
 		return
@@ -407,7 +401,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	key := s.secondStepKey(r, f.UserID, f.Account)
+	key := s.secondStepKey(r, f.UserID, f.Account, f.Password)
 	unlock, ok := s.lockAttempts(w, r, key) // held until this attempt is counted
 	if !ok {
 		return
@@ -463,7 +457,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.establish(w, r, f, u); !ok {
 		return
 	}
-	s.setDeviceCookie(w, f.Account)
+	s.setDeviceCookie(w, f.Account, f.Password)
 	next := &flow{Kind: "continue", Authorize: f.Authorize, RequestedAt: f.RequestedAt, ReturnTo: f.ReturnTo,
 		Lang: f.Lang, UserID: f.UserID, Remaining: remaining}
 	if err := s.newFlow(ctx, w, r, next); err != nil {
@@ -528,7 +522,7 @@ func (s *Server) completeLogin(w http.ResponseWriter, r *http.Request, f *flow) 
 	if !ok {
 		return
 	}
-	s.setDeviceCookie(w, f.Account)
+	s.setDeviceCookie(w, f.Account, f.Password)
 	s.afterLogin(w, r, f, sess)
 }
 
