@@ -123,9 +123,9 @@ func (m *Store) CreateSession(ctx context.Context, s *store.Session) error {
 	return err
 }
 
-func (m *Store) StartSession(ctx context.Context, flowKey []byte, s *store.Session, passwordHash string) error {
+func (m *Store) StartSession(ctx context.Context, flowKey []byte, s *store.Session, stamp string) error {
 	start := time.Now()
-	err := m.Store.StartSession(ctx, flowKey, s, passwordHash)
+	err := m.Store.StartSession(ctx, flowKey, s, stamp)
 	m.done("StartSession", start, err)
 	return err
 }

@@ -77,6 +77,12 @@ type User struct {
 	// EmailVerifiedAt is when the user showed the address is theirs (by
 	// using a password reset link sent there); zero: never.
 	EmailVerifiedAt time.Time
+	// SecurityStamp is replaced, by the store, whenever the account's
+	// credentials change (UpdatePassword, ConfirmTOTP, DeleteMFA; not
+	// UpgradePasswordHash: the password is the same). A login's session
+	// starts (StartSession), and a device cookie counts, only while the
+	// stamp they saw is the account's.
+	SecurityStamp string
 	// MFAEnabled is derived: true while a confirmed TOTP authenticator exists.
 	MFAEnabled bool
 }
@@ -288,16 +294,17 @@ type Store interface {
 	CreateUser(ctx context.Context, u *User) error // ErrDuplicate for a taken e-mail
 	GetUser(ctx context.Context, id string) (*User, error)
 	GetUserByEmail(ctx context.Context, email string) (*User, error) // case-insensitive
-	// UpdatePassword sets a new password: the hash, and every unused reset
-	// link of the user voided (one mailed for the old password must not set
-	// another one later). ErrNotFound when there is no such user.
+	// UpdatePassword sets a new password: the hash, a new security stamp,
+	// and every unused reset link of the user voided (one mailed for the old
+	// password must not set another one later). ErrNotFound when there is
+	// no such user.
 	UpdatePassword(ctx context.Context, userID, passwordHash string, now time.Time) error
 	// UpgradePasswordHash replaces the user's password hash with newHash
 	// (the same password hashed at a higher cost) only while it is still
 	// oldHash, the hash the caller verified: a password changed or reset
 	// in the meantime is kept. When the hash is no longer oldHash, or there
-	// is no such user, nothing changes and the answer is nil. UpdatedAt is
-	// kept: the password did not change.
+	// is no such user, nothing changes and the answer is nil. UpdatedAt and
+	// the security stamp are kept: the password did not change.
 	UpgradePasswordHash(ctx context.Context, userID, oldHash, newHash string) error
 	// MarkEmailVerified records that the user showed the address is theirs
 	// at now (the first time counts); ErrNotFound when there is no such user.
@@ -322,16 +329,15 @@ type Store interface {
 	CreateSession(ctx context.Context, s *Session) error
 	// StartSession ends a login: it removes the login flow with this key
 	// and creates the session s, both or neither, in one round trip, and
-	// only while the user's password hash is still passwordHash (the one
-	// the login verified). ErrNotFound, and no session, when the flow was
-	// already gone (so of two requests finishing one flow exactly one gets
-	// a session), the user is, or the password hash is no longer
-	// passwordHash (changed, reset, or upgraded by another login since it
-	// was read); the flow is then left as it was. A password change that
-	// commits while the call runs is ordered with it: either the change's
-	// ending of the user's sessions sees the new session, or the session
-	// is not created.
-	StartSession(ctx context.Context, flowKey []byte, s *Session, passwordHash string) error
+	// only while the user's security stamp is still stamp (the one the
+	// login read). ErrNotFound, and no session, when the flow was already
+	// gone (so of two requests finishing one flow exactly one gets a
+	// session), the user is, or the account's credentials changed since
+	// the login read it (a new password, two-step verification turned on
+	// or off); the flow is then left as it was. A change that commits while
+	// the call runs is ordered with it: either the change's ending of the
+	// user's sessions sees the new session, or the session is not created.
+	StartSession(ctx context.Context, flowKey []byte, s *Session, stamp string) error
 	// GetSession returns the session whose cookie hashes to tokenHash, or
 	// ErrNotFound when there is none or it expired (ExpiresAt <= now).
 	GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*Session, error)
@@ -376,7 +382,8 @@ type Store interface {
 	// ConfirmTOTP atomically turns the pending enrollment whose SecretEnc
 	// is secretEnc (the one the caller verified a code against) into the
 	// user's authenticator with LastStep=step and replaces the backup codes
-	// with codes. ErrNotFound when no unexpired pending enrollment exists;
+	// with codes, and gives the user a new security stamp. ErrNotFound when
+	// no unexpired pending enrollment exists;
 	// ErrConsumed when the one there is another (a setup started since
 	// replaced it), which is left pending. Either way nothing changes.
 	ConfirmTOTP(ctx context.Context, userID string, secretEnc []byte, step int64, codes []BackupCode, now time.Time) error
@@ -388,7 +395,8 @@ type Store interface {
 	// the stored one; ErrConsumed otherwise (a replay, or a concurrent win).
 	UseTOTPStep(ctx context.Context, userID string, step int64) error
 	// DeleteMFA removes the authenticator, any pending enrollment and every
-	// backup code of the user. ErrNotFound when there was no authenticator.
+	// backup code of the user, and gives the user a new security stamp when
+	// there was an authenticator. ErrNotFound when there was none.
 	DeleteMFA(ctx context.Context, userID string) error
 
 	// Backup codes.

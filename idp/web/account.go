@@ -310,7 +310,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	// Wrong confirmation codes count as wrong codes at login do (the
 	// contract's 429), on the same key.
-	key := s.secondStepKey(r, u.ID, s.accountThrottleKey(u.Email), s.passwordMark(u))
+	key := s.secondStepKey(r, u.ID, s.accountThrottleKey(u.Email), s.stampMark(u))
 	unlock, ok := s.lockAttempts(w, r, key)
 	if !ok {
 		return
@@ -367,6 +367,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
+	s.renewDeviceCookie(w, r, u.ID)
 	s.render(w, r, http.StatusOK, templates.SetupDone(templates.SetupDonePage{
 		Page: s.accountPage(w, r, u), Codes: formatCodes(codes), TwoFAURL: "/account/2fa",
 	}))
@@ -451,6 +452,7 @@ func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
+	s.renewDeviceCookie(w, r, u.ID)
 	http.Redirect(w, r, "/account/2fa?notice=2fa_disabled", http.StatusSeeOther)
 }
 

@@ -82,13 +82,13 @@ func mfaThrottleKey(userID string) string { return "mfa:" + userID }
 //
 // The cookie holds a random nonce and a MAC of it with the account's
 // throttle key (derived from the e-mail address under the master key) and
-// the account's password mark (passwordMark, a keyed hash of its password
-// hash), so it names no account, and one made for another account, or
-// forged, does not verify and is ignored. A new password (changed on My
-// Page, reset after a device was lost or stolen, or its hash upgraded to a
-// higher cost) leaves every cookie given before it unverified: no browser
-// keeps a budget of its own past it. The browser that changed the password
-// on My Page is given a new one.
+// the account's stamp mark (stampMark, a keyed hash of its security
+// stamp), so it names no account, and one made for another account, or
+// forged, does not verify and is ignored. New credentials (a password
+// changed on My Page or reset after a device was lost or stolen, two-step
+// verification turned on or off) leave every cookie given before them
+// unverified: no browser keeps a budget of its own past them. The browser
+// that changed them on My Page is given a new one.
 //
 // At the login's password step the account is not known until it is read,
 // so a well-formed cookie is tried under its own key first and checked
@@ -112,8 +112,8 @@ func (s *Server) deviceCookieParts(r *http.Request) (nonce, tag string) {
 }
 
 // trustedDevice is the nonce of the browser's device cookie when it was
-// given for the account whose throttle key is acct and whose password mark
-// is mark (the password it has now), else "".
+// given for the account whose throttle key is acct and whose stamp mark is
+// mark (its credentials as they are now), else "".
 func (s *Server) trustedDevice(r *http.Request, acct string, mark []byte) string {
 	nonce, tag := s.deviceCookieParts(r)
 	if nonce == "" || acct == "" || len(mark) == 0 || !crypt.Equal([]byte(tag), []byte(s.deviceTag(acct, nonce, mark))) {
@@ -127,7 +127,7 @@ func (s *Server) trustedDevice(r *http.Request, acct string, mark []byte) string
 // this browser holds one for the account, else passwordThrottleKeys.
 func (s *Server) passwordKeys(r *http.Request, u *store.User) []string {
 	keys := s.passwordThrottleKeys(r, u.Email)
-	if n := s.trustedDevice(r, keys[0], s.passwordMark(u)); n != "" {
+	if n := s.trustedDevice(r, keys[0], s.stampMark(u)); n != "" {
 		return []string{deviceKeyPrefix + n}
 	}
 	return keys
@@ -150,7 +150,7 @@ type passwordAttempt struct {
 // for the account as read, else the account's and the client address's.
 // A well-formed cookie is tried first, under its key; when it does not
 // verify against the account read (forged, another account's, one from
-// before the password changed, or no such account), that lock is freed and
+// before the credentials changed, or no such account), that lock is freed and
 // the attempt is read again under the account's, as one without a cookie.
 // It answers the request and returns false when it cannot go on.
 func (s *Server) startPasswordAttempt(w http.ResponseWriter, r *http.Request, email string) (*passwordAttempt, bool) {
@@ -160,7 +160,7 @@ func (s *Server) startPasswordAttempt(w http.ResponseWriter, r *http.Request, em
 		if !s.readPasswordAttempt(w, r, a, email, []string{deviceKeyPrefix + nonce}) {
 			return nil, false
 		}
-		if a.user != nil && s.trustedDevice(r, a.acct, s.passwordMark(a.user)) == nonce {
+		if a.user != nil && s.trustedDevice(r, a.acct, s.stampMark(a.user)) == nonce {
 			return a, true
 		}
 		a.unlock()
@@ -194,7 +194,7 @@ func (s *Server) readPasswordAttempt(w http.ResponseWriter, r *http.Request, a *
 }
 
 // secondStepKey is the throttle key of codes entered for the account
-// userID, whose password throttle key is acct and password mark is mark:
+// userID, whose password throttle key is acct and stamp mark is mark:
 // the device cookie's when this browser holds one for the account, else
 // mfaThrottleKey.
 func (s *Server) secondStepKey(r *http.Request, userID, acct string, mark []byte) string {
@@ -212,15 +212,25 @@ func (s *Server) deviceTag(acctKey, nonce string, mark []byte) string {
 
 // setDeviceCookie gives the browser a new device cookie for the account
 // whose throttle key (keys[0] of passwordThrottleKeys) is acctKey and
-// password mark is mark (none when either is empty). A login gives it once
+// stamp mark is mark (none when either is empty). A login gives it once
 // it is complete and stands, after its session is stored: a password login
-// refused then (stillPasswordOnly) gets none.
+// refused then (StartSession) gets none.
 func (s *Server) setDeviceCookie(w http.ResponseWriter, acctKey string, mark []byte) {
 	if acctKey == "" || len(mark) == 0 {
 		return
 	}
 	nonce := crypt.RandomToken(16)
 	s.setCookie(w, deviceCookie, nonce+"."+s.deviceTag(acctKey, nonce, mark), deviceCookieAge)
+}
+
+// renewDeviceCookie gives the browser that has just changed the account's
+// credentials on My Page (its session stays) a device cookie for the new
+// ones: the one it held was for the old. When the account cannot be read
+// it gets none (its next login gives one).
+func (s *Server) renewDeviceCookie(w http.ResponseWriter, r *http.Request, userID string) {
+	if u, err := s.Store.GetUser(r.Context(), userID); err == nil {
+		s.setDeviceCookie(w, s.accountThrottleKey(u.Email), s.stampMark(u))
+	}
 }
 
 // Attempts on one account are taken one at a time. A handler reads the

@@ -128,16 +128,18 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	a.unlock()
 	s.Metrics.Login(metrics.StepPassword, metrics.ResultSuccess)
 	f.UserID, f.AMR, f.Remember, f.Account = user.ID, []string{"pwd"}, remember, a.acct
-	f.Password = s.passwordMark(user)
+	f.Stamp = s.stampMark(user)
 	if !user.MFAEnabled {
+		// Two-step verification turned on since the read above changed the
+		// account's stamp: then the store starts no session, or the
+		// enabling, which ends the user's other sessions, ends this one.
 		sess, ok := s.establish(w, r, f, user)
 		if !ok {
 			return
 		}
-		if f.user, ok = s.stillPasswordOnly(w, r, f, sess); ok {
-			s.setDeviceCookie(w, f.Account, f.Password)
-			s.afterLogin(w, r, f, sess)
-		}
+		f.user = user
+		s.setDeviceCookie(w, f.Account, f.Stamp)
+		s.afterLogin(w, r, f, sess)
 		return
 	}
 	if err := s.saveFlow(ctx, f); err != nil {
@@ -154,34 +156,6 @@ func failureMessage(status int, wrong string) string {
 		return "too_many_attempts"
 	}
 	return wrong
-}
-
-// stillPasswordOnly reads the account again once its password-only session
-// exists. Turning 2FA on ends the user's other sessions after its commit,
-// so a login that read the account before that commit and started its
-// session after the ending would keep a session without the second step.
-// Either this read sees the new factor, and the session is ended here, or
-// it came before the enabling's commit, and so did the session, which the
-// ending then removes. (A password changed or reset meanwhile is caught
-// before: the store starts no session for a password hash that is no
-// longer the account's; the mark compared here is a second look.) It
-// returns the account as read, or false when it has answered: with a new
-// login, which asks for the code, when the session was ended.
-func (s *Server) stillPasswordOnly(w http.ResponseWriter, r *http.Request, f *flow, sess *store.Session) (*store.User, bool) {
-	u, err := s.Store.GetUser(r.Context(), sess.UserID)
-	if err == nil && !u.MFAEnabled && crypt.Equal(f.Password, s.passwordMark(u)) {
-		return u, true
-	}
-	if err == nil || errors.Is(err, store.ErrNotFound) {
-		err = s.Store.DeleteSession(r.Context(), sess.TokenHash)
-	}
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.storeFailed(w, r, err)
-		return nil, false
-	}
-	s.setCookie(w, sessionCookie, "", -1)
-	s.afterLogin(w, r, f, nil)
-	return nil, false
 }
 
 // checkPassword returns user (the account of the e-mail entered) when pw
@@ -205,8 +179,8 @@ func (s *Server) checkPassword(ctx context.Context, user *store.User, pw string)
 		// verified here is replaced, never a password changed meanwhile.
 		if h, err := s.Hasher.Hash(ctx, pw); err == nil && s.Store.UpgradePasswordHash(ctx, user.ID, user.PasswordHash, h) == nil {
 			// The account as it is now (or, if its password changed meanwhile,
-			// as it was not: the store then starts no session for this hash,
-			// nor does the second step go on with the flow's passwordMark).
+			// as it was not: its security stamp is then not the account's,
+			// so neither the second step nor the session goes on).
 			upgraded := *user
 			upgraded.PasswordHash = h
 			return &upgraded, nil
@@ -265,7 +239,7 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	key := s.secondStepKey(r, f.UserID, f.Account, f.Password)
+	key := s.secondStepKey(r, f.UserID, f.Account, f.Stamp)
 	unlock, ok := s.lockAttempts(w, r, key) // held until this attempt is counted
 	if !ok {
 		return
@@ -319,20 +293,20 @@ func (s *Server) readSecondStep(w http.ResponseWriter, r *http.Request, f *flow,
 		s.storeFailed(w, r, err)
 		return nil, false
 	}
-	if f.Password != nil && !crypt.Equal(f.Password, s.passwordMark(acct.User)) {
-		// The password was changed or reset since this login's password step.
+	if f.Stamp != nil && !crypt.Equal(f.Stamp, s.stampMark(acct.User)) {
+		// A new password, or two-step verification turned off and on,
+		// since this login's password step.
 		s.flowFailed(w, r, errFlowGone)
 		return nil, false
 	}
 	return acct, true
 }
 
-// passwordMark identifies the user's current password hash, for a login
-// flow to tell whether the password its first step verified is still the
-// account's: a keyed hash, so the flow (stored in the clear) holds nothing
-// of the hash.
-func (s *Server) passwordMark(u *store.User) []byte {
-	return s.Key.MAC("flow-password", []byte(u.PasswordHash))[:16]
+// stampMark identifies the account's credentials as u holds them (its
+// security stamp), for a login flow and a device cookie to tell whether
+// they are still the account's: a keyed hash, bound to the account.
+func (s *Server) stampMark(u *store.User) []byte {
+	return s.Key.MAC("account-stamp", []byte(u.ID+"\x00"+u.SecurityStamp))[:16]
 }
 
 var errWrongCode = errors.New("wrong code")
@@ -401,7 +375,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	key := s.secondStepKey(r, f.UserID, f.Account, f.Password)
+	key := s.secondStepKey(r, f.UserID, f.Account, f.Stamp)
 	unlock, ok := s.lockAttempts(w, r, key) // held until this attempt is counted
 	if !ok {
 		return
@@ -457,7 +431,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.establish(w, r, f, u); !ok {
 		return
 	}
-	s.setDeviceCookie(w, f.Account, f.Password)
+	s.setDeviceCookie(w, f.Account, f.Stamp)
 	next := &flow{Kind: "continue", Authorize: f.Authorize, RequestedAt: f.RequestedAt, ReturnTo: f.ReturnTo,
 		Lang: f.Lang, UserID: f.UserID, Remaining: remaining}
 	if err := s.newFlow(ctx, w, r, next); err != nil {
@@ -522,7 +496,7 @@ func (s *Server) completeLogin(w http.ResponseWriter, r *http.Request, f *flow) 
 	if !ok {
 		return
 	}
-	s.setDeviceCookie(w, f.Account, f.Password)
+	s.setDeviceCookie(w, f.Account, f.Stamp)
 	s.afterLogin(w, r, f, sess)
 }
 

@@ -413,11 +413,7 @@ func (s *Server) changePasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	// Device cookies were given for the old password; this browser, whose
-	// session stays, gets one for the new.
-	changed := *u
-	changed.PasswordHash = hash
-	s.setDeviceCookie(w, s.accountThrottleKey(u.Email), s.passwordMark(&changed))
+	s.renewDeviceCookie(w, r, u.ID)
 	http.Redirect(w, r, "/account?notice=password_changed", http.StatusSeeOther)
 }
 

@@ -47,8 +47,10 @@ func loginRacing(t *testing.T, e *fuzzEnv, hook func()) (*httptest.ResponseRecor
 
 // TestPasswordLoginRacingEnable: 2FA is turned on (and the user's sessions
 // ended, as the setup page does) after a password login read the account
-// and before it stored its session. That session must not survive: My Page
-// and relying parties would take it for a login of an account without 2FA.
+// and before it stored its session. No session may come of it: My Page and
+// relying parties would take it for a login of an account without 2FA. The
+// store refuses it (turning 2FA on gave the account a new security stamp),
+// and the login ends as one whose flow is gone.
 func TestPasswordLoginRacingEnable(t *testing.T) {
 	e := newFuzzEnv(t)
 	rec, sessions := loginRacing(t, e, func() {
@@ -57,8 +59,8 @@ func TestPasswordLoginRacingEnable(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	if rec.Code != http.StatusSeeOther {
-		t.Fatalf("password step: %d\n%s", rec.Code, rec.Body)
+	if rec.Code != http.StatusBadRequest || rec.Header().Get("Location") != "" {
+		t.Errorf("password step raced by turning 2FA on: %d %q, want the expired-flow page", rec.Code, rec.Header().Get("Location"))
 	}
 	if len(sessions) != 0 {
 		t.Errorf("a password-only session of an account with 2FA on survived: %+v", sessions)
@@ -181,7 +183,7 @@ func TestPasswordLoginRacingChange(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	// The store refuses the session (StartSession's password condition):
+	// The store refuses the session (StartSession's security stamp condition):
 	// the login ends as one whose flow is gone.
 	if rec.Code != http.StatusBadRequest || rec.Header().Get("Location") != "" {
 		t.Errorf("password step raced by a password change: %d %q, want the expired-flow page", rec.Code, rec.Header().Get("Location"))
@@ -195,8 +197,8 @@ func TestPasswordLoginRacingChange(t *testing.T) {
 // sessions ended, as My Page and a reset do) after a login's second step
 // read the account, found the password its first step verified, and
 // accepted the code, but before it stored its session. That session must
-// not survive: the store refuses it (StartSession's password condition),
-// as the password-only path refuses its own (stillPasswordOnly).
+// not survive: the store refuses it (StartSession's security stamp condition),
+// as it refuses the password-only path's.
 func TestSecondStepRacingChange(t *testing.T) {
 	e := newFuzzEnv(t)
 	ctx := context.Background()

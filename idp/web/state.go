@@ -110,9 +110,10 @@ type flow struct {
 	// Account is the account's throttle key, for the device cookie that
 	// the completed login gives the browser (limits.go).
 	Account string `json:"acct,omitempty"`
-	// Password identifies the password the step verified (passwordMark):
-	// a password changed or reset meanwhile ends the login.
-	Password []byte `json:"pw,omitempty"`
+	// Stamp identifies the account's credentials as the password step read
+	// them (stampMark): a new password, or two-step verification turned on
+	// or off, meanwhile ends the login.
+	Stamp []byte `json:"stamp,omitempty"`
 	// Remaining is how many backup codes are left (the notice after a
 	// login with one of the last ones).
 	Remaining int `json:"remaining,omitempty"`
@@ -214,8 +215,8 @@ func (s *Server) currentSession(r *http.Request) (*store.Session, error) {
 
 // startSession spends the login flow f and starts the session of its user
 // u (the account as the login read it) in one store call
-// (store.StartSession: ErrNotFound when the flow is gone or u's password
-// has changed since), then ends the browser's previous session: the
+// (store.StartSession: ErrNotFound when the flow is gone or u's
+// credentials have changed since), then ends the browser's previous session: the
 // session id is rotated at every login, and a request that loses the race
 // for the flow leaves the browser's session alone.
 func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u *store.User) (*store.Session, error) {
@@ -241,7 +242,7 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u
 		cookieAge = min(s.Config.RememberMe, s.Config.SessionMaxAge)
 		sess.ExpiresAt = now.Add(cookieAge)
 	}
-	if err := s.Store.StartSession(ctx, crypt.HashToken(f.id), sess, u.PasswordHash); err != nil {
+	if err := s.Store.StartSession(ctx, crypt.HashToken(f.id), sess, u.SecurityStamp); err != nil {
 		return nil, err
 	}
 	if old := s.cookie(r, sessionCookie); old != "" {

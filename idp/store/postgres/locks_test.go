@@ -302,30 +302,42 @@ func TestCodeRacingRevokeConsent(t *testing.T) {
 	raceCode(t, r, code, func(ctx context.Context, s *sqlstore.Store) error { return s.RevokeConsent(ctx, "u1", "app") })
 }
 
-// TestStartSessionRacingPasswordChange: a login's last step stores its
-// session while the user's password is being changed (or reset): the
-// change's transaction replaces the hash, then ends the user's sessions.
-// Whether the change has got as far as ending them (holding the user's row
-// FOR UPDATE) or has only replaced the hash (holding it for a no-key
-// update, beside which a foreign key's KEY SHARE lock is granted), the
-// login's statement waits for the change and then finds the new hash: no
-// session of the old password.
-func TestStartSessionRacingPasswordChange(t *testing.T) {
+// TestStartSessionRacingNewCredentials: a login's last step stores its
+// session while the account's credentials change: a password change (or
+// reset), which replaces the hash, then ends the user's sessions, or the
+// support desk's 2FA reset (idp user reset-mfa), which removes the
+// authenticator, then ends them. Whether the change has got as far as
+// ending them (holding the user's row FOR UPDATE) or has only changed the
+// row (a no-key update, beside which a foreign key's KEY SHARE lock is
+// granted), the login's statement waits for the change and then finds the
+// new security stamp: no session from before the change is left.
+func TestStartSessionRacingNewCredentials(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		ended bool // the change has ended the sessions before the login's statement runs
-	}{{"after the sessions ended", true}, {"between hash and ending", false}} {
+		name   string
+		change func(ctx context.Context, s *sqlstore.Store) error
+		ended  bool // the change has ended the sessions before the login's statement runs
+	}{
+		{"password, after the sessions ended", newPassword, true},
+		{"password, between hash and ending", newPassword, false},
+		{"2FA reset, after the sessions ended", resetMFA, true},
+		{"2FA reset, between reset and ending", resetMFA, false},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newLockRace(t)
 			ctx := t.Context()
 			r.must(r.main.CreateUser(ctx, &store.User{ID: "u1", Email: "u1@example.com", PasswordHash: "old", CreatedAt: lockT0}))
+			r.must(r.main.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("s"), CreatedAt: lockT0,
+				ExpiresAt: lockT0.Add(time.Hour)}))
+			r.must(r.main.ConfirmTOTP(ctx, "u1", []byte("s"), 1, nil, lockT0))
+			u, err := r.main.GetUser(ctx, "u1")
+			r.must(err)
 			flow := &store.Flow{Key: []byte("flow"), Data: []byte("{}"), CreatedAt: lockT0, ExpiresAt: lockT0.Add(time.Hour)}
 			r.must(r.main.PutFlow(ctx, flow))
 			changer, login := r.party("change"), r.party("login")
 			tx, err := changer.BeginTx(ctx)
 			r.must(err)
 			defer changer.Rollback(tx)
-			r.must(changer.UpdatePassword(tx, "u1", "new", lockT0))
+			r.must(tc.change(tx, changer))
 			endSessions := func() {
 				_, err := changer.DeleteUserSessions(tx, "u1", "")
 				r.must(err)
@@ -335,7 +347,7 @@ func TestStartSessionRacingPasswordChange(t *testing.T) {
 			}
 			start := r.start("login", func() error {
 				return login.StartSession(ctx, flow.Key, &store.Session{TokenHash: []byte("h"), ID: "sid", UserID: "u1",
-					AMR: []string{"pwd", "otp"}, CreatedAt: lockT0, LastSeen: lockT0, ExpiresAt: lockT0.Add(time.Hour)}, "old")
+					AMR: []string{"pwd", "otp"}, CreatedAt: lockT0, LastSeen: lockT0, ExpiresAt: lockT0.Add(time.Hour)}, u.SecurityStamp)
 			})
 			if !start.waited {
 				t.Fatal("the race was not played: the login's statement did not wait for the change")
@@ -350,7 +362,7 @@ func TestStartSessionRacingPasswordChange(t *testing.T) {
 			list, err := r.main.ListUserSessions(ctx, "u1", lockT0)
 			r.must(err)
 			if len(list) > 0 {
-				t.Fatalf("a session of the old password survived the change: %+v", list)
+				t.Fatalf("a session from before the change survived it: %+v", list)
 			}
 			if _, err := r.main.GetFlow(ctx, flow.Key, lockT0); err != nil {
 				t.Fatalf("the refused login's flow: %v, want it left", err)
@@ -358,3 +370,9 @@ func TestStartSessionRacingPasswordChange(t *testing.T) {
 		})
 	}
 }
+
+func newPassword(ctx context.Context, s *sqlstore.Store) error {
+	return s.UpdatePassword(ctx, "u1", "new", lockT0)
+}
+
+func resetMFA(ctx context.Context, s *sqlstore.Store) error { return s.DeleteMFA(ctx, "u1") }

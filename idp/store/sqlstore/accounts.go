@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/idp/store"
 )
 
@@ -22,14 +23,14 @@ func emailKey(email string) string { return strings.ToLower(email) }
 // userDest scans either.
 const (
 	userFields = `u.id, u.email, u.name, u.locale, u.password_hash, u.created_at, u.updated_at,
-	u.email_verified_at`
+	u.email_verified_at, u.security_stamp`
 	userCols = userFields + `, EXISTS (SELECT 1 FROM totp t WHERE t.user_id = u.id)`
 )
 
 // userDest are the scan destinations of userCols' columns in u.
 func userDest(u *store.User) []any {
 	return []any{&u.ID, &u.Email, &u.Name, &u.Locale, &u.PasswordHash,
-		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, timeCol{&u.EmailVerifiedAt}, &u.MFAEnabled}
+		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, timeCol{&u.EmailVerifiedAt}, &u.SecurityStamp, &u.MFAEnabled}
 }
 
 func scanUser(r scanner) (*store.User, error) {
@@ -44,7 +45,8 @@ func scanUser(r scanner) (*store.User, error) {
 // scanned by maybeUser.
 const maybeUserCols = `u.id, COALESCE(u.email, ''), COALESCE(u.name, ''), COALESCE(u.locale, ''),
 	COALESCE(u.password_hash, ''), COALESCE(u.created_at, 0), COALESCE(u.updated_at, 0),
-	COALESCE(u.email_verified_at, 0), EXISTS (SELECT 1 FROM totp WHERE totp.user_id = u.id)`
+	COALESCE(u.email_verified_at, 0), COALESCE(u.security_stamp, ''),
+	EXISTS (SELECT 1 FROM totp WHERE totp.user_id = u.id)`
 
 // maybeUser scans maybeUserCols: a user, or none.
 type maybeUser struct {
@@ -69,17 +71,35 @@ func (m *maybeUser) user() *store.User {
 }
 
 // CreateUser stores a new user; ErrDuplicate when the id or the e-mail
-// (case-insensitively) is taken. MFAEnabled is ignored: it is derived.
+// (case-insensitively) is taken. MFAEnabled is ignored: it is derived. An
+// empty SecurityStamp is given a new one (set in u).
 func (s *Store) CreateUser(ctx context.Context, u *store.User) error {
 	if u.ID == "" {
 		return errors.New("create user: empty id")
 	}
+	if u.SecurityStamp == "" {
+		u.SecurityStamp = newStamp()
+	}
 	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO users
-		(id, email, email_lower, name, locale, password_hash, created_at, updated_at, email_verified_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		(id, email, email_lower, name, locale, password_hash, created_at, updated_at, email_verified_at, security_stamp)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		u.ID, u.Email, emailKey(u.Email), u.Name, u.Locale, u.PasswordHash, unix(u.CreatedAt), unix(u.UpdatedAt),
-		unix(u.EmailVerifiedAt))
+		unix(u.EmailVerifiedAt), u.SecurityStamp)
 	return s.fail("create user", err)
+}
+
+// newStamp is a new security stamp (store.User.SecurityStamp).
+func newStamp() string { return crypt.RandomToken(16) }
+
+// newCredentials replaces the user's security stamp in the transaction q,
+// for a change of the account's credentials; ErrNotFound when there is no
+// such user.
+func newCredentials(ctx context.Context, q querier, userID string) error {
+	n, err := affected(q.ExecContext(ctx, `UPDATE users SET security_stamp = $2 WHERE id = $1`, userID, newStamp()))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return err
 }
 
 // GetUser returns the user; ErrNotFound when there is none.
@@ -96,12 +116,12 @@ func (s *Store) GetUserByEmail(ctx context.Context, email string) (*store.User, 
 	return u, s.fail("get user by e-mail", err)
 }
 
-// UpdatePassword implements store.Store: the hash replaced and the user's
-// unused reset links voided, in one transaction.
+// UpdatePassword implements store.Store: the hash and the security stamp
+// replaced and the user's unused reset links voided, in one transaction.
 func (s *Store) UpdatePassword(ctx context.Context, userID, passwordHash string, now time.Time) error {
 	return s.fail("update password", s.inTx(ctx, func(q querier) error {
-		n, err := affected(q.ExecContext(ctx,
-			`UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1`, userID, passwordHash, unix(now)))
+		n, err := affected(q.ExecContext(ctx, `UPDATE users SET password_hash = $2, updated_at = $3, security_stamp = $4
+			WHERE id = $1`, userID, passwordHash, unix(now), newStamp()))
 		if err == nil && n == 0 {
 			err = store.ErrNotFound
 		}

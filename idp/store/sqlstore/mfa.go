@@ -59,6 +59,9 @@ func (s *Store) ConfirmTOTP(ctx context.Context, userID string, secretEnc []byte
 			userID, blob(secretEnc), step, unix(now)); err != nil {
 			return err
 		}
+		if err := newCredentials(ctx, q, userID); err != nil {
+			return err
+		}
 		return replaceBackupCodes(ctx, q, userID, codes)
 	})
 	return s.fail("confirm totp", err)
@@ -121,6 +124,11 @@ func (s *Store) DeleteMFA(ctx context.Context, userID string) error {
 		var err error
 		if n, err = affected(q.ExecContext(ctx, `DELETE FROM totp WHERE user_id = $1`, userID)); err != nil {
 			return err
+		}
+		if n > 0 {
+			if err := newCredentials(ctx, q, userID); err != nil {
+				return err
+			}
 		}
 		if _, err := q.ExecContext(ctx, `DELETE FROM pending_totp WHERE user_id = $1`, userID); err != nil {
 			return err

@@ -47,38 +47,38 @@ func (s *Store) CreateSession(ctx context.Context, x *store.Session) error {
 }
 
 // StartSession implements store.Store. The flow is deleted only where the
-// user's row still has the password hash the login verified. Where the
+// user's row still has the security stamp the login read. Where the
 // dialect has data-modifying WITH clauses (PostgreSQL) it is one
 // statement: the user's row read FOR SHARE, the flow deleted only if that
 // row matched, the session's row inserted only if the deletion returned
 // one. FOR SHARE, not the FOR KEY SHARE of a foreign key's check: a key
 // share lock is granted beside an update that changed no key, and once a
 // FOR UPDATE holder commits, on the row without checking it again, so the
-// statement would go on with the old hash (and a session would outlive a
+// statement would go on with the old stamp (and a session would outlive a
 // change that had already ended the user's sessions); a share lock waits
-// for a password change in flight, and the row's new version is then
-// checked again (READ COMMITTED). Before the change reaches the row, the
-// change waits for the login instead, and then ends its session. Elsewhere (SQLite, in process,
-// writes one at a time) one transaction of the conditional deletion and
-// CreateSession's statement.
-func (s *Store) StartSession(ctx context.Context, flowKey []byte, x *store.Session, passwordHash string) error {
+// for a change in flight, and the row's new version is then checked again
+// (READ COMMITTED). Before the change reaches the row, the change waits
+// for the login instead, and then ends its session. Elsewhere (SQLite, in
+// process, writes one at a time) one transaction of the conditional
+// deletion and CreateSession's statement.
+func (s *Store) StartSession(ctx context.Context, flowKey []byte, x *store.Session, stamp string) error {
 	var (
 		n   int64
 		err error
 	)
 	if s.dialect.WritableCTE {
 		n, err = affected(s.q(ctx).ExecContext(ctx, `WITH account AS (
-				SELECT 1 FROM users WHERE id = $4 AND password_hash = $13 FOR SHARE),
+				SELECT 1 FROM users WHERE id = $4 AND security_stamp = $13 FOR SHARE),
 			spent AS (DELETE FROM flows WHERE key = $1 AND EXISTS (SELECT 1 FROM account) RETURNING 1)
 			INSERT INTO sessions (`+sessionCols+`) SELECT $2::bytea, $3::text, $4::text, $5::bigint, $6::text,
 			$7::boolean, $8::bigint, $9::bigint, $10::bigint, $11::text, $12::text FROM spent`,
-			append(append([]any{blob(flowKey)}, sessionArgs(x)...), passwordHash)...))
+			append(append([]any{blob(flowKey)}, sessionArgs(x)...), stamp)...))
 	} else {
 		err = s.inTx(ctx, func(q querier) error {
 			var err error
 			if n, err = affected(q.ExecContext(ctx, `DELETE FROM flows WHERE key = $1
-				AND EXISTS (SELECT 1 FROM users WHERE id = $2 AND password_hash = $3)`,
-				blob(flowKey), x.UserID, passwordHash)); err != nil || n == 0 {
+				AND EXISTS (SELECT 1 FROM users WHERE id = $2 AND security_stamp = $3)`,
+				blob(flowKey), x.UserID, stamp)); err != nil || n == 0 {
 				return err
 			}
 			_, err = q.ExecContext(ctx, createSessionSQL, sessionArgs(x)...)

@@ -164,7 +164,7 @@ func benchLogin(b *testing.B, s store.Store) {
 		must("start session", s.StartSession(ctx, key, &store.Session{
 			TokenHash: crypt.HashToken(crypt.RandomToken(32)), ID: sid, UserID: u.ID,
 			AuthTime: now, AMR: []string{"pwd", "otp"}, CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour),
-		}, u.PasswordHash))
+		}, u.SecurityStamp))
 		code, requestID := crypt.RandomToken(32), crypt.RandomToken(16)
 		record := func(kind, sig string, active bool) *store.TokenRecord {
 			return &store.TokenRecord{Kind: kind, Signature: sig, RequestID: requestID, ClientID: "c", Subject: u.ID,

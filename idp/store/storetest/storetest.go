@@ -28,6 +28,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Ping", testPing},
 		{"Users", testUsers},
 		{"UpgradePasswordHash", testUpgradePasswordHash},
+		{"SecurityStamp", testSecurityStamp},
 		{"Clients", testClients},
 		{"SigningKeys", testSigningKeys},
 		{"Sessions", testSessions},
@@ -246,8 +247,11 @@ func testUsers(t *testing.T, s store.Store) {
 	must(t, s.UpdatePassword(ctx, "u1", "new-hash", at(time.Hour)))
 	got, err = s.GetUser(ctx, "u1")
 	must(t, err)
+	if u.SecurityStamp == "" || got.SecurityStamp == "" || got.SecurityStamp == u.SecurityStamp {
+		t.Errorf("security stamp %q after UpdatePassword, %q before: want a new one", got.SecurityStamp, u.SecurityStamp)
+	}
 	want := *u
-	want.PasswordHash, want.UpdatedAt = "new-hash", at(time.Hour)
+	want.PasswordHash, want.UpdatedAt, want.SecurityStamp = "new-hash", at(time.Hour), got.SecurityStamp
 	same(t, "GetUser after UpdatePassword", got, &want)
 	wantErr(t, "UpdatePassword(unknown)", s.UpdatePassword(ctx, "nobody", "x", t0), store.ErrNotFound)
 
@@ -274,6 +278,43 @@ func testUsers(t *testing.T, s store.Store) {
 	same(t, "GetUser of a user created verified", got, verified)
 }
 
+// testSecurityStamp: each change of the account's credentials (a new
+// password, two-step verification turned on or off) gives the user a new
+// security stamp, and nothing else does.
+func testSecurityStamp(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	prev := newUser(t, s, "u1").SecurityStamp
+	other := newUser(t, s, "u2").SecurityStamp
+	if prev == "" || prev == other {
+		t.Fatalf("new users' stamps %q and %q: want two, not empty", prev, other)
+	}
+	step := func(what string, newStamp bool, err error) {
+		t.Helper()
+		must(t, err)
+		u, err := s.GetUser(ctx, "u1")
+		must(t, err)
+		if (u.SecurityStamp != prev) != newStamp || u.SecurityStamp == "" {
+			t.Errorf("%s: stamp %q, was %q; want a new one: %v", what, u.SecurityStamp, prev, newStamp)
+		}
+		prev = u.SecurityStamp
+	}
+	step("UpgradePasswordHash", false, s.UpgradePasswordHash(ctx, "u1", "hash-u1", "rehash-u1"))
+	step("UpdateLocale", false, s.UpdateLocale(ctx, "u1", "en", t0))
+	step("MarkEmailVerified", false, s.MarkEmailVerified(ctx, "u1", t0))
+	step("PutPendingTOTP", false, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("secret"),
+		CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	step("ConfirmTOTP", true, s.ConfirmTOTP(ctx, "u1", []byte("secret"), 1, codes("a", 3), t0))
+	step("ReplaceBackupCodes", false, s.ReplaceBackupCodes(ctx, "u1", codes("b", 3)))
+	step("UseTOTPStep", false, s.UseTOTPStep(ctx, "u1", 2))
+	step("DeleteMFA", true, s.DeleteMFA(ctx, "u1"))
+	wantErr(t, "DeleteMFA again", s.DeleteMFA(ctx, "u1"), store.ErrNotFound)
+	step("DeleteMFA without an authenticator", false, nil)
+	step("UpdatePassword", true, s.UpdatePassword(ctx, "u1", "new", t0))
+	u2, err := s.GetUser(ctx, "u2")
+	must(t, err)
+	same(t, "another user's stamp", u2.SecurityStamp, other)
+}
+
 // testUpgradePasswordHash: a login's rehash replaces the hash it verified,
 // and only that one: a password changed after the login read the user is
 // kept.
@@ -294,7 +335,7 @@ func testUpgradePasswordHash(t *testing.T, s store.Store) {
 	must(t, s.UpgradePasswordHash(ctx, "u1", "rehash-u1", "stale-rehash"))
 	got, err = s.GetUser(ctx, "u1")
 	must(t, err)
-	want.PasswordHash, want.UpdatedAt = "changed", at(time.Hour)
+	want.PasswordHash, want.UpdatedAt, want.SecurityStamp = "changed", at(time.Hour), got.SecurityStamp
 	same(t, "GetUser after a stale UpgradePasswordHash", got, &want)
 
 	must(t, s.UpgradePasswordHash(ctx, "nobody", "x", "y"))
@@ -1413,13 +1454,13 @@ func testRaceDeleteFlow(t *testing.T, s store.Store) {
 // testStartSession: the flow goes and the session comes, or neither.
 func testStartSession(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	pw := newUser(t, s, "u1").PasswordHash
+	stamp := newUser(t, s, "u1").SecurityStamp
 	flow := &store.Flow{Key: []byte("login-flow"), Data: []byte("{}"), CreatedAt: t0, ExpiresAt: at(time.Hour)}
 	must(t, s.PutFlow(ctx, flow))
 	x := &store.Session{TokenHash: []byte("hash-1"), ID: "sid-1", UserID: "u1", AuthTime: t0,
 		AMR: []string{"pwd", "otp"}, Remember: true, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour),
 		UserAgent: "UA", IP: "192.0.2.1"}
-	must(t, s.StartSession(ctx, flow.Key, x, pw))
+	must(t, s.StartSession(ctx, flow.Key, x, stamp))
 	got, err := s.GetSession(ctx, x.TokenHash, t0)
 	must(t, err)
 	same(t, "GetSession after StartSession", got, x)
@@ -1429,7 +1470,7 @@ func testStartSession(t *testing.T, s store.Store) {
 	// The flow is spent: no second session from it.
 	y := &store.Session{TokenHash: []byte("hash-2"), ID: "sid-2", UserID: "u1", AuthTime: t0, CreatedAt: t0,
 		LastSeen: t0, ExpiresAt: at(time.Hour)}
-	wantErr(t, "StartSession with a spent flow", s.StartSession(ctx, flow.Key, y, pw), store.ErrNotFound)
+	wantErr(t, "StartSession with a spent flow", s.StartSession(ctx, flow.Key, y, stamp), store.ErrNotFound)
 	_, err = s.GetSession(ctx, y.TokenHash, t0)
 	wantErr(t, "GetSession of a session started with a spent flow", err, store.ErrNotFound)
 
@@ -1437,24 +1478,27 @@ func testStartSession(t *testing.T, s store.Store) {
 	must(t, s.PutFlow(ctx, flow))
 	dup := *y
 	dup.TokenHash = x.TokenHash
-	wantErr(t, "StartSession(same token hash)", s.StartSession(ctx, flow.Key, &dup, pw), store.ErrDuplicate)
+	wantErr(t, "StartSession(same token hash)", s.StartSession(ctx, flow.Key, &dup, stamp), store.ErrDuplicate)
 	_, err = s.GetFlow(ctx, flow.Key, t0)
 	must(t, err)
 	nobody := *y
 	nobody.UserID = "nobody"
-	wantErr(t, "StartSession(unknown user)", s.StartSession(ctx, flow.Key, &nobody, pw), store.ErrNotFound)
+	wantErr(t, "StartSession(unknown user)", s.StartSession(ctx, flow.Key, &nobody, stamp), store.ErrNotFound)
 	_, err = s.GetFlow(ctx, flow.Key, t0)
 	must(t, err)
 
-	// The password changed (or was reset) since the login verified it: no
-	// session, and the flow is left for the login to find it stale.
+	// The account's credentials changed (a new password) since the login
+	// read it: no session, and the flow is left for the login to find it
+	// stale.
 	must(t, s.UpdatePassword(ctx, "u1", "hash-new", t0))
-	wantErr(t, "StartSession after a password change", s.StartSession(ctx, flow.Key, y, pw), store.ErrNotFound)
+	wantErr(t, "StartSession after a password change", s.StartSession(ctx, flow.Key, y, stamp), store.ErrNotFound)
 	_, err = s.GetSession(ctx, y.TokenHash, t0)
 	wantErr(t, "GetSession of a session started after a password change", err, store.ErrNotFound)
 	_, err = s.GetFlow(ctx, flow.Key, t0)
 	must(t, err)
-	must(t, s.StartSession(ctx, flow.Key, y, "hash-new"))
+	u, err := s.GetUser(ctx, "u1")
+	must(t, err)
+	must(t, s.StartSession(ctx, flow.Key, y, u.SecurityStamp))
 }
 
 // testInvalidUTF8Text: free text from outside that is not UTF-8 (a
@@ -1464,7 +1508,7 @@ func testStartSession(t *testing.T, s store.Store) {
 // would fail at its very end.
 func testInvalidUTF8Text(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	newUser(t, s, "u1")
+	u1 := newUser(t, s, "u1")
 	cut := "Mozilla/5.0 日本"
 	cut = cut[:len(cut)-1] // 本 cut in two
 	x := &store.Session{TokenHash: []byte("hash-1"), ID: "sid-1", UserID: "u1", AuthTime: t0, AMR: []string{"pwd"},
@@ -1480,7 +1524,7 @@ func testInvalidUTF8Text(t *testing.T, s store.Store) {
 	must(t, s.PutFlow(ctx, flow))
 	y := &store.Session{TokenHash: []byte("hash-2"), ID: "sid-2", UserID: "u1", AuthTime: t0, AMR: []string{"pwd", "otp"},
 		CreatedAt: t0, LastSeen: at(time.Minute), ExpiresAt: at(time.Hour), UserAgent: "caf\xe9/1.0 (\xe9\xe8)", IP: "192.0.2.2"}
-	must(t, s.StartSession(ctx, flow.Key, y, "hash-u1"))
+	must(t, s.StartSession(ctx, flow.Key, y, u1.SecurityStamp))
 	wantY := *y
 	wantY.UserAgent = "caf\uFFFD/1.0 (\uFFFD)"
 	list, err := s.ListUserSessions(ctx, "u1", t0)
@@ -1505,11 +1549,11 @@ func testInvalidUTF8Text(t *testing.T, s store.Store) {
 // one starts a session.
 func testRaceStartSession(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	pw := newUser(t, s, "u1").PasswordHash
+	stamp := newUser(t, s, "u1").SecurityStamp
 	must(t, s.PutFlow(ctx, &store.Flow{Key: []byte("flow"), Data: []byte("{}"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
 	wins := race(t, store.ErrNotFound, func(ctx context.Context, i int) error {
 		return s.StartSession(ctx, []byte("flow"), &store.Session{TokenHash: []byte(fmt.Sprintf("hash-%d", i)),
-			ID: fmt.Sprintf("sid-%d", i), UserID: "u1", AuthTime: t0, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}, pw)
+			ID: fmt.Sprintf("sid-%d", i), UserID: "u1", AuthTime: t0, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}, stamp)
 	})
 	same(t, "StartSession winners", wins, 1)
 	list, err := s.ListUserSessions(ctx, "u1", t0)
