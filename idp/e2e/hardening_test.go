@@ -978,6 +978,52 @@ func TestDeviceCookieAfterNewPassword(t *testing.T) {
 	})
 }
 
+// TestDeviceCookieAfter2FAChanges: turning two-step verification on is new
+// credentials too: a browser's cookie from before no longer counts, and
+// the browser that turned it on gets a new one; the support desk's reset
+// (idp user reset-mfa, for a lost phone) leaves every cookie untrusted.
+func TestDeviceCookieAfter2FAChanges(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db, func(c *config.Config) { c.LoginIPMaxFailures = 1000 })
+		p.createUser(email, password)
+		before, owner := p.newBrowser(), p.newBrowser()
+		for _, b := range []*browser{before, owner} {
+			if pg := loginAttempt(b, p, email, password); pg.URL.Path != "/account" || deviceCookie(b, p) == "" {
+				t.Fatalf("login: %d %s", pg.Status, pg.URL)
+			}
+		}
+		old := deviceCookie(owner, p)
+		enroll(t, p, owner)
+		if deviceCookie(owner, p) == old || deviceCookie(owner, p) == "" {
+			t.Fatalf("device cookie after turning 2FA on %q, before %q: want a new one", deviceCookie(owner, p), old)
+		}
+		lockAccount := func() {
+			t.Helper()
+			for i := range 10 {
+				if pg := loginAttempt(p.newBrowser(), p, email, "guess"); (pg.Status == http.StatusTooManyRequests) != (i == 9) {
+					t.Fatalf("failure %d: %d", i+1, pg.Status)
+				}
+			}
+		}
+		lockAccount()
+		if pg := loginAttempt(before, p, email, password); pg.Status != http.StatusTooManyRequests {
+			t.Fatalf("a browser whose cookie came before 2FA, the account locked: %d %s, want 429", pg.Status, pg.URL)
+		}
+		pg := owner.submit(owner.get(p.URL+"/account/2fa/backup-codes"), "password", map[string]string{"password": password})
+		if len(pg.byClass("backup-code")) == 0 {
+			t.Fatalf("the browser that turned 2FA on, re-entering the password with the account locked: %d %q", pg.Status, pg.alert())
+		}
+
+		// The support desk's reset: the owner's cookie no longer counts.
+		if _, err := p.app.ResetMFA(context.Background(), email); err != nil {
+			t.Fatal(err)
+		}
+		if pg := loginAttempt(owner, p, email, password); pg.Status != http.StatusTooManyRequests {
+			t.Fatalf("the owner's browser after the support desk's reset, the account locked: %d %s, want 429", pg.Status, pg.URL)
+		}
+	})
+}
+
 // TestDeviceCookieAndAddressLimit: failures sprayed across accounts from
 // one address lock the address, not a browser with a device cookie for the
 // account it logs in to; for any other account that browser is locked out

@@ -225,12 +225,11 @@ func (s *Server) setDeviceCookie(w http.ResponseWriter, acctKey string, mark []b
 
 // renewDeviceCookie gives the browser that has just changed the account's
 // credentials on My Page (its session stays) a device cookie for the new
-// ones: the one it held was for the old. When the account cannot be read
-// it gets none (its next login gives one).
-func (s *Server) renewDeviceCookie(w http.ResponseWriter, r *http.Request, userID string) {
-	if u, err := s.Store.GetUser(r.Context(), userID); err == nil {
-		s.setDeviceCookie(w, s.accountThrottleKey(u.Email), s.stampMark(u))
-	}
+// ones, u as the change's own transaction read it (so with the stamp that
+// change wrote, never one a later change wrote for someone else): the
+// cookie it held was for the old.
+func (s *Server) renewDeviceCookie(w http.ResponseWriter, u *store.User) {
+	s.setDeviceCookie(w, s.accountThrottleKey(u.Email), s.stampMark(u))
 }
 
 // Attempts on one account are taken one at a time. A handler reads the
@@ -253,8 +252,9 @@ func (s *Server) renewDeviceCookie(w http.ResponseWriter, r *http.Request, userI
 // the limit.
 //
 // Only the account's key (a device cookie's, for a browser that holds one
-// for the account: see below) is locked: one lock per request, so no two locks
-// are ever taken in different orders. The per-IP key is still read and
+// for the account: see below) is locked, one lock at a time (a login with
+// a cookie that does not verify frees the cookie's before it takes the
+// account's), so no two locks are ever taken in different orders. The per-IP key is still read and
 // counted by the same store calls, but attempts on different accounts from
 // one IP run in parallel, so a burst sprayed across many accounts can go
 // past the per-IP limit by as many attempts as are in flight at once.

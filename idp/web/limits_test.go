@@ -175,13 +175,16 @@ func TestAttemptLockReleased(t *testing.T) {
 	if csrf == nil {
 		t.Fatal("GET /login set no CSRF cookie")
 	}
-	attempt := func() (*httptest.ResponseRecorder, int64) {
+	attempt := func(cookies ...*http.Cookie) (*httptest.ResponseRecorder, int64) {
 		t.Helper()
 		form := url.Values{"flow": {loc.Query().Get("flow")}, "csrf": {s.csrfFor(csrf.Value)},
 			"email": {addr}, "password": {"guess"}}
 		req := httptest.NewRequest(http.MethodPost, "http://localhost:8080/login", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.AddCookie(csrf)
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
 		n0, _ := h.Stats()
 		rec := httptest.NewRecorder()
 		s.ServeHTTP(rec, req)
@@ -209,8 +212,19 @@ func TestAttemptLockReleased(t *testing.T) {
 	if rec, hashed := attempt(); rec.Code != http.StatusOK || hashed != 1 || s.attempts.entries() != 0 {
 		t.Fatalf("wrong password: status %d, %d hashed, %d locks left; want 200, 1, 0", rec.Code, hashed, s.attempts.entries())
 	}
+	// A device cookie that does not verify is tried under its own lock,
+	// then read again under the account's: neither lock is left.
+	forged := &http.Cookie{Name: s.cookieName(deviceCookie), Value: strings.Repeat("A", 22) + ".forged"}
+	if rec, hashed := attempt(forged); rec.Code != http.StatusOK || hashed != 1 || s.attempts.entries() != 0 {
+		t.Fatalf("wrong password with a forged device cookie: status %d, %d hashed, %d locks left; want 200, 1, 0",
+			rec.Code, hashed, s.attempts.entries())
+	}
 	s.Store = panicking{st}
 	if rec, _ := attempt(); rec.Code != http.StatusInternalServerError || s.attempts.entries() != 0 {
 		t.Fatalf("a panic in the password step: status %d, %d locks left; want 500, 0", rec.Code, s.attempts.entries())
+	}
+	if rec, _ := attempt(forged); rec.Code != http.StatusInternalServerError || s.attempts.entries() != 0 {
+		t.Fatalf("a panic in the password step of a browser with a device cookie: status %d, %d locks left; want 500, 0",
+			rec.Code, s.attempts.entries())
 	}
 }

@@ -293,9 +293,9 @@ func (s *Server) readSecondStep(w http.ResponseWriter, r *http.Request, f *flow,
 		s.storeFailed(w, r, err)
 		return nil, false
 	}
-	if f.Stamp != nil && !crypt.Equal(f.Stamp, s.stampMark(acct.User)) {
+	if !crypt.Equal(f.Stamp, s.stampMark(acct.User)) {
 		// A new password, or two-step verification turned off and on,
-		// since this login's password step.
+		// since this login's password step (or a flow from before stamps).
 		s.flowFailed(w, r, errFlowGone)
 		return nil, false
 	}

@@ -401,19 +401,24 @@ func (s *Server) changePasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
+	var changed *store.User
 	err = s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
 		c := accountChange{Event: "password.changed", Mail: mail.PasswordChanged}
 		if err := s.Store.UpdatePassword(tx, u.ID, hash, s.Now()); err != nil {
 			return c, err
 		}
-		_, err := s.Store.DeleteUserSessions(tx, u.ID, sess.ID)
+		if _, err := s.Store.DeleteUserSessions(tx, u.ID, sess.ID); err != nil {
+			return c, err
+		}
+		var err error
+		changed, err = s.Store.GetUser(tx, u.ID)
 		return c, err
 	})
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.renewDeviceCookie(w, r, u.ID)
+	s.renewDeviceCookie(w, changed)
 	http.Redirect(w, r, "/account?notice=password_changed", http.StatusSeeOther)
 }
 

@@ -23,9 +23,9 @@ type beforeSession struct {
 	hook func()
 }
 
-func (s *beforeSession) StartSession(ctx context.Context, flowKey []byte, x *store.Session, passwordHash string) error {
+func (s *beforeSession) StartSession(ctx context.Context, flowKey []byte, x *store.Session, stamp string) error {
 	s.once.Do(s.hook)
-	return s.Store.StartSession(ctx, flowKey, x, passwordHash)
+	return s.Store.StartSession(ctx, flowKey, x, stamp)
 }
 
 // loginRacing runs a password login of the user in which hook runs just

@@ -304,7 +304,8 @@ func TestCodeRacingRevokeConsent(t *testing.T) {
 
 // TestStartSessionRacingNewCredentials: a login's last step stores its
 // session while the account's credentials change: a password change (or
-// reset), which replaces the hash, then ends the user's sessions, or the
+// reset), which replaces the hash, then ends the user's sessions, 2FA
+// turned on (a new authenticator confirmed), then the others ended, or the
 // support desk's 2FA reset (idp user reset-mfa), which removes the
 // authenticator, then ends them. Whether the change has got as far as
 // ending them (holding the user's row FOR UPDATE) or has only changed the
@@ -319,6 +320,8 @@ func TestStartSessionRacingNewCredentials(t *testing.T) {
 	}{
 		{"password, after the sessions ended", newPassword, true},
 		{"password, between hash and ending", newPassword, false},
+		{"2FA on, after the sessions ended", confirmTOTP, true},
+		{"2FA on, between enabling and ending", confirmTOTP, false},
 		{"2FA reset, after the sessions ended", resetMFA, true},
 		{"2FA reset, between reset and ending", resetMFA, false},
 	} {
@@ -329,6 +332,8 @@ func TestStartSessionRacingNewCredentials(t *testing.T) {
 			r.must(r.main.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("s"), CreatedAt: lockT0,
 				ExpiresAt: lockT0.Add(time.Hour)}))
 			r.must(r.main.ConfirmTOTP(ctx, "u1", []byte("s"), 1, nil, lockT0))
+			r.must(r.main.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("s2"), CreatedAt: lockT0,
+				ExpiresAt: lockT0.Add(time.Hour)})) // for confirmTOTP: a new authenticator
 			u, err := r.main.GetUser(ctx, "u1")
 			r.must(err)
 			flow := &store.Flow{Key: []byte("flow"), Data: []byte("{}"), CreatedAt: lockT0, ExpiresAt: lockT0.Add(time.Hour)}
@@ -376,3 +381,7 @@ func newPassword(ctx context.Context, s *sqlstore.Store) error {
 }
 
 func resetMFA(ctx context.Context, s *sqlstore.Store) error { return s.DeleteMFA(ctx, "u1") }
+
+func confirmTOTP(ctx context.Context, s *sqlstore.Store) error {
+	return s.ConfirmTOTP(ctx, "u1", []byte("s2"), 1, nil, lockT0)
+}

@@ -156,7 +156,7 @@ func benchLogin(b *testing.B, s store.Store) {
 			_, err := s.GetFlow(ctx, key, now)
 			must("get flow", err)
 		}
-		_, err = s.GetSecondStep(ctx, u.ID, "mfa:"+u.ID)
+		second, err := s.GetSecondStep(ctx, u.ID, "mfa:"+u.ID)
 		must("second step", err)
 		step++
 		must("TOTP step", s.UseTOTPStep(ctx, u.ID, step))
@@ -164,7 +164,7 @@ func benchLogin(b *testing.B, s store.Store) {
 		must("start session", s.StartSession(ctx, key, &store.Session{
 			TokenHash: crypt.HashToken(crypt.RandomToken(32)), ID: sid, UserID: u.ID,
 			AuthTime: now, AMR: []string{"pwd", "otp"}, CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour),
-		}, u.SecurityStamp))
+		}, second.User.SecurityStamp))
 		code, requestID := crypt.RandomToken(32), crypt.RandomToken(16)
 		record := func(kind, sig string, active bool) *store.TokenRecord {
 			return &store.TokenRecord{Kind: kind, Signature: sig, RequestID: requestID, ClientID: "c", Subject: u.ID,
