@@ -937,20 +937,40 @@ func TestDeviceCookie(t *testing.T) {
 	})
 }
 
+// trustedBrowsers starts a provider (no per-address limit in the way) with
+// the test user, and two browsers that have logged in to it, each with its
+// device cookie.
+func trustedBrowsers(t *testing.T, db testenv.Database) (*provider, *browser, *browser) {
+	t.Helper()
+	p := startProvider(t, db, func(c *config.Config) { c.LoginIPMaxFailures = 1000 })
+	p.createUser(email, password)
+	a, b := p.newBrowser(), p.newBrowser()
+	for _, br := range []*browser{a, b} {
+		if pg := loginAttempt(br, p, email, password); pg.URL.Path != "/account" || deviceCookie(br, p) == "" {
+			t.Fatalf("login: %d %s, device cookie %q", pg.Status, pg.URL, deviceCookie(br, p))
+		}
+	}
+	return p, a, b
+}
+
+// lockAccount fails the test user's password from new browsers until the
+// account locks (the default limit, 10).
+func lockAccount(t *testing.T, p *provider) {
+	t.Helper()
+	for i := range 10 {
+		if pg := loginAttempt(p.newBrowser(), p, email, "guess"); (pg.Status == http.StatusTooManyRequests) != (i == 9) {
+			t.Fatalf("failure %d: %d", i+1, pg.Status)
+		}
+	}
+}
+
 // TestDeviceCookieAfterNewPassword: a new password leaves the device
 // cookies given before it untrusted (a lost or stolen browser keeps no
 // budget of its own), except the one of the browser that changed it on My
 // Page, which gets a new cookie.
 func TestDeviceCookieAfterNewPassword(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
-		p := startProvider(t, db, func(c *config.Config) { c.LoginIPMaxFailures = 1000 })
-		p.createUser(email, password)
-		lost, kept := p.newBrowser(), p.newBrowser()
-		for _, b := range []*browser{lost, kept} {
-			if pg := loginAttempt(b, p, email, password); pg.URL.Path != "/account" || deviceCookie(b, p) == "" {
-				t.Fatalf("login: %d %s, device cookie %q", pg.Status, pg.URL, deviceCookie(b, p))
-			}
-		}
+		p, lost, kept := trustedBrowsers(t, db)
 		before := deviceCookie(kept, p)
 		const newPassword = "a brand new passphrase 7"
 		pg := kept.submit(kept.get(p.URL+"/account/password"), "new_password",
@@ -959,12 +979,7 @@ func TestDeviceCookieAfterNewPassword(t *testing.T) {
 			t.Fatalf("password change: %d %s %q; device cookie %q, was %q", pg.Status, pg.URL, pg.alert(), deviceCookie(kept, p), before)
 		}
 
-		// Someone who knows the address locks the account.
-		for i := range 10 {
-			if pg := loginAttempt(p.newBrowser(), p, email, "guess"); (pg.Status == http.StatusTooManyRequests) != (i == 9) {
-				t.Fatalf("failure %d: %d", i+1, pg.Status)
-			}
-		}
+		lockAccount(t, p) // someone who knows the address
 		// The lost browser's cookie no longer sets it apart, even with the
 		// new password ...
 		if pg := loginAttempt(lost, p, email, newPassword); pg.Status != http.StatusTooManyRequests {
@@ -984,28 +999,13 @@ func TestDeviceCookieAfterNewPassword(t *testing.T) {
 // (idp user reset-mfa, for a lost phone) leaves every cookie untrusted.
 func TestDeviceCookieAfter2FAChanges(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
-		p := startProvider(t, db, func(c *config.Config) { c.LoginIPMaxFailures = 1000 })
-		p.createUser(email, password)
-		before, owner := p.newBrowser(), p.newBrowser()
-		for _, b := range []*browser{before, owner} {
-			if pg := loginAttempt(b, p, email, password); pg.URL.Path != "/account" || deviceCookie(b, p) == "" {
-				t.Fatalf("login: %d %s", pg.Status, pg.URL)
-			}
-		}
+		p, before, owner := trustedBrowsers(t, db)
 		old := deviceCookie(owner, p)
 		enroll(t, p, owner)
 		if deviceCookie(owner, p) == old || deviceCookie(owner, p) == "" {
 			t.Fatalf("device cookie after turning 2FA on %q, before %q: want a new one", deviceCookie(owner, p), old)
 		}
-		lockAccount := func() {
-			t.Helper()
-			for i := range 10 {
-				if pg := loginAttempt(p.newBrowser(), p, email, "guess"); (pg.Status == http.StatusTooManyRequests) != (i == 9) {
-					t.Fatalf("failure %d: %d", i+1, pg.Status)
-				}
-			}
-		}
-		lockAccount()
+		lockAccount(t, p)
 		if pg := loginAttempt(before, p, email, password); pg.Status != http.StatusTooManyRequests {
 			t.Fatalf("a browser whose cookie came before 2FA, the account locked: %d %s, want 429", pg.Status, pg.URL)
 		}
