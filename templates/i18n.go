@@ -121,6 +121,8 @@ func scopeText(lang, scope string) string {
 var Messages = map[string]Translation{
 	// --- Errors and notices set by the handlers. ---
 	"invalid_credentials": {"メールアドレスまたはパスワードが正しくありません。", "The email address or password is incorrect."},
+	"setup_restarted": {"別の画面で設定がやり直されたため、QRコードとセットアップキーが変わりました。新しいQRコードを読み込み、表示された確認コードを入力してください。",
+		"The setup was started again in another window, so the QR code and setup key have changed. Scan the new QR code and enter the code it shows."},
 	"invalid_code": {"認証コードが正しくありません。認証アプリに表示されている最新のコードを入力してください（認証端末の時刻設定が誤っていると認証できません）。",
 		"The verification code is incorrect. Enter the code currently shown in your authenticator app (codes fail if the clock of your phone is wrong)."},
 	"invalid_backup_code": {"バックアップコードが正しくないか、すでに使用されています。",

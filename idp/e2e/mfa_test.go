@@ -646,3 +646,37 @@ func TestSetupCodeLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestSetupInTwoTabs: a setup started again in another tab replaces the
+// pending secret; the first tab's code, for the secret it showed, is not
+// taken for a wrong one: the page says the setup was started again and
+// shows the new secret, whose code then completes it.
+func TestSetupInTwoTabs(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		b := p.newBrowser()
+		accountLogin(t, p, b, "")
+		open := func() (*page, string) {
+			t.Helper()
+			pg := b.submit(b.get(p.URL+"/account/2fa/setup"), "password", map[string]string{"password": password})
+			key := strings.ReplaceAll(pg.byID("setup-key"), " ", "")
+			if len(key) != 32 {
+				t.Fatalf("setup page: %d, setup key %q", pg.Status, key)
+			}
+			return pg, key
+		}
+		first, firstKey := open()
+		_, secondKey := open()
+		pg := b.submit(first, "code", map[string]string{"code": totpCode(t, p, firstKey)})
+		if got := strings.ReplaceAll(pg.byID("setup-key"), " ", ""); pg.Status != http.StatusOK ||
+			!strings.Contains(pg.alert(), "別の画面で設定がやり直された") || got != secondKey {
+			t.Fatalf("the first tab's code after a setup in another tab: %d %q, key %s; want the notice and the second key %s",
+				pg.Status, pg.alert(), got, secondKey)
+		}
+		pg = b.submit(pg, "code", map[string]string{"code": totpCode(t, p, secondKey)})
+		if !strings.Contains(pg.Body, "2段階認証設定の完了") {
+			t.Fatalf("the new secret's code: want the completion page, got %d %q", pg.Status, pg.alert())
+		}
+	})
+}

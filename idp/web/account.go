@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/idp/mail"
 	"github.com/kamera-id/idp/idp/mfa"
 	"github.com/kamera-id/idp/idp/oidc"
@@ -280,13 +281,14 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		now := s.Now()
-		if err := s.Store.PutPendingTOTP(ctx, &store.PendingTOTP{
+		pending := &store.PendingTOTP{
 			UserID: u.ID, SecretEnc: mfa.SealSecret(s.Key, u.ID, secret), CreatedAt: now, ExpiresAt: now.Add(s.Config.FlowLifetime),
-		}); err != nil {
+		}
+		if err := s.Store.PutPendingTOTP(ctx, pending); err != nil {
 			s.storeFailed(w, r, err)
 			return
 		}
-		f.Stage = "confirm"
+		f.Stage, f.Shown = "confirm", s.pendingMark(pending)
 		if err := s.saveFlow(ctx, f); err != nil {
 			s.storeFailed(w, r, err)
 			return
@@ -306,6 +308,18 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 	secret, err := mfa.OpenSecret(s.Key, u.ID, pending.SecretEnc)
 	if err != nil {
 		s.storeFailed(w, r, err)
+		return
+	}
+	if mark := s.pendingMark(pending); !crypt.Equal(f.Shown, mark) {
+		// A setup started since in another tab put another secret in the
+		// place of the one this page showed: its code is not a wrong one.
+		// This page now shows the new secret, and says why.
+		f.Shown = mark
+		if err := s.saveFlow(ctx, f); err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		s.renderSetup(w, r, f, u, secret, http.StatusOK, "setup_restarted")
 		return
 	}
 	// Wrong confirmation codes count as wrong codes at login do (the
@@ -383,6 +397,12 @@ func formatCodes(codes []string) []string {
 		out[i] = mfa.FormatBackupCode(c)
 	}
 	return out
+}
+
+// pendingMark identifies a pending authenticator secret (a keyed hash of
+// its sealed form), for a setup's flow to tell which one its page showed.
+func (s *Server) pendingMark(p *store.PendingTOTP) []byte {
+	return s.Key.MAC("setup-shown", p.SecretEnc)[:16]
 }
 
 func (s *Server) renderSetup(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, secret string, status int, msg string) {

@@ -120,6 +120,10 @@ type flow struct {
 	// Settings: the stage reached and when the password was re-entered.
 	Stage    string    `json:"stage,omitempty"`
 	ReauthAt time.Time `json:"reauth_at,omitzero"`
+	// Shown marks the pending authenticator secret a 2FA setup's page
+	// shows (pendingMark), so that a setup started again in another tab,
+	// which replaces it, is told apart from a wrong code.
+	Shown []byte `json:"shown,omitempty"`
 	// RP-initiated logout.
 	PostLogoutURI string `json:"post_logout_uri,omitempty"`
 	State         string `json:"state,omitempty"`
