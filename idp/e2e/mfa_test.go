@@ -621,12 +621,8 @@ func TestFullWidthCode(t *testing.T) {
 // wrong codes at login are (the contract's 429).
 func TestSetupCodeLimit(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
-		p := startProvider(t, db)
-		p.createUser(email, password)
-		b := p.newBrowser()
-		accountLogin(t, p, b, "")
-		pg := b.submit(b.get(p.URL+"/account/2fa/setup"), "password", map[string]string{"password": password})
-		secret := strings.ReplaceAll(pg.byID("setup-key"), " ", "")
+		p, b := signedInProvider(t, db)
+		pg, secret := setupPage(t, p, b)
 		limit := p.app.Config.MFAMaxFailures
 		for i := 1; i <= limit; i++ {
 			pg = b.submit(pg, "code", map[string]string{"code": wrongCode(totpCode(t, p, secret))})
@@ -653,21 +649,9 @@ func TestSetupCodeLimit(t *testing.T) {
 // shows the new secret, whose code then completes it.
 func TestSetupInTwoTabs(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
-		p := startProvider(t, db)
-		p.createUser(email, password)
-		b := p.newBrowser()
-		accountLogin(t, p, b, "")
-		open := func() (*page, string) {
-			t.Helper()
-			pg := b.submit(b.get(p.URL+"/account/2fa/setup"), "password", map[string]string{"password": password})
-			key := strings.ReplaceAll(pg.byID("setup-key"), " ", "")
-			if len(key) != 32 {
-				t.Fatalf("setup page: %d, setup key %q", pg.Status, key)
-			}
-			return pg, key
-		}
-		first, firstKey := open()
-		_, secondKey := open()
+		p, b := signedInProvider(t, db)
+		first, firstKey := setupPage(t, p, b)
+		_, secondKey := setupPage(t, p, b)
 		pg := b.submit(first, "code", map[string]string{"code": totpCode(t, p, firstKey)})
 		if got := strings.ReplaceAll(pg.byID("setup-key"), " ", ""); pg.Status != http.StatusOK ||
 			!strings.Contains(pg.alert(), "別の画面で設定がやり直された") || got != secondKey {
@@ -679,4 +663,27 @@ func TestSetupInTwoTabs(t *testing.T) {
 			t.Fatalf("the new secret's code: want the completion page, got %d %q", pg.Status, pg.alert())
 		}
 	})
+}
+
+// signedInProvider starts a provider with the test user (no 2FA) and a
+// browser signed in to My Page.
+func signedInProvider(t *testing.T, db testenv.Database) (*provider, *browser) {
+	t.Helper()
+	p := startProvider(t, db)
+	p.createUser(email, password)
+	b := p.newBrowser()
+	accountLogin(t, p, b, "")
+	return p, b
+}
+
+// setupPage starts a 2FA setup in b (a new tab: its own flow) and returns
+// the page with the QR code and its setup key.
+func setupPage(t *testing.T, p *provider, b *browser) (*page, string) {
+	t.Helper()
+	pg := b.submit(b.get(p.URL+"/account/2fa/setup"), "password", map[string]string{"password": password})
+	key := strings.ReplaceAll(pg.byID("setup-key"), " ", "")
+	if len(key) != 32 {
+		t.Fatalf("setup page: %d, setup key %q", pg.Status, key)
+	}
+	return pg, key
 }
