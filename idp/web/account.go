@@ -363,8 +363,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.flowFailed(w, r, err)
 		return
 	}
-	var changed *store.User
-	err = s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+	err = s.changeCredentials(w, r, u, func(tx context.Context) (accountChange, error) {
 		c := accountChange{Event: "mfa.enabled", Mail: mail.MFAEnabled}
 		// Only the secret the code was checked against: one that a setup
 		// started since (in another tab) put in its place was never proved.
@@ -372,10 +371,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 			return c, err
 		}
 		// Sessions elsewhere were authenticated without the new factor.
-		if _, err := s.Store.DeleteUserSessions(tx, u.ID, sess.ID); err != nil {
-			return c, err
-		}
-		changed, err = s.Store.GetUser(tx, u.ID)
+		_, err := s.Store.DeleteUserSessions(tx, u.ID, sess.ID)
 		return c, err
 	})
 	if err != nil {
@@ -385,7 +381,6 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.flowFailed(w, r, err)
 		return
 	}
-	s.renewDeviceCookie(w, changed)
 	s.render(w, r, http.StatusOK, templates.SetupDone(templates.SetupDonePage{
 		Page: s.accountPage(w, r, u), Codes: formatCodes(codes), TwoFAURL: "/account/2fa",
 	}))
@@ -465,21 +460,17 @@ func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
 		s.flowFailed(w, r, err)
 		return
 	}
-	var changed *store.User
-	err = s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+	err = s.changeCredentials(w, r, u, func(tx context.Context) (accountChange, error) {
 		c := accountChange{Event: "mfa.disabled", Mail: mail.MFADisabled}
 		if err := s.Store.DeleteMFA(tx, u.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return c, err
 		}
-		var err error
-		changed, err = s.Store.GetUser(tx, u.ID)
-		return c, err
+		return c, nil
 	})
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.renewDeviceCookie(w, changed)
 	http.Redirect(w, r, "/account/2fa?notice=2fa_disabled", http.StatusSeeOther)
 }
 

@@ -88,7 +88,7 @@ func mfaThrottleKey(userID string) string { return "mfa:" + userID }
 // changed on My Page or reset after a device was lost or stolen, two-step
 // verification turned on or off) leave every cookie given before them
 // unverified: no browser keeps a budget of its own past them. The browser
-// that changed them on My Page is given a new one.
+// that changed them on My Page is given a new one (changeCredentials).
 //
 // At the login's password step the account is not known until it is read,
 // so a well-formed cookie is tried under its own key first and checked
@@ -221,15 +221,6 @@ func (s *Server) setDeviceCookie(w http.ResponseWriter, acctKey string, mark []b
 	}
 	nonce := crypt.RandomToken(16)
 	s.setCookie(w, deviceCookie, nonce+"."+s.deviceTag(acctKey, nonce, mark), deviceCookieAge)
-}
-
-// renewDeviceCookie gives the browser that has just changed the account's
-// credentials on My Page (its session stays) a device cookie for the new
-// ones, u as the change's own transaction read it (so with the stamp that
-// change wrote, never one a later change wrote for someone else): the
-// cookie it held was for the old.
-func (s *Server) renewDeviceCookie(w http.ResponseWriter, u *store.User) {
-	s.setDeviceCookie(w, s.accountThrottleKey(u.Email), s.stampMark(u))
 }
 
 // Attempts on one account are taken one at a time. A handler reads the

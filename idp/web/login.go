@@ -474,8 +474,8 @@ func (s *Server) useBackupCode(ctx context.Context, userID, input string) (int, 
 
 // establish finishes the login flow and starts the session of its user u,
 // as the login read the account: both or neither, exactly once, and only
-// while u's password is still the account's (a password changed or reset
-// since the login's steps read it ends the login as a flow gone would).
+// while u's security stamp is still the account's (new credentials since
+// the login's steps read it end the login as a flow gone would).
 func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *store.User) (*store.Session, bool) {
 	sess, err := s.startSession(w, r, f, u)
 	if errors.Is(err, store.ErrNotFound) {

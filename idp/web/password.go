@@ -78,6 +78,27 @@ func (s *Server) changeAccount(r *http.Request, u *store.User, apply func(tx con
 	return nil
 }
 
+// changeCredentials is changeAccount for a change of the account's
+// credentials (a new password, 2FA on or off) made by its signed-in owner
+// on My Page, whose session stays: the browser's device cookie was for the
+// old credentials, so it gets one for the new, bound to the stamp the
+// change's own transaction wrote (read in it: never one a later change
+// wrote for someone else).
+func (s *Server) changeCredentials(w http.ResponseWriter, r *http.Request, u *store.User, apply func(tx context.Context) (accountChange, error)) error {
+	var changed *store.User
+	err := s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+		c, err := apply(tx)
+		if err == nil {
+			changed, err = s.Store.GetUser(tx, u.ID)
+		}
+		return c, err
+	})
+	if err == nil {
+		s.setDeviceCookie(w, s.accountThrottleKey(changed.Email), s.stampMark(changed))
+	}
+	return err
+}
+
 // --- Asking for a reset link. ---
 
 func (s *Server) resetPolicy(max int) store.ThrottlePolicy {
@@ -401,24 +422,18 @@ func (s *Server) changePasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	var changed *store.User
-	err = s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+	err = s.changeCredentials(w, r, u, func(tx context.Context) (accountChange, error) {
 		c := accountChange{Event: "password.changed", Mail: mail.PasswordChanged}
 		if err := s.Store.UpdatePassword(tx, u.ID, hash, s.Now()); err != nil {
 			return c, err
 		}
-		if _, err := s.Store.DeleteUserSessions(tx, u.ID, sess.ID); err != nil {
-			return c, err
-		}
-		var err error
-		changed, err = s.Store.GetUser(tx, u.ID)
+		_, err := s.Store.DeleteUserSessions(tx, u.ID, sess.ID)
 		return c, err
 	})
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.renewDeviceCookie(w, changed)
 	http.Redirect(w, r, "/account?notice=password_changed", http.StatusSeeOther)
 }
 
