@@ -93,7 +93,7 @@ func mfaThrottleKey(userID string) string { return "mfa:" + userID }
 // At the login's password step the account is not known until it is read,
 // so a well-formed cookie is tried under its own key first and checked
 // against the account as read; one that does not verify is read again as
-// any browser would be (passwordAttempt).
+// any browser would be (startPasswordAttempt).
 
 const (
 	deviceCookie    = "idp_device"
