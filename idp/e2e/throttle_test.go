@@ -201,6 +201,33 @@ func TestConcurrentWrongPasswordsLimited(t *testing.T) {
 	})
 }
 
+// TestConcurrentSprayLimitedPerIP: a burst of wrong passwords sent in
+// parallel from one client address, each for another account, gets at most
+// as many passwords hashed past IDP_LOGIN_IP_MAX_FAILURES as the hasher
+// runs at once: attempts on different accounts run in parallel, but one
+// address has only that many between the check of its limit and the count
+// of their failures (before, every attempt of the burst waiting for the
+// hasher had passed the check).
+func TestConcurrentSprayLimitedPerIP(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db, func(c *config.Config) { c.LoginIPMaxFailures = 5 })
+		limit, slots := int64(p.app.Config.LoginIPMaxFailures), int64(p.app.Hasher.Concurrency())
+		const n = 60
+		b := p.newBrowser()
+		pg := b.get(p.URL + "/login")
+		h0, _ := p.app.Hasher.Stats()
+		got := b.burst(pg, "password", n, func(i int) map[string]string {
+			return map[string]string{"email": fmt.Sprintf("spray%d@example.com", i), "password": "guess"}
+		})
+		h1, _ := p.app.Hasher.Stats()
+		onlyStatuses(t, "sprayed passwords", got, http.StatusOK, http.StatusTooManyRequests)
+		if hashed := h1 - h0; hashed < limit || hashed > limit+slots-1 {
+			t.Errorf("%d parallel wrong passwords for as many accounts from one address: %d hashed, want %d to %d "+
+				"(IDP_LOGIN_IP_MAX_FAILURES, and %d at once); answers %v", n, hashed, limit, limit+slots-1, slots, got)
+		}
+	})
+}
+
 // TestPasswordLockoutPerIPv6Prefix: failures from addresses of one IPv6 /64
 // count against one per-IP limit (a client gets a whole /64, so counting
 // per address would never lock it), and another /64 is not locked.

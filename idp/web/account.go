@@ -192,7 +192,7 @@ func (s *Server) settingsFlow(w http.ResponseWriter, r *http.Request, kind strin
 func (s *Server) reauthenticate(r *http.Request, u *store.User) (status int, msg string, err error) {
 	ctx := r.Context()
 	keys := s.passwordKeys(r, u)
-	unlock, err := s.attempts.lock(ctx, keys[0]) // as at login: one attempt on the account (or device) at a time
+	unlock, err := s.lockKeys(ctx, keys) // as at login: one attempt on the account (or device) at a time
 	if err != nil {
 		return 0, "", err
 	}

@@ -171,10 +171,10 @@ func (s *Server) startPasswordAttempt(w http.ResponseWriter, r *http.Request, em
 	return a, true
 }
 
-// readPasswordAttempt locks keys[0] and reads the account of email and the
+// readPasswordAttempt locks keys (lockKeys) and reads the account of email and the
 // throttles of keys (one round trip) into a, which then holds the lock.
 func (s *Server) readPasswordAttempt(w http.ResponseWriter, r *http.Request, a *passwordAttempt, email string, keys []string) bool {
-	unlock, ok := s.lockAttempts(w, r, keys[0])
+	unlock, ok := s.lockAttempts(w, r, keys...)
 	if !ok {
 		return false
 	}
@@ -245,36 +245,44 @@ func (s *Server) setDeviceCookie(w http.ResponseWriter, acctKey string, mark []b
 // Only the account's key (a device cookie's, for a browser that holds one
 // for the account: see below) is locked, one lock at a time (a login with
 // a cookie that does not verify frees the cookie's before it takes the
-// account's), so no two locks are ever taken in different orders. The per-IP key is still read and
-// counted by the same store calls, but attempts on different accounts from
-// one IP run in parallel, so a burst sprayed across many accounts can go
-// past the per-IP limit by as many attempts as are in flight at once.
+// account's). Attempts on different accounts from one client address run
+// in parallel, so its per-IP key cannot be locked the same way: one
+// address (a NAT, an office) would get one password check at a time. It
+// gets as many slots as the hasher has (password.Hasher.Concurrency), so
+// it can still keep every hash busy, while a burst sprayed across many
+// accounts from one address gets at most that many checks past the per-IP
+// limit on each instance (before, as many as were in flight: all of a
+// burst that waited for the hasher). An attempt takes its account's lock,
+// then its address's slot (lockKeys); password reset requests take their
+// e-mail address's and their client address's in the same way.
 
-// keyedMutex is a set of mutexes by key. An entry exists only while some
+// keyedSlots lets at most size holders (0: one) hold a key at once: with
+// size one it is a set of mutexes by key. An entry exists only while some
 // request holds or waits for its key, so the map holds at most as many
 // entries as there are requests in flight. The zero value is ready to use.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyedEntry
+type keyedSlots struct {
+	size int
+	mu   sync.Mutex
+	m    map[string]*keyedEntry
 }
 
 type keyedEntry struct {
-	held chan struct{} // holds one token while the key is locked
+	held chan struct{} // holds a token for each holder of the key
 	refs int           // holders and waiters; the entry goes at 0
 }
 
-// lock waits until key is free or ctx is done (then it returns ctx's
-// error). unlock frees the key; calling it again does nothing, so a
+// lock waits until key has a free slot or ctx is done (then it returns
+// ctx's error). unlock frees the slot; calling it again does nothing, so a
 // handler can free the key early and also defer the call. unlock is for
 // the goroutine that took the lock.
-func (km *keyedMutex) lock(ctx context.Context, key string) (unlock func(), err error) {
+func (km *keyedSlots) lock(ctx context.Context, key string) (unlock func(), err error) {
 	km.mu.Lock()
 	if km.m == nil {
 		km.m = map[string]*keyedEntry{}
 	}
 	e := km.m[key]
 	if e == nil {
-		e = &keyedEntry{held: make(chan struct{}, 1)}
+		e = &keyedEntry{held: make(chan struct{}, max(km.size, 1))}
 		km.m[key] = e
 	}
 	e.refs++
@@ -296,7 +304,7 @@ func (km *keyedMutex) lock(ctx context.Context, key string) (unlock func(), err 
 	}, nil
 }
 
-func (km *keyedMutex) release(key string, e *keyedEntry) {
+func (km *keyedSlots) release(key string, e *keyedEntry) {
 	km.mu.Lock()
 	if e.refs--; e.refs == 0 {
 		delete(km.m, key)
@@ -304,12 +312,30 @@ func (km *keyedMutex) release(key string, e *keyedEntry) {
 	km.mu.Unlock()
 }
 
-// lockAttempts takes the lock of the account's throttle key (see above).
-// When the request's deadline passes (or its client leaves) while it
-// waits, it answers as when the store or the hasher times out, and ok is
-// false.
-func (s *Server) lockAttempts(w http.ResponseWriter, r *http.Request, key string) (unlock func(), ok bool) {
-	unlock, err := s.attempts.lock(r.Context(), key)
+// lockKeys takes what an attempt counted against keys holds until it is
+// counted: the lock of keys[0] (the account's, a device cookie's, or a
+// reset request's e-mail address), then, when keys[1] is a client
+// address's key, one of that address's slots (see above). Always in that
+// order, and no request waits for an account's lock while it holds an
+// address's slot, so the two cannot deadlock.
+func (s *Server) lockKeys(ctx context.Context, keys []string) (unlock func(), err error) {
+	unlockFirst, err := s.attempts.lock(ctx, keys[0])
+	if err != nil || len(keys) < 2 {
+		return unlockFirst, err
+	}
+	unlockAddr, err := s.addresses.lock(ctx, keys[1])
+	if err != nil {
+		unlockFirst()
+		return nil, err
+	}
+	return func() { unlockAddr(); unlockFirst() }, nil
+}
+
+// lockAttempts takes lockKeys(keys). When the request's deadline passes
+// (or its client leaves) while it waits, it answers as when the store or
+// the hasher times out, and ok is false.
+func (s *Server) lockAttempts(w http.ResponseWriter, r *http.Request, keys ...string) (unlock func(), ok bool) {
+	unlock, err := s.lockKeys(r.Context(), keys)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return nil, false

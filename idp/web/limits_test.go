@@ -60,17 +60,17 @@ func TestIPThrottleKey(t *testing.T) {
 }
 
 // entries is the number of keys held or waited for.
-func (km *keyedMutex) entries() int {
+func (km *keyedSlots) entries() int {
 	km.mu.Lock()
 	defer km.mu.Unlock()
 	return len(km.m)
 }
 
-// TestKeyedMutex: one holder per key at a time, other keys unaffected, a
+// TestKeyedSlots: one holder per key at a time, other keys unaffected, a
 // wait ends with its context, and no entry outlives its last holder or
 // waiter.
-func TestKeyedMutex(t *testing.T) {
-	var km keyedMutex
+func TestKeyedSlots(t *testing.T) {
+	var km keyedSlots
 	ctx := context.Background()
 
 	// Mutual exclusion: the counter is not atomic, so -race sees any
@@ -138,6 +138,61 @@ func TestKeyedMutex(t *testing.T) {
 		t.Fatal(err)
 	}
 	unlock()
+}
+
+// TestKeyedSlotsSize: with size n, n holders hold one key at once, the
+// next waits until one of them frees it, and no more than n are ever
+// inside at once.
+func TestKeyedSlotsSize(t *testing.T) {
+	km := keyedSlots{size: 3}
+	ctx := context.Background()
+	var unlocks []func()
+	for range 3 {
+		unlock, err := km.lock(ctx, "ip")
+		if err != nil {
+			t.Fatal(err)
+		}
+		unlocks = append(unlocks, unlock)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := km.lock(short, "ip"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a fourth holder of a key with 3 slots: %v, want it to wait", err)
+	}
+	fourth := make(chan func())
+	go func() {
+		unlock, err := km.lock(ctx, "ip")
+		if err != nil {
+			t.Error(err)
+		}
+		fourth <- unlock
+	}()
+	unlocks[0]()
+	(<-fourth)()
+	for _, unlock := range unlocks[1:] {
+		unlock()
+	}
+
+	var inside, most atomic.Int32
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			unlock, err := km.lock(ctx, "ip")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			n := inside.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			inside.Add(-1)
+			unlock()
+		})
+	}
+	wg.Wait()
+	if m := most.Load(); m > 3 || km.entries() != 0 {
+		t.Fatalf("%d holders at once (want at most 3), %d entries left (want 0)", m, km.entries())
+	}
 }
 
 // panicking is a real store whose password step read panics.

@@ -144,7 +144,7 @@ func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keys := s.resetThrottleKeys(r, email)
-	unlock, ok := s.lockAttempts(w, r, keys[0]) // held until this request is counted (limits.go)
+	unlock, ok := s.lockAttempts(w, r, keys...) // held until this request is counted (limits.go)
 	if !ok {
 		return
 	}

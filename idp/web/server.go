@@ -58,7 +58,8 @@ type Server struct {
 	brands      map[string]*look
 	clientBrand map[string]*look
 	timeout     time.Duration // RequestTimeout; tests shorten it
-	attempts    keyedMutex    // one password or code attempt per account at a time (limits.go)
+	attempts    keyedSlots    // one password or code attempt per account at a time (limits.go)
+	addresses   keyedSlots    // password attempts in flight per client address (limits.go)
 	draining    atomic.Bool   // set by Drain: /readyz fails from then on
 }
 
@@ -76,6 +77,9 @@ func New(d Deps) *Server {
 		d.Outbox = mail.NewOutbox(d.Store, d.Key, d.Now)
 	}
 	s := &Server{Deps: d, timeout: RequestTimeout}
+	if d.Hasher != nil {
+		s.addresses.size = d.Hasher.Concurrency()
+	}
 	s.trusted, _ = d.Config.TrustedProxyPrefixes() // checked by Config.Validate
 	s.brand = newLook(templates.Brand{ProductName: d.Config.BrandName, LogoURL: d.Config.BrandLogoURL, PrimaryColor: d.Config.BrandColor})
 	s.brands, s.clientBrand = map[string]*look{}, map[string]*look{}
