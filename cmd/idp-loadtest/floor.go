@@ -28,11 +28,13 @@ import (
 // The floor of a login on this machine: what its HTTP requests and its
 // store calls cost at the least, with nothing of the provider's own work.
 // A request is measured against a server that only answers a page of a
-// login page's size (Go's net/http, as the provider's); a store call is the
-// cheapest there is, a read of a missing flow by its key, through the
-// provider's store code. With one signature for the ID token, that is a
-// lower bound of the login's CPU: when it alone comes near the target, the
-// target cannot hold on this machine with this many requests and calls.
+// login page's size (Go's net/http, as the provider's); a store call that
+// reads is counted at the cheapest read there is, of a missing flow by its
+// key, and one that writes at the cheapest write, a new flow stored (a
+// one-row insert, committed), both through the provider's store code.
+// With one signature for the ID token, that is a lower bound of the
+// login's CPU: when it alone comes near the target, the target cannot hold
+// on this machine with this many requests and calls.
 
 // pageServerArg makes the tool a page server (the floor of a request).
 const pageServerArg = "serve-pages-for-floor"
@@ -144,33 +146,47 @@ func measureRequest(ctx context.Context, d time.Duration, c int) (time.Duration,
 	return (c1 - c0) / time.Duration(max(n.Load(), 1)), int(n.Load()), nil
 }
 
-// storeCallMeter reads a missing flow through the provider's store code on
-// the store at dbURL (a request's context, with a deadline, for each).
-func storeCallMeter(ctx context.Context, cfg config.Config, dbURL string) (*meter, error) {
+// storeCallMeters are the cheapest read (a missing flow by its key) and
+// the cheapest write (a new flow) through the provider's store code on the
+// store at dbURL, each with a request's context (a deadline). The flows
+// written expire at once; the provider's cleanup deletes them.
+func storeCallMeters(ctx context.Context, cfg config.Config, dbURL string) (read, write *meter, err error) {
 	scfg := cfg
 	scfg.DatabaseURL = dbURL
 	st, err := app.OpenStore(ctx, scfg, false)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	key := []byte(rand.Text())
-	m := &meter{f: func() error {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if _, err := st.GetFlow(rctx, key, time.Now()); err == nil {
+	call := func(f func(ctx context.Context) error) func() error {
+		return func() error {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			return f(rctx)
+		}
+	}
+	missing := []byte(rand.Text())
+	read = &meter{f: call(func(ctx context.Context) error {
+		if _, err := st.GetFlow(ctx, missing, time.Now()); err == nil {
 			return errors.New("a flow that should not exist")
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 		return nil
-	}, close: func() { st.Close() }}
-	for range 20 { // warm up: connections, prepared statements
-		if err := m.f(); err != nil {
-			m.close()
-			return nil, err
+	})}
+	data := []byte(`{"floor":true}`)
+	write = &meter{f: call(func(ctx context.Context) error {
+		now := time.Now()
+		return st.PutFlow(ctx, &store.Flow{Key: []byte(rand.Text()), Data: data, CreatedAt: now, ExpiresAt: now})
+	}), close: func() { st.Close() }}
+	for _, m := range []*meter{read, write} {
+		for range 20 { // warm up: connections, prepared statements
+			if err := m.f(); err != nil {
+				st.Close()
+				return nil, nil, err
+			}
 		}
 	}
-	return m, nil
+	return read, write, nil
 }
 
 // concurrent calls m.f from c goroutines at once (as the provider's
@@ -225,11 +241,11 @@ func parseMetrics(r io.Reader) (map[string]*dto.MetricFamily, error) {
 }
 
 // counts are what the provider has counted so far, from its metrics: its
-// store calls (the sample count of every operation's latency histogram),
-// and its password hashes and their CPU time.
+// store calls (the sample count of every operation's latency histogram)
+// and how many of them write, and its password hashes and their CPU time.
 type counts struct {
-	storeCalls, hashes int64
-	hashCPU            time.Duration
+	storeCalls, storeWrites, hashes int64
+	hashCPU                         time.Duration
 }
 
 // readCounts scrapes the provider's metrics listener once for its counts.
@@ -238,7 +254,7 @@ func readCounts(ctx context.Context, metricsURL string) (counts, error) {
 	if err != nil {
 		return counts{}, err
 	}
-	calls, err := histogramCount(fams, "idp_store_operation_duration_seconds")
+	calls, writes, err := storeCallCounts(fams)
 	if err != nil {
 		return counts{}, err
 	}
@@ -250,7 +266,7 @@ func readCounts(ctx context.Context, metricsURL string) (counts, error) {
 	if err != nil {
 		return counts{}, err
 	}
-	return counts{storeCalls: calls, hashes: int64(n), hashCPU: time.Duration(cpu * float64(time.Second))}, nil
+	return counts{storeCalls: calls, storeWrites: writes, hashes: int64(n), hashCPU: time.Duration(cpu * float64(time.Second))}, nil
 }
 
 func counterValue(fams map[string]*dto.MetricFamily, name string) (float64, error) {
@@ -261,16 +277,35 @@ func counterValue(fams map[string]*dto.MetricFamily, name string) (float64, erro
 	return fam.GetMetric()[0].GetCounter().GetValue(), nil
 }
 
-// histogramCount adds the sample counts of every series of the histogram
-// name.
-func histogramCount(fams map[string]*dto.MetricFamily, name string) (int64, error) {
+// storeCallCounts adds the sample counts of every operation's series of
+// the store's latency histogram: all the calls, and those of operations
+// that write (every one but those that only read: Get…, List…, Ping).
+func storeCallCounts(fams map[string]*dto.MetricFamily) (calls, writes int64, err error) {
+	const name = "idp_store_operation_duration_seconds"
 	fam := fams[name]
 	if fam == nil || fam.GetType() != dto.MetricType_HISTOGRAM {
-		return 0, fmt.Errorf("metrics: no histogram %s", name)
+		return 0, 0, fmt.Errorf("metrics: no histogram %s", name)
 	}
-	var total int64
 	for _, m := range fam.GetMetric() {
-		total += int64(m.GetHistogram().GetSampleCount())
+		n := int64(m.GetHistogram().GetSampleCount())
+		calls += n
+		if !readOnlyOp(labelValue(m, "op")) {
+			writes += n
+		}
 	}
-	return total, nil
+	return calls, writes, nil
+}
+
+// readOnlyOp reports whether the store operation op only reads.
+func readOnlyOp(op string) bool {
+	return strings.HasPrefix(op, "Get") || strings.HasPrefix(op, "List") || op == "Ping"
+}
+
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
 }

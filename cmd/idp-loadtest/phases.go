@@ -75,19 +75,20 @@ type storeResult struct {
 	// RefSignCPU is the CPU of one signature, measured by the tool between
 	// the slices of the exchange phase.
 	RefSignCPU time.Duration
-	// The floor of the login measured step by step: its HTTP requests and
-	// store calls per login (the calls from the provider's metrics), and
-	// the CPU of the cheapest store call, measured by the tool after the
-	// steps.
-	LoginRequests, LoginStoreCalls float64
-	StoreCallCPU                   time.Duration
-	Refresh                        phase
-	SSOAuthz                       phase
-	Exchange                       phase
-	Burst                          phase
-	PeakRSS                        int64 // KiB, the whole run up to the burst
-	BurstRSS                       int64 // KiB, peak during the burst
-	Latencies                      map[string][]time.Duration
+	// The floor of the login measured step by step: its HTTP requests,
+	// store calls and the calls of those that write per login (the calls
+	// from the provider's metrics), and the CPU of the cheapest store call
+	// that reads and of the cheapest that writes, measured by the tool
+	// after the steps.
+	LoginRequests, LoginStoreCalls, LoginStoreWrites float64
+	StoreCallCPU, StoreWriteCPU                      time.Duration
+	Refresh                                          phase
+	SSOAuthz                                         phase
+	Exchange                                         phase
+	Burst                                            phase
+	PeakRSS                                          int64 // KiB, the whole run up to the burst
+	BurstRSS                                         int64 // KiB, peak during the burst
+	Latencies                                        map[string][]time.Duration
 	// ClientSecretBits is the entropy of the secret the provider issued;
 	// ClientSecretHash describes how it is stored.
 	ClientSecretBits int
@@ -622,15 +623,19 @@ func stepRun(ctx context.Context, o options, cfg, cheap config.Config, bin, dir,
 	res.RefHashCPU = ref.per()
 	logf("%s: the provider's cheapest hash %.3f ms (its own count); measured by the tool alongside: one hash at the configured cost %.2f ms",
 		r.name, ms(res.CheapHashCPU), ms(res.RefHashCPU))
-	call, err := storeCallMeter(ctx, cheap, dbURL)
+	res.LoginStoreWrites = float64(after.storeWrites-before.storeWrites) / float64(len(users))
+	read, write, err := storeCallMeters(ctx, cheap, dbURL)
 	if err != nil {
-		return fmt.Errorf("store call meter: %w", err)
+		return fmt.Errorf("store call meters: %w", err)
 	}
-	defer call.close()
-	if res.StoreCallCPU, err = call.concurrent(o.concurrency, o.calibTime/2); err != nil {
-		return fmt.Errorf("store call meter: %w", err)
+	defer write.close()
+	if res.StoreCallCPU, err = read.concurrent(o.concurrency, o.calibTime/2); err != nil {
+		return fmt.Errorf("store read meter: %w", err)
 	}
-	logf("%s: a login made %.1f requests and %.1f store calls; the cheapest store call costs %.1f µs",
-		r.name, res.LoginRequests, res.LoginStoreCalls, us(res.StoreCallCPU))
+	if res.StoreWriteCPU, err = write.concurrent(o.concurrency, o.calibTime/2); err != nil {
+		return fmt.Errorf("store write meter: %w", err)
+	}
+	logf("%s: a login made %.1f requests and %.1f store calls (%.1f of them write); the cheapest store call costs %.1f µs, the cheapest write %.1f µs",
+		r.name, res.LoginRequests, res.LoginStoreCalls, res.LoginStoreWrites, us(res.StoreCallCPU), us(res.StoreWriteCPU))
 	return nil
 }
