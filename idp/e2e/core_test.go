@@ -634,10 +634,7 @@ func TestRequestObjectsAndClaims(t *testing.T) {
 func TestRestartKeepsState(t *testing.T) {
 	db := testenv.SQLite(t)
 	c := newClock()
-	cfg := config.Defaults()
-	cfg.DatabaseURL = db.URL
-	cfg.SecretKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-	cfg.ArgonMemoryKiB, cfg.ArgonIterations = 8192, 1
+	cfg := testConfig(db)
 	p := startProviderWith(t, cfg, c)
 	p.createUser(email, password)
 	r := p.newRP("viewer", true)

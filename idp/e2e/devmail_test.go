@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"log/slog"
 	"mime"
-	"net"
 	"net/mail"
 	"os"
 	"path/filepath"
@@ -23,20 +21,9 @@ import (
 // the link or the address), so a reset link can be followed from there.
 func TestDevMailFolder(t *testing.T) {
 	db := testenv.SQLite(t)
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	cfg := config.Defaults()
-	cfg.DatabaseURL = db.URL
-	cfg.SecretKey = base64.StdEncoding.EncodeToString(key)
-	cfg.ArgonMemoryKiB, cfg.ArgonIterations = 8192, 1
-	cfg.MailPoll = 20 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Issuer = "http://" + ln.Addr().String()
 	logs := &syncBuffer{}
-	p := startInstanceLogging(t, cfg, newClock(), ln, slog.New(slog.NewTextHandler(logs, nil)))
+	cfg := testConfig(db, func(c *config.Config) { c.MailPoll = 20 * time.Millisecond })
+	p := startProviderLogging(t, cfg, newClock(), slog.New(slog.NewTextHandler(logs, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); p.app.RunMail(ctx) }()

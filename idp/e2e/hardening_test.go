@@ -6,7 +6,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -526,13 +525,7 @@ func TestSecurityHeaders(t *testing.T) {
 // handler is driven with requests for https://idp.example.
 func startHTTPSApp(t *testing.T) *app.App {
 	t.Helper()
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	cfg := config.Defaults()
-	cfg.Issuer = "https://idp.example"
-	cfg.DatabaseURL = testenv.SQLite(t).URL
-	cfg.SecretKey = base64.StdEncoding.EncodeToString(key)
-	cfg.ArgonMemoryKiB, cfg.ArgonIterations = 8192, 1
+	cfg := testConfig(testenv.SQLite(t), func(c *config.Config) { c.Issuer = "https://idp.example" })
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -66,6 +66,12 @@ type provider struct {
 // startProvider starts the provider on a loopback port with db.
 func startProvider(t *testing.T, db testenv.Database, tweak ...func(*config.Config)) *provider {
 	t.Helper()
+	return startProviderWith(t, testConfig(db, tweak...), newClock())
+}
+
+// testConfig is a provider's configuration for tests with db: a new master
+// key, the cheapest hashes, then tweak.
+func testConfig(db testenv.Database, tweak ...func(*config.Config)) config.Config {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	cfg := config.Defaults()
@@ -75,19 +81,26 @@ func startProvider(t *testing.T, db testenv.Database, tweak ...func(*config.Conf
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	return startProviderWith(t, cfg, newClock())
+	return cfg
 }
 
 // startProviderWith starts a provider with a full configuration (two
 // instances share one database and key this way).
 func startProviderWith(t *testing.T, cfg config.Config, c *clock) *provider {
 	t.Helper()
+	return startProviderLogging(t, cfg, c, nil)
+}
+
+// startProviderLogging starts a provider with a full configuration and log
+// (see startInstanceLogging).
+func startProviderLogging(t *testing.T, cfg config.Config, c *clock, log *slog.Logger) *provider {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Issuer = "http://" + ln.Addr().String()
-	return startInstance(t, cfg, c, ln)
+	return startInstanceLogging(t, cfg, c, ln, log)
 }
 
 // startInstance serves a provider with cfg (whose issuer it keeps: several

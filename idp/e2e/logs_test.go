@@ -2,18 +2,14 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/testenv"
 )
 
@@ -44,18 +40,8 @@ func (s *syncBuffer) String() string {
 func TestLogsAreJSONWithoutSecrets(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		logs := &syncBuffer{}
-		key := make([]byte, 32)
-		_, _ = rand.Read(key)
-		cfg := config.Defaults()
-		cfg.DatabaseURL = db.URL
-		cfg.SecretKey = base64.StdEncoding.EncodeToString(key)
-		cfg.ArgonMemoryKiB, cfg.ArgonIterations = 8192, 1
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Issuer = "http://" + ln.Addr().String()
-		p := startInstanceLogging(t, cfg, newClock(), ln,
+		cfg := testConfig(db)
+		p := startProviderLogging(t, cfg, newClock(),
 			slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 		p.createUser(email, password)
 		r := p.newRP("viewer", true)

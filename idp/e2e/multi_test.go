@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"net"
@@ -52,13 +51,7 @@ func startCluster(t *testing.T, db testenv.Database, n int) (*balancer, []*provi
 	t.Helper()
 	lb, lbln := newBalancer(t)
 	_ = lbln
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	cfg := config.Defaults()
-	cfg.Issuer = lb.URL
-	cfg.DatabaseURL = db.URL
-	cfg.SecretKey = base64.StdEncoding.EncodeToString(key)
-	cfg.ArgonMemoryKiB, cfg.ArgonIterations = 8192, 1
+	cfg := testConfig(db, func(c *config.Config) { c.Issuer = lb.URL })
 	c := newClock()
 	var ps []*provider
 	for range n {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -224,6 +225,32 @@ func TestConcurrentSprayLimitedPerIP(t *testing.T) {
 		if hashed := h1 - h0; hashed < limit || hashed > limit+slots-1 {
 			t.Errorf("%d parallel wrong passwords for as many accounts from one address: %d hashed, want %d to %d "+
 				"(IDP_LOGIN_IP_MAX_FAILURES, and %d at once); answers %v", n, hashed, limit, limit+slots-1, slots, got)
+		}
+	})
+}
+
+// TestConcurrentResetRequestsLimitedPerIP: a burst of password reset
+// requests sent in parallel from one client address, each for another
+// address, gets at most as many requests counted past IDP_RESET_MAX_PER_IP
+// as the hasher runs at once (as the password step, above); the others are
+// held back, which the provider logs.
+func TestConcurrentResetRequestsLimitedPerIP(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		logs := &syncBuffer{}
+		p := startProviderLogging(t, testConfig(db, func(c *config.Config) { c.ResetMaxPerIP = 5 }), newClock(),
+			slog.New(slog.NewTextHandler(logs, nil)))
+		limit, slots := p.app.Config.ResetMaxPerIP, p.app.Hasher.Concurrency()
+		const n = 60
+		b := p.newBrowser()
+		pg := b.get(p.URL + "/forgot-password")
+		got := b.burst(pg, "email", n, func(i int) map[string]string {
+			return map[string]string{"email": fmt.Sprintf("reset%d@example.com", i)}
+		})
+		onlyStatuses(t, "reset requests", got, http.StatusOK)
+		held := strings.Count(logs.String(), "password reset request held back by its limit")
+		if counted := n - held; counted < limit || counted > limit+slots-1 {
+			t.Errorf("%d parallel reset requests for as many addresses from one client address: %d counted, want %d to %d "+
+				"(IDP_RESET_MAX_PER_IP, and %d at once)", n, counted, limit, limit+slots-1, slots)
 		}
 	})
 }
