@@ -171,8 +171,9 @@ func (s *Server) startPasswordAttempt(w http.ResponseWriter, r *http.Request, em
 	return a, true
 }
 
-// readPasswordAttempt locks keys (lockKeys) and reads the account of email and the
-// throttles of keys (one round trip) into a, which then holds the lock.
+// readPasswordAttempt locks keys (lockKeys) and reads the account of email
+// and the throttles of keys (one round trip) into a, which then holds the
+// locks.
 func (s *Server) readPasswordAttempt(w http.ResponseWriter, r *http.Request, a *passwordAttempt, email string, keys []string) bool {
 	unlock, ok := s.lockAttempts(w, r, keys...)
 	if !ok {
