@@ -131,6 +131,8 @@ var Messages = map[string]Translation{
 	"too_many_attempts": {"失敗した回数が上限に達しました。しばらく時間をおいてから再度お試しください。", "Too many failed attempts. Please wait a while and try again."},
 	"flow_expired": {"操作の有効期限が切れました。お手数ですが、最初からやり直してください。",
 		"This page has expired. Please start again."},
+	"login_restarted": {"ログインの有効期限が切れたため、最初からやり直しています。もう一度ログインしてください。",
+		"Your login took too long and has been started again. Please log in again."},
 	"csrf": {"ページの有効期限が切れたか、リクエストが正しくありません。ページを再読み込みしてから再度お試しください。",
 		"The page has expired or the request was not valid. Reload the page and try again."},
 	"missing_fields": {"必須項目を入力してください。", "Please fill in the required fields."},

@@ -687,3 +687,70 @@ func setupPage(t *testing.T, p *provider, b *browser) (*page, string) {
 	}
 	return pg, key
 }
+
+// TestExpiredLoginStartsAgain: a login left open past IDP_FLOW_LIFETIME
+// starts again where it began, in the browser that started it, with a
+// notice, instead of ending on the expired-flow page: a relying party's
+// login at the password step and at the TOTP step (back into its
+// authorization request, and on to its code), and a login to My Page (on
+// to the page asked for). A tab of an older login of the same browser gets
+// the expired-flow page.
+func TestExpiredLoginStartsAgain(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		_, secret, _ := enrolledUser(t, p)
+		r := p.newRP("viewer", true)
+		expire := func() { p.clock.Advance(p.app.Config.FlowLifetime + time.Minute) }
+		const notice = "ログインの有効期限が切れたため"
+		startedAgain := func(what string, pg *page) {
+			t.Helper()
+			if pg.Status != http.StatusOK || pg.formWith("password") == nil || !strings.Contains(pg.alert(), notice) {
+				t.Fatalf("%s: want the login page again with the notice, got %d %s (alert %q)", what, pg.Status, pg.URL, pg.alert())
+			}
+		}
+
+		// At the password step.
+		b := p.newBrowser()
+		a := r.authorize()
+		pg := b.get(a.URL)
+		expire()
+		pg = b.submit(pg, "password", map[string]string{"email": email, "password": password})
+		startedAgain("password step", pg)
+		if again := b.get(pg.URL.String()); again.alert() != "" {
+			t.Errorf("the notice shown again on reload: %q", again.alert())
+		}
+		pg = b.submit(pg, "password", map[string]string{"email": email, "password": password})
+		r.mustExchange(a, b.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)}).code(t, a))
+
+		// At the TOTP step: the password again, then a code of a later time step.
+		b = p.newBrowser()
+		a, pg = rpLogin(t, b, r)
+		expire()
+		pg = b.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)})
+		startedAgain("TOTP step", pg)
+		pg = b.submit(pg, "password", map[string]string{"email": email, "password": password})
+		r.mustExchange(a, b.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)}).code(t, a))
+
+		// A login to My Page goes on to the page asked for.
+		b = p.newBrowser()
+		pg = b.get(p.URL + "/account/2fa")
+		expire()
+		pg = b.submit(pg, "password", map[string]string{"email": email, "password": password})
+		startedAgain("My Page", pg)
+		accountPage := b.submit(b.submit(pg, "password", map[string]string{"email": email, "password": password}),
+			"code", map[string]string{"code": totpCode(t, p, secret)})
+		if accountPage.URL.Path != "/account/2fa" {
+			t.Errorf("My Page login started again: ended on %d %s, want /account/2fa", accountPage.Status, accountPage.URL)
+		}
+
+		// Only the browser's newest login starts again.
+		b = p.newBrowser()
+		older := b.get(r.authorize().URL)
+		newer := b.get(r.authorize().URL)
+		expire()
+		if pg := b.submit(older, "password", map[string]string{"email": email, "password": password}); pg.Status != http.StatusBadRequest {
+			t.Errorf("an older login's tab: %d %s, want the expired-flow page", pg.Status, pg.URL)
+		}
+		startedAgain("the newest login's tab", b.submit(newer, "password", map[string]string{"email": email, "password": password}))
+	})
+}

@@ -405,7 +405,11 @@ func (s *Server) flowOrError(w http.ResponseWriter, r *http.Request, id, kind st
 	if err == nil && f.Kind != kind {
 		err = errFlowGone
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errFlowGone) && kind == "login":
+		s.loginGone(w, r, id)
+		return nil, false
+	case err != nil:
 		s.flowFailed(w, r, err)
 		return nil, false
 	}

@@ -44,7 +44,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login/totp?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
 		return
 	}
-	s.renderLogin(w, r, f, http.StatusOK, f.Email, false, "")
+	s.renderLogin(w, r, f, http.StatusOK, f.Email, false, s.takeNotice(w, r))
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, f *flow, status int, email string, remember bool, msg string) {
@@ -286,7 +286,7 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 func (s *Server) readSecondStep(w http.ResponseWriter, r *http.Request, f *flow, key string) (*store.SecondStep, bool) {
 	acct, err := s.Store.GetSecondStep(r.Context(), f.UserID, key)
 	if errors.Is(err, store.ErrNotFound) {
-		s.flowFailed(w, r, errFlowGone)
+		s.loginGone(w, r, f.id)
 		return nil, false
 	}
 	if err != nil {
@@ -296,7 +296,7 @@ func (s *Server) readSecondStep(w http.ResponseWriter, r *http.Request, f *flow,
 	if !crypt.Equal(f.Stamp, s.stampMark(acct.User)) {
 		// A new password, or two-step verification turned off and on,
 		// since this login's password step (or a flow from before stamps).
-		s.flowFailed(w, r, errFlowGone)
+		s.loginGone(w, r, f.id)
 		return nil, false
 	}
 	return acct, true
@@ -475,11 +475,11 @@ func (s *Server) useBackupCode(ctx context.Context, userID, input string) (int, 
 // establish finishes the login flow and starts the session of its user u,
 // as the login read the account: both or neither, exactly once, and only
 // while u's security stamp is still the account's (new credentials since
-// the login's steps read it end the login as a flow gone would).
+// the login's steps read it end the login as a flow gone would: loginGone).
 func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *store.User) (*store.Session, bool) {
 	sess, err := s.startSession(w, r, f, u)
 	if errors.Is(err, store.ErrNotFound) {
-		s.flowFailed(w, r, errFlowGone)
+		s.loginGone(w, r, f.id)
 		return nil, false
 	}
 	if err != nil {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -9,10 +10,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/kamera-id/idp/idp/crypt"
+	"github.com/kamera-id/idp/idp/oidc"
 	"github.com/kamera-id/idp/idp/store"
 )
 
@@ -138,7 +141,95 @@ func (s *Server) newFlow(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if f.RequestedAt.IsZero() {
 		f.RequestedAt = s.Now().UTC()
 	}
-	return s.saveFlow(ctx, f)
+	if err := s.saveFlow(ctx, f); err != nil {
+		return err
+	}
+	if f.Kind == "login" {
+		s.keepRestart(w, f)
+	}
+	return nil
+}
+
+// --- Restarting a login whose flow is gone. ---
+//
+// A login left open past IDP_FLOW_LIFETIME (or ended by a change of the
+// account's credentials while its last step ran) cannot go on. Rather than
+// a dead end, the browser that started it is sent back to where the login
+// began, as Keycloak does: the relying party's authorization request (a
+// new login for it, or its SSO session if one exists by then), or the
+// login page with the My Page path it was to return to; the new login page
+// says why. The flow's store row is gone by then, so what to start again
+// is kept in a cookie (idp_restart, for the browser's session), bound to
+// the flow's id and MACed: a flow id of another browser, or of an older
+// login in another tab, finds no restart and gets the expired-flow page.
+
+const (
+	restartCookie = "idp_restart"
+	noticeCookie  = "idp_notice"
+	// maxRestartCookie keeps the cookie within what browsers store (4 KiB
+	// with its name and attributes); a longer authorization request gets
+	// no restart.
+	maxRestartCookie = 3072
+)
+
+// keepRestart gives the browser the restart of the login flow f.
+func (s *Server) keepRestart(w http.ResponseWriter, f *flow) {
+	target := oidc.PathAuthorize + "?" + f.Authorize // ui_locales, if any, is in it
+	if f.Authorize == "" {
+		target = "/login?return_to=" + url.QueryEscape(cmp.Or(f.ReturnTo, "/account"))
+		if f.Lang != "" {
+			target = inLang(target, f.Lang)
+		}
+	}
+	bound := base64.RawURLEncoding.EncodeToString(crypt.HashToken(f.id))
+	v := bound + "." + base64.RawURLEncoding.EncodeToString([]byte(target)) + "." + s.restartTag(bound, target)
+	if len(v) <= maxRestartCookie {
+		s.setCookie(w, restartCookie, v, 0)
+	}
+}
+
+func (s *Server) restartTag(bound, target string) string {
+	return base64.RawURLEncoding.EncodeToString(s.Key.MAC("restart", []byte(bound+"\x00"+target)))
+}
+
+// restartTarget is where the login flow id (gone) started, when this
+// browser's restart cookie is that flow's; else "".
+func (s *Server) restartTarget(r *http.Request, id string) string {
+	parts := strings.Split(s.cookie(r, restartCookie), ".")
+	if len(parts) != 3 || id == "" || len(id) > 64 {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	target := string(raw)
+	if err != nil || !crypt.Equal([]byte(parts[2]), []byte(s.restartTag(parts[0], target))) ||
+		!crypt.Equal([]byte(parts[0]), []byte(base64.RawURLEncoding.EncodeToString(crypt.HashToken(id)))) {
+		return ""
+	}
+	return target
+}
+
+// loginGone answers a step of the login flow id that is gone: the login
+// starts again where it began when this browser started it (see above),
+// else the expired-flow page.
+func (s *Server) loginGone(w http.ResponseWriter, r *http.Request, id string) {
+	target := s.restartTarget(r, id)
+	if target == "" {
+		s.flowFailed(w, r, errFlowGone)
+		return
+	}
+	s.setCookie(w, restartCookie, "", -1)
+	s.setCookie(w, noticeCookie, "login_restarted", 10*time.Minute)
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// takeNotice returns the notice a restarted login left for the login page
+// ("" for none) and clears it.
+func (s *Server) takeNotice(w http.ResponseWriter, r *http.Request) string {
+	if s.cookie(r, noticeCookie) != "login_restarted" {
+		return ""
+	}
+	s.setCookie(w, noticeCookie, "", -1)
+	return "login_restarted"
 }
 
 func (s *Server) saveFlow(ctx context.Context, f *flow) error {
