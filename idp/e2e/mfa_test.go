@@ -716,8 +716,11 @@ func TestExpiredLoginStartsAgain(t *testing.T) {
 		expire()
 		pg = b.submit(pg, "password", map[string]string{"email": email, "password": password})
 		startedAgain("password step", pg)
-		if again := b.get(pg.URL.String()); again.alert() != "" {
-			t.Errorf("the notice shown again on reload: %q", again.alert())
+		if typed := inputValue(pg, "email"); typed != email {
+			t.Errorf("the address typed before: %q in the new form, want %q", typed, email)
+		}
+		if again := b.get(pg.URL.String()); again.alert() != "" || inputValue(again, "email") != "" {
+			t.Errorf("the notice or the address shown again on reload: %q, %q", again.alert(), inputValue(again, "email"))
 		}
 		pg = b.submit(pg, "password", map[string]string{"email": email, "password": password})
 		r.mustExchange(a, b.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)}).code(t, a))
@@ -753,4 +756,12 @@ func TestExpiredLoginStartsAgain(t *testing.T) {
 		}
 		startedAgain("the newest login's tab", b.submit(newer, "password", map[string]string{"email": email, "password": password}))
 	})
+}
+
+// inputValue is the value of the page's input named name ("" without one).
+func inputValue(pg *page, name string) string {
+	for _, in := range findAll(pg.Doc, func(n *htmlNode) bool { return n.Data == "input" && attr(n, "name") == name }) {
+		return attr(in, "value")
+	}
+	return ""
 }

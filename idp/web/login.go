@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -44,7 +45,8 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login/totp?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
 		return
 	}
-	s.renderLogin(w, r, f, http.StatusOK, f.Email, false, s.takeNotice(w, r))
+	msg, typed := s.takeNotice(w, r)
+	s.renderLogin(w, r, f, http.StatusOK, cmp.Or(typed, f.Email), false, msg)
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, f *flow, status int, email string, remember bool, msg string) {

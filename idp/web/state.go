@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/idp/oidc"
@@ -217,19 +218,29 @@ func (s *Server) loginGone(w http.ResponseWriter, r *http.Request, id string) {
 		s.flowFailed(w, r, errFlowGone)
 		return
 	}
+	notice := "login_restarted"
+	// The address typed into the expired form goes on to the new one (never
+	// the password).
+	if email := strings.TrimSpace(r.PostFormValue("email")); email != "" && len(email) <= 254 && utf8.ValidString(email) {
+		notice += "." + base64.RawURLEncoding.EncodeToString([]byte(email))
+	}
 	s.setCookie(w, restartCookie, "", -1)
-	s.setCookie(w, noticeCookie, "login_restarted", 10*time.Minute)
+	s.setCookie(w, noticeCookie, notice, 10*time.Minute)
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 // takeNotice returns the notice a restarted login left for the login page
-// ("" for none) and clears it.
-func (s *Server) takeNotice(w http.ResponseWriter, r *http.Request) string {
-	if s.cookie(r, noticeCookie) != "login_restarted" {
-		return ""
+// ("" for none) with the address typed before, and clears it.
+func (s *Server) takeNotice(w http.ResponseWriter, r *http.Request) (msg, email string) {
+	key, typed, _ := strings.Cut(s.cookie(r, noticeCookie), ".")
+	if key != "login_restarted" {
+		return "", ""
 	}
 	s.setCookie(w, noticeCookie, "", -1)
-	return "login_restarted"
+	if b, err := base64.RawURLEncoding.DecodeString(typed); err == nil && len(b) <= 254 && utf8.Valid(b) {
+		email = string(b)
+	}
+	return key, email
 }
 
 func (s *Server) saveFlow(ctx context.Context, f *flow) error {
