@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 	_ "modernc.org/sqlite"
 
+	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/testenv"
 )
@@ -697,7 +698,9 @@ func setupPage(t *testing.T, p *provider, b *browser) (*page, string) {
 // the expired-flow page.
 func TestExpiredLoginStartsAgain(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
-		p := startProvider(t, db)
+		// A short lifetime: the test's clock, an hour behind, must stay in
+		// the past of fosite's own checks (auth_time).
+		p := startProvider(t, db, func(c *config.Config) { c.FlowLifetime = 3 * time.Minute })
 		_, secret, _ := enrolledUser(t, p)
 		r := p.newRP("viewer", true)
 		expire := func() { p.clock.Advance(p.app.Config.FlowLifetime + time.Minute) }
@@ -744,6 +747,19 @@ func TestExpiredLoginStartsAgain(t *testing.T) {
 			"code", map[string]string{"code": totpCode(t, p, secret)})
 		if accountPage.URL.Path != "/account/2fa" {
 			t.Errorf("My Page login started again: ended on %d %s, want /account/2fa", accountPage.Status, accountPage.URL)
+		}
+
+		// A step of a login that finds its flow gone once the browser has
+		// a session (a form sent again after the login completed: a double
+		// click, the back button) goes on with the session; no login page
+		// shows the notice later.
+		p.clock.Advance(30 * time.Second) // a time step whose code is unused
+		b = p.newBrowser()
+		a, pg = rpLogin(t, b, r)
+		r.mustExchange(a, b.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)}).code(t, a))
+		r.mustExchange(a, b.submit(pg, "code", map[string]string{"code": "000000"}).code(t, a))
+		if pg := b.get(p.URL + "/login"); pg.alert() != "" || inputValue(pg, "email") != "" {
+			t.Errorf("a later login page: the notice %q and the address %q of a restart answered by SSO", pg.alert(), inputValue(pg, "email"))
 		}
 
 		// Only the browser's newest login starts again.

@@ -229,6 +229,14 @@ func (s *Server) loginGone(w http.ResponseWriter, r *http.Request, id string) {
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
+// dropNotice clears a restarted login's notice that no login page will
+// show: its authorization request was answered from the SSO session.
+func (s *Server) dropNotice(w http.ResponseWriter, r *http.Request) {
+	if s.cookie(r, noticeCookie) != "" {
+		s.setCookie(w, noticeCookie, "", -1)
+	}
+}
+
 // takeNotice returns the notice a restarted login left for the login page
 // ("" for none) with the address typed before, and clears it.
 func (s *Server) takeNotice(w http.ResponseWriter, r *http.Request) (msg, email string) {
