@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -722,8 +723,8 @@ func TestExpiredLoginStartsAgain(t *testing.T) {
 		if typed := inputValue(pg, "email"); typed != email {
 			t.Errorf("the address typed before: %q in the new form, want %q", typed, email)
 		}
-		if again := b.get(pg.URL.String()); again.alert() != "" || inputValue(again, "email") != "" {
-			t.Errorf("the notice or the address shown again on reload: %q, %q", again.alert(), inputValue(again, "email"))
+		if other := b.get(p.URL + "/login"); other.alert() != "" || inputValue(other, "email") != "" {
+			t.Errorf("the notice or the address on a new login page: %q, %q", other.alert(), inputValue(other, "email"))
 		}
 		pg = b.submit(pg, "password", map[string]string{"email": email, "password": password})
 		r.mustExchange(a, b.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)}).code(t, a))
@@ -749,17 +750,22 @@ func TestExpiredLoginStartsAgain(t *testing.T) {
 			t.Errorf("My Page login started again: ended on %d %s, want /account/2fa", accountPage.Status, accountPage.URL)
 		}
 
-		// A step of a login that finds its flow gone once the browser has
-		// a session (a form sent again after the login completed: a double
-		// click, the back button) goes on with the session; no login page
-		// shows the notice later.
+		// A completed login leaves nothing to start again: its form sent
+		// again (the back button) gets the expired-flow page, as does a
+		// login's after a logout.
 		p.clock.Advance(30 * time.Second) // a time step whose code is unused
 		b = p.newBrowser()
 		a, pg = rpLogin(t, b, r)
-		r.mustExchange(a, b.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)}).code(t, a))
-		r.mustExchange(a, b.submit(pg, "code", map[string]string{"code": "000000"}).code(t, a))
-		if pg := b.get(p.URL + "/login"); pg.alert() != "" || inputValue(pg, "email") != "" {
-			t.Errorf("a later login page: the notice %q and the address %q of a restart answered by SSO", pg.alert(), inputValue(pg, "email"))
+		tk := r.mustExchange(a, b.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)}).code(t, a))
+		if again := b.submit(pg, "code", map[string]string{"code": "000000"}); again.Status != http.StatusBadRequest {
+			t.Errorf("a completed login's form sent again: %d %s, want the expired-flow page", again.Status, again.URL)
+		}
+		relogin := b.get(r.authorize(oauth2.SetAuthURLParam("prompt", "login")).URL)
+		raw, _ := tk.Extra("id_token").(string)
+		b.get(p.URL + "/logout?" + url.Values{"id_token_hint": {raw}}.Encode())
+		expire()
+		if again := b.submit(relogin, "password", map[string]string{"email": email, "password": password}); again.Status != http.StatusBadRequest {
+			t.Errorf("a login's form after a logout: %d %s, want the expired-flow page", again.Status, again.URL)
 		}
 
 		// Only the browser's newest login starts again.

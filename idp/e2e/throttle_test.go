@@ -212,7 +212,7 @@ func TestConcurrentWrongPasswordsLimited(t *testing.T) {
 func TestConcurrentSprayLimitedPerIP(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db, func(c *config.Config) { c.LoginIPMaxFailures = 5 })
-		limit, slots := int64(p.app.Config.LoginIPMaxFailures), int64(p.app.Hasher.Concurrency())
+		limit, slots := int64(p.app.Config.LoginIPMaxFailures), int64(min(p.app.Hasher.Concurrency(), 4)) // 4: web's maxAddressSlots
 		const n = 60
 		b := p.newBrowser()
 		pg := b.get(p.URL + "/login")
@@ -239,7 +239,7 @@ func TestConcurrentResetRequestsLimitedPerIP(t *testing.T) {
 		logs := &syncBuffer{}
 		p := startProviderLogging(t, testConfig(db, func(c *config.Config) { c.ResetMaxPerIP = 5 }), newClock(),
 			slog.New(slog.NewTextHandler(logs, nil)))
-		limit, slots := p.app.Config.ResetMaxPerIP, p.app.Hasher.Concurrency()
+		limit, slots := p.app.Config.ResetMaxPerIP, min(p.app.Hasher.Concurrency(), 4) // 4: web's maxAddressSlots
 		const n = 60
 		b := p.newBrowser()
 		pg := b.get(p.URL + "/forgot-password")

@@ -249,13 +249,18 @@ func (s *Server) setDeviceCookie(w http.ResponseWriter, acctKey string, mark []b
 // account's). Attempts on different accounts from one client address run
 // in parallel, so its per-IP key cannot be locked the same way: one
 // address (a NAT, an office) would get one password check at a time. It
-// gets as many slots as the hasher has (password.Hasher.Concurrency), so
-// it can still keep every hash busy, while a burst sprayed across many
-// accounts from one address gets at most that many checks past the per-IP
-// limit on each instance (before, as many as were in flight: all of a
-// burst that waited for the hasher). An attempt takes its account's lock,
-// then its address's slot (lockKeys); password reset requests take their
-// e-mail address's and their client address's in the same way.
+// gets as many slots as the hasher runs hashes (password.Hasher.
+// Concurrency), but no more than maxAddressSlots, so it can still keep the
+// hasher busy, while a burst sprayed across many accounts from one address
+// gets at most that many checks past the per-IP limit on each instance
+// (before, as many as were in flight: all of a burst that waited for the
+// hasher). An attempt takes its address's slot, then its account's lock
+// (lockKeys); password reset requests take their client address's and
+// their e-mail address's in the same way.
+
+// maxAddressSlots bounds one client address's password checks at once,
+// whatever IDP_ARGON2_MAX_CONCURRENT allows the hasher.
+const maxAddressSlots = 4
 
 // keyedSlots lets at most size holders (0: one) hold a key at once: with
 // size one it is a set of mutexes by key. An entry exists only while some
@@ -314,22 +319,26 @@ func (km *keyedSlots) release(key string, e *keyedEntry) {
 }
 
 // lockKeys takes what an attempt counted against keys holds until it is
-// counted: the lock of keys[0] (the account's, a device cookie's, or a
-// reset request's e-mail address), then, when keys[1] is a client
-// address's key, one of that address's slots (see above). Always in that
-// order, and no request waits for an account's lock while it holds an
-// address's slot, so the two cannot deadlock.
+// counted: when keys[1] is a client address's key, one of that address's
+// slots (see above), then the lock of keys[0] (the account's, a device
+// cookie's, or a reset request's e-mail address). Always in that order, and
+// no request waits for an address's slot while it holds an account's lock,
+// so the two cannot deadlock; and a request waiting in its own address's
+// queue holds no account's lock, so an address that floods its queue
+// delays only itself, not the owner of an account it also tries.
 func (s *Server) lockKeys(ctx context.Context, keys []string) (unlock func(), err error) {
-	unlockFirst, err := s.attempts.lock(ctx, keys[0])
-	if err != nil || len(keys) < 2 {
-		return unlockFirst, err
+	unlockAddr := func() {}
+	if len(keys) > 1 {
+		if unlockAddr, err = s.addresses.lock(ctx, keys[1]); err != nil {
+			return nil, err
+		}
 	}
-	unlockAddr, err := s.addresses.lock(ctx, keys[1])
+	unlockFirst, err := s.attempts.lock(ctx, keys[0])
 	if err != nil {
-		unlockFirst()
+		unlockAddr()
 		return nil, err
 	}
-	return func() { unlockAddr(); unlockFirst() }, nil
+	return func() { unlockFirst(); unlockAddr() }, nil
 }
 
 // lockAttempts takes lockKeys(keys). When the request's deadline passes

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -192,6 +193,59 @@ func TestKeyedSlotsSize(t *testing.T) {
 	wg.Wait()
 	if m := most.Load(); m > 3 || km.entries() != 0 {
 		t.Fatalf("%d holders at once (want at most 3), %d entries left (want 0)", m, km.entries())
+	}
+}
+
+// holders is the number of holders and waiters of key.
+func (km *keyedSlots) holders(key string) int {
+	km.mu.Lock()
+	defer km.mu.Unlock()
+	if e := km.m[key]; e != nil {
+		return e.refs
+	}
+	return 0
+}
+
+// TestAddressQueueHoldsNoAccount: a request waiting for a slot of its client
+// address (flooded by that address's own requests) holds no account's
+// lock, so the account's owner, from another address, is not kept waiting
+// behind it.
+func TestAddressQueueHoldsNoAccount(t *testing.T) {
+	s := &Server{addresses: keyedSlots{size: 2}}
+	ctx := context.Background()
+	for range 2 { // the attacker's address, flooded
+		unlock, err := s.addresses.lock(ctx, "pwd:ip:192.0.2.66")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unlock()
+	}
+	queued, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		unlock, err := s.lockKeys(queued, []string{"pwd:acct:victim", "pwd:ip:192.0.2.66"})
+		if err == nil {
+			unlock()
+		}
+		done <- err
+	}()
+	for s.addresses.holders("pwd:ip:192.0.2.66") < 3 {
+		runtime.Gosched() // until the attacker's attempt waits in its address's queue
+	}
+	owner, stop := context.WithTimeout(ctx, 5*time.Second)
+	defer stop()
+	unlock, err := s.lockKeys(owner, []string{"pwd:acct:victim", "pwd:ip:198.51.100.7"})
+	if err != nil {
+		t.Fatalf("the owner's attempt from another address, while an attempt on the account waits in its address's queue: %v", err)
+	}
+	unlock()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the queued attempt: %v, want it cancelled", err)
+	}
+	if n := s.attempts.entries() + s.addresses.entries(); n != 1 { // the two holders of the flooded address
+		t.Fatalf("%d keys held or waited for, want 1", n)
 	}
 }
 

@@ -45,8 +45,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login/totp?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
 		return
 	}
-	msg, typed := s.takeNotice(w, r)
-	s.renderLogin(w, r, f, http.StatusOK, cmp.Or(typed, f.Email), false, msg)
+	s.renderLogin(w, r, f, http.StatusOK, cmp.Or(f.Typed, f.Email), false, f.Notice)
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, f *flow, status int, email string, remember bool, msg string) {
@@ -488,6 +487,7 @@ func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *s
 		s.storeFailed(w, r, err)
 		return nil, false
 	}
+	s.setCookie(w, restartCookie, "", -1) // the login is done: nothing to start again
 	return sess, true
 }
 

@@ -78,7 +78,7 @@ func New(d Deps) *Server {
 	}
 	s := &Server{Deps: d, timeout: RequestTimeout}
 	if d.Hasher != nil {
-		s.addresses.size = d.Hasher.Concurrency()
+		s.addresses.size = min(d.Hasher.Concurrency(), maxAddressSlots)
 	}
 	s.trusted, _ = d.Config.TrustedProxyPrefixes() // checked by Config.Validate
 	s.brand = newLook(templates.Brand{ProductName: d.Config.BrandName, LogoURL: d.Config.BrandLogoURL, PrimaryColor: d.Config.BrandColor})

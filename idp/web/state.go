@@ -124,6 +124,10 @@ type flow struct {
 	// Settings: the stage reached and when the password was re-entered.
 	Stage    string    `json:"stage,omitempty"`
 	ReauthAt time.Time `json:"reauth_at,omitzero"`
+	// Notice is what a restarted login's page says (login_restarted), with
+	// Typed, the e-mail address typed into the expired form (loginGone).
+	Notice string `json:"notice,omitempty"`
+	Typed  string `json:"typed,omitempty"`
 	// Shown marks the pending authenticator secret a 2FA setup's page
 	// shows (pendingMark), so that a setup started again in another tab,
 	// which replaces it, is told apart from a wrong code.
@@ -142,6 +146,13 @@ func (s *Server) newFlow(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if f.RequestedAt.IsZero() {
 		f.RequestedAt = s.Now().UTC()
 	}
+	if f.Kind == "login" {
+		// The notice of a restart this request is the target of goes with
+		// the new login; any other is dropped.
+		f.Notice, f.Typed = s.takeNotice(w, r)
+	} else {
+		s.dropNotice(w, r)
+	}
 	if err := s.saveFlow(ctx, f); err != nil {
 		return err
 	}
@@ -157,12 +168,18 @@ func (s *Server) newFlow(ctx context.Context, w http.ResponseWriter, r *http.Req
 // account's credentials while its last step ran) cannot go on. Rather than
 // a dead end, the browser that started it is sent back to where the login
 // began, as Keycloak does: the relying party's authorization request (a
-// new login for it, or its SSO session if one exists by then), or the
-// login page with the My Page path it was to return to; the new login page
-// says why. The flow's store row is gone by then, so what to start again
-// is kept in a cookie (idp_restart, for the browser's session), bound to
-// the flow's id and MACed: a flow id of another browser, or of an older
-// login in another tab, finds no restart and gets the expired-flow page.
+// new login for it), or the login page with the My Page path it was to
+// return to; the new login page says why, with the e-mail address typed
+// into the expired form. The flow's store row is gone by then, so what to
+// start again is kept in a cookie (idp_restart, for the browser's session),
+// sealed with the master key (it holds the relying party's request: its
+// login_hint, its id_token_hint) and bound to the flow's id: a flow id of
+// another browser, or of an older login in another tab, finds no restart
+// and gets the expired-flow page. A completed login or a logout clears
+// it, so a form sent again after either also gets that page. The notice
+// (idp_notice) is bound to the restart's target: only the login that
+// request starts takes it; any other flow, or a code issued from the SSO
+// session, drops it.
 
 const (
 	restartCookie = "idp_restart"
@@ -182,31 +199,27 @@ func (s *Server) keepRestart(w http.ResponseWriter, f *flow) {
 			target = inLang(target, f.Lang)
 		}
 	}
-	bound := base64.RawURLEncoding.EncodeToString(crypt.HashToken(f.id))
-	v := bound + "." + base64.RawURLEncoding.EncodeToString([]byte(target)) + "." + s.restartTag(bound, target)
+	bound := crypt.HashToken(f.id)
+	v := base64.RawURLEncoding.EncodeToString(s.Key.Seal([]byte(target), restartAAD(bound)))
 	if len(v) <= maxRestartCookie {
 		s.setCookie(w, restartCookie, v, 0)
 	}
 }
 
-func (s *Server) restartTag(bound, target string) string {
-	return base64.RawURLEncoding.EncodeToString(s.Key.MAC("restart", []byte(bound+"\x00"+target)))
-}
+func restartAAD(bound []byte) []byte { return append([]byte("restart\x00"), bound...) }
 
 // restartTarget is where the login flow id (gone) started, when this
 // browser's restart cookie is that flow's; else "".
 func (s *Server) restartTarget(r *http.Request, id string) string {
-	parts := strings.Split(s.cookie(r, restartCookie), ".")
-	if len(parts) != 3 || id == "" || len(id) > 64 {
+	sealed, err := base64.RawURLEncoding.DecodeString(s.cookie(r, restartCookie))
+	if err != nil || len(sealed) == 0 || id == "" || len(id) > 64 {
 		return ""
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	target := string(raw)
-	if err != nil || !crypt.Equal([]byte(parts[2]), []byte(s.restartTag(parts[0], target))) ||
-		!crypt.Equal([]byte(parts[0]), []byte(base64.RawURLEncoding.EncodeToString(crypt.HashToken(id)))) {
+	target, err := s.Key.Open(sealed, restartAAD(crypt.HashToken(id)))
+	if err != nil {
 		return ""
 	}
-	return target
+	return string(target)
 }
 
 // loginGone answers a step of the login flow id that is gone: the login
@@ -218,37 +231,45 @@ func (s *Server) loginGone(w http.ResponseWriter, r *http.Request, id string) {
 		s.flowFailed(w, r, errFlowGone)
 		return
 	}
-	notice := "login_restarted"
-	// The address typed into the expired form goes on to the new one (never
-	// the password).
-	if email := strings.TrimSpace(r.PostFormValue("email")); email != "" && len(email) <= 254 && utf8.ValidString(email) {
-		notice += "." + base64.RawURLEncoding.EncodeToString([]byte(email))
+	// The address typed into the expired form goes on to the new one
+	// (never the password).
+	typed := ""
+	if email := strings.TrimSpace(r.PostFormValue("email")); len(email) <= 254 && utf8.ValidString(email) {
+		typed = email
 	}
+	n := base64.RawURLEncoding.EncodeToString(s.Key.Seal([]byte(typed), noticeAAD(target)))
 	s.setCookie(w, restartCookie, "", -1)
-	s.setCookie(w, noticeCookie, notice, 10*time.Minute)
+	s.setCookie(w, noticeCookie, n, 0)
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
-// dropNotice clears a restarted login's notice that no login page will
-// show: its authorization request was answered from the SSO session.
+func noticeAAD(target string) []byte { return []byte("restarted\x00" + target) }
+
+// dropNotice clears a restarted login's notice, if the browser holds one.
 func (s *Server) dropNotice(w http.ResponseWriter, r *http.Request) {
 	if s.cookie(r, noticeCookie) != "" {
 		s.setCookie(w, noticeCookie, "", -1)
 	}
 }
 
-// takeNotice returns the notice a restarted login left for the login page
-// ("" for none) with the address typed before, and clears it.
-func (s *Server) takeNotice(w http.ResponseWriter, r *http.Request) (msg, email string) {
-	key, typed, _ := strings.Cut(s.cookie(r, noticeCookie), ".")
-	if key != "login_restarted" {
+// takeNotice clears the browser's notice of a restarted login and, when r
+// is the request the restart sent it to, returns the notice's message key
+// and the address typed before; else "", "".
+func (s *Server) takeNotice(w http.ResponseWriter, r *http.Request) (msg, typed string) {
+	v := s.cookie(r, noticeCookie)
+	if v == "" {
 		return "", ""
 	}
 	s.setCookie(w, noticeCookie, "", -1)
-	if b, err := base64.RawURLEncoding.DecodeString(typed); err == nil && len(b) <= 254 && utf8.Valid(b) {
-		email = string(b)
+	sealed, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil || len(sealed) == 0 {
+		return "", ""
 	}
-	return key, email
+	email, err := s.Key.Open(sealed, noticeAAD(r.URL.RequestURI()))
+	if err != nil {
+		return "", ""
+	}
+	return "login_restarted", string(email)
 }
 
 func (s *Server) saveFlow(ctx context.Context, f *flow) error {
@@ -375,6 +396,7 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	s.setCookie(w, sessionCookie, "", -1)
+	s.setCookie(w, restartCookie, "", -1)
 	return nil
 }
 
