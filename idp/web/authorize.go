@@ -122,7 +122,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.Author
 	if asked(slices.Contains(prompt, "consent")) {
 		return
 	}
-	s.dropNotice(w, r)
+	s.clearCookie(w, r, noticeCookie) // a restart answered from the SSO session: no login page for its notice
 	err = s.Provider.Authorize(ctx, w, ar, user, oidc.Identity{
 		UserID: user.ID, SID: sess.ID, AuthTime: sess.AuthTime, AMR: sess.AMR, RequestedAt: requestedAt,
 	})

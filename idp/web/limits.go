@@ -137,7 +137,7 @@ func (s *Server) passwordKeys(r *http.Request, u *store.User) []string {
 // e-mail address, its lock held (unlock frees it; calling it again does
 // nothing).
 type passwordAttempt struct {
-	keys   []string         // checked and counted; keys[0] is the one locked
+	keys   []string         // checked and counted, and held (lockKeys)
 	acct   string           // the account's throttle key, for the device cookie a completed login gives
 	user   *store.User      // the account (nil: there is none)
 	ts     []store.Throttle // of keys

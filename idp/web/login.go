@@ -487,7 +487,7 @@ func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *s
 		s.storeFailed(w, r, err)
 		return nil, false
 	}
-	s.setCookie(w, restartCookie, "", -1) // the login is done: nothing to start again
+	s.clearCookie(w, r, restartCookie) // the login is done: nothing to start again
 	return sess, true
 }
 

@@ -42,6 +42,29 @@ func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge tim
 	http.SetCookie(w, c)
 }
 
+// clearCookie tells the browser to forget the cookie name, if it sent one.
+func (s *Server) clearCookie(w http.ResponseWriter, r *http.Request, name string) {
+	if s.cookie(r, name) != "" {
+		s.setCookie(w, name, "", -1)
+	}
+}
+
+// seal is plain sealed with the master key under aad, as a cookie's value.
+func (s *Server) seal(plain, aad []byte) string {
+	return base64.RawURLEncoding.EncodeToString(s.Key.Seal(plain, aad))
+}
+
+// open is what seal sealed under the same aad in v; false when v is not
+// such a value.
+func (s *Server) open(v string, aad []byte) ([]byte, bool) {
+	sealed, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil || len(sealed) == 0 {
+		return nil, false
+	}
+	plain, err := s.Key.Open(sealed, aad)
+	return plain, err == nil
+}
+
 func (s *Server) cookie(r *http.Request, name string) string {
 	c, err := r.Cookie(s.cookieName(name))
 	if err != nil {
@@ -151,7 +174,7 @@ func (s *Server) newFlow(ctx context.Context, w http.ResponseWriter, r *http.Req
 		// the new login; any other is dropped.
 		f.Notice, f.Typed = s.takeNotice(w, r)
 	} else {
-		s.dropNotice(w, r)
+		s.clearCookie(w, r, noticeCookie)
 	}
 	if err := s.saveFlow(ctx, f); err != nil {
 		return err
@@ -199,8 +222,7 @@ func (s *Server) keepRestart(w http.ResponseWriter, f *flow) {
 			target = inLang(target, f.Lang)
 		}
 	}
-	bound := crypt.HashToken(f.id)
-	v := base64.RawURLEncoding.EncodeToString(s.Key.Seal([]byte(target), restartAAD(bound)))
+	v := s.seal([]byte(target), restartAAD(crypt.HashToken(f.id)))
 	if len(v) <= maxRestartCookie {
 		s.setCookie(w, restartCookie, v, 0)
 	}
@@ -211,14 +233,10 @@ func restartAAD(bound []byte) []byte { return append([]byte("restart\x00"), boun
 // restartTarget is where the login flow id (gone) started, when this
 // browser's restart cookie is that flow's; else "".
 func (s *Server) restartTarget(r *http.Request, id string) string {
-	sealed, err := base64.RawURLEncoding.DecodeString(s.cookie(r, restartCookie))
-	if err != nil || len(sealed) == 0 || id == "" || len(id) > 64 {
+	if id == "" || len(id) > 64 {
 		return ""
 	}
-	target, err := s.Key.Open(sealed, restartAAD(crypt.HashToken(id)))
-	if err != nil {
-		return ""
-	}
+	target, _ := s.open(s.cookie(r, restartCookie), restartAAD(crypt.HashToken(id)))
 	return string(target)
 }
 
@@ -237,36 +255,21 @@ func (s *Server) loginGone(w http.ResponseWriter, r *http.Request, id string) {
 	if email := strings.TrimSpace(r.PostFormValue("email")); len(email) <= 254 && utf8.ValidString(email) {
 		typed = email
 	}
-	n := base64.RawURLEncoding.EncodeToString(s.Key.Seal([]byte(typed), noticeAAD(target)))
 	s.setCookie(w, restartCookie, "", -1)
-	s.setCookie(w, noticeCookie, n, 0)
+	s.setCookie(w, noticeCookie, s.seal([]byte(typed), noticeAAD(target)), 0)
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 func noticeAAD(target string) []byte { return []byte("restarted\x00" + target) }
-
-// dropNotice clears a restarted login's notice, if the browser holds one.
-func (s *Server) dropNotice(w http.ResponseWriter, r *http.Request) {
-	if s.cookie(r, noticeCookie) != "" {
-		s.setCookie(w, noticeCookie, "", -1)
-	}
-}
 
 // takeNotice clears the browser's notice of a restarted login and, when r
 // is the request the restart sent it to, returns the notice's message key
 // and the address typed before; else "", "".
 func (s *Server) takeNotice(w http.ResponseWriter, r *http.Request) (msg, typed string) {
 	v := s.cookie(r, noticeCookie)
-	if v == "" {
-		return "", ""
-	}
-	s.setCookie(w, noticeCookie, "", -1)
-	sealed, err := base64.RawURLEncoding.DecodeString(v)
-	if err != nil || len(sealed) == 0 {
-		return "", ""
-	}
-	email, err := s.Key.Open(sealed, noticeAAD(r.URL.RequestURI()))
-	if err != nil {
+	s.clearCookie(w, r, noticeCookie)
+	email, ok := s.open(v, noticeAAD(r.URL.RequestURI()))
+	if !ok {
 		return "", ""
 	}
 	return "login_restarted", string(email)
@@ -396,7 +399,7 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	s.setCookie(w, sessionCookie, "", -1)
-	s.setCookie(w, restartCookie, "", -1)
+	s.clearCookie(w, r, restartCookie)
 	return nil
 }
 
