@@ -25,8 +25,7 @@ import (
 // requirePostingUser is requireUser for a My Page form: the form's CSRF
 // token is checked first (403 without a valid one).
 func (s *Server) requirePostingUser(w http.ResponseWriter, r *http.Request) (*store.Session, *store.User, bool) {
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
+	if !s.requireCSRF(w, r) {
 		return nil, nil, false
 	}
 	return s.requireUser(w, r)
@@ -665,8 +664,7 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 		asGet(oidc.PathEndSession)(w, r) // a relying party's logout request
 		return
 	}
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
+	if !s.requireCSRF(w, r) {
 		return
 	}
 	var f *flow

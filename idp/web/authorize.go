@@ -393,8 +393,7 @@ func requestFor(r *http.Request, encoded string) *http.Request {
 // postedFlow checks a form's CSRF token and loads its flow of the given
 // kind, or answers (403, or the "expired" page).
 func (s *Server) postedFlow(w http.ResponseWriter, r *http.Request, kind string) (*flow, bool) {
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
+	if !s.requireCSRF(w, r) {
 		return nil, false
 	}
 	return s.flowOrError(w, r, r.PostFormValue("flow"), kind)

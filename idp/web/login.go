@@ -217,6 +217,15 @@ func (s *Server) secondStep(w http.ResponseWriter, r *http.Request, id string) (
 	return f, true
 }
 
+// postedSecondStep is secondStep for a second step's form, after its CSRF
+// check.
+func (s *Server) postedSecondStep(w http.ResponseWriter, r *http.Request) (*flow, bool) {
+	if !s.requireCSRF(w, r) {
+		return nil, false
+	}
+	return s.secondStep(w, r, r.PostFormValue("flow"))
+}
+
 func (s *Server) totpPage(w http.ResponseWriter, r *http.Request) {
 	if f, ok := s.secondStep(w, r, r.URL.Query().Get("flow")); ok {
 		s.renderTOTP(w, r, f, http.StatusOK, "")
@@ -232,11 +241,7 @@ func (s *Server) renderTOTP(w http.ResponseWriter, r *http.Request, f *flow, sta
 
 func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
-		return
-	}
-	f, ok := s.secondStep(w, r, r.PostFormValue("flow"))
+	f, ok := s.postedSecondStep(w, r)
 	if !ok {
 		return
 	}
@@ -368,11 +373,7 @@ func (s *Server) renderBackup(w http.ResponseWriter, r *http.Request, f *flow, s
 
 func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
-		return
-	}
-	f, ok := s.secondStep(w, r, r.PostFormValue("flow"))
+	f, ok := s.postedSecondStep(w, r)
 	if !ok {
 		return
 	}

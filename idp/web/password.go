@@ -132,8 +132,7 @@ func (s *Server) forgotPassword(w http.ResponseWriter, r *http.Request) {
 // made and its mail queued only once the answer has left.
 func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
+	if !s.requireCSRF(w, r) {
 		return
 	}
 	email := strings.TrimSpace(r.PostFormValue("email"))
@@ -297,8 +296,7 @@ func newPasswordProblem(r *http.Request, email string) string {
 
 func (s *Server) resetPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !s.checkCSRF(r) {
-		s.renderError(w, r, http.StatusForbidden, "csrf")
+	if !s.requireCSRF(w, r) {
 		return
 	}
 	token := r.PostFormValue("token")

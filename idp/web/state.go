@@ -104,6 +104,16 @@ func (s *Server) checkCSRF(r *http.Request) bool {
 	return crypt.Equal([]byte(r.PostFormValue("csrf")), []byte(s.csrfFor(v)))
 }
 
+// requireCSRF is checkCSRF for a form's handler: without a valid token it
+// answers 403 and reports false.
+func (s *Server) requireCSRF(w http.ResponseWriter, r *http.Request) bool {
+	if s.checkCSRF(r) {
+		return true
+	}
+	s.renderError(w, r, http.StatusForbidden, "csrf")
+	return false
+}
+
 // browserBinding ties server-side state to this browser's CSRF cookie, so a
 // flow id copied elsewhere is useless.
 func (s *Server) browserBinding(r *http.Request) []byte {
