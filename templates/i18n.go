@@ -133,6 +133,8 @@ var Messages = map[string]Translation{
 		"This page has expired. Please start again."},
 	"login_restarted": {"ログインの有効期限が切れたため、最初からやり直しています。もう一度ログインしてください。",
 		"Your login took too long and has been started again. Please log in again."},
+	"login_restarted_changed": {"ログイン中にアカウントのパスワードまたは2段階認証の設定が変更されたため、最初からやり直しています。もう一度ログインしてください。",
+		"Your account's password or two-step verification changed during this login, so it has been started again. Please log in again."},
 	"csrf": {"ページの有効期限が切れたか、リクエストが正しくありません。ページを再読み込みしてから再度お試しください。",
 		"The page has expired or the request was not valid. Reload the page and try again."},
 	"missing_fields": {"必須項目を入力してください。", "Please fill in the required fields."},

@@ -407,7 +407,7 @@ func (s *Server) flowOrError(w http.ResponseWriter, r *http.Request, id, kind st
 	}
 	switch {
 	case errors.Is(err, errFlowGone) && kind == "login":
-		s.loginGone(w, r, id)
+		s.loginGone(w, r, id, restartExpired)
 		return nil, false
 	case err != nil:
 		s.flowFailed(w, r, err)

@@ -292,7 +292,7 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 func (s *Server) readSecondStep(w http.ResponseWriter, r *http.Request, f *flow, key string) (*store.SecondStep, bool) {
 	acct, err := s.Store.GetSecondStep(r.Context(), f.UserID, key)
 	if errors.Is(err, store.ErrNotFound) {
-		s.loginGone(w, r, f.id)
+		s.loginGone(w, r, f.id, restartChanged) // the account was deleted
 		return nil, false
 	}
 	if err != nil {
@@ -302,7 +302,7 @@ func (s *Server) readSecondStep(w http.ResponseWriter, r *http.Request, f *flow,
 	if !crypt.Equal(f.Stamp, s.stampMark(acct.User)) {
 		// A new password, or two-step verification turned off and on,
 		// since this login's password step (or a flow from before stamps).
-		s.loginGone(w, r, f.id)
+		s.loginGone(w, r, f.id, restartChanged)
 		return nil, false
 	}
 	return acct, true
@@ -481,7 +481,12 @@ func (s *Server) useBackupCode(ctx context.Context, userID, input string) (int, 
 func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *store.User) (*store.Session, bool) {
 	sess, err := s.startSession(w, r, f, u)
 	if errors.Is(err, store.ErrNotFound) {
-		s.loginGone(w, r, f.id)
+		// The store leaves the flow in place when the account changed.
+		why := restartExpired
+		if _, err := s.Store.GetFlow(r.Context(), crypt.HashToken(f.id), s.Now()); err == nil {
+			why = restartChanged
+		}
+		s.loginGone(w, r, f.id, why)
 		return nil, false
 	}
 	if err != nil {

@@ -59,7 +59,7 @@ func TestPasswordLoginRacingEnable(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	wantRestart(t, "password step raced by turning 2FA on", rec)
+	e.wantRestart(t, "password step raced by turning 2FA on", rec)
 	if len(sessions) != 0 {
 		t.Errorf("a password-only session of an account with 2FA on survived: %+v", sessions)
 	}
@@ -84,7 +84,7 @@ func TestSecondStepAfterPasswordChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := e.post("/login/backup", url.Values{"csrf": {e.csrf}, "flow": {flow}, "backup_code": {fuzzBackupCodes[0]}}.Encode())
-	wantRestart(t, "backup code after the password changed", rec)
+	e.wantRestart(t, "backup code after the password changed", rec)
 	// The code is still unused: a new login with the new password takes it.
 	codes, err := e.app.Store.ListBackupCodes(context.Background(), e.user.ID)
 	if err != nil {
@@ -181,7 +181,7 @@ func TestPasswordLoginRacingChange(t *testing.T) {
 	})
 	// The store refuses the session (StartSession's security stamp condition):
 	// the login ends as one whose flow is gone, and starts again.
-	wantRestart(t, "password step raced by a password change", rec)
+	e.wantRestart(t, "password step raced by a password change", rec)
 	if len(sessions) != 0 {
 		t.Errorf("a session of the old password survived the change: %+v", sessions)
 	}
@@ -213,7 +213,7 @@ func TestSecondStepRacingChange(t *testing.T) {
 	}}
 	e.h = web.New(web.Deps{Config: a.Config, Store: st, Key: a.Key, Hasher: a.Hasher, Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox})
 	rec := e.post("/login/backup", url.Values{"csrf": {e.csrf}, "flow": {flow}, "backup_code": {fuzzBackupCodes[0]}}.Encode())
-	wantRestart(t, "second step raced by a password change", rec)
+	e.wantRestart(t, "second step raced by a password change", rec)
 	sessions, err := a.Store.ListUserSessions(ctx, e.user.ID, a.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -344,18 +344,20 @@ func TestRacedLoginGivesNoDeviceCookie(t *testing.T) {
 }
 
 // wantRestart fails unless rec sends the browser back to the start of its
-// login (the login page, for a login to My Page), with the notice that says
-// why: a login that cannot go on starts again (loginGone).
-func wantRestart(t *testing.T, what string, rec *httptest.ResponseRecorder) {
+// login (the login page, for a login to My Page), whose page says why: a
+// login that cannot go on because the account's credentials changed starts
+// again (loginGone) and says so.
+func (e *fuzzEnv) wantRestart(t *testing.T, what string, rec *httptest.ResponseRecorder) {
 	t.Helper()
-	if loc := rec.Header().Get("Location"); rec.Code != http.StatusSeeOther || !strings.HasPrefix(loc, "/login?return_to=") {
+	loc := rec.Header().Get("Location")
+	if rec.Code != http.StatusSeeOther || !strings.HasPrefix(loc, "/login?return_to=") {
 		t.Errorf("%s: %d %q, want the login started again", what, rec.Code, loc)
+		return
 	}
-	notice := false
-	for _, c := range rec.Result().Cookies() {
-		notice = notice || c.Name == "idp_notice" && c.Value != ""
-	}
-	if !notice {
-		t.Errorf("%s: no notice for the login page", what)
+	start := e.serve(httptest.NewRequest(http.MethodGet, origin+loc, nil))
+	page := e.serve(httptest.NewRequest(http.MethodGet, origin+start.Header().Get("Location"), nil))
+	const notice = "ログイン中にアカウントのパスワードまたは2段階認証の設定が変更されたため"
+	if page.Code != http.StatusOK || !strings.Contains(page.Body.String(), notice) {
+		t.Errorf("%s: the new login page (%d, from %q) does not say %q", what, page.Code, start.Header().Get("Location"), notice)
 	}
 }

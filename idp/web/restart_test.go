@@ -48,7 +48,7 @@ func TestRestartBinding(t *testing.T) {
 	}
 
 	gone := httptest.NewRecorder()
-	s.loginGone(gone, withCookies("POST", "/login", url.Values{"email": {"typed@example.com"}, "password": {"secret pw"}}, rec), "flow-one")
+	s.loginGone(gone, withCookies("POST", "/login", url.Values{"email": {"typed@example.com"}, "password": {"secret pw"}}, rec), "flow-one", restartExpired)
 	if loc := gone.Header().Get("Location"); gone.Code != http.StatusSeeOther || loc != target {
 		t.Fatalf("loginGone: %d %q, want a redirect to %q", gone.Code, loc, target)
 	}
@@ -62,5 +62,12 @@ func TestRestartBinding(t *testing.T) {
 	}
 	if msg, typed := s.takeNotice(httptest.NewRecorder(), withCookies("GET", target, nil, gone)); msg != "login_restarted" || typed != "typed@example.com" {
 		t.Errorf("notice at the restart's target: %q %q, want login_restarted and the typed address", msg, typed)
+	}
+
+	// A login ended by new credentials says so.
+	changed := httptest.NewRecorder()
+	s.loginGone(changed, withCookies("POST", "/login/totp", url.Values{"code": {"123456"}}, rec), "flow-one", restartChanged)
+	if msg, typed := s.takeNotice(httptest.NewRecorder(), withCookies("GET", target, nil, changed)); msg != restartChanged || typed != "" {
+		t.Errorf("notice of a login ended by new credentials: %q %q, want %s and no address", msg, typed, restartChanged)
 	}
 }

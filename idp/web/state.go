@@ -250,10 +250,16 @@ func (s *Server) restartTarget(r *http.Request, id string) string {
 	return string(target)
 }
 
-// loginGone answers a step of the login flow id that is gone: the login
-// starts again where it began when this browser started it (see above),
-// else the expired-flow page.
-func (s *Server) loginGone(w http.ResponseWriter, r *http.Request, id string) {
+// Why a login started again, as the new login page says it (message keys).
+const (
+	restartExpired = "login_restarted"         // left open too long, or gone
+	restartChanged = "login_restarted_changed" // the account's credentials changed meanwhile
+)
+
+// loginGone answers a step of the login flow id that is gone (why:
+// restartExpired or restartChanged): the login starts again where it began
+// when this browser started it (see above), else the expired-flow page.
+func (s *Server) loginGone(w http.ResponseWriter, r *http.Request, id, why string) {
 	target := s.restartTarget(r, id)
 	if target == "" {
 		s.flowFailed(w, r, errFlowGone)
@@ -266,7 +272,7 @@ func (s *Server) loginGone(w http.ResponseWriter, r *http.Request, id string) {
 		typed = email
 	}
 	s.setCookie(w, restartCookie, "", -1)
-	s.setCookie(w, noticeCookie, s.seal([]byte(typed), noticeAAD(target)), 0)
+	s.setCookie(w, noticeCookie, s.seal([]byte(why+"\x00"+typed), noticeAAD(target)), 0)
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
@@ -278,11 +284,15 @@ func noticeAAD(target string) []byte { return []byte("restarted\x00" + target) }
 func (s *Server) takeNotice(w http.ResponseWriter, r *http.Request) (msg, typed string) {
 	v := s.cookie(r, noticeCookie)
 	s.clearCookie(w, r, noticeCookie)
-	email, ok := s.open(v, noticeAAD(r.URL.RequestURI()))
+	plain, ok := s.open(v, noticeAAD(r.URL.RequestURI()))
 	if !ok {
 		return "", ""
 	}
-	return "login_restarted", string(email)
+	why, typed, _ := strings.Cut(string(plain), "\x00")
+	if why != restartChanged {
+		why = restartExpired
+	}
+	return why, typed
 }
 
 func (s *Server) saveFlow(ctx context.Context, f *flow) error {
