@@ -62,7 +62,7 @@ func (s *Store) ConfirmTOTP(ctx context.Context, userID string, secretEnc []byte
 		if err := newCredentials(ctx, q, userID); err != nil {
 			return err
 		}
-		return replaceBackupCodes(ctx, q, userID, codes)
+		return s.replaceBackupCodes(ctx, q, userID, codes)
 	})
 	return s.fail("confirm totp", err)
 }
@@ -164,11 +164,18 @@ func (s *Store) ListBackupCodes(ctx context.Context, userID string) ([]store.Bac
 // ReplaceBackupCodes replaces the user's codes with codes, in one
 // transaction; ErrDuplicate when two codes share a Position.
 func (s *Store) ReplaceBackupCodes(ctx context.Context, userID string, codes []store.BackupCode) error {
-	err := s.inTx(ctx, func(q querier) error { return replaceBackupCodes(ctx, q, userID, codes) })
+	err := s.inTx(ctx, func(q querier) error { return s.replaceBackupCodes(ctx, q, userID, codes) })
 	return s.fail("replace backup codes", err)
 }
 
-func replaceBackupCodes(ctx context.Context, q querier, userID string, codes []store.BackupCode) error {
+// replaceBackupCodes holds the user's row while it replaces the codes, so
+// that concurrent replacements run one after the other: under READ
+// COMMITTED the second one's DELETE would otherwise miss the rows the first
+// inserted, and its INSERTs collide with them.
+func (s *Store) replaceBackupCodes(ctx context.Context, q querier, userID string, codes []store.BackupCode) error {
+	if err := s.lockUser(ctx, q, userID); err != nil {
+		return err
+	}
 	if _, err := q.ExecContext(ctx, `DELETE FROM backup_codes WHERE user_id = $1`, userID); err != nil {
 		return err
 	}

@@ -183,7 +183,8 @@ func (s *Store) endSessions(ctx context.Context, userID, op, id string) (int64, 
 }
 
 // lockUser takes the user's row FOR UPDATE in the transaction q, before a
-// change that deactivates the user's tokens (endSessions, RevokeConsent):
+// change that deactivates the user's tokens (endSessions, RevokeConsent) or
+// replaces their backup codes (replaceBackupCodes, one after the other):
 // token exchanges hold the row FOR KEY SHARE until they commit, so the
 // change waits for those in flight, and its statements then see what they
 // issued, while those that come later wait for the change and find what

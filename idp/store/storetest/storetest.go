@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -55,6 +56,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RaceCreateUser", testRaceCreateUser},
 		{"RaceUseBackupCode", testRaceUseBackupCode},
 		{"RaceUseBackupCodeInTx", testRaceUseBackupCodeInTx},
+		{"RaceReplaceBackupCodes", testRaceReplaceBackupCodes},
 		{"RaceUseTOTPStep", testRaceUseTOTPStep},
 		{"RaceConfirmTOTP", testRaceConfirmTOTP},
 		{"RaceDeactivateToken", testRaceDeactivateToken},
@@ -1357,6 +1359,29 @@ func testRaceUseBackupCode(t *testing.T, s store.Store) {
 	left, err := s.UseBackupCode(ctx, "u1", cs[4].Hash, t0)
 	must(t, err)
 	same(t, "remaining", left, 8)
+}
+
+// testRaceReplaceBackupCodes: concurrent replacements of a user's codes
+// (a double-click, two tabs) all succeed, and one whole set is left.
+func testRaceReplaceBackupCodes(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	must(t, s.ReplaceBackupCodes(ctx, "u1", codes("old", 10)))
+	wins := race(t, nil, func(ctx context.Context, i int) error {
+		return s.ReplaceBackupCodes(ctx, "u1", codes(fmt.Sprintf("set%d", i), 10))
+	})
+	same(t, "ReplaceBackupCodes that succeeded", wins, racers)
+	left, err := s.ListBackupCodes(ctx, "u1")
+	must(t, err)
+	if len(left) != 10 {
+		t.Fatalf("%d codes left, want one set of 10", len(left))
+	}
+	set, _, _ := strings.Cut(string(left[0].Hash), "-")
+	for _, c := range left {
+		if !strings.HasPrefix(string(c.Hash), set+"-") {
+			t.Errorf("codes of two sets left: %q and %q", left[0].Hash, c.Hash)
+		}
+	}
 }
 
 // testRaceUseBackupCodeInTx: the web layer spends a backup code in a
