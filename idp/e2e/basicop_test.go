@@ -137,6 +137,20 @@ func TestBasicOPFeatures(t *testing.T) {
 				t.Errorf("introspection with a bearer token as credentials: %d %s", resp.StatusCode, body)
 			}
 		}
+		// Nor in the form, beside Basic credentials of no client: fosite
+		// would take it as the caller's and never check the Basic ones.
+		for _, in := range []string{"form", "query"} {
+			form := url.Values{"token": {tk.RefreshToken}, "basic_id": {"nobody"}, "basic_secret": {"nothing"}}
+			endpoint := introspect
+			if in == "form" {
+				form.Set("access_token", pt.AccessToken)
+			} else {
+				endpoint += "?access_token=" + url.QueryEscape(pt.AccessToken)
+			}
+			if status, info := postForm(t, endpoint, form); status != http.StatusUnauthorized || info["active"] != nil {
+				t.Errorf("introspection with an access_token in the %s and a wrong Basic client: %d %v", in, status, info)
+			}
+		}
 		// Another client's credentials cannot revoke it; revocation by the
 		// owner (RFC 7009) makes it inactive everywhere.
 		other := p.newRP("other", true)

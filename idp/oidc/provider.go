@@ -300,10 +300,11 @@ func (p *Provider) Revoke(w http.ResponseWriter, r *http.Request) {
 // Introspect serves RFC 7662 introspection to confidential clients, which
 // authenticate with client_secret_basic. fosite would also take any live
 // access token as the caller's credentials (a bearer token of a public
-// client, say); that is refused here.
+// client, say), in the Authorization header or, beside Basic credentials
+// it then never checks, as an access_token parameter; both are refused.
 func (p *Provider) Introspect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if _, _, ok := r.BasicAuth(); !ok {
+	if _, _, ok := r.BasicAuth(); !ok || fosite.AccessTokenFromRequest(r) != "" {
 		p.OAuth2.WriteIntrospectionError(ctx, w, fosite.ErrRequestUnauthorized.WithHint("Client authentication with client_secret_basic is required."))
 		return
 	}
