@@ -986,6 +986,34 @@ func TestDeviceCookieAfterNewPassword(t *testing.T) {
 	})
 }
 
+// TestDeviceCookieAfterReset: a password reset by e-mail leaves the device
+// cookies given before it untrusted, and gives one to the browser that
+// reset it: someone who keeps the account locked does not keep its owner
+// out of every browser after the reset (its lockout is cleared, but can be
+// taken again at once).
+func TestDeviceCookieAfterReset(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p, srv := startMailProvider(t, db, func(c *config.Config) { c.LoginIPMaxFailures = 1000 })
+		p.createUser(email, password)
+		owner := p.newBrowser()
+		if pg := loginAttempt(owner, p, email, password); pg.URL.Path != "/account" || deviceCookie(owner, p) == "" {
+			t.Fatalf("login: %d %s", pg.Status, pg.URL)
+		}
+		before := deviceCookie(owner, p)
+		requestReset(t, p, owner, email)
+		pg := owner.get(resetLink(t, srv.waitFor(email, "パスワード再設定のご案内")))
+		const newPassword = "a brand new passphrase 7"
+		pg = owner.submit(pg, "new_password", map[string]string{"new_password": newPassword, "new_password_confirm": newPassword})
+		if pg.Status != http.StatusOK || deviceCookie(owner, p) == before || deviceCookie(owner, p) == "" {
+			t.Fatalf("reset: %d %s %q; device cookie %q, was %q", pg.Status, pg.URL, pg.alert(), deviceCookie(owner, p), before)
+		}
+		lockAccount(t, p)
+		if pg := loginAttempt(owner, p, email, newPassword); pg.URL.Path != "/account" {
+			t.Fatalf("the new password from the browser that reset it, the account locked again: %d %s %q", pg.Status, pg.URL, pg.alert())
+		}
+	})
+}
+
 // TestDeviceCookieAfter2FAChanges: turning two-step verification on is new
 // credentials too: a browser's cookie from before no longer counts, and
 // the browser that turned it on gets a new one; the support desk's reset

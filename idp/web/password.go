@@ -324,8 +324,12 @@ func (s *Server) resetPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// One transaction: the token is used, the password set, every session
-	// ended, the event recorded and the notice queued, or none of it.
-	won, err := s.resetInTx(r, token, u, hash)
+	// ended, the event recorded and the notice queued, or none of it. The
+	// browser, which has just shown it reads the account's mail, gets a
+	// device cookie for the new credentials, as after a change on My Page:
+	// someone who keeps the account locked does not lock its owner out of
+	// the browser that reset the password.
+	won, err := s.resetInTx(w, r, token, u, hash)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
@@ -349,11 +353,11 @@ func (s *Server) resetPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 // errResetUsed: the reset link was used, or expired, meanwhile.
 var errResetUsed = errors.New("reset link used")
 
-// resetInTx uses the token and applies the reset, as a change to the
-// account (changeAccount); false when the token was used (or expired)
-// meanwhile.
-func (s *Server) resetInTx(r *http.Request, token string, u *store.User, hash string) (bool, error) {
-	err := s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+// resetInTx uses the token and applies the reset, as a change of the
+// account's credentials (changeCredentials); false when the token was used
+// (or expired) meanwhile.
+func (s *Server) resetInTx(w http.ResponseWriter, r *http.Request, token string, u *store.User, hash string) (bool, error) {
+	err := s.changeCredentials(w, r, u, func(tx context.Context) (accountChange, error) {
 		now := s.Now()
 		uid, err := s.Store.ConsumePasswordReset(tx, crypt.HashToken(token), now)
 		if errors.Is(err, store.ErrConsumed) || (err == nil && uid != u.ID) {
