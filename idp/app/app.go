@@ -262,8 +262,12 @@ func (a *App) MetricsHandler() http.Handler {
 	return mux
 }
 
-// Close releases the store.
-func (a *App) Close() error { return a.Store.Close() }
+// Close waits for the work requests left for after their answers, and
+// releases the store.
+func (a *App) Close() error {
+	a.Web.Wait() // what requests left for after their answers uses the store
+	return a.Store.Close()
+}
 
 // SecretHasher stores client secrets as a keyed hash. Secrets are generated
 // by the provider with 256 bits of entropy, so a fast keyed hash is as safe

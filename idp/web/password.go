@@ -129,7 +129,9 @@ func (s *Server) forgotPassword(w http.ResponseWriter, r *http.Request) {
 // address has an account, and whether or not a limit held the mail back,
 // and in the same time: both answers are sent after the same store calls
 // (the limits, the address looked up), and the link for a known address is
-// made and its mail queued only once the answer has left.
+// made and its mail queued after the answer, by work of its own
+// (afterAnswer): had the handler done it, the connection would show it (its
+// next request, or its close, would wait for it).
 func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if !s.requireCSRF(w, r) {
@@ -168,16 +170,31 @@ func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		LinkURL: "/login", LinkText: "back_to_login",
 	}))
 	if u != nil {
-		// The client may hang up once it has the answer (which cancels the
-		// request's context): the link is made all the same.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterAnswerTimeout)
-		defer cancel()
-		s.sendResetLink(r.WithContext(ctx), u)
+		s.afterAnswer(r, func(r *http.Request) { s.sendResetLink(r, u) })
 	}
 }
 
-// afterAnswerTimeout bounds the work a handler does after its answer.
+// afterAnswerTimeout bounds the work a handler leaves for after its answer.
 const afterAnswerTimeout = 10 * time.Second
+
+// afterAnswer runs work for r on a goroutine of its own, which the handler
+// does not wait for. The work gets a copy of r whose context outlives the
+// client (which may hang up once it has the answer) for afterAnswerTimeout;
+// Wait waits for all such work.
+func (s *Server) afterAnswer(r *http.Request, work func(r *http.Request)) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), afterAnswerTimeout)
+	r = r.Clone(ctx)
+	s.after.Go(func() {
+		defer cancel()
+		work(r)
+	})
+}
+
+// Wait waits for the work that requests left for after their answers (a
+// reset link being made and its mail queued), each bounded by
+// afterAnswerTimeout: call it once the listeners have shut down, before
+// the store is closed.
+func (s *Server) Wait() { s.after.Wait() }
 
 // resetRequested counts the request against the address's and the IP's
 // limits and returns the account, or nil when the address has none.

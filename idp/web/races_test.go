@@ -121,6 +121,7 @@ func TestResetRequestBurst(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	e.app.Web.Wait() // the links are made after the answers
 	events, err := e.app.Store.ListAuditEvents(context.Background(), e.user.ID, 2*n)
 	if err != nil {
 		t.Fatal(err)
