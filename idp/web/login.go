@@ -199,6 +199,7 @@ func (s *Server) verifyPassword(ctx context.Context, u *store.User, pw string) (
 	ok, rehash, err = s.Hasher.Verify(ctx, u.PasswordHash, pw)
 	if errors.Is(err, password.ErrMalformed) {
 		s.Logger.ErrorContext(ctx, "the account's stored password hash cannot be read; a password reset replaces it", "user", u.ID)
+		s.Hasher.VerifyDummy(ctx, pw) // answered no sooner than a wrong password
 		return false, false, nil
 	}
 	return ok, rehash, err
