@@ -23,6 +23,9 @@ type Sender interface {
 	Send(ctx context.Context, from, to string, msg []byte) error
 }
 
+// defaultSendTimeout bounds one delivery when nothing else is set.
+const defaultSendTimeout = 30 * time.Second
+
 // SMTP sends through a mail server, configured by a URL:
 //
 //	smtp://user:pass@host:587                      STARTTLS when the server offers it
@@ -36,7 +39,7 @@ type SMTP struct {
 	Required  bool   // ?starttls=required
 	User      string
 	Pass      string
-	Timeout   time.Duration // per delivery; 0: 30 s
+	Timeout   time.Duration // per delivery; 0: defaultSendTimeout
 	TLSConfig *tls.Config   // nil: verify the server name (tests set RootCAs)
 }
 
@@ -92,7 +95,7 @@ func (s *SMTP) String() string {
 func (s *SMTP) Send(ctx context.Context, from, to string, msg []byte) error {
 	timeout := s.Timeout
 	if timeout == 0 {
-		timeout = 30 * time.Second
+		timeout = defaultSendTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

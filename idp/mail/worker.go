@@ -95,6 +95,10 @@ type Worker struct {
 	RetryBase, RetryMax time.Duration
 	// Lease is how long a claimed mail is this worker's; 0: 2 min.
 	Lease time.Duration
+	// SendTimeout bounds one send (the worker gives the sender a context
+	// with this deadline); 0: the Timeout of an *SMTP sender if set, else
+	// 30 s.
+	SendTimeout time.Duration
 	// Metrics counts the attempts; nil counts nothing.
 	Metrics metrics.Recorder
 }
@@ -108,6 +112,12 @@ func (w *Worker) defaults() {
 	}
 	if w.RetryMax <= 0 {
 		w.RetryMax = 30 * time.Minute
+	}
+	if w.SendTimeout <= 0 {
+		w.SendTimeout = defaultSendTimeout
+		if s, ok := w.Sender.(*SMTP); ok && s.Timeout > 0 {
+			w.SendTimeout = s.Timeout
+		}
 	}
 	if w.Lease <= 0 {
 		w.Lease = 2 * time.Minute
@@ -164,7 +174,9 @@ func (w *Worker) send(ctx context.Context, m store.Mail) {
 	st := w.Outbox.Store
 	body, err := w.Outbox.open(m.To, m.Body)
 	if err == nil {
-		err = w.Sender.Send(ctx, envelope(w.From), m.To, Build(w.From, m.To, m.Subject, body, w.Outbox.Now()))
+		sctx, cancel := context.WithTimeout(ctx, w.SendTimeout)
+		err = w.Sender.Send(sctx, envelope(w.From), m.To, Build(w.From, m.To, m.Subject, body, w.Outbox.Now()))
+		cancel()
 	}
 	// Record the outcome even when ctx ends now: the mail went (or not).
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
