@@ -82,6 +82,18 @@ func (o *Outbox) Nudge() {
 }
 
 // Worker sends the outbox's due mails.
+//
+// Delivery is at least once: a mail is marked sent after the server took
+// it, so a worker that dies (or loses the database) between the two sends
+// it again once its lease ends. What the worker rules out is sending a
+// mail twice because its lease ran out while it was still alive: before
+// each send it checks that the lease still covers the send's timeout plus
+// recordMargin (recording the outcome, and some clock difference between
+// instances), and otherwise stops and releases the rest of its batch for
+// the next claim, by it or another instance. Each send is bounded by
+// SendTimeout. The guarantee assumes the instances' clocks agree to within
+// a few seconds and a pause of the whole process (a suspended VM) shorter
+// than the margin.
 type Worker struct {
 	Outbox *Outbox
 	Sender Sender
@@ -93,7 +105,9 @@ type Worker struct {
 	// RetryBase and RetryMax bound the backoff between attempts (doubling,
 	// with jitter); 0: 30 s and 30 min.
 	RetryBase, RetryMax time.Duration
-	// Lease is how long a claimed mail is this worker's; 0: 2 min.
+	// Lease is how long a claimed mail is this worker's; 0: 2 min. It is
+	// raised to at least twice the time one mail may take (SendTimeout
+	// plus recordMargin), so that a claim leaves time for a send.
 	Lease time.Duration
 	// SendTimeout bounds one send (the worker gives the sender a context
 	// with this deadline); 0: the Timeout of an *SMTP sender if set, else
@@ -122,6 +136,7 @@ func (w *Worker) defaults() {
 	if w.Lease <= 0 {
 		w.Lease = 2 * time.Minute
 	}
+	w.Lease = max(w.Lease, 2*(w.SendTimeout+recordMargin))
 	if w.Logger == nil {
 		w.Logger = slog.Default()
 	}
@@ -155,19 +170,50 @@ func (w *Worker) Run(ctx context.Context) {
 // batch is how many mails one claim takes.
 const batch = 10
 
+// recordTimeout bounds recording a send's outcome in the store.
+const recordTimeout = 10 * time.Second
+
+// recordMargin is the time a lease must have left beyond SendTimeout
+// before a send starts: recording the outcome (recordTimeout) and 10 s for
+// clocks that differ between instances (and the store's whole seconds).
+const recordMargin = recordTimeout + 10*time.Second
+
 // SendDue claims and sends one batch of due mails; it says how many it
-// claimed.
+// claimed. It sends a mail only while the lease covers the send and the
+// record of its outcome (see Worker): when a slow server has used up the
+// lease, it releases the rest of the batch, due at once, and the next
+// claim takes them.
 func (w *Worker) SendDue(ctx context.Context) (int, error) {
 	w.defaults()
 	now := w.Outbox.Now()
-	ms, err := w.Outbox.Store.ClaimMail(ctx, now, now.Add(w.Lease), batch)
+	leaseUntil := now.Add(w.Lease)
+	ms, err := w.Outbox.Store.ClaimMail(ctx, now, leaseUntil, batch)
 	if err != nil {
 		return 0, err
 	}
-	for _, m := range ms {
+	for i, m := range ms {
+		if leaseUntil.Sub(w.Outbox.Now()) < w.SendTimeout+recordMargin {
+			w.release(ctx, ms[i:])
+			break
+		}
 		w.send(ctx, m)
 	}
 	return len(ms), nil
+}
+
+// release gives up the claim on mails this worker will not send now, so
+// that the next claim, of any instance, takes them without waiting for the
+// lease to end. The claim already counted an attempt on each: it stays
+// counted. A release that fails leaves the mails to the lease's end.
+func (w *Worker) release(ctx context.Context, ms []store.Mail) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	now := w.Outbox.Now()
+	for _, m := range ms {
+		if err := w.Outbox.Store.RetryMail(rctx, m.ID, now, m.LastError); err != nil && !errors.Is(err, store.ErrNotFound) {
+			w.Logger.Warn("mail not released: sent when its lease ends", "mail_id", m.ID, "err", err)
+		}
+	}
 }
 
 func (w *Worker) send(ctx context.Context, m store.Mail) {
@@ -179,7 +225,7 @@ func (w *Worker) send(ctx context.Context, m store.Mail) {
 		cancel()
 	}
 	// Record the outcome even when ctx ends now: the mail went (or not).
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	if err == nil {
 		w.Metrics.MailAttempt(metrics.MailSent)
