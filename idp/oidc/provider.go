@@ -155,7 +155,7 @@ func (p *Provider) discovery() map[string]any {
 		"require_request_uri_registration": false,
 		"ui_locales_supported":             []string{"ja", "en"},
 		"claims_locales_supported":         []string{"ja", "en"},
-		"prompt_values_supported":          []string{"none", "login", "consent", "select_account"},
+		"prompt_values_supported":          promptValues,
 		"display_values_supported":         []string{"page", "touch"},
 	}
 }
@@ -409,7 +409,7 @@ func localeOrDefault(l string) string {
 }
 
 // ParseAuthorize validates an authorization request (client, redirect URI,
-// PKCE, response type, scopes). When the error cannot be sent to a
+// PKCE, response type, scopes, prompt). When the error cannot be sent to a
 // registered redirect URI, redirectable is false and the caller shows an
 // error page instead.
 func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (ar fosite.AuthorizeRequester, redirectable bool, err error) {
@@ -456,6 +456,9 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (ar fosi
 			return ar, true, fosite.ErrInvalidRequest.WithHint("max_age must be a number of seconds.")
 		}
 	}
+	if err := checkPrompt(ar.GetRequestForm().Get("prompt")); err != nil {
+		return ar, true, err
+	}
 	// fosite checks the nonce's length only when it signs the ID token, at
 	// the token endpoint: by then the user has logged in and the code is
 	// spent. Refuse it here, before any login page.
@@ -463,6 +466,30 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (ar fosi
 		return ar, true, fosite.ErrInsufficientEntropy.WithHintf("The nonce must be at least %d characters long.", minParameterEntropy)
 	}
 	return ar, true, nil
+}
+
+// promptValues are the prompt values the provider knows (discovery's
+// prompt_values_supported).
+var promptValues = []string{"none", "login", "consent", "select_account"}
+
+// checkPrompt refuses a prompt parameter (OIDC Core 3.1.2.1) with a value
+// the provider does not know, or with none beside any other value. fosite
+// checks this only when it issues the code (ValidatePrompt, in
+// NewAuthorizeResponse): after the login, account choice or consent pages
+// had been shown, which none forbids. The values are split as fosite
+// splits them, on spaces.
+func checkPrompt(prompt string) error {
+	values := fosite.RemoveEmpty(strings.Split(prompt, " "))
+	for _, v := range values {
+		if !slices.Contains(promptValues, v) {
+			// The value is not repeated: the hint goes to the redirect URI.
+			return fosite.ErrInvalidRequest.WithHint("The prompt parameter holds an unsupported value; the values supported are none, login, consent and select_account.")
+		}
+	}
+	if len(values) > 1 && slices.Contains(values, "none") {
+		return fosite.ErrInvalidRequest.WithHint("The prompt value none cannot be combined with any other value.")
+	}
+	return nil
 }
 
 // minParameterEntropy is the shortest state and nonce fosite accepts (it
