@@ -274,6 +274,9 @@ func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, 
 	if errors.Is(err, store.ErrConsumed) {
 		// Lost the race for a one-time code: the other request used it.
 		err = fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.")
+		if ar != nil && ar.GetGrantTypes().ExactOne("authorization_code") {
+			p.revokeReusedCode(ctx, ar.GetID())
+		}
 	}
 	rfc := fosite.ErrorToRFC6749Error(err)
 	if rfc.CodeField >= 500 {
@@ -284,6 +287,42 @@ func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, 
 		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
 	}
 	p.OAuth2.WriteAccessError(ctx, w, ar, err)
+}
+
+// revokeReusedCode revokes the access and refresh tokens issued for the
+// authorization request requestID, whose code a token request tried to
+// spend while another exchange of it was running. Both read the code while
+// it was unused, so fosite, which revokes what a reused code issued when it
+// reads the code used (see TestCodeReuseRevokes), never saw a reuse: this
+// request lost only at the spend (Commit: store.ErrConsumed). A code used
+// twice is a code someone else has (RFC 6749 4.1.2 and 10.5, RFC 9700
+// 4.5), so what it issued goes, as after a reuse seen at the read. The
+// spend fails only once the code is inactive, that is once the winner's
+// exchange has committed, in the same statement, the tokens it issued (or
+// once ending the user's sessions deactivated them all): they are there to
+// revoke. fosite's access request carries the authorization request's ID
+// (HandleTokenEndpointRequest sets it), as do all the tokens issued under
+// it, refreshed ones too.
+//
+// A refresh token spent by two concurrent refreshes is not treated so:
+// Commit answers fosite ErrInactiveToken, which fosite's refresh handler
+// turns into invalid_request ("retry") and revokes nothing. One client
+// refreshing twice at once (two tabs, a retry) is benign, and must not
+// end its grant; the refresh token's reuse after its rotation still does
+// (fosite reads it inactive and revokes the grant).
+func (p *Provider) revokeReusedCode(ctx context.Context, requestID string) {
+	if requestID == "" {
+		return
+	}
+	// Not cut short by the client hanging up.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := p.Storage.RevokeAccessToken(ctx, requestID); err != nil {
+		p.log.ErrorContext(ctx, "token endpoint: revoking the access tokens of a code used twice", "err", storeCause(err))
+	}
+	if err := p.Storage.RevokeRefreshToken(ctx, requestID); err != nil {
+		p.log.ErrorContext(ctx, "token endpoint: revoking the refresh tokens of a code used twice", "err", storeCause(err))
+	}
 }
 
 // Revoke serves RFC 7009 revocation.

@@ -1,0 +1,191 @@
+package oidc_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kamera-id/idp/idp/app"
+	"github.com/kamera-id/idp/idp/config"
+	"github.com/kamera-id/idp/idp/oidc"
+	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/idp/testenv"
+)
+
+// racingCodes makes two exchanges of one authorization code overlap: the
+// first to spend the code waits until both have read it (still active),
+// and the second spends it only after the first has committed, so it
+// loses at the spend itself (store.ErrConsumed), not at the read, where
+// fosite would have seen the code used already.
+type racingCodes struct {
+	store.Store
+	mu                  sync.Mutex
+	reads, spends       int
+	bothRead, firstDone chan struct{}
+}
+
+func newRacingCodes(st store.Store) *racingCodes {
+	return &racingCodes{Store: st, bothRead: make(chan struct{}), firstDone: make(chan struct{})}
+}
+
+func (s *racingCodes) GetToken(ctx context.Context, kind, signature string) (*store.TokenRecord, error) {
+	rec, err := s.Store.GetToken(ctx, kind, signature)
+	if kind == store.KindAuthorizeCode {
+		s.mu.Lock()
+		if s.reads++; s.reads == 2 {
+			close(s.bothRead)
+		}
+		s.mu.Unlock()
+	}
+	return rec, err
+}
+
+func (s *racingCodes) ExchangeTokens(ctx context.Context, x *store.TokenExchange) error {
+	if x.SpendKind != store.KindAuthorizeCode {
+		return s.Store.ExchangeTokens(ctx, x)
+	}
+	s.mu.Lock()
+	s.spends++
+	first := s.spends == 1
+	s.mu.Unlock()
+	wait := s.firstDone
+	if first {
+		wait = s.bothRead
+	}
+	select {
+	case <-wait:
+	case <-time.After(10 * time.Second): // a guard against a hang, not a sleep
+		return errors.New("racingCodes: the other exchange never came")
+	}
+	err := s.Store.ExchangeTokens(ctx, x)
+	if first {
+		close(s.firstDone)
+	}
+	return err
+}
+
+// TestConcurrentCodeReuseRevokes: of two exchanges of one code that both
+// read it while it was still unused, one wins and the other is refused
+// with invalid_grant; the code was used twice, so what it issued (the
+// winner's access and refresh tokens) is revoked, as for a code reused
+// after its exchange (RFC 6749 4.1.2, RFC 9700 4.5).
+func TestConcurrentCodeReuseRevokes(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		ctx := t.Context()
+		key := make([]byte, 32)
+		_, _ = rand.Read(key)
+		cfg := config.Defaults()
+		cfg.Issuer = "http://127.0.0.1:8080"
+		cfg.DatabaseURL = db.URL
+		cfg.SecretKey = base64.StdEncoding.EncodeToString(key)
+		cfg.ArgonMemoryKiB, cfg.ArgonIterations = 8192, 1
+		a, err := app.Open(ctx, cfg, app.Options{Migrate: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		u, err := a.CreateUser(ctx, app.NewUser{Email: "race@example.com", Name: "Race", Password: "race-password"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now().Truncate(time.Second)
+		if err := a.Store.CreateSession(ctx, &store.Session{TokenHash: []byte("race-session"), ID: "sid",
+			UserID: u.ID, AuthTime: t0, AMR: []string{"pwd"}, CreatedAt: t0, LastSeen: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		const redirect = "http://127.0.0.1/callback"
+		c, secret, err := a.CreateClient(ctx, app.NewClient{ID: "race", Name: "Race", RedirectURIs: []string{redirect}, FirstParty: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		verifier := rand.Text() + rand.Text()
+		sum := sha256.Sum256([]byte(verifier))
+		q := url.Values{
+			"response_type": {"code"}, "client_id": {c.ID}, "redirect_uri": {redirect},
+			"scope": {"openid email offline_access"}, "state": {"state-0123456789"},
+			"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
+		}
+		ar, _, err := a.Provider.ParseAuthorize(ctx, httptest.NewRequest(http.MethodGet, oidc.PathAuthorize+"?"+q.Encode(), nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().Add(-time.Second).Truncate(time.Second)
+		w := httptest.NewRecorder()
+		if err := a.Provider.Authorize(ctx, w, ar, u, oidc.Identity{UserID: u.ID, SID: "sid", AuthTime: now, AMR: []string{"pwd"}, RequestedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		loc, err := url.Parse(w.Header().Get("Location"))
+		if err != nil || loc.Query().Get("code") == "" {
+			t.Fatalf("authorize: %d %q", w.Code, w.Header().Get("Location"))
+		}
+		code := loc.Query().Get("code")
+
+		token := func(form url.Values) (int, map[string]any) {
+			r := httptest.NewRequest(http.MethodPost, oidc.PathToken, strings.NewReader(form.Encode()))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			r.SetBasicAuth(c.ID, secret)
+			w := httptest.NewRecorder()
+			a.Provider.Token(w, r)
+			body := map[string]any{}
+			_ = json.Unmarshal(w.Body.Bytes(), &body)
+			return w.Code, body
+		}
+
+		a.Provider.Storage.Store = newRacingCodes(a.Provider.Storage.Store)
+		type answer struct {
+			status int
+			body   map[string]any
+		}
+		answers := make(chan answer, 2)
+		for range 2 {
+			go func() {
+				st, body := token(url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect}, "code_verifier": {verifier}})
+				answers <- answer{st, body}
+			}()
+		}
+		var won, lost *answer
+		for range 2 {
+			an := <-answers
+			switch {
+			case an.status == http.StatusOK && won == nil:
+				won = &an
+			case an.status == http.StatusBadRequest && an.body["error"] == "invalid_grant" && lost == nil:
+				lost = &an
+			default:
+				t.Errorf("exchange: %d %v", an.status, an.body)
+			}
+		}
+		if won == nil || lost == nil {
+			t.Fatalf("want one exchange to win and the other to get invalid_grant")
+		}
+
+		access, _ := won.body["access_token"].(string)
+		refresh, _ := won.body["refresh_token"].(string)
+		if access == "" || refresh == "" {
+			t.Fatalf("the winner got no access or refresh token: %v", won.body)
+		}
+		r := httptest.NewRequest(http.MethodGet, oidc.PathUserinfo, nil)
+		r.Header.Set("Authorization", "Bearer "+access)
+		w = httptest.NewRecorder()
+		a.Provider.Userinfo(w, r)
+		if w.Code != http.StatusUnauthorized {
+			t.Errorf("userinfo with the access token of a code used twice: %d %s, want 401", w.Code, w.Body)
+		}
+		if st, _ := token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}); st == http.StatusOK {
+			t.Error("the refresh token of a code used twice still refreshes")
+		}
+	})
+}
