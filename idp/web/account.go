@@ -174,15 +174,28 @@ func (s *Server) twoFA(w http.ResponseWriter, r *http.Request) {
 // settingsFlow loads the flow of a sensitive setting, checking it belongs to
 // the signed-in user.
 func (s *Server) settingsFlow(w http.ResponseWriter, r *http.Request, kind string, u *store.User) (*flow, bool) {
-	f, ok := s.flowOrError(w, r, r.PostFormValue("flow"), kind)
-	if !ok {
-		return nil, false
+	f, err := s.loadFlow(r.Context(), r, r.PostFormValue("flow"))
+	if err == nil && (f.Kind != kind || f.UserID != u.ID) {
+		err = errFlowGone
 	}
-	if f.UserID != u.ID {
-		s.flowFailed(w, r, errFlowGone)
+	if err != nil {
+		s.settingsFailed(w, r, err)
 		return nil, false
 	}
 	return f, true
+}
+
+// settingsFailed is flowFailed for a setting's form: the user is signed
+// in, so the expired-flow page links back to the settings, not to the
+// login.
+func (s *Server) settingsFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errFlowGone) {
+		s.render(w, r, http.StatusBadRequest, templates.Error(templates.ErrorPage{
+			Page: s.page(w, r, nil), Status: http.StatusBadRequest, Message: "flow_expired", BackURL: "/account/2fa",
+		}))
+		return
+	}
+	s.flowFailed(w, r, err)
 }
 
 // reauthenticate checks the re-entered password, with the same limits as
@@ -301,7 +314,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, store.ErrNotFound) {
 			err = errFlowGone
 		}
-		s.flowFailed(w, r, err)
+		s.settingsFailed(w, r, err)
 		return
 	}
 	secret, err := mfa.OpenSecret(s.Key, u.ID, pending.SecretEnc)
@@ -359,7 +372,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.finishFlow(ctx, f); err != nil {
-		s.flowFailed(w, r, err)
+		s.settingsFailed(w, r, err)
 		return
 	}
 	err = s.changeCredentials(w, r, u, func(tx context.Context) (accountChange, error) {
@@ -377,7 +390,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConsumed) {
 			err = errFlowGone // expired, or replaced: start again
 		}
-		s.flowFailed(w, r, err)
+		s.settingsFailed(w, r, err)
 		return
 	}
 	s.render(w, r, http.StatusOK, templates.SetupDone(templates.SetupDonePage{
@@ -456,7 +469,7 @@ func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.finishFlow(r.Context(), f); err != nil {
-		s.flowFailed(w, r, err)
+		s.settingsFailed(w, r, err)
 		return
 	}
 	err = s.changeCredentials(w, r, u, func(tx context.Context) (accountChange, error) {
@@ -542,7 +555,7 @@ func (s *Server) backupCodesReplace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f.Stage != "reauthed" || s.Now().Sub(f.ReauthAt) > s.Config.FlowLifetime || !u.MFAEnabled {
-		s.flowFailed(w, r, errFlowGone)
+		s.settingsFailed(w, r, errFlowGone)
 		return
 	}
 	codes, err := mfa.GenerateBackupCodes(mfa.BackupCodeCount)
