@@ -563,6 +563,25 @@ func (s *Server) backupCodesReplace(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
+	// The form replaces the codes once: sent again (a reload of the page
+	// of new codes, Back and resubmit, a double-click) it must not make
+	// another set, which would silently void the codes just written down.
+	if err := s.finishFlow(r.Context(), f); err != nil {
+		if errors.Is(err, errFlowGone) {
+			// Another request with this form replaced them.
+			http.Redirect(w, r, "/account/2fa?notice=codes_replaced", http.StatusSeeOther)
+			return
+		}
+		s.storeFailed(w, r, err)
+		return
+	}
+	// The page of new codes may replace them again, on purpose: with a flow
+	// of its own, as long as the password entered before is recent enough.
+	next := &flow{Kind: "codes", UserID: u.ID, State: f.State, Stage: "reauthed", ReauthAt: f.ReauthAt}
+	if err := s.newFlow(r.Context(), w, r, next); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
 	err = s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
 		return accountChange{Event: "mfa.codes_replaced"}, s.Store.ReplaceBackupCodes(tx, u.ID, mfa.SealBackupCodes(s.Key, u.ID, codes))
 	})
@@ -570,7 +589,7 @@ func (s *Server) backupCodesReplace(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.renderBackupCodes(w, r, f, u, true)
+	s.renderBackupCodes(w, r, next, u, true)
 }
 
 func (s *Server) renderBackupCodes(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, replaced bool) {

@@ -27,6 +27,7 @@ import (
 	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/mfa"
 	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/idp/testenv"
 )
 
 const (
@@ -68,8 +69,14 @@ type fuzzEnv struct {
 
 func newFuzzEnv(f testing.TB) *fuzzEnv {
 	f.Helper()
+	return newFuzzEnvOn(f, testenv.Database{Name: "sqlite", URL: "sqlite://" + filepath.Join(f.TempDir(), "idp.db")})
+}
+
+// newFuzzEnvOn is newFuzzEnv on db (testenv.Each's stores).
+func newFuzzEnvOn(f testing.TB, db testenv.Database) *fuzzEnv {
+	f.Helper()
 	cfg := config.Defaults()
-	cfg.DatabaseURL = "sqlite://" + filepath.Join(f.TempDir(), "idp.db")
+	cfg.DatabaseURL = db.URL
 	cfg.SecretKey = base64.StdEncoding.EncodeToString([]byte("fuzz fuzz fuzz fuzz fuzz fuzz 32"))
 	// The cheapest hashes allowed: most login iterations hash (an unknown
 	// address hashes the dummy).

@@ -5,19 +5,38 @@ package web_test
 // second tab.
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/kamera-id/idp/idp/mfa"
+	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/idp/testenv"
+	"github.com/kamera-id/idp/idp/web"
 )
 
-var flowInput = regexp.MustCompile(`name="flow" value="([^"]+)"`)
+var (
+	flowInput  = regexp.MustCompile(`name="flow" value="([^"]+)"`)
+	backupCode = regexp.MustCompile(`class="backup-code[^"]*">([^<]+)<`)
+)
 
 // settingsBack is the expired-flow page's link back to the settings.
 const settingsBack = `<a href="/account/2fa">`
+
+// useStore serves the browser's requests from now on with st in place of
+// the provider's store (st wraps it).
+func (e *fuzzEnv) useStore(st store.Store) {
+	a := e.app
+	e.h = web.New(web.Deps{Config: a.Config, Store: st, Key: a.Key, Hasher: a.Hasher, Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox})
+}
 
 // signIn signs the browser in to My Page: with the password alone, or,
 // with 2FA turned on first (enableMFA), the password and a backup code.
@@ -63,6 +82,125 @@ func with(form url.Values, k, v string) url.Values {
 	return out
 }
 
+// codesOn returns the backup codes a page shows.
+func codesOn(rec *httptest.ResponseRecorder) []string {
+	var codes []string
+	for _, m := range backupCode.FindAllStringSubmatch(rec.Body.String(), -1) {
+		codes = append(codes, strings.TrimSpace(m[1]))
+	}
+	return codes
+}
+
+// storedCodes returns the user's backup codes as a page shows them.
+func (e *fuzzEnv) storedCodes(t *testing.T) []string {
+	t.Helper()
+	recs, err := e.app.Store.ListBackupCodes(context.Background(), e.user.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := mfa.OpenBackupCodes(e.app.Key, e.user.ID, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range plain {
+		plain[i] = mfa.FormatBackupCode(c)
+	}
+	return plain
+}
+
+// events counts the user's audit events of type typ.
+func (e *fuzzEnv) events(t *testing.T, typ string) int {
+	t.Helper()
+	evs, err := e.app.Store.ListAuditEvents(context.Background(), e.user.ID, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, ev := range evs {
+		if ev.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// postAll posts body to path from n requests of the browser at once (its
+// cookies are not updated) and returns their answers.
+func (e *fuzzEnv) postAll(path, body string, n int) []*httptest.ResponseRecorder {
+	recs := make([]*httptest.ResponseRecorder, n)
+	var wg sync.WaitGroup
+	for i := range recs {
+		req := httptest.NewRequest(http.MethodPost, origin+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", origin)
+		for _, c := range e.cookies {
+			req.AddCookie(c)
+		}
+		recs[i] = httptest.NewRecorder()
+		wg.Go(func() { e.h.ServeHTTP(recs[i], req) })
+	}
+	wg.Wait()
+	return recs
+}
+
+// spendRace is a real store on which, once armed with n, no flow is spent
+// (DeleteFlow) before n flows have been read (GetFlow): the n submits of a
+// form posted together all load its flow before any of them can spend it,
+// as a double-click's two requests do when they arrive together.
+type spendRace struct {
+	store.Store
+	mu    sync.Mutex
+	reads int
+	all   chan struct{} // closed once armed and read n times
+}
+
+func (s *spendRace) arm(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reads, s.all = n, make(chan struct{})
+}
+
+func (s *spendRace) GetFlow(ctx context.Context, key []byte, now time.Time) (*store.Flow, error) {
+	f, err := s.Store.GetFlow(ctx, key, now)
+	s.mu.Lock()
+	if s.reads > 0 {
+		if s.reads--; s.reads == 0 {
+			close(s.all)
+		}
+	}
+	s.mu.Unlock()
+	return f, err
+}
+
+var errNeverRead = errors.New("test: the other submits never read the flow")
+
+func (s *spendRace) DeleteFlow(ctx context.Context, key []byte) error {
+	s.mu.Lock()
+	all := s.all
+	s.mu.Unlock()
+	if all != nil {
+		select {
+		case <-all:
+		case <-time.After(10 * time.Second): // a guard against a hang, not a wait for the server
+			return errNeverRead
+		}
+	}
+	return s.Store.DeleteFlow(ctx, key)
+}
+
+// replaceForm signs in with 2FA on, re-enters the password on the backup
+// codes page and returns the page (its replace form).
+func replaceForm(t *testing.T, e *fuzzEnv) *httptest.ResponseRecorder {
+	t.Helper()
+	e.signIn(t, true)
+	form := e.getForm(t, "/account/2fa/backup-codes")
+	rec := e.post("/account/2fa/backup-codes", with(form, "password", fuzzPassword).Encode())
+	if rec.Code != http.StatusOK || len(codesOn(rec)) != 10 {
+		t.Fatalf("backup codes after the password: %d\n%s", rec.Code, rec.Body)
+	}
+	return rec
+}
+
 // TestSettingsFlowGoneLinksBack: a setting's form whose flow is gone (sent
 // again after it was used, or left open too long) gets the expired-flow
 // page; its user is signed in, so the page links back to the settings, not
@@ -77,5 +215,118 @@ func TestSettingsFlowGoneLinksBack(t *testing.T) {
 		if body := rec.Body.String(); rec.Code != http.StatusBadRequest || !strings.Contains(body, settingsBack) || strings.Contains(body, `href="/login"`) {
 			t.Errorf("%s with a flow that is gone: %d, want the expired-flow page linking back to /account/2fa\n%s", path, rec.Code, body)
 		}
+	}
+}
+
+// TestReplaceBackupCodesSentAgain: replacing the backup codes spends the
+// form's flow. The same form sent again (a reload of the page of new codes,
+// or Back and resubmit) makes no other set: the codes just shown, which the
+// user wrote down, keep working; the expired-flow page links back to the
+// settings, not to the login. The page of new codes has a form of its own
+// that replaces them again, on purpose.
+func TestReplaceBackupCodesSentAgain(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e := newFuzzEnvOn(t, db)
+		form := formOf(t, "codes page", replaceForm(t, e))
+		const path = "/account/2fa/backup-codes/replace"
+
+		first := e.post(path, form.Encode())
+		shown := codesOn(first)
+		if first.Code != http.StatusOK || len(shown) != 10 {
+			t.Fatalf("replace: %d, %d codes\n%s", first.Code, len(shown), first.Body)
+		}
+		if stored := e.storedCodes(t); !slices.Equal(stored, shown) {
+			t.Fatalf("replace showed %v, stored %v", shown, stored)
+		}
+		next := formOf(t, "page of new codes", first)
+		if next.Get("flow") == form.Get("flow") {
+			t.Errorf("the page of new codes posts the spent flow again")
+		}
+
+		again := e.post(path, form.Encode())
+		if codes := codesOn(again); len(codes) > 0 {
+			t.Errorf("the replace form sent again: %d with %d codes, want no other set", again.Code, len(codes))
+		}
+		if body := again.Body.String(); again.Code != http.StatusBadRequest || !strings.Contains(body, settingsBack) || strings.Contains(body, `href="/login"`) {
+			t.Errorf("the replace form sent again: %d, want the expired-flow page linking back to /account/2fa\n%s", again.Code, body)
+		}
+		if stored := e.storedCodes(t); !slices.Equal(stored, shown) {
+			t.Errorf("the codes shown (%v) no longer work: stored %v", shown, stored)
+		}
+		if n := e.events(t, "mfa.codes_replaced"); n != 1 {
+			t.Errorf("%d mfa.codes_replaced events, want 1", n)
+		}
+
+		// From the page of new codes, on purpose: another set.
+		third := e.post(path, next.Encode())
+		if codes := codesOn(third); third.Code != http.StatusOK || len(codes) != 10 || slices.Equal(codes, shown) {
+			t.Fatalf("replace again from the page of new codes: %d, codes %v (before: %v)", third.Code, codes, shown)
+		}
+		if stored := e.storedCodes(t); !slices.Equal(stored, codesOn(third)) {
+			t.Errorf("replace again showed %v, stored %v", codesOn(third), stored)
+		}
+	})
+}
+
+// TestSettingsDoubleSubmit: the last step of a setting posted twice at once
+// (a double-click). Both requests load the flow before either spends it;
+// one makes the change, the other finds the flow spent and sends the
+// browser to the settings page, which shows the change, rather than to the
+// expired-flow page of a login. The change is made once.
+func TestSettingsDoubleSubmit(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		path  string
+		form  func(t *testing.T, e *fuzzEnv) url.Values
+		won   func(rec *httptest.ResponseRecorder) bool
+		lost  string // the loser's redirect
+		event string
+	}{
+		{
+			name: "replace backup codes",
+			path: "/account/2fa/backup-codes/replace",
+			form: func(t *testing.T, e *fuzzEnv) url.Values {
+				return formOf(t, "codes page", replaceForm(t, e))
+			},
+			won:   func(rec *httptest.ResponseRecorder) bool { return rec.Code == http.StatusOK && len(codesOn(rec)) == 10 },
+			lost:  "/account/2fa?notice=codes_replaced",
+			event: "mfa.codes_replaced",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testenv.Each(t, func(t *testing.T, db testenv.Database) {
+				e := newFuzzEnvOn(t, db)
+				form := tc.form(t, e)
+				race := &spendRace{Store: e.app.Store}
+				e.useStore(race)
+				race.arm(2)
+				recs := e.postAll(tc.path, form.Encode(), 2)
+				won, lost := 0, 0
+				for _, rec := range recs {
+					switch {
+					case tc.won(rec):
+						won++
+					case rec.Code == http.StatusSeeOther && rec.Header().Get("Location") == tc.lost:
+						lost++
+					default:
+						t.Errorf("a submit answered %d %q, want the change or a redirect to %s\n%s",
+							rec.Code, rec.Header().Get("Location"), tc.lost, rec.Body)
+					}
+				}
+				if won != 1 || lost != 1 {
+					t.Errorf("two submits at once: %d made the change, %d were sent to %s; want 1 and 1", won, lost, tc.lost)
+				}
+				if n := e.events(t, tc.event); n != 1 {
+					t.Errorf("%d %s events, want 1", n, tc.event)
+				}
+				if tc.event == "mfa.codes_replaced" {
+					for _, rec := range recs {
+						if tc.won(rec) && !slices.Equal(codesOn(rec), e.storedCodes(t)) {
+							t.Errorf("the codes shown are not the ones stored")
+						}
+					}
+				}
+			})
+		})
 	}
 }
