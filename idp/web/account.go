@@ -185,6 +185,25 @@ func (s *Server) settingsFlow(w http.ResponseWriter, r *http.Request, kind strin
 	return f, true
 }
 
+// spendSettingsFlow spends a setting's flow before its change is made: of
+// two requests with one form (a double-click, a reload, Back and resubmit)
+// exactly one makes the change. The other, whose flow that one spent, is
+// sent to gone, the settings page, which shows the change made (rather than
+// the expired-flow page, as if it had failed). False when the request was
+// answered.
+func (s *Server) spendSettingsFlow(w http.ResponseWriter, r *http.Request, f *flow, gone string) bool {
+	err := s.finishFlow(r.Context(), f)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, errFlowGone):
+		http.Redirect(w, r, gone, http.StatusSeeOther)
+	default:
+		s.storeFailed(w, r, err)
+	}
+	return false
+}
+
 // settingsFailed is flowFailed for a setting's form: the user is signed
 // in, so the expired-flow page links back to the settings, not to the
 // login.
@@ -310,10 +329,22 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 
 	pending, err := s.Store.GetPendingTOTP(ctx, u.ID, s.Now())
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
+		// Expired, or confirmed meanwhile by another request with this
+		// form (a double-click), which turned 2FA on: the settings page
+		// shows it.
+		cur, err2 := s.Store.GetUser(ctx, u.ID)
+		switch {
+		case err2 == nil && cur.MFAEnabled:
+			http.Redirect(w, r, "/account/2fa", http.StatusSeeOther)
+			return
+		case err2 != nil && !errors.Is(err2, store.ErrNotFound):
+			err = err2
+		default:
 			err = errFlowGone
 		}
+	}
+	if err != nil {
 		s.settingsFailed(w, r, err)
 		return
 	}
@@ -371,8 +402,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	if err := s.finishFlow(ctx, f); err != nil {
-		s.settingsFailed(w, r, err)
+	if !s.spendSettingsFlow(w, r, f, "/account/2fa") {
 		return
 	}
 	err = s.changeCredentials(w, r, u, func(tx context.Context) (accountChange, error) {
@@ -468,8 +498,7 @@ func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderDisable(w, r, f, u, status, msg)
 		return
 	}
-	if err := s.finishFlow(r.Context(), f); err != nil {
-		s.settingsFailed(w, r, err)
+	if !s.spendSettingsFlow(w, r, f, "/account/2fa") {
 		return
 	}
 	err = s.changeCredentials(w, r, u, func(tx context.Context) (accountChange, error) {
@@ -566,13 +595,7 @@ func (s *Server) backupCodesReplace(w http.ResponseWriter, r *http.Request) {
 	// The form replaces the codes once: sent again (a reload of the page
 	// of new codes, Back and resubmit, a double-click) it must not make
 	// another set, which would silently void the codes just written down.
-	if err := s.finishFlow(r.Context(), f); err != nil {
-		if errors.Is(err, errFlowGone) {
-			// Another request with this form replaced them.
-			http.Redirect(w, r, "/account/2fa?notice=codes_replaced", http.StatusSeeOther)
-			return
-		}
-		s.storeFailed(w, r, err)
+	if !s.spendSettingsFlow(w, r, f, "/account/2fa?notice=codes_replaced") {
 		return
 	}
 	// The page of new codes may replace them again, on purpose: with a flow

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,6 +284,27 @@ func TestSettingsDoubleSubmit(t *testing.T) {
 		event string
 	}{
 		{
+			name:  "setup confirmation",
+			path:  "/account/2fa/setup",
+			form:  setupConfirmForm,
+			won:   func(rec *httptest.ResponseRecorder) bool { return rec.Code == http.StatusOK && len(codesOn(rec)) == 10 },
+			lost:  "/account/2fa",
+			event: "mfa.enabled",
+		},
+		{
+			name: "disable",
+			path: "/account/2fa/disable",
+			form: func(t *testing.T, e *fuzzEnv) url.Values {
+				e.signIn(t, true)
+				return with(e.getForm(t, "/account/2fa/disable"), "password", fuzzPassword)
+			},
+			won: func(rec *httptest.ResponseRecorder) bool {
+				return rec.Code == http.StatusSeeOther && rec.Header().Get("Location") == "/account/2fa?notice=2fa_disabled"
+			},
+			lost:  "/account/2fa",
+			event: "mfa.disabled",
+		},
+		{
 			name: "replace backup codes",
 			path: "/account/2fa/backup-codes/replace",
 			form: func(t *testing.T, e *fuzzEnv) url.Values {
@@ -329,4 +351,77 @@ func TestSettingsDoubleSubmit(t *testing.T) {
 			})
 		})
 	}
+}
+
+// setupConfirmForm signs in (2FA off), starts the setup and returns its
+// confirmation form with the right code.
+func setupConfirmForm(t *testing.T, e *fuzzEnv) url.Values {
+	t.Helper()
+	e.signIn(t, false)
+	form := e.getForm(t, "/account/2fa/setup")
+	if rec := e.post("/account/2fa/setup", with(form, "password", fuzzPassword).Encode()); rec.Code != http.StatusOK ||
+		!strings.Contains(rec.Body.String(), `id="setup-key"`) {
+		t.Fatalf("setup password step: %d\n%s", rec.Code, rec.Body)
+	}
+	return with(form, "code", e.pendingCode(t))
+}
+
+// afterFlowRead runs hook just after the first flow is read (the hook's
+// own requests read theirs as usual).
+type afterFlowRead struct {
+	store.Store
+	ran  atomic.Bool
+	hook func()
+}
+
+func (s *afterFlowRead) GetFlow(ctx context.Context, key []byte, now time.Time) (*store.Flow, error) {
+	f, err := s.Store.GetFlow(ctx, key, now)
+	if s.ran.CompareAndSwap(false, true) {
+		s.hook()
+	}
+	return f, err
+}
+
+// TestSetupConfirmedMeanwhile: of a double-click on the setup's
+// confirmation, the second request loaded the flow, and the first then
+// turned 2FA on (spending the flow and the pending secret) before the
+// second read the pending secret. The second sends the browser to the
+// settings page, which shows 2FA on, not to the expired-flow page.
+func TestSetupConfirmedMeanwhile(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e := newFuzzEnvOn(t, db)
+		body := setupConfirmForm(t, e).Encode()
+		var first *httptest.ResponseRecorder
+		e.useStore(&afterFlowRead{Store: e.app.Store, hook: func() { first = e.postAll("/account/2fa/setup", body, 1)[0] }})
+		second := e.post("/account/2fa/setup", body)
+		if first == nil || first.Code != http.StatusOK || len(codesOn(first)) != 10 {
+			t.Fatalf("the first confirmation did not turn 2FA on")
+		}
+		if second.Code != http.StatusSeeOther || second.Header().Get("Location") != "/account/2fa" {
+			t.Errorf("the second confirmation: %d %q, want a redirect to /account/2fa\n%s", second.Code, second.Header().Get("Location"), second.Body)
+		}
+		if n := e.events(t, "mfa.enabled"); n != 1 {
+			t.Errorf("%d mfa.enabled events, want 1", n)
+		}
+	})
+}
+
+// pendingCode is the current code of the user's pending authenticator
+// secret (the one the setup page shows).
+func (e *fuzzEnv) pendingCode(t *testing.T) string {
+	t.Helper()
+	now := e.app.Now()
+	p, err := e.app.Store.GetPendingTOTP(context.Background(), e.user.ID, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := mfa.OpenSecret(e.app.Key, e.user.ID, p.SecretEnc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := mfa.CodeAt(secret, mfa.StepAt(now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
 }
