@@ -365,6 +365,13 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderSetup(w, r, f, u, secret, http.StatusOK, "setup_restarted")
 		return
 	}
+	if !r.PostForm.Has("code") {
+		// The password form posted again (a reload of this page, or Back
+		// and resubmit): no attempt at a code, so nothing to count, and the
+		// password was checked when the secret was made.
+		s.renderSetup(w, r, f, u, secret, http.StatusOK, "")
+		return
+	}
 	// Wrong confirmation codes count as wrong codes at login do (the
 	// contract's 429), on the same key.
 	key := s.secondStepKey(r, u.ID, s.accountThrottleKey(u.Email), s.stampMark(u))

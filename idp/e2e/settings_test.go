@@ -1,0 +1,66 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/kamera-id/idp/idp/testenv"
+)
+
+// auditEvents counts the user's audit events of type typ.
+func auditEvents(t *testing.T, p *provider, typ string) int {
+	t.Helper()
+	evs, err := p.app.Store.ListAuditEvents(context.Background(), p.mustUser(email).ID, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range evs {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSetupPageReloaded: reloading the page with the QR code (the browser
+// posts the password form again: no code) shows that page again, for the
+// same secret. It is no wrong code: nothing is counted, recorded or locked,
+// however often it happens. An empty code sent with the code form is a
+// wrong one, as before; the right code then turns 2FA on.
+func TestSetupPageReloaded(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p, b := signedInProvider(t, db)
+		form := b.get(p.URL + "/account/2fa/setup")
+		pg := b.submit(form, "password", map[string]string{"password": password})
+		key := strings.ReplaceAll(pg.byID("setup-key"), " ", "")
+		if len(key) != 32 {
+			t.Fatalf("setup page: %d, setup key %q", pg.Status, key)
+		}
+		for i := 1; i <= p.app.Config.MFAMaxFailures+1; i++ {
+			again := b.submit(form, "password", map[string]string{"password": password})
+			if got := strings.ReplaceAll(again.byID("setup-key"), " ", ""); again.Status != http.StatusOK ||
+				again.alert() != "" || got != key || again.formWith("code") == nil {
+				t.Fatalf("reload %d of the setup page: %d, alert %q, key %q; want the same page (key %s) without an alert",
+					i, again.Status, again.alert(), got, key)
+			}
+		}
+		if n := auditEvents(t, p, "mfa.code_failed"); n != 0 {
+			t.Errorf("reloads of the setup page recorded %d mfa.code_failed events, want none", n)
+		}
+
+		pg = b.submit(pg, "code", map[string]string{"code": ""})
+		if pg.Status != http.StatusOK || pg.alert() == "" || pg.formWith("code") == nil {
+			t.Fatalf("empty confirmation code: %d %q, want the form again with an alert", pg.Status, pg.alert())
+		}
+		if n := auditEvents(t, p, "mfa.code_failed"); n != 1 {
+			t.Errorf("an empty confirmation code recorded %d mfa.code_failed events, want 1", n)
+		}
+		pg = b.submit(pg, "code", map[string]string{"code": totpCode(t, p, key)})
+		if !strings.Contains(pg.Body, "2段階認証設定の完了") {
+			t.Fatalf("the right code after the reloads: %d %q, want the completion page", pg.Status, pg.alert())
+		}
+	})
+}
