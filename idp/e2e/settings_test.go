@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/testenv"
 )
 
@@ -19,6 +21,23 @@ func auditEvents(t *testing.T, p *provider, typ string) int {
 	n := 0
 	for _, e := range evs {
 		if e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// queuedMails counts the outbox's mails whose subject holds subject.
+func queuedMails(t *testing.T, p *provider, subject string) int {
+	t.Helper()
+	n := 0
+	for id := int64(1); id <= 100; id++ {
+		m, err := p.app.Store.GetMail(context.Background(), id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			t.Fatal(err)
+		case strings.Contains(m.Subject, subject):
 			n++
 		}
 	}
@@ -61,6 +80,36 @@ func TestSetupPageReloaded(t *testing.T) {
 		pg = b.submit(pg, "code", map[string]string{"code": totpCode(t, p, key)})
 		if !strings.Contains(pg.Body, "2段階認証設定の完了") {
 			t.Fatalf("the right code after the reloads: %d %q, want the completion page", pg.Status, pg.alert())
+		}
+	})
+}
+
+// TestDisableInTwoTabs: 2FA turned off in one tab; the disable form of
+// another tab, sent afterwards, finds it off already and shows the
+// settings: no second audit event, no second mail.
+func TestDisableInTwoTabs(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p, b := signedInProvider(t, db)
+		enroll(t, p, b)
+		first := b.get(p.URL + "/account/2fa/disable")
+		second := b.get(p.URL + "/account/2fa/disable")
+		pg := b.submit(first, "password", map[string]string{"password": password})
+		if pg.Status != http.StatusOK || pg.URL.Path != "/account/2fa" || p.mustUser(email).MFAEnabled {
+			t.Fatalf("disable: %d %s", pg.Status, pg.URL)
+		}
+		const subject = "2段階認証が解除されました"
+		if n := queuedMails(t, p, subject); n != 1 {
+			t.Fatalf("%d mails %q after turning 2FA off, want 1", n, subject)
+		}
+		pg = b.submit(second, "password", map[string]string{"password": password})
+		if pg.Status != http.StatusOK || pg.URL.Path != "/account/2fa" || pg.URL.RawQuery != "" {
+			t.Errorf("the other tab's disable form: %d %s, want the settings page without a notice", pg.Status, pg.URL)
+		}
+		if n := auditEvents(t, p, "mfa.disabled"); n != 1 {
+			t.Errorf("%d mfa.disabled events, want 1", n)
+		}
+		if n := queuedMails(t, p, subject); n != 1 {
+			t.Errorf("%d mails %q, want 1", n, subject)
 		}
 	})
 }

@@ -492,6 +492,12 @@ func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if !u.MFAEnabled {
+		// Off already (another tab's form, or the support desk): nothing to
+		// turn off, record or mail; the settings page shows it.
+		http.Redirect(w, r, "/account/2fa", http.StatusSeeOther)
+		return
+	}
 	f, ok := s.settingsFlow(w, r, "disable", u)
 	if !ok {
 		return
@@ -510,11 +516,14 @@ func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	err = s.changeCredentials(w, r, u, func(tx context.Context) (accountChange, error) {
 		c := accountChange{Event: "mfa.disabled", Mail: mail.MFADisabled}
-		if err := s.Store.DeleteMFA(tx, u.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return c, err
-		}
-		return c, nil
+		// ErrNotFound: turned off since the account was read (the support
+		// desk's reset): nothing is recorded or mailed.
+		return c, s.Store.DeleteMFA(tx, u.ID)
 	})
+	if errors.Is(err, store.ErrNotFound) {
+		http.Redirect(w, r, "/account/2fa", http.StatusSeeOther)
+		return
+	}
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return

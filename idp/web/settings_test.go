@@ -125,6 +125,22 @@ func (e *fuzzEnv) events(t *testing.T, typ string) int {
 	return n
 }
 
+// mails counts the mails in the outbox.
+func (e *fuzzEnv) mails(t *testing.T) int {
+	t.Helper()
+	n := 0
+	for id := int64(1); id <= 100; id++ {
+		_, err := e.app.Store.GetMail(context.Background(), id)
+		switch {
+		case err == nil:
+			n++
+		case !errors.Is(err, store.ErrNotFound):
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
 // postAll posts body to path from n requests of the browser at once (its
 // cookies are not updated) and returns their answers.
 func (e *fuzzEnv) postAll(path, body string, n int) []*httptest.ResponseRecorder {
@@ -186,6 +202,18 @@ func (s *spendRace) DeleteFlow(ctx context.Context, key []byte) error {
 			return errNeverRead
 		}
 	}
+	return s.Store.DeleteFlow(ctx, key)
+}
+
+// beforeSpend runs hook once, just before the first flow is spent.
+type beforeSpend struct {
+	store.Store
+	once sync.Once
+	hook func()
+}
+
+func (s *beforeSpend) DeleteFlow(ctx context.Context, key []byte) error {
+	s.once.Do(s.hook)
 	return s.Store.DeleteFlow(ctx, key)
 }
 
@@ -424,4 +452,37 @@ func (e *fuzzEnv) pendingCode(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return code
+}
+
+// TestDisableRacingSupportReset: the support desk resets the user's 2FA
+// (idp user reset-mfa) while the user turns it off on My Page, after the
+// page read the account. 2FA is off once, by support: the page's change
+// finds nothing to remove and records nothing, mails nothing, and sends the
+// browser to the settings page, which shows 2FA off.
+func TestDisableRacingSupportReset(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e := newFuzzEnvOn(t, db)
+		e.signIn(t, true)
+		form := with(e.getForm(t, "/account/2fa/disable"), "password", fuzzPassword)
+		mailsAfterReset := -1
+		e.useStore(&beforeSpend{Store: e.app.Store, hook: func() {
+			if _, err := e.app.ResetMFA(context.Background(), fuzzEmail); err != nil {
+				t.Error(err)
+			}
+			mailsAfterReset = e.mails(t)
+		}})
+		rec := e.post("/account/2fa/disable", form.Encode())
+		if mailsAfterReset < 0 {
+			t.Fatalf("the disable form never spent its flow: %d %q", rec.Code, rec.Header().Get("Location"))
+		}
+		if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/account/2fa" {
+			t.Errorf("disable after a support reset: %d %q, want a redirect to /account/2fa", rec.Code, rec.Header().Get("Location"))
+		}
+		if n := e.events(t, "mfa.disabled"); n != 0 {
+			t.Errorf("%d mfa.disabled events after support turned 2FA off, want none", n)
+		}
+		if n := e.mails(t); n != mailsAfterReset {
+			t.Errorf("%d mails queued by the disable form after support turned 2FA off, want none", n-mailsAfterReset)
+		}
+	})
 }
