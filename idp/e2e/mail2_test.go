@@ -22,7 +22,7 @@ func loginAs(t *testing.T, p *provider, b *browser, addr, pw string) *page {
 }
 
 // TestSecurityEmails: 2FA on, backup code used (count, warning at 2 or
-// fewer), 2FA off, 2FA reset by support, in Japanese; and in English for a
+// fewer), backup codes replaced, 2FA off, 2FA reset by support, in Japanese; and in English for a
 // user whose locale is English.
 func TestSecurityEmails(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
@@ -58,7 +58,17 @@ func TestSecurityEmails(t *testing.T) {
 			t.Errorf("no warning with 2 codes left:\n%s", m.Body)
 		}
 
-		pg := b.get(p.URL + "/account/2fa/disable")
+		// A new set of backup codes voids the old ones: the owner hears of it.
+		pg := b.submit(b.get(p.URL+"/account/2fa/backup-codes"), "password", map[string]string{"password": password})
+		if pg = b.submit(pg, "flow", nil); len(pg.byClass("backup-code")) != 10 {
+			t.Fatalf("replacing the backup codes: %d\n%s", pg.Status, pg.Body)
+		}
+		m = srv.waitFor(email, "バックアップコードが再発行されました")
+		if !strings.Contains(m.Body, "以前のバックアップコードは使用できません") {
+			t.Errorf("codes-replaced mail:\n%s", m.Body)
+		}
+
+		pg = b.get(p.URL + "/account/2fa/disable")
 		pg = b.submit(pg, "password", map[string]string{"password": password})
 		if pg.URL.Path != "/account/2fa" {
 			t.Fatalf("disable: %s\n%s", pg.URL, pg.Body)

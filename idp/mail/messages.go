@@ -33,6 +33,7 @@ const (
 	MFADisabled     = "mfa_disabled"
 	MFAReset        = "mfa_reset"
 	BackupCodeUsed  = "backup_code_used"
+	CodesReplaced   = "backup_codes_replaced"
 	PasswordChanged = "password_changed"
 	ResetRequested  = "password_reset_requested"
 )
@@ -55,6 +56,10 @@ var texts = map[string][2]text{
 	BackupCodeUsed: {
 		{"バックアップコードでログインしました", "お客様のアカウントにバックアップコードでログインしました。"},
 		{"A backup code was used to log in", "Someone logged in to your account with a backup code."},
+	},
+	CodesReplaced: {
+		{"バックアップコードが再発行されました", "お客様のアカウントのバックアップコードが新しいコードに置き換えられました。以前のバックアップコードは使用できません。"},
+		{"Your backup codes were replaced", "The backup codes of your account were replaced with a new set. The old backup codes no longer work."},
 	},
 	PasswordChanged: {
 		{"パスワードが変更されました", "お客様のアカウントのパスワードが変更されました。安全のため、すべての端末でログアウトしました（変更を行った端末を除く）。"},

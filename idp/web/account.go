@@ -622,7 +622,7 @@ func (s *Server) backupCodesReplace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err = s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
-		return accountChange{Event: "mfa.codes_replaced"}, s.Store.ReplaceBackupCodes(tx, u.ID, mfa.SealBackupCodes(s.Key, u.ID, codes))
+		return accountChange{Event: "mfa.codes_replaced", Mail: mail.CodesReplaced}, s.Store.ReplaceBackupCodes(tx, u.ID, mfa.SealBackupCodes(s.Key, u.ID, codes))
 	})
 	if err != nil {
 		s.storeFailed(w, r, err)
