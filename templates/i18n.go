@@ -355,6 +355,7 @@ var Messages = map[string]Translation{
 	"password_prompt_text":   {"本人確認のため、アカウントのパスワードを入力してください。", "To confirm it is you, enter your account password."},
 	"submit":                 {"送信", "Submit"},
 	"setup_step1":            {"手順1: 認証アプリのインストール", "Step 1: Install an authenticator app"},
+	"setup_intro":            {"ご利用のアカウントに、パスワード以外の認証方法を追加することで不正アクセスを防ぎます。以下の手順で設定してください。", "Add a second way to confirm it is you, besides your password, to protect your account from unauthorised access. Follow the steps below."},
 	"setup_step1_text":       {"認証端末（スマートフォン）に認証アプリをインストールしてください。iOSでは「Google Authenticator」、Androidでは「Google認証システム」をご利用ください。", "Install an authenticator app on your phone: Google Authenticator (iOS or Android)."},
 	"app_store":              {"App Store（iOS）", "App Store (iOS)"},
 	"google_play":            {"Google Play（Android）", "Google Play (Android)"},

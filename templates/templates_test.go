@@ -98,7 +98,7 @@ func cases(lang string) []pageCase {
 			flow: "flow-codes", forms: 1, ja: []string{"バックアップコードの表示", "送信"}},
 		{name: "setup", c: Setup(SetupPage{Page: acct, Action: "/account/2fa/setup", Flow: "flow-setup", QRDataURL: testQR, SetupKey: "JBSW Y3DP EHPK 3PXP", Error: "invalid_code"}),
 			flow: "flow-setup", forms: 1, alert: true,
-			ja: []string{"2段階認証の設定", "手順1", "手順2", "手順3", "認証アプリを起動し下のQRコードを読み込んでください",
+			ja: []string{"2段階認証の設定", "以下の手順で設定してください。", "手順1", "認証アプリをインストールしてください", "手順2", "手順3", "認証アプリを起動し下のQRコードを読み込んでください",
 				"QRコードを読み込めない場合は下記のセットアップキーを入力してください", "認証アプリに表示された確認コードを入力し送信してください",
 				"送信", "Google Authenticator", "Google認証システム", "App Store", "Google Play"}},
 		{name: "setup_done", c: SetupDone(SetupDonePage{Page: acct, Codes: []string{"abcd-efgh", "ijkl-mnop"}, TwoFAURL: "/account/2fa", ReturnURL: "/login/continue?flow=z"}),
