@@ -64,6 +64,11 @@ func TestBasicOPFeatures(t *testing.T) {
 		if revoke == "" || introspect == "" || disc["end_session_endpoint"] == nil {
 			t.Fatalf("discovery lacks endpoints: %v", disc)
 		}
+		// Claims are not localised (claims_locales is accepted and ignored):
+		// discovery does not say they are.
+		if v, ok := disc["claims_locales_supported"]; ok {
+			t.Errorf("discovery lists claims_locales_supported %v", v)
+		}
 
 		// client_secret_post at the token endpoint.
 		post := *r

@@ -154,7 +154,6 @@ func (p *Provider) discovery() map[string]any {
 		"request_uri_parameter_supported":  false,
 		"require_request_uri_registration": false,
 		"ui_locales_supported":             []string{"ja", "en"},
-		"claims_locales_supported":         []string{"ja", "en"},
 		"prompt_values_supported":          promptValues,
 		"display_values_supported":         []string{"page", "touch"},
 	}
