@@ -14,17 +14,7 @@ import (
 // auditEvents counts the user's audit events of type typ.
 func auditEvents(t *testing.T, p *provider, typ string) int {
 	t.Helper()
-	evs, err := p.app.Store.ListAuditEvents(context.Background(), p.mustUser(email).ID, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range evs {
-		if e.Type == typ {
-			n++
-		}
-	}
-	return n
+	return testenv.AuditEvents(t, p.app.Store, p.mustUser(email).ID, typ)
 }
 
 // queuedMails counts the outbox's mails whose subject holds subject.

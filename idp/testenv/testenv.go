@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/store/sqlite"
 	"github.com/kamera-id/idp/idp/store/sqlstore"
 )
@@ -102,4 +103,20 @@ func unavailable(t testing.TB, why string) {
 		t.Fatalf("SKIP-POSTGRES not allowed under CI=true: %s", why)
 	}
 	t.Skipf("SKIP-POSTGRES: PostgreSQL tests skipped (%s); set IDP_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable", why)
+}
+
+// AuditEvents counts the user's audit events of type typ (of the last 100).
+func AuditEvents(t testing.TB, st store.Store, userID, typ string) int {
+	t.Helper()
+	evs, err := st.ListAuditEvents(context.Background(), userID, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range evs {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
 }

@@ -208,13 +208,7 @@ func (s *Server) spendSettingsFlow(w http.ResponseWriter, r *http.Request, f *fl
 // in, so the expired-flow page links back to the settings, not to the
 // login.
 func (s *Server) settingsFailed(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, errFlowGone) {
-		s.render(w, r, http.StatusBadRequest, templates.Error(templates.ErrorPage{
-			Page: s.page(w, r, nil), Status: http.StatusBadRequest, Message: "flow_expired", BackURL: "/account/2fa",
-		}))
-		return
-	}
-	s.flowFailed(w, r, err)
+	s.flowFailedBack(w, r, err, "/account/2fa")
 }
 
 // reauthenticate checks the re-entered password, with the same limits as

@@ -416,10 +416,18 @@ func (s *Server) flowOrError(w http.ResponseWriter, r *http.Request, id, kind st
 	return f, true
 }
 
+// flowFailed answers a request whose flow is gone (errFlowGone) with the
+// expired-flow page, which links to the login, and any other error as the
+// store's.
 func (s *Server) flowFailed(w http.ResponseWriter, r *http.Request, err error) {
+	s.flowFailedBack(w, r, err, "/login")
+}
+
+// flowFailedBack is flowFailed with the expired-flow page linking to back.
+func (s *Server) flowFailedBack(w http.ResponseWriter, r *http.Request, err error, back string) {
 	if errors.Is(err, errFlowGone) {
 		s.render(w, r, http.StatusBadRequest, templates.Error(templates.ErrorPage{
-			Page: s.page(w, r, nil), Status: http.StatusBadRequest, Message: "flow_expired", BackURL: "/login",
+			Page: s.page(w, r, nil), Status: http.StatusBadRequest, Message: "flow_expired", BackURL: back,
 		}))
 		return
 	}

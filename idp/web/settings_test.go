@@ -112,17 +112,7 @@ func (e *fuzzEnv) storedCodes(t *testing.T) []string {
 // events counts the user's audit events of type typ.
 func (e *fuzzEnv) events(t *testing.T, typ string) int {
 	t.Helper()
-	evs, err := e.app.Store.ListAuditEvents(context.Background(), e.user.ID, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, ev := range evs {
-		if ev.Type == typ {
-			n++
-		}
-	}
-	return n
+	return testenv.AuditEvents(t, e.app.Store, e.user.ID, typ)
 }
 
 // mails counts the mails in the outbox.
