@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/oauth2"
+
 	"github.com/kamera-id/idp/idp/app"
 	"github.com/kamera-id/idp/idp/testenv"
 )
@@ -255,6 +257,41 @@ func TestSessionsList(t *testing.T) {
 		pg = a.submit(pg, "session", map[string]string{"session": current})
 		if pg.Status != http.StatusOK || a.hasSession(p) {
 			t.Errorf("signing this session out: %d, still signed in %v", pg.Status, a.hasSession(p))
+		}
+	})
+}
+
+// TestSignOutThisDevice: signing this device out from the devices list ends
+// its session and the tokens issued in it, as for any other device.
+func TestSignOutThisDevice(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		b := p.newBrowser()
+		a := r.authorize()
+		tk := r.mustExchange(a, login(t, b, r, a))
+		pg := b.get(p.URL + "/account/sessions")
+		current := ""
+		for _, li := range pg.byClass("session") {
+			if strings.Contains(text(li), "この端末") {
+				for _, in := range findAll(li, func(n *htmlNode) bool { return attr(n, "name") == "session" }) {
+					current = attr(in, "value")
+				}
+			}
+		}
+		if current == "" {
+			t.Fatalf("no current session listed:\n%s", pg.Body)
+		}
+		pg = b.submit(pg, "session", map[string]string{"session": current})
+		if pg.Status != http.StatusOK || b.hasSession(p) {
+			t.Fatalf("signing this device out: %d, still signed in %v", pg.Status, b.hasSession(p))
+		}
+		if st := userinfoStatus(t, r, tk.AccessToken); st != http.StatusUnauthorized {
+			t.Errorf("userinfo with the signed-out session's access token: %d, want 401", st)
+		}
+		if _, err := r.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tk.RefreshToken}).Token(); err == nil {
+			t.Error("the signed-out session's refresh token still refreshes")
 		}
 	})
 }

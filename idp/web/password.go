@@ -489,10 +489,13 @@ func (s *Server) sessionRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PostFormValue("session")
 	if id == sess.ID {
-		if err := s.endSession(w, r); err != nil {
+		// This device, as any other in the list: its session and the
+		// tokens issued in it end.
+		if err := s.Store.DeleteUserSession(r.Context(), u.ID, id); err != nil && !errors.Is(err, store.ErrNotFound) {
 			s.storeFailed(w, r, err)
 			return
 		}
+		s.forgetSession(w, r)
 		s.loggedOut(w, r, nil)
 		return
 	}

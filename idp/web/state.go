@@ -364,7 +364,11 @@ func (s *Server) currentSession(r *http.Request) (*store.Session, error) {
 		return nil, nil
 	}
 	if now.Sub(sess.LastSeen) > time.Minute {
-		if err := s.Store.TouchSession(r.Context(), sess.TokenHash, now); err != nil {
+		err := s.Store.TouchSession(r.Context(), sess.TokenHash, now)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil // ended since the read (a logout in another tab, say)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -412,15 +416,23 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u
 	return sess, nil
 }
 
+// endSession ends the browser's SSO session (not the tokens issued in it)
+// and forgets it.
 func (s *Server) endSession(w http.ResponseWriter, r *http.Request) error {
 	if v := s.cookie(r, sessionCookie); v != "" {
 		if err := s.Store.DeleteSession(r.Context(), crypt.HashToken(v)); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 	}
+	s.forgetSession(w, r)
+	return nil
+}
+
+// forgetSession tells the browser to drop its session cookie, and the
+// restart of a login (which a logout ends too).
+func (s *Server) forgetSession(w http.ResponseWriter, r *http.Request) {
 	s.setCookie(w, sessionCookie, "", -1)
 	s.clearCookie(w, r, restartCookie)
-	return nil
 }
 
 // clientIP is the client's address: the connection's, or, when that is a

@@ -1,0 +1,45 @@
+package web_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kamera-id/idp/idp/store"
+)
+
+// endedWhileRead ends the session between a request's read of it and the
+// touch that records its use, as a logout in another tab may: the read
+// finds it last seen two minutes ago, so the request touches it.
+type endedWhileRead struct{ store.Store }
+
+func (s endedWhileRead) GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*store.Session, error) {
+	x, err := s.Store.GetSession(ctx, tokenHash, now)
+	if err == nil {
+		x.LastSeen, x.Remember = now.Add(-2*time.Minute), true
+	}
+	return x, err
+}
+
+func (s endedWhileRead) TouchSession(ctx context.Context, tokenHash []byte, lastSeen time.Time) error {
+	if err := s.Store.DeleteSession(ctx, tokenHash); err != nil {
+		return err
+	}
+	return s.Store.TouchSession(ctx, tokenHash, lastSeen)
+}
+
+// TestSessionEndedWhileRead: a session ended between its read and its
+// touch is no session (My Page sends the browser to the login), not a
+// server error.
+func TestSessionEndedWhileRead(t *testing.T) {
+	e := newFuzzEnv(t)
+	e.signIn(t, false)
+	e.useStore(endedWhileRead{e.app.Store})
+	rec := e.serve(httptest.NewRequest(http.MethodGet, origin+"/account", nil))
+	if loc := rec.Header().Get("Location"); rec.Code != http.StatusSeeOther || !strings.HasPrefix(loc, "/login?") {
+		t.Errorf("My Page with a session ended while it was read: %d %q, want a redirect to the login", rec.Code, loc)
+	}
+}
