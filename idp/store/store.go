@@ -445,7 +445,9 @@ type Store interface {
 	// ErrNotFound if absent.
 	DeactivateToken(ctx context.Context, kind, signature string) error
 	// DeactivateTokensByRequest sets Active=false on every token of the kind
-	// issued for requestID (revocation, reuse detection).
+	// issued for requestID (revocation, reuse detection), those an exchange
+	// of the same grant in flight issues included: it waits for the
+	// exchange (ExchangeTokens) to commit.
 	DeactivateTokensByRequest(ctx context.Context, kind, requestID string) error
 	// ExchangeTokens applies what a token request writes, atomically and in
 	// one round trip: see TokenExchange.

@@ -252,6 +252,44 @@ func TestRefreshRacingRevokeConsent(t *testing.T) {
 		func(ctx context.Context, s *sqlstore.Store) error { return s.RevokeConsent(ctx, "u1", "app") })
 }
 
+// TestRevokeGrantRacingRefresh: a grant is revoked (fosite's refresh-token
+// reuse detection, RFC 7009 revocation: its refresh tokens, then its
+// access tokens) while a refresh of it is in flight: the refresh waits
+// for its token's row, held by another request, and the revocation starts
+// meanwhile. Once the revocation has returned, none of the grant's tokens,
+// old or issued by the refresh, is active.
+func TestRevokeGrantRacingRefresh(t *testing.T) {
+	r := newLockRace(t)
+	ctx := t.Context()
+	r.newUserSession("u1", "sid-1")
+	r.must(r.main.CreateToken(ctx, lockToken(store.KindAccessToken, "a0", "grant", "sid-1")))
+	r.must(r.main.CreateToken(ctx, lockToken(store.KindRefreshToken, "r0", "grant", "sid-1")))
+	x := &store.TokenExchange{SpendKind: store.KindRefreshToken, SpendSignature: "r0",
+		RevokeKind: store.KindAccessToken, RevokeRequest: "grant",
+		Create: []*store.TokenRecord{lockToken(store.KindRefreshToken, "r1", "grant", "sid-1"),
+			lockToken(store.KindAccessToken, "a1", "grant", "sid-1")}}
+	release := r.holdToken(x.SpendKind, x.SpendSignature)
+	exchanger, revoker := r.party("exchange"), r.party("revoke")
+	exchange := r.start("exchange", func() error { return exchanger.ExchangeTokens(ctx, x) })
+	revoke := r.start("revoke", func() error {
+		if err := revoker.DeactivateTokensByRequest(ctx, store.KindRefreshToken, "grant"); err != nil {
+			return err
+		}
+		return revoker.DeactivateTokensByRequest(ctx, store.KindAccessToken, "grant")
+	})
+	release()
+	if !exchange.waited || !revoke.waited {
+		t.Fatalf("the race was not played: the exchange waited %v, the revocation %v", exchange.waited, revoke.waited)
+	}
+	r.must(revoke.wait())
+	if err := exchange.wait(); err != nil && !errors.Is(err, store.ErrConsumed) {
+		t.Fatalf("exchange: %v, want success or ErrConsumed", err)
+	}
+	if left := r.activeTokens("u1"); len(left) > 0 {
+		t.Fatalf("the grant was revoked, yet these are active: %q", left)
+	}
+}
+
 // raceCode plays the race of a code issued while end (a transaction that
 // has ended what the code needs and not committed yet) is in progress: the
 // code waits for it, and must not come out active.

@@ -135,11 +135,42 @@ func (s *Store) DeactivateToken(ctx context.Context, kind, signature string) err
 	return s.fail("deactivate token", err)
 }
 
+// lockGrantSubjectSQL locks FOR UPDATE the row of the user whose grant
+// (the records of every kind issued for the request $1) it is: all of a
+// grant's records have one subject (none for a client's own grant, and
+// then nothing is locked). The lookup is the index tokens_request_id
+// (kind, request_id), one probe per kind.
+var lockGrantSubjectSQL = `SELECT 1 FROM users WHERE id IN (SELECT subject FROM tokens
+	WHERE kind IN ('` + strings.Join([]string{store.KindAuthorizeCode, store.KindAccessToken, store.KindRefreshToken,
+	store.KindOpenIDSession, store.KindPKCE}, "', '") + `') AND request_id = $1) ORDER BY id FOR UPDATE`
+
 // DeactivateTokensByRequest clears Active on every record of the kind
 // issued for requestID (none is not an error).
+//
+// On PostgreSQL (Dialect.RowLocks) it first locks the grant's user's row
+// FOR UPDATE, as ending sessions does (lockUser), in one transaction (the
+// caller's, when ctx carries one). An exchange of the same grant in
+// flight (a refresh: exchangeInOneStatement) holds that row FOR KEY SHARE
+// until it commits, so this waits for it, and the UPDATE, a later
+// statement, runs on a snapshot that holds the tokens it issued. Without
+// the lock the UPDATE would wait for the row of the refresh token being
+// spent, find it inactive, and miss the new refresh token: the grant
+// revoked (reuse detection, RFC 7009 revocation) would live on. An
+// exchange that comes later waits for this transaction and finds what it
+// would spend inactive. On SQLite writes run one at a time: the one
+// statement.
 func (s *Store) DeactivateTokensByRequest(ctx context.Context, kind, requestID string) error {
-	_, err := s.q(ctx).ExecContext(ctx, deactivateByRequestSQL, kind, requestID)
-	return s.fail("deactivate tokens by request", err)
+	if !s.dialect.RowLocks {
+		_, err := s.q(ctx).ExecContext(ctx, deactivateByRequestSQL, kind, requestID)
+		return s.fail("deactivate tokens by request", err)
+	}
+	return s.fail("deactivate tokens by request", s.inTx(ctx, func(q querier) error {
+		if _, err := q.ExecContext(ctx, lockGrantSubjectSQL, requestID); err != nil {
+			return err
+		}
+		_, err := q.ExecContext(ctx, deactivateByRequestSQL, kind, requestID)
+		return err
+	}))
 }
 
 // ExchangeTokens implements store.Store. Where the dialect has
