@@ -465,7 +465,11 @@ type Store interface {
 	GetPasswordReset(ctx context.Context, tokenHash []byte, now time.Time) (*PasswordReset, error)
 	// ConsumePasswordReset marks the unused, unexpired token used and
 	// returns its user, in one conditional statement; ErrConsumed when it
-	// is unknown, used or expired (or another caller won).
+	// is unknown, used or expired (or another caller won, or a password
+	// set meanwhile voided it). It takes the user's row first, as
+	// UpdatePassword does, so a reset (this, then UpdatePassword, in one
+	// transaction) waits for a password change or another reset of the
+	// user rather than deadlock with it.
 	ConsumePasswordReset(ctx context.Context, tokenHash []byte, now time.Time) (userID string, err error)
 
 	// Mail outbox.

@@ -423,3 +423,105 @@ func resetMFA(ctx context.Context, s *sqlstore.Store) error { return s.DeleteMFA
 func confirmTOTP(ctx context.Context, s *sqlstore.Store) error {
 	return s.ConfirmTOTP(ctx, "u1", []byte("s2"), 1, nil, lockT0)
 }
+
+func resetUser(r *lockRace, links ...string) {
+	r.t.Helper()
+	ctx := r.t.Context()
+	r.must(r.main.CreateUser(ctx, &store.User{ID: "u1", Email: "u1@example.com", PasswordHash: "h0", CreatedAt: lockT0}))
+	for _, l := range links {
+		r.must(r.main.CreatePasswordReset(ctx, &store.PasswordReset{TokenHash: []byte(l), UserID: "u1",
+			CreatedAt: lockT0, ExpiresAt: lockT0.Add(time.Hour)}))
+	}
+}
+
+// resetPassword is a reset as the web layer applies it, in tx: the link
+// consumed, then the password set (which voids the user's other links).
+func resetPassword(tx context.Context, s *sqlstore.Store, link, hash string) error {
+	uid, err := s.ConsumePasswordReset(tx, []byte(link), lockT0)
+	if err != nil {
+		return err
+	}
+	return s.UpdatePassword(tx, uid, hash, lockT0)
+}
+
+// passwordOf is the user's password hash.
+func (r *lockRace) passwordOf(userID string) string {
+	r.t.Helper()
+	u, err := r.main.GetUser(r.t.Context(), userID)
+	r.must(err)
+	return u.PasswordHash
+}
+
+// TestResetRacingPasswordChange: a password change on My Page (the
+// password set, then the user's links voided) starts while a reset has
+// consumed its link and not yet set the password. It waits for the reset,
+// and both succeed, one after the other (they used to lock users and
+// password_resets in opposite orders: a deadlock, and a 500).
+func TestResetRacingPasswordChange(t *testing.T) {
+	r := newLockRace(t)
+	ctx := t.Context()
+	resetUser(r, "P1")
+	resetter, changer := r.party("reset"), r.party("change")
+	tx, err := resetter.BeginTx(ctx)
+	r.must(err)
+	defer resetter.Rollback(tx)
+	uid, err := resetter.ConsumePasswordReset(tx, []byte("P1"), lockT0)
+	r.must(err)
+	change := r.start("change", func() error {
+		tx, err := changer.BeginTx(ctx)
+		if err != nil {
+			return err
+		}
+		defer changer.Rollback(tx)
+		if err := changer.UpdatePassword(tx, "u1", "h-change", lockT0); err != nil {
+			return err
+		}
+		return changer.Commit(tx)
+	})
+	if !change.waited {
+		t.Fatalf("the race was not played: the change did not wait (%v)", change.wait())
+	}
+	r.must(resetter.UpdatePassword(tx, uid, "h-reset", lockT0))
+	r.must(resetter.Commit(tx))
+	r.must(change.wait())
+	if got := r.passwordOf("u1"); got != "h-change" {
+		t.Fatalf("password %q, want the change's, which came last", got)
+	}
+}
+
+// TestTwoResetLinksAtOnce: two reset links of one user used at once. The
+// second waits for the first reset, then finds its link voided by it
+// (ErrConsumed, "link used"); no deadlock.
+func TestTwoResetLinksAtOnce(t *testing.T) {
+	r := newLockRace(t)
+	ctx := t.Context()
+	resetUser(r, "P1", "P2")
+	a, b := r.party("a"), r.party("b")
+	atx, err := a.BeginTx(ctx)
+	r.must(err)
+	defer a.Rollback(atx)
+	_, err = a.ConsumePasswordReset(atx, []byte("P1"), lockT0)
+	r.must(err)
+	second := r.start("b", func() error {
+		btx, err := b.BeginTx(ctx)
+		if err != nil {
+			return err
+		}
+		defer b.Rollback(btx)
+		if err := resetPassword(btx, b, "P2", "hb"); err != nil {
+			return err
+		}
+		return b.Commit(btx)
+	})
+	if !second.waited {
+		t.Fatalf("the race was not played: the second reset did not wait (%v)", second.wait())
+	}
+	r.must(a.UpdatePassword(atx, "u1", "ha", lockT0))
+	r.must(a.Commit(atx))
+	if err := second.wait(); !errors.Is(err, store.ErrConsumed) {
+		t.Fatalf("second reset: %v, want ErrConsumed", err)
+	}
+	if got := r.passwordOf("u1"); got != "ha" {
+		t.Fatalf("password %q, want the first reset's", got)
+	}
+}

@@ -28,13 +28,35 @@ func (s *Store) GetPasswordReset(ctx context.Context, tokenHash []byte, now time
 	return &r, nil
 }
 
+const consumeResetSQL = `UPDATE password_resets SET used_at = $2
+		WHERE token_hash = $1 AND used_at = 0 AND expires_at > $2`
+
+// consumeResetLockingSQL is consumeResetSQL after locking the row of the
+// token's user FOR UPDATE: the uncorrelated EXISTS is an InitPlan that runs
+// before the scan of password_resets (as in exchangeInOneStatement), so
+// the user's row is locked before the token's. locked has one row whether
+// or not a user was found: it orders, it decides nothing.
+const consumeResetLockingSQL = `WITH locked AS (SELECT count(*) FROM (SELECT 1 FROM users
+		WHERE id = (SELECT user_id FROM password_resets WHERE token_hash = $1) FOR UPDATE) AS u) ` +
+	consumeResetSQL + ` AND EXISTS (SELECT 1 FROM locked)`
+
 // ConsumePasswordReset uses the token with one conditional UPDATE: of two
 // concurrent callers exactly one gets the user id.
+//
+// On PostgreSQL (Dialect.RowLocks) the statement first locks the user's
+// row FOR UPDATE, as UpdatePassword does (its UPDATE of users) before it
+// voids the user's unused tokens: a reset (this, then UpdatePassword, in
+// one transaction) and a password change, or two resets of one user, lock
+// users, then password_resets, in that order, and so wait for each other
+// rather than deadlock. One that waited finds the token voided by the
+// other's UpdatePassword: ErrConsumed.
 func (s *Store) ConsumePasswordReset(ctx context.Context, tokenHash []byte, now time.Time) (string, error) {
+	query := consumeResetSQL
+	if s.dialect.RowLocks {
+		query = consumeResetLockingSQL
+	}
 	var userID string
-	err := s.q(ctx).QueryRowContext(ctx, `UPDATE password_resets SET used_at = $2
-		WHERE token_hash = $1 AND used_at = 0 AND expires_at > $2 RETURNING user_id`,
-		blob(tokenHash), unix(now)).Scan(&userID)
+	err := s.q(ctx).QueryRowContext(ctx, query+` RETURNING user_id`, blob(tokenHash), unix(now)).Scan(&userID)
 	if isNoRows(err) {
 		err = store.ErrConsumed
 	}
