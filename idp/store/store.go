@@ -37,7 +37,9 @@ var (
 	ErrDuplicate = errors.New("store: already exists")
 	// ErrConsumed: a one-time thing was already used (or lost a race).
 	ErrConsumed = errors.New("store: already used")
-	// ErrUnavailable: the database cannot be reached right now.
+	// ErrUnavailable: the database cannot be reached right now, or it
+	// rolled the transaction back for it to be tried again (to break a
+	// deadlock, or a serialisation failure).
 	ErrUnavailable = errors.New("store: database unavailable")
 )
 

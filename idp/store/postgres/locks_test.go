@@ -525,3 +525,36 @@ func TestTwoResetLinksAtOnce(t *testing.T) {
 		t.Fatalf("password %q, want the first reset's", got)
 	}
 }
+
+// TestDeadlockIsUnavailable: a deadlock PostgreSQL broke by rolling one
+// transaction back is store.ErrUnavailable (a 503, try again), not an
+// unclassified error (a 500). Two password changes, each in a transaction,
+// of two users taken in opposite orders.
+func TestDeadlockIsUnavailable(t *testing.T) {
+	r := newLockRace(t)
+	ctx := t.Context()
+	for _, id := range []string{"u1", "u2"} {
+		r.must(r.main.CreateUser(ctx, &store.User{ID: id, Email: id + "@example.com", CreatedAt: lockT0}))
+	}
+	a, b := r.party("a"), r.party("b")
+	atx, err := a.BeginTx(ctx)
+	r.must(err)
+	defer a.Rollback(atx)
+	btx, err := b.BeginTx(ctx)
+	r.must(err)
+	defer b.Rollback(btx)
+	r.must(a.UpdatePassword(atx, "u1", "h", lockT0))
+	r.must(b.UpdatePassword(btx, "u2", "h", lockT0))
+	first := r.start("a", func() error { return a.UpdatePassword(atx, "u2", "h", lockT0) })
+	if !first.waited {
+		t.Fatalf("the race was not played: a did not wait (%v)", first.wait())
+	}
+	errB := b.UpdatePassword(btx, "u1", "h", lockT0)
+	errA := first.wait()
+	if (errA == nil) == (errB == nil) {
+		t.Fatalf("a: %v, b: %v; want one of them to fail", errA, errB)
+	}
+	if err := errors.Join(errA, errB); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("the deadlock: %v, want ErrUnavailable", err)
+	}
+}

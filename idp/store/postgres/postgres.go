@@ -92,7 +92,12 @@ func classify(err error) error {
 			pe.Code == "53300", // too_many_connections
 			pe.Code == "57P01", // admin_shutdown
 			pe.Code == "57P02", // crash_shutdown
-			pe.Code == "57P03": // cannot_connect_now
+			pe.Code == "57P03", // cannot_connect_now
+			// The transaction was rolled back to end a deadlock, or could
+			// not be serialised: nothing of it was kept, and the request
+			// can be tried again (as SQLITE_BUSY on SQLite).
+			pe.Code == "40P01", // deadlock_detected
+			pe.Code == "40001": // serialization_failure
 			return store.ErrUnavailable
 		}
 		return nil
