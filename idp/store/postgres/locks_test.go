@@ -558,3 +558,50 @@ func TestDeadlockIsUnavailable(t *testing.T) {
 		t.Fatalf("the deadlock: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestConcurrentRotations: a key rotation starts while another has stored
+// its key and not committed (instances starting together on an empty
+// database, or after a change of algorithm). The second waits for the
+// first and retires its key: one key is current, the second's.
+func TestConcurrentRotations(t *testing.T) {
+	key := func(id string) *store.SigningKey {
+		return &store.SigningKey{ID: id, Algorithm: "RS256", PrivateEnc: []byte("x"), PublicJWK: []byte("{}"), CreatedAt: lockT0}
+	}
+	for _, tc := range []struct {
+		name   string
+		before []string // keys rotated in first
+	}{
+		{"empty database", nil},
+		{"after a key", []string{"k0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newLockRace(t)
+			ctx := t.Context()
+			for _, id := range tc.before {
+				r.must(r.main.AddSigningKey(ctx, key(id), lockT0))
+			}
+			a, b := r.party("a"), r.party("b")
+			atx, err := a.BeginTx(ctx)
+			r.must(err)
+			defer a.Rollback(atx)
+			r.must(a.AddSigningKey(atx, key("k1"), lockT0))
+			second := r.start("b", func() error { return b.AddSigningKey(ctx, key("k2"), lockT0) })
+			if !second.waited {
+				t.Fatalf("the second rotation did not wait for the first (%v)", second.wait())
+			}
+			r.must(a.Commit(atx))
+			r.must(second.wait())
+			ks, err := r.main.ListSigningKeys(ctx)
+			r.must(err)
+			var current []string
+			for _, k := range ks {
+				if k.RetiredAt.IsZero() {
+					current = append(current, k.ID)
+				}
+			}
+			if len(current) != 1 || current[0] != "k2" {
+				t.Fatalf("current keys %q, want the second rotation's alone", current)
+			}
+		})
+	}
+}

@@ -36,10 +36,15 @@ const (
 // concurrent migrators of one database (an arbitrary constant: "kamera-id").
 const migrationLockID = 0x6b616d6572612d69
 
+// rotationLockID is the pg_advisory_xact_lock key that serialises
+// concurrent signing key rotations ("kamera-k").
+const rotationLockID = 0x6b616d6572612d6b
+
 // Dialect is PostgreSQL's part of the shared implementation.
 var Dialect = sqlstore.Dialect{
 	Name:          "postgres",
 	MigrationLock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(migrationLockID)),
+	RotationLock:  fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(rotationLockID)),
 	Classify:      classify,
 	WritableCTE:   true,
 	RowLocks:      true,

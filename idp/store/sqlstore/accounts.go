@@ -207,9 +207,20 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error)
 }
 
 // AddSigningKey stores k as the current key (whatever its RetiredAt) and
-// retires the previous current key at now, in one transaction.
+// retires every key that was current at now, in one transaction. Where
+// write transactions run side by side (PostgreSQL), it first takes the
+// dialect's RotationLock: two rotations at once (instances starting
+// together on an empty database, or after a change of algorithm) would
+// otherwise each retire only the keys committed before it began, and
+// leave both new keys current; the second now waits for the first, and
+// its UPDATE, a later statement, sees the first's key.
 func (s *Store) AddSigningKey(ctx context.Context, k *store.SigningKey, now time.Time) error {
 	err := s.inTx(ctx, func(q querier) error {
+		if s.dialect.RotationLock != "" {
+			if _, err := q.ExecContext(ctx, s.dialect.RotationLock); err != nil {
+				return err
+			}
+		}
 		if _, err := q.ExecContext(ctx, `UPDATE signing_keys SET retired_at = $1 WHERE retired_at = 0`, unix(now)); err != nil {
 			return err
 		}

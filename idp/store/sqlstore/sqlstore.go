@@ -33,6 +33,11 @@ type Dialect struct {
 	// pg_advisory_xact_lock). SQLite needs none: its write transactions
 	// lock the whole database.
 	MigrationLock string
+	// RotationLock, when set, is run first in AddSigningKey's transaction
+	// to serialise concurrent key rotations (PostgreSQL's
+	// pg_advisory_xact_lock), so that each retires the key the one before
+	// it stored. SQLite needs none, as MigrationLock.
+	RotationLock string
 	// Classify says what a driver error means: store.ErrDuplicate for a
 	// unique violation, store.ErrNotFound for a foreign key naming a
 	// missing row, store.ErrUnavailable for a database that cannot be
