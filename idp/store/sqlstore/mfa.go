@@ -316,10 +316,16 @@ const uncappedLockout = 100 * 365 * 24 * time.Hour
 
 // RecordFailure counts one failure against key and returns the new state.
 //
-// The whole computation is one UPDATE (after an INSERT of a zero row when
-// there is none), so it is atomic without an explicit lock: concurrent
-// updates of one row are serialised by the database, and PostgreSQL
-// re-evaluates the SET expressions on the row the earlier update left.
+// The whole computation is one upsert: the first failure's row inserted,
+// or, when the key has a row, that row updated. So it is atomic without an
+// explicit lock: concurrent updates of one row are serialised by the
+// database, PostgreSQL re-evaluates the SET expressions on the row the
+// earlier update left, and its ON CONFLICT DO UPDATE guarantees an insert
+// or an update even while the row is being deleted (ResetThrottle, the
+// sweep), where an INSERT of a zero row, then an UPDATE, could find no row
+// to update. The row inserted is the update applied to a zero row (the
+// same expressions, throttleStep), with updated_at set, so the sweep
+// (DeleteExpired) does not take it for a quiet one.
 // The lockout length base*2^lockouts is computed with a shift; shifts are
 // only taken below capAt, the first exponent reaching the cap, so they
 // never overflow.
@@ -338,30 +344,43 @@ func (s *Store) RecordFailure(ctx context.Context, key string, p store.ThrottleP
 		capAt++
 	}
 
-	q := s.q(ctx)
-	if _, err := q.ExecContext(ctx, `INSERT INTO throttles (key, failures, lockouts, locked_until)
-		VALUES ($1, 0, 0, 0) ON CONFLICT (key) DO NOTHING`, key); err != nil {
-		return nil, s.fail("record failure", err)
-	}
 	t := store.Throttle{Key: key}
-	err := q.QueryRowContext(ctx, `UPDATE throttles SET
-			failures = CASE WHEN failures + 1 >= $2 THEN 0 ELSE failures + 1 END,
-			lockouts = CASE WHEN failures + 1 >= $2 THEN lockouts + 1 ELSE lockouts END,
-			locked_until = CASE
-				WHEN failures + 1 < $2 THEN locked_until
-				WHEN lockouts >= $5 THEN CAST($3 AS BIGINT) + CAST($6 AS BIGINT)
-				ELSE CAST($3 AS BIGINT) + CAST($4 AS BIGINT) * (CAST(1 AS BIGINT) << lockouts)
-			END,
-			updated_at = $3
-		WHERE key = $1
-		RETURNING failures, lockouts, locked_until`,
-		key, maxFailures, unix(now), base, capAt, limit).
+	err := s.q(ctx).QueryRowContext(ctx, recordFailureSQL, key, maxFailures, unix(now), base, capAt, limit).
 		Scan(&t.Failures, &t.Lockouts, timeCol{&t.LockedUntil})
 	if err != nil {
 		return nil, s.fail("record failure", err)
 	}
 	return &t, nil
 }
+
+// throttleStep is one failure counted on a row whose counters are
+// failures, lockouts and lockedUntil (SQL expressions): the new values of
+// the three columns. The parameters are RecordFailure's: $2 the failures
+// that lock, $3 now, $4 the base lockout, $5 capAt, $6 the longest lockout
+// (all in seconds).
+func throttleStep(failures, lockouts, lockedUntil string) [3]string {
+	reached := failures + ` + 1 >= $2`
+	return [3]string{
+		`CASE WHEN ` + reached + ` THEN 0 ELSE ` + failures + ` + 1 END`,
+		`CASE WHEN ` + reached + ` THEN ` + lockouts + ` + 1 ELSE ` + lockouts + ` END`,
+		`CASE WHEN NOT (` + reached + `) THEN ` + lockedUntil + `
+			WHEN ` + lockouts + ` >= $5 THEN CAST($3 AS BIGINT) + CAST($6 AS BIGINT)
+			ELSE CAST($3 AS BIGINT) + CAST($4 AS BIGINT) * (CAST(1 AS BIGINT) << ` + lockouts + `)
+		END`,
+	}
+}
+
+// recordFailureSQL is RecordFailure's upsert: the first failure (one step
+// from a zero row) or one more on the existing row.
+var recordFailureSQL = func() string {
+	first := throttleStep("0", "0", "0")
+	next := throttleStep("throttles.failures", "throttles.lockouts", "throttles.locked_until")
+	return `INSERT INTO throttles (key, failures, lockouts, locked_until, updated_at)
+		VALUES ($1, ` + first[0] + `, ` + first[1] + `, ` + first[2] + `, $3)
+		ON CONFLICT (key) DO UPDATE SET failures = ` + next[0] + `, lockouts = ` + next[1] + `,
+			locked_until = ` + next[2] + `, updated_at = $3
+		RETURNING failures, lockouts, locked_until`
+}()
 
 // seconds is d in whole seconds, rounded up (a lockout is never shortened).
 func seconds(d time.Duration) int64 {

@@ -67,6 +67,8 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"InvalidUTF8Text", testInvalidUTF8Text},
 		{"RaceRecordFailure", testRaceRecordFailure},
 		{"RaceRecordFailureLockout", testRaceRecordFailureLockout},
+		{"RaceRecordFailureReset", testRaceRecordFailureReset},
+		{"RaceRecordFailureSweep", testRaceRecordFailureSweep},
 		{"DeleteUserSession", testDeleteUserSession},
 		{"PasswordResets", testPasswordResets},
 		{"PasswordResetInTx", testPasswordResetInTx},
@@ -1618,4 +1620,61 @@ func testRaceRecordFailureLockout(t *testing.T, s store.Store) {
 	th, err := s.GetThrottle(t.Context(), "k")
 	must(t, err)
 	same(t, "GetThrottle", th, &store.Throttle{Key: "k", Lockouts: racers / 5, LockedUntil: at(8 * time.Minute)})
+}
+
+// testRaceRecordFailureReset: failures counted on a key while successful
+// logins elsewhere reset it. Each count succeeds and includes itself
+// (a count lost to a reset in the middle of it would be ErrNotFound, or
+// an answer without it).
+func testRaceRecordFailureReset(t *testing.T, s store.Store) {
+	p := store.ThrottlePolicy{MaxFailures: 1000, BaseLockout: time.Minute, MaxLockout: time.Hour}
+	wins := race(t, nil, func(ctx context.Context, i int) error {
+		for range 50 {
+			if i%2 == 1 {
+				if err := s.ResetThrottle(ctx, "k"); err != nil {
+					return err
+				}
+				continue
+			}
+			th, err := s.RecordFailure(ctx, "k", p, t0)
+			if err != nil {
+				return err
+			}
+			if th.Failures < 1 {
+				return fmt.Errorf("RecordFailure answered %+v: its own failure not counted", th)
+			}
+		}
+		return nil
+	})
+	same(t, "racers that never failed", wins, racers)
+}
+
+// testRaceRecordFailureSweep: failures counted on new keys while the
+// sweep runs. A key's row is not quiet from its first failure on: the
+// sweep never takes it, and every failure is counted.
+func testRaceRecordFailureSweep(t *testing.T, s store.Store) {
+	p := store.ThrottlePolicy{MaxFailures: 1000, BaseLockout: time.Minute, MaxLockout: time.Hour}
+	const keys = 50
+	wins := race(t, nil, func(ctx context.Context, i int) error {
+		if i%2 == 1 {
+			for range keys {
+				if _, err := s.DeleteExpired(ctx, t0, 0); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		for k := range keys {
+			if _, err := s.RecordFailure(ctx, fmt.Sprint("k", k), p, t0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	same(t, "racers that never failed", wins, racers)
+	for k := range keys {
+		th, err := s.GetThrottle(t.Context(), fmt.Sprint("k", k))
+		must(t, err)
+		same(t, "failures of a key", th.Failures, racers/2)
+	}
 }
