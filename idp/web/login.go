@@ -13,6 +13,7 @@ import (
 	"github.com/kamera-id/idp/idp/mail"
 	"github.com/kamera-id/idp/idp/metrics"
 	"github.com/kamera-id/idp/idp/mfa"
+	"github.com/kamera-id/idp/idp/oidc"
 	"github.com/kamera-id/idp/idp/password"
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/templates"
@@ -252,6 +253,9 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer unlock()
+	if !s.loginOpen(w, r, f) {
+		return
+	}
 	acct, ok := s.readSecondStep(w, r, f, key)
 	if !ok {
 		return
@@ -264,6 +268,9 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	err := s.verifyTOTP(ctx, acct.TOTP, r.PostFormValue("code"))
 	if errors.Is(err, errWrongCode) {
+		if !s.loginOpen(w, r, f) {
+			return // the code was this login's own, spent by its twin on another instance
+		}
 		s.Metrics.Login(metrics.StepTOTP, metrics.ResultFailure)
 		status, err := s.secondStepFailed(r, key, f.UserID, "totp")
 		if err != nil {
@@ -281,10 +288,54 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	unlock()
 	s.Metrics.Login(metrics.StepTOTP, metrics.ResultSuccess)
 	f.AMR, f.user = []string{"pwd", "otp"}, acct.User
-	s.completeLogin(w, r, f)
+	sess, ok := s.establish(w, r, f, acct.User)
+	unlock() // a twin request waiting for the lock now finds the login done
+	if !ok {
+		return
+	}
+	s.setDeviceCookie(w, f.Account, f.Stamp)
+	s.afterLogin(w, r, f, sess)
+}
+
+// loginOpen reports whether the login flow f, which this request loaded,
+// is still there. A second step holds the account's attempt lock from
+// before its flow is read again here until its login's session is stored
+// (establish), so when the same form was sent twice (a double-click on
+// 認証する) and both requests loaded the flow, the one that waited for the
+// lock finds the login done: its code is not a wrong one (the first
+// request spent it), and no failure is counted. The lock is each
+// instance's own; across instances, the same check after a code found
+// wrong or spent does it. Either way the request goes where the login was
+// going (loginDone). A flow that expired meanwhile goes there too, as a
+// restart would, without the restart's notice.
+func (s *Server) loginOpen(w http.ResponseWriter, r *http.Request, f *flow) bool {
+	_, err := s.Store.GetFlow(r.Context(), crypt.HashToken(f.id), s.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		s.loginDone(w, r, f)
+		return false
+	}
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return false
+	}
+	return true
+}
+
+// loginDone answers a second step whose login was completed by another
+// request with the same form while it waited: the browser goes where the
+// login was going (the relying party's request, or the own page asked
+// for), and its session, if the other answer reached it, decides there
+// (as the losing request of a double-submitted setting goes to the
+// settings). It gets no session of its own.
+func (s *Server) loginDone(w http.ResponseWriter, r *http.Request, f *flow) {
+	s.clearCookie(w, r, restartCookie) // the login is done: nothing to start again
+	if f.Authorize != "" {
+		http.Redirect(w, r, oidc.PathAuthorize+"?"+f.Authorize, http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, safeReturnTo(f.ReturnTo), http.StatusSeeOther)
 }
 
 // readSecondStep reads the flow's account, its authenticator and the
@@ -384,6 +435,9 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer unlock()
+	if !s.loginOpen(w, r, f) {
+		return
+	}
 	acct, ok := s.readSecondStep(w, r, f, key)
 	if !ok {
 		return
@@ -406,6 +460,9 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		}, err
 	})
 	if errors.Is(err, errWrongCode) {
+		if !s.loginOpen(w, r, f) {
+			return // the code was this login's own, spent by its twin on another instance
+		}
 		s.Metrics.Login(metrics.StepBackup, metrics.ResultFailure)
 		status, err := s.secondStepFailed(r, key, f.UserID, "backup_code")
 		if err != nil {
@@ -423,18 +480,19 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	unlock()
 	s.Metrics.Login(metrics.StepBackup, metrics.ResultSuccess)
 	f.AMR, f.user = []string{"pwd", "otp"}, u
-	if remaining > 2 {
-		s.completeLogin(w, r, f)
-		return
-	}
-	// Few codes left: say so before going on, and offer new ones.
-	if _, ok := s.establish(w, r, f, u); !ok {
+	sess, ok := s.establish(w, r, f, u)
+	unlock() // a twin request waiting for the lock now finds the login done
+	if !ok {
 		return
 	}
 	s.setDeviceCookie(w, f.Account, f.Stamp)
+	if remaining > 2 {
+		s.afterLogin(w, r, f, sess)
+		return
+	}
+	// Few codes left: say so before going on, and offer new ones.
 	next := &flow{Kind: "continue", Authorize: f.Authorize, RequestedAt: f.RequestedAt, ReturnTo: f.ReturnTo,
 		Lang: f.Lang, UserID: f.UserID, Remaining: remaining}
 	if err := s.newFlow(ctx, w, r, next); err != nil {
@@ -496,17 +554,6 @@ func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *s
 	}
 	s.clearCookie(w, r, restartCookie) // the login is done: nothing to start again
 	return sess, true
-}
-
-// completeLogin starts the session and goes where the login was for: back
-// into the relying party's request, or to the page asked for.
-func (s *Server) completeLogin(w http.ResponseWriter, r *http.Request, f *flow) {
-	sess, ok := s.establish(w, r, f, f.user)
-	if !ok {
-		return
-	}
-	s.setDeviceCookie(w, f.Account, f.Stamp)
-	s.afterLogin(w, r, f, sess)
 }
 
 func (s *Server) afterLogin(w http.ResponseWriter, r *http.Request, f *flow, sess *store.Session) {

@@ -1,0 +1,219 @@
+package web_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp/totp"
+
+	"github.com/kamera-id/idp/idp/mfa"
+	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/idp/testenv"
+	"github.com/kamera-id/idp/idp/web"
+)
+
+// doubleSubmit is a real store on which a second step's form posted twice
+// at once plays out as a double-click's two requests can: once armed, the
+// first two flow reads (each request loading the form's flow) wait for
+// each other, so both requests have the flow before either checks its
+// code; and a later read of the account's second step (GetSecondStep)
+// waits until the first login's session is stored, so a request that gets
+// that far checks the code only after the other one finished the login.
+type doubleSubmit struct {
+	store.Store
+	mu      sync.Mutex
+	loads   int           // flow reads still to wait for
+	loaded  chan struct{} // closed once armed and read twice
+	steps   int           // second-step reads so far
+	once    sync.Once
+	started chan struct{} // closed once a session is stored
+}
+
+func newDoubleSubmit(st store.Store) *doubleSubmit {
+	return &doubleSubmit{Store: st, loads: 2, loaded: make(chan struct{}), started: make(chan struct{})}
+}
+
+var errBarrier = errors.New("test: the other request never got there")
+
+// wait is a guard against a hang, not a wait for the server.
+func wait(ch chan struct{}) error {
+	select {
+	case <-ch:
+		return nil
+	case <-time.After(10 * time.Second):
+		return errBarrier
+	}
+}
+
+func (s *doubleSubmit) GetFlow(ctx context.Context, key []byte, now time.Time) (*store.Flow, error) {
+	f, err := s.Store.GetFlow(ctx, key, now)
+	s.mu.Lock()
+	first := s.loads > 0
+	if first {
+		if s.loads--; s.loads == 0 {
+			close(s.loaded)
+		}
+	}
+	s.mu.Unlock()
+	if first {
+		if werr := wait(s.loaded); werr != nil {
+			return nil, werr
+		}
+	}
+	return f, err
+}
+
+func (s *doubleSubmit) GetSecondStep(ctx context.Context, userID, key string) (*store.SecondStep, error) {
+	s.mu.Lock()
+	s.steps++
+	later := s.steps > 1
+	s.mu.Unlock()
+	if later {
+		if err := wait(s.started); err != nil {
+			return nil, err
+		}
+	}
+	return s.Store.GetSecondStep(ctx, userID, key)
+}
+
+func (s *doubleSubmit) StartSession(ctx context.Context, flowKey []byte, x *store.Session, stamp string) error {
+	err := s.Store.StartSession(ctx, flowKey, x, stamp)
+	s.once.Do(func() { close(s.started) })
+	return err
+}
+
+// enableMFAWithSecret is enableMFA with a TOTP secret the test knows.
+func (e *fuzzEnv) enableMFAWithSecret(t *testing.T) string {
+	t.Helper()
+	ctx, now := context.Background(), time.Now()
+	secret, err := mfa.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := e.user.ID
+	secretEnc := mfa.SealSecret(e.app.Key, id, secret)
+	if err := e.app.Store.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: id, SecretEnc: secretEnc,
+		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.app.Store.ConfirmTOTP(ctx, id, secretEnc, 0, mfa.SealBackupCodes(e.app.Key, id, fuzzBackupCodes), now); err != nil {
+		t.Fatal(err)
+	}
+	return secret
+}
+
+// postTo posts body to path from the browser once on each handler, all at
+// once (its cookies are not updated), and returns their answers.
+func (e *fuzzEnv) postTo(handlers []http.Handler, path, body string) []*httptest.ResponseRecorder {
+	recs := make([]*httptest.ResponseRecorder, len(handlers))
+	var wg sync.WaitGroup
+	for i, h := range handlers {
+		req := httptest.NewRequest(http.MethodPost, origin+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", origin)
+		for _, c := range e.cookies {
+			req.AddCookie(c)
+		}
+		recs[i] = httptest.NewRecorder()
+		wg.Go(func() { h.ServeHTTP(recs[i], req) })
+	}
+	wg.Wait()
+	return recs
+}
+
+func startsSession(rec *httptest.ResponseRecorder) bool {
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == "idp_session" && c.Value != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// TestSecondStepDoubleSubmit: a second step's form sent twice at once (a
+// double-click on 認証する) with the right code, both requests having
+// loaded the flow before either checks the code, on one instance and on
+// two (whose attempt locks are their own). One request completes the login
+// (a session, and on to the page the login was for); the other finds the
+// login done: it is not a wrong code (no alert, no failure counted against
+// the account's second-step limit, no mfa.code_failed event), and it goes
+// where the login was going, without a session of its own. A backup code
+// is spent once.
+func TestSecondStepDoubleSubmit(t *testing.T) {
+	for _, tc := range []struct {
+		name, path, field string
+		code              func(secret string) string
+	}{
+		{"totp", "/login/totp", "code", func(secret string) string {
+			c, err := totp.GenerateCode(secret, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}},
+		{"backup code", "/login/backup", "backup_code", func(string) string { return fuzzBackupCodes[0] }},
+	} {
+		for _, instances := range []int{1, 2} {
+			t.Run(tc.name+"/"+map[int]string{1: "one instance", 2: "two instances"}[instances], func(t *testing.T) {
+				testenv.Each(t, func(t *testing.T, db testenv.Database) {
+					e := newFuzzEnvOn(t, db)
+					secret := e.enableMFAWithSecret(t)
+					flow := e.newFlow(t, true)
+					a := e.app
+					race := newDoubleSubmit(a.Store)
+					var handlers []http.Handler
+					for range instances {
+						handlers = append(handlers, web.New(web.Deps{Config: a.Config, Store: race, Key: a.Key, Hasher: a.Hasher,
+							Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox}))
+					}
+					if instances == 1 {
+						handlers = append(handlers, handlers[0])
+					}
+					body := url.Values{"csrf": {e.csrf}, "flow": {flow}, tc.field: {tc.code(secret)}}.Encode()
+					recs := e.postTo(handlers, tc.path, body)
+					done, other := 0, 0
+					for _, rec := range recs {
+						loc := rec.Header().Get("Location")
+						switch {
+						case rec.Code == http.StatusSeeOther && loc == "/account" && startsSession(rec):
+							done++
+						case rec.Code == http.StatusSeeOther && loc == "/account" && !startsSession(rec):
+							other++
+						default:
+							t.Errorf("a submit answered %d %q (session %v), want the login's target\n%s",
+								rec.Code, loc, startsSession(rec), rec.Body)
+						}
+						if strings.Contains(rec.Body.String(), `role="alert"`) {
+							t.Errorf("a submit answered %d with an alert", rec.Code)
+						}
+					}
+					if done != 1 || other != 1 {
+						t.Errorf("two submits at once: %d completed the login, %d went on without a session; want 1 and 1", done, other)
+					}
+					if n := e.events(t, "mfa.code_failed"); n != 0 {
+						t.Errorf("%d mfa.code_failed events, want none", n)
+					}
+					ts, err := a.Store.GetThrottles(context.Background(), "mfa:"+e.user.ID)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(ts) == 1 && (ts[0].Failures != 0 || !ts[0].LockedUntil.IsZero()) {
+						t.Errorf("second-step throttle after the double submit: %+v, want no failure", ts[0])
+					}
+					if tc.field == "backup_code" {
+						if n := e.events(t, "mfa.backup_code_used"); n != 1 {
+							t.Errorf("%d mfa.backup_code_used events, want 1", n)
+						}
+					}
+				})
+			})
+		}
+	}
+}
