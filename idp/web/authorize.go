@@ -58,7 +58,9 @@ func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (fosite.
 // consent when needed (or answers login_required / consent_required for
 // prompt=none) and otherwise issues the code. fresh is the session the user
 // has just logged in with for this very request (nil: use the browser's),
-// freshUser the account as that login read it (nil: read it here).
+// freshUser the account as that login read it (nil: read it here). A fresh
+// session skips the checks a login answers (prompt=login, max_age,
+// id_token_hint, select_account), not the others (see needsLogin).
 func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, requestedAt time.Time, fresh *store.Session, freshUser *store.User) {
 	ctx := r.Context()
 	form := ar.GetRequestForm()
@@ -85,7 +87,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.Author
 			return
 		}
 	}
-	if fresh == nil && s.needsLogin(ctx, sess, user, form, prompt) {
+	if s.needsLogin(ctx, sess, user, form, prompt, fresh != nil) {
 		s.loginRequired(w, r, ar, requestedAt, none)
 		return
 	}
@@ -161,9 +163,21 @@ func (s *Server) loginRequired(w http.ResponseWriter, r *http.Request, ar fosite
 // needsLogin applies OIDC Core's rules to the SSO session: none, a forced
 // login, an authentication older than max_age, another user named by
 // id_token_hint, or a password-only session of a user who has since turned
-// two-step verification on.
-func (s *Server) needsLogin(ctx context.Context, sess *store.Session, user *store.User, form url.Values, prompt []string) bool {
-	if sess == nil || user == nil || slices.Contains(prompt, "login") {
+// two-step verification on. A fresh session (of a login for this very
+// request) has answered the first three, but not the last: 2FA may have
+// been turned on since that login (in another tab, while its consent page
+// was open), and the session kept is password-only.
+func (s *Server) needsLogin(ctx context.Context, sess *store.Session, user *store.User, form url.Values, prompt []string, fresh bool) bool {
+	if sess == nil || user == nil {
+		return true
+	}
+	if user.MFAEnabled && !slices.Contains(sess.AMR, "otp") {
+		return true
+	}
+	if fresh {
+		return false
+	}
+	if slices.Contains(prompt, "login") {
 		return true
 	}
 	if v := form.Get("max_age"); v != "" {
@@ -171,9 +185,6 @@ func (s *Server) needsLogin(ctx context.Context, sess *store.Session, user *stor
 			s.Now().Sub(sess.AuthTime) > time.Duration(maxAge)*time.Second {
 			return true
 		}
-	}
-	if user.MFAEnabled && !slices.Contains(sess.AMR, "otp") {
-		return true
 	}
 	if hint := form.Get("id_token_hint"); hint != "" {
 		sub, _, _, err := s.Provider.VerifyIDTokenHint(ctx, hint)
