@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/kamera-id/idp/idp/testenv"
 )
 
@@ -59,6 +61,33 @@ func TestConsentAfterLoginThen2FA(t *testing.T) {
 
 		if got := consentThenLogin(t, p, b, r, a, consent, secret); !slices.Equal(got, []string{"pwd", "otp"}) {
 			t.Errorf("amr %v after the login asked for again, want [pwd otp]", got)
+		}
+	})
+}
+
+// TestConsentAfterLoginOtherSession: the consent page shown right after a
+// login for a request with prompt=login is left open while the browser
+// logs in again in another tab (a session of its own, not this request's
+// login). Allowing on the old page takes that session for no login of this
+// request: prompt=login asks for one.
+func TestConsentAfterLoginOtherSession(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("partner", false)
+		b := p.newBrowser()
+		a, consent := rpLogin(t, b, r, oauth2.SetAuthURLParam("prompt", "login"))
+		if consent.formWith("consent") == nil {
+			t.Fatalf("want the consent page, got %d %v:\n%s", consent.Status, consent.Redirect, consent.Body)
+		}
+
+		// Another tab: a login to My Page, which replaces the session.
+		if pg := b.submit(b.get(p.URL+"/login"), "password", map[string]string{"email": email, "password": password}); pg.Status != http.StatusOK || pg.URL.Path != "/account" {
+			t.Fatalf("login to My Page: %d %s", pg.Status, pg.URL)
+		}
+
+		if got := consentThenLogin(t, p, b, r, a, consent, ""); !slices.Equal(got, []string{"pwd"}) {
+			t.Errorf("amr %v after the login asked for again, want [pwd]", got)
 		}
 	})
 }

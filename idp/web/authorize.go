@@ -118,7 +118,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.Author
 				return false
 			}
 		}
-		s.consentRequired(w, r, ar, c, requestedAt, fresh != nil, none)
+		s.consentRequired(w, r, ar, c, requestedAt, fresh, none)
 		return true
 	}
 	if asked(slices.Contains(prompt, "consent")) {
@@ -141,13 +141,14 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.Author
 }
 
 // consentRequired answers a request that needs the user's consent:
-// consent_required for prompt=none, else the consent page.
-func (s *Server) consentRequired(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, c *store.Client, requestedAt time.Time, afterLogin, none bool) {
+// consent_required for prompt=none, else the consent page; fresh is the
+// session of a login for this request, if any.
+func (s *Server) consentRequired(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, c *store.Client, requestedAt time.Time, fresh *store.Session, none bool) {
 	if none {
 		s.Provider.WriteAuthorizeError(r.Context(), w, ar, fosite.ErrConsentRequired)
 		return
 	}
-	s.askConsent(w, r, ar, c, requestedAt, afterLogin)
+	s.askConsent(w, r, ar, c, requestedAt, fresh)
 }
 
 // loginRequired answers a request that needs a login: login_required for
@@ -318,14 +319,38 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request, f *flow, fresh *
 	s.decide(w, r2, ar, f.RequestedAt, fresh, f.user)
 }
 
-// askConsent shows the consent page; afterLogin records that the user has
-// just logged in for this request (so prompt=login is not asked again).
-func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, c *store.Client, requestedAt time.Time, afterLogin bool) {
+// askConsent shows the consent page; fresh, the session of a login for
+// this request if any, is recorded (so that prompt=login is not asked
+// again when the page is sent with that session: freshSession).
+func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, c *store.Client, requestedAt time.Time, fresh *store.Session) {
 	f := s.requestFlow(r, ar, "consent", requestedAt, c)
-	if afterLogin {
+	if fresh != nil {
 		f.Stage = "after_login"
+		f.bindSession(fresh)
 	}
 	s.startFlow(w, r, f, "/consent")
+}
+
+// bindSession records in f, a flow made by a login for the relying party's
+// request it keeps (its consent page, or the few-backup-codes notice), the
+// session that login started. The flow has no field of its own for the
+// session's id: State holds it (as a codes flow's holds the id of its
+// continue flow).
+func (f *flow) bindSession(sess *store.Session) {
+	f.State, f.UserID = sess.ID, sess.UserID
+}
+
+// freshSession is sess, the browser's session when f's page was sent, if
+// it is the one started by the login that made f (bindSession): then the
+// request goes on as right after that login. Any other session (the
+// browser logged in again, or out and in as someone else, in another tab
+// meanwhile) is not that login's: nil, and the request is decided on the
+// browser's session like any other (needsLogin).
+func (f *flow) freshSession(sess *store.Session) *store.Session {
+	if sess == nil || f.State == "" || f.State != sess.ID || f.UserID != sess.UserID {
+		return nil
+	}
+	return sess
 }
 
 func (s *Server) consentPage(w http.ResponseWriter, r *http.Request) {
@@ -384,7 +409,7 @@ func (s *Server) consentSubmit(w http.ResponseWriter, r *http.Request) {
 	f.Authorize = withoutPrompt(q, "consent")
 	var fresh *store.Session
 	if f.Stage == "after_login" {
-		fresh = sess
+		fresh = f.freshSession(sess)
 	}
 	s.resume(w, r, f, fresh)
 }

@@ -89,8 +89,9 @@ func (s *doubleSubmit) StartSession(ctx context.Context, flowKey []byte, x *stor
 	return err
 }
 
-// enableMFAWithSecret is enableMFA with a TOTP secret the test knows.
-func (e *fuzzEnv) enableMFAWithSecret(t *testing.T) string {
+// enableMFAWithSecret is enableMFA with a TOTP secret the test knows, and
+// the given backup codes (none: the fixed ones).
+func (e *fuzzEnv) enableMFAWithSecret(t *testing.T, codes ...string) string {
 	t.Helper()
 	ctx, now := context.Background(), time.Now()
 	secret, err := mfa.NewSecret()
@@ -103,7 +104,10 @@ func (e *fuzzEnv) enableMFAWithSecret(t *testing.T) string {
 		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.app.Store.ConfirmTOTP(ctx, id, secretEnc, 0, mfa.SealBackupCodes(e.app.Key, id, fuzzBackupCodes), now); err != nil {
+	if len(codes) == 0 {
+		codes = fuzzBackupCodes
+	}
+	if err := e.app.Store.ConfirmTOTP(ctx, id, secretEnc, 0, mfa.SealBackupCodes(e.app.Key, id, codes), now); err != nil {
 		t.Fatal(err)
 	}
 	return secret

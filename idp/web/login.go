@@ -495,6 +495,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	// Few codes left: say so before going on, and offer new ones.
 	next := &flow{Kind: "continue", Authorize: f.Authorize, RequestedAt: f.RequestedAt, ReturnTo: f.ReturnTo,
 		Lang: f.Lang, UserID: f.UserID, Remaining: remaining}
+	next.bindSession(sess)
 	if err := s.newFlow(ctx, w, r, next); err != nil {
 		s.storeFailed(w, r, err)
 		return
@@ -593,5 +594,7 @@ func (s *Server) continueLogin(w http.ResponseWriter, r *http.Request) {
 		s.flowFailed(w, r, err)
 		return
 	}
-	s.afterLogin(w, r, f, sess)
+	// Right after the login only with the session it started: another
+	// (a login in another tab meanwhile) is taken as any session is.
+	s.afterLogin(w, r, f, f.freshSession(sess))
 }
