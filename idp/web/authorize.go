@@ -333,11 +333,9 @@ func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, ar fosite.Au
 
 // bindSession records in f, a flow made by a login for the relying party's
 // request it keeps (its consent page, or the few-backup-codes notice), the
-// session that login started. The flow has no field of its own for the
-// session's id: State holds it (as a codes flow's holds the id of its
-// continue flow).
+// session that login started.
 func (f *flow) bindSession(sess *store.Session) {
-	f.State, f.UserID = sess.ID, sess.UserID
+	f.Session, f.UserID = sess.ID, sess.UserID
 }
 
 // freshSession is sess, the browser's session when f's page was sent, if
@@ -347,7 +345,7 @@ func (f *flow) bindSession(sess *store.Session) {
 // meanwhile) is not that login's: nil, and the request is decided on the
 // browser's session like any other (needsLogin).
 func (f *flow) freshSession(sess *store.Session) *store.Session {
-	if sess == nil || f.State == "" || f.State != sess.ID || f.UserID != sess.UserID {
+	if sess == nil || f.Session == "" || f.Session != sess.ID || f.UserID != sess.UserID {
 		return nil
 	}
 	return sess

@@ -253,9 +253,6 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer unlock()
-	if !s.loginOpen(w, r, f) {
-		return
-	}
 	acct, ok := s.readSecondStep(w, r, f, key)
 	if !ok {
 		return
@@ -269,7 +266,7 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	err := s.verifyTOTP(ctx, acct.TOTP, r.PostFormValue("code"))
 	if errors.Is(err, errWrongCode) {
 		if !s.loginOpen(w, r, f) {
-			return // the code was this login's own, spent by its twin on another instance
+			return // the code was this login's own, spent by its twin
 		}
 		s.Metrics.Login(metrics.StepTOTP, metrics.ResultFailure)
 		status, err := s.secondStepFailed(r, key, f.UserID, "totp")
@@ -300,16 +297,17 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 }
 
 // loginOpen reports whether the login flow f, which this request loaded,
-// is still there. A second step holds the account's attempt lock from
-// before its flow is read again here until its login's session is stored
-// (establish), so when the same form was sent twice (a double-click on
+// is still there, when its code was found wrong or spent. A second step
+// holds the account's attempt lock until its login's session is stored
+// (establish): when the same form was sent twice (a double-click on
 // 認証する) and both requests loaded the flow, the one that waited for the
-// lock finds the login done: its code is not a wrong one (the first
-// request spent it), and no failure is counted. The lock is each
-// instance's own; across instances, the same check after a code found
-// wrong or spent does it. Either way the request goes where the login was
+// lock finds the code spent and, here, the login done: its code is not a
+// wrong one, and no failure is counted. The lock is each instance's own;
+// across instances this check alone does it, once the other request has
+// stored its session. Either way the request goes where the login was
 // going (loginDone). A flow that expired meanwhile goes there too, as a
-// restart would, without the restart's notice.
+// restart would, without the restart's notice. (Checked only after a
+// wrong code, so a login's second step costs no store call more.)
 func (s *Server) loginOpen(w http.ResponseWriter, r *http.Request, f *flow) bool {
 	_, err := s.Store.GetFlow(r.Context(), crypt.HashToken(f.id), s.Now())
 	if errors.Is(err, store.ErrNotFound) {
@@ -435,9 +433,6 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer unlock()
-	if !s.loginOpen(w, r, f) {
-		return
-	}
 	acct, ok := s.readSecondStep(w, r, f, key)
 	if !ok {
 		return
@@ -461,7 +456,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	})
 	if errors.Is(err, errWrongCode) {
 		if !s.loginOpen(w, r, f) {
-			return // the code was this login's own, spent by its twin on another instance
+			return // the code was this login's own, spent by its twin
 		}
 		s.Metrics.Login(metrics.StepBackup, metrics.ResultFailure)
 		status, err := s.secondStepFailed(r, key, f.UserID, "backup_code")

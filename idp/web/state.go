@@ -165,6 +165,11 @@ type flow struct {
 	// shows (pendingMark), so that a setup started again in another tab,
 	// which replaces it, is told apart from a wrong code.
 	Shown []byte `json:"shown,omitempty"`
+	// Session is the id of the session a login started, in the flows it
+	// leaves for its relying party's request (the consent page, the
+	// few-backup-codes notice): only that session goes on as just logged
+	// in (bindSession, freshSession).
+	Session string `json:"session,omitempty"`
 	// RP-initiated logout.
 	PostLogoutURI string `json:"post_logout_uri,omitempty"`
 	State         string `json:"state,omitempty"`
