@@ -120,13 +120,16 @@ func flags(name string, args []string, define func(fs *flag.FlagSet)) error {
 	return nil
 }
 
-// openApp opens the provider for an administrative command.
+// openApp opens the provider for an administrative command. It leaves the
+// signing keys alone: only serve makes them (and keys rotate, explicitly),
+// so that a command run without the servers' IDP_SIGNING_ALG does not make
+// a key of another algorithm current.
 func openApp(ctx context.Context) (*app.App, error) {
 	cfg, err := loadConfig()
 	if err != nil {
 		return nil, err
 	}
-	return app.Open(ctx, cfg, app.Options{Logger: newLogger("warn")})
+	return app.Open(ctx, cfg, app.Options{Logger: newLogger("warn"), LeaveKeys: true})
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -57,6 +57,13 @@ type Options struct {
 	// Migrate applies pending migrations on open (always on for the
 	// embedded store; PostgreSQL deployments run `idp migrate`).
 	Migrate bool
+	// LeaveKeys opens without creating or rotating signing keys, for the
+	// administrative commands: only the servers (idp serve), whose
+	// IDP_SIGNING_ALG discovery advertises, make the first key or a key of
+	// a newly configured algorithm; a command run from a shell without
+	// that setting must not make a key of another algorithm current.
+	// `idp keys rotate` rotates explicitly (Keys.Rotate).
+	LeaveKeys bool
 }
 
 // migrator is implemented by both stores.
@@ -181,9 +188,11 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		// A retired key stays published while ID tokens it signed live.
 		KeepRetired: cfg.IDTokenTTL + 10*time.Minute,
 	})
-	if err := a.Keys.Ensure(ctx); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("signing keys: %w", err)
+	if !opt.LeaveKeys {
+		if err := a.Keys.Ensure(ctx); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("signing keys: %w", err)
+		}
 	}
 	a.Provider, err = oidc.New(oidc.Config{
 		Issuer: cfg.Issuer, SigningAlg: cfg.SigningAlg,
