@@ -297,6 +297,11 @@ func (c Config) Validate() error {
 	if strings.HasSuffix(c.Issuer, "/") {
 		return fmt.Errorf("IDP_ISSUER: %q must not end with a slash", c.Issuer)
 	}
+	if u.Path != "" || u.RawPath != "" || u.User != nil {
+		// The routes are at the root: discovery would name endpoints under
+		// the path that answer 404, and the pages' redirects would drop it.
+		return fmt.Errorf("IDP_ISSUER: %q: must be a scheme and host (and port) only, without a path", c.Issuer)
+	}
 	switch {
 	case c.Embedded():
 		if c.SQLitePath() == "" {

@@ -322,3 +322,28 @@ func TestUnknownNames(t *testing.T) {
 		t.Errorf("Load: %v, warnings %q", err, c.Warnings)
 	}
 }
+
+// TestIssuerWithoutPath: the routes are at the root, so an issuer with a
+// path (discovery would name endpoints under it that answer 404) is
+// refused with one line saying what an issuer must be; a port is fine.
+func TestIssuerWithoutPath(t *testing.T) {
+	for _, iss := range []string{
+		"https://example.com/idp",
+		"https://example.com/idp/oidc",
+		"https://example.com:8443/idp",
+		"http://localhost:8080/idp",
+		"https://example.com/%69dp",
+		"https://admin@example.com",
+	} {
+		_, err := Load("", env(map[string]string{"IDP_ISSUER": iss}))
+		if err == nil || !strings.Contains(err.Error(), "IDP_ISSUER") ||
+			!strings.Contains(err.Error(), "scheme and host (and port) only") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("IDP_ISSUER=%s: error %v, want one line saying it must be a scheme and host (and port) only", iss, err)
+		}
+	}
+	for _, iss := range []string{"https://example.com", "https://id.example.com:8443", "http://localhost:8080", "http://127.0.0.1:9000"} {
+		if _, err := Load("", env(map[string]string{"IDP_ISSUER": iss})); err != nil {
+			t.Errorf("IDP_ISSUER=%s refused: %v", iss, err)
+		}
+	}
+}
