@@ -184,11 +184,12 @@ func serve(ctx context.Context, args []string) error {
 		servers = append(servers, served{name: "metrics", ln: mln, h: a.MetricsHandler()})
 	}
 	// The cleanup and the mail sender run as long as the listeners serve,
-	// the drain included (a reset requested then gets its mail at once).
-	jobs, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
+	// the drain included (a reset requested then gets its mail at once),
+	// and after them until the work requests left for after their answers
+	// is done; they stop (and the mails still due are sent) before the
+	// store closes: stopJobs runs before the deferred a.Close.
+	stopJobs := a.StartJobs(5 * time.Minute)
 	defer stopJobs()
-	go a.RunCleanup(jobs, 5*time.Minute)
-	go a.RunMail(jobs)
 	log.Info("serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "metrics", cfg.MetricsListen, "store", storeKind(cfg))
 	return runServers(ctx, log, shutdown{
 		drain: cfg.ShutdownDrain, grace: shutdownGrace, draining: a.Web.Drain, hurry: sigs,

@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kamera-id/idp/idp/config"
@@ -206,7 +207,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	a.Outbox = mail.NewOutbox(st, key, opt.Now)
+	a.Outbox = mail.NewOutbox(wholeClaims{st}, key, opt.Now)
 	var sender mail.Sender = &mail.Dir{Path: cfg.MailDir(), Logger: opt.Logger}
 	if cfg.SMTPURL != "" {
 		smtp, err := mail.ParseSMTPURL(cfg.SMTPURL)
@@ -364,6 +365,71 @@ func (a *App) RunMail(ctx context.Context) {
 	}
 	a.Logger.Info("mail sender started", "to", dest)
 	a.MailWorker.Run(ctx)
+}
+
+// finalMailTimeout bounds the last send of a stopping instance (StartJobs).
+const finalMailTimeout = 5 * time.Second
+
+// StartJobs starts a serving instance's background jobs: the cleanup (every
+// cleanupEvery) and the mail sender, until stop. Call stop once the
+// listeners have shut down, before Close: it waits for the work requests
+// left for after their answers (a password reset's link made and its mail
+// queued) while the sender still runs, then stops the jobs and waits for
+// them to return (a send in flight has its outcome recorded while the store
+// is open), then sends the mails still due, for at most finalMailTimeout.
+// stop may be called more than once.
+func (a *App) StartJobs(cleanupEvery time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var jobs sync.WaitGroup
+	jobs.Go(func() { a.RunCleanup(ctx, cleanupEvery) })
+	jobs.Go(func() { a.RunMail(ctx) })
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			a.Web.Wait()
+			cancel()
+			jobs.Wait()
+			a.sendDue(finalMailTimeout)
+		})
+	}
+}
+
+// claimTimeout bounds a claim of mails that goes on after its context ended.
+const claimTimeout = 10 * time.Second
+
+// wholeClaims is the outbox's store, whose claims of mails, once begun,
+// are not cut short when the mail sender stops: a claim cancelled half-way
+// may have taken the mails in the database with the worker never seeing
+// them, which leaves them to the end of their lease (minutes); a claim seen
+// through is sent, or its failure recorded, before the store closes.
+type wholeClaims struct{ store.Store }
+
+// ClaimMail implements store.Store; it claims nothing once ctx has ended.
+func (s wholeClaims) ClaimMail(ctx context.Context, now, leaseUntil time.Time, limit int) ([]store.Mail, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+	defer cancel()
+	return s.Store.ClaimMail(ctx, now, leaseUntil, limit)
+}
+
+// sendDue sends the outbox's due mails, for at most timeout.
+func (a *App) sendDue(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for ctx.Err() == nil {
+		n, err := a.MailWorker.SendDue(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.Logger.Warn("mail outbox unavailable at shutdown: the mails due are sent at the next start", "err", err)
+			}
+			return
+		}
+		if n == 0 {
+			return
+		}
+	}
 }
 
 // RunCleanup runs Cleanup every interval until ctx ends. Several instances
