@@ -62,8 +62,11 @@ type Manager struct {
 	mu       sync.RWMutex
 	set      *keySet
 	loadedAt time.Time
-	loads    uint64     // how many times the keys were read
-	reload   sync.Mutex // one reload at a time
+	failedAt time.Time // when a read of the keys last failed
+	loads    uint64    // how many times the keys were read
+	// reload holds a token while a reload is in progress: one at a time,
+	// and a caller waiting for it can give up with its context.
+	reload chan struct{}
 }
 
 type keySet struct {
@@ -111,8 +114,30 @@ func NewManager(cfg ManagerConfig) *Manager {
 	if cfg.PublishDelay == 0 {
 		cfg.PublishDelay = cfg.CacheTTL + 90*time.Second
 	}
-	return &Manager{cfg: cfg}
+	return &Manager{cfg: cfg, reload: make(chan struct{}, 1)}
 }
+
+// lockReload takes the reload token, or gives up when ctx ends first.
+func (m *Manager) lockReload(ctx context.Context) error {
+	select {
+	case m.reload <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// tryLockReload takes the reload token unless another caller holds it.
+func (m *Manager) tryLockReload() bool {
+	select {
+	case m.reload <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (m *Manager) unlockReload() { <-m.reload }
 
 // Ensure creates the first key when the store has none of the configured
 // algorithm, and loads the key set.
@@ -222,9 +247,15 @@ func extraHeaders(h map[string]any) map[string]any {
 // clock that differs.
 const unknownKidReload = time.Second
 
+// reloadRetry is how long after a failed read of the keys the cached set
+// is used without trying the store again: while the database hangs, each
+// request would otherwise wait out its own deadline on it before falling
+// back to the cached set.
+const reloadRetry = 5 * time.Second
+
 // PublicKey returns a published key by kid, reading the keys again if it
 // is not known here (another instance may have rotated), at most once per
-// unknownKidReload.
+// unknownKidReload, and not within reloadRetry of a failed read.
 func (m *Manager) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, error) {
 	set, err := m.get(ctx)
 	if err != nil {
@@ -234,9 +265,10 @@ func (m *Manager) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, 
 		return k.Key, nil
 	}
 	m.mu.RLock()
-	loadedAt, loads := m.loadedAt, m.loads
+	loadedAt, failedAt, loads := m.loadedAt, m.failedAt, m.loads
 	m.mu.RUnlock()
-	if m.cfg.Now().Sub(loadedAt) < unknownKidReload {
+	now := m.cfg.Now()
+	if now.Sub(loadedAt) < unknownKidReload || now.Sub(failedAt) < reloadRetry {
 		return nil, ErrUnknownKey
 	}
 	if set, err = m.loadUnlessDone(ctx, loads); err != nil {
@@ -252,8 +284,10 @@ func (m *Manager) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, 
 // loads (the count of reads) while it waited for the reload lock: of many
 // requests with unknown kids at once, one reads the store.
 func (m *Manager) loadUnlessDone(ctx context.Context, loads uint64) (*keySet, error) {
-	m.reload.Lock()
-	defer m.reload.Unlock()
+	if err := m.lockReload(ctx); err != nil {
+		return nil, err
+	}
+	defer m.unlockReload()
 	m.mu.RLock()
 	set, n := m.set, m.loads
 	m.mu.RUnlock()
@@ -291,34 +325,54 @@ func (m *Manager) Signing(ctx context.Context) (string, error) {
 	return set.signer(m.cfg.Now(), m.cfg.PublishDelay).kid, nil
 }
 
+// get returns the key set, read again once it is CacheTTL old. With a set
+// at hand a store hiccup is no error: the cached set is used when the read
+// fails, for reloadRetry after a failed read, and while another caller's
+// read is in progress.
 func (m *Manager) get(ctx context.Context) (*keySet, error) {
 	m.mu.RLock()
-	set, at := m.set, m.loadedAt
+	set, at, failedAt := m.set, m.loadedAt, m.failedAt
 	m.mu.RUnlock()
-	if set != nil && m.cfg.Now().Sub(at) < m.cfg.CacheTTL {
+	if set == nil {
+		return m.load(ctx)
+	}
+	now := m.cfg.Now()
+	if now.Sub(at) < m.cfg.CacheTTL || now.Sub(failedAt) < reloadRetry || !m.tryLockReload() {
 		return set, nil
 	}
-	fresh, err := m.load(ctx)
-	if err != nil && set != nil {
-		return set, nil // a store hiccup: keep signing with what we have
+	defer m.unlockReload()
+	m.mu.RLock()
+	set, at = m.set, m.loadedAt
+	m.mu.RUnlock()
+	if now.Sub(at) < m.cfg.CacheTTL { // read by another caller meanwhile
+		return set, nil
 	}
-	return fresh, err
+	if fresh, err := m.loadLocked(ctx); err == nil {
+		return fresh, nil
+	}
+	return set, nil // a store hiccup: keep signing with what we have
 }
 
 // load reads the keys from the store and rebuilds the cached set.
 func (m *Manager) load(ctx context.Context) (*keySet, error) {
-	m.reload.Lock()
-	defer m.reload.Unlock()
+	if err := m.lockReload(ctx); err != nil {
+		return nil, err
+	}
+	defer m.unlockReload()
 	return m.loadLocked(ctx)
 }
 
-// loadLocked is load with the reload lock held.
+// loadLocked is load with the reload lock held. A failed read of the
+// store is remembered (failedAt, see reloadRetry).
 func (m *Manager) loadLocked(ctx context.Context) (*keySet, error) {
 	ks, err := m.cfg.Store.ListSigningKeys(ctx)
+	now := m.cfg.Now()
 	if err != nil {
+		m.mu.Lock()
+		m.failedAt = now
+		m.mu.Unlock()
 		return nil, err
 	}
-	now := m.cfg.Now()
 	set := &keySet{public: map[string]*jose.JSONWebKey{}}
 	var published []jose.JSONWebKey
 	m.mu.RLock()

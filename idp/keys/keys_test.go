@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -305,5 +306,136 @@ func TestPublishBeforeUse(t *testing.T) {
 		}
 		verify(t, a, tok)
 		verify(t, b, tok)
+	}
+}
+
+// hangingStore is a keyStore whose ListSigningKeys, once hang is set,
+// blocks until its context ends (a database that hangs rather than
+// refuses), telling entered each time it starts.
+type hangingStore struct {
+	*keyStore
+	hang    atomic.Bool
+	entered chan struct{}
+	hung    atomic.Int32 // ListSigningKeys calls that hung
+}
+
+func (s *hangingStore) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
+	if !s.hang.Load() {
+		return s.keyStore.ListSigningKeys(ctx)
+	}
+	s.hung.Add(1)
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestHangingStoreReload: while the store hangs, a reload that failed is
+// not tried again for reloadRetry: the calls after it use the cached set at
+// once instead of each waiting out its own deadline on the store; and a
+// call while another caller's reload is in progress uses the cached set at
+// once instead of queueing behind it.
+func TestHangingStoreReload(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	st := &hangingStore{keyStore: &keyStore{}, entered: make(chan struct{}, 10)}
+	m := newManager(t, st, "RS256", c)
+	want, err := m.JWKS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.hang.Store(true)
+	c.t = c.t.Add(31 * time.Second) // the cache has expired
+
+	// The first call after the expiry tries the store and, when its own
+	// context ends, falls back to the cached set.
+	first, cancel := context.WithCancel(context.Background())
+	got := make(chan []byte, 1)
+	go func() { j, _ := m.JWKS(first); got <- j }()
+	<-st.entered
+	cancel()
+	if j := <-got; !bytes.Equal(j, want) {
+		t.Fatalf("JWKS when the reload failed: %s", j)
+	}
+
+	// The next calls, within reloadRetry of that failure, answer at once
+	// from the cache without trying the store. (Their contexts end in 2 s
+	// only so that a manager that does wait fails the test, not hang it.)
+	call := func(name string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		var err error
+		switch name {
+		case "JWKS":
+			var j []byte
+			if j, err = m.JWKS(ctx); err == nil && !bytes.Equal(j, want) {
+				t.Errorf("JWKS: %s, want the cached set", j)
+			}
+		case "Sign":
+			_, err = m.Sign(ctx, []byte(`{}`), nil)
+		case "Signing":
+			_, err = m.Signing(ctx)
+		}
+		if err != nil || ctx.Err() != nil {
+			t.Errorf("%s while the store hangs: %v after %v, want the cached set at once", name, err, time.Since(start))
+		}
+	}
+	failed := c.t
+	for _, since := range []time.Duration{0, time.Second, reloadRetry - time.Second} {
+		c.t = failed.Add(since)
+		for _, name := range []string{"JWKS", "Sign", "Signing"} {
+			call(name)
+		}
+	}
+	if n := st.hung.Load(); n != 1 {
+		t.Fatalf("%d reads of the hanging store within reloadRetry of the failure, want 1 (the first)", n)
+	}
+
+	// Once reloadRetry has passed one caller tries again; meanwhile the
+	// others use the cached set at once rather than wait for it.
+	c.t = failed.Add(reloadRetry)
+	second, cancel2 := context.WithCancel(context.Background())
+	go func() { j, _ := m.JWKS(second); got <- j }()
+	<-st.entered
+	for _, name := range []string{"JWKS", "Sign", "Signing"} {
+		call(name)
+	}
+	cancel2()
+	if j := <-got; !bytes.Equal(j, want) {
+		t.Fatalf("JWKS when the second reload failed: %s", j)
+	}
+	if n := st.hung.Load(); n != 2 {
+		t.Fatalf("%d reads of the hanging store, want 2", n)
+	}
+
+	// Without a cached set a caller waits for another's read, but gives up
+	// when its own context ends.
+	k, _ := crypt.ParseKey(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{3}, 32)))
+	cold := NewManager(ManagerConfig{Store: st, Key: k, Now: c.Now, KeepRetired: time.Hour})
+	third, cancel3 := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { _, err := cold.JWKS(third); errc <- err }()
+	<-st.entered
+	ended, cancelEnded := context.WithCancel(context.Background())
+	cancelEnded()
+	if _, err := cold.JWKS(ended); !errors.Is(err, context.Canceled) {
+		t.Errorf("JWKS with an ended context while another caller reads the keys: %v, want context.Canceled", err)
+	}
+	cancel3()
+	if err := <-errc; err == nil {
+		t.Errorf("JWKS without a cached set when the read failed: no error")
+	}
+
+	// The store is back: after reloadRetry the keys are read again.
+	st.hang.Store(false)
+	c.t = c.t.Add(reloadRetry)
+	reads := func() int { st.mu.Lock(); defer st.mu.Unlock(); return st.reads }
+	before := reads()
+	call("JWKS")
+	if reads() != before+1 {
+		t.Fatalf("the keys were not read again once the store was back")
 	}
 }
