@@ -200,6 +200,13 @@ func (m *Store) PutConsent(ctx context.Context, userID, clientID string, scopes 
 	return err
 }
 
+func (m *Store) AddConsent(ctx context.Context, userID, clientID string, scopes []string, now time.Time) ([]string, error) {
+	start := time.Now()
+	r0, err := m.Store.AddConsent(ctx, userID, clientID, scopes, now)
+	m.done("AddConsent", start, err)
+	return r0, err
+}
+
 func (m *Store) ListConsents(ctx context.Context, userID string) ([]store.Consent, error) {
 	start := time.Now()
 	r0, err := m.Store.ListConsents(ctx, userID)

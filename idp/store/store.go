@@ -367,6 +367,13 @@ type Store interface {
 	// Consent, remembered per user and client.
 	GetConsent(ctx context.Context, userID, clientID string) ([]string, error) // granted scopes; none: empty, nil error
 	PutConsent(ctx context.Context, userID, clientID string, scopes []string, now time.Time) error
+	// AddConsent adds scopes to what the user granted the client (creating
+	// the consent), and returns all the scopes granted now: consents add
+	// up. It is ordered with concurrent AddConsent and RevokeConsent calls
+	// of the user (none of their scopes is lost, and a consent taken back
+	// is not brought back by an approval read before it). ErrNotFound when
+	// the user or the client does not exist.
+	AddConsent(ctx context.Context, userID, clientID string, scopes []string, now time.Time) ([]string, error)
 	// ListConsents returns the user's consents to clients that ask for one
 	// (a first-party client never does), the most recently allowed first.
 	ListConsents(ctx context.Context, userID string) ([]Consent, error)

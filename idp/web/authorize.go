@@ -390,17 +390,7 @@ func (s *Server) consentSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// What the user allowed before stays allowed: consents add up.
-	granted, err := s.Store.GetConsent(r.Context(), sess.UserID, q.Get("client_id"))
-	if err != nil {
-		s.storeFailed(w, r, err)
-		return
-	}
-	for _, sc := range oidc.ConsentScopes(q) {
-		if !slices.Contains(granted, sc) {
-			granted = append(granted, sc)
-		}
-	}
-	if err := s.Store.PutConsent(r.Context(), sess.UserID, q.Get("client_id"), granted, s.Now()); err != nil {
+	if _, err := s.Store.AddConsent(r.Context(), sess.UserID, q.Get("client_id"), oidc.ConsentScopes(q), s.Now()); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/kamera-id/idp/idp/store"
@@ -262,12 +263,41 @@ func (s *Store) GetConsent(ctx context.Context, userID, clientID string) ([]stri
 	return scopes, s.fail("get consent", err)
 }
 
+// AddConsent implements store.Store: in one transaction, which on
+// PostgreSQL first holds the user's row (as RevokeConsent does, lockUser),
+// the scopes granted are read and the union written.
+func (s *Store) AddConsent(ctx context.Context, userID, clientID string, scopes []string, now time.Time) ([]string, error) {
+	var granted []string
+	err := s.inTx(ctx, func(q querier) error {
+		if err := s.lockUser(ctx, q, userID); err != nil {
+			return err
+		}
+		err := q.QueryRowContext(ctx, `SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2`,
+			userID, clientID).Scan(listCol{&granted})
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		for _, sc := range scopes {
+			if !slices.Contains(granted, sc) {
+				granted = append(granted, sc)
+			}
+		}
+		_, err = q.ExecContext(ctx, putConsentSQL, userID, clientID, list(granted), unix(now))
+		return err
+	})
+	if err != nil {
+		return nil, s.fail("add consent", err)
+	}
+	return granted, nil
+}
+
+const putConsentSQL = `INSERT INTO consents (user_id, client_id, scopes, updated_at)
+	VALUES ($1, $2, $3, $4)
+	ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, updated_at = excluded.updated_at`
+
 // PutConsent records the scopes the user granted the client, replacing the
 // earlier grant; ErrNotFound when the user or the client does not exist.
 func (s *Store) PutConsent(ctx context.Context, userID, clientID string, scopes []string, now time.Time) error {
-	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO consents (user_id, client_id, scopes, updated_at)
-		VALUES ($1, $2, $3, $4)
-		ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, updated_at = excluded.updated_at`,
-		userID, clientID, list(scopes), unix(now))
+	_, err := s.q(ctx).ExecContext(ctx, putConsentSQL, userID, clientID, list(scopes), unix(now))
 	return s.fail("put consent", err)
 }

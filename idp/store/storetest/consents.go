@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -124,4 +126,29 @@ func testRevokeConsent(t *testing.T, s store.Store) {
 	// Allowed again: a new consent, and new tokens work.
 	must(t, s.PutConsent(ctx, "u1", "app", []string{"openid"}, at(time.Hour)))
 	consented("allowed again", "u1", "app", true)
+}
+
+// testAddConsent: AddConsent adds scopes to a consent (creating it) and
+// returns them all; concurrent approvals of different scopes all count.
+func testAddConsent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	consentParties(t, s)
+	got, err := s.AddConsent(ctx, "u1", "app", []string{"openid", "email"}, t0)
+	must(t, err)
+	same(t, "AddConsent (new)", got, []string{"openid", "email"})
+	got, err = s.AddConsent(ctx, "u1", "app", []string{"openid", "profile"}, at(time.Minute))
+	must(t, err)
+	same(t, "AddConsent (more)", got, []string{"openid", "email", "profile"})
+	_, err = s.AddConsent(ctx, "u1", "nobody", []string{"openid"}, t0)
+	wantErr(t, "AddConsent for a client that does not exist", err, store.ErrNotFound)
+
+	race(t, nil, func(ctx context.Context, i int) error {
+		_, err := s.AddConsent(ctx, "u2", "other", []string{"openid", fmt.Sprintf("scope%d", i)}, t0)
+		return err
+	})
+	got, err = s.GetConsent(ctx, "u2", "other")
+	must(t, err)
+	if len(got) != racers+1 {
+		t.Errorf("after %d concurrent approvals of one scope each: %d scopes granted %v, want %d", racers, len(got), got, racers+1)
+	}
 }

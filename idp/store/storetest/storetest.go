@@ -37,6 +37,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Consent", testConsent},
 		{"ConsentList", testConsentList},
 		{"RevokeConsent", testRevokeConsent},
+		{"AddConsent", testAddConsent},
 		{"TOTP", testTOTP},
 		{"ConfirmReplacedTOTP", testConfirmReplacedTOTP},
 		{"SecondStep", testSecondStep},
