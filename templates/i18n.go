@@ -123,6 +123,8 @@ var Messages = map[string]Translation{
 	"invalid_credentials": {"メールアドレスまたはパスワードが正しくありません。", "The email address or password is incorrect."},
 	"setup_restarted": {"別の画面で設定がやり直されたため、QRコードとセットアップキーが変わりました。新しいQRコードを読み込み、表示された確認コードを入力してください。",
 		"The setup was started again in another window, so the QR code and setup key have changed. Scan the new QR code and enter the code it shows."},
+	"invalid_setup_code": {"確認コードが正しくありません。認証アプリに表示されている最新の確認コードを入力してください（認証端末の時刻設定が誤っていると認証できません）。",
+		"The confirmation code is incorrect. Enter the latest code shown in your authenticator app (codes fail if the phone's clock is wrong)."},
 	"invalid_code": {"認証コードが正しくありません。認証アプリに表示されている最新のコードを入力してください（認証端末の時刻設定が誤っていると認証できません）。",
 		"The verification code is incorrect. Enter the code currently shown in your authenticator app (codes fail if the clock of your phone is wrong)."},
 	"invalid_backup_code": {"バックアップコードが正しくないか、すでに使用されています。",
@@ -167,8 +169,8 @@ var Messages = map[string]Translation{
 	"unregistered_redirect_uri": {"登録されていない戻り先（リダイレクトURI）が指定されました。ご利用のアプリの提供元にお問い合わせください。",
 		"The return address (redirect URI) is not registered. Please contact the provider of the app you are using."},
 	"logged_out": {"ログアウトしました", "You have logged out"},
-	"logged_out_text": {"ログアウトしました。共用の端末をお使いの場合は、ブラウザを閉じてください。",
-		"You have been logged out. If you are using a shared device, close the browser."},
+	"logged_out_text": {"共用の端末をお使いの場合は、ブラウザを閉じてください。",
+		"If you are using a shared device, close the browser."},
 	"login":           {"ログイン", "Log in"},
 	"forgot_password": {"パスワードをお忘れの方", "Forgot your password"},
 	"back_to_login":   {"ログイン画面に戻る", "Back to login"},
@@ -205,6 +207,7 @@ var Messages = map[string]Translation{
 	"brand_default": {"Camera ID", "Camera ID"},
 	"skip_to_main":  {"本文へ移動", "Skip to main content"},
 	"my_page":       {"マイページ", "My Page"},
+	"to_account":    {"マイページへ", "Go to My Page"},
 	"logout":        {"ログアウト", "Log out"},
 
 	// --- Login. ---
@@ -392,5 +395,7 @@ var Messages = map[string]Translation{
 
 	// --- Turning 2FA off. ---
 	"disable_heading": {"2段階認証の解除", "Turn off two-step verification"},
-	"disable_text":    {"2段階認証を解除をします。ユーザーアカウントのパスワードを入力し解除ボタンを押してください。", "You are turning off two-step verification. Enter your account password and press Turn off."},
+	"disable_section_text": {"解除すると、ログインはパスワードのみになります。",
+		"Once it is off, logging in needs only your password."},
+	"disable_text": {"2段階認証を解除をします。ユーザーアカウントのパスワードを入力し解除ボタンを押してください。", "You are turning off two-step verification. Enter your account password and press Turn off."},
 }

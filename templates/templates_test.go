@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -64,7 +65,7 @@ func cases(lang string) []pageCase {
 		{name: "error", c: Error(ErrorPage{Page: p, Status: 400, Message: "flow_expired", Detail: "invalid_request", BackURL: "/login"}),
 			alert: true, ja: []string{"リクエストID: req-42", "操作の有効期限が切れました。"}},
 		{name: "error_plain", c: Error(ErrorPage{Page: p, Status: 500, Message: "something plain"}), alert: true,
-			ja: []string{"something plain"}},
+			ja: []string{"something plain", `<a href="/account">マイページへ</a>`}},
 		{name: "message", c: Message(MessagePage{Page: p, Heading: "forgot_password", Message: "password_reset_unavailable", LinkURL: "/login", LinkText: "back_to_login"}),
 			ja: []string{"サポート窓口", "ログイン画面に戻る"}},
 		{name: "logout", c: Logout(LogoutPage{Page: p, Action: "/logout", Flow: "flow-logout", ClientName: "Viewer"}),
@@ -91,7 +92,7 @@ func cases(lang string) []pageCase {
 			ja: []string{"2段階認証設定", "無効", "設定"}},
 		{name: "twofa_on", c: TwoFA(TwoFAPage{Page: acct, MFAEnabled: true, SetupURL: "/account/2fa/setup", DisableURL: "/account/2fa/disable",
 			BackupCodesURL: "/account/2fa/backup-codes", RemainingCodes: 7, Notice: "codes_replaced"}),
-			ja: []string{"有効", "解除", "バックアップコードを表示", "残り 7 個"}},
+			ja: []string{"有効", "解除", "バックアップコードを表示", "残り 7 個", `<h2 id="disable-heading">2段階認証の解除</h2>`}},
 		{name: "prompt_setup", c: PasswordPrompt(PasswordPromptPage{Page: acct, Action: "/account/2fa/setup", Purpose: "setup", Flow: "flow-setup", Error: "invalid_password"}),
 			flow: "flow-setup", forms: 1, alert: true, ja: []string{"2段階認証の設定", "送信", "パスワードが正しくありません。"}},
 		{name: "prompt_codes", c: PasswordPrompt(PasswordPromptPage{Page: acct, Action: "/account/2fa/backup-codes", Purpose: "backup_codes", Flow: "flow-codes"}),
@@ -311,7 +312,10 @@ func TestPagesCommon(t *testing.T) {
 				}
 				if tc.alert && tc.forms > 0 {
 					id, _ := attr(alerts[0], "id")
-					described := findAll(doc, func(n *html.Node) bool { v, _ := attr(n, "aria-describedby"); return v == id })
+					described := findAll(doc, func(n *html.Node) bool {
+						v, _ := attr(n, "aria-describedby")
+						return slices.Contains(strings.Fields(v), id)
+					})
 					if id == "" || len(described) == 0 {
 						t.Error("no field is aria-describedby the error")
 					}
@@ -825,5 +829,29 @@ func TestCodesDownload(t *testing.T) {
 	got := file(href)
 	if !strings.HasSuffix(got, "\r\n\r\nabcd-efgh\r\nqrst-uvwx\r\n") || strings.Contains(got, "ijkl-mnop") || !strings.Contains(got, "Backup codes") {
 		t.Errorf("file:\n%s", got)
+	}
+}
+
+// TestNewPasswordErrorTied: after an error, the new password fields point
+// at it (and at the password rules) and the first is focused; without
+// one, they point at the rules only and nothing is focused.
+func TestNewPasswordErrorTied(t *testing.T) {
+	for _, msg := range []string{"password_too_short", ""} {
+		_, doc := render(t, NewPassword(NewPasswordPage{Page: page(LangJA, false), Action: "/reset-password", Token: "tok", Error: msg}))
+		for _, name := range []string{"new_password", "new_password_confirm"} {
+			in := input(t, doc, name)
+			described, _ := attr(in, "aria-describedby")
+			want := "password-rules"
+			if msg != "" {
+				want = "form-error password-rules"
+			}
+			if described != want {
+				t.Errorf("error %q: %s aria-describedby %q, want %q", msg, name, described, want)
+			}
+			_, focused := attr(in, "autofocus")
+			if focused != (msg != "" && name == "new_password") {
+				t.Errorf("error %q: %s autofocus %v", msg, name, focused)
+			}
+		}
 	}
 }

@@ -390,7 +390,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 			s.storeFailed(w, r, err)
 			return
 		}
-		s.renderSetup(w, r, f, u, secret, status, failureMessage(status, "invalid_code"))
+		s.renderSetup(w, r, f, u, secret, status, failureMessage(status, "invalid_setup_code"))
 		return
 	}
 	if err := s.resetThrottle(ctx, key, counted); err != nil {
