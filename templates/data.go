@@ -170,6 +170,7 @@ type SetupPage struct {
 	Action    string
 	Flow      string
 	QRDataURL string // data:image/png;base64,... of the otpauth:// URI
+	KeyURI    string // the otpauth:// URI itself, for a phone that is also the 認証端末
 	SetupKey  string // base32, grouped in fours
 	Error     string
 }

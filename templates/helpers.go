@@ -54,6 +54,15 @@ func qrSrc(s string) templ.SafeURL {
 	return templ.FailedSanitizationURL
 }
 
+// otpauthURL is an otpauth://totp/ URI as a link (templ refuses schemes it
+// does not know); anything else fails sanitization.
+func otpauthURL(s string) templ.SafeURL {
+	if strings.HasPrefix(s, "otpauth://totp/") && !strings.ContainsAny(s, "\"'<> \t\r\n") {
+		return templ.SafeURL(s)
+	}
+	return templ.FailedSanitizationURL
+}
+
 // unusedCodes counts the codes not used yet.
 func unusedCodes(codes []BackupCode) int {
 	n := 0

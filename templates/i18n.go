@@ -366,6 +366,7 @@ var Messages = map[string]Translation{
 	"setup_step2":            {"手順2: 認証アプリへの登録", "Step 2: Add your account to the app"},
 	"setup_step2_text":       {"認証アプリを起動し下のQRコードを読み込んでください", "Open the authenticator app and scan the QR code below"},
 	"qr_alt":                 {"認証アプリに登録するためのQRコード", "QR code to add your account to the authenticator app"},
+	"open_in_app":            {"この端末の認証アプリで開く（この端末が認証端末の場合）", "Open in the authenticator app on this device (if this device is your authenticator)"},
 	"setup_key_text":         {"QRコードを読み込めない場合は下記のセットアップキーを入力してください", "If you cannot scan the QR code, enter the setup key below"},
 	"setup_key_label":        {"セットアップキー", "Setup key"},
 	"copy":                   {"コピー", "Copy"},

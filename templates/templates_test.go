@@ -97,9 +97,10 @@ func cases(lang string) []pageCase {
 			flow: "flow-setup", forms: 1, alert: true, ja: []string{"2段階認証の設定", "送信", "パスワードが正しくありません。"}},
 		{name: "prompt_codes", c: PasswordPrompt(PasswordPromptPage{Page: acct, Action: "/account/2fa/backup-codes", Purpose: "backup_codes", Flow: "flow-codes"}),
 			flow: "flow-codes", forms: 1, ja: []string{"バックアップコードの表示", "送信"}},
-		{name: "setup", c: Setup(SetupPage{Page: acct, Action: "/account/2fa/setup", Flow: "flow-setup", QRDataURL: testQR, SetupKey: "JBSW Y3DP EHPK 3PXP", Error: "invalid_code"}),
+		{name: "setup", c: Setup(SetupPage{Page: acct, Action: "/account/2fa/setup", Flow: "flow-setup", QRDataURL: testQR, SetupKey: "JBSW Y3DP EHPK 3PXP", Error: "invalid_code",
+			KeyURI: "otpauth://totp/Camera%20ID:user%40example.com?issuer=Camera+ID&secret=JBSWY3DPEHPK3PXP"}),
 			flow: "flow-setup", forms: 1, alert: true,
-			ja: []string{"2段階認証の設定", "以下の手順で設定してください。", "手順1", "認証アプリをインストールしてください", "手順2", "手順3", "認証アプリを起動し下のQRコードを読み込んでください",
+			ja: []string{"2段階認証の設定", "以下の手順で設定してください。", `href="otpauth://totp/Camera%20ID:user%40example.com?issuer=Camera+ID&amp;secret=JBSWY3DPEHPK3PXP"`, "この端末の認証アプリで開く", "手順1", "認証アプリをインストールしてください", "手順2", "手順3", "認証アプリを起動し下のQRコードを読み込んでください",
 				"QRコードを読み込めない場合は下記のセットアップキーを入力してください", "認証アプリに表示された確認コードを入力し送信してください",
 				"送信", "Google Authenticator", "Google認証システム", "App Store", "Google Play"}},
 		{name: "setup_done", c: SetupDone(SetupDonePage{Page: acct, Codes: []string{"abcd-efgh", "ijkl-mnop"}, TwoFAURL: "/account/2fa", ReturnURL: "/login/continue?flow=z"}),
@@ -852,6 +853,21 @@ func TestNewPasswordErrorTied(t *testing.T) {
 			if focused != (msg != "" && name == "new_password") {
 				t.Errorf("error %q: %s autofocus %v", msg, name, focused)
 			}
+		}
+	}
+}
+
+// TestOTPAuthURL: only an otpauth://totp/ URI becomes the setup page's
+// link to the authenticator app.
+func TestOTPAuthURL(t *testing.T) {
+	for in, ok := range map[string]bool{
+		"otpauth://totp/Camera%20ID:u%40example.com?secret=JBSW": true,
+		"javascript:alert(1)":                false,
+		"otpauth://hotp/x?secret=JBSW":       false,
+		`otpauth://totp/x"onclick="alert(1)`: false,
+	} {
+		if got := otpauthURL(in); (got == templ.FailedSanitizationURL) == ok {
+			t.Errorf("otpauthURL(%q) = %q", in, got)
 		}
 	}
 }

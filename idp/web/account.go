@@ -444,14 +444,15 @@ func (s *Server) pendingMark(p *store.PendingTOTP) []byte {
 }
 
 func (s *Server) renderSetup(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, secret string, status int, msg string) {
-	png, err := mfa.QRCodePNG(mfa.KeyURI(s.Config.TOTPIssuer, u.Email, secret), 256)
+	keyURI := mfa.KeyURI(s.Config.TOTPIssuer, u.Email, secret)
+	png, err := mfa.QRCodePNG(keyURI, 256)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
 	s.render(w, r, status, templates.Setup(templates.SetupPage{
 		Page: s.accountPage(w, r, u), Action: "/account/2fa/setup", Flow: f.id,
-		QRDataURL: "data:image/png;base64," + base64.StdEncoding.EncodeToString(png),
+		QRDataURL: "data:image/png;base64," + base64.StdEncoding.EncodeToString(png), KeyURI: keyURI,
 		SetupKey:  mfa.GroupKey(secret), Error: msg,
 	}))
 }
