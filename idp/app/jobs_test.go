@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -15,8 +16,9 @@ import (
 	"github.com/kamera-id/idp/idp/mail"
 )
 
-// stuckSender blocks every send until its context ends (an SMTP server
-// that stopped answering), after telling entered; later sends are recorded.
+// stuckSender blocks its first send until its context ends (an SMTP server
+// that stopped answering), after telling entered; later sends are recorded,
+// unless their context has ended (as a real sender fails them).
 type stuckSender struct {
 	entered chan struct{}
 	once    sync.Once
@@ -32,6 +34,9 @@ func (s *stuckSender) Send(ctx context.Context, _, to string, _ []byte) error {
 		<-ctx.Done()
 		return ctx.Err()
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sent = append(s.sent, to)
@@ -40,8 +45,8 @@ func (s *stuckSender) Send(ctx context.Context, _, to string, _ []byte) error {
 
 // TestStopJobs: stopping the jobs waits for the mail sender to return, so
 // the outcome of a send it had in flight is recorded while the store is
-// still open; and a mail queued as the jobs stop is sent before stop
-// returns.
+// still open; and the mails claimed with it but not sent yet, and a mail
+// queued as the jobs stop, are sent before stop returns.
 func TestStopJobs(t *testing.T) {
 	cfg := config.Defaults()
 	cfg.DatabaseURL = "sqlite://" + filepath.Join(t.TempDir(), "idp.db")
@@ -57,10 +62,12 @@ func TestStopJobs(t *testing.T) {
 	a.MailWorker.Sender = sender
 	a.MailWorker.SendTimeout = time.Hour // only the stop ends the stuck send
 
-	stop := a.StartJobs(time.Hour)
-	if err := a.Outbox.Enqueue(ctx, "stuck@example.com", mail.Message{Subject: "s", Body: "b"}); err != nil {
-		t.Fatal(err)
+	for _, to := range []string{"stuck@example.com", "batch@example.com"} { // one claim takes both
+		if err := a.Outbox.Enqueue(ctx, to, mail.Message{Subject: "s", Body: "b"}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	stop := a.StartJobs(time.Hour)
 	<-sender.entered
 	if err := a.Outbox.Enqueue(ctx, "late@example.com", mail.Message{Subject: "s", Body: "b"}); err != nil {
 		t.Fatal(err)
@@ -74,12 +81,17 @@ func TestStopJobs(t *testing.T) {
 	if stuck.Attempts != 1 || stuck.LastError == "" || !stuck.SentAt.IsZero() || !stuck.ClaimedUntil.IsZero() {
 		t.Errorf("the send in flight at the stop: %+v, want its failure recorded and its claim released", *stuck)
 	}
-	late, err := a.Store.GetMail(ctx, 2)
-	if err != nil {
-		t.Fatal(err)
+	for id := int64(2); id <= 3; id++ {
+		m, err := a.Store.GetMail(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.SentAt.IsZero() {
+			t.Errorf("mail %d (claimed with the stuck one, or queued as the jobs stopped): %+v; want it sent before stop returned", id, *m)
+		}
 	}
-	if late.SentAt.IsZero() || len(sender.sent) != 1 || sender.sent[0] != "late@example.com" {
-		t.Errorf("the mail queued as the jobs stopped: %+v, sent %q; want it sent before stop returned", *late, sender.sent)
+	if !slices.Equal(sender.sent, []string{"batch@example.com", "late@example.com"}) {
+		t.Errorf("sent at the stop: %q, want the rest of the stuck one's batch and the late mail", sender.sent)
 	}
 	stop() // a second stop is harmless
 }

@@ -192,7 +192,10 @@ func (w *Worker) SendDue(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	for i, m := range ms {
-		if leaseUntil.Sub(w.Outbox.Now()) < w.SendTimeout+recordMargin {
+		// Stopped (the instance shutting down), or the lease too short for
+		// another send: the rest goes back, due at once, for the next claim
+		// (a stopping instance's last send, or another instance's).
+		if ctx.Err() != nil || leaseUntil.Sub(w.Outbox.Now()) < w.SendTimeout+recordMargin {
 			w.release(ctx, ms[i:])
 			break
 		}
