@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kamera-id/idp/idp/crypt"
@@ -177,24 +178,49 @@ func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 // afterAnswerTimeout bounds the work a handler leaves for after its answer.
 const afterAnswerTimeout = 10 * time.Second
 
+// afterWork is the work requests left for after their answers: what runs
+// and whether Wait has been called.
+type afterWork struct {
+	mu      sync.Mutex
+	closing bool
+	running sync.WaitGroup
+}
+
 // afterAnswer runs work for r on a goroutine of its own, which the handler
 // does not wait for. The work gets a copy of r whose context outlives the
 // client (which may hang up once it has the answer) for afterAnswerTimeout;
-// Wait waits for all such work.
+// Wait waits for all such work. Once Wait has been called (a handler still
+// running past the shutdown's grace), the work runs in the handler, before
+// its answer ends: nothing starts that Wait would not see.
 func (s *Server) afterAnswer(r *http.Request, work func(r *http.Request)) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), afterAnswerTimeout)
 	r = r.Clone(ctx)
-	s.after.Go(func() {
+	run := func() {
 		defer cancel()
 		work(r)
-	})
+	}
+	a := &s.after
+	a.mu.Lock()
+	closing := a.closing
+	if !closing {
+		a.running.Go(run)
+	}
+	a.mu.Unlock()
+	if closing {
+		run()
+	}
 }
 
 // Wait waits for the work that requests left for after their answers (a
 // reset link being made and its mail queued), each bounded by
 // afterAnswerTimeout: call it once the listeners have shut down, before
 // the store is closed.
-func (s *Server) Wait() { s.after.Wait() }
+func (s *Server) Wait() {
+	s.after.mu.Lock()
+	s.after.closing = true
+	s.after.mu.Unlock()
+	s.after.running.Wait()
+}
 
 // resetRequested counts the request against the address's and the IP's
 // limits and returns the account, or nil when the address has none.

@@ -150,3 +150,16 @@ func TestResetRequestAnswersAlike(t *testing.T) {
 		t.Error("the answer has no Content-Length: the client would wait for the handler to return")
 	}
 }
+
+// TestAfterAnswerOnceWaited: work left for after an answer once Wait has
+// been called (a handler past the shutdown's grace) runs in the handler,
+// so Wait never misses it and nothing starts after it returned.
+func TestAfterAnswerOnceWaited(t *testing.T) {
+	s := &Server{}
+	s.Wait()
+	ran := false
+	s.afterAnswer(httptest.NewRequest(http.MethodPost, "/forgot-password", nil), func(*http.Request) { ran = true })
+	if !ran {
+		t.Error("work left after Wait did not run before afterAnswer returned")
+	}
+}

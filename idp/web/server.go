@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,11 +57,11 @@ type Server struct {
 	brand       *look
 	brands      map[string]*look
 	clientBrand map[string]*look
-	timeout     time.Duration  // RequestTimeout; tests shorten it
-	attempts    keyedSlots     // one password or code attempt per account at a time (limits.go)
-	addresses   keyedSlots     // password attempts in flight per client address (limits.go)
-	draining    atomic.Bool    // set by Drain: /readyz fails from then on
-	after       sync.WaitGroup // work left for after an answer (afterAnswer)
+	timeout     time.Duration // RequestTimeout; tests shorten it
+	attempts    keyedSlots    // one password or code attempt per account at a time (limits.go)
+	addresses   keyedSlots    // password attempts in flight per client address (limits.go)
+	draining    atomic.Bool   // set by Drain: /readyz fails from then on
+	after       afterWork     // work left for after an answer (afterAnswer)
 }
 
 // New builds the server and its routes.
