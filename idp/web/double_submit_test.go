@@ -23,17 +23,20 @@ import (
 // at once plays out as a double-click's two requests can: once armed, the
 // first two flow reads (each request loading the form's flow) wait for
 // each other, so both requests have the flow before either checks its
-// code; and a later read of the account's second step (GetSecondStep)
-// waits until the first login's session is stored, so a request that gets
-// that far checks the code only after the other one finished the login.
+// code; and, with holdSteps (two instances, whose attempt locks are their
+// own), a later read of the account's second step (GetSecondStep) waits
+// until the first login's session is stored, so a request that gets that
+// far checks the code only after the other one finished the login. On one
+// instance nothing but the account's attempt lock orders the two.
 type doubleSubmit struct {
 	store.Store
-	mu      sync.Mutex
-	loads   int           // flow reads still to wait for
-	loaded  chan struct{} // closed once armed and read twice
-	steps   int           // second-step reads so far
-	once    sync.Once
-	started chan struct{} // closed once a session is stored
+	mu        sync.Mutex
+	loads     int           // flow reads still to wait for
+	loaded    chan struct{} // closed once armed and read twice
+	steps     int           // second-step reads so far
+	holdSteps bool
+	once      sync.Once
+	started   chan struct{} // closed once a session is stored
 }
 
 func newDoubleSubmit(st store.Store) *doubleSubmit {
@@ -73,7 +76,7 @@ func (s *doubleSubmit) GetFlow(ctx context.Context, key []byte, now time.Time) (
 func (s *doubleSubmit) GetSecondStep(ctx context.Context, userID, key string) (*store.SecondStep, error) {
 	s.mu.Lock()
 	s.steps++
-	later := s.steps > 1
+	later := s.holdSteps && s.steps > 1
 	s.mu.Unlock()
 	if later {
 		if err := wait(s.started); err != nil {
@@ -172,6 +175,7 @@ func TestSecondStepDoubleSubmit(t *testing.T) {
 					flow := e.newFlow(t, true)
 					a := e.app
 					race := newDoubleSubmit(a.Store)
+					race.holdSteps = instances == 2
 					var handlers []http.Handler
 					for range instances {
 						handlers = append(handlers, web.New(web.Deps{Config: a.Config, Store: race, Key: a.Key, Hasher: a.Hasher,

@@ -286,14 +286,25 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Metrics.Login(metrics.StepTOTP, metrics.ResultSuccess)
-	f.AMR, f.user = []string{"pwd", "otp"}, acct.User
-	sess, ok := s.establish(w, r, f, acct.User)
-	unlock() // a twin request waiting for the lock now finds the login done
+	if sess, ok := s.secondStepDone(w, r, f, acct.User, unlock); ok {
+		s.afterLogin(w, r, f, sess)
+	}
+}
+
+// secondStepDone ends the login f of the account u, whose second step
+// passed: its session is stored (establish) before the account's attempt
+// lock is released (unlock), so that a twin request waiting for the lock
+// finds the login done (loginOpen), then the browser gets its device
+// cookie. False when the request was answered.
+func (s *Server) secondStepDone(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, unlock func()) (*store.Session, bool) {
+	f.AMR, f.user = []string{"pwd", "otp"}, u
+	sess, ok := s.establish(w, r, f, u)
+	unlock()
 	if !ok {
-		return
+		return nil, false
 	}
 	s.setDeviceCookie(w, f.Account, f.Stamp)
-	s.afterLogin(w, r, f, sess)
+	return sess, true
 }
 
 // loginOpen reports whether the login flow f, which this request loaded,
@@ -476,13 +487,10 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Metrics.Login(metrics.StepBackup, metrics.ResultSuccess)
-	f.AMR, f.user = []string{"pwd", "otp"}, u
-	sess, ok := s.establish(w, r, f, u)
-	unlock() // a twin request waiting for the lock now finds the login done
+	sess, ok := s.secondStepDone(w, r, f, u, unlock)
 	if !ok {
 		return
 	}
-	s.setDeviceCookie(w, f.Account, f.Stamp)
 	if remaining > 2 {
 		s.afterLogin(w, r, f, sess)
 		return
