@@ -80,11 +80,12 @@ func (s *Server) changeAccount(r *http.Request, u *store.User, apply func(tx con
 }
 
 // changeCredentials is changeAccount for a change of the account's
-// credentials (a new password, 2FA on or off) made by its signed-in owner
-// on My Page, whose session stays: the browser's device cookie was for the
-// old credentials, so it gets one for the new, bound to the stamp the
-// change's own transaction wrote (read in it: never one a later change
-// wrote for someone else).
+// credentials (a new password, 2FA on or off) made from a browser that has
+// just shown it is the owner's: on My Page (whose session stays), or with a
+// reset link from the account's mail (which ends every session). The
+// browser's device cookie was for the old credentials, so it gets one for
+// the new, bound to the stamp the change's own transaction wrote (read in
+// it: never one a later change wrote for someone else).
 func (s *Server) changeCredentials(w http.ResponseWriter, r *http.Request, u *store.User, apply func(tx context.Context) (accountChange, error)) error {
 	var changed *store.User
 	err := s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
