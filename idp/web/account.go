@@ -453,7 +453,7 @@ func (s *Server) renderSetup(w http.ResponseWriter, r *http.Request, f *flow, u 
 	s.render(w, r, status, templates.Setup(templates.SetupPage{
 		Page: s.accountPage(w, r, u), Action: "/account/2fa/setup", Flow: f.id,
 		QRDataURL: "data:image/png;base64," + base64.StdEncoding.EncodeToString(png), KeyURI: keyURI,
-		SetupKey:  mfa.GroupKey(secret), Error: msg,
+		SetupKey: mfa.GroupKey(secret), Error: msg,
 	}))
 }
 
