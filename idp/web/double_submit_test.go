@@ -14,6 +14,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/kamera-id/idp/idp/mfa"
+	"github.com/kamera-id/idp/idp/oidc"
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/testenv"
 	"github.com/kamera-id/idp/idp/web"
@@ -224,4 +225,85 @@ func TestSecondStepDoubleSubmit(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestSecondStepDoubleSubmitPromptLogin: for a relying party's request
+// with prompt=login, the request that finds the login done by its twin
+// does not send the browser to a new login: followed with the twin's
+// session, it goes on to the code, as right after the login; followed
+// without it, the request is decided like any (prompt=login: the login).
+func TestSecondStepDoubleSubmitPromptLogin(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e := newFuzzEnvOn(t, db)
+		secret := e.enableMFAWithSecret(t)
+		q := url.Values{"client_id": {fuzzClient}, "response_type": {"code"}, "redirect_uri": {fuzzRedirect},
+			"scope": {"openid"}, "state": {"state-state"}, "nonce": {"nonce-nonce-nonce"}, "prompt": {"login"},
+			"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
+		rec := e.serve(httptest.NewRequest(http.MethodGet, origin+oidc.PathAuthorize+"?"+q.Encode(), nil))
+		loc, _ := url.Parse(rec.Header().Get("Location"))
+		if rec.Code != http.StatusSeeOther || loc.Path != "/login" {
+			t.Fatalf("authorize: %d %q, want the login page", rec.Code, rec.Header().Get("Location"))
+		}
+		flow := loc.Query().Get("flow")
+		if rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode()); rec.Code != http.StatusSeeOther {
+			t.Fatalf("password step: %d\n%s", rec.Code, rec.Body)
+		}
+		a := e.app
+		race := newDoubleSubmit(a.Store)
+		h := web.New(web.Deps{Config: a.Config, Store: race, Key: a.Key, Hasher: a.Hasher,
+			Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox})
+		code, err := totp.GenerateCode(secret, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs := e.postTo([]http.Handler{h, h}, "/login/totp", url.Values{"csrf": {e.csrf}, "flow": {flow}, "code": {code}}.Encode())
+		var winner, twin *httptest.ResponseRecorder
+		for _, rec := range recs {
+			if startsSession(rec) {
+				winner = rec
+			} else {
+				twin = rec
+			}
+		}
+		if winner == nil || twin == nil {
+			t.Fatalf("two submits at once: %d %q and %d %q, want one login and one twin",
+				recs[0].Code, recs[0].Header().Get("Location"), recs[1].Code, recs[1].Header().Get("Location"))
+		}
+		if loc := winner.Header().Get("Location"); !strings.HasPrefix(loc, fuzzRedirect+"?code=") {
+			t.Fatalf("the login: %q, want the code", loc)
+		}
+		next := twin.Header().Get("Location")
+		if twin.Code != http.StatusSeeOther || !strings.HasPrefix(next, "/login/continue?") {
+			t.Fatalf("the twin: %d %q, want the continue page", twin.Code, next)
+		}
+		follow := func(withSession bool) *httptest.ResponseRecorder {
+			req := httptest.NewRequest(http.MethodGet, origin+next, nil)
+			for _, c := range e.cookies {
+				if c.Name != "idp_session" {
+					req.AddCookie(c)
+				}
+			}
+			for _, c := range twin.Result().Cookies() {
+				if c.MaxAge >= 0 && c.Name != "idp_session" {
+					req.AddCookie(c)
+				}
+			}
+			if withSession {
+				for _, c := range winner.Result().Cookies() {
+					if c.Name == "idp_session" {
+						req.AddCookie(c)
+					}
+				}
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			return rec
+		}
+		if rec := follow(false); rec.Code < 300 || rec.Code > 303 || strings.Contains(rec.Header().Get("Location"), "code=") {
+			t.Errorf("the twin followed without the session: %d %q, want the login again", rec.Code, rec.Header().Get("Location"))
+		}
+		if rec := follow(true); !strings.HasPrefix(rec.Header().Get("Location"), fuzzRedirect+"?code=") {
+			t.Errorf("the twin followed with the login's session: %d %q, want the code", rec.Code, rec.Header().Get("Location"))
+		}
+	})
 }

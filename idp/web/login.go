@@ -6,7 +6,9 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/kamera-id/idp/idp/crypt"
@@ -338,13 +340,48 @@ func (s *Server) loginOpen(w http.ResponseWriter, r *http.Request, f *flow) bool
 // for), and its session, if the other answer reached it, decides there
 // (as the losing request of a double-submitted setting goes to the
 // settings). It gets no session of its own.
+//
+// For a relying party's request, the other request's session is the login
+// of this request too (prompt=login and max_age answered by it): when the
+// browser follows with that session's cookie, a continue flow bound to it
+// goes on as right after the login; with any other, the request is decided
+// like any.
 func (s *Server) loginDone(w http.ResponseWriter, r *http.Request, f *flow) {
 	s.clearCookie(w, r, restartCookie) // the login is done: nothing to start again
-	if f.Authorize != "" {
-		http.Redirect(w, r, oidc.PathAuthorize+"?"+f.Authorize, http.StatusSeeOther)
+	if f.Authorize == "" {
+		http.Redirect(w, r, safeReturnTo(f.ReturnTo), http.StatusSeeOther)
 		return
 	}
-	http.Redirect(w, r, safeReturnTo(f.ReturnTo), http.StatusSeeOther)
+	if sess := s.twinSession(r.Context(), f); sess != nil {
+		next := &flow{Kind: "continue", Authorize: f.Authorize, RequestedAt: f.RequestedAt, ReturnTo: f.ReturnTo,
+			Lang: f.Lang, UserID: f.UserID}
+		next.bindSession(sess)
+		if err := s.newFlow(r.Context(), w, r, next); err == nil {
+			http.Redirect(w, r, "/login/continue?flow="+url.QueryEscape(next.id), http.StatusSeeOther)
+			return
+		}
+	}
+	http.Redirect(w, r, oidc.PathAuthorize+"?"+f.Authorize, http.StatusSeeOther)
+}
+
+// twinSession is the session the other request with the login f's second
+// step started: the user's newest, authenticated with both steps since the
+// login began; nil when there is none (or the store fails: the request is
+// then decided like any).
+func (s *Server) twinSession(ctx context.Context, f *flow) *store.Session {
+	list, err := s.Store.ListUserSessions(ctx, f.UserID, s.Now())
+	if err != nil {
+		return nil
+	}
+	var newest *store.Session
+	for i := range list {
+		x := &list[i]
+		if slices.Contains(x.AMR, "otp") && !x.AuthTime.Before(f.RequestedAt.Truncate(time.Second)) &&
+			(newest == nil || x.AuthTime.After(newest.AuthTime)) {
+			newest = x
+		}
+	}
+	return newest
 }
 
 // readSecondStep reads the flow's account, its authenticator and the
@@ -589,8 +626,24 @@ func (s *Server) continueFlow(w http.ResponseWriter, r *http.Request) (*flow, *s
 
 // continueLogin goes on after the few-backup-codes notice.
 func (s *Server) continueLogin(w http.ResponseWriter, r *http.Request) {
-	f, sess, ok := s.continueFlow(w, r)
+	f, ok := s.flowOrError(w, r, r.URL.Query().Get("flow"), "continue")
 	if !ok {
+		return
+	}
+	sess, err := s.currentSession(r)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if sess == nil {
+		// Not signed in (a double-submit's twin whose browser did not keep
+		// the other answer's cookie, or signed out since): the relying
+		// party's request, or the page asked for, as any (a login).
+		s.afterLogin(w, r, f, nil)
+		return
+	}
+	if sess.UserID != f.UserID {
+		s.flowFailed(w, r, errFlowGone)
 		return
 	}
 	if err := s.finishFlow(r.Context(), f); err != nil {
