@@ -212,9 +212,10 @@ type DisablePage struct {
 // ForgotPasswordPage asks for the e-mail address of a password reset.
 type ForgotPasswordPage struct {
 	Page
-	Action string // POST
-	Email  string
-	Error  string
+	Action   string // POST
+	LoginURL string // back to the login it came from (its flow), else /login
+	Email    string
+	Error    string
 }
 
 // NewPasswordPage sets a new password: after a reset link (Token set) or

@@ -63,6 +63,14 @@ func otpauthURL(s string) templ.SafeURL {
 	return templ.FailedSanitizationURL
 }
 
+// orLogin is a link back to a login: u, a path the handler made, or /login.
+func orLogin(u string) templ.SafeURL {
+	if u == "" || !strings.HasPrefix(u, "/login") {
+		return "/login"
+	}
+	return templ.SafeURL(u)
+}
+
 // unusedCodes counts the codes not used yet.
 func unusedCodes(codes []BackupCode) int {
 	n := 0

@@ -299,8 +299,8 @@ func TestOtherPages(t *testing.T) {
 		s.page("error", "ja")
 		s.openError(s.st.IDP+"/no-such-page", "[role=alert]")
 		s.page("not-found", "ja")
-		s.open(s.st.IDP+"/login", `a[href="/forgot-password"]`)
-		s.click(`a[href="/forgot-password"]`, `form[action="/forgot-password"]`)
+		s.open(s.st.IDP+"/login", `a[href^="/forgot-password"]`)
+		s.click(`a[href^="/forgot-password"]`, `form[action^="/forgot-password"]`)
 		s.page("forgot-password", "ja")
 		s.open(s.st.IDP+"/login?ui_locales=en", "#email")
 		if label := s.text(`label[for="email"]`); !strings.Contains(label, "mail") {
@@ -430,8 +430,8 @@ func TestPasswordResetFromMailFolder(t *testing.T) {
 		key, _ := s.enroll(false)
 		s.logoutAtViewer()
 
-		s.open(s.st.IDP+"/login", `a[href="/forgot-password"]`)
-		s.click(`a[href="/forgot-password"]`, `form[action="/forgot-password"] #email`)
+		s.open(s.st.IDP+"/login", `a[href^="/forgot-password"]`)
+		s.click(`a[href^="/forgot-password"]`, `form[action^="/forgot-password"] #email`)
 		s.page("forgot-password", "ja")
 		s.fill("#email", s.st.Email)
 		s.submit(messagePage)
@@ -480,7 +480,7 @@ func TestPasswordResetFromMailFolder(t *testing.T) {
 
 // messagePage is a page with a message and a link back to the login,
 // without a form (not the form the link is also on).
-const messagePage = `main:not(:has(form)) a[href="/login"]`
+const messagePage = `main:not(:has(form)) a[href^="/login"]`
 
 // resetLinkFromMailFolder waits for the newest password reset mail in the
 // provider's mail folder and returns its link (polled, with a deadline).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"regexp"
 	"strings"
@@ -72,8 +73,9 @@ func requestReset(t *testing.T, p *provider, b *browser, addr string) *page {
 	return b.submit(pg, "email", map[string]string{"email": addr})
 }
 
-// csrfValue strips what differs between two renderings of one page.
-var csrfValue = regexp.MustCompile(`value="[^"]*"|Request ID: \S+|リクエストID: \S+`)
+// csrfValue strips what differs between two renderings of one page (of
+// two browsers: their CSRF tokens, the ids of the logins they came from).
+var csrfValue = regexp.MustCompile(`value="[^"]*"|flow=[A-Za-z0-9_-]+|Request ID: \S+|リクエストID: \S+`)
 
 // TestPasswordResetByEmail: the reset flow end to end; the link used twice
 // is refused; other sessions are signed out; the mails are in Japanese.
@@ -433,6 +435,37 @@ func TestPasswordChangeRevokes(t *testing.T) {
 		}
 		if _, err := r.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: here.RefreshToken}).Token(); err != nil {
 			t.Errorf("the refresh token of the session that changed the password: %v", err)
+		}
+	})
+}
+
+// TestForgotPasswordBackToLogin: the forgot-password page opened from a
+// relying party's login page, and the page its form answers, lead back to
+// that login (its flow), not to a login that ends on My Page.
+func TestForgotPasswordBackToLogin(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p, _ := startMailProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		b := p.newBrowser()
+		pg := b.get(r.authorize().URL)
+		flow := pg.URL.Query().Get("flow")
+		if pg.URL.Path != "/login" || flow == "" {
+			t.Fatalf("authorize: %d %s, want the login page of a flow", pg.Status, pg.URL)
+		}
+		back := "/login?flow=" + url.QueryEscape(flow)
+		forgot, _ := pg.URL.Parse(linkTo(t, pg, "/forgot-password"))
+		pg = b.get(forgot.String())
+		if got := linkTo(t, pg, "/login"); got != back {
+			t.Errorf("forgot-password page's way back: %q, want %q", got, back)
+		}
+		pg = b.submit(pg, "email", map[string]string{"email": email})
+		if got := linkTo(t, pg, "/login"); pg.Status != http.StatusOK || got != back {
+			t.Errorf("after the request: %d, way back %q, want %q", pg.Status, got, back)
+		}
+		pg = b.get(p.URL + back)
+		if pg.Status != http.StatusOK || !strings.Contains(pg.Body, "viewer") && pg.formWith("password") == nil {
+			t.Errorf("back at the login: %d %s", pg.Status, pg.URL)
 		}
 	})
 }

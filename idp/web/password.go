@@ -122,9 +122,23 @@ func (s *Server) resetThrottleKeys(r *http.Request, email string) []string {
 }
 
 func (s *Server) forgotPassword(w http.ResponseWriter, r *http.Request) {
+	action, login := forgotLinks(r)
 	s.render(w, r, http.StatusOK, templates.ForgotPassword(templates.ForgotPasswordPage{
-		Page: s.page(w, r, nil), Action: "/forgot-password",
+		Page: s.page(w, r, nil), Action: action, LoginURL: login,
 	}))
+}
+
+// forgotLinks are the forgot-password form's action and its way back to
+// the login it was opened from (?flow=, kept through the form), so that a
+// customer who came from a relying party's login goes back to that login
+// (a flow gone by then starts again where it began); else /login.
+func forgotLinks(r *http.Request) (action, login string) {
+	id := continueID(r.URL.Query().Get("flow"))
+	if id == "" {
+		return "/forgot-password", "/login"
+	}
+	q := "?flow=" + url.QueryEscape(id)
+	return "/forgot-password" + q, "/login" + q
 }
 
 // forgotPasswordSubmit answers with the same page whether or not the
@@ -141,8 +155,9 @@ func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	email := strings.TrimSpace(r.PostFormValue("email"))
 	if email == "" || len(email) > 254 || !strings.Contains(email, "@") {
+		action, login := forgotLinks(r)
 		s.render(w, r, http.StatusOK, templates.ForgotPassword(templates.ForgotPasswordPage{
-			Page: s.page(w, r, nil), Action: "/forgot-password", Email: truncate(email, 254), Error: "missing_fields",
+			Page: s.page(w, r, nil), Action: action, LoginURL: login, Email: truncate(email, 254), Error: "missing_fields",
 		}))
 		return
 	}
@@ -167,9 +182,10 @@ func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		s.Logger.InfoContext(ctx, "password reset request held back by its limit", logAttrs(r)...)
 	}
 	unlock()
+	_, loginBack := forgotLinks(r)
 	s.renderComplete(w, r, http.StatusOK, templates.Message(templates.MessagePage{
 		Page: s.page(w, r, nil), Heading: "reset_sent_heading", Message: "reset_sent_text",
-		LinkURL: "/login", LinkText: "back_to_login",
+		LinkURL: loginBack, LinkText: "back_to_login",
 	}))
 	if u != nil {
 		s.afterAnswer(r, func(r *http.Request) { s.sendResetLink(r, u) })
