@@ -207,7 +207,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	a.Outbox = mail.NewOutbox(wholeClaims{st}, key, opt.Now)
+	a.Outbox = mail.NewOutbox(st, key, opt.Now)
 	var sender mail.Sender = &mail.Dir{Path: cfg.MailDir(), Logger: opt.Logger}
 	if cfg.SMTPURL != "" {
 		smtp, err := mail.ParseSMTPURL(cfg.SMTPURL)
@@ -392,26 +392,6 @@ func (a *App) StartJobs(cleanupEvery time.Duration) (stop func()) {
 			a.sendDue(finalMailTimeout)
 		})
 	}
-}
-
-// claimTimeout bounds a claim of mails that goes on after its context ended.
-const claimTimeout = 10 * time.Second
-
-// wholeClaims is the outbox's store, whose claims of mails, once begun,
-// are not cut short when the mail sender stops: a claim cancelled half-way
-// may have taken the mails in the database with the worker never seeing
-// them, which leaves them to the end of their lease (minutes); a claim seen
-// through is sent, or its failure recorded, before the store closes.
-type wholeClaims struct{ store.Store }
-
-// ClaimMail implements store.Store; it claims nothing once ctx has ended.
-func (s wholeClaims) ClaimMail(ctx context.Context, now, leaseUntil time.Time, limit int) ([]store.Mail, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
-	defer cancel()
-	return s.Store.ClaimMail(ctx, now, leaseUntil, limit)
 }
 
 // sendDue sends the outbox's due mails, for at most timeout.

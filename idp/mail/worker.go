@@ -185,9 +185,17 @@ const recordMargin = recordTimeout + 10*time.Second
 // claim takes them.
 func (w *Worker) SendDue(ctx context.Context) (int, error) {
 	w.defaults()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	now := w.Outbox.Now()
 	leaseUntil := now.Add(w.Lease)
-	ms, err := w.Outbox.Store.ClaimMail(ctx, now, leaseUntil, batch)
+	// A claim once begun is seen through, even when the worker is stopped
+	// meanwhile: cut short, it could take the mails in the database without
+	// the worker seeing them, which would leave them to the lease's end.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	ms, err := w.Outbox.Store.ClaimMail(cctx, now, leaseUntil, batch)
+	cancel()
 	if err != nil {
 		return 0, err
 	}
