@@ -528,9 +528,10 @@ func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
 
 // --- Backup codes again (after the password), and replacing them. ---
 
-// continueID accepts a flow id from a query parameter (the low-codes
-// notice's "continue" flow); anything else is dropped.
-func continueID(v string) string {
+// queryFlowID accepts a flow id from a query parameter, to be carried to
+// another page (the low-codes notice's "continue" flow, the login a
+// forgot-password page was opened from); anything else is dropped.
+func queryFlowID(v string) string {
 	if len(v) == 0 || len(v) > 64 {
 		return ""
 	}
@@ -551,7 +552,7 @@ func (s *Server) backupCodesStart(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/account/2fa", http.StatusSeeOther)
 		return
 	}
-	f := &flow{Kind: "codes", UserID: u.ID, State: continueID(r.URL.Query().Get("continue"))}
+	f := &flow{Kind: "codes", UserID: u.ID, State: queryFlowID(r.URL.Query().Get("continue"))}
 	if err := s.newFlow(r.Context(), w, r, f); err != nil {
 		s.storeFailed(w, r, err)
 		return

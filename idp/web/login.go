@@ -322,16 +322,14 @@ func (s *Server) secondStepDone(w http.ResponseWriter, r *http.Request, f *flow,
 // restart would, without the restart's notice. (Checked only after a
 // wrong code, so a login's second step costs no store call more.)
 func (s *Server) loginOpen(w http.ResponseWriter, r *http.Request, f *flow) bool {
-	_, err := s.Store.GetFlow(r.Context(), crypt.HashToken(f.id), s.Now())
-	if errors.Is(err, store.ErrNotFound) {
-		s.loginDone(w, r, f)
-		return false
-	}
-	if err != nil {
+	stored, err := s.flowStored(r.Context(), f)
+	switch {
+	case err != nil:
 		s.storeFailed(w, r, err)
-		return false
+	case !stored:
+		s.loginDone(w, r, f)
 	}
-	return true
+	return err == nil && stored
 }
 
 // loginDone answers a second step whose login was completed by another
@@ -548,8 +546,12 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 // lowCodesNotice says that few backup codes are left, after a login with
 // one of them, and offers new ones before going on.
 func (s *Server) lowCodesNotice(w http.ResponseWriter, r *http.Request) {
-	f, _, ok := s.continueFlow(w, r)
+	f, sess, ok := s.continueFlow(w, r)
 	if !ok {
+		return
+	}
+	if sess == nil {
+		s.flowFailed(w, r, errFlowGone)
 		return
 	}
 	p := s.page(w, r, f)
@@ -583,7 +585,7 @@ func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *s
 	if errors.Is(err, store.ErrNotFound) {
 		// The store leaves the flow in place when the account changed.
 		why := restartExpired
-		if _, err := s.Store.GetFlow(r.Context(), crypt.HashToken(f.id), s.Now()); err == nil {
+		if stored, _ := s.flowStored(r.Context(), f); stored {
 			why = restartChanged
 		}
 		s.loginGone(w, r, f.id, why)
@@ -606,7 +608,8 @@ func (s *Server) afterLogin(w http.ResponseWriter, r *http.Request, f *flow, ses
 }
 
 // continueFlow loads the query's "continue" flow (after a login with one
-// of the last backup codes) for the session it belongs to.
+// of the last backup codes, or a double-submit's twin) and the browser's
+// session: nil when it has none; a session of another user ends it.
 func (s *Server) continueFlow(w http.ResponseWriter, r *http.Request) (*flow, *store.Session, bool) {
 	f, ok := s.flowOrError(w, r, r.URL.Query().Get("flow"), "continue")
 	if !ok {
@@ -617,7 +620,7 @@ func (s *Server) continueFlow(w http.ResponseWriter, r *http.Request) (*flow, *s
 		s.storeFailed(w, r, err)
 		return nil, nil, false
 	}
-	if sess == nil || sess.UserID != f.UserID {
+	if sess != nil && sess.UserID != f.UserID {
 		s.flowFailed(w, r, errFlowGone)
 		return nil, nil, false
 	}
@@ -626,13 +629,8 @@ func (s *Server) continueFlow(w http.ResponseWriter, r *http.Request) (*flow, *s
 
 // continueLogin goes on after the few-backup-codes notice.
 func (s *Server) continueLogin(w http.ResponseWriter, r *http.Request) {
-	f, ok := s.flowOrError(w, r, r.URL.Query().Get("flow"), "continue")
+	f, sess, ok := s.continueFlow(w, r)
 	if !ok {
-		return
-	}
-	sess, err := s.currentSession(r)
-	if err != nil {
-		s.storeFailed(w, r, err)
 		return
 	}
 	if sess == nil {
@@ -640,10 +638,6 @@ func (s *Server) continueLogin(w http.ResponseWriter, r *http.Request) {
 		// the other answer's cookie, or signed out since): the relying
 		// party's request, or the page asked for, as any (a login).
 		s.afterLogin(w, r, f, nil)
-		return
-	}
-	if sess.UserID != f.UserID {
-		s.flowFailed(w, r, errFlowGone)
 		return
 	}
 	if err := s.finishFlow(r.Context(), f); err != nil {

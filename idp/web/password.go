@@ -133,7 +133,7 @@ func (s *Server) forgotPassword(w http.ResponseWriter, r *http.Request) {
 // customer who came from a relying party's login goes back to that login
 // (a flow gone by then starts again where it began); else /login.
 func forgotLinks(r *http.Request) (action, login string) {
-	id := continueID(r.URL.Query().Get("flow"))
+	id := queryFlowID(r.URL.Query().Get("flow"))
 	if id == "" {
 		return "/forgot-password", "/login"
 	}
@@ -153,9 +153,9 @@ func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	if !s.requireCSRF(w, r) {
 		return
 	}
+	action, login := forgotLinks(r)
 	email := strings.TrimSpace(r.PostFormValue("email"))
 	if email == "" || len(email) > 254 || !strings.Contains(email, "@") {
-		action, login := forgotLinks(r)
 		s.render(w, r, http.StatusOK, templates.ForgotPassword(templates.ForgotPasswordPage{
 			Page: s.page(w, r, nil), Action: action, LoginURL: login, Email: truncate(email, 254), Error: "missing_fields",
 		}))
@@ -182,10 +182,9 @@ func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		s.Logger.InfoContext(ctx, "password reset request held back by its limit", logAttrs(r)...)
 	}
 	unlock()
-	_, loginBack := forgotLinks(r)
 	s.renderComplete(w, r, http.StatusOK, templates.Message(templates.MessagePage{
 		Page: s.page(w, r, nil), Heading: "reset_sent_heading", Message: "reset_sent_text",
-		LinkURL: loginBack, LinkText: "back_to_login",
+		LinkURL: login, LinkText: "back_to_login",
 	}))
 	if u != nil {
 		s.afterAnswer(r, func(r *http.Request) { s.sendResetLink(r, u) })

@@ -336,6 +336,16 @@ func (s *Server) loadFlow(ctx context.Context, r *http.Request, id string) (*flo
 	return f, nil
 }
 
+// flowStored reports whether the flow f, which this request loaded, is
+// still in the store (unexpired).
+func (s *Server) flowStored(ctx context.Context, f *flow) (bool, error) {
+	_, err := s.Store.GetFlow(ctx, crypt.HashToken(f.id), s.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // finishFlow removes the flow; of two requests finishing it, exactly one
 // gets nil.
 func (s *Server) finishFlow(ctx context.Context, f *flow) error {
