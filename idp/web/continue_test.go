@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kamera-id/idp/idp/oidc"
 	"github.com/kamera-id/idp/idp/testenv"
 )
 
@@ -24,19 +23,8 @@ func TestContinueAfterOtherLogin(t *testing.T) {
 			testenv.Each(t, func(t *testing.T, db testenv.Database) {
 				e := newFuzzEnvOn(t, db)
 				e.enableMFAWithSecret(t, fuzzBackupCodes[:3]...)
-				q := url.Values{"client_id": {fuzzClient}, "response_type": {"code"}, "redirect_uri": {fuzzRedirect},
-					"scope": {"openid"}, "state": {"state-state"}, "nonce": {"nonce-nonce-nonce"}, "prompt": {"login"},
-					"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
-				rec := e.serve(httptest.NewRequest(http.MethodGet, origin+oidc.PathAuthorize+"?"+q.Encode(), nil))
-				loc, _ := url.Parse(rec.Header().Get("Location"))
-				if rec.Code != http.StatusSeeOther || loc.Path != "/login" {
-					t.Fatalf("authorize: %d %q, want the login page", rec.Code, rec.Header().Get("Location"))
-				}
-				flow := loc.Query().Get("flow")
-				if rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode()); rec.Code != http.StatusSeeOther {
-					t.Fatalf("password step: %d\n%s", rec.Code, rec.Body)
-				}
-				rec = e.post("/login/backup", url.Values{"csrf": {e.csrf}, "flow": {flow}, "backup_code": {fuzzBackupCodes[0]}}.Encode())
+				flow := e.promptLoginFlow(t)
+				rec := e.post("/login/backup", url.Values{"csrf": {e.csrf}, "flow": {flow}, "backup_code": {fuzzBackupCodes[0]}}.Encode())
 				notice := rec.Header().Get("Location")
 				if rec.Code != http.StatusSeeOther || !strings.HasPrefix(notice, "/login/notice?") {
 					t.Fatalf("backup code with 2 left: %d %q, want the notice", rec.Code, notice)
@@ -50,7 +38,7 @@ func TestContinueAfterOtherLogin(t *testing.T) {
 				}
 				cont := strings.Replace(notice, "/login/notice?", "/login/continue?", 1)
 				rec = e.serve(httptest.NewRequest(http.MethodGet, origin+cont, nil))
-				loc, _ = url.Parse(rec.Header().Get("Location"))
+				loc, _ := url.Parse(rec.Header().Get("Location"))
 				switch {
 				case rec.Code != http.StatusSeeOther && rec.Code != http.StatusFound:
 					t.Errorf("continue (other login %v): %d, want a redirect\n%s", other, rec.Code, rec.Body)

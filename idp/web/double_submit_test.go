@@ -236,18 +236,7 @@ func TestSecondStepDoubleSubmitPromptLogin(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		e := newFuzzEnvOn(t, db)
 		secret := e.enableMFAWithSecret(t)
-		q := url.Values{"client_id": {fuzzClient}, "response_type": {"code"}, "redirect_uri": {fuzzRedirect},
-			"scope": {"openid"}, "state": {"state-state"}, "nonce": {"nonce-nonce-nonce"}, "prompt": {"login"},
-			"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
-		rec := e.serve(httptest.NewRequest(http.MethodGet, origin+oidc.PathAuthorize+"?"+q.Encode(), nil))
-		loc, _ := url.Parse(rec.Header().Get("Location"))
-		if rec.Code != http.StatusSeeOther || loc.Path != "/login" {
-			t.Fatalf("authorize: %d %q, want the login page", rec.Code, rec.Header().Get("Location"))
-		}
-		flow := loc.Query().Get("flow")
-		if rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode()); rec.Code != http.StatusSeeOther {
-			t.Fatalf("password step: %d\n%s", rec.Code, rec.Body)
-		}
+		flow := e.promptLoginFlow(t)
 		a := e.app
 		race := newDoubleSubmit(a.Store)
 		h := web.New(web.Deps{Config: a.Config, Store: race, Key: a.Key, Hasher: a.Hasher,
@@ -306,4 +295,24 @@ func TestSecondStepDoubleSubmitPromptLogin(t *testing.T) {
 			t.Errorf("the twin followed with the login's session: %d %q, want the code", rec.Code, rec.Header().Get("Location"))
 		}
 	})
+}
+
+// promptLoginFlow starts the relying party's authorization request with
+// prompt=login and passes its login's password step: the flow, at its
+// second step.
+func (e *fuzzEnv) promptLoginFlow(t *testing.T) string {
+	t.Helper()
+	q := url.Values{"client_id": {fuzzClient}, "response_type": {"code"}, "redirect_uri": {fuzzRedirect},
+		"scope": {"openid"}, "state": {"state-state"}, "nonce": {"nonce-nonce-nonce"}, "prompt": {"login"},
+		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
+	rec := e.serve(httptest.NewRequest(http.MethodGet, origin+oidc.PathAuthorize+"?"+q.Encode(), nil))
+	loc, _ := url.Parse(rec.Header().Get("Location"))
+	if rec.Code != http.StatusSeeOther || loc.Path != "/login" {
+		t.Fatalf("authorize: %d %q, want the login page", rec.Code, rec.Header().Get("Location"))
+	}
+	flow := loc.Query().Get("flow")
+	if rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode()); rec.Code != http.StatusSeeOther {
+		t.Fatalf("password step: %d\n%s", rec.Code, rec.Body)
+	}
+	return flow
 }
