@@ -225,21 +225,11 @@ func TestSessionsList(t *testing.T) {
 			t.Errorf("the list lacks the IP or device:\n%s", pg.Body)
 		}
 		// Sign out one other session.
-		var target, current string
-		for _, li := range items {
-			id := ""
-			for _, in := range findAll(li, func(n *htmlNode) bool { return attr(n, "name") == "session" }) {
-				id = attr(in, "value")
-			}
-			if strings.Contains(text(li), "この端末") {
-				current = id
-			} else if target == "" {
-				target = id
-			}
+		current, others := listedSessions(pg)
+		if len(others) == 0 || current == "" {
+			t.Fatalf("session ids: others %q, current %q", others, current)
 		}
-		if target == "" || current == "" {
-			t.Fatalf("session ids: target %q, current %q", target, current)
-		}
+		target := others[0]
 		pg = a.submit(pg, "session", map[string]string{"session": target})
 		if pg.URL.Path != "/account/sessions" || len(pg.byClass("session")) != 2 || !strings.Contains(pg.Body, "端末をログアウトさせました") {
 			t.Fatalf("after signing one out: %s, %d sessions\n%s", pg.URL, len(pg.byClass("session")), pg.Body)
@@ -272,14 +262,7 @@ func TestSignOutThisDevice(t *testing.T) {
 		a := r.authorize()
 		tk := r.mustExchange(a, login(t, b, r, a))
 		pg := b.get(p.URL + "/account/sessions")
-		current := ""
-		for _, li := range pg.byClass("session") {
-			if strings.Contains(text(li), "この端末") {
-				for _, in := range findAll(li, func(n *htmlNode) bool { return attr(n, "name") == "session" }) {
-					current = attr(in, "value")
-				}
-			}
-		}
+		current, _ := listedSessions(pg)
 		if current == "" {
 			t.Fatalf("no current session listed:\n%s", pg.Body)
 		}
@@ -294,6 +277,23 @@ func TestSignOutThisDevice(t *testing.T) {
 			t.Error("the signed-out session's refresh token still refreshes")
 		}
 	})
+}
+
+// listedSessions are the ids of the sessions on the devices page: this
+// browser's (この端末) and the others'.
+func listedSessions(pg *page) (current string, others []string) {
+	for _, li := range pg.byClass("session") {
+		id := ""
+		for _, in := range findAll(li, func(n *htmlNode) bool { return attr(n, "name") == "session" }) {
+			id = attr(in, "value")
+		}
+		if strings.Contains(text(li), "この端末") {
+			current = id
+		} else {
+			others = append(others, id)
+		}
+	}
+	return current, others
 }
 
 // japanese reports whether s has kana or kanji.
