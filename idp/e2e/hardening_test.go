@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -826,6 +827,46 @@ func TestPasswordLockoutPerIP(t *testing.T) {
 		}
 		p.clock.Advance(61 * time.Second)
 		if pg := loginAttempt(p.newBrowser(), p, "second@example.com", password); pg.Status != http.StatusOK || pg.URL.Path != "/account" {
+			t.Fatalf("after the address's lockout: %d %s", pg.Status, pg.URL)
+		}
+	})
+}
+
+// TestPasswordLockoutPerIPForgives: an address's failures are forgiven one
+// per IDP_LOGIN_LOCKOUT without one, so the scattered typos of many people
+// behind one address (an office's NAT) do not add up to a lockout, while a
+// quick run of failures still locks it.
+func TestPasswordLockoutPerIPForgives(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db, func(c *config.Config) { c.LoginIPMaxFailures = 5 })
+		p.createUser(email, password)
+		n := 0
+		fail := func(want int) {
+			t.Helper()
+			n++
+			if pg := loginAttempt(p.newBrowser(), p, fmt.Sprintf("typo%d@example.com", n), "guess"); pg.Status != want || pg.alert() == "" {
+				t.Fatalf("failure %d: %d %q, want %d", n, pg.Status, pg.alert(), want)
+			}
+		}
+		// Five hours of a typo every three minutes: never locked.
+		for range 100 {
+			fail(http.StatusOK)
+			p.clock.Advance(3 * time.Minute)
+		}
+		// Four quick ones, two minutes' pause: two are forgiven, so two more
+		// pass and the third locks the address.
+		for range 4 {
+			fail(http.StatusOK)
+		}
+		p.clock.Advance(2*time.Minute + time.Second)
+		fail(http.StatusOK)
+		fail(http.StatusOK)
+		fail(http.StatusTooManyRequests)
+		if pg := loginAttempt(p.newBrowser(), p, email, password); pg.Status != http.StatusTooManyRequests {
+			t.Fatalf("right password from the locked address: %d %s", pg.Status, pg.URL)
+		}
+		p.clock.Advance(61 * time.Second)
+		if pg := loginAttempt(p.newBrowser(), p, email, password); pg.Status != http.StatusOK || pg.URL.Path != "/account" {
 			t.Fatalf("after the address's lockout: %d %s", pg.Status, pg.URL)
 		}
 	})

@@ -186,6 +186,14 @@ type ThrottlePolicy struct {
 	MaxFailures int           // consecutive failures that trigger a lockout
 	BaseLockout time.Duration // first lockout; each further one doubles it
 	MaxLockout  time.Duration // cap on the lockout length
+	// Forgive, when set, makes the count a leaky bucket, for keys that many
+	// people share (a client address: an office behind one NAT): each whole
+	// Forgive that passes without a failure takes one failure off the count,
+	// and once MaxFailures x Forgive pass without one, the lockouts counted
+	// so far are forgotten too (the next lockout is BaseLockout again). A
+	// key failing at most once per Forgive is never locked. Zero: failures
+	// count until a lockout, a success (ResetThrottle) or the sweep.
+	Forgive time.Duration
 }
 
 // Throttle is the failure counter behind a rate limit (per account, per IP, ...).
@@ -425,9 +433,10 @@ type Store interface {
 	// does; nil when there is none) and the throttles of keys, as
 	// GetThrottles returns them.
 	GetPasswordStep(ctx context.Context, email string, keys ...string) (*User, []Throttle, error)
-	// RecordFailure counts one failure; when Failures reaches
-	// p.MaxFailures it locks the key for BaseLockout*2^Lockouts (capped),
-	// increments Lockouts and resets Failures, atomically.
+	// RecordFailure counts one failure (after what p.Forgive forgives);
+	// when Failures reaches p.MaxFailures it locks the key for
+	// BaseLockout*2^Lockouts (capped), increments Lockouts and resets
+	// Failures, atomically.
 	RecordFailure(ctx context.Context, key string, p ThrottlePolicy, now time.Time) (*Throttle, error)
 	ResetThrottle(ctx context.Context, key string) error
 

@@ -243,8 +243,9 @@ func (s *Server) Wait() {
 func (s *Server) resetRequested(ctx context.Context, email string, keys []string) (*store.User, error) {
 	for i, k := range keys {
 		p := s.resetPolicy(s.Config.ResetMaxPerEmail)
-		if i > 0 {
+		if i > 0 { // a client address, shared as a login's is (loginIPPolicy)
 			p = s.resetPolicy(s.Config.ResetMaxPerIP)
+			p.Forgive = s.Config.ResetLockout
 		}
 		if _, err := s.Store.RecordFailure(ctx, k, p, s.Now()); err != nil {
 			return nil, err

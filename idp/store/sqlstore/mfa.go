@@ -345,7 +345,7 @@ func (s *Store) RecordFailure(ctx context.Context, key string, p store.ThrottleP
 	}
 
 	t := store.Throttle{Key: key}
-	err := s.q(ctx).QueryRowContext(ctx, recordFailureSQL, key, maxFailures, unix(now), base, capAt, limit).
+	err := s.q(ctx).QueryRowContext(ctx, recordFailureSQL, key, maxFailures, unix(now), base, capAt, limit, seconds(p.Forgive)).
 		Scan(&t.Failures, &t.Lockouts, timeCol{&t.LockedUntil})
 	if err != nil {
 		return nil, s.fail("record failure", err)
@@ -356,8 +356,8 @@ func (s *Store) RecordFailure(ctx context.Context, key string, p store.ThrottleP
 // throttleStep is one failure counted on a row whose counters are
 // failures, lockouts and lockedUntil (SQL expressions): the new values of
 // the three columns. The parameters are RecordFailure's: $2 the failures
-// that lock, $3 now, $4 the base lockout, $5 capAt, $6 the longest lockout
-// (all in seconds).
+// that lock, $3 now, $4 the base lockout, $5 capAt, $6 the longest lockout,
+// $7 the policy's Forgive (all in seconds).
 func throttleStep(failures, lockouts, lockedUntil string) [3]string {
 	reached := failures + ` + 1 >= $2`
 	return [3]string{
@@ -370,11 +370,32 @@ func throttleStep(failures, lockouts, lockedUntil string) [3]string {
 	}
 }
 
+// forgiven are the failures and lockouts of the existing row as a policy
+// with Forgive ($7) counts them at $3: with the row not locked, a failure
+// taken off for each whole Forgive since its last one (updated_at), and
+// the lockouts forgotten once $2 Forgives pass without one. (NULLIF keeps
+// the division defined where Forgive is zero; a last failure in the
+// future, another instance's clock ahead, forgives nothing.)
+func forgiven() (failures, lockouts string) {
+	const (
+		forgive = `CAST($7 AS BIGINT)`
+		quiet   = `(CAST($3 AS BIGINT) - throttles.updated_at)`
+		leaked  = `(CASE WHEN ` + quiet + ` > 0 THEN ` + quiet + ` / NULLIF(` + forgive + `, 0) ELSE 0 END)`
+		open    = `(` + forgive + ` > 0 AND throttles.locked_until <= CAST($3 AS BIGINT))`
+	)
+	failures = `(CASE WHEN NOT ` + open + ` THEN throttles.failures
+		WHEN throttles.failures > ` + leaked + ` THEN throttles.failures - ` + leaked + ` ELSE 0 END)`
+	lockouts = `(CASE WHEN ` + open + ` AND ` + quiet + ` >= ` + forgive + ` * CAST($2 AS BIGINT) THEN 0
+		ELSE throttles.lockouts END)`
+	return failures, lockouts
+}
+
 // recordFailureSQL is RecordFailure's upsert: the first failure (one step
-// from a zero row) or one more on the existing row.
+// from a zero row) or one more on the existing row, as forgiven.
 var recordFailureSQL = func() string {
 	first := throttleStep("0", "0", "0")
-	next := throttleStep("throttles.failures", "throttles.lockouts", "throttles.locked_until")
+	failures, lockouts := forgiven()
+	next := throttleStep(failures, lockouts, "throttles.locked_until")
 	return `INSERT INTO throttles (key, failures, lockouts, locked_until, updated_at)
 		VALUES ($1, ` + first[0] + `, ` + first[1] + `, ` + first[2] + `, $3)
 		ON CONFLICT (key) DO UPDATE SET failures = ` + next[0] + `, lockouts = ` + next[1] + `,

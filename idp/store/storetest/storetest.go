@@ -45,6 +45,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"BackupCodes", testBackupCodes},
 		{"Throttle", testThrottle},
 		{"ThrottleOverflow", testThrottleOverflow},
+		{"ThrottleForgive", testThrottleForgive},
 		{"Audit", testAudit},
 		{"Tokens", testTokens},
 		{"TokenWithUser", testTokenWithUser},
@@ -887,6 +888,78 @@ func testThrottle(t *testing.T, s store.Store) {
 	ths, err = s.GetThrottles(ctx)
 	must(t, err)
 	same(t, "GetThrottles()", len(ths), 0)
+}
+
+// testThrottleForgive: with Forgive, each whole Forgive without a failure
+// takes one off the count, never below zero and never while the key is
+// locked, and MaxFailures x Forgive without one forget its lockouts.
+func testThrottleForgive(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	p := store.ThrottlePolicy{MaxFailures: 4, BaseLockout: time.Minute, MaxLockout: time.Hour, Forgive: time.Minute}
+	fail := func(now time.Time, want store.Throttle) {
+		t.Helper()
+		want.Key = "k"
+		th, err := s.RecordFailure(ctx, "k", p, now)
+		must(t, err)
+		same(t, "RecordFailure at +"+now.Sub(t0).String(), th, &want)
+	}
+	fail(t0, store.Throttle{Failures: 1})
+	fail(t0, store.Throttle{Failures: 2})
+	fail(at(30*time.Second), store.Throttle{Failures: 3})                           // less than a Forgive since the last
+	fail(at(30*time.Second+119*time.Second), store.Throttle{Failures: 3})           // one whole Forgive: 3-1+1
+	fail(at(30*time.Second+119*time.Second+time.Hour), store.Throttle{Failures: 1}) // all of them, never below zero
+	// One failure a Forgive is never locked.
+	now := at(2 * time.Hour)
+	for i := range 10 {
+		fail(now.Add(time.Duration(i)*time.Minute), store.Throttle{Failures: 1})
+	}
+	// Faster, the key locks; once the lock is over, the failures it lets
+	// through lock it again, for twice as long.
+	now = at(3 * time.Hour)
+	fail(now, store.Throttle{Failures: 1})
+	fail(now, store.Throttle{Failures: 2})
+	fail(now, store.Throttle{Failures: 3})
+	fail(now, store.Throttle{Lockouts: 1, LockedUntil: now.Add(time.Minute)})
+	locked := now.Add(time.Minute)
+	now = locked
+	fail(now, store.Throttle{Failures: 1, Lockouts: 1, LockedUntil: locked})
+	fail(now, store.Throttle{Failures: 2, Lockouts: 1, LockedUntil: locked})
+	fail(now, store.Throttle{Failures: 3, Lockouts: 1, LockedUntil: locked})
+	fail(now, store.Throttle{Lockouts: 2, LockedUntil: now.Add(2 * time.Minute)})
+	// Less than MaxFailures x Forgive after the last failure, the lockouts stay.
+	locked = now.Add(2 * time.Minute)
+	now = now.Add(4*time.Minute - time.Second)
+	fail(now, store.Throttle{Failures: 1, Lockouts: 2, LockedUntil: locked})
+	// After as long again without one, they are forgotten.
+	now = now.Add(4 * time.Minute)
+	fail(now, store.Throttle{Failures: 1, LockedUntil: locked})
+	fail(now, store.Throttle{Failures: 2, LockedUntil: locked})
+	fail(now, store.Throttle{Failures: 3, LockedUntil: locked})
+	fail(now, store.Throttle{Lockouts: 1, LockedUntil: now.Add(time.Minute)})
+
+	// A locked key forgives nothing: failures counted while it is locked
+	// (requests that raced its lockout) stay, however long it lasts.
+	long := store.ThrottlePolicy{MaxFailures: 2, BaseLockout: time.Hour, MaxLockout: time.Hour, Forgive: time.Minute}
+	for i, f := range []struct {
+		at   time.Duration
+		want store.Throttle
+	}{
+		{0, store.Throttle{Failures: 1}},
+		{0, store.Throttle{Lockouts: 1, LockedUntil: at(time.Hour)}},
+		{30 * time.Minute, store.Throttle{Failures: 1, Lockouts: 1, LockedUntil: at(time.Hour)}},
+		{59 * time.Minute, store.Throttle{Lockouts: 2, LockedUntil: at(59*time.Minute + time.Hour)}},
+	} {
+		th, err := s.RecordFailure(ctx, "locked", long, at(f.at))
+		must(t, err)
+		f.want.Key = "locked"
+		same(t, fmt.Sprintf("failure %d on a locked key", i+1), th, &f.want)
+	}
+	// A last failure ahead of now (another instance's clock) forgives nothing.
+	for i, want := range []int{1, 2} {
+		th, err := s.RecordFailure(ctx, "ahead", p, at(time.Duration(1-i)*time.Hour))
+		must(t, err)
+		same(t, "failures after one an hour ahead", th.Failures, want)
+	}
 }
 
 // testThrottleOverflow locks a key far more often than the doubling can
