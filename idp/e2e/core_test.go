@@ -501,6 +501,50 @@ func TestLogoutEndsSession(t *testing.T) {
 	})
 }
 
+// TestLogoutEndsTokens: a logout, asked for by a relying party or from My
+// Page, deactivates the tokens issued in the browser's session, every
+// relying party's; another browser's session and its tokens stay.
+func TestLogoutEndsTokens(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		viewer, other := p.newRP("viewer", true), p.newRP("other", true)
+		for _, fromRP := range []bool{true, false} {
+			b, elsewhere := p.newBrowser(), p.newBrowser()
+			a := viewer.authorize()
+			mine := viewer.mustExchange(a, login(t, b, viewer, a))
+			a = other.authorize()
+			sso := other.mustExchange(a, b.get(a.URL).code(t, a)) // by SSO, in the same session
+			a = viewer.authorize()
+			theirs := viewer.mustExchange(a, login(t, elsewhere, viewer, a))
+
+			if fromRP {
+				raw, _ := mine.Extra("id_token").(string)
+				b.postFromRP(p.URL+"/logout", url.Values{"id_token_hint": {raw}})
+			} else {
+				b.submit(b.get(p.URL+"/logout"), "flow", nil)
+			}
+			if b.hasSession(p) || !elsewhere.hasSession(p) {
+				t.Fatalf("logout (from the relying party %v): session kept %v, other browser's kept %v", fromRP, b.hasSession(p), elsewhere.hasSession(p))
+			}
+			for _, c := range []struct {
+				name string
+				rp   *rp
+				tk   *tokens
+				live bool
+			}{{"the session's", viewer, mine, false}, {"the SSO app's", other, sso, false}, {"another browser's", viewer, theirs, true}} {
+				if st := userinfoStatus(t, c.rp, c.tk.AccessToken); (st == http.StatusOK) != c.live {
+					t.Errorf("logout (from the relying party %v): userinfo with %s access token: %d", fromRP, c.name, st)
+				}
+				_, err := c.rp.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: c.tk.RefreshToken}).Token()
+				if (err == nil) != c.live {
+					t.Errorf("logout (from the relying party %v): %s refresh token: %v", fromRP, c.name, err)
+				}
+			}
+		}
+	})
+}
+
 // TestAuthorizeErrorPageInJapanese: an authorization request refused with
 // an error page says why in the page's language, with the OAuth code.
 func TestAuthorizeErrorPageInJapanese(t *testing.T) {
