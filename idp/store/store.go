@@ -418,6 +418,8 @@ type Store interface {
 
 	// Backup codes.
 	ListBackupCodes(ctx context.Context, userID string) ([]BackupCode, error) // by Position
+	// ReplaceBackupCodes replaces the user's codes; ErrNotFound when the
+	// user has no authenticator (two-step verification turned off meanwhile).
 	ReplaceBackupCodes(ctx context.Context, userID string, codes []BackupCode) error
 	// UseBackupCode marks the unused code with this hash as used and returns
 	// how many unused codes remain; ErrConsumed when no unused code matches.

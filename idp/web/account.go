@@ -620,6 +620,12 @@ func (s *Server) backupCodesReplace(w http.ResponseWriter, r *http.Request) {
 	err = s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
 		return accountChange{Event: "mfa.codes_replaced", Mail: mail.CodesReplaced}, s.Store.ReplaceBackupCodes(tx, u.ID, mfa.SealBackupCodes(s.Key, u.ID, codes))
 	})
+	if errors.Is(err, store.ErrNotFound) {
+		// 2FA turned off (or reset by the support desk) since the account
+		// was read: no codes without an authenticator.
+		s.settingsFailed(w, r, errFlowGone)
+		return
+	}
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return

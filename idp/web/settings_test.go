@@ -287,6 +287,46 @@ func TestReplaceBackupCodesSentAgain(t *testing.T) {
 	})
 }
 
+// beforeTx runs hook once, just before the first transaction begins.
+type beforeTx struct {
+	store.Store
+	once sync.Once
+	hook func()
+}
+
+func (s *beforeTx) BeginTx(ctx context.Context) (context.Context, error) {
+	s.once.Do(s.hook)
+	return s.Store.BeginTx(ctx)
+}
+
+// TestReplaceBackupCodesRacingReset: the support desk's reset of 2FA
+// (idp user reset-mfa) lands after the replace form's request read the
+// account and before its transaction began. No codes are written for an
+// account without an authenticator, nothing is recorded or mailed, and
+// the browser gets the expired page leading back to the settings (which
+// show 2FA off), not a 500.
+func TestReplaceBackupCodesRacingReset(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e := newFuzzEnvOn(t, db)
+		form := formOf(t, "codes page", replaceForm(t, e))
+		e.useStore(&beforeTx{Store: e.app.Store, hook: func() {
+			if err := e.app.Store.DeleteMFA(context.Background(), e.user.ID); err != nil {
+				t.Error(err)
+			}
+		}})
+		rec := e.post("/account/2fa/backup-codes/replace", form.Encode())
+		if body := rec.Body.String(); rec.Code != http.StatusBadRequest || !strings.Contains(body, settingsBack) || len(codesOn(rec)) > 0 {
+			t.Errorf("replace racing a reset: %d with %d codes, want the expired page linking to /account/2fa\n%s", rec.Code, len(codesOn(rec)), body)
+		}
+		if stored := e.storedCodes(t); len(stored) > 0 {
+			t.Errorf("codes stored without an authenticator: %v", stored)
+		}
+		if n := e.events(t, "mfa.codes_replaced"); n != 0 {
+			t.Errorf("%d mfa.codes_replaced events, want none", n)
+		}
+	})
+}
+
 // TestSettingsDoubleSubmit: the last step of a setting posted twice at once
 // (a double-click). Both requests load the flow before either spends it;
 // one makes the change, the other finds the flow spent and sends the

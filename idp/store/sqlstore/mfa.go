@@ -163,19 +163,33 @@ func (s *Store) ListBackupCodes(ctx context.Context, userID string) ([]store.Bac
 
 // ReplaceBackupCodes replaces the user's codes with codes, in one
 // transaction; ErrDuplicate when two codes share a Position.
+//
+// It holds the user's row while it replaces the codes, so that concurrent
+// replacements run one after the other: under READ COMMITTED the second
+// one's DELETE would otherwise miss the rows the first inserted, and its
+// INSERTs collide with them. With the row held, it checks that the user
+// still has an authenticator: two-step verification turned off, or reset
+// by the support desk, since the caller read the account is ErrNotFound,
+// not codes left without an authenticator. (DeleteMFA changes the user's
+// row too, so it either waits for this or has committed before the check.)
 func (s *Store) ReplaceBackupCodes(ctx context.Context, userID string, codes []store.BackupCode) error {
-	err := s.inTx(ctx, func(q querier) error { return s.replaceBackupCodes(ctx, q, userID, codes) })
+	err := s.inTx(ctx, func(q querier) error {
+		if err := s.lockUser(ctx, q, userID); err != nil {
+			return err
+		}
+		var one int
+		if err := q.QueryRowContext(ctx, `SELECT 1 FROM totp WHERE user_id = $1`, userID).Scan(&one); err != nil {
+			return err // sql.ErrNoRows: ErrNotFound
+		}
+		return s.replaceBackupCodes(ctx, q, userID, codes)
+	})
 	return s.fail("replace backup codes", err)
 }
 
-// replaceBackupCodes holds the user's row while it replaces the codes, so
-// that concurrent replacements run one after the other: under READ
-// COMMITTED the second one's DELETE would otherwise miss the rows the first
-// inserted, and its INSERTs collide with them.
+// replaceBackupCodes replaces the user's codes in q, whose transaction
+// holds the user's row (ReplaceBackupCodes locks it; ConfirmTOTP has
+// updated it).
 func (s *Store) replaceBackupCodes(ctx context.Context, q querier, userID string, codes []store.BackupCode) error {
-	if err := s.lockUser(ctx, q, userID); err != nil {
-		return err
-	}
 	if _, err := q.ExecContext(ctx, `DELETE FROM backup_codes WHERE user_id = $1`, userID); err != nil {
 		return err
 	}

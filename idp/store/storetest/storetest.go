@@ -176,6 +176,16 @@ func newUser(t *testing.T, s store.Store, id string) *store.User {
 	return u
 }
 
+// enrolledUser is newUser with an authenticator (and no backup codes).
+func enrolledUser(t *testing.T, s store.Store, id string) *store.User {
+	t.Helper()
+	u := newUser(t, s, id)
+	secret := []byte("secret-" + id)
+	must(t, s.PutPendingTOTP(t.Context(), &store.PendingTOTP{UserID: id, SecretEnc: secret, CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	must(t, s.ConfirmTOTP(t.Context(), id, secret, 1, nil, t0))
+	return u
+}
+
 func newClient(t *testing.T, s store.Store, id string) *store.Client {
 	t.Helper()
 	c := &store.Client{ID: id, Name: id, RedirectURIs: []string{"https://" + id + ".example/cb"}, CreatedAt: t0}
@@ -776,8 +786,8 @@ func getTOTP(ctx context.Context, s store.Store, userID string) (*store.TOTP, er
 
 func testBackupCodes(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	newUser(t, s, "u1")
-	newUser(t, s, "u2")
+	enrolledUser(t, s, "u1")
+	enrolledUser(t, s, "u2")
 	cs := codes("a", 5)
 	shuffled := []store.BackupCode{cs[3], cs[0], cs[4], cs[2], cs[1]}
 	must(t, s.ReplaceBackupCodes(ctx, "u1", shuffled))
@@ -822,6 +832,19 @@ func testBackupCodes(t *testing.T, s store.Store) {
 	got, err = s.ListBackupCodes(ctx, "u2")
 	must(t, err)
 	same(t, "another user's codes", got, codes("b", 2))
+
+	// No codes without an authenticator: never enrolled, or turned off
+	// (by the user, or the support desk's reset) since the caller read
+	// the account.
+	newUser(t, s, "u3")
+	wantErr(t, "ReplaceBackupCodes without an authenticator", s.ReplaceBackupCodes(ctx, "u3", codes("d", 3)), store.ErrNotFound)
+	must(t, s.DeleteMFA(ctx, "u2"))
+	wantErr(t, "ReplaceBackupCodes after DeleteMFA", s.ReplaceBackupCodes(ctx, "u2", codes("d", 3)), store.ErrNotFound)
+	for _, id := range []string{"u2", "u3"} {
+		got, err = s.ListBackupCodes(ctx, id)
+		must(t, err)
+		same(t, id+"'s codes without an authenticator", len(got), 0)
+	}
 }
 
 func testThrottle(t *testing.T, s store.Store) {
@@ -1424,7 +1447,7 @@ func testRaceCreateUser(t *testing.T, s store.Store) {
 
 func testRaceUseBackupCode(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	newUser(t, s, "u1")
+	enrolledUser(t, s, "u1")
 	cs := codes("a", 10)
 	must(t, s.ReplaceBackupCodes(ctx, "u1", cs))
 	wins := race(t, store.ErrConsumed, func(ctx context.Context, _ int) error {
@@ -1441,7 +1464,7 @@ func testRaceUseBackupCode(t *testing.T, s store.Store) {
 // (a double-click, two tabs) all succeed, and one whole set is left.
 func testRaceReplaceBackupCodes(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	newUser(t, s, "u1")
+	enrolledUser(t, s, "u1")
 	must(t, s.ReplaceBackupCodes(ctx, "u1", codes("old", 10)))
 	wins := race(t, nil, func(ctx context.Context, i int) error {
 		return s.ReplaceBackupCodes(ctx, "u1", codes(fmt.Sprintf("set%d", i), 10))
@@ -1465,7 +1488,7 @@ func testRaceReplaceBackupCodes(t *testing.T, s store.Store) {
 // spending one code, one commits, and only its event is kept.
 func testRaceUseBackupCodeInTx(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	newUser(t, s, "u1")
+	enrolledUser(t, s, "u1")
 	cs := codes("a", 10)
 	must(t, s.ReplaceBackupCodes(ctx, "u1", cs))
 	wins := race(t, store.ErrConsumed, func(ctx context.Context, i int) error {
