@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"os"
 	"syscall"
@@ -25,15 +24,16 @@ func TestServeDrain(t *testing.T) {
 	t.Setenv("IDP_SHUTDOWN_DRAIN", "5m")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve"}, nil, io.Discard) }()
-	waitStatus(t, "http://"+public+"/readyz", http.StatusOK, done)
+	done, draining := startServe(t, ctx, public)
 
 	// serve has its signal handler: these signals do not end the test.
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, "http://"+public+"/readyz", http.StatusServiceUnavailable, done)
+	waitServe(t, draining, done, "the drain")
+	if code := fresh(t, "http://"+public+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz while draining: %d, want 503", code)
+	}
 	if code := fresh(t, "http://"+public+"/.well-known/openid-configuration"); code != http.StatusOK {
 		t.Fatalf("discovery on a new connection while draining: %d, want 200", code)
 	}

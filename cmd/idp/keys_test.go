@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -60,9 +58,7 @@ func TestOnlyServeMakesSigningKeys(t *testing.T) {
 
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		done := make(chan error, 1)
-		go func() { done <- run(ctx, []string{"serve"}, nil, io.Discard) }()
-		waitStatus(t, "http://"+public+"/readyz", http.StatusOK, done)
+		done, _ := startServe(t, ctx, public)
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatalf("serve: %v", err)

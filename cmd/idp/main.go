@@ -191,9 +191,36 @@ func serve(ctx context.Context, args []string) error {
 	stopJobs := a.StartJobs(5 * time.Minute)
 	defer stopJobs()
 	log.Info("serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "metrics", cfg.MetricsListen, "store", storeKind(cfg))
+	h := hooksOf(ctx)
+	h.serving()
 	return runServers(ctx, log, shutdown{
-		drain: cfg.ShutdownDrain, grace: shutdownGrace, draining: a.Web.Drain, hurry: sigs,
+		drain: cfg.ShutdownDrain, grace: shutdownGrace, hurry: sigs,
+		draining: func() { a.Web.Drain(); h.draining() },
 	}, servers...)
+}
+
+// serveHooks are what tests of serve wait on instead of polling it:
+// serving is called once the listeners are open (requests are answered
+// from then on), draining once the drain has begun (/readyz answers 503).
+// They come with run's context (withServeHooks); serve without them calls
+// nothing.
+type serveHooks struct{ serving, draining func() }
+
+type serveHooksKey struct{}
+
+func withServeHooks(ctx context.Context, h serveHooks) context.Context {
+	return context.WithValue(ctx, serveHooksKey{}, h)
+}
+
+func hooksOf(ctx context.Context) serveHooks {
+	h, _ := ctx.Value(serveHooksKey{}).(serveHooks)
+	if h.serving == nil {
+		h.serving = func() {}
+	}
+	if h.draining == nil {
+		h.draining = func() {}
+	}
+	return h
 }
 
 // shutdownGrace is how long a shutdown waits for requests in flight (less

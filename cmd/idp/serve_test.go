@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -16,10 +17,11 @@ import (
 // the context), it stops accepting connections at once but a request
 // already in flight still completes with its whole answer.
 func TestGracefulShutdown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln := &closeSignal{Listener: l, closed: make(chan struct{})}
 	addr := ln.Addr().String()
 	entered, release := make(chan struct{}), make(chan struct{})
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -55,18 +57,15 @@ func TestGracefulShutdown(t *testing.T) {
 	<-entered
 	cancel() // what SIGTERM does
 
-	// The listener closes: new connections are refused (polled, bounded).
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			break
-		}
+	// The listener closes at once: new connections are refused.
+	select {
+	case <-ln.closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the listener still open 5 s after shutdown began")
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("still accepting connections after shutdown began")
-		}
-		time.Sleep(10 * time.Millisecond)
+		t.Fatal("a new connection accepted after the listener closed")
 	}
 	select {
 	case err := <-stopped:
@@ -124,24 +123,45 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// waitStatus polls u (bounded) until it answers with status want; serve
-// stopping (done) meanwhile fails the test.
-func waitStatus(t *testing.T, u string, want int, done <-chan error) {
+// closeSignal is a listener that closes closed once it is closed.
+type closeSignal struct {
+	net.Listener
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (l *closeSignal) Close() error {
+	err := l.Listener.Close()
+	l.once.Do(func() { close(l.closed) })
+	return err
+}
+
+// startServe runs `idp serve` (configured by the environment) with ctx
+// and waits until its listeners are open: it answers requests then, and
+// /readyz must say 200. done gets what serve returns.
+func startServe(t *testing.T, ctx context.Context, public string) (done chan error, draining chan struct{}) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if fresh(t, u) == want {
-			return
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve stopped: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer %d", u, want)
-		}
-		time.Sleep(20 * time.Millisecond)
+	serving, draining := make(chan struct{}), make(chan struct{})
+	ctx = withServeHooks(ctx, serveHooks{serving: func() { close(serving) }, draining: func() { close(draining) }})
+	done = make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, nil, io.Discard) }()
+	waitServe(t, serving, done, "its listeners to open")
+	if code := fresh(t, "http://"+public+"/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz once serving: %d, want 200", code)
+	}
+	return done, draining
+}
+
+// waitServe waits for serve to close ch (what it is waiting for names it);
+// serve stopping first, or 10 s without it, fails the test.
+func waitServe(t *testing.T, ch <-chan struct{}, done <-chan error, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case err := <-done:
+		t.Fatalf("serve stopped while waiting for %s: %v", what, err)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("serve: no sign of %s within 10 s", what)
 	}
 }
 
@@ -158,8 +178,7 @@ func TestServeMetricsListener(t *testing.T) {
 	t.Setenv("IDP_LOG_LEVEL", "error")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve"}, nil, io.Discard) }()
+	done, _ := startServe(t, ctx, public)
 
 	get := func(u string) (int, string) {
 		resp, err := http.Get(u)
@@ -170,7 +189,6 @@ func TestServeMetricsListener(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	waitStatus(t, "http://"+public+"/readyz", http.StatusOK, done)
 	if code, body := get("http://" + private + "/metrics"); code != http.StatusOK ||
 		!strings.Contains(body, `idp_http_request_duration_seconds_count{code="200",method="GET",route="GET /readyz"}`) {
 		t.Fatalf("metrics listener: %d\n%.500s", code, body)
