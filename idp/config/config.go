@@ -714,7 +714,7 @@ func (p *parser) u32(dst *uint32, key string) {
 
 // readEnvFile reads an IDP_CONFIG file: KEY=VALUE lines (a shell's
 // "export KEY=VALUE" too), # comments and blank lines; anything else is an
-// error naming its line. Quotes around a value are dropped.
+// error naming its line. A value may be quoted (envValue).
 func readEnvFile(path string, into map[string]fileVar) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -735,12 +735,40 @@ func readEnvFile(path string, into map[string]fileVar) error {
 		if !ok || !envName.MatchString(k) {
 			return fmt.Errorf("config file %s:%d: want KEY=VALUE, a # comment or a blank line", path, n)
 		}
-		into[k] = fileVar{value: strings.Trim(strings.TrimSpace(v), `"'`), line: n}
+		v, err := envValue(v)
+		if err != nil {
+			return fmt.Errorf("config file %s:%d: %s: %w", path, n, k, err)
+		}
+		into[k] = fileVar{value: v, line: n}
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("config file %s: %w", path, err)
 	}
 	return nil
+}
+
+// envValue is the value of a file's KEY=VALUE line, v. Quoted ('...' or
+// "..."), it is what the quotes hold, as written, and only white space or
+// a # comment may follow. Unquoted, a # after white space is refused,
+// because a shell sourcing the file takes it for a comment and a reader
+// might too, while a value cut there (a password, say) must not pass
+// unnoticed: the comment goes on a line of its own, or the value in quotes.
+func envValue(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	if v != "" && (v[0] == '"' || v[0] == '\'') {
+		end := strings.IndexByte(v[1:], v[0])
+		if end < 0 {
+			return "", fmt.Errorf("the value's %c quote is not closed", v[0])
+		}
+		if rest := strings.TrimSpace(v[end+2:]); rest != "" && rest[0] != '#' {
+			return "", fmt.Errorf("%q after the value's closing quote (a comment starts with #)", rest)
+		}
+		return v[1 : end+1], nil
+	}
+	if i := strings.IndexByte(v, '#'); i > 0 && (v[i-1] == ' ' || v[i-1] == '\t') {
+		return "", errors.New("a # after a space in the value: put the comment on a line of its own, or quote the value")
+	}
+	return v, nil
 }
 
 // fileVar is a value of an IDP_CONFIG file and the line it is on.

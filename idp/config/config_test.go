@@ -242,6 +242,15 @@ func TestEnvFile(t *testing.T) {
 		{"IDP LOG_LEVEL=debug\n", ":1: want KEY=VALUE"},
 		{"set IDP_LOG_LEVEL=debug\n", ":1: want KEY=VALUE"},
 		{"-IDP_LOG_LEVEL=debug\n", ":1: want KEY=VALUE"},
+		// Quotes hold the value as written; after them, only a comment.
+		{"IDP_LOG_LEVEL='debug' # more output\n", ""},
+		{"IDP_LOG_LEVEL=\"debug\"\t#\n", ""},
+		{"IDP_LOG_LEVEL=\"debug\n", ":1: IDP_LOG_LEVEL: the value's \" quote is not closed"},
+		{"IDP_LOG_LEVEL='debug\"\n", ":1: IDP_LOG_LEVEL: the value's ' quote is not closed"},
+		{"\nIDP_LOG_LEVEL=\"debug\" info\n", `:2: IDP_LOG_LEVEL: "info" after the value's closing quote`},
+		// Unquoted, a # after a space would be cut by a shell: refused.
+		{"IDP_LOG_LEVEL=debug # more output\n", ":1: IDP_LOG_LEVEL: a # after a space in the value"},
+		{"IDP_LOG_LEVEL=debug\t#\n", ":1: IDP_LOG_LEVEL: a # after a space in the value"},
 	} {
 		file := filepath.Join(dir, "idp.env")
 		if err := os.WriteFile(file, []byte(tc.content), 0o600); err != nil {
@@ -255,6 +264,27 @@ func TestEnvFile(t *testing.T) {
 			t.Errorf("%d: %q refused: %v", i, tc.content, err)
 		case tc.want == "" && c.LogLevel != "debug":
 			t.Errorf("%d: %q: log level %q, want debug", i, tc.content, c.LogLevel)
+		}
+	}
+}
+
+// TestEnvValue: what a file's values read as, # and quotes within them.
+func TestEnvValue(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		refused  bool
+	}{
+		{in: "#0b5cad", want: "#0b5cad"},             // a # that starts the value
+		{in: "pass#word", want: "pass#word"},         // or is inside it
+		{in: ` "Camera # ID" `, want: "Camera # ID"}, // quoted: as written
+		{in: `"say 'hi'"`, want: "say 'hi'"},         // the other quote inside
+		{in: `''`, want: ""},
+		{in: `"a\nb"`, want: `a\nb`},   // no escapes,
+		{in: `'it''s'`, refused: true}, // so no quote inside its own kind
+	} {
+		got, err := envValue(tc.in)
+		if tc.refused != (err != nil) || got != tc.want {
+			t.Errorf("envValue(%q) = %q, %v; want %q (refused %v)", tc.in, got, err, tc.want, tc.refused)
 		}
 	}
 }
