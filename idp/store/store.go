@@ -186,12 +186,12 @@ type ThrottlePolicy struct {
 	MaxFailures int           // consecutive failures that trigger a lockout
 	BaseLockout time.Duration // first lockout; each further one doubles it
 	MaxLockout  time.Duration // cap on the lockout length
-	// Forgive, when set, makes the count a leaky bucket, for keys that many
-	// people share (a client address: an office behind one NAT): each whole
-	// Forgive that passes without a failure takes one failure off the count,
-	// and once MaxFailures x Forgive pass without one, the lockouts counted
-	// so far are forgotten too (the next lockout is BaseLockout again). A
-	// key failing at most once per Forgive is never locked. Zero: failures
+	// Forgive, when set, makes the count of failures a leaky bucket, for
+	// keys that many people share (a client address: an office behind one
+	// NAT): each whole Forgive that passes without a failure, while the key
+	// is not locked, takes one failure off the count. A key failing at most
+	// once per Forgive is never locked. Lockouts are not forgiven (each
+	// doubles the next until the sweep forgets the key). Zero: failures
 	// count until a lockout, a success (ResetThrottle) or the sweep.
 	Forgive time.Duration
 }

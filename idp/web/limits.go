@@ -24,9 +24,9 @@ func (s *Server) loginPolicy() store.ThrottlePolicy {
 
 // loginIPPolicy counts the password failures of a client address, which
 // many people can share (an office behind one NAT): it forgives one failure
-// for each IDP_LOGIN_LOCKOUT without one, and its lockouts after a full
-// count's worth of that, so the typos of a busy address do not pile up
-// into hour-long lockouts for everyone behind it.
+// for each IDP_LOGIN_LOCKOUT without one, so the scattered typos of a busy
+// address do not add up to lockouts for everyone behind it, while a quick
+// run of failures locks it as before.
 func (s *Server) loginIPPolicy() store.ThrottlePolicy {
 	return store.ThrottlePolicy{MaxFailures: s.Config.LoginIPMaxFailures, BaseLockout: s.Config.LoginLockout, MaxLockout: s.Config.LoginMaxLockout,
 		Forgive: s.Config.LoginLockout}

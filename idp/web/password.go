@@ -103,8 +103,17 @@ func (s *Server) changeCredentials(w http.ResponseWriter, r *http.Request, u *st
 
 // --- Asking for a reset link. ---
 
-func (s *Server) resetPolicy(max int) store.ThrottlePolicy {
-	return store.ThrottlePolicy{MaxFailures: max, BaseLockout: s.Config.ResetLockout, MaxLockout: max64(s.Config.ResetLockout, time.Hour)}
+// resetPolicy counts an e-mail address's reset requests.
+func (s *Server) resetPolicy() store.ThrottlePolicy {
+	return store.ThrottlePolicy{MaxFailures: s.Config.ResetMaxPerEmail, BaseLockout: s.Config.ResetLockout, MaxLockout: max64(s.Config.ResetLockout, time.Hour)}
+}
+
+// resetIPPolicy counts a client address's reset requests, forgiving one
+// per IDP_RESET_LOCKOUT without one, as loginIPPolicy does its failures.
+func (s *Server) resetIPPolicy() store.ThrottlePolicy {
+	p := s.resetPolicy()
+	p.MaxFailures, p.Forgive = s.Config.ResetMaxPerIP, s.Config.ResetLockout
+	return p
 }
 
 func max64(a, b time.Duration) time.Duration {
@@ -242,10 +251,9 @@ func (s *Server) Wait() {
 // limits and returns the account, or nil when the address has none.
 func (s *Server) resetRequested(ctx context.Context, email string, keys []string) (*store.User, error) {
 	for i, k := range keys {
-		p := s.resetPolicy(s.Config.ResetMaxPerEmail)
-		if i > 0 { // a client address, shared as a login's is (loginIPPolicy)
-			p = s.resetPolicy(s.Config.ResetMaxPerIP)
-			p.Forgive = s.Config.ResetLockout
+		p := s.resetPolicy()
+		if i > 0 {
+			p = s.resetIPPolicy()
 		}
 		if _, err := s.Store.RecordFailure(ctx, k, p, s.Now()); err != nil {
 			return nil, err

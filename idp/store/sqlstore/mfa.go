@@ -170,8 +170,10 @@ func (s *Store) ListBackupCodes(ctx context.Context, userID string) ([]store.Bac
 // INSERTs collide with them. With the row held, it checks that the user
 // still has an authenticator: two-step verification turned off, or reset
 // by the support desk, since the caller read the account is ErrNotFound,
-// not codes left without an authenticator. (DeleteMFA changes the user's
-// row too, so it either waits for this or has committed before the check.)
+// not codes left without an authenticator. (DeleteMFA deletes the
+// authenticator, then changes the user's row: either it committed before
+// the check, or it waits for this transaction there and its DELETE of the
+// codes, a statement after, removes the ones written here.)
 func (s *Store) ReplaceBackupCodes(ctx context.Context, userID string, codes []store.BackupCode) error {
 	err := s.inTx(ctx, func(q querier) error {
 		if err := s.lockUser(ctx, q, userID); err != nil {
@@ -384,32 +386,32 @@ func throttleStep(failures, lockouts, lockedUntil string) [3]string {
 	}
 }
 
-// forgiven are the failures and lockouts of the existing row as a policy
-// with Forgive ($7) counts them at $3: with the row not locked, a failure
-// taken off for each whole Forgive since its last one (updated_at), and
-// the lockouts forgotten once $2 Forgives pass without one. (NULLIF keeps
-// the division defined where Forgive is zero; a last failure in the
-// future, another instance's clock ahead, forgives nothing.)
-func forgiven() (failures, lockouts string) {
+// forgivenFailures are the failures of the existing row as a policy with
+// Forgive ($7) counts them at $3: with the row not locked, one taken off
+// for each whole Forgive since its last failure (updated_at). Its lockouts
+// are not forgiven: a lockout served is itself a quiet time, and
+// forgetting them would let an address that fails whenever it may start
+// again from the shortest lockout each time (the sweep forgets them a day
+// after the last failure, as for every key). NULLIF keeps the division
+// defined where Forgive is zero; a last failure in the future, another
+// instance's clock ahead, forgives nothing.
+func forgivenFailures() string {
 	const (
 		forgive = `CAST($7 AS BIGINT)`
 		quiet   = `(CAST($3 AS BIGINT) - throttles.updated_at)`
 		leaked  = `(CASE WHEN ` + quiet + ` > 0 THEN ` + quiet + ` / NULLIF(` + forgive + `, 0) ELSE 0 END)`
 		open    = `(` + forgive + ` > 0 AND throttles.locked_until <= CAST($3 AS BIGINT))`
 	)
-	failures = `(CASE WHEN NOT ` + open + ` THEN throttles.failures
+	return `(CASE WHEN NOT ` + open + ` THEN throttles.failures
 		WHEN throttles.failures > ` + leaked + ` THEN throttles.failures - ` + leaked + ` ELSE 0 END)`
-	lockouts = `(CASE WHEN ` + open + ` AND ` + quiet + ` >= ` + forgive + ` * CAST($2 AS BIGINT) THEN 0
-		ELSE throttles.lockouts END)`
-	return failures, lockouts
 }
 
 // recordFailureSQL is RecordFailure's upsert: the first failure (one step
-// from a zero row) or one more on the existing row, as forgiven.
+// from a zero row) or one more on the existing row, after what its policy
+// forgives.
 var recordFailureSQL = func() string {
 	first := throttleStep("0", "0", "0")
-	failures, lockouts := forgiven()
-	next := throttleStep(failures, lockouts, "throttles.locked_until")
+	next := throttleStep(forgivenFailures(), "throttles.lockouts", "throttles.locked_until")
 	return `INSERT INTO throttles (key, failures, lockouts, locked_until, updated_at)
 		VALUES ($1, ` + first[0] + `, ` + first[1] + `, ` + first[2] + `, $3)
 		ON CONFLICT (key) DO UPDATE SET failures = ` + next[0] + `, lockouts = ` + next[1] + `,

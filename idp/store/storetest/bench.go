@@ -55,13 +55,7 @@ func benchSessionLookup(b *testing.B, s store.Store) {
 // codes the set is replaced, with the timer stopped.
 func benchBackupCodeCheck(b *testing.B, s store.Store) {
 	u := benchUser(b, s, "bench-backup")
-	secretEnc := bytes.Repeat([]byte{2}, 48)
-	if err := s.PutPendingTOTP(b.Context(), &store.PendingTOTP{UserID: u.ID, SecretEnc: secretEnc, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
-		b.Fatal(err)
-	}
-	if err := s.ConfirmTOTP(b.Context(), u.ID, secretEnc, 1, nil, t0); err != nil {
-		b.Fatal(err)
-	}
+	enroll(b, s, u.ID)
 	key, err := crypt.ParseKey(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))
 	if err != nil {
 		b.Fatal(err)
