@@ -502,14 +502,16 @@ func TestLogoutEndsSession(t *testing.T) {
 }
 
 // TestLogoutEndsTokens: a logout, asked for by a relying party or from My
-// Page, deactivates the tokens issued in the browser's session, every
-// relying party's; another browser's session and its tokens stay.
+// Page, deactivates the access tokens issued in the browser's session,
+// every relying party's, also once the session has idled out; the refresh
+// tokens (offline_access) still refresh, and another browser's session
+// and tokens stay.
 func TestLogoutEndsTokens(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
-		p := startProvider(t, db)
+		p := startProvider(t, db, func(c *config.Config) { c.SessionIdleTimeout = 10 * time.Minute })
 		p.createUser(email, password)
 		viewer, other := p.newRP("viewer", true), p.newRP("other", true)
-		for _, fromRP := range []bool{true, false} {
+		for _, how := range []string{"relying party", "My Page", "relying party, session idle"} {
 			b, elsewhere := p.newBrowser(), p.newBrowser()
 			a := viewer.authorize()
 			mine := viewer.mustExchange(a, login(t, b, viewer, a))
@@ -518,14 +520,18 @@ func TestLogoutEndsTokens(t *testing.T) {
 			a = viewer.authorize()
 			theirs := viewer.mustExchange(a, login(t, elsewhere, viewer, a))
 
-			if fromRP {
+			switch how {
+			case "My Page":
+				b.submit(b.get(p.URL+"/logout"), "flow", nil)
+			case "relying party, session idle":
+				p.clock.Advance(11 * time.Minute)
+				fallthrough
+			default:
 				raw, _ := mine.Extra("id_token").(string)
 				b.postFromRP(p.URL+"/logout", url.Values{"id_token_hint": {raw}})
-			} else {
-				b.submit(b.get(p.URL+"/logout"), "flow", nil)
 			}
-			if b.hasSession(p) || !elsewhere.hasSession(p) {
-				t.Fatalf("logout (from the relying party %v): session kept %v, other browser's kept %v", fromRP, b.hasSession(p), elsewhere.hasSession(p))
+			if b.hasSession(p) {
+				t.Fatalf("logout from the %s: the session is kept", how)
 			}
 			for _, c := range []struct {
 				name string
@@ -534,11 +540,13 @@ func TestLogoutEndsTokens(t *testing.T) {
 				live bool
 			}{{"the session's", viewer, mine, false}, {"the SSO app's", other, sso, false}, {"another browser's", viewer, theirs, true}} {
 				if st := userinfoStatus(t, c.rp, c.tk.AccessToken); (st == http.StatusOK) != c.live {
-					t.Errorf("logout (from the relying party %v): userinfo with %s access token: %d", fromRP, c.name, st)
+					t.Errorf("logout from the %s: userinfo with %s access token: %d", how, c.name, st)
 				}
-				_, err := c.rp.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: c.tk.RefreshToken}).Token()
-				if (err == nil) != c.live {
-					t.Errorf("logout (from the relying party %v): %s refresh token: %v", fromRP, c.name, err)
+				refreshed, err := c.rp.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: c.tk.RefreshToken}).Token()
+				if err != nil {
+					t.Errorf("logout from the %s: %s refresh token (offline_access) no longer refreshes: %v", how, c.name, err)
+				} else if st := userinfoStatus(t, c.rp, refreshed.AccessToken); st != http.StatusOK {
+					t.Errorf("logout from the %s: userinfo with %s refreshed access token: %d", how, c.name, st)
 				}
 			}
 		}

@@ -151,6 +151,13 @@ func (m *Store) DeleteSession(ctx context.Context, tokenHash []byte) error {
 	return err
 }
 
+func (m *Store) EndSession(ctx context.Context, tokenHash []byte) error {
+	start := time.Now()
+	err := m.Store.EndSession(ctx, tokenHash)
+	m.done("EndSession", start, err)
+	return err
+}
+
 func (m *Store) DeleteUserSessions(ctx context.Context, userID, exceptID string) (int, error) {
 	start := time.Now()
 	r0, err := m.Store.DeleteUserSessions(ctx, userID, exceptID)

@@ -353,6 +353,13 @@ type Store interface {
 	GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*Session, error)
 	TouchSession(ctx context.Context, tokenHash []byte, lastSeen time.Time) error
 	DeleteSession(ctx context.Context, tokenHash []byte) error
+	// EndSession is a logout: it ends the session whose cookie hashes to
+	// tokenHash, expired or not, and deactivates the access tokens and
+	// unredeemed codes issued in it, every relying party's. Its refresh
+	// tokens, issued for offline_access only, stay: access while the user
+	// is not logged in (OIDC Core 11), as Keycloak's offline tokens survive
+	// a logout. ErrNotFound when there is no such session.
+	EndSession(ctx context.Context, tokenHash []byte) error
 	// DeleteUserSessions ends every session of the user but the one whose
 	// public id is exceptID (empty: all of them), and deactivates the
 	// tokens issued in them or in no session (refresh tokens included:

@@ -699,6 +699,12 @@ func (s *Server) logoutStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if sess == nil {
+		// No session to ask about; one past its idle or absolute end
+		// still has its tokens, and ends now.
+		if err := s.endSession(w, r); err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
 		s.loggedOut(w, r, &flow{PostLogoutURI: postLogout, State: state, ClientID: clientID})
 		return
 	}

@@ -431,22 +431,12 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u
 	return sess, nil
 }
 
-// endSession logs the browser out: it ends its SSO session and
-// deactivates the tokens issued in it, every relying party's, refresh
-// tokens included (as signing this device out on My Page does, and as
-// Keycloak ends a user session's tokens), and forgets it. A session past
-// its end is deleted as it is (its tokens stay, as they would have).
+// endSession logs the browser out: it ends its SSO session, expired or
+// not, with the access tokens and codes issued in it (store.EndSession),
+// and forgets it.
 func (s *Server) endSession(w http.ResponseWriter, r *http.Request) error {
 	if v := s.cookie(r, sessionCookie); v != "" {
-		ctx, hash := r.Context(), crypt.HashToken(v)
-		sess, err := s.Store.GetSession(ctx, hash, s.Now())
-		switch {
-		case err == nil:
-			err = s.Store.DeleteUserSession(ctx, sess.UserID, sess.ID)
-		case errors.Is(err, store.ErrNotFound):
-			err = s.Store.DeleteSession(ctx, hash)
-		}
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := s.Store.EndSession(r.Context(), crypt.HashToken(v)); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 	}

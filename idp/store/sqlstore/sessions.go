@@ -118,6 +118,36 @@ func (s *Store) DeleteSession(ctx context.Context, tokenHash []byte) error {
 	return s.fail("delete session", err)
 }
 
+// EndSession implements store.Store: the session read by its cookie's
+// hash, then, with the user's row held as endSessions holds it (so that a
+// token exchange in flight is waited for, and what it issued is seen),
+// the session deleted and its access tokens and codes deactivated, in one
+// transaction.
+func (s *Store) EndSession(ctx context.Context, tokenHash []byte) error {
+	err := s.inTx(ctx, func(q querier) error {
+		var userID, id string
+		err := q.QueryRowContext(ctx, `SELECT user_id, id FROM sessions WHERE token_hash = $1`, blob(tokenHash)).Scan(&userID, &id)
+		if err != nil {
+			return err // sql.ErrNoRows: ErrNotFound
+		}
+		if err := s.lockUser(ctx, q, userID); err != nil {
+			return err
+		}
+		n, err := affected(q.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = $1`, blob(tokenHash)))
+		if err == nil && n == 0 {
+			err = store.ErrNotFound // ended meanwhile, by another logout
+		}
+		if err != nil {
+			return err
+		}
+		_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE
+			WHERE subject = $1 AND session_id = $2 AND kind IN ($3, $4) AND active`,
+			userID, id, store.KindAccessToken, store.KindAuthorizeCode)
+		return err
+	})
+	return s.fail("end session", err)
+}
+
 // DeleteUserSessions implements store.Store (session ids are never empty,
 // so an empty exceptID spares none).
 func (s *Store) DeleteUserSessions(ctx context.Context, userID, exceptID string) (int, error) {

@@ -61,6 +61,54 @@ func testDeleteUserSession(t *testing.T, s store.Store) {
 	active("after ending all", map[string]bool{"t3": true, "t4": false, "t6": false})
 }
 
+// testEndSession: a logout ends the session by its cookie's hash, expired
+// or not, with the access tokens and codes issued in it; its refresh
+// tokens, and every other session's tokens, stay.
+func testEndSession(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	newUser(t, s, "u2")
+	session := func(n, user string, expires time.Time) {
+		must(t, s.CreateSession(ctx, &store.Session{TokenHash: []byte("h" + n), ID: "sid-" + n, UserID: user,
+			CreatedAt: t0, LastSeen: t0, ExpiresAt: expires}))
+	}
+	session("1", "u1", at(time.Hour))
+	session("2", "u1", at(time.Hour))
+	session("3", "u1", at(-time.Minute)) // past its end
+	type tok struct{ kind, sig string }
+	token := func(k tok, subject, sid string) {
+		must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: k.kind, Signature: k.sig, RequestID: k.sig,
+			Subject: subject, SessionID: sid, Data: []byte("{}"), Active: true, CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	}
+	access, code, refresh := tok{store.KindAccessToken, "a1"}, tok{store.KindAuthorizeCode, "c1"}, tok{store.KindRefreshToken, "r1"}
+	token(access, "u1", "sid-1")
+	token(code, "u1", "sid-1")
+	token(refresh, "u1", "sid-1")
+	other, otherUser, expired := tok{store.KindAccessToken, "a2"}, tok{store.KindAccessToken, "a3"}, tok{store.KindAccessToken, "a4"}
+	token(other, "u1", "sid-2")
+	token(otherUser, "u2", "sid-1") // another user's session of the same id
+	token(expired, "u1", "sid-3")
+	active := func(what string, want map[tok]bool) {
+		t.Helper()
+		for k, w := range want {
+			got, err := s.GetToken(ctx, k.kind, k.sig)
+			must(t, err)
+			same(t, what+": "+k.kind+" "+k.sig+" active", got.Active, w)
+		}
+	}
+	must(t, s.EndSession(ctx, []byte("h1")))
+	wantErr(t, "EndSession twice", s.EndSession(ctx, []byte("h1")), store.ErrNotFound)
+	wantErr(t, "EndSession of no session", s.EndSession(ctx, []byte("nothing")), store.ErrNotFound)
+	active("after the logout of sid-1", map[tok]bool{access: false, code: false, refresh: true, other: true, otherUser: true, expired: true})
+	must(t, s.EndSession(ctx, []byte("h3")))
+	active("after the logout of the expired sid-3", map[tok]bool{expired: false, other: true})
+	left, err := s.ListUserSessions(ctx, "u1", at(-time.Hour))
+	must(t, err)
+	if len(left) != 1 || left[0].ID != "sid-2" {
+		t.Errorf("sessions left: %+v, want sid-2 alone", left)
+	}
+}
+
 func testPasswordResets(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	newUser(t, s, "u1")

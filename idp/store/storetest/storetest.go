@@ -72,6 +72,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RaceRecordFailureReset", testRaceRecordFailureReset},
 		{"RaceRecordFailureSweep", testRaceRecordFailureSweep},
 		{"DeleteUserSession", testDeleteUserSession},
+		{"EndSession", testEndSession},
 		{"PasswordResets", testPasswordResets},
 		{"PasswordResetInTx", testPasswordResetInTx},
 		{"RaceConsumePasswordReset", testRaceConsumePasswordReset},
