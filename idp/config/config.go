@@ -747,29 +747,37 @@ func readEnvFile(path string, into map[string]fileVar) error {
 	return nil
 }
 
-// envValue is the value of a file's KEY=VALUE line, v. Quoted ('...' or
-// "..."), it is what the quotes hold, as written, and only white space or
-// a # comment may follow. Unquoted, a # after white space is refused,
-// because a shell sourcing the file takes it for a comment and a reader
-// might too, while a value cut there (a password, say) must not pass
-// unnoticed: the comment goes on a line of its own, or the value in quotes.
+// envValue is the value of a file's KEY=VALUE line, v (what follows the
+// =). Quoted ('...' or "..."), it is what the quotes hold, as written, and
+// only white space, or white space and a # comment, may follow. Unquoted,
+// a # after white space (KEY=value # note, KEY= # note) is refused: a
+// shell sourcing the file takes it for a comment and a reader might too,
+// while a value cut there (a password, say), or one holding the comment,
+// must not pass unnoticed. The comment goes on a line of its own, or the
+// value in quotes. A # right after the = or within a word (#0b5cad,
+// pass#word) is part of the value, as for a shell.
 func envValue(v string) (string, error) {
-	v = strings.TrimSpace(v)
-	if v != "" && (v[0] == '"' || v[0] == '\'') {
-		end := strings.IndexByte(v[1:], v[0])
+	t := strings.TrimSpace(v)
+	if t != "" && (t[0] == '"' || t[0] == '\'') {
+		end := strings.IndexByte(t[1:], t[0])
 		if end < 0 {
-			return "", fmt.Errorf("the value's %c quote is not closed", v[0])
+			return "", fmt.Errorf("the value's %c quote is not closed", t[0])
 		}
-		if rest := strings.TrimSpace(v[end+2:]); rest != "" && rest[0] != '#' {
-			return "", fmt.Errorf("%q after the value's closing quote (a comment starts with #)", rest)
+		rest := t[end+2:]
+		if r := strings.TrimSpace(rest); r != "" && (r[0] != '#' || r == rest) {
+			return "", fmt.Errorf("%q after the value's closing quote (a comment starts with white space and #)", r)
 		}
-		return v[1 : end+1], nil
+		return t[1 : end+1], nil
 	}
-	if i := strings.IndexByte(v, '#'); i > 0 && (v[i-1] == ' ' || v[i-1] == '\t') {
+	if commentAfterSpace.MatchString(v) {
 		return "", errors.New("a # after a space in the value: put the comment on a line of its own, or quote the value")
 	}
-	return v, nil
+	return t, nil
 }
+
+// commentAfterSpace is where a shell's comment would start in an unquoted
+// value.
+var commentAfterSpace = regexp.MustCompile(`[ \t]#`)
 
 // fileVar is a value of an IDP_CONFIG file and the line it is on.
 type fileVar struct {

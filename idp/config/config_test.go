@@ -281,6 +281,11 @@ func TestEnvValue(t *testing.T) {
 		{in: `''`, want: ""},
 		{in: `"a\nb"`, want: `a\nb`},   // no escapes,
 		{in: `'it''s'`, refused: true}, // so no quote inside its own kind
+		{in: "pass#word # my comment", refused: true},
+		{in: " # set me", refused: true}, // a shell reads an empty value
+		{in: "#0b5cad # brand", refused: true},
+		{in: `"abc"#x`, refused: true}, // a shell reads abc#x
+		{in: `"abc" #x`, want: "abc"},
 	} {
 		got, err := envValue(tc.in)
 		if tc.refused != (err != nil) || got != tc.want {
