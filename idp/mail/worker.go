@@ -214,14 +214,14 @@ func (w *Worker) SendDue(ctx context.Context) (int, error) {
 
 // release gives up the claim on mails this worker will not send now, so
 // that the next claim, of any instance, takes them without waiting for the
-// lease to end. The claim already counted an attempt on each: it stays
-// counted. A release that fails leaves the mails to the lease's end.
+// lease to end, and uncounts the attempt the claim counted
+// (store.ReleaseMail). A release that fails leaves the mails to the
+// lease's end.
 func (w *Worker) release(ctx context.Context, ms []store.Mail) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	now := w.Outbox.Now()
 	for _, m := range ms {
-		if err := w.Outbox.Store.RetryMail(rctx, m.ID, now, m.LastError); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := w.Outbox.Store.ReleaseMail(rctx, m.ID, m.ClaimedUntil); err != nil && !errors.Is(err, store.ErrNotFound) {
 			w.Logger.Warn("mail not released: sent when its lease ends", "mail_id", m.ID, "err", err)
 		}
 	}

@@ -33,7 +33,8 @@ func (s *slowSender) Send(_ context.Context, _, to string, _ []byte) error {
 // lease; the second instance polls after each of the first one's sends.
 // Every mail still goes exactly once: the first worker does not send a
 // mail its lease might not cover, and releases it to the next claim (due
-// at once: the next poll takes it, before the first lease would end).
+// at once: the next poll takes it, before the first lease would end),
+// with the release's claim not counted as an attempt.
 func TestWorkersSlowServerNoDoubleSend(t *testing.T) {
 	ctx := context.Background()
 	st := testenv.SQLiteStore(t)
@@ -84,6 +85,11 @@ func TestWorkersSlowServerNoDoubleSend(t *testing.T) {
 		m, err := st.GetMail(ctx, int64(i+1))
 		if err != nil || m.SentAt.IsZero() {
 			t.Errorf("mail %d not marked sent: %+v, %v", i+1, m, err)
+		}
+		// A mail given back untried does not count that claim as an
+		// attempt (the backoff of a later failure would grow for it).
+		if err == nil && m.Attempts != 1 {
+			t.Errorf("mail %d: %d attempts counted for one send", i+1, m.Attempts)
 		}
 	}
 }

@@ -459,6 +459,13 @@ func (m *Store) UpdateLocale(ctx context.Context, userID, locale string, now tim
 	return err
 }
 
+func (m *Store) ReleaseMail(ctx context.Context, id int64, claimedUntil time.Time) error {
+	start := time.Now()
+	err := m.Store.ReleaseMail(ctx, id, claimedUntil)
+	m.done("ReleaseMail", start, err)
+	return err
+}
+
 func (m *Store) GiveUpMail(ctx context.Context, id int64, lastError string) error {
 	start := time.Now()
 	err := m.Store.GiveUpMail(ctx, id, lastError)

@@ -510,6 +510,13 @@ type Store interface {
 	// RetryMail releases the claim and schedules another attempt at next,
 	// recording lastError.
 	RetryMail(ctx context.Context, id int64, next time.Time, lastError string) error
+	// ReleaseMail gives back a claimed mail its worker did not try (it is
+	// stopping, or its lease is too short for another send): due at once,
+	// and the claim's attempt not counted, so the backoff of a mail that
+	// later fails does not grow for tries that never happened. Only while
+	// the claim is the one that lease made (ClaimedUntil as ClaimMail
+	// returned it); ErrNotFound otherwise, or once the mail is sent.
+	ReleaseMail(ctx context.Context, id int64, claimedUntil time.Time) error
 	// GiveUpMail releases the claim and never attempts the mail again
 	// (NextAttemptAt becomes MailNever), recording lastError: the server
 	// refused it for good. The cleanup removes it with the others.

@@ -132,6 +132,18 @@ func (s *Store) RetryMail(ctx context.Context, id int64, next time.Time, lastErr
 	return s.fail("retry mail", err)
 }
 
+// ReleaseMail implements store.Store. A lease is claimed for longer than
+// a second and ends before the mail is claimed again, so claimed_until
+// names the claim.
+func (s *Store) ReleaseMail(ctx context.Context, id int64, claimedUntil time.Time) error {
+	n, err := affected(s.q(ctx).ExecContext(ctx, `UPDATE mail_outbox SET claimed_until = 0, attempts = attempts - 1
+		WHERE id = $1 AND sent_at = 0 AND claimed_until = $2 AND attempts > 0`, id, unix(claimedUntil)))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return s.fail("release mail", err)
+}
+
 // GiveUpMail releases the claim and schedules no further attempt.
 func (s *Store) GiveUpMail(ctx context.Context, id int64, lastError string) error {
 	return s.RetryMail(ctx, id, store.MailNever, lastError)

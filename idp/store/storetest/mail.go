@@ -286,6 +286,31 @@ func testMailOutbox(t *testing.T, s store.Store) {
 	wantErr(t, "deleted mail", err, store.ErrNotFound)
 }
 
+// testReleaseMail: a claim given back untried is due at once with its
+// attempt uncounted; only the claim that made it gives it back, once, and
+// never a sent mail.
+func testReleaseMail(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	m := &store.Mail{To: "a@example.com", Subject: "s", Body: "b", CreatedAt: t0, NextAttemptAt: t0}
+	must(t, s.EnqueueMail(ctx, m))
+	ms, err := s.ClaimMail(ctx, t0, at(time.Minute), 10)
+	must(t, err)
+	same(t, "claimed", len(ms), 1)
+	wantErr(t, "release by another lease", s.ReleaseMail(ctx, m.ID, at(2*time.Minute)), store.ErrNotFound)
+	must(t, s.ReleaseMail(ctx, m.ID, ms[0].ClaimedUntil))
+	wantErr(t, "release twice", s.ReleaseMail(ctx, m.ID, ms[0].ClaimedUntil), store.ErrNotFound)
+	got, err := s.GetMail(ctx, m.ID)
+	must(t, err)
+	same(t, "released: attempts", got.Attempts, 0)
+	same(t, "released: claim", got.ClaimedUntil, time.Time{})
+	ms, err = s.ClaimMail(ctx, at(time.Second), at(2*time.Minute), 10)
+	must(t, err)
+	same(t, "claimed again at once", len(ms), 1)
+	same(t, "attempts after release and claim", ms[0].Attempts, 1)
+	must(t, s.MarkMailSent(ctx, m.ID, at(time.Second)))
+	wantErr(t, "release a sent mail", s.ReleaseMail(ctx, m.ID, ms[0].ClaimedUntil), store.ErrNotFound)
+}
+
 // testGiveUpMail: a mail given up on keeps its error, is never claimed
 // again, and goes with the cleanup; a sent one cannot be given up on.
 func testGiveUpMail(t *testing.T, s store.Store) {

@@ -78,6 +78,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RaceConsumePasswordReset", testRaceConsumePasswordReset},
 		{"MailOutbox", testMailOutbox},
 		{"GiveUpMail", testGiveUpMail},
+		{"ReleaseMail", testReleaseMail},
 		{"RaceClaimMail", testRaceClaimMail},
 	}
 	for _, tc := range tests {
