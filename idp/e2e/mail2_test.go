@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -275,6 +277,65 @@ func TestSignOutThisDevice(t *testing.T) {
 		}
 		if _, err := r.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tk.RefreshToken}).Token(); err == nil {
 			t.Error("the signed-out session's refresh token still refreshes")
+		}
+	})
+}
+
+// TestSessionTokenRotated: a change of the account's credentials on My
+// Page (a new password, 2FA turned on) and signing the other devices out
+// give the browser's session a new cookie: a copy of the old one (taken
+// by someone the owner now means to shut out) signs nothing in, while the
+// browser that made the change stays signed in, with its remember-me kept.
+func TestSessionTokenRotated(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		u, _ := url.Parse(p.URL)
+		for i, change := range []string{"password", "2FA on", "other devices signed out"} {
+			addr := fmt.Sprintf("rotated%d@example.com", i)
+			p.createUser(addr, password)
+			b := p.newBrowser()
+			pg := b.submit(b.get(p.URL+"/account"), "password", map[string]string{"email": addr, "password": password, "remember": "on"})
+			if pg.URL.Path != "/account" {
+				t.Fatalf("%s: login: %d %s", change, pg.Status, pg.URL)
+			}
+			thief := p.newBrowser()
+			thief.client.Jar.SetCookies(u, b.client.Jar.Cookies(u))
+			if !thief.hasSession(p) {
+				t.Fatalf("%s: the copied cookies do not sign in (the test's premise)", change)
+			}
+			cookies := b.recordCookies()
+			switch change {
+			case "password":
+				pg = b.submit(b.get(p.URL+"/account/password"), "new_password",
+					map[string]string{"password": password, "new_password": newPassword, "new_password_confirm": newPassword})
+				if pg.URL.Path != "/account" {
+					t.Fatalf("password change: %d %s", pg.Status, pg.URL)
+				}
+			case "2FA on":
+				enroll(t, p, b)
+			default:
+				other := p.newBrowser()
+				loginAs(t, p, other, addr, password)
+				pg = b.submit(b.get(p.URL+"/account/sessions"), "others", nil)
+				if pg.Status != http.StatusOK || other.hasSession(p) {
+					t.Fatalf("signing the other devices out: %d %s, the other one still signed in: %v", pg.Status, pg.URL, other.hasSession(p))
+				}
+			}
+			if thief.hasSession(p) {
+				t.Errorf("%s: a copy of the old session cookie still signs in", change)
+			}
+			if !b.hasSession(p) {
+				t.Errorf("%s: the browser that made the change is signed out", change)
+			}
+			var session *http.Cookie
+			for _, c := range cookies.all() {
+				if strings.HasSuffix(c.Name, "idp_session") {
+					session = c
+				}
+			}
+			if session == nil || session.MaxAge <= 0 {
+				t.Errorf("%s: the new session cookie %+v, want one kept across restarts (remember-me)", change, session)
+			}
 		}
 	})
 }

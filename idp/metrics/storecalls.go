@@ -151,6 +151,13 @@ func (m *Store) DeleteSession(ctx context.Context, tokenHash []byte) error {
 	return err
 }
 
+func (m *Store) RotateSession(ctx context.Context, oldHash, newHash []byte, userID string) (*store.Session, error) {
+	start := time.Now()
+	r0, err := m.Store.RotateSession(ctx, oldHash, newHash, userID)
+	m.done("RotateSession", start, err)
+	return r0, err
+}
+
 func (m *Store) EndSession(ctx context.Context, tokenHash []byte) error {
 	start := time.Now()
 	err := m.Store.EndSession(ctx, tokenHash)

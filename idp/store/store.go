@@ -353,6 +353,11 @@ type Store interface {
 	GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*Session, error)
 	TouchSession(ctx context.Context, tokenHash []byte, lastSeen time.Time) error
 	DeleteSession(ctx context.Context, tokenHash []byte) error
+	// RotateSession gives the session of the user userID whose cookie
+	// hashes to oldHash the cookie hash newHash instead, and returns it;
+	// ErrNotFound when there is no such session (the old cookie then signs
+	// nothing in).
+	RotateSession(ctx context.Context, oldHash, newHash []byte, userID string) (*Session, error)
 	// EndSession is a logout: it ends the session whose cookie hashes to
 	// tokenHash, expired or not, and deactivates the access tokens and
 	// unredeemed codes issued in it, every relying party's. Its refresh

@@ -81,22 +81,31 @@ func (s *Server) changeAccount(r *http.Request, u *store.User, apply func(tx con
 
 // changeCredentials is changeAccount for a change of the account's
 // credentials (a new password, 2FA on or off) made from a browser that has
-// just shown it is the owner's: on My Page (whose session stays), or with a
-// reset link from the account's mail (which ends every session). The
-// browser's device cookie was for the old credentials, so it gets one for
-// the new, bound to the stamp the change's own transaction wrote (read in
-// it: never one a later change wrote for someone else).
+// just shown it is the owner's: on My Page (whose session stays, with a
+// new token: rotateSession), or with a reset link from the account's mail
+// (which ends every session). The browser's device cookie was for the old
+// credentials, so it gets one for the new, bound to the stamp the change's
+// own transaction wrote (read in it: never one a later change wrote for
+// someone else).
 func (s *Server) changeCredentials(w http.ResponseWriter, r *http.Request, u *store.User, apply func(tx context.Context) (accountChange, error)) error {
-	var changed *store.User
+	var (
+		changed *store.User
+		token   string
+		sess    *store.Session
+	)
 	err := s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
 		c, err := apply(tx)
 		if err == nil {
 			changed, err = s.Store.GetUser(tx, u.ID)
 		}
+		if err == nil {
+			token, sess, err = s.rotateSession(tx, r, u.ID)
+		}
 		return c, err
 	})
 	if err == nil {
 		s.setDeviceCookie(w, s.accountThrottleKey(changed.Email), s.stampMark(changed))
+		s.setSessionCookie(w, token, sess)
 	}
 	return err
 }
@@ -566,6 +575,13 @@ func (s *Server) sessionsRevokeOthers(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
+	// A copy of this browser's cookie is no other device: it goes too.
+	token, rotated, err := s.rotateSession(r.Context(), r, u.ID)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	s.setSessionCookie(w, token, rotated)
 	http.Redirect(w, r, "/account/sessions?notice=sessions_revoked", http.StatusSeeOther)
 }
 

@@ -431,6 +431,44 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u
 	return sess, nil
 }
 
+// rotateSession gives the browser's session of the user userID a new
+// token, in the transaction of ctx (a change of the account's credentials,
+// or its other devices signed out): a copy of the old cookie, taken by
+// whomever the owner means to shut out, no longer signs in (OWASP: a new
+// session id at every change of privilege). It returns the new token and
+// the session, for setSessionCookie once the transaction has committed;
+// "" when the browser has no session of the user (a reset link's browser:
+// the reset ends them all).
+func (s *Server) rotateSession(ctx context.Context, r *http.Request, userID string) (string, *store.Session, error) {
+	old := s.cookie(r, sessionCookie)
+	if old == "" {
+		return "", nil, nil
+	}
+	token := crypt.RandomToken(32)
+	sess, err := s.Store.RotateSession(ctx, crypt.HashToken(old), crypt.HashToken(token), userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	return token, sess, nil
+}
+
+// setSessionCookie gives the browser the cookie of its rotated session
+// sess: for the browser's session, or until the session's end when it is
+// remembered (as at login). Nothing when token is "".
+func (s *Server) setSessionCookie(w http.ResponseWriter, token string, sess *store.Session) {
+	if token == "" {
+		return
+	}
+	var age time.Duration
+	if sess.Remember {
+		age = max(sess.ExpiresAt.Sub(s.Now()), time.Second)
+	}
+	s.setCookie(w, sessionCookie, token, age)
+}
+
 // endSession logs the browser out: it ends its SSO session, expired or
 // not, with the access tokens and codes issued in it (store.EndSession),
 // and forgets it.

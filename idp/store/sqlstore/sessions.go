@@ -118,6 +118,13 @@ func (s *Store) DeleteSession(ctx context.Context, tokenHash []byte) error {
 	return s.fail("delete session", err)
 }
 
+// RotateSession implements store.Store.
+func (s *Store) RotateSession(ctx context.Context, oldHash, newHash []byte, userID string) (*store.Session, error) {
+	x, err := scanSession(s.q(ctx).QueryRowContext(ctx, `UPDATE sessions SET token_hash = $2
+		WHERE token_hash = $1 AND user_id = $3 RETURNING `+sessionCols, blob(oldHash), blob(newHash), userID))
+	return x, s.fail("rotate session", err)
+}
+
 // EndSession implements store.Store: the session read by its cookie's
 // hash, then, with the user's row held as endSessions holds it (so that a
 // token exchange in flight is waited for, and what it issued is seen),

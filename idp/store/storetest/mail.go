@@ -109,6 +109,32 @@ func testEndSession(t *testing.T, s store.Store) {
 	}
 }
 
+// testRotateSession: a session of the user gets a new cookie hash, and
+// keeps everything else; the old hash finds nothing, nor does another
+// user's rotation of it.
+func testRotateSession(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	newUser(t, s, "u2")
+	x := &store.Session{TokenHash: []byte("old"), ID: "sid-1", UserID: "u1", AMR: []string{"pwd", "otp"}, Remember: true,
+		AuthTime: t0, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}
+	must(t, s.CreateSession(ctx, x))
+	_, err := s.RotateSession(ctx, []byte("old"), []byte("new"), "u2")
+	wantErr(t, "another user's rotation", err, store.ErrNotFound)
+	got, err := s.RotateSession(ctx, []byte("old"), []byte("new"), "u1")
+	must(t, err)
+	want := *x
+	want.TokenHash = []byte("new")
+	same(t, "rotated session", got, &want)
+	_, err = s.GetSession(ctx, []byte("old"), t0)
+	wantErr(t, "the old hash", err, store.ErrNotFound)
+	got, err = s.GetSession(ctx, []byte("new"), t0)
+	must(t, err)
+	same(t, "the new hash", got, &want)
+	_, err = s.RotateSession(ctx, []byte("old"), []byte("newer"), "u1")
+	wantErr(t, "rotating the old hash again", err, store.ErrNotFound)
+}
+
 func testPasswordResets(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	newUser(t, s, "u1")

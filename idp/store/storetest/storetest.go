@@ -73,6 +73,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RaceRecordFailureSweep", testRaceRecordFailureSweep},
 		{"DeleteUserSession", testDeleteUserSession},
 		{"EndSession", testEndSession},
+		{"RotateSession", testRotateSession},
 		{"PasswordResets", testPasswordResets},
 		{"PasswordResetInTx", testPasswordResetInTx},
 		{"RaceConsumePasswordReset", testRaceConsumePasswordReset},
