@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -122,7 +123,7 @@ func LoadKey(cfg config.Config, log *slog.Logger) (*crypt.Key, error) {
 		return crypt.ParseKey(cfg.SecretKey)
 	}
 	load := crypt.LoadKeyFile
-	if cfg.Embedded() && cfg.SecretKeyFile == config.DefaultSecretKeyFile {
+	if createsKeyFile(cfg) {
 		load = crypt.LoadOrCreateKeyFile
 	}
 	k, err := load(cfg.SecretKeyFile)
@@ -130,6 +131,35 @@ func LoadKey(cfg config.Config, log *slog.Logger) (*crypt.Key, error) {
 		warnExposedKeyFile(log, cfg.SecretKeyFile)
 	}
 	return k, err
+}
+
+// createsKeyFile reports whether LoadKey creates the key file when it is
+// missing: for the embedded default only.
+func createsKeyFile(cfg config.Config) bool {
+	return cfg.SecretKey == "" && cfg.Embedded() && cfg.SecretKeyFile == config.DefaultSecretKeyFile
+}
+
+// keyFileNeeded refuses to let LoadKey create a missing key file for a
+// database that already holds signing keys: they were sealed with another
+// master key (a database copied or restored without its key file), which a
+// new one cannot read, and a new file would then stand in the way of the
+// right one at every start.
+func keyFileNeeded(ctx context.Context, cfg config.Config, st store.Store) error {
+	if !createsKeyFile(cfg) {
+		return nil
+	}
+	if _, err := os.Stat(cfg.SecretKeyFile); !errors.Is(err, fs.ErrNotExist) {
+		return nil // there (or unreadable: LoadKey says so)
+	}
+	ks, err := st.ListSigningKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if len(ks) > 0 {
+		return fmt.Errorf("master key: %s is missing, but the database holds data sealed with a master key "+
+			"(copied or restored without its key file?): put that key file back; a new key could not read it", cfg.SecretKeyFile)
+	}
+	return nil
 }
 
 // warnExposedKeyFile warns when the master key file's mode lets its group or
@@ -158,12 +188,17 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	key, err := LoadKey(cfg, opt.Logger)
+	st, err := OpenStore(ctx, cfg, opt.Migrate)
 	if err != nil {
 		return nil, err
 	}
-	st, err := OpenStore(ctx, cfg, opt.Migrate)
+	if err := keyFileNeeded(ctx, cfg, st); err != nil {
+		st.Close()
+		return nil, err
+	}
+	key, err := LoadKey(cfg, opt.Logger)
 	if err != nil {
+		st.Close()
 		return nil, err
 	}
 	a := &App{Config: cfg, Store: st, Key: key, Logger: opt.Logger, Now: opt.Now}

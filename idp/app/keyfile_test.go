@@ -58,3 +58,30 @@ func TestKeyFileMode(t *testing.T) {
 		t.Errorf("IDP_SECRET_KEY with a 0666 file named too: %v, log %q", err, logs.String())
 	}
 }
+
+// TestMissingKeyFileOfUsedDatabase: the embedded default creates its master
+// key file on first start, but not for a database that already holds data
+// sealed with a key (one copied or restored without its key file): that
+// start fails naming the file, and no new file is left in the way.
+func TestMissingKeyFileOfUsedDatabase(t *testing.T) {
+	t.Chdir(t.TempDir())
+	cfg, err := config.Load("", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := Open(t.Context(), cfg, Options{Migrate: true})
+	if err != nil {
+		t.Fatalf("first start: %v", err)
+	}
+	a.Close()
+	if err := os.Remove(config.DefaultSecretKeyFile); err != nil {
+		t.Fatalf("the first start made no key file: %v", err)
+	}
+	_, err = Open(t.Context(), cfg, Options{Migrate: true})
+	if err == nil || !strings.Contains(err.Error(), config.DefaultSecretKeyFile+" is missing") {
+		t.Fatalf("start without the key file of a used database: %v, want an error naming the file", err)
+	}
+	if _, err := os.Stat(config.DefaultSecretKeyFile); err == nil {
+		t.Error("a new key file was created for a database it cannot read")
+	}
+}
