@@ -187,6 +187,7 @@ var Messages = map[string]Translation{
 	"mfa.reset":            {"2段階認証をリセット（サポート窓口）", "Two-step verification reset by support"},
 	"mfa.backup_code_used": {"バックアップコードを使用してログイン", "Logged in with a backup code"},
 	"mfa.codes_replaced":   {"バックアップコードを再発行", "Backup codes replaced"},
+	"mfa.codes_shown":      {"バックアップコードを表示", "Backup codes shown"},
 	"mfa.code_failed":      {"認証コードの入力に失敗", "Wrong verification code"},
 	"mfa.locked":           {"2段階認証を一時的にロック", "Two-step verification temporarily locked"},
 	"login.succeeded":      {"ログイン", "Logged in"},

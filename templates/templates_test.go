@@ -698,7 +698,7 @@ func TestCatalogue(t *testing.T) {
 		"flow_expired", "csrf", "missing_fields", "not_found", "server_error", "unavailable", "invalid_request",
 		"unregistered_redirect_uri", "logged_out", "logged_out_text", "login", "forgot_password", "back_to_login",
 		"password_reset_unavailable", "2fa_enabled", "2fa_disabled", "codes_replaced", "mfa_reset",
-		"mfa.enabled", "mfa.disabled", "mfa.reset", "mfa.backup_code_used", "mfa.codes_replaced", "mfa.code_failed",
+		"mfa.enabled", "mfa.disabled", "mfa.reset", "mfa.backup_code_used", "mfa.codes_replaced", "mfa.codes_shown", "mfa.code_failed",
 		"mfa.locked", "login.succeeded", "login.failed", "login.locked", "password.changed",
 		"scope.openid", "scope.profile", "scope.email", "scope.address", "scope.phone", "scope.offline_access",
 	}

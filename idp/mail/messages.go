@@ -34,6 +34,7 @@ const (
 	MFAReset        = "mfa_reset"
 	BackupCodeUsed  = "backup_code_used"
 	CodesReplaced   = "backup_codes_replaced"
+	CodesShown      = "backup_codes_shown"
 	PasswordChanged = "password_changed"
 	ResetRequested  = "password_reset_requested"
 )
@@ -60,6 +61,10 @@ var texts = map[string][2]text{
 	CodesReplaced: {
 		{"バックアップコードが再発行されました", "お客様のアカウントのバックアップコードが新しいコードに置き換えられました。以前のバックアップコードは使用できません。"},
 		{"Your backup codes were replaced", "The backup codes of your account were replaced with a new set. The old backup codes no longer work."},
+	},
+	CodesShown: {
+		{"バックアップコードが表示されました", "マイページでパスワードが入力され、お客様のアカウントのバックアップコードが表示されました。お心当たりがない場合は、パスワードを変更し、バックアップコードを再発行してください。"},
+		{"Your backup codes were shown", "Your password was entered on My Page and the backup codes of your account were shown. If this was not you, change your password and replace your backup codes."},
 	},
 	PasswordChanged: {
 		{"パスワードが変更されました", "お客様のアカウントのパスワードが変更されました。安全のため、すべての端末でログアウトしました（変更を行った端末を除く）。"},

@@ -583,6 +583,17 @@ func (s *Server) backupCodesSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
+	// The codes are a second factor: whoever sees them can log in without
+	// the authenticator. Showing them is recorded and mailed, as replacing
+	// them is, so a hijacked session that also has the password does not
+	// take them silently.
+	err = s.changeAccount(r, u, func(context.Context) (accountChange, error) {
+		return accountChange{Event: "mfa.codes_shown", Mail: mail.CodesShown}, nil
+	})
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
 	s.renderBackupCodes(w, r, f, u, false)
 }
 

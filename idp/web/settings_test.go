@@ -220,6 +220,33 @@ func replaceForm(t *testing.T, e *fuzzEnv) *httptest.ResponseRecorder {
 	return rec
 }
 
+// TestBackupCodesShownRecorded: the backup codes shown again after the
+// password are a second factor handed out: it is recorded (My Page's
+// security events) and mailed, once per showing; a wrong password shows
+// nothing and records nothing of the kind.
+func TestBackupCodesShownRecorded(t *testing.T) {
+	e := newFuzzEnv(t)
+	e.signIn(t, true)
+	before := e.mails(t)
+	form := e.getForm(t, "/account/2fa/backup-codes")
+	if rec := e.post("/account/2fa/backup-codes", with(form, "password", "wrong password").Encode()); len(codesOn(rec)) > 0 {
+		t.Fatalf("codes shown after a wrong password")
+	}
+	if n := e.events(t, "mfa.codes_shown"); n != 0 || e.mails(t) != before {
+		t.Fatalf("a wrong password: %d mfa.codes_shown events, %d mails, want none", n, e.mails(t)-before)
+	}
+	rec := e.post("/account/2fa/backup-codes", with(form, "password", fuzzPassword).Encode())
+	if len(codesOn(rec)) != 10 {
+		t.Fatalf("codes after the password: %d\n%s", rec.Code, rec.Body)
+	}
+	if n := e.events(t, "mfa.codes_shown"); n != 1 {
+		t.Errorf("%d mfa.codes_shown events, want 1", n)
+	}
+	if n := e.mails(t) - before; n != 1 {
+		t.Errorf("%d mails queued for the codes shown, want 1", n)
+	}
+}
+
 // TestSettingsFlowGoneLinksBack: a setting's form whose flow is gone (sent
 // again after it was used, or left open too long) gets the expired-flow
 // page; its user is signed in, so the page links back to the settings, not
