@@ -84,6 +84,18 @@ func TestCodeFlow(t *testing.T) {
 				t.Errorf("userinfo (%s) = %v", mode, info)
 			}
 		}
+		// Not in the URL (RFC 6750 2.3: logged by proxies, sent on as Referer).
+		for _, method := range []string{http.MethodGet, http.MethodPost} {
+			req, _ := http.NewRequest(method, r.provider.UserInfoEndpoint()+"?access_token="+url.QueryEscape(tk.AccessToken), nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "invalid_request") {
+				t.Errorf("userinfo (%s) with the token in the URL: %d %q, want 400 invalid_request", method, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+			}
+		}
 	})
 }
 

@@ -360,9 +360,15 @@ func (p *Provider) Introspect(w http.ResponseWriter, r *http.Request) {
 }
 
 // Userinfo serves the userinfo endpoint: the access token by header (GET or
-// POST) or in a form body (POST).
+// POST) or in a form body (POST). One in the URL's query (RFC 6750 2.3,
+// which it says not to use: URLs are logged by proxies and load balancers
+// and sent on in Referer headers) is refused, where fosite would take it.
 func (p *Provider) Userinfo(w http.ResponseWriter, r *http.Request) {
 	ctx, memo := withUserMemo(r.Context())
+	if r.URL.Query().Has("access_token") {
+		bearerError(w, "invalid_request", "send the access token in the Authorization header (or a form body), not in the URL", http.StatusBadRequest)
+		return
+	}
 	token := fosite.AccessTokenFromRequest(r)
 	if token == "" {
 		bearerError(w, "invalid_request", "no access token", http.StatusUnauthorized)
