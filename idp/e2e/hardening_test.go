@@ -1315,6 +1315,10 @@ var badInputs = []struct {
 	{"over-long password", "application/x-www-form-urlencoded", "email=a@b&password=" + strings.Repeat("p", 1025), 400, "too long", "項目 password が長すぎます"},
 	{"over-long code", "application/x-www-form-urlencoded", "code=" + strings.Repeat("1", 65), 400, "too long", "項目 code が長すぎます"},
 	{"over-long unknown field", "application/x-www-form-urlencoded", "junk=" + strings.Repeat("j", 9<<10), 400, "too long", "項目 junk が長すぎます"},
+	// A name no parameter has is not repeated on the page: it is the
+	// requester's text ("expired: call this number"), not the provider's.
+	{"duplicated odd name", "application/x-www-form-urlencoded", "%E5%A4%B1%E5%8A%B9.+tel=1&%E5%A4%B1%E5%8A%B9.+tel=2", 400, "A parameter is repeated", "同じ名前の項目が重複"},
+	{"over-long odd name", "application/x-www-form-urlencoded", "Call+Us=" + strings.Repeat("j", 9<<10), 400, "A parameter is too long", "長すぎる項目があります"},
 	{"JSON", "application/json", `{"email":"a@example.com","password":"x"}`, 415, "application/x-www-form-urlencoded", "形式で送信してください"},
 	{"multipart", "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\na\r\n--x--\r\n", 415, "application/x-www-form-urlencoded", "形式で送信してください"},
 	{"text/plain", "text/plain", "email=a&password=b", 415, "application/x-www-form-urlencoded", "形式で送信してください"},

@@ -282,16 +282,22 @@ func TestHangingStoreAnswers503(t *testing.T) {
 	}
 }
 
-// TestClipKeepsCharacters: a parameter name quoted in an error is cut to 40
-// bytes at most, never in the middle of a character.
-func TestClipKeepsCharacters(t *testing.T) {
-	for _, name := range []string{"email", strings.Repeat("a", 41), strings.Repeat("あ", 20), "a" + strings.Repeat("あ", 20)} {
-		got := clip(name)
-		if !utf8.ValidString(got) || len(strings.TrimSuffix(got, "...")) > 40 {
-			t.Errorf("clip(%q) = %q", name, got)
+// TestNamedOnlyParameterNames: an input error names the parameter only
+// when its name is one a parameter could have (lower-case ASCII, digits,
+// _; at most 40 bytes); any other name is the requester's text and is not
+// repeated.
+func TestNamedOnlyParameterNames(t *testing.T) {
+	for name, want := range map[string]bool{
+		"email": true, "grant_type": true, "code_challenge_method": true, "x1": true,
+		strings.Repeat("a", 40): true, strings.Repeat("a", 41): false,
+		"失効しました": false, "Call Us": false, "expired.tel": false, "": false, "_x": false, "Email": false,
+	} {
+		e := named("input_repeated", name)
+		if got := e.key == "input_repeated" && len(e.args) == 1 && e.args[0] == name; got != want {
+			t.Errorf("named(%q) = %+v, want it named: %v", name, e, want)
 		}
-		if len(name) <= 40 && got != name || len(name) > 40 && (!strings.HasSuffix(got, "...") || !strings.HasPrefix(name, strings.TrimSuffix(got, "..."))) {
-			t.Errorf("clip(%q) = %q, want the name or its start and ...", name, got)
+		if !want && (e.key != "input_repeated_unnamed" || len(e.args) != 0) {
+			t.Errorf("named(%q) = %+v, want input_repeated_unnamed", name, e)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -88,7 +89,7 @@ func validateInput(r *http.Request) *inputError {
 	}
 	for name, values := range r.Form {
 		if len(values) > 1 {
-			return &inputError{status: http.StatusBadRequest, key: "input_repeated", args: []any{clip(name)}}
+			return named("input_repeated", name)
 		}
 		if !utf8.ValidString(name) || !utf8.ValidString(values[0]) || strings.ContainsRune(values[0], 0) {
 			return &inputError{status: http.StatusBadRequest, key: "input_utf8"}
@@ -98,18 +99,22 @@ func validateInput(r *http.Request) *inputError {
 			limit = maxFieldLen
 		}
 		if len(values[0]) > limit {
-			return &inputError{status: http.StatusBadRequest, key: "input_too_long", args: []any{clip(name)}}
+			return named("input_too_long", name)
 		}
 	}
 	return nil
 }
 
-func clip(s string) string {
-	if !utf8.ValidString(s) {
-		return "(invalid)"
+// named is the 400 of key about the parameter name. The page says which
+// parameter only when its name could be one (lower-case ASCII, digits and
+// _, as every OAuth and form field is): the name is the requester's text,
+// and the provider's own page must not carry whatever a link's author
+// chose to write there ("expired, call this number").
+func named(key, name string) *inputError {
+	if paramName.MatchString(name) {
+		return &inputError{status: http.StatusBadRequest, key: key, args: []any{name}}
 	}
-	if len(s) <= 40 {
-		return s
-	}
-	return truncate(s, 40) + "..." // not in the middle of a character
+	return &inputError{status: http.StatusBadRequest, key: key + "_unnamed"}
 }
+
+var paramName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
