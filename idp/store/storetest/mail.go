@@ -312,24 +312,34 @@ func testMailOutbox(t *testing.T, s store.Store) {
 	wantErr(t, "deleted mail", err, store.ErrNotFound)
 }
 
+// claimedMail queues a mail to addr, due at t0, and claims it until t0+1m:
+// the mail as the claim returned it.
+func claimedMail(t *testing.T, s store.Store, addr string) store.Mail {
+	t.Helper()
+	m := &store.Mail{To: addr, Subject: "s", Body: "b", CreatedAt: t0, NextAttemptAt: t0}
+	must(t, s.EnqueueMail(t.Context(), m))
+	ms, err := s.ClaimMail(t.Context(), t0, at(time.Minute), 10)
+	must(t, err)
+	if len(ms) != 1 || ms[0].ID != m.ID {
+		t.Fatalf("claimed %+v, want the mail to %s alone", ms, addr)
+	}
+	return ms[0]
+}
+
 // testReleaseMail: a claim given back untried is due at once with its
 // attempt uncounted; only the claim that made it gives it back, once, and
 // never a sent mail.
 func testReleaseMail(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	m := &store.Mail{To: "a@example.com", Subject: "s", Body: "b", CreatedAt: t0, NextAttemptAt: t0}
-	must(t, s.EnqueueMail(ctx, m))
-	ms, err := s.ClaimMail(ctx, t0, at(time.Minute), 10)
-	must(t, err)
-	same(t, "claimed", len(ms), 1)
+	m := claimedMail(t, s, "a@example.com")
 	wantErr(t, "release by another lease", s.ReleaseMail(ctx, m.ID, at(2*time.Minute)), store.ErrNotFound)
-	must(t, s.ReleaseMail(ctx, m.ID, ms[0].ClaimedUntil))
-	wantErr(t, "release twice", s.ReleaseMail(ctx, m.ID, ms[0].ClaimedUntil), store.ErrNotFound)
+	must(t, s.ReleaseMail(ctx, m.ID, m.ClaimedUntil))
+	wantErr(t, "release twice", s.ReleaseMail(ctx, m.ID, m.ClaimedUntil), store.ErrNotFound)
 	got, err := s.GetMail(ctx, m.ID)
 	must(t, err)
 	same(t, "released: attempts", got.Attempts, 0)
 	same(t, "released: claim", got.ClaimedUntil, time.Time{})
-	ms, err = s.ClaimMail(ctx, at(time.Second), at(2*time.Minute), 10)
+	ms, err := s.ClaimMail(ctx, at(time.Second), at(2*time.Minute), 10)
 	must(t, err)
 	same(t, "claimed again at once", len(ms), 1)
 	same(t, "attempts after release and claim", ms[0].Attempts, 1)
@@ -341,18 +351,14 @@ func testReleaseMail(t *testing.T, s store.Store) {
 // again, and goes with the cleanup; a sent one cannot be given up on.
 func testGiveUpMail(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	m := &store.Mail{To: "gone@example.com", Subject: "s", Body: "b", CreatedAt: t0, NextAttemptAt: t0}
-	must(t, s.EnqueueMail(ctx, m))
-	ms, err := s.ClaimMail(ctx, t0, at(time.Minute), 10)
-	must(t, err)
-	same(t, "claimed", len(ms), 1)
+	m := claimedMail(t, s, "gone@example.com")
 	must(t, s.GiveUpMail(ctx, m.ID, "550 5.1.1 no such user"))
 	got, err := s.GetMail(ctx, m.ID)
 	must(t, err)
 	same(t, "last error", got.LastError, "550 5.1.1 no such user")
 	same(t, "next attempt", got.NextAttemptAt, store.MailNever)
 	same(t, "claim released", got.ClaimedUntil, time.Time{})
-	ms, err = s.ClaimMail(ctx, at(24*365*time.Hour), at(24*365*time.Hour+time.Minute), 10)
+	ms, err := s.ClaimMail(ctx, at(24*365*time.Hour), at(24*365*time.Hour+time.Minute), 10)
 	must(t, err)
 	same(t, "claimed a year later", len(ms), 0)
 	sent := &store.Mail{To: "ok@example.com", CreatedAt: t0, NextAttemptAt: t0}
