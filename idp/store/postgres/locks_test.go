@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -161,6 +162,13 @@ func (r *lockRace) newUserSession(userID, sid string) {
 // inactive once ending the sessions has returned.
 func raceExchange(t *testing.T, r *lockRace, x *store.TokenExchange, end func(ctx context.Context, s *sqlstore.Store) error) {
 	t.Helper()
+	raceExchangeKeeping(t, r, x, end)
+}
+
+// raceExchangeKeeping is raceExchange where ending the sessions leaves the
+// tokens keep active (a logout keeps refresh tokens).
+func raceExchangeKeeping(t *testing.T, r *lockRace, x *store.TokenExchange, end func(ctx context.Context, s *sqlstore.Store) error, keep ...string) {
+	t.Helper()
 	ctx := t.Context()
 	release := r.holdToken(x.SpendKind, x.SpendSignature)
 	exchanger, ender := r.party("exchange"), r.party("end")
@@ -178,8 +186,55 @@ func raceExchange(t *testing.T, r *lockRace, x *store.TokenExchange, end func(ct
 		}
 		return
 	}
+	if left := r.activeTokens("u1"); !slices.Equal(left, keep) {
+		t.Fatalf("the exchange won and its tokens survived: %q, want only %q", left, keep)
+	}
+}
+
+// TestCodeExchangeRacingLogout: a code exchanged while its session is
+// logged out (EndSession): the exchange fails, or its access token is
+// inactive and its refresh token (offline_access) alone stays.
+func TestCodeExchangeRacingLogout(t *testing.T) {
+	r := newLockRace(t)
+	r.newUserSession("u1", "sid-1")
+	r.must(r.main.CreateToken(t.Context(), lockToken(store.KindAuthorizeCode, "code", "R", "sid-1")))
+	raceExchangeKeeping(t, r, &store.TokenExchange{SpendKind: store.KindAuthorizeCode, SpendSignature: "code",
+		Create: []*store.TokenRecord{lockToken(store.KindAccessToken, "a1", "R", "sid-1"),
+			lockToken(store.KindRefreshToken, "r1", "R", "sid-1")}},
+		func(ctx context.Context, s *sqlstore.Store) error { return s.EndSession(ctx, []byte("h-sid-1")) },
+		"refresh r1")
+}
+
+// TestLogoutRacingRotation: a logout (in another tab) of a session whose
+// cookie a change of credentials is replacing (a new password on My Page:
+// the other sessions ended, this one's cookie rotated, in one
+// transaction). The logout waits for the change, then ends the session by
+// its id, under its new cookie too, with its access token.
+func TestLogoutRacingRotation(t *testing.T) {
+	r := newLockRace(t)
+	ctx := t.Context()
+	r.newUserSession("u1", "sid-1")
+	r.must(r.main.CreateToken(ctx, lockToken(store.KindAccessToken, "a1", "R", "sid-1")))
+	changer, logout := r.party("change"), r.party("logout")
+	tx, err := changer.BeginTx(ctx)
+	r.must(err)
+	defer changer.Rollback(tx)
+	r.must(changer.UpdatePassword(tx, "u1", "new", lockT0))
+	_, err = changer.DeleteUserSessions(tx, "u1", "sid-1")
+	r.must(err)
+	_, err = changer.RotateSession(tx, []byte("h-sid-1"), []byte("h-new"), "u1")
+	r.must(err)
+	ending := r.start("logout", func() error { return logout.EndSession(ctx, []byte("h-sid-1")) })
+	if !ending.waited {
+		t.Fatal("the race was not played: the logout did not wait for the change")
+	}
+	r.must(changer.Commit(tx))
+	r.must(ending.wait())
+	if _, err := r.main.GetSession(ctx, []byte("h-new"), lockT0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the session under its new cookie: %v, want it ended", err)
+	}
 	if left := r.activeTokens("u1"); len(left) > 0 {
-		t.Fatalf("the exchange won and its tokens survived: %q", left)
+		t.Errorf("active tokens after the logout: %q", left)
 	}
 }
 

@@ -127,8 +127,9 @@ func (s *Store) RotateSession(ctx context.Context, oldHash, newHash []byte, user
 
 // EndSession implements store.Store: the session read by its cookie's
 // hash, then, with the user's row held as endSessions holds it (so that a
-// token exchange in flight is waited for, and what it issued is seen),
-// the session deleted and its access tokens and codes deactivated, in one
+// token exchange in flight, or a change of credentials rotating the
+// session's cookie, is waited for, and what it did is seen), the session
+// deleted by its id and its access tokens and codes deactivated, in one
 // transaction.
 func (s *Store) EndSession(ctx context.Context, tokenHash []byte) error {
 	err := s.inTx(ctx, func(q querier) error {
@@ -140,7 +141,10 @@ func (s *Store) EndSession(ctx context.Context, tokenHash []byte) error {
 		if err := s.lockUser(ctx, q, userID); err != nil {
 			return err
 		}
-		n, err := affected(q.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = $1`, blob(tokenHash)))
+		// By its id, which stays: a change of credentials holding the
+		// user's row may have given the session a new cookie meanwhile
+		// (RotateSession), and the logout is of the session, not its cookie.
+		n, err := affected(q.ExecContext(ctx, `DELETE FROM sessions WHERE id = $1 AND user_id = $2`, id, userID))
 		if err == nil && n == 0 {
 			err = store.ErrNotFound // ended meanwhile, by another logout
 		}
