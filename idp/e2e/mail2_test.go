@@ -285,16 +285,25 @@ func TestSignOutThisDevice(t *testing.T) {
 // Page (a new password, 2FA turned on) and signing the other devices out
 // give the browser's session a new cookie: a copy of the old one (taken
 // by someone the owner now means to shut out) signs nothing in, while the
-// browser that made the change stays signed in, with its remember-me kept.
+// browser that made the change stays signed in, with its remember-me kept
+// (or its cookie still one for the browser's session).
 func TestSessionTokenRotated(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db)
 		u, _ := url.Parse(p.URL)
-		for i, change := range []string{"password", "2FA on", "other devices signed out"} {
+		for i, tc := range []struct {
+			change   string
+			remember bool
+		}{{"password", true}, {"password", false}, {"2FA on", true}, {"other devices signed out", true}, {"other devices signed out", false}} {
+			change := fmt.Sprintf("%s (remembered: %v)", tc.change, tc.remember)
 			addr := fmt.Sprintf("rotated%d@example.com", i)
 			p.createUser(addr, password)
 			b := p.newBrowser()
-			pg := b.submit(b.get(p.URL+"/account"), "password", map[string]string{"email": addr, "password": password, "remember": "on"})
+			form := map[string]string{"email": addr, "password": password}
+			if tc.remember {
+				form["remember"] = "on"
+			}
+			pg := b.submit(b.get(p.URL+"/account"), "password", form)
 			if pg.URL.Path != "/account" {
 				t.Fatalf("%s: login: %d %s", change, pg.Status, pg.URL)
 			}
@@ -304,7 +313,7 @@ func TestSessionTokenRotated(t *testing.T) {
 				t.Fatalf("%s: the copied cookies do not sign in (the test's premise)", change)
 			}
 			cookies := b.recordCookies()
-			switch change {
+			switch tc.change {
 			case "password":
 				pg = b.submit(b.get(p.URL+"/account/password"), "new_password",
 					map[string]string{"password": password, "new_password": newPassword, "new_password_confirm": newPassword})
@@ -333,8 +342,13 @@ func TestSessionTokenRotated(t *testing.T) {
 					session = c
 				}
 			}
-			if session == nil || session.MaxAge <= 0 {
+			switch {
+			case session == nil:
+				t.Errorf("%s: no new session cookie", change)
+			case tc.remember && session.MaxAge <= 0:
 				t.Errorf("%s: the new session cookie %+v, want one kept across restarts (remember-me)", change, session)
+			case !tc.remember && (session.MaxAge != 0 || !session.Expires.IsZero()):
+				t.Errorf("%s: the new session cookie %+v, want one for the browser's session", change, session)
 			}
 		}
 	})

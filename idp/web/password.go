@@ -571,12 +571,26 @@ func (s *Server) sessionsRevokeOthers(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if _, err := s.Store.DeleteUserSessions(r.Context(), u.ID, sess.ID); err != nil {
+	// A copy of this browser's cookie is no other device: it goes too, in
+	// the same transaction (a rotation that failed would leave it working
+	// while the page said the others were signed out).
+	tx, err := s.Store.BeginTx(r.Context())
+	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
-	// A copy of this browser's cookie is no other device: it goes too.
-	token, rotated, err := s.rotateSession(r.Context(), r, u.ID)
+	defer func() { _ = s.Store.Rollback(tx) }()
+	var (
+		token   string
+		rotated *store.Session
+	)
+	_, err = s.Store.DeleteUserSessions(tx, u.ID, sess.ID)
+	if err == nil {
+		token, rotated, err = s.rotateSession(tx, r, u.ID)
+	}
+	if err == nil {
+		err = s.Store.Commit(tx)
+	}
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return

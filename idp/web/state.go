@@ -413,11 +413,9 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u
 		UserAgent: truncate(r.UserAgent(), 200),
 		IP:        s.clientIP(r),
 	}
-	var cookieAge time.Duration // a browser-session cookie
 	if f.Remember {
 		// Remembered across browser restarts, never past the absolute limit.
-		cookieAge = min(s.Config.RememberMe, s.Config.SessionMaxAge)
-		sess.ExpiresAt = now.Add(cookieAge)
+		sess.ExpiresAt = now.Add(min(s.Config.RememberMe, s.Config.SessionMaxAge))
 	}
 	if err := s.Store.StartSession(ctx, crypt.HashToken(f.id), sess, u.SecurityStamp); err != nil {
 		return nil, err
@@ -427,7 +425,7 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u
 			return nil, err
 		}
 	}
-	s.setCookie(w, sessionCookie, token, cookieAge)
+	s.setSessionCookie(w, token, sess)
 	return sess, nil
 }
 
@@ -455,16 +453,16 @@ func (s *Server) rotateSession(ctx context.Context, r *http.Request, userID stri
 	return token, sess, nil
 }
 
-// setSessionCookie gives the browser the cookie of its rotated session
-// sess: for the browser's session, or until the session's end when it is
-// remembered (as at login). Nothing when token is "".
+// setSessionCookie gives the browser the cookie token of its session sess
+// (new, or rotated): for the browser's session, or, remembered, until the
+// session's end (whole seconds, as ExpiresAt). Nothing when token is "".
 func (s *Server) setSessionCookie(w http.ResponseWriter, token string, sess *store.Session) {
 	if token == "" {
 		return
 	}
-	var age time.Duration
+	var age time.Duration // a browser-session cookie
 	if sess.Remember {
-		age = max(sess.ExpiresAt.Sub(s.Now()), time.Second)
+		age = max(sess.ExpiresAt.Sub(s.Now().Truncate(time.Second)), time.Second)
 	}
 	s.setCookie(w, sessionCookie, token, age)
 }
