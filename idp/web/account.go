@@ -586,15 +586,19 @@ func (s *Server) backupCodesSubmit(w http.ResponseWriter, r *http.Request) {
 	// The codes are a second factor: whoever sees them can log in without
 	// the authenticator. Showing them is recorded and mailed, as replacing
 	// them is, so a hijacked session that also has the password does not
-	// take them silently.
-	err = s.changeAccount(r, u, func(context.Context) (accountChange, error) {
-		return accountChange{Event: "mfa.codes_shown", Mail: mail.CodesShown}, nil
-	})
+	// take them silently; once they are read, so that no mail tells of
+	// codes a failed read never showed.
+	codes, err := s.backupCodes(r.Context(), u)
+	if err == nil {
+		err = s.changeAccount(r, u, func(context.Context) (accountChange, error) {
+			return accountChange{Event: "mfa.codes_shown", Mail: mail.CodesShown}, nil
+		})
+	}
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.renderBackupCodes(w, r, f, u, false)
+	s.showBackupCodes(w, r, f, u, codes, false)
 }
 
 func (s *Server) backupCodesReplace(w http.ResponseWriter, r *http.Request) {
@@ -645,20 +649,32 @@ func (s *Server) backupCodesReplace(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) renderBackupCodes(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, replaced bool) {
-	recs, err := s.Store.ListBackupCodes(r.Context(), u.ID)
+	codes, err := s.backupCodes(r.Context(), u)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
+	s.showBackupCodes(w, r, f, u, codes, replaced)
+}
+
+// backupCodes are the user's backup codes, opened, used ones marked.
+func (s *Server) backupCodes(ctx context.Context, u *store.User) ([]templates.BackupCode, error) {
+	recs, err := s.Store.ListBackupCodes(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
 	plain, err := mfa.OpenBackupCodes(s.Key, u.ID, recs)
 	if err != nil {
-		s.storeFailed(w, r, err)
-		return
+		return nil, err
 	}
 	codes := make([]templates.BackupCode, len(recs))
 	for i, rec := range recs {
 		codes[i] = templates.BackupCode{Code: mfa.FormatBackupCode(plain[i]), Used: !rec.UsedAt.IsZero()}
 	}
+	return codes, nil
+}
+
+func (s *Server) showBackupCodes(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, codes []templates.BackupCode, replaced bool) {
 	p := templates.BackupCodesPage{
 		Page: s.accountPage(w, r, u), Codes: codes, ReplaceAction: "/account/2fa/backup-codes/replace",
 		Flow: f.id, Replaced: replaced,

@@ -245,6 +245,21 @@ func TestBackupCodesShownRecorded(t *testing.T) {
 	if n := e.mails(t) - before; n != 1 {
 		t.Errorf("%d mails queued for the codes shown, want 1", n)
 	}
+	// Codes that could not be read were not shown: nothing is recorded.
+	e.useStore(unreadableCodes{e.app.Store})
+	if rec := e.post("/account/2fa/backup-codes", with(form, "password", fuzzPassword).Encode()); len(codesOn(rec)) > 0 || rec.Code < 500 {
+		t.Fatalf("codes that cannot be read: %d with %d codes, want a 5xx", rec.Code, len(codesOn(rec)))
+	}
+	if n, m := e.events(t, "mfa.codes_shown"), e.mails(t)-before; n != 1 || m != 1 {
+		t.Errorf("after codes that could not be read: %d mfa.codes_shown events and %d mails, want 1 and 1", n, m)
+	}
+}
+
+// unreadableCodes is a store whose backup codes cannot be read.
+type unreadableCodes struct{ store.Store }
+
+func (unreadableCodes) ListBackupCodes(context.Context, string) ([]store.BackupCode, error) {
+	return nil, errors.New("the disk is on fire")
 }
 
 // TestSettingsFlowGoneLinksBack: a setting's form whose flow is gone (sent
