@@ -1314,7 +1314,7 @@ var badInputs = []struct {
 	{"over-long e-mail", "application/x-www-form-urlencoded", "email=" + strings.Repeat("a", 255) + "&password=x", 400, "too long", "項目 email が長すぎます"},
 	{"over-long password", "application/x-www-form-urlencoded", "email=a@b&password=" + strings.Repeat("p", 1025), 400, "too long", "項目 password が長すぎます"},
 	{"over-long code", "application/x-www-form-urlencoded", "code=" + strings.Repeat("1", 65), 400, "too long", "項目 code が長すぎます"},
-	{"over-long unknown field", "application/x-www-form-urlencoded", "junk=" + strings.Repeat("j", 9<<10), 400, "too long", "項目 junk が長すぎます"},
+	{"over-long unknown field", "application/x-www-form-urlencoded", "junk=" + strings.Repeat("j", 9<<10), 400, "A parameter is too long", "長すぎる項目があります"},
 	// A name no parameter has is not repeated on the page: it is the
 	// requester's text ("expired: call this number"), not the provider's.
 	{"duplicated odd name", "application/x-www-form-urlencoded", "%E5%A4%B1%E5%8A%B9.+tel=1&%E5%A4%B1%E5%8A%B9.+tel=2", 400, "A parameter is repeated", "同じ名前の項目が重複"},

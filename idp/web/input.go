@@ -5,7 +5,6 @@ import (
 	"errors"
 	"mime"
 	"net/http"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -106,15 +105,31 @@ func validateInput(r *http.Request) *inputError {
 }
 
 // named is the 400 of key about the parameter name. The page says which
-// parameter only when its name could be one (lower-case ASCII, digits and
-// _, as every OAuth and form field is): the name is the requester's text,
-// and the provider's own page must not carry whatever a link's author
-// chose to write there ("expired, call this number").
+// parameter only when the provider reads one of that name (knownParams):
+// any other name is the requester's text, and the provider's own page
+// must not carry whatever a link's author chose to write there
+// ("expired_call_0120_444_444").
 func named(key, name string) *inputError {
-	if paramName.MatchString(name) {
+	if knownParams[name] {
 		return &inputError{status: http.StatusBadRequest, key: key, args: []any{name}}
 	}
 	return &inputError{status: http.StatusBadRequest, key: key + "_unnamed"}
 }
 
-var paramName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+// knownParams are the parameters the provider reads: its forms' and
+// pages', and those of OAuth 2.0 and OpenID Connect requests (fosite's).
+var knownParams = func() map[string]bool {
+	m := map[string]bool{}
+	for _, p := range strings.Fields(`account backup_code client consent continue csrf email flow lang locale
+		new_password new_password_confirm notice others password remember return_to session
+		access_token acr_values audience claims client_assertion client_assertion_type client_id client_secret
+		code code_challenge code_challenge_method code_verifier display grant_type id_token_hint login_hint
+		max_age nonce post_logout_redirect_uri prompt redirect_uri refresh_token registration request
+		request_uri response_mode response_type scope state token token_type_hint ui_locales`) {
+		m[p] = true
+	}
+	for p := range fieldLimits {
+		m[p] = true
+	}
+	return m
+}()
