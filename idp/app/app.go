@@ -139,18 +139,22 @@ func createsKeyFile(cfg config.Config) bool {
 	return cfg.SecretKey == "" && cfg.Embedded() && cfg.SecretKeyFile == config.DefaultSecretKeyFile
 }
 
-// keyFileNeeded refuses to let LoadKey create a missing key file for a
+// keyFileToCreate reports whether LoadKey would create the key file: the
+// embedded default's, missing.
+func keyFileToCreate(cfg config.Config) bool {
+	if !createsKeyFile(cfg) {
+		return false
+	}
+	_, err := os.Stat(cfg.SecretKeyFile)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// nothingSealed refuses to let LoadKey create a missing key file for a
 // database that already holds signing keys: they were sealed with another
 // master key (a database copied or restored without its key file), which a
 // new one cannot read, and a new file would then stand in the way of the
 // right one at every start.
-func keyFileNeeded(ctx context.Context, cfg config.Config, st store.Store) error {
-	if !createsKeyFile(cfg) {
-		return nil
-	}
-	if _, err := os.Stat(cfg.SecretKeyFile); !errors.Is(err, fs.ErrNotExist) {
-		return nil // there (or unreadable: LoadKey says so)
-	}
+func nothingSealed(ctx context.Context, cfg config.Config, st store.Store) error {
 	ks, err := st.ListSigningKeys(ctx)
 	if err != nil {
 		return err
@@ -188,18 +192,31 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
+	// The key first, so that a bad one stops the start before the store is
+	// touched; only a key file the embedded default is about to create
+	// waits for the store, which must not hold anything sealed yet.
+	var (
+		key *crypt.Key
+		err error
+	)
+	if !keyFileToCreate(cfg) {
+		if key, err = LoadKey(cfg, opt.Logger); err != nil {
+			return nil, err
+		}
+	}
 	st, err := OpenStore(ctx, cfg, opt.Migrate)
 	if err != nil {
 		return nil, err
 	}
-	if err := keyFileNeeded(ctx, cfg, st); err != nil {
-		st.Close()
-		return nil, err
-	}
-	key, err := LoadKey(cfg, opt.Logger)
-	if err != nil {
-		st.Close()
-		return nil, err
+	if key == nil {
+		if err := nothingSealed(ctx, cfg, st); err != nil {
+			st.Close()
+			return nil, err
+		}
+		if key, err = LoadKey(cfg, opt.Logger); err != nil {
+			st.Close()
+			return nil, err
+		}
 	}
 	a := &App{Config: cfg, Store: st, Key: key, Logger: opt.Logger, Now: opt.Now}
 	var rec metrics.Recorder = metrics.Nop{}

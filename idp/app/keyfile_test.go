@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -83,5 +84,25 @@ func TestMissingKeyFileOfUsedDatabase(t *testing.T) {
 	}
 	if _, err := os.Stat(config.DefaultSecretKeyFile); err == nil {
 		t.Error("a new key file was created for a database it cannot read")
+	}
+}
+
+// TestBadKeyTouchesNoStore: a master key that cannot be read stops the
+// start before the embedded store is created (nothing half-written).
+func TestBadKeyTouchesNoStore(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile("bad.key", []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"IDP_SECRET_KEY_FILE": "bad.key"}
+	cfg, err := config.Load("", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(t.Context(), cfg, Options{Migrate: true}); err == nil {
+		t.Fatal("a start with a malformed key file succeeded")
+	}
+	if _, err := os.Stat(cfg.SQLitePath()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the store at %s after a start with a bad key: %v, want none", cfg.SQLitePath(), err)
 	}
 }
