@@ -297,9 +297,16 @@ func (m *Manager) loadUnlessDone(ctx context.Context, loads uint64) (*keySet, er
 	return m.loadLocked(ctx)
 }
 
+// jwksFresh is how old, at most, the key set the JWKS is served from may
+// be: a key made by `idp keys rotate` or another instance is published
+// here within it (it signs only after PublishDelay), at the cost of one
+// store read a second at most while the JWKS is asked for (relying parties
+// ask rarely: they cache it).
+const jwksFresh = time.Second
+
 // JWKS returns the published keys as a JSON Web Key Set.
 func (m *Manager) JWKS(ctx context.Context) ([]byte, error) {
-	set, err := m.get(ctx)
+	set, err := m.getWithin(ctx, jwksFresh)
 	if err != nil {
 		return nil, err
 	}
@@ -325,11 +332,14 @@ func (m *Manager) Signing(ctx context.Context) (string, error) {
 	return set.signer(m.cfg.Now(), m.cfg.PublishDelay).kid, nil
 }
 
-// get returns the key set, read again once it is CacheTTL old. With a set
+// get returns the key set, read again once it is CacheTTL old.
+func (m *Manager) get(ctx context.Context) (*keySet, error) { return m.getWithin(ctx, m.cfg.CacheTTL) }
+
+// getWithin returns the key set, read again once it is ttl old. With a set
 // at hand a store hiccup is no error: the cached set is used when the read
 // fails, for reloadRetry after a failed read, and while another caller's
 // read is in progress.
-func (m *Manager) get(ctx context.Context) (*keySet, error) {
+func (m *Manager) getWithin(ctx context.Context, ttl time.Duration) (*keySet, error) {
 	m.mu.RLock()
 	set, at, failedAt := m.set, m.loadedAt, m.failedAt
 	m.mu.RUnlock()
@@ -337,14 +347,14 @@ func (m *Manager) get(ctx context.Context) (*keySet, error) {
 		return m.load(ctx)
 	}
 	now := m.cfg.Now()
-	if now.Sub(at) < m.cfg.CacheTTL || now.Sub(failedAt) < reloadRetry || !m.tryLockReload() {
+	if now.Sub(at) < ttl || now.Sub(failedAt) < reloadRetry || !m.tryLockReload() {
 		return set, nil
 	}
 	defer m.unlockReload()
 	m.mu.RLock()
 	set, at = m.set, m.loadedAt
 	m.mu.RUnlock()
-	if now.Sub(at) < m.cfg.CacheTTL { // read by another caller meanwhile
+	if now.Sub(at) < ttl { // read by another caller meanwhile
 		return set, nil
 	}
 	if fresh, err := m.loadLocked(ctx); err == nil {

@@ -309,6 +309,41 @@ func TestPublishBeforeUse(t *testing.T) {
 	}
 }
 
+// TestJWKSFresh: a key made through another manager (`idp keys rotate`,
+// another instance) is in this one's JWKS within a second, well before its
+// cache of the keys would expire; it still signs only after the delay.
+func TestJWKSFresh(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	st := &keyStore{}
+	a := newManager(t, st, "RS256", c)
+	b := newManager(t, st, "RS256", c)
+	published := func(m *Manager) int {
+		t.Helper()
+		var set jose.JSONWebKeySet
+		j, err := m.JWKS(ctx)
+		if err != nil || json.Unmarshal(j, &set) != nil {
+			t.Fatalf("JWKS: %v %s", err, j)
+		}
+		return len(set.Keys)
+	}
+	c.t = c.t.Add(time.Hour) // the rotation, an hour after the first key
+	if n := published(b); n != 1 {
+		t.Fatalf("JWKS before the rotation: %d keys", n)
+	}
+	first, _ := b.Signing(ctx)
+	if _, err := a.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.t = c.t.Add(jwksFresh)
+	if n := published(b); n != 2 {
+		t.Errorf("JWKS %v after a rotation elsewhere: %d keys, want both", jwksFresh, n)
+	}
+	if kid, _ := b.Signing(ctx); kid != first {
+		t.Errorf("signing with %s right after the rotation, want the previous key %s", kid, first)
+	}
+}
+
 // hangingStore is a keyStore whose ListSigningKeys, once hang is set,
 // blocks until its context ends (a database that hangs rather than
 // refuses), telling entered each time it starts.
