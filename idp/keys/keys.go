@@ -298,14 +298,21 @@ func (m *Manager) loadUnlessDone(ctx context.Context, loads uint64) (*keySet, er
 }
 
 // jwksFresh is how old, at most, the key set the JWKS is served from may
-// be: a key made by `idp keys rotate` or another instance is published
-// here within it (it signs only after PublishDelay), at the cost of one
-// store read a second at most while the JWKS is asked for (relying parties
-// ask rarely: they cache it).
+// be while the store answers: a key made by `idp keys rotate` or another
+// instance is published here within it (it signs only after
+// PublishDelay), at the cost of one store read a second at most while the
+// JWKS is asked for (relying parties ask rarely: they cache it).
 const jwksFresh = time.Second
+
+// jwksReload bounds the read of the keys a JWKS request makes: while the
+// store hangs, one request waits this long, then the cached set is served
+// (and, for reloadRetry, without trying the store).
+const jwksReload = time.Second
 
 // JWKS returns the published keys as a JSON Web Key Set.
 func (m *Manager) JWKS(ctx context.Context) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, jwksReload)
+	defer cancel()
 	set, err := m.getWithin(ctx, jwksFresh)
 	if err != nil {
 		return nil, err
@@ -372,17 +379,28 @@ func (m *Manager) load(ctx context.Context) (*keySet, error) {
 	return m.loadLocked(ctx)
 }
 
-// loadLocked is load with the reload lock held. A failed read of the
-// store is remembered (failedAt, see reloadRetry).
+// loadLocked is load with the reload lock held. A failed reload is
+// remembered (failedAt, see reloadRetry): a store that fails or hangs, and
+// keys that cannot be read (a key sealed with another master key), alike,
+// so that neither is tried again on every request. (A caller that left
+// counts too: the cached set then serves a few seconds longer.)
 func (m *Manager) loadLocked(ctx context.Context) (*keySet, error) {
-	ks, err := m.cfg.Store.ListSigningKeys(ctx)
-	now := m.cfg.Now()
+	set, err := m.read(ctx)
 	if err != nil {
 		m.mu.Lock()
-		m.failedAt = now
+		m.failedAt = m.cfg.Now()
 		m.mu.Unlock()
+	}
+	return set, err
+}
+
+// read reads the keys from the store and makes them the cached set.
+func (m *Manager) read(ctx context.Context) (*keySet, error) {
+	ks, err := m.cfg.Store.ListSigningKeys(ctx)
+	if err != nil {
 		return nil, err
 	}
+	now := m.cfg.Now()
 	set := &keySet{public: map[string]*jose.JSONWebKey{}}
 	var published []jose.JSONWebKey
 	m.mu.RLock()

@@ -344,6 +344,57 @@ func TestJWKSFresh(t *testing.T) {
 	}
 }
 
+// TestJWKSReloadBounded: a JWKS request whose key set is a second old
+// reads the keys again, but waits on a hanging store for jwksReload at
+// most, then serves the cached set; and keys that cannot be read (a key
+// sealed with another master key) are tried again only after reloadRetry,
+// not on every request.
+func TestJWKSReloadBounded(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	st := &hangingStore{keyStore: &keyStore{}, entered: make(chan struct{}, 10)}
+	m := newManager(t, st, "RS256", c)
+	want, err := m.JWKS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.hang.Store(true)
+	c.t = c.t.Add(2 * jwksFresh)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*jwksReload)
+	defer cancel()
+	if j, err := m.JWKS(ctx); err != nil || !bytes.Equal(j, want) || ctx.Err() != nil {
+		t.Fatalf("JWKS while the store hangs: %v, the cached set %v, its caller's deadline passed %v", err, bytes.Equal(j, want), ctx.Err() != nil)
+	}
+	st.hang.Store(false)
+
+	// A key this manager cannot open: one read per reloadRetry, however
+	// many requests.
+	other, _ := crypt.ParseKey(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{4}, 32)))
+	elsewhere := &keyStore{}
+	c.t = c.t.Add(time.Minute)
+	if err := NewManager(ManagerConfig{Store: elsewhere, Key: other, Now: c.Now, KeepRetired: time.Hour}).Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	st.keys = append(st.keys, elsewhere.keys...) // the newest key, sealed with another master key
+	st.mu.Unlock()
+	c.t = c.t.Add(reloadRetry)
+	st.mu.Lock()
+	before := st.reads
+	st.mu.Unlock()
+	for range 50 {
+		if j, err := m.JWKS(context.Background()); err != nil || !bytes.Equal(j, want) {
+			t.Fatalf("JWKS with an unreadable new key: %v %s, want the cached set", err, j)
+		}
+		c.t = c.t.Add(jwksFresh / 10)
+	}
+	st.mu.Lock()
+	reads := st.reads - before
+	st.mu.Unlock()
+	if reads != 1 {
+		t.Errorf("%d reads of the keys for 50 JWKS requests over %v, want 1", reads, 5*jwksFresh)
+	}
+}
+
 // hangingStore is a keyStore whose ListSigningKeys, once hang is set,
 // blocks until its context ends (a database that hangs rather than
 // refuses), telling entered each time it starts.

@@ -120,7 +120,7 @@ func named(key, name string) *inputError {
 // pages', and those of OAuth 2.0 and OpenID Connect requests (fosite's).
 var knownParams = func() map[string]bool {
 	m := map[string]bool{}
-	for _, p := range strings.Fields(`account backup_code client consent continue csrf email flow lang locale
+	for _, p := range strings.Fields(`account b backup_code client consent continue csrf email flow lang locale
 		new_password new_password_confirm notice others password remember return_to session
 		access_token acr_values audience claims client_assertion client_assertion_type client_id client_secret
 		code code_challenge code_challenge_method code_verifier display grant_type id_token_hint login_hint
