@@ -350,14 +350,7 @@ func TestJWKSFresh(t *testing.T) {
 // sealed with another master key) are tried again only after reloadRetry,
 // not on every request.
 func TestJWKSReloadBounded(t *testing.T) {
-	c := &clock{t: time.Unix(1_700_000_000, 0)}
-	st := &hangingStore{keyStore: &keyStore{}, entered: make(chan struct{}, 10)}
-	m := newManager(t, st, "RS256", c)
-	want, err := m.JWKS(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.hang.Store(true)
+	c, st, m, want := hangingManager(t)
 	c.t = c.t.Add(2 * jwksFresh)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*jwksReload)
 	defer cancel()
@@ -418,12 +411,10 @@ func (s *hangingStore) ListSigningKeys(ctx context.Context) ([]store.SigningKey,
 	return nil, ctx.Err()
 }
 
-// TestHangingStoreReload: while the store hangs, a reload that failed is
-// not tried again for reloadRetry: the calls after it use the cached set at
-// once instead of each waiting out its own deadline on the store; and a
-// call while another caller's reload is in progress uses the cached set at
-// once instead of queueing behind it.
-func TestHangingStoreReload(t *testing.T) {
+// hangingManager is a manager whose keys were read, with the JWKS it
+// served then, on a store that hangs from now on.
+func hangingManager(t *testing.T) (*clock, *hangingStore, *Manager, []byte) {
+	t.Helper()
 	c := &clock{t: time.Unix(1_700_000_000, 0)}
 	st := &hangingStore{keyStore: &keyStore{}, entered: make(chan struct{}, 10)}
 	m := newManager(t, st, "RS256", c)
@@ -432,6 +423,16 @@ func TestHangingStoreReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.hang.Store(true)
+	return c, st, m, want
+}
+
+// TestHangingStoreReload: while the store hangs, a reload that failed is
+// not tried again for reloadRetry: the calls after it use the cached set at
+// once instead of each waiting out its own deadline on the store; and a
+// call while another caller's reload is in progress uses the cached set at
+// once instead of queueing behind it.
+func TestHangingStoreReload(t *testing.T) {
+	c, st, m, want := hangingManager(t)
 	c.t = c.t.Add(31 * time.Second) // the cache has expired
 
 	// The first call after the expiry tries the store and, when its own
