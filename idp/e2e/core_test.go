@@ -204,7 +204,7 @@ func TestCodeReuseRevokes(t *testing.T) {
 		if st := userinfoStatus(t, r, tk.AccessToken); st != http.StatusUnauthorized {
 			t.Errorf("access token issued by a reused code still works: %d", st)
 		}
-		if _, err := r.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tk.RefreshToken}).Token(); err == nil {
+		if _, err := refresh(r, tk.RefreshToken); err == nil {
 			t.Error("refresh token issued by a reused code still works")
 		}
 	})
@@ -302,7 +302,7 @@ func TestConcurrentRefresh(t *testing.T) {
 		for range 10 {
 			wg.Go(func() {
 				<-start
-				next, err := r.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tk.RefreshToken}).Token()
+				next, err := refresh(r, tk.RefreshToken)
 				if err == nil {
 					mu.Lock()
 					got = append(got, next)
@@ -554,7 +554,7 @@ func TestLogoutEndsTokens(t *testing.T) {
 				if st := userinfoStatus(t, c.rp, c.tk.AccessToken); (st == http.StatusOK) != c.live {
 					t.Errorf("logout from the %s: userinfo with %s access token: %d", how, c.name, st)
 				}
-				refreshed, err := c.rp.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: c.tk.RefreshToken}).Token()
+				refreshed, err := refresh(c.rp, c.tk.RefreshToken)
 				if err != nil {
 					t.Errorf("logout from the %s: %s refresh token (offline_access) no longer refreshes: %v", how, c.name, err)
 				} else if st := userinfoStatus(t, c.rp, refreshed.AccessToken); st != http.StatusOK {

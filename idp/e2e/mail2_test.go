@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/oauth2"
-
 	"github.com/kamera-id/idp/idp/app"
 	"github.com/kamera-id/idp/idp/testenv"
 )
@@ -275,7 +273,7 @@ func TestSignOutThisDevice(t *testing.T) {
 		if st := userinfoStatus(t, r, tk.AccessToken); st != http.StatusUnauthorized {
 			t.Errorf("userinfo with the signed-out session's access token: %d, want 401", st)
 		}
-		if _, err := r.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tk.RefreshToken}).Token(); err == nil {
+		if _, err := refresh(r, tk.RefreshToken); err == nil {
 			t.Error("the signed-out session's refresh token still refreshes")
 		}
 	})

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/testenv"
@@ -427,13 +425,13 @@ func TestPasswordChangeRevokes(t *testing.T) {
 		if st := userinfoStatus(t, r, elsewhere.AccessToken); st != http.StatusUnauthorized {
 			t.Errorf("access token of an ended session: userinfo %d, want 401", st)
 		}
-		if _, err := r.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: elsewhere.RefreshToken}).Token(); err == nil {
+		if _, err := refresh(r, elsewhere.RefreshToken); err == nil {
 			t.Error("the refresh token of an ended session still works")
 		}
 		if st := userinfoStatus(t, r, here.AccessToken); st != http.StatusOK {
 			t.Errorf("access token of the session that changed the password: userinfo %d, want 200", st)
 		}
-		if _, err := r.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: here.RefreshToken}).Token(); err != nil {
+		if _, err := refresh(r, here.RefreshToken); err != nil {
 			t.Errorf("the refresh token of the session that changed the password: %v", err)
 		}
 	})

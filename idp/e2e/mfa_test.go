@@ -317,7 +317,7 @@ func TestSupportReset(t *testing.T) {
 		if phone.hasSession(p) {
 			t.Error("the phone's session survived the support reset")
 		}
-		if _, err := r.cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: lost.RefreshToken}).Token(); err == nil {
+		if _, err := refresh(r, lost.RefreshToken); err == nil {
 			t.Error("the phone's refresh token survived the support reset")
 		}
 		a, pg = rpLogin(t, p.newBrowser(), r)
