@@ -146,6 +146,30 @@ func (r *lockRace) must(err error) {
 	}
 }
 
+// begin opens a transaction on s that the test commits or, when it stops
+// before, rolls back.
+func (r *lockRace) begin(s *sqlstore.Store) context.Context {
+	r.t.Helper()
+	tx, err := s.BeginTx(r.t.Context())
+	r.must(err)
+	r.t.Cleanup(func() { _ = s.Rollback(tx) })
+	return tx
+}
+
+// committed runs f in a transaction of s and commits it (for a party's
+// call, which reports its error rather than failing the test).
+func committed(ctx context.Context, s *sqlstore.Store, f func(tx context.Context) error) error {
+	tx, err := s.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Rollback(tx)
+	if err := f(tx); err != nil {
+		return err
+	}
+	return s.Commit(tx)
+}
+
 func (r *lockRace) newUserSession(userID, sid string) {
 	r.t.Helper()
 	ctx := r.t.Context()
@@ -216,11 +240,9 @@ func TestLogoutRacingRotation(t *testing.T) {
 	r.newUserSession("u1", "sid-1")
 	r.must(r.main.CreateToken(ctx, lockToken(store.KindAccessToken, "a1", "R", "sid-1")))
 	changer, logout := r.party("change"), r.party("logout")
-	tx, err := changer.BeginTx(ctx)
-	r.must(err)
-	defer changer.Rollback(tx)
+	tx := r.begin(changer)
 	r.must(changer.UpdatePassword(tx, "u1", "new", lockT0))
-	_, err = changer.DeleteUserSessions(tx, "u1", "sid-1")
+	_, err := changer.DeleteUserSessions(tx, "u1", "sid-1")
 	r.must(err)
 	_, err = changer.RotateSession(tx, []byte("h-sid-1"), []byte("h-new"), "u1")
 	r.must(err)
@@ -352,9 +374,7 @@ func raceCode(t *testing.T, r *lockRace, code *store.TokenRecord, end func(ctx c
 	t.Helper()
 	ctx := t.Context()
 	ender, issuer := r.party("end"), r.party("code")
-	tx, err := ender.BeginTx(ctx)
-	r.must(err)
-	defer ender.Rollback(tx)
+	tx := r.begin(ender)
 	r.must(end(tx, ender))
 	issue := r.start("code", func() error { return issuer.CreateToken(ctx, code) })
 	r.must(ender.Commit(tx))
@@ -432,9 +452,7 @@ func TestStartSessionRacingNewCredentials(t *testing.T) {
 			flow := &store.Flow{Key: []byte("flow"), Data: []byte("{}"), CreatedAt: lockT0, ExpiresAt: lockT0.Add(time.Hour)}
 			r.must(r.main.PutFlow(ctx, flow))
 			changer, login := r.party("change"), r.party("login")
-			tx, err := changer.BeginTx(ctx)
-			r.must(err)
-			defer changer.Rollback(tx)
+			tx := r.begin(changer)
 			r.must(tc.change(tx, changer))
 			endSessions := func() {
 				_, err := changer.DeleteUserSessions(tx, "u1", "")
@@ -517,21 +535,13 @@ func TestResetRacingPasswordChange(t *testing.T) {
 	ctx := t.Context()
 	resetUser(r, "P1")
 	resetter, changer := r.party("reset"), r.party("change")
-	tx, err := resetter.BeginTx(ctx)
-	r.must(err)
-	defer resetter.Rollback(tx)
+	tx := r.begin(resetter)
 	uid, err := resetter.ConsumePasswordReset(tx, []byte("P1"), lockT0)
 	r.must(err)
 	change := r.start("change", func() error {
-		tx, err := changer.BeginTx(ctx)
-		if err != nil {
-			return err
-		}
-		defer changer.Rollback(tx)
-		if err := changer.UpdatePassword(tx, "u1", "h-change", lockT0); err != nil {
-			return err
-		}
-		return changer.Commit(tx)
+		return committed(ctx, changer, func(tx context.Context) error {
+			return changer.UpdatePassword(tx, "u1", "h-change", lockT0)
+		})
 	})
 	if !change.waited {
 		t.Fatalf("the race was not played: the change did not wait (%v)", change.wait())
@@ -552,21 +562,11 @@ func TestTwoResetLinksAtOnce(t *testing.T) {
 	ctx := t.Context()
 	resetUser(r, "P1", "P2")
 	a, b := r.party("a"), r.party("b")
-	atx, err := a.BeginTx(ctx)
-	r.must(err)
-	defer a.Rollback(atx)
-	_, err = a.ConsumePasswordReset(atx, []byte("P1"), lockT0)
+	atx := r.begin(a)
+	_, err := a.ConsumePasswordReset(atx, []byte("P1"), lockT0)
 	r.must(err)
 	second := r.start("b", func() error {
-		btx, err := b.BeginTx(ctx)
-		if err != nil {
-			return err
-		}
-		defer b.Rollback(btx)
-		if err := resetPassword(btx, b, "P2", "hb"); err != nil {
-			return err
-		}
-		return b.Commit(btx)
+		return committed(ctx, b, func(tx context.Context) error { return resetPassword(tx, b, "P2", "hb") })
 	})
 	if !second.waited {
 		t.Fatalf("the race was not played: the second reset did not wait (%v)", second.wait())
@@ -592,12 +592,8 @@ func TestDeadlockIsUnavailable(t *testing.T) {
 		r.must(r.main.CreateUser(ctx, &store.User{ID: id, Email: id + "@example.com", CreatedAt: lockT0}))
 	}
 	a, b := r.party("a"), r.party("b")
-	atx, err := a.BeginTx(ctx)
-	r.must(err)
-	defer a.Rollback(atx)
-	btx, err := b.BeginTx(ctx)
-	r.must(err)
-	defer b.Rollback(btx)
+	atx := r.begin(a)
+	btx := r.begin(b)
 	r.must(a.UpdatePassword(atx, "u1", "h", lockT0))
 	r.must(b.UpdatePassword(btx, "u2", "h", lockT0))
 	first := r.start("a", func() error { return a.UpdatePassword(atx, "u2", "h", lockT0) })
@@ -636,9 +632,7 @@ func TestConcurrentRotations(t *testing.T) {
 				r.must(r.main.AddSigningKey(ctx, key(id), lockT0))
 			}
 			a, b := r.party("a"), r.party("b")
-			atx, err := a.BeginTx(ctx)
-			r.must(err)
-			defer a.Rollback(atx)
+			atx := r.begin(a)
 			r.must(a.AddSigningKey(atx, key("k1"), lockT0))
 			second := r.start("b", func() error { return b.AddSigningKey(ctx, key("k2"), lockT0) })
 			if !second.waited {
