@@ -95,7 +95,7 @@ func (s *doubleSubmit) StartSession(ctx context.Context, flowKey []byte, x *stor
 
 // enableMFAWithSecret is enableMFA with a TOTP secret the test knows, and
 // the given backup codes (none: the fixed ones).
-func (e *fuzzEnv) enableMFAWithSecret(t *testing.T, codes ...string) string {
+func (e *fuzzEnv) enableMFAWithSecret(t testing.TB, codes ...string) string {
 	t.Helper()
 	ctx, now := context.Background(), time.Now()
 	secret, err := mfa.NewSecret()

@@ -21,7 +21,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/kamera-id/idp/idp/app"
 	"github.com/kamera-id/idp/idp/config"
@@ -108,23 +107,7 @@ func newFuzzEnvOn(f testing.TB, db testenv.Database) *fuzzEnv {
 
 // enableMFA turns two-step verification on for the user, with the fixed
 // backup codes.
-func (e *fuzzEnv) enableMFA(f testing.TB) {
-	f.Helper()
-	ctx, now := context.Background(), time.Now()
-	secret, err := mfa.NewSecret()
-	if err != nil {
-		f.Fatal(err)
-	}
-	id := e.user.ID
-	secretEnc := mfa.SealSecret(e.app.Key, id, secret)
-	if err := e.app.Store.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: id, SecretEnc: secretEnc,
-		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
-		f.Fatal(err)
-	}
-	if err := e.app.Store.ConfirmTOTP(ctx, id, secretEnc, 0, mfa.SealBackupCodes(e.app.Key, id, fuzzBackupCodes), now); err != nil {
-		f.Fatal(err)
-	}
-}
+func (e *fuzzEnv) enableMFA(f testing.TB) { e.enableMFAWithSecret(f) }
 
 // serve runs one request as the browser.
 func (e *fuzzEnv) serve(req *http.Request) *httptest.ResponseRecorder {

@@ -134,20 +134,7 @@ func (e *fuzzEnv) mails(t *testing.T) int {
 // postAll posts body to path from n requests of the browser at once (its
 // cookies are not updated) and returns their answers.
 func (e *fuzzEnv) postAll(path, body string, n int) []*httptest.ResponseRecorder {
-	recs := make([]*httptest.ResponseRecorder, n)
-	var wg sync.WaitGroup
-	for i := range recs {
-		req := httptest.NewRequest(http.MethodPost, origin+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Origin", origin)
-		for _, c := range e.cookies {
-			req.AddCookie(c)
-		}
-		recs[i] = httptest.NewRecorder()
-		wg.Go(func() { e.h.ServeHTTP(recs[i], req) })
-	}
-	wg.Wait()
-	return recs
+	return e.postTo(slices.Repeat([]http.Handler{e.h}, n), path, body)
 }
 
 // spendRace is a real store on which, once armed with n, no flow is spent
