@@ -3,8 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/kamera-id/idp/idp/store"
@@ -307,17 +305,12 @@ type throttleKeys struct {
 func newThrottleKeys(keys []string, first int) *throttleKeys {
 	tk := &throttleKeys{out: make([]store.Throttle, len(keys)), at: make(map[string][]int, len(keys)),
 		args: make([]any, len(keys))}
-	var in strings.Builder
 	for i, k := range keys {
 		tk.out[i].Key = k
 		tk.at[k] = append(tk.at[k], i)
 		tk.args[i] = k
-		if i > 0 {
-			in.WriteString(", ")
-		}
-		fmt.Fprintf(&in, "$%d", first+i)
 	}
-	tk.in = in.String()
+	tk.in = placeholders(first, len(keys))
 	return tk
 }
 

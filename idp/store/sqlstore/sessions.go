@@ -126,36 +126,17 @@ func (s *Store) RotateSession(ctx context.Context, oldHash, newHash []byte, user
 }
 
 // EndSession implements store.Store: the session read by its cookie's
-// hash, then, with the user's row held as endSessions holds it (so that a
-// token exchange in flight, or a change of credentials rotating the
-// session's cookie, is waited for, and what it did is seen), the session
-// deleted by its id and its access tokens and codes deactivated, in one
-// transaction.
+// hash, then ended by its id (endSessions, holding the user's row), with
+// its access tokens and codes. By the id, which stays: a change of
+// credentials holding the user's row may have given the session a new
+// cookie meanwhile (RotateSession), and the logout is of the session, not
+// of its cookie.
 func (s *Store) EndSession(ctx context.Context, tokenHash []byte) error {
-	err := s.inTx(ctx, func(q querier) error {
-		var userID, id string
-		err := q.QueryRowContext(ctx, `SELECT user_id, id FROM sessions WHERE token_hash = $1`, blob(tokenHash)).Scan(&userID, &id)
-		if err != nil {
-			return err // sql.ErrNoRows: ErrNotFound
-		}
-		if err := s.lockUser(ctx, q, userID); err != nil {
-			return err
-		}
-		// By its id, which stays: a change of credentials holding the
-		// user's row may have given the session a new cookie meanwhile
-		// (RotateSession), and the logout is of the session, not its cookie.
-		n, err := affected(q.ExecContext(ctx, `DELETE FROM sessions WHERE id = $1 AND user_id = $2`, id, userID))
-		if err == nil && n == 0 {
-			err = store.ErrNotFound // ended meanwhile, by another logout
-		}
-		if err != nil {
-			return err
-		}
-		_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE
-			WHERE subject = $1 AND session_id = $2 AND kind IN ($3, $4) AND active`,
-			userID, id, store.KindAccessToken, store.KindAuthorizeCode)
-		return err
-	})
+	var userID, id string
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT user_id, id FROM sessions WHERE token_hash = $1`, blob(tokenHash)).Scan(&userID, &id)
+	if err == nil {
+		_, err = s.endSessions(ctx, userID, "=", id, store.KindAccessToken, store.KindAuthorizeCode)
+	}
 	return s.fail("end session", err)
 }
 
@@ -174,8 +155,9 @@ func (s *Store) DeleteUserSession(ctx context.Context, userID, id string) error 
 
 // endSessions ends the user's sessions whose id is id (op "=": that one,
 // ErrNotFound when the user has no such session) or is not id (op "<>":
-// all but that one), and deactivates the tokens issued in them, in one
-// transaction; it returns how many sessions ended.
+// all but that one), and deactivates the tokens issued in them (only those
+// of kinds, when given), in one transaction; it returns how many sessions
+// ended.
 //
 // On PostgreSQL it first locks the user's row FOR UPDATE. Every exchange
 // of a code or refresh token that creates tokens of the user holds FOR KEY
@@ -197,7 +179,7 @@ func (s *Store) DeleteUserSession(ctx context.Context, userID, id string) error 
 //
 // On SQLite the transaction alone does it: write transactions run one at
 // a time (Dialect.RowLocks).
-func (s *Store) endSessions(ctx context.Context, userID, op, id string) (int64, error) {
+func (s *Store) endSessions(ctx context.Context, userID, op, id string, kinds ...string) (int64, error) {
 	var n int64
 	err := s.inTx(ctx, func(q querier) error {
 		if err := s.lockUser(ctx, q, userID); err != nil {
@@ -217,8 +199,16 @@ func (s *Store) endSessions(ctx context.Context, userID, op, id string) (int64, 
 		if op == "<>" {
 			issuedIn = `(session_id <> $2 OR $2 = '')`
 		}
+		args := []any{userID, id}
+		ofKinds := ""
+		if len(kinds) > 0 {
+			ofKinds = ` AND kind IN (` + placeholders(3, len(kinds)) + `)`
+			for _, k := range kinds {
+				args = append(args, k)
+			}
+		}
 		_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE
-			WHERE subject = $1 AND `+issuedIn+` AND active`, userID, id)
+			WHERE subject = $1 AND `+issuedIn+ofKinds+` AND active`, args...)
 		return err
 	})
 	return n, err

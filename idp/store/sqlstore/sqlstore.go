@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 
 	"github.com/kamera-id/idp/idp/store"
@@ -306,6 +307,18 @@ func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// placeholders are n statement parameters from $first on: "$3, $4".
+func placeholders(first, n int) string {
+	var in strings.Builder
+	for i := range n {
+		if i > 0 {
+			in.WriteString(", ")
+		}
+		fmt.Fprintf(&in, "$%d", first+i)
+	}
+	return in.String()
 }
 
 // fail adds op to err and makes errors.Is work with the store's errors: no
