@@ -55,28 +55,38 @@ type accountChange struct {
 // notice is queued, so no crash or failure in between can make it silently.
 // The e-mail is sent by the outbox after the commit.
 func (s *Server) changeAccount(r *http.Request, u *store.User, apply func(tx context.Context) (accountChange, error)) error {
-	tx, err := s.Store.BeginTx(r.Context())
-	if err != nil {
-		return err
-	}
-	defer func() { _ = s.Store.Rollback(tx) }()
-	c, err := apply(tx)
-	if err != nil {
-		return err
-	}
-	if err := s.Store.AddAuditEvent(tx, s.auditEvent(r, u.ID, c.Event, c.Detail)); err != nil {
-		return err
-	}
-	if c.Mail != "" {
-		if err := s.Outbox.Enqueue(tx, u.Email, s.securityMail(r, u, c.Mail, c.Notice)); err != nil {
+	err := s.inTx(r.Context(), func(tx context.Context) error {
+		c, err := apply(tx)
+		if err != nil {
 			return err
 		}
-	}
-	if err := s.Store.Commit(tx); err != nil {
+		if err := s.Store.AddAuditEvent(tx, s.auditEvent(r, u.ID, c.Event, c.Detail)); err != nil {
+			return err
+		}
+		if c.Mail == "" {
+			return nil
+		}
+		return s.Outbox.Enqueue(tx, u.Email, s.securityMail(r, u, c.Mail, c.Notice))
+	})
+	if err != nil {
 		return err
 	}
 	s.Outbox.Nudge()
 	return nil
+}
+
+// inTx runs fn in a store transaction (fn's context carries it) and
+// commits it when fn returns nil; otherwise nothing of it is kept.
+func (s *Server) inTx(ctx context.Context, fn func(tx context.Context) error) error {
+	tx, err := s.Store.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = s.Store.Rollback(tx) }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return s.Store.Commit(tx)
 }
 
 // changeCredentials is changeAccount for a change of the account's
@@ -574,23 +584,18 @@ func (s *Server) sessionsRevokeOthers(w http.ResponseWriter, r *http.Request) {
 	// A copy of this browser's cookie is no other device: it goes too, in
 	// the same transaction (a rotation that failed would leave it working
 	// while the page said the others were signed out).
-	tx, err := s.Store.BeginTx(r.Context())
-	if err != nil {
-		s.storeFailed(w, r, err)
-		return
-	}
-	defer func() { _ = s.Store.Rollback(tx) }()
 	var (
 		token   string
 		rotated *store.Session
 	)
-	_, err = s.Store.DeleteUserSessions(tx, u.ID, sess.ID)
-	if err == nil {
+	err := s.inTx(r.Context(), func(tx context.Context) error {
+		if _, err := s.Store.DeleteUserSessions(tx, u.ID, sess.ID); err != nil {
+			return err
+		}
+		var err error
 		token, rotated, err = s.rotateSession(tx, r, u.ID)
-	}
-	if err == nil {
-		err = s.Store.Commit(tx)
-	}
+		return err
+	})
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
