@@ -450,17 +450,8 @@ func (a *App) StartJobs(cleanupEvery time.Duration) (stop func()) {
 func (a *App) sendDue(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	for ctx.Err() == nil {
-		n, err := a.MailWorker.SendDue(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				a.Logger.Warn("mail outbox unavailable at shutdown: the mails due are sent at the next start", "err", err)
-			}
-			return
-		}
-		if n == 0 {
-			return
-		}
+	if err := a.MailWorker.SendAllDue(ctx); err != nil && ctx.Err() == nil {
+		a.Logger.Warn("mail outbox unavailable at shutdown: the mails due are sent at the next start", "err", err)
 	}
 }
 

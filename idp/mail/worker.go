@@ -149,20 +149,25 @@ func (w *Worker) Run(ctx context.Context) {
 	t := time.NewTicker(w.Poll)
 	defer t.Stop()
 	for {
-		for {
-			n, err := w.SendDue(ctx)
-			if err != nil && ctx.Err() == nil {
-				w.Logger.Warn("mail outbox unavailable", "err", err)
-			}
-			if err != nil || n == 0 {
-				break
-			}
+		if err := w.SendAllDue(ctx); err != nil && ctx.Err() == nil {
+			w.Logger.Warn("mail outbox unavailable", "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-w.Outbox.nudge:
+		}
+	}
+}
+
+// SendAllDue sends batches of due mails (SendDue) until none is left, ctx
+// ends or the outbox cannot be read (that error).
+func (w *Worker) SendAllDue(ctx context.Context) error {
+	for {
+		n, err := w.SendDue(ctx)
+		if err != nil || n == 0 {
+			return err
 		}
 	}
 }
