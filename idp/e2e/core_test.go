@@ -130,6 +130,23 @@ func userinfo(t *testing.T, r *rp, token, mode string) map[string]any {
 	return out
 }
 
+// wantTokens checks what tk's access token gets at userinfo (200, or 401)
+// and whether its refresh token still refreshes: live says which; what
+// names tk in the errors.
+func wantTokens(t *testing.T, r *rp, tk *tokens, live bool, what string) {
+	t.Helper()
+	want := http.StatusUnauthorized
+	if live {
+		want = http.StatusOK
+	}
+	if st := userinfoStatus(t, r, tk.AccessToken); st != want {
+		t.Errorf("%s: userinfo with its access token %d, want %d", what, st, want)
+	}
+	if _, err := refresh(r, tk.RefreshToken); (err == nil) != live {
+		t.Errorf("%s: its refresh token refreshes: %v (err %v), want %v", what, err == nil, err, live)
+	}
+}
+
 func userinfoStatus(t *testing.T, r *rp, token string) int {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, r.provider.UserInfoEndpoint(), nil)
@@ -201,12 +218,7 @@ func TestCodeReuseRevokes(t *testing.T) {
 		if _, err := r.exchange(a, code); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
 			t.Fatalf("reused code: err = %v, want invalid_grant", err)
 		}
-		if st := userinfoStatus(t, r, tk.AccessToken); st != http.StatusUnauthorized {
-			t.Errorf("access token issued by a reused code still works: %d", st)
-		}
-		if _, err := refresh(r, tk.RefreshToken); err == nil {
-			t.Error("refresh token issued by a reused code still works")
-		}
+		wantTokens(t, r, tk, false, "the tokens a reused code issued")
 	})
 }
 

@@ -422,18 +422,8 @@ func TestPasswordChangeRevokes(t *testing.T) {
 		if pg := p.newBrowser().get(link); pg.Status != http.StatusGone {
 			t.Errorf("a reset link mailed before the change: %d, want 410", pg.Status)
 		}
-		if st := userinfoStatus(t, r, elsewhere.AccessToken); st != http.StatusUnauthorized {
-			t.Errorf("access token of an ended session: userinfo %d, want 401", st)
-		}
-		if _, err := refresh(r, elsewhere.RefreshToken); err == nil {
-			t.Error("the refresh token of an ended session still works")
-		}
-		if st := userinfoStatus(t, r, here.AccessToken); st != http.StatusOK {
-			t.Errorf("access token of the session that changed the password: userinfo %d, want 200", st)
-		}
-		if _, err := refresh(r, here.RefreshToken); err != nil {
-			t.Errorf("the refresh token of the session that changed the password: %v", err)
-		}
+		wantTokens(t, r, elsewhere, false, "the tokens of an ended session")
+		wantTokens(t, r, here, true, "the tokens of the session that changed the password")
 	})
 }
 
