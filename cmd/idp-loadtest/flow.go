@@ -267,9 +267,11 @@ func (u *user) submitTOTP(ctx context.Context, st *loginState, now func() time.T
 		if err != nil {
 			return err
 		}
-		if status != http.StatusOK || hidden(reFlow, body) != st.flow {
+		flow := hidden(reFlow, body) // the login as the password step left it
+		if status != http.StatusOK || flow == "" {
 			return fmt.Errorf("status %d, no TOTP form", status)
 		}
+		st.flow = flow
 		return nil
 	})
 	if err != nil {

@@ -123,11 +123,18 @@ func (m *Store) CreateSession(ctx context.Context, s *store.Session) error {
 	return err
 }
 
-func (m *Store) StartSession(ctx context.Context, flowKey []byte, s *store.Session, stamp string) error {
+func (m *Store) StartSession(ctx context.Context, loginKey []byte, spentUntil time.Time, s *store.Session, stamp string) error {
 	start := time.Now()
-	err := m.Store.StartSession(ctx, flowKey, s, stamp)
+	err := m.Store.StartSession(ctx, loginKey, spentUntil, s, stamp)
 	m.done("StartSession", start, err)
 	return err
+}
+
+func (m *Store) LoginSpent(ctx context.Context, loginKey []byte) (bool, error) {
+	start := time.Now()
+	r0, err := m.Store.LoginSpent(ctx, loginKey)
+	m.done("LoginSpent", start, err)
+	return r0, err
 }
 
 func (m *Store) GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*store.Session, error) {

@@ -130,8 +130,9 @@ type Session struct {
 	IP        string
 }
 
-// Flow is the server-side state of an interaction in progress (a login with
-// its second step, a consent, a re-authentication for a sensitive setting).
+// Flow is the server-side state of an interaction in progress (a consent, a
+// re-authentication for a sensitive setting; a login's state travels sealed
+// in the browser's requests, and only its end is recorded: StartSession).
 // Key is a hash of the random flow id the browser carries; Data is the
 // caller's own encoding of the state, opaque to the store.
 type Flow struct {
@@ -337,17 +338,22 @@ type Store interface {
 
 	// SSO sessions.
 	CreateSession(ctx context.Context, s *Session) error
-	// StartSession ends a login: it removes the login flow with this key
-	// and creates the session s, both or neither, in one round trip, and
-	// only while the user's security stamp is still stamp (the one the
-	// login read). ErrNotFound, and no session, when the flow was already
-	// gone (so of two requests finishing one flow exactly one gets a
-	// session), the user is, or the account's credentials changed since
-	// the login read it (a new password, two-step verification turned on
-	// or off); the flow is then left as it was. A change that commits while
-	// the call runs is ordered with it: either the change's ending of the
-	// user's sessions sees the new session, or the session is not created.
-	StartSession(ctx context.Context, flowKey []byte, s *Session, stamp string) error
+	// StartSession ends a login: it records the login's key as spent
+	// (until spentUntil, when the login could no longer be finished
+	// anyway) and creates the session s, both or neither, in one round
+	// trip, and only while the user's security stamp is still stamp (the
+	// one the login read). ErrNotFound, and no session, when the login was
+	// already spent (so of two requests finishing one login exactly one
+	// gets a session), the user is gone, or the account's credentials
+	// changed since the login read it (a new password, two-step
+	// verification turned on or off); nothing is recorded then. A change
+	// that commits while the call runs is ordered with it: either the
+	// change's ending of the user's sessions sees the new session, or the
+	// session is not created.
+	StartSession(ctx context.Context, loginKey []byte, spentUntil time.Time, s *Session, stamp string) error
+	// LoginSpent reports whether the login with this key has started a
+	// session (StartSession), as far as its record is kept.
+	LoginSpent(ctx context.Context, loginKey []byte) (bool, error)
 	// GetSession returns the session whose cookie hashes to tokenHash, or
 	// ErrNotFound when there is none or it expired (ExpiresAt <= now).
 	GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*Session, error)

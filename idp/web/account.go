@@ -532,7 +532,7 @@ func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
 // another page (the low-codes notice's "continue" flow, the login a
 // forgot-password page was opened from); anything else is dropped.
 func queryFlowID(v string) string {
-	if len(v) == 0 || len(v) > 64 {
+	if len(v) == 0 || len(v) > maxFieldLen {
 		return ""
 	}
 	for _, c := range v {

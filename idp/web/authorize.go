@@ -224,16 +224,21 @@ func (s *Server) requestFlow(r *http.Request, ar fosite.AuthorizeRequester, kind
 	return f
 }
 
-// startFlow stores f and sends the browser to its page at path.
+// startFlow starts f and sends the browser to its page at path.
 func (s *Server) startFlow(w http.ResponseWriter, r *http.Request, f *flow, path string) {
-	if err := s.newFlow(r.Context(), w, r, f); err != nil {
+	err := s.newFlow(r.Context(), w, r, f)
+	if errors.Is(err, errLoginTooLarge) {
+		s.renderErrorDetail(w, r, http.StatusRequestEntityTooLarge, "invalid_request", "input_too_large")
+		return
+	}
+	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
 	http.Redirect(w, r, path+"?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
 }
 
-// startLogin keeps the request server-side and sends the browser to the
+// startLogin starts a login for the request and sends the browser to the
 // login page.
 func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, requestedAt time.Time) {
 	f := s.requestFlow(r, ar, "login", requestedAt, nil)
@@ -423,16 +428,26 @@ func (s *Server) postedFlow(w http.ResponseWriter, r *http.Request, kind string)
 	return s.flowOrError(w, r, r.PostFormValue("flow"), kind)
 }
 
-// flowOrError loads a flow of the given kind or shows the "expired" page.
+// flowOrError loads a flow of the given kind or shows the "expired" page
+// (for a login, starts it again where this browser can: loginGone).
 func (s *Server) flowOrError(w http.ResponseWriter, r *http.Request, id, kind string) (*flow, bool) {
+	if kind == "login" {
+		f, err := s.openLogin(r, id)
+		if err != nil {
+			loginID := id // a login stored before logins were sealed: its restart is bound to its flow id
+			if f != nil {
+				loginID = f.loginID
+			}
+			s.loginGone(w, r, loginID, restartExpired)
+			return nil, false
+		}
+		return f, true
+	}
 	f, err := s.loadFlow(r.Context(), r, id)
 	if err == nil && f.Kind != kind {
 		err = errFlowGone
 	}
 	switch {
-	case errors.Is(err, errFlowGone) && kind == "login":
-		s.loginGone(w, r, id, restartExpired)
-		return nil, false
 	case err != nil:
 		s.flowFailed(w, r, err)
 		return nil, false

@@ -21,10 +21,10 @@ import (
 )
 
 // doubleSubmit is a real store on which a second step's form posted twice
-// at once plays out as a double-click's two requests can: once armed, the
-// first two flow reads (each request loading the form's flow) wait for
-// each other, so both requests have the flow before either checks its
-// code; and, with holdSteps (two instances, whose attempt locks are their
+// at once plays out as a double-click's two requests can. Both requests
+// have the login before either checks its code (a sealed login is opened
+// without the store, so nothing a request does can take it from the
+// other). With holdSteps (two instances, whose attempt locks are their
 // own), a later read of the account's second step (GetSecondStep) waits
 // until the first login's session is stored, so a request that gets that
 // far checks the code only after the other one finished the login. On one
@@ -32,16 +32,14 @@ import (
 type doubleSubmit struct {
 	store.Store
 	mu        sync.Mutex
-	loads     int           // flow reads still to wait for
-	loaded    chan struct{} // closed once armed and read twice
-	steps     int           // second-step reads so far
+	steps     int // second-step reads so far
 	holdSteps bool
 	once      sync.Once
 	started   chan struct{} // closed once a session is stored
 }
 
 func newDoubleSubmit(st store.Store) *doubleSubmit {
-	return &doubleSubmit{Store: st, loads: 2, loaded: make(chan struct{}), started: make(chan struct{})}
+	return &doubleSubmit{Store: st, started: make(chan struct{})}
 }
 
 var errBarrier = errors.New("test: the other request never got there")
@@ -54,24 +52,6 @@ func wait(ch chan struct{}) error {
 	case <-time.After(10 * time.Second):
 		return errBarrier
 	}
-}
-
-func (s *doubleSubmit) GetFlow(ctx context.Context, key []byte, now time.Time) (*store.Flow, error) {
-	f, err := s.Store.GetFlow(ctx, key, now)
-	s.mu.Lock()
-	first := s.loads > 0
-	if first {
-		if s.loads--; s.loads == 0 {
-			close(s.loaded)
-		}
-	}
-	s.mu.Unlock()
-	if first {
-		if werr := wait(s.loaded); werr != nil {
-			return nil, werr
-		}
-	}
-	return f, err
 }
 
 func (s *doubleSubmit) GetSecondStep(ctx context.Context, userID, key string) (*store.SecondStep, error) {
@@ -87,8 +67,8 @@ func (s *doubleSubmit) GetSecondStep(ctx context.Context, userID, key string) (*
 	return s.Store.GetSecondStep(ctx, userID, key)
 }
 
-func (s *doubleSubmit) StartSession(ctx context.Context, flowKey []byte, x *store.Session, stamp string) error {
-	err := s.Store.StartSession(ctx, flowKey, x, stamp)
+func (s *doubleSubmit) StartSession(ctx context.Context, loginKey []byte, spentUntil time.Time, x *store.Session, stamp string) error {
+	err := s.Store.StartSession(ctx, loginKey, spentUntil, x, stamp)
 	s.once.Do(func() { close(s.started) })
 	return err
 }
@@ -147,7 +127,7 @@ func startsSession(rec *httptest.ResponseRecorder) bool {
 
 // TestSecondStepDoubleSubmit: a second step's form sent twice at once (a
 // double-click on 認証する) with the right code, both requests having
-// loaded the flow before either checks the code, on one instance and on
+// the login before either checks the code, on one instance and on
 // two (whose attempt locks are their own). One request completes the login
 // (a session, and on to the page the login was for); the other finds the
 // login done: it is not a wrong code (no alert, no failure counted against
@@ -310,9 +290,10 @@ func (e *fuzzEnv) promptLoginFlow(t *testing.T) string {
 	if rec.Code != http.StatusSeeOther || loc.Path != "/login" {
 		t.Fatalf("authorize: %d %q, want the login page", rec.Code, rec.Header().Get("Location"))
 	}
-	flow := loc.Query().Get("flow")
-	if rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode()); rec.Code != http.StatusSeeOther {
-		t.Fatalf("password step: %d\n%s", rec.Code, rec.Body)
+	rec = e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {loc.Query().Get("flow")}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode())
+	loc, _ = url.Parse(rec.Header().Get("Location"))
+	if rec.Code != http.StatusSeeOther || loc.Path != "/login/totp" {
+		t.Fatalf("password step: %d %q\n%s", rec.Code, rec.Header().Get("Location"), rec.Body)
 	}
-	return flow
+	return loc.Query().Get("flow")
 }

@@ -150,8 +150,9 @@ func (e *fuzzEnv) post(path, body string) *httptest.ResponseRecorder {
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
-// newFlow starts a login flow from /login and returns its id; with
-// secondStep, it also passes the password step.
+// newFlow starts a login flow from /login and returns what its forms
+// carry; with secondStep, it also passes the password step (the login's
+// forms then carry what the step's answer sent on).
 func (e *fuzzEnv) newFlow(tb testing.TB, secondStep bool) string {
 	tb.Helper()
 	rec := e.serve(httptest.NewRequest(http.MethodGet, origin+"/login", nil))
@@ -168,9 +169,11 @@ func (e *fuzzEnv) newFlow(tb testing.TB, secondStep bool) string {
 	e.csrf = m[1]
 	if secondStep {
 		rec = e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode())
-		if rec.Code != http.StatusSeeOther || !strings.HasPrefix(rec.Header().Get("Location"), "/login/totp?") {
+		loc, err := url.Parse(rec.Header().Get("Location"))
+		if rec.Code != http.StatusSeeOther || err != nil || loc.Path != "/login/totp" || loc.Query().Get("flow") == "" {
 			tb.Fatalf("password step: %d %q\n%s", rec.Code, rec.Header().Get("Location"), rec.Body)
 		}
+		flow = loc.Query().Get("flow") // the login as its password step left it
 	}
 	return flow
 }

@@ -18,10 +18,11 @@ const maxFieldLen = 8 << 10
 
 // fieldLimits are tighter limits for the hosted forms' own fields (the
 // protocol endpoints have fields of the same names, e.g. the token
-// endpoint's code, with the general limit).
+// endpoint's code, with the general limit). A flow (a sealed login: up to
+// a few KiB) has the general limit.
 var fieldLimits = map[string]int{
 	"email": 254, "password": 1024, "code": 64, "backup_code": 64,
-	"csrf": 128, "flow": 128, "remember": 8, "consent": 8,
+	"csrf": 128, "remember": 8, "consent": 8,
 }
 
 // inputError is a request the provider refuses to read: its status, and

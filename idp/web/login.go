@@ -22,7 +22,8 @@ import (
 )
 
 // The login state machine: password → (TOTP code | backup code) → session.
-// Each step's result is kept in the server-side flow, never in the form.
+// Each step's result is kept in the sealed login (state.go), which the
+// browser carries but can neither read nor change.
 
 // loginPage shows the e-mail and password form. Without a flow (a visitor
 // opening /login directly) it starts one that ends on My Page, or on the
@@ -41,7 +42,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f, ok := s.flowOrError(w, r, id, "login")
-	if !ok {
+	if !ok || s.loginFinished(w, r, f) {
 		return
 	}
 	if f.UserID != "" { // the password step is done: on to the second step
@@ -146,11 +147,32 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.afterLogin(w, r, f, sess)
 		return
 	}
-	if err := s.saveFlow(ctx, f); err != nil {
+	if err := s.sealLogin(f); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
 	http.Redirect(w, r, "/login/totp?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+}
+
+// loginFinished answers a page of the login f when a request of this
+// browser has finished it (Back from the relying party to a login page):
+// as a login gone (nothing to start again, once it completed: the
+// expired-flow page). A browser without a session cookie has not finished
+// a login lately, so the common case costs no store call; the form of such
+// a page, sent, ends the same way (establish, loginOpen). False when the
+// request is still to be answered.
+func (s *Server) loginFinished(w http.ResponseWriter, r *http.Request, f *flow) bool {
+	if s.cookie(r, sessionCookie) == "" {
+		return false
+	}
+	spent, err := s.loginSpent(r.Context(), f)
+	switch {
+	case err != nil:
+		s.storeFailed(w, r, err)
+	case spent:
+		s.loginGone(w, r, f.loginID, restartExpired)
+	}
+	return err != nil || spent
 }
 
 // failureMessage is the message of a form answering a wrong password or
@@ -231,7 +253,7 @@ func (s *Server) postedSecondStep(w http.ResponseWriter, r *http.Request) (*flow
 }
 
 func (s *Server) totpPage(w http.ResponseWriter, r *http.Request) {
-	if f, ok := s.secondStep(w, r, r.URL.Query().Get("flow")); ok {
+	if f, ok := s.secondStep(w, r, r.URL.Query().Get("flow")); ok && !s.loginFinished(w, r, f) {
 		s.renderTOTP(w, r, f, http.StatusOK, "")
 	}
 }
@@ -309,27 +331,40 @@ func (s *Server) secondStepDone(w http.ResponseWriter, r *http.Request, f *flow,
 	return sess, true
 }
 
-// loginOpen reports whether the login flow f, which this request loaded,
-// is still there, when its code was found wrong or spent. A second step
-// holds the account's attempt lock until its login's session is stored
-// (establish): when the same form was sent twice (a double-click on
-// 認証する) and both requests loaded the flow, the one that waited for the
-// lock finds the code spent and, here, the login done: its code is not a
-// wrong one, and no failure is counted. The lock is each instance's own;
+// loginOpen reports whether the login f is still to be finished, when its
+// code was found wrong or spent. A second step holds the account's attempt
+// lock until its login's session is stored (establish): when the same form
+// was sent twice (a double-click on 認証する), the request that waited for
+// the lock finds the code spent and, here, the login done: its code is not
+// a wrong one, and no failure is counted. The lock is each instance's own;
 // across instances this check alone does it, once the other request has
-// stored its session. Either way the request goes where the login was
-// going (loginDone). A flow that expired meanwhile goes there too, as a
-// restart would, without the restart's notice. (Checked only after a
-// wrong code, so a login's second step costs no store call more.)
+// stored its session. Either way that request goes where the login was
+// going (loginDone). A browser that holds the session the login started
+// (its form sent again after the login: the back button) gets what a login
+// gone gets. (Checked only after a wrong code, so a login's second step
+// costs no store call more.)
 func (s *Server) loginOpen(w http.ResponseWriter, r *http.Request, f *flow) bool {
-	stored, err := s.flowStored(r.Context(), f)
+	spent, err := s.loginSpent(r.Context(), f)
 	switch {
 	case err != nil:
 		s.storeFailed(w, r, err)
-	case !stored:
+	case spent && s.holdsOwnSession(r, f):
+		s.loginGone(w, r, f.loginID, restartExpired)
+	case spent:
 		s.loginDone(w, r, f)
 	}
-	return err == nil && stored
+	return err == nil && !spent
+}
+
+// holdsOwnSession reports whether the browser's session cookie is that of
+// the session the login f started (twinSession).
+func (s *Server) holdsOwnSession(r *http.Request, f *flow) bool {
+	v := s.cookie(r, sessionCookie)
+	if v == "" {
+		return false
+	}
+	own := s.twinSession(r.Context(), f)
+	return own != nil && crypt.Equal(own.TokenHash, crypt.HashToken(v))
 }
 
 // loginDone answers a second step whose login was completed by another
@@ -388,7 +423,7 @@ func (s *Server) twinSession(ctx context.Context, f *flow) *store.Session {
 func (s *Server) readSecondStep(w http.ResponseWriter, r *http.Request, f *flow, key string) (*store.SecondStep, bool) {
 	acct, err := s.Store.GetSecondStep(r.Context(), f.UserID, key)
 	if errors.Is(err, store.ErrNotFound) {
-		s.loginGone(w, r, f.id, restartChanged) // the account was deleted
+		s.loginGone(w, r, f.loginID, restartChanged) // the account was deleted
 		return nil, false
 	}
 	if err != nil {
@@ -398,7 +433,7 @@ func (s *Server) readSecondStep(w http.ResponseWriter, r *http.Request, f *flow,
 	if !crypt.Equal(f.Stamp, s.stampMark(acct.User)) {
 		// A new password, or two-step verification turned off and on,
 		// since this login's password step (or a flow from before stamps).
-		s.loginGone(w, r, f.id, restartChanged)
+		s.loginGone(w, r, f.loginID, restartChanged)
 		return nil, false
 	}
 	return acct, true
@@ -455,7 +490,7 @@ func (s *Server) secondStepFailed(r *http.Request, key, userID, method string) (
 }
 
 func (s *Server) backupPage(w http.ResponseWriter, r *http.Request) {
-	if f, ok := s.secondStep(w, r, r.URL.Query().Get("flow")); ok {
+	if f, ok := s.secondStep(w, r, r.URL.Query().Get("flow")); ok && !s.loginFinished(w, r, f) {
 		s.renderBackup(w, r, f, http.StatusOK, "")
 	}
 }
@@ -576,19 +611,21 @@ func (s *Server) useBackupCode(ctx context.Context, userID, input string) (int, 
 	return remaining, err
 }
 
-// establish finishes the login flow and starts the session of its user u,
-// as the login read the account: both or neither, exactly once, and only
+// establish finishes the login and starts the session of its user u, as
+// the login read the account: both or neither, exactly once, and only
 // while u's security stamp is still the account's (new credentials since
-// the login's steps read it end the login as a flow gone would: loginGone).
+// the login's steps read it end the login as an expired one would:
+// loginGone).
 func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *store.User) (*store.Session, bool) {
 	sess, err := s.startSession(w, r, f, u)
 	if errors.Is(err, store.ErrNotFound) {
-		// The store leaves the flow in place when the account changed.
+		// Finished by another request, or the account changed (the store
+		// then records nothing).
 		why := restartExpired
-		if stored, _ := s.flowStored(r.Context(), f); stored {
+		if spent, err := s.loginSpent(r.Context(), f); err == nil && !spent {
 			why = restartChanged
 		}
-		s.loginGone(w, r, f.id, why)
+		s.loginGone(w, r, f.loginID, why)
 		return nil, false
 	}
 	if err != nil {

@@ -33,7 +33,7 @@ func withCookies(method, target string, body url.Values, rec *httptest.ResponseR
 // to, and is dropped by any other.
 func TestRestartBinding(t *testing.T) {
 	s := &Server{Deps: Deps{Key: testKey(t), Config: config.Defaults()}}
-	f := &flow{Kind: "login", id: "flow-one", Authorize: "client_id=viewer&login_hint=hint%40example.com&state=s1"}
+	f := &flow{Kind: "login", loginID: "flow-one", Authorize: "client_id=viewer&login_hint=hint%40example.com&state=s1"}
 	rec := httptest.NewRecorder()
 	s.keepRestart(rec, f)
 	if c := rec.Result().Cookies(); len(c) != 1 || strings.Contains(c[0].Value, "hint") {

@@ -120,12 +120,21 @@ func (s *Server) browserBinding(r *http.Request) []byte {
 	return crypt.HashToken("browser:" + s.cookie(r, csrfCookie))
 }
 
-// --- Flows: interactions in progress, held server-side. ---
+// --- Flows: interactions in progress. ---
 
 // flow is the state of a login (password, then the second step), a consent
-// or a sensitive setting. The browser carries only a random id.
+// or a sensitive setting. A login's travels sealed in its own URLs and
+// forms (sealLogin); any other flow is held in the store, the browser
+// carrying a random id.
 type flow struct {
+	// id is what the browser carries: the stored flow's random id, or the
+	// sealed login.
 	id string
+	// loginID is a login's own random id, sealed in it: the login's
+	// restart and its end (StartSession) are bound to it. expires is when
+	// the login can no longer go on.
+	loginID string
+	expires time.Time
 	// user is the account as this request's login step read it, for the
 	// authorization that follows in the same request (never stored).
 	user *store.User
@@ -179,25 +188,111 @@ var errFlowGone = errors.New("flow expired or unknown")
 
 func (s *Server) newFlow(ctx context.Context, w http.ResponseWriter, r *http.Request, f *flow) error {
 	s.csrfToken(w, r) // the browser needs its cookie before a flow can be bound to it
-	f.id = crypt.RandomToken(24)
 	f.Browser = s.browserBinding(r)
+	now := s.Now()
 	if f.RequestedAt.IsZero() {
-		f.RequestedAt = s.Now().UTC()
+		f.RequestedAt = now.UTC()
 	}
-	if f.Kind == "login" {
-		// The notice of a restart this request is the target of goes with
-		// the new login; any other is dropped.
-		f.Notice, f.Typed = s.takeNotice(w, r)
-	} else {
+	if f.Kind != "login" {
 		s.clearCookie(w, r, noticeCookie)
+		f.id = crypt.RandomToken(24)
+		return s.saveFlow(ctx, f)
 	}
-	if err := s.saveFlow(ctx, f); err != nil {
+	// The notice of a restart this request is the target of goes with the
+	// new login; any other is dropped.
+	f.Notice, f.Typed = s.takeNotice(w, r)
+	f.loginID, f.expires = crypt.RandomToken(24), now.Add(s.Config.FlowLifetime)
+	if err := s.sealLogin(f); err != nil {
 		return err
 	}
-	if f.Kind == "login" {
-		s.keepRestart(w, f)
+	if len(f.id) > maxNewLogin {
+		return errLoginTooLarge
 	}
+	s.keepRestart(w, f)
 	return nil
+}
+
+// --- Logins: sealed into the browser's requests. ---
+//
+// A login's state (the relying party's request, then the account whose
+// password step passed) travels in the login's URLs and forms, sealed with
+// the master key (AES-256-GCM: neither readable nor changeable), instead
+// of in the store, as Ory Hydra 2 keeps its login flows: a visitor who
+// opens a login page and leaves costs the store nothing, and the steps of
+// a login read and write no flow. It is bound to the browser that started
+// it (its CSRF cookie, as a stored flow is) and expires after
+// IDP_FLOW_LIFETIME; a change of the account's credentials meanwhile ends
+// it (its security stamp, checked at the second step and by the store when
+// the session starts). What must happen once is in the store: the login's
+// end (StartSession records its id as spent with the session it starts, so
+// of two requests finishing one login exactly one starts a session), the
+// second step's codes and the limits. The sealed login is visible to no
+// one but the provider; like a stored flow's id, it is of no use in
+// another browser.
+
+// loginAAD binds a sealed value to being a login.
+var loginAAD = []byte("login-flow")
+
+// maxNewLogin bounds a new sealed login, so that its URLs stay within what
+// proxies pass (8 KiB for a request line, nginx's default) with the room
+// its password step adds; a longer authorization request is refused.
+const maxNewLogin = 6 << 10
+
+// spentMargin keeps a spent login's record past the login's expiry by as
+// much as instances' clocks could disagree.
+const spentMargin = time.Hour
+
+var errLoginTooLarge = errors.New("the authorization request is too large for a login")
+
+// sealedLogin is the sealed form of a login flow.
+type sealedLogin struct {
+	ID      string `json:"id"`
+	Expires int64  `json:"exp"`
+	Flow    *flow  `json:"f"`
+}
+
+// sealLogin seals the login f into f.id, what its pages and forms carry.
+func (s *Server) sealLogin(f *flow) error {
+	plain, err := json.Marshal(sealedLogin{ID: f.loginID, Expires: f.expires.Unix(), Flow: f})
+	if err != nil {
+		return fmt.Errorf("encode login: %w", err)
+	}
+	f.id = s.seal(plain, loginAAD)
+	return nil
+}
+
+// openLogin returns the login sealed in ref if it belongs to this browser
+// and has not expired; errFlowGone otherwise, with the login when it only
+// expired (its id finds its restart: loginGone).
+func (s *Server) openLogin(r *http.Request, ref string) (*flow, error) {
+	if len(ref) > maxFieldLen {
+		return nil, errFlowGone
+	}
+	plain, ok := s.open(ref, loginAAD)
+	if !ok {
+		return nil, errFlowGone
+	}
+	var sl sealedLogin
+	if err := json.Unmarshal(plain, &sl); err != nil || sl.Flow == nil || sl.ID == "" || sl.Flow.Kind != "login" {
+		return nil, errFlowGone
+	}
+	f := sl.Flow
+	f.id, f.loginID, f.expires = ref, sl.ID, time.Unix(sl.Expires, 0)
+	if !crypt.Equal(f.Browser, s.browserBinding(r)) {
+		return nil, errFlowGone
+	}
+	if !s.Now().Before(f.expires) {
+		return f, errFlowGone
+	}
+	return f, nil
+}
+
+// loginKey is the store's key of the login f (StartSession, LoginSpent).
+func loginKey(f *flow) []byte { return crypt.HashToken("login:" + f.loginID) }
+
+// loginSpent reports whether the login f has started a session.
+func (s *Server) loginSpent(ctx context.Context, f *flow) (bool, error) {
+	return s.Store.LoginSpent(ctx, loginKey(f))
 }
 
 // --- Restarting a login whose flow is gone. ---
@@ -208,13 +303,13 @@ func (s *Server) newFlow(ctx context.Context, w http.ResponseWriter, r *http.Req
 // began, as Keycloak does: the relying party's authorization request (a
 // new login for it), or the login page with the My Page path it was to
 // return to; the new login page says why, with the e-mail address typed
-// into the expired form. The flow's store row is gone by then, so what to
-// start again is kept in a cookie (idp_restart, for the browser's session),
-// sealed with the master key (it holds the relying party's request: its
-// login_hint, its id_token_hint) and bound to the flow's id: a flow id of
-// another browser, or of an older login in another tab, finds no restart
-// and gets the expired-flow page. A completed login or a logout clears
-// it, so a form sent again after either also gets that page. The notice
+// into the expired form. What to start again is kept in a cookie
+// (idp_restart, for the browser's session), sealed with the master key (it
+// holds the relying party's request: its login_hint, its id_token_hint)
+// and bound to the login's id (loginID): a login of another browser, or an
+// older login in another tab, finds no restart and gets the expired-flow
+// page. A completed login or a logout clears it, so a login page of a
+// login that ended and went stale after either also gets that page. The notice
 // (idp_notice) is bound to the restart's target: only the login that
 // request starts takes it; any other flow, or a code issued from the SSO
 // session, drops it.
@@ -228,7 +323,7 @@ const (
 	maxRestartCookie = 3072
 )
 
-// keepRestart gives the browser the restart of the login flow f.
+// keepRestart gives the browser the restart of the login f.
 func (s *Server) keepRestart(w http.ResponseWriter, f *flow) {
 	target := oidc.PathAuthorize + "?" + f.Authorize // ui_locales, if any, is in it
 	if f.Authorize == "" {
@@ -237,7 +332,7 @@ func (s *Server) keepRestart(w http.ResponseWriter, f *flow) {
 			target = inLang(target, f.Lang)
 		}
 	}
-	v := s.seal([]byte(target), restartAAD(crypt.HashToken(f.id)))
+	v := s.seal([]byte(target), restartAAD(crypt.HashToken(f.loginID)))
 	if len(v) <= maxRestartCookie {
 		s.setCookie(w, restartCookie, v, 0)
 	}
@@ -245,8 +340,8 @@ func (s *Server) keepRestart(w http.ResponseWriter, f *flow) {
 
 func restartAAD(bound []byte) []byte { return append([]byte("restart\x00"), bound...) }
 
-// restartTarget is where the login flow id (gone) started, when this
-// browser's restart cookie is that flow's; else "".
+// restartTarget is where the login with the id (gone) started, when this
+// browser's restart cookie is that login's; else "".
 func (s *Server) restartTarget(r *http.Request, id string) string {
 	if id == "" || len(id) > 64 {
 		return ""
@@ -336,16 +431,6 @@ func (s *Server) loadFlow(ctx context.Context, r *http.Request, id string) (*flo
 	return f, nil
 }
 
-// flowStored reports whether the flow f, which this request loaded, is
-// still in the store (unexpired).
-func (s *Server) flowStored(ctx context.Context, f *flow) (bool, error) {
-	_, err := s.Store.GetFlow(ctx, crypt.HashToken(f.id), s.Now())
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
 // finishFlow removes the flow; of two requests finishing it, exactly one
 // gets nil.
 func (s *Server) finishFlow(ctx context.Context, f *flow) error {
@@ -390,9 +475,9 @@ func (s *Server) currentSession(r *http.Request) (*store.Session, error) {
 	return sess, nil
 }
 
-// startSession spends the login flow f and starts the session of its user
-// u (the account as the login read it) in one store call
-// (store.StartSession: ErrNotFound when the flow is gone or u's
+// startSession spends the login f and starts the session of its user u
+// (the account as the login read it) in one store call
+// (store.StartSession: ErrNotFound when the login was spent or u's
 // credentials have changed since), then ends the browser's previous session: the
 // session id is rotated at every login, and a request that loses the race
 // for the flow leaves the browser's session alone.
@@ -417,7 +502,7 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u
 		// Remembered across browser restarts, never past the absolute limit.
 		sess.ExpiresAt = now.Add(min(s.Config.RememberMe, s.Config.SessionMaxAge))
 	}
-	if err := s.Store.StartSession(ctx, crypt.HashToken(f.id), sess, u.SecurityStamp); err != nil {
+	if err := s.Store.StartSession(ctx, loginKey(f), f.expires.Add(spentMargin), sess, u.SecurityStamp); err != nil {
 		return nil, err
 	}
 	if old := s.cookie(r, sessionCookie); old != "" {

@@ -47,22 +47,23 @@ func (s *Store) CreateSession(ctx context.Context, x *store.Session) error {
 	return s.fail("create session", err)
 }
 
-// StartSession implements store.Store. The flow is deleted only where the
-// user's row still has the security stamp the login read. Where the
-// dialect has data-modifying WITH clauses (PostgreSQL) it is one
-// statement: the user's row read FOR SHARE, the flow deleted only if that
-// row matched, the session's row inserted only if the deletion returned
-// one. FOR SHARE, not the FOR KEY SHARE of a foreign key's check: a key
-// share lock is granted beside an update that changed no key, and once a
-// FOR UPDATE holder commits, on the row without checking it again, so the
-// statement would go on with the old stamp (and a session would outlive a
-// change that had already ended the user's sessions); a share lock waits
-// for a change in flight, and the row's new version is then checked again
-// (READ COMMITTED). Before the change reaches the row, the change waits
-// for the login instead, and then ends its session. Elsewhere (SQLite, in
-// process, writes one at a time) one transaction of the conditional
-// deletion and CreateSession's statement.
-func (s *Store) StartSession(ctx context.Context, flowKey []byte, x *store.Session, stamp string) error {
+// StartSession implements store.Store. The login is recorded as spent
+// only where the user's row still has the security stamp the login read.
+// Where the dialect has data-modifying WITH clauses (PostgreSQL) it is one
+// statement: the user's row read FOR SHARE, the login's key inserted only
+// if that row matched (a concurrent insert of the same key waits for the
+// first to commit, then inserts nothing), the session's row inserted only
+// if the login's was. FOR SHARE, not the FOR KEY SHARE of a foreign key's
+// check: a key share lock is granted beside an update that changed no
+// key, and once a FOR UPDATE holder commits, on the row without checking
+// it again, so the statement would go on with the old stamp (and a
+// session would outlive a change that had already ended the user's
+// sessions); a share lock waits for a change in flight, and the row's new
+// version is then checked again (READ COMMITTED). Before the change
+// reaches the row, the change waits for the login instead, and then ends
+// its session. Elsewhere (SQLite, in process, writes one at a time) one
+// transaction of the conditional insertion and CreateSession's statement.
+func (s *Store) StartSession(ctx context.Context, loginKey []byte, spentUntil time.Time, x *store.Session, stamp string) error {
 	var (
 		n   int64
 		err error
@@ -70,16 +71,18 @@ func (s *Store) StartSession(ctx context.Context, flowKey []byte, x *store.Sessi
 	if s.dialect.WritableCTE {
 		n, err = affected(s.q(ctx).ExecContext(ctx, `WITH account AS (
 				SELECT 1 FROM users WHERE id = $4 AND security_stamp = $13 FOR SHARE),
-			spent AS (DELETE FROM flows WHERE key = $1 AND EXISTS (SELECT 1 FROM account) RETURNING 1)
+			spent AS (INSERT INTO spent_logins (key, expires_at) SELECT $1, $14 FROM account
+				ON CONFLICT (key) DO NOTHING RETURNING 1)
 			INSERT INTO sessions (`+sessionCols+`) SELECT $2::bytea, $3::text, $4::text, $5::bigint, $6::text,
 			$7::boolean, $8::bigint, $9::bigint, $10::bigint, $11::text, $12::text FROM spent`,
-			append(append([]any{blob(flowKey)}, sessionArgs(x)...), stamp)...))
+			append(append([]any{blob(loginKey)}, sessionArgs(x)...), stamp, unix(spentUntil))...))
 	} else {
 		err = s.inTx(ctx, func(q querier) error {
 			var err error
-			if n, err = affected(q.ExecContext(ctx, `DELETE FROM flows WHERE key = $1
-				AND EXISTS (SELECT 1 FROM users WHERE id = $2 AND security_stamp = $3)`,
-				blob(flowKey), x.UserID, stamp)); err != nil || n == 0 {
+			if n, err = affected(q.ExecContext(ctx, `INSERT INTO spent_logins (key, expires_at) SELECT $1, $2
+				WHERE EXISTS (SELECT 1 FROM users WHERE id = $3 AND security_stamp = $4)
+				ON CONFLICT (key) DO NOTHING`,
+				blob(loginKey), unix(spentUntil), x.UserID, stamp)); err != nil || n == 0 {
 				return err
 			}
 			_, err = q.ExecContext(ctx, createSessionSQL, sessionArgs(x)...)
@@ -90,6 +93,16 @@ func (s *Store) StartSession(ctx context.Context, flowKey []byte, x *store.Sessi
 		err = store.ErrNotFound
 	}
 	return s.fail("start session", err)
+}
+
+// LoginSpent implements store.Store.
+func (s *Store) LoginSpent(ctx context.Context, loginKey []byte) (bool, error) {
+	var one int
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT 1 FROM spent_logins WHERE key = $1`, blob(loginKey)).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, s.fail("login spent", err)
 }
 
 // GetSession returns the unexpired session with this token hash.

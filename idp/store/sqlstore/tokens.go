@@ -336,6 +336,8 @@ var expiredSweeps = []struct{ table, sql string }{
 		WHERE expires_at <> 0 AND expires_at <= $1 LIMIT $2)`},
 	{"flows", `DELETE FROM flows WHERE key IN (SELECT key FROM flows
 		WHERE expires_at <> 0 AND expires_at <= $1 LIMIT $2)`},
+	{"spent_logins", `DELETE FROM spent_logins WHERE key IN (SELECT key FROM spent_logins
+		WHERE expires_at <= $1 LIMIT $2)`},
 	{"sessions", `DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions
 		WHERE expires_at <> 0 AND expires_at <= $1 LIMIT $2)`},
 	{"pending_totp", `DELETE FROM pending_totp WHERE user_id IN (SELECT user_id FROM pending_totp

@@ -120,11 +120,11 @@ func benchTokens(b *testing.B, s store.Store) {
 }
 
 // benchLogin is every store call of one login with a TOTP code, in the
-// provider's order (the load tool counts 14): the flow written at
-// authorization and read by each page, the password step's read and the
-// flow's update, the second step's read and replay guard, the session, the
-// code, its exchange for tokens and userinfo's read. Data sizes are about
-// the provider's.
+// provider's order (the load tool counts 9; the login's state travels
+// sealed in its requests): the password step's read, the second step's
+// read and replay guard, the session (the login spent with it), the code,
+// its exchange for tokens and userinfo's read. Data sizes are about the
+// provider's.
 func benchLogin(b *testing.B, s store.Store) {
 	ctx := b.Context()
 	u := benchUser(b, s, "bench-login")
@@ -137,32 +137,17 @@ func benchLogin(b *testing.B, s store.Store) {
 	secretEnc := bytes.Repeat([]byte{1}, 48)
 	must("pending TOTP", s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: u.ID, SecretEnc: secretEnc, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
 	must("confirm TOTP", s.ConfirmTOTP(ctx, u.ID, secretEnc, 1, nil, now))
-	flowData := bytes.Repeat([]byte("f"), 700)
 	reqData := bytes.Repeat([]byte("r"), 1200)
 	step := int64(1)
 	for b.Loop() {
-		key := crypt.HashToken(crypt.RandomToken(32))
-		f := &store.Flow{Key: key, Data: flowData, CreatedAt: now, ExpiresAt: now.Add(30 * time.Minute)}
-		// Authorize; the login page and the password step read the flow.
-		must("put flow", s.PutFlow(ctx, f))
-		for range 2 {
-			_, err := s.GetFlow(ctx, key, now)
-			must("get flow", err)
-		}
 		_, _, err := s.GetPasswordStep(ctx, u.Email, "pw:"+u.Email, "ip:127.0.0.1")
 		must("password step", err)
-		must("update flow", s.PutFlow(ctx, f))
-		// The TOTP page and the TOTP step read it.
-		for range 2 {
-			_, err := s.GetFlow(ctx, key, now)
-			must("get flow", err)
-		}
 		second, err := s.GetSecondStep(ctx, u.ID, "mfa:"+u.ID)
 		must("second step", err)
 		step++
 		must("TOTP step", s.UseTOTPStep(ctx, u.ID, step))
 		sid := crypt.RandomToken(16)
-		must("start session", s.StartSession(ctx, key, &store.Session{
+		must("start session", s.StartSession(ctx, crypt.HashToken(crypt.RandomToken(24)), now.Add(time.Hour), &store.Session{
 			TokenHash: crypt.HashToken(crypt.RandomToken(32)), ID: sid, UserID: u.ID,
 			AuthTime: now, AMR: []string{"pwd", "otp"}, CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour),
 		}, second.User.SecurityStamp))

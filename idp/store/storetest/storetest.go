@@ -1588,54 +1588,64 @@ func testRaceDeleteFlow(t *testing.T, s store.Store) {
 	same(t, "DeleteFlow winners", wins, 1)
 }
 
-// testStartSession: the flow goes and the session comes, or neither.
+// testStartSession: the login is spent and the session comes, or neither.
 func testStartSession(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	stamp := newUser(t, s, "u1").SecurityStamp
-	flow := &store.Flow{Key: []byte("login-flow"), Data: []byte("{}"), CreatedAt: t0, ExpiresAt: at(time.Hour)}
-	must(t, s.PutFlow(ctx, flow))
+	login := []byte("login-key")
+	spent := func(what string, want bool) {
+		t.Helper()
+		got, err := s.LoginSpent(ctx, login)
+		must(t, err)
+		same(t, what, got, want)
+	}
+	spent("LoginSpent before StartSession", false)
 	x := &store.Session{TokenHash: []byte("hash-1"), ID: "sid-1", UserID: "u1", AuthTime: t0,
 		AMR: []string{"pwd", "otp"}, Remember: true, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour),
 		UserAgent: "UA", IP: "192.0.2.1"}
-	must(t, s.StartSession(ctx, flow.Key, x, stamp))
+	must(t, s.StartSession(ctx, login, at(time.Hour), x, stamp))
 	got, err := s.GetSession(ctx, x.TokenHash, t0)
 	must(t, err)
 	same(t, "GetSession after StartSession", got, x)
-	_, err = s.GetFlow(ctx, flow.Key, t0)
-	wantErr(t, "GetFlow after StartSession", err, store.ErrNotFound)
+	spent("LoginSpent after StartSession", true)
 
-	// The flow is spent: no second session from it.
+	// The login is spent: no second session from it.
 	y := &store.Session{TokenHash: []byte("hash-2"), ID: "sid-2", UserID: "u1", AuthTime: t0, CreatedAt: t0,
 		LastSeen: t0, ExpiresAt: at(time.Hour)}
-	wantErr(t, "StartSession with a spent flow", s.StartSession(ctx, flow.Key, y, stamp), store.ErrNotFound)
+	wantErr(t, "StartSession with a spent login", s.StartSession(ctx, login, at(time.Hour), y, stamp), store.ErrNotFound)
 	_, err = s.GetSession(ctx, y.TokenHash, t0)
-	wantErr(t, "GetSession of a session started with a spent flow", err, store.ErrNotFound)
+	wantErr(t, "GetSession of a session started with a spent login", err, store.ErrNotFound)
 
-	// A session that cannot be created leaves the flow.
-	must(t, s.PutFlow(ctx, flow))
+	// A session that cannot be created leaves the login unspent.
+	other := []byte("other-login")
 	dup := *y
 	dup.TokenHash = x.TokenHash
-	wantErr(t, "StartSession(same token hash)", s.StartSession(ctx, flow.Key, &dup, stamp), store.ErrDuplicate)
-	_, err = s.GetFlow(ctx, flow.Key, t0)
-	must(t, err)
+	wantErr(t, "StartSession(same token hash)", s.StartSession(ctx, other, at(time.Hour), &dup, stamp), store.ErrDuplicate)
 	nobody := *y
 	nobody.UserID = "nobody"
-	wantErr(t, "StartSession(unknown user)", s.StartSession(ctx, flow.Key, &nobody, stamp), store.ErrNotFound)
-	_, err = s.GetFlow(ctx, flow.Key, t0)
-	must(t, err)
+	wantErr(t, "StartSession(unknown user)", s.StartSession(ctx, other, at(time.Hour), &nobody, stamp), store.ErrNotFound)
 
 	// The account's credentials changed (a new password) since the login
-	// read it: no session, and the flow is left for the login to find it
-	// stale.
+	// read it: no session, and the login is not spent (the login finds
+	// itself stale, not finished).
 	must(t, s.UpdatePassword(ctx, "u1", "hash-new", t0))
-	wantErr(t, "StartSession after a password change", s.StartSession(ctx, flow.Key, y, stamp), store.ErrNotFound)
+	wantErr(t, "StartSession after a password change", s.StartSession(ctx, other, at(time.Hour), y, stamp), store.ErrNotFound)
 	_, err = s.GetSession(ctx, y.TokenHash, t0)
 	wantErr(t, "GetSession of a session started after a password change", err, store.ErrNotFound)
-	_, err = s.GetFlow(ctx, flow.Key, t0)
+	unspent, err := s.LoginSpent(ctx, other)
 	must(t, err)
+	same(t, "LoginSpent after failed starts", unspent, false)
 	u, err := s.GetUser(ctx, "u1")
 	must(t, err)
-	must(t, s.StartSession(ctx, flow.Key, y, u.SecurityStamp))
+	must(t, s.StartSession(ctx, other, at(time.Hour), y, u.SecurityStamp))
+
+	// A spent login is remembered until spentUntil, then swept.
+	_, err = s.DeleteExpired(ctx, at(time.Hour-time.Second), 0)
+	must(t, err)
+	spent("LoginSpent before its record expires", true)
+	_, err = s.DeleteExpired(ctx, at(time.Hour), 0)
+	must(t, err)
+	spent("LoginSpent after its record expired", false)
 }
 
 // testInvalidUTF8Text: free text from outside that is not UTF-8 (a
@@ -1657,11 +1667,9 @@ func testInvalidUTF8Text(t *testing.T, s store.Store) {
 	must(t, err)
 	same(t, "GetSession of a session with an invalid user agent", got, &want)
 
-	flow := &store.Flow{Key: []byte("login-flow"), Data: []byte("{}"), CreatedAt: t0, ExpiresAt: at(time.Hour)}
-	must(t, s.PutFlow(ctx, flow))
 	y := &store.Session{TokenHash: []byte("hash-2"), ID: "sid-2", UserID: "u1", AuthTime: t0, AMR: []string{"pwd", "otp"},
 		CreatedAt: t0, LastSeen: at(time.Minute), ExpiresAt: at(time.Hour), UserAgent: "caf\xe9/1.0 (\xe9\xe8)", IP: "192.0.2.2"}
-	must(t, s.StartSession(ctx, flow.Key, y, u1.SecurityStamp))
+	must(t, s.StartSession(ctx, []byte("login-key"), at(time.Hour), y, u1.SecurityStamp))
 	wantY := *y
 	wantY.UserAgent = "caf\uFFFD/1.0 (\uFFFD)"
 	list, err := s.ListUserSessions(ctx, "u1", t0)
@@ -1682,14 +1690,13 @@ func testInvalidUTF8Text(t *testing.T, s store.Store) {
 	same(t, "last error", gm.LastError, "550 caf\uFFFD refus\uFFFD")
 }
 
-// testRaceStartSession: of concurrent requests finishing one flow, exactly
-// one starts a session.
+// testRaceStartSession: of concurrent requests finishing one login,
+// exactly one starts a session.
 func testRaceStartSession(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	stamp := newUser(t, s, "u1").SecurityStamp
-	must(t, s.PutFlow(ctx, &store.Flow{Key: []byte("flow"), Data: []byte("{}"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
 	wins := race(t, store.ErrNotFound, func(ctx context.Context, i int) error {
-		return s.StartSession(ctx, []byte("flow"), &store.Session{TokenHash: []byte(fmt.Sprintf("hash-%d", i)),
+		return s.StartSession(ctx, []byte("login-key"), at(time.Hour), &store.Session{TokenHash: []byte(fmt.Sprintf("hash-%d", i)),
 			ID: fmt.Sprintf("sid-%d", i), UserID: "u1", AuthTime: t0, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}, stamp)
 	})
 	same(t, "StartSession winners", wins, 1)
