@@ -1,6 +1,7 @@
 // Package crypt holds the master key and the few primitives built on it:
-// authenticated encryption of secrets at rest (AES-256-GCM), keyed hashes
-// (HMAC-SHA256) with a purpose label, and random tokens.
+// authenticated encryption of secrets at rest (AES-256-GCM) and of values a
+// browser carries (XChaCha20-Poly1305), keyed hashes (HMAC-SHA256) with a
+// purpose label, and random tokens.
 //
 // Every use of the key names its purpose, so a value computed for one
 // purpose (a CSRF token, a backup-code hash, ...) is never valid for another.
@@ -21,6 +22,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/crypto/chacha20poly1305"
 )
 
 // KeySize is the master key's length in bytes.
@@ -36,9 +39,10 @@ var ErrDecrypt = errors.New("crypt: cannot decrypt")
 // Key is the master key. It never leaves the process: only values derived
 // from it (ciphertexts, MACs, subkeys) do.
 type Key struct {
-	aead   cipher.AEAD
-	macKey []byte
-	raw    []byte
+	aead    cipher.AEAD
+	browser cipher.AEAD // SealForBrowser
+	macKey  []byte
+	raw     []byte
 }
 
 // NewKey builds a Key from 32 raw bytes.
@@ -58,11 +62,19 @@ func NewKey(raw []byte) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
+	browserKey, err := hkdf.Key(sha256.New, raw, nil, "idp browser xchacha20-poly1305 v1", chacha20poly1305.KeySize)
+	if err != nil {
+		return nil, err
+	}
+	browser, err := chacha20poly1305.NewX(browserKey)
+	if err != nil {
+		return nil, err
+	}
 	macKey, err := hkdf.Key(sha256.New, raw, nil, "idp hmac v1", 32)
 	if err != nil {
 		return nil, err
 	}
-	return &Key{aead: aead, macKey: macKey, raw: append([]byte(nil), raw...)}, nil
+	return &Key{aead: aead, browser: browser, macKey: macKey, raw: append([]byte(nil), raw...)}, nil
 }
 
 // ParseKey reads a base64-encoded 32-byte key; surrounding white space is
@@ -158,6 +170,36 @@ func (k *Key) Open(ciphertext, aad []byte) ([]byte, error) {
 		return nil, ErrDecrypt
 	}
 	pt, err := k.aead.Open(nil, ciphertext[1:1+n], ciphertext[1+n:], aad)
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	return pt, nil
+}
+
+// browserSealVersion marks what SealForBrowser made.
+const browserSealVersion = 2
+
+// SealForBrowser encrypts plaintext for a browser to carry (a cookie, a
+// sealed login in a URL), binding aad as Seal does. These are made at
+// every login, so they are sealed apart from the secrets kept at rest,
+// with XChaCha20-Poly1305 under a key of their own: its 192-bit random
+// nonces allow any number of values, where AES-GCM's 96-bit ones are good
+// for 2^32 values a key.
+func (k *Key) SealForBrowser(plaintext, aad []byte) []byte {
+	n := k.browser.NonceSize()
+	out := make([]byte, 1+n, 1+n+len(plaintext)+k.browser.Overhead())
+	out[0] = browserSealVersion
+	rand.Read(out[1:])
+	return k.browser.Seal(out, out[1:], plaintext, aad)
+}
+
+// OpenFromBrowser decrypts what SealForBrowser made with the same aad.
+func (k *Key) OpenFromBrowser(ciphertext, aad []byte) ([]byte, error) {
+	n := k.browser.NonceSize()
+	if len(ciphertext) < 1+n+k.browser.Overhead() || ciphertext[0] != browserSealVersion {
+		return nil, ErrDecrypt
+	}
+	pt, err := k.browser.Open(nil, ciphertext[1:1+n], ciphertext[1+n:], aad)
 	if err != nil {
 		return nil, ErrDecrypt
 	}

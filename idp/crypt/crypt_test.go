@@ -20,29 +20,52 @@ func testKey(t *testing.T) *Key {
 	return k
 }
 
+// TestSealOpen: both seals (at rest, for a browser) hide the plaintext,
+// open only with their own aad and key, refuse any change, and neither
+// opens what the other sealed.
 func TestSealOpen(t *testing.T) {
 	k := testKey(t)
-	ct := k.Seal([]byte("secret"), []byte("totp:u1"))
-	if bytes.Contains(ct, []byte("secret")) {
-		t.Fatal("ciphertext contains the plaintext")
-	}
-	pt, err := k.Open(ct, []byte("totp:u1"))
-	if err != nil || string(pt) != "secret" {
-		t.Fatalf("Open = %q, %v", pt, err)
-	}
-	if _, err := k.Open(ct, []byte("totp:u2")); !errors.Is(err, ErrDecrypt) {
-		t.Fatalf("other aad: %v", err)
-	}
-	ct[len(ct)-1] ^= 1
-	if _, err := k.Open(ct, []byte("totp:u1")); !errors.Is(err, ErrDecrypt) {
-		t.Fatalf("tampered: %v", err)
-	}
-	if _, err := k.Open([]byte{1, 2}, nil); !errors.Is(err, ErrDecrypt) {
-		t.Fatalf("short: %v", err)
-	}
 	other, _ := NewKey(bytes.Repeat([]byte{8}, 32))
-	if _, err := other.Open(k.Seal([]byte("x"), nil), nil); !errors.Is(err, ErrDecrypt) {
-		t.Fatalf("other key: %v", err)
+	type sealer struct {
+		name string
+		seal func(k *Key, pt, aad []byte) []byte
+		open func(k *Key, ct, aad []byte) ([]byte, error)
+	}
+	atRest := sealer{"at rest", (*Key).Seal, (*Key).Open}
+	browser := sealer{"for a browser", (*Key).SealForBrowser, (*Key).OpenFromBrowser}
+	for _, tc := range []struct{ s, not sealer }{{atRest, browser}, {browser, atRest}} {
+		t.Run(tc.s.name, func(t *testing.T) {
+			ct := tc.s.seal(k, []byte("secret"), []byte("totp:u1"))
+			if bytes.Contains(ct, []byte("secret")) {
+				t.Fatal("ciphertext contains the plaintext")
+			}
+			if again := tc.s.seal(k, []byte("secret"), []byte("totp:u1")); bytes.Equal(again, ct) {
+				t.Fatal("the same plaintext sealed twice gave the same ciphertext")
+			}
+			pt, err := tc.s.open(k, ct, []byte("totp:u1"))
+			if err != nil || string(pt) != "secret" {
+				t.Fatalf("open = %q, %v", pt, err)
+			}
+			if _, err := tc.s.open(k, ct, []byte("totp:u2")); !errors.Is(err, ErrDecrypt) {
+				t.Fatalf("other aad: %v", err)
+			}
+			if _, err := tc.not.open(k, ct, []byte("totp:u1")); !errors.Is(err, ErrDecrypt) {
+				t.Fatalf("opened by the other seal: %v", err)
+			}
+			if _, err := tc.s.open(other, ct, []byte("totp:u1")); !errors.Is(err, ErrDecrypt) {
+				t.Fatalf("other key: %v", err)
+			}
+			for i := range ct {
+				bad := bytes.Clone(ct)
+				bad[i] ^= 1
+				if _, err := tc.s.open(k, bad, []byte("totp:u1")); !errors.Is(err, ErrDecrypt) {
+					t.Fatalf("byte %d changed: %v", i, err)
+				}
+			}
+			if _, err := tc.s.open(k, []byte{1, 2}, nil); !errors.Is(err, ErrDecrypt) {
+				t.Fatalf("short: %v", err)
+			}
+		})
 	}
 }
 

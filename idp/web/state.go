@@ -49,9 +49,10 @@ func (s *Server) clearCookie(w http.ResponseWriter, r *http.Request, name string
 	}
 }
 
-// seal is plain sealed with the master key under aad, as a cookie's value.
+// seal is plain sealed with the master key under aad, for the browser to
+// carry (a cookie's value, a sealed login).
 func (s *Server) seal(plain, aad []byte) string {
-	return base64.RawURLEncoding.EncodeToString(s.Key.Seal(plain, aad))
+	return base64.RawURLEncoding.EncodeToString(s.Key.SealForBrowser(plain, aad))
 }
 
 // open is what seal sealed under the same aad in v; false when v is not
@@ -61,7 +62,7 @@ func (s *Server) open(v string, aad []byte) ([]byte, bool) {
 	if err != nil || len(sealed) == 0 {
 		return nil, false
 	}
-	plain, err := s.Key.Open(sealed, aad)
+	plain, err := s.Key.OpenFromBrowser(sealed, aad)
 	return plain, err == nil
 }
 
@@ -216,7 +217,7 @@ func (s *Server) newFlow(ctx context.Context, w http.ResponseWriter, r *http.Req
 //
 // A login's state (the relying party's request, then the account whose
 // password step passed) travels in the login's URLs and forms, sealed with
-// the master key (AES-256-GCM: neither readable nor changeable), instead
+// the master key (XChaCha20-Poly1305: neither readable nor changeable), instead
 // of in the store, as Ory Hydra 2 keeps its login flows: a visitor who
 // opens a login page and leaves costs the store nothing, and the steps of
 // a login read and write no flow. It is bound to the browser that started
