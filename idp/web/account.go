@@ -55,7 +55,7 @@ func (s *Server) requireUser(w http.ResponseWriter, r *http.Request) (*store.Ses
 	}
 	f := &flow{Kind: "login", ReturnTo: safeReturnTo(returnTo), Lang: s.lang(r, nil)}
 	if err := s.newFlow(r.Context(), w, r, f); err != nil {
-		s.storeFailed(w, r, err)
+		s.flowNotStarted(w, r, err)
 		return nil, nil, false
 	}
 	http.Redirect(w, r, "/login?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
@@ -528,11 +528,12 @@ func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
 
 // --- Backup codes again (after the password), and replacing them. ---
 
-// queryFlowID accepts a flow id from a query parameter, to be carried to
-// another page (the low-codes notice's "continue" flow, the login a
-// forgot-password page was opened from); anything else is dropped.
-func queryFlowID(v string) string {
-	if len(v) == 0 || len(v) > maxFieldLen {
+// queryFlowID accepts a flow id (at most max characters) from a query
+// parameter, to be carried to another page (the low-codes notice's
+// "continue" flow, the sealed login a forgot-password page was opened
+// from); anything else is dropped.
+func queryFlowID(v string, max int) string {
+	if len(v) == 0 || len(v) > max {
 		return ""
 	}
 	for _, c := range v {
@@ -552,7 +553,7 @@ func (s *Server) backupCodesStart(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/account/2fa", http.StatusSeeOther)
 		return
 	}
-	f := &flow{Kind: "codes", UserID: u.ID, State: queryFlowID(r.URL.Query().Get("continue"))}
+	f := &flow{Kind: "codes", UserID: u.ID, State: queryFlowID(r.URL.Query().Get("continue"), maxFlowID)}
 	if err := s.newFlow(r.Context(), w, r, f); err != nil {
 		s.storeFailed(w, r, err)
 		return

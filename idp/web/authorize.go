@@ -226,16 +226,22 @@ func (s *Server) requestFlow(r *http.Request, ar fosite.AuthorizeRequester, kind
 
 // startFlow starts f and sends the browser to its page at path.
 func (s *Server) startFlow(w http.ResponseWriter, r *http.Request, f *flow, path string) {
-	err := s.newFlow(r.Context(), w, r, f)
+	if err := s.newFlow(r.Context(), w, r, f); err != nil {
+		s.flowNotStarted(w, r, err)
+		return
+	}
+	http.Redirect(w, r, path+"?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+}
+
+// flowNotStarted answers a request whose flow newFlow could not start: a
+// login too large for its URLs is refused (413), any other error is the
+// store's.
+func (s *Server) flowNotStarted(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, errLoginTooLarge) {
 		s.renderErrorDetail(w, r, http.StatusRequestEntityTooLarge, "invalid_request", "input_too_large")
 		return
 	}
-	if err != nil {
-		s.storeFailed(w, r, err)
-		return
-	}
-	http.Redirect(w, r, path+"?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+	s.storeFailed(w, r, err)
 }
 
 // startLogin starts a login for the request and sends the browser to the

@@ -22,13 +22,16 @@ import (
 
 // doubleSubmit is a real store on which a second step's form posted twice
 // at once plays out as a double-click's two requests can. Both requests
-// have the login before either checks its code (a sealed login is opened
-// without the store, so nothing a request does can take it from the
-// other). With holdSteps (two instances, whose attempt locks are their
-// own), a later read of the account's second step (GetSecondStep) waits
-// until the first login's session is stored, so a request that gets that
-// far checks the code only after the other one finished the login. On one
-// instance nothing but the account's attempt lock orders the two.
+// have the login whatever the other does (a sealed login is opened
+// without the store), so whether they overlap or run one after the other,
+// the one that checks its code second finds the login done moments
+// before (loginOpen's twinWindow); TestLoginSpentPerAccount has the
+// requests that are no twin. With holdSteps (two instances, whose attempt
+// locks are their own), a later read of the account's second step
+// (GetSecondStep) waits until the first login's session is stored, so a
+// request that gets that far checks the code only after the other one
+// finished the login. On one instance nothing but the account's attempt
+// lock orders the two.
 type doubleSubmit struct {
 	store.Store
 	mu        sync.Mutex

@@ -35,7 +35,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		s.keepLangChoice(w, r) // /login?lang=en: the pages after it too
 		f = &flow{Kind: "login", ReturnTo: safeReturnTo(r.URL.Query().Get("return_to")), Lang: s.lang(r, nil)}
 		if err := s.newFlow(r.Context(), w, r, f); err != nil {
-			s.storeFailed(w, r, err)
+			s.flowNotStarted(w, r, err)
 			return
 		}
 		http.Redirect(w, r, "/login?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
@@ -60,6 +60,9 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, f *flow, st
 	}))
 }
 
+// maxReturnTo bounds the own path a login returns to.
+const maxReturnTo = 1024
+
 // inLang is a link from a page of a flow to a page without it, in the
 // flow's language (which a relying party's ui_locales may have chosen):
 // with ?lang= unless it is Japanese, the default.
@@ -74,9 +77,10 @@ func inLang(link, lang string) string {
 	return link + sep + "lang=" + lang
 }
 
-// safeReturnTo keeps return_to only when it is a path of this provider.
+// safeReturnTo keeps return_to only when it is a path of this provider,
+// and of a reasonable length (it goes into the login's URLs).
 func safeReturnTo(v string) string {
-	if v == "" || !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") || strings.HasPrefix(v, "/\\") ||
+	if v == "" || len(v) > maxReturnTo || !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") || strings.HasPrefix(v, "/\\") ||
 		strings.ContainsAny(v, "\\\r\n\t") || !utf8.ValidString(v) {
 		return "/account"
 	}
@@ -154,15 +158,15 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/login/totp?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
 }
 
-// loginFinished answers a page of the login f when a request of this
-// browser has finished it (Back from the relying party to a login page):
+// loginFinished answers a second step's page of the login f when a
+// request of this browser has finished it (Back from the relying party):
 // as a login gone (nothing to start again, once it completed: the
 // expired-flow page). A browser without a session cookie has not finished
 // a login lately, so the common case costs no store call; the form of such
 // a page, sent, ends the same way (establish, loginOpen). False when the
 // request is still to be answered.
 func (s *Server) loginFinished(w http.ResponseWriter, r *http.Request, f *flow) bool {
-	if s.cookie(r, sessionCookie) == "" {
+	if f.UserID == "" || s.cookie(r, sessionCookie) == "" {
 		return false
 	}
 	spent, err := s.loginSpent(r.Context(), f)
@@ -335,72 +339,71 @@ func (s *Server) secondStepDone(w http.ResponseWriter, r *http.Request, f *flow,
 // code was found wrong or spent. A second step holds the account's attempt
 // lock until its login's session is stored (establish): when the same form
 // was sent twice (a double-click on 認証する), the request that waited for
-// the lock finds the code spent and, here, the login done: its code is not
-// a wrong one, and no failure is counted. The lock is each instance's own;
-// across instances this check alone does it, once the other request has
-// stored its session. Either way that request goes where the login was
-// going (loginDone). A browser that holds the session the login started
-// (its form sent again after the login: the back button) gets what a login
-// gone gets. (Checked only after a wrong code, so a login's second step
-// costs no store call more.)
+// the lock finds the code spent and, here, the login just done by its
+// twin: its code is not a wrong one, and no failure is counted. The lock
+// is each instance's own; across instances this check alone does it, once
+// the other request has stored its session. That request goes where the
+// login was going (loginDone). A login done longer ago than a twin could
+// have waited (twinWindow), or by the session this browser holds (its form
+// sent again after the login: the back button), is a login gone. (Checked
+// only after a wrong code, so a login's second step costs no store call
+// more.)
 func (s *Server) loginOpen(w http.ResponseWriter, r *http.Request, f *flow) bool {
 	spent, err := s.loginSpent(r.Context(), f)
-	switch {
-	case err != nil:
+	if err != nil {
 		s.storeFailed(w, r, err)
-	case spent && s.holdsOwnSession(r, f):
-		s.loginGone(w, r, f.loginID, restartExpired)
-	case spent:
-		s.loginDone(w, r, f)
-	}
-	return err == nil && !spent
-}
-
-// holdsOwnSession reports whether the browser's session cookie is that of
-// the session the login f started (twinSession).
-func (s *Server) holdsOwnSession(r *http.Request, f *flow) bool {
-	v := s.cookie(r, sessionCookie)
-	if v == "" {
 		return false
 	}
-	own := s.twinSession(r.Context(), f)
-	return own != nil && crypt.Equal(own.TokenHash, crypt.HashToken(v))
+	if !spent {
+		return true
+	}
+	twin := s.twinSession(r.Context(), f)
+	if twin == nil || s.Now().Sub(twin.AuthTime) > twinWindow ||
+		crypt.Equal(twin.TokenHash, crypt.HashToken(s.cookie(r, sessionCookie))) {
+		s.loginGone(w, r, f.loginID, restartExpired)
+		return false
+	}
+	s.loginDone(w, r, f, twin)
+	return false
 }
 
+// twinWindow is how long after a login's end a request with the same form
+// is taken for its twin (loginOpen): longer than a request waits for the
+// account's attempt lock.
+const twinWindow = time.Minute
+
 // loginDone answers a second step whose login was completed by another
-// request with the same form while it waited: the browser goes where the
-// login was going (the relying party's request, or the own page asked
-// for), and its session, if the other answer reached it, decides there
-// (as the losing request of a double-submitted setting goes to the
-// settings). It gets no session of its own.
+// request with the same form while it waited, starting the session twin:
+// the browser goes where the login was going (the relying party's
+// request, or the own page asked for), and its session, if the other
+// answer reached it, decides there (as the losing request of a
+// double-submitted setting goes to the settings). It gets no session of
+// its own.
 //
 // For a relying party's request, the other request's session is the login
 // of this request too (prompt=login and max_age answered by it): when the
 // browser follows with that session's cookie, a continue flow bound to it
 // goes on as right after the login; with any other, the request is decided
 // like any.
-func (s *Server) loginDone(w http.ResponseWriter, r *http.Request, f *flow) {
+func (s *Server) loginDone(w http.ResponseWriter, r *http.Request, f *flow, twin *store.Session) {
 	s.clearCookie(w, r, restartCookie) // the login is done: nothing to start again
 	if f.Authorize == "" {
 		http.Redirect(w, r, safeReturnTo(f.ReturnTo), http.StatusSeeOther)
 		return
 	}
-	if sess := s.twinSession(r.Context(), f); sess != nil {
-		next := &flow{Kind: "continue", Authorize: f.Authorize, RequestedAt: f.RequestedAt, ReturnTo: f.ReturnTo,
-			Lang: f.Lang, UserID: f.UserID}
-		next.bindSession(sess)
-		if err := s.newFlow(r.Context(), w, r, next); err == nil {
-			http.Redirect(w, r, "/login/continue?flow="+url.QueryEscape(next.id), http.StatusSeeOther)
-			return
-		}
+	next := &flow{Kind: "continue", Authorize: f.Authorize, RequestedAt: f.RequestedAt, ReturnTo: f.ReturnTo,
+		Lang: f.Lang, UserID: f.UserID}
+	next.bindSession(twin)
+	if err := s.newFlow(r.Context(), w, r, next); err == nil {
+		http.Redirect(w, r, "/login/continue?flow="+url.QueryEscape(next.id), http.StatusSeeOther)
+		return
 	}
 	http.Redirect(w, r, oidc.PathAuthorize+"?"+f.Authorize, http.StatusSeeOther)
 }
 
 // twinSession is the session the other request with the login f's second
 // step started: the user's newest, authenticated with both steps since the
-// login began; nil when there is none (or the store fails: the request is
-// then decided like any).
+// login began; nil when there is none (or the store fails).
 func (s *Server) twinSession(ctx context.Context, f *flow) *store.Session {
 	list, err := s.Store.ListUserSessions(ctx, f.UserID, s.Now())
 	if err != nil {

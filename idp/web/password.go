@@ -161,7 +161,7 @@ func (s *Server) forgotPassword(w http.ResponseWriter, r *http.Request) {
 // customer who came from a relying party's login goes back to that login
 // (a flow gone by then starts again where it began); else /login.
 func forgotLinks(r *http.Request) (action, login string) {
-	id := queryFlowID(r.URL.Query().Get("flow"))
+	id := queryFlowID(r.URL.Query().Get("flow"), maxFieldLen) // a sealed login
 	if id == "" {
 		return "/forgot-password", "/login"
 	}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kamera-id/idp/idp/config"
+	"github.com/kamera-id/idp/idp/crypt"
 )
 
 // withCookies is a request for target carrying the cookies rec set.
@@ -69,5 +71,20 @@ func TestRestartBinding(t *testing.T) {
 	s.loginGone(changed, withCookies("POST", "/login/totp", url.Values{"code": {"123456"}}, rec), "flow-one", restartChanged)
 	if msg, typed := s.takeNotice(httptest.NewRecorder(), withCookies("GET", target, nil, changed)); msg != restartChanged || typed != "" {
 		t.Errorf("notice of a login ended by new credentials: %q %q, want %s and no address", msg, typed, restartChanged)
+	}
+}
+
+// TestRestartAcrossUpgrade: a login left open across the upgrade to sealed
+// logins (its stored flow's id in the form, its restart cookie sealed as
+// cookies were then, with the at-rest seal) starts again where it began.
+func TestRestartAcrossUpgrade(t *testing.T) {
+	s := &Server{Deps: Deps{Key: testKey(t), Config: config.Defaults()}}
+	target := "/oauth2/auth?client_id=viewer&state=s1"
+	old := base64.RawURLEncoding.EncodeToString(s.Key.Seal([]byte(target), restartAAD(crypt.HashToken("old-flow-id"))))
+	r := httptest.NewRequest(http.MethodGet, "/login?flow=old-flow-id", nil)
+	r.AddCookie(&http.Cookie{Name: restartCookie, Value: old})
+	w := httptest.NewRecorder()
+	if _, ok := s.flowOrError(w, r, "old-flow-id", "login"); ok || w.Code != http.StatusSeeOther || w.Header().Get("Location") != target {
+		t.Fatalf("a login stored before the upgrade: %d %q, want its restart %q", w.Code, w.Header().Get("Location"), target)
 	}
 }

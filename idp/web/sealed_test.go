@@ -7,9 +7,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pquerna/otp/totp"
+
+	"github.com/kamera-id/idp/idp/app"
 	"github.com/kamera-id/idp/idp/oidc"
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/testenv"
@@ -37,9 +41,8 @@ func (s noFlows) GetFlow(ctx context.Context, key []byte, now time.Time) (*store
 // and read no flow in the store; what the login carries does not show the
 // request (its login_hint); a login changed by one byte, or taken to
 // another browser, is refused as gone (the expired-flow page), never
-// opened. Once the login is done, its page opened again by the browser
-// holding its session (Back from the relying party) is gone too. An
-// authorization request too large for a login's URLs is refused (413).
+// opened. An authorization request too large for a login's URLs is
+// refused (413), as is a return_to too long for them.
 func TestLoginSealed(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		e := newFuzzEnvOn(t, db)
@@ -88,14 +91,78 @@ func TestLoginSealed(t *testing.T) {
 		if !startsSession(rec) || !strings.HasPrefix(rec.Header().Get("Location"), fuzzRedirect+"?code=") {
 			t.Fatalf("password step: %d %q, want a session and the code", rec.Code, rec.Header().Get("Location"))
 		}
-		if rec := page(login); rec.Code != http.StatusBadRequest {
-			t.Errorf("the done login's page again: %d %q, want the expired-flow page", rec.Code, rec.Header().Get("Location"))
-		}
 
 		q.Set("state", strings.Repeat("s", 7000))
 		rec = e.serve(httptest.NewRequest(http.MethodGet, origin+oidc.PathAuthorize+"?"+q.Encode()+"&prompt=login", nil))
 		if rec.Code != http.StatusRequestEntityTooLarge {
 			t.Errorf("a request too large for a login: %d %q, want 413", rec.Code, rec.Header().Get("Location"))
+		}
+		e.signOut()
+		rec = e.serve(httptest.NewRequest(http.MethodGet, origin+"/login?return_to=/"+strings.Repeat("r", 7000), nil))
+		if loc, _ := url.Parse(rec.Header().Get("Location")); rec.Code != http.StatusSeeOther || len(loc.String()) > 4096 {
+			t.Errorf("a login to a too long return_to: %d, want a login to My Page", rec.Code)
+		}
+	})
+}
+
+// TestLoginSpentPerAccount: a login's first form can be sent with one
+// account's password, then another's. One account's session from it does
+// not make the other's login look done: a wrong code there is a wrong code
+// (counted, and the form again), not a double-submit's twin. A second
+// step's form of a login done a while ago, sent again without its session
+// (after a logout), is a login gone, not a twin; its page opened again
+// with the session (Back from the relying party) is gone too.
+func TestLoginSpentPerAccount(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e := newFuzzEnvOn(t, db)
+		a := e.app
+		var offset atomic.Int64
+		e.h = web.New(web.Deps{Config: a.Config, Store: a.Store, Key: a.Key, Hasher: a.Hasher, Provider: a.Provider,
+			Logger: a.Logger, Now: func() time.Time { return a.Now().Add(time.Duration(offset.Load())) }, Outbox: a.Outbox})
+		secret := e.enableMFAWithSecret(t)
+		const otherEmail, otherPassword = "other@example.com", "other password 123"
+		if _, err := a.CreateUser(t.Context(), app.NewUser{Email: otherEmail, Name: "Other", Password: otherPassword}); err != nil {
+			t.Fatal(err)
+		}
+		first := e.newFlow(t, false)
+		password := func(email, pw string) *httptest.ResponseRecorder {
+			return e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {first}, "email": {email}, "password": {pw}}.Encode())
+		}
+		if rec := password(otherEmail, otherPassword); !startsSession(rec) {
+			t.Fatalf("the other account's login: %d %q, want a session", rec.Code, rec.Header().Get("Location"))
+		}
+		rec := password(fuzzEmail, fuzzPassword)
+		loc, _ := url.Parse(rec.Header().Get("Location"))
+		second := loc.Query().Get("flow")
+		if rec.Code != http.StatusSeeOther || loc.Path != "/login/totp" {
+			t.Fatalf("the same login with this account: %d %q, want its second step", rec.Code, rec.Header().Get("Location"))
+		}
+		postCode := func(code string) *httptest.ResponseRecorder {
+			return e.post("/login/totp", url.Values{"csrf": {e.csrf}, "flow": {second}, "code": {code}}.Encode())
+		}
+		if rec := postCode("000000"); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `role="alert"`) {
+			t.Errorf("a wrong code after another account's session: %d %q, want the form with its message", rec.Code, rec.Header().Get("Location"))
+		}
+		if n := e.events(t, "mfa.code_failed"); n != 1 {
+			t.Errorf("%d mfa.code_failed events, want 1", n)
+		}
+
+		code, err := totp.GenerateCode(secret, a.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec := postCode(code); !startsSession(rec) {
+			t.Fatalf("the right code: %d %q, want a session", rec.Code, rec.Header().Get("Location"))
+		}
+		totpPage := origin + "/login/totp?" + url.Values{"flow": {second}}.Encode()
+		if rec := e.serve(httptest.NewRequest(http.MethodGet, totpPage, nil)); rec.Code != http.StatusBadRequest {
+			t.Errorf("the done login's code page again: %d %q, want the expired-flow page", rec.Code, rec.Header().Get("Location"))
+		}
+		e.signOut()
+		offset.Store(int64(2 * time.Minute))
+		if rec := postCode("000000"); rec.Code != http.StatusBadRequest {
+			t.Errorf("the done login's form, sent again later without its session: %d %q, want the expired-flow page",
+				rec.Code, rec.Header().Get("Location"))
 		}
 	})
 }

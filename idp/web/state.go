@@ -63,6 +63,12 @@ func (s *Server) open(v string, aad []byte) ([]byte, bool) {
 		return nil, false
 	}
 	plain, err := s.Key.OpenFromBrowser(sealed, aad)
+	if err != nil {
+		// A cookie sealed before values for the browser had a cipher of
+		// their own (AES-GCM, the at-rest seal, under the same associated
+		// data): a restart cookie of a login left open across the upgrade.
+		plain, err = s.Key.Open(sealed, aad)
+	}
 	return plain, err == nil
 }
 
@@ -187,6 +193,10 @@ type flow struct {
 
 var errFlowGone = errors.New("flow expired or unknown")
 
+// maxFlowID bounds a stored flow's id (and a login's own id) as a request
+// carries it: RandomToken(24) is 32 characters.
+const maxFlowID = 64
+
 func (s *Server) newFlow(ctx context.Context, w http.ResponseWriter, r *http.Request, f *flow) error {
 	s.csrfToken(w, r) // the browser needs its cookie before a flow can be bound to it
 	f.Browser = s.browserBinding(r)
@@ -288,10 +298,15 @@ func (s *Server) openLogin(r *http.Request, ref string) (*flow, error) {
 	return f, nil
 }
 
-// loginKey is the store's key of the login f (StartSession, LoginSpent).
-func loginKey(f *flow) []byte { return crypt.HashToken("login:" + f.loginID) }
+// loginKey is the store's key of the login f by the account whose password
+// step passed (StartSession, LoginSpent). A login's first form can be sent
+// with one account's password, then another's: each account's end of it
+// is its own, so that one account's session never makes another's login
+// look finished (loginOpen would then take its wrong codes for a twin's).
+func loginKey(f *flow) []byte { return crypt.HashToken("login:" + f.loginID + "\x00" + f.UserID) }
 
-// loginSpent reports whether the login f has started a session.
+// loginSpent reports whether the login f has started a session of its
+// account.
 func (s *Server) loginSpent(ctx context.Context, f *flow) (bool, error) {
 	return s.Store.LoginSpent(ctx, loginKey(f))
 }
@@ -344,7 +359,7 @@ func restartAAD(bound []byte) []byte { return append([]byte("restart\x00"), boun
 // restartTarget is where the login with the id (gone) started, when this
 // browser's restart cookie is that login's; else "".
 func (s *Server) restartTarget(r *http.Request, id string) string {
-	if id == "" || len(id) > 64 {
+	if id == "" || len(id) > maxFlowID {
 		return ""
 	}
 	target, _ := s.open(s.cookie(r, restartCookie), restartAAD(crypt.HashToken(id)))
@@ -411,7 +426,7 @@ func (s *Server) saveFlow(ctx context.Context, f *flow) error {
 // loadFlow returns the flow with this id if it exists, has not expired and
 // belongs to this browser; errFlowGone otherwise.
 func (s *Server) loadFlow(ctx context.Context, r *http.Request, id string) (*flow, error) {
-	if id == "" || len(id) > 64 {
+	if id == "" || len(id) > maxFlowID {
 		return nil, errFlowGone
 	}
 	rec, err := s.Store.GetFlow(ctx, crypt.HashToken(id), s.Now())

@@ -120,7 +120,7 @@ func benchTokens(b *testing.B, s store.Store) {
 }
 
 // benchLogin is every store call of one login with a TOTP code, in the
-// provider's order (the load tool counts 9; the login's state travels
+// provider's order (the load tool counts 8; the login's state travels
 // sealed in its requests): the password step's read, the second step's
 // read and replay guard, the session (the login spent with it), the code,
 // its exchange for tokens and userinfo's read. Data sizes are about the
