@@ -263,9 +263,9 @@ func (m *Store) ConfirmTOTP(ctx context.Context, userID string, secretEnc []byte
 	return err
 }
 
-func (m *Store) GetSecondStep(ctx context.Context, userID, throttleKey string) (*store.SecondStep, error) {
+func (m *Store) GetSecondStep(ctx context.Context, userID, throttleKey string, loginKey []byte) (*store.SecondStep, error) {
 	start := time.Now()
-	r0, err := m.Store.GetSecondStep(ctx, userID, throttleKey)
+	r0, err := m.Store.GetSecondStep(ctx, userID, throttleKey, loginKey)
 	m.done("GetSecondStep", start, err)
 	return r0, err
 }

@@ -160,9 +160,10 @@ type TOTP struct {
 
 // SecondStep is what the second step of a login reads of an account.
 type SecondStep struct {
-	User     *User
-	TOTP     *TOTP    // nil when the user has no authenticator
-	Throttle Throttle // zero (but for its Key) when nothing is on record
+	User       *User
+	TOTP       *TOTP    // nil when the user has no authenticator
+	Throttle   Throttle // zero (but for its Key) when nothing is on record
+	LoginSpent bool     // the login has started a session already (LoginSpent)
 }
 
 // PendingTOTP is an enrollment that has shown a secret but not yet seen a
@@ -423,9 +424,10 @@ type Store interface {
 	// replaced it), which is left pending. Either way nothing changes.
 	ConfirmTOTP(ctx context.Context, userID string, secretEnc []byte, step int64, codes []BackupCode, now time.Time) error
 	// GetSecondStep reads what a login's second step needs in one
-	// statement: the user, the authenticator and the throttle of
-	// throttleKey. ErrNotFound when there is no such user.
-	GetSecondStep(ctx context.Context, userID, throttleKey string) (*SecondStep, error)
+	// statement: the user, the authenticator, the throttle of throttleKey
+	// and whether the login with loginKey has started a session
+	// (StartSession; none: nil). ErrNotFound when there is no such user.
+	GetSecondStep(ctx context.Context, userID, throttleKey string, loginKey []byte) (*SecondStep, error)
 	// UseTOTPStep records step as the last accepted one if it is later than
 	// the stored one; ErrConsumed otherwise (a replay, or a concurrent win).
 	UseTOTPStep(ctx context.Context, userID string, step int64) error

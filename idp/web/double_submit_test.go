@@ -57,7 +57,7 @@ func wait(ch chan struct{}) error {
 	}
 }
 
-func (s *doubleSubmit) GetSecondStep(ctx context.Context, userID, key string) (*store.SecondStep, error) {
+func (s *doubleSubmit) GetSecondStep(ctx context.Context, userID, key string, loginKey []byte) (*store.SecondStep, error) {
 	s.mu.Lock()
 	s.steps++
 	later := s.holdSteps && s.steps > 1
@@ -67,7 +67,7 @@ func (s *doubleSubmit) GetSecondStep(ctx context.Context, userID, key string) (*
 			return nil, err
 		}
 	}
-	return s.Store.GetSecondStep(ctx, userID, key)
+	return s.Store.GetSecondStep(ctx, userID, key, loginKey)
 }
 
 func (s *doubleSubmit) StartSession(ctx context.Context, loginKey []byte, spentUntil time.Time, x *store.Session, stamp string) error {

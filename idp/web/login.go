@@ -336,18 +336,12 @@ func (s *Server) secondStepDone(w http.ResponseWriter, r *http.Request, f *flow,
 }
 
 // loginOpen reports whether the login f is still to be finished, when its
-// code was found wrong or spent. A second step holds the account's attempt
-// lock until its login's session is stored (establish): when the same form
-// was sent twice (a double-click on 認証する), the request that waited for
-// the lock finds the code spent and, here, the login just done by its
-// twin: its code is not a wrong one, and no failure is counted. The lock
-// is each instance's own; across instances this check alone does it, once
-// the other request has stored its session. That request goes where the
-// login was going (loginDone). A login done longer ago than a twin could
-// have waited (twinWindow), or by the session this browser holds (its form
-// sent again after the login: the back button), is a login gone. (Checked
-// only after a wrong code, so a login's second step costs no store call
-// more.)
+// code was found wrong or spent: the login may have ended since the second
+// step's read (readSecondStep) by a request with the same form on another
+// instance (instances' attempt locks are their own), once that request has
+// stored its session; this request is then answered as loginEnded does.
+// (Checked only after a wrong code, so a login's second step costs no
+// store call more.)
 func (s *Server) loginOpen(w http.ResponseWriter, r *http.Request, f *flow) bool {
 	spent, err := s.loginSpent(r.Context(), f)
 	if err != nil {
@@ -357,14 +351,28 @@ func (s *Server) loginOpen(w http.ResponseWriter, r *http.Request, f *flow) bool
 	if !spent {
 		return true
 	}
+	s.loginEnded(w, r, f)
+	return false
+}
+
+// loginEnded answers a second step of the login f, which has started its
+// account's session. Within twinWindow of that, and with another session
+// cookie than that session's (or none), the request is the twin of the one
+// that finished the login: the same form sent twice (a double-click on
+// 認証する), its request having waited for the account's attempt lock
+// (establish stores the session before the lock is released). Its code is
+// not a wrong one, no failure is counted, and it goes where the login was
+// going (loginDone). A login done longer ago, or by the session this
+// browser holds (its form sent again after the login: the back button), is
+// a login gone.
+func (s *Server) loginEnded(w http.ResponseWriter, r *http.Request, f *flow) {
 	twin := s.twinSession(r.Context(), f)
 	if twin == nil || s.Now().Sub(twin.AuthTime) > twinWindow ||
 		crypt.Equal(twin.TokenHash, crypt.HashToken(s.cookie(r, sessionCookie))) {
 		s.loginGone(w, r, f.loginID, restartExpired)
-		return false
+		return
 	}
 	s.loginDone(w, r, f, twin)
-	return false
 }
 
 // twinWindow is how long after a login's end a request with the same form
@@ -420,17 +428,24 @@ func (s *Server) twinSession(ctx context.Context, f *flow) *store.Session {
 	return newest
 }
 
-// readSecondStep reads the flow's account, its authenticator and the
-// second-step throttle key (secondStepKey) in one round trip. An account
-// deleted since the password step ends the flow.
+// readSecondStep reads the login's account, its authenticator, the
+// second-step throttle key (secondStepKey) and whether the login has ended
+// in one round trip. An account deleted since the password step ends the
+// login; a login that has started its session is answered before any code
+// is checked (loginEnded: a double-submit's twin, or a form sent again
+// later), so its form spends no code and counts no failure.
 func (s *Server) readSecondStep(w http.ResponseWriter, r *http.Request, f *flow, key string) (*store.SecondStep, bool) {
-	acct, err := s.Store.GetSecondStep(r.Context(), f.UserID, key)
+	acct, err := s.Store.GetSecondStep(r.Context(), f.UserID, key, loginKey(f))
 	if errors.Is(err, store.ErrNotFound) {
 		s.loginGone(w, r, f.loginID, restartChanged) // the account was deleted
 		return nil, false
 	}
 	if err != nil {
 		s.storeFailed(w, r, err)
+		return nil, false
+	}
+	if acct.LoginSpent {
+		s.loginEnded(w, r, f)
 		return nil, false
 	}
 	if !crypt.Equal(f.Stamp, s.stampMark(acct.User)) {

@@ -110,8 +110,9 @@ func TestLoginSealed(t *testing.T) {
 // not make the other's login look done: a wrong code there is a wrong code
 // (counted, and the form again), not a double-submit's twin. A second
 // step's form of a login done a while ago, sent again without its session
-// (after a logout), is a login gone, not a twin; its page opened again
-// with the session (Back from the relying party) is gone too.
+// (after a logout), is a login gone, not a twin, and spends no code; its
+// page opened again with the session (Back from the relying party) is
+// gone too.
 func TestLoginSpentPerAccount(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		e := newFuzzEnvOn(t, db)
@@ -164,5 +165,28 @@ func TestLoginSpentPerAccount(t *testing.T) {
 			t.Errorf("the done login's form, sent again later without its session: %d %q, want the expired-flow page",
 				rec.Code, rec.Header().Get("Location"))
 		}
+		// Sent with a code the authenticator shows now, it spends nothing:
+		// the code still logs in.
+		before := lastStep(t, e)
+		code, err = totp.GenerateCode(secret, a.Now().Add(2*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec := postCode(code); rec.Code != http.StatusBadRequest {
+			t.Errorf("the done login's form with a good code: %d %q, want the expired-flow page", rec.Code, rec.Header().Get("Location"))
+		}
+		if after := lastStep(t, e); after != before {
+			t.Errorf("the done login's form spent a code: last step %d, was %d", after, before)
+		}
 	})
+}
+
+// lastStep is the time step of the user's last accepted TOTP code.
+func lastStep(t *testing.T, e *fuzzEnv) int64 {
+	t.Helper()
+	st, err := e.app.Store.GetSecondStep(t.Context(), e.user.ID, "mfa:"+e.user.ID, nil)
+	if err != nil || st.TOTP == nil {
+		t.Fatalf("the user's authenticator: %v", err)
+	}
+	return st.TOTP.LastStep
 }

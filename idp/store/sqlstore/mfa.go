@@ -66,19 +66,21 @@ func (s *Store) ConfirmTOTP(ctx context.Context, userID string, secretEnc []byte
 }
 
 // GetSecondStep implements store.Store: the user joined with the
-// authenticator and the throttle, which may both be missing.
-func (s *Store) GetSecondStep(ctx context.Context, userID, throttleKey string) (*store.SecondStep, error) {
+// authenticator and the throttle, which may both be missing, and the
+// login's record looked up by its key.
+func (s *Store) GetSecondStep(ctx context.Context, userID, throttleKey string, loginKey []byte) (*store.SecondStep, error) {
 	st := &store.SecondStep{User: new(store.User), TOTP: new(store.TOTP), Throttle: store.Throttle{Key: throttleKey}}
 	a, th := st.TOTP, &st.Throttle
 	err := s.q(ctx).QueryRowContext(ctx, `SELECT `+userFields+`, a.user_id IS NOT NULL,
 		a.secret_enc, COALESCE(a.last_step, 0), COALESCE(a.confirmed_at, 0),
-		COALESCE(th.failures, 0), COALESCE(th.lockouts, 0), COALESCE(th.locked_until, 0)
+		COALESCE(th.failures, 0), COALESCE(th.lockouts, 0), COALESCE(th.locked_until, 0),
+		EXISTS (SELECT 1 FROM spent_logins WHERE key = $3)
 		FROM users u
 		LEFT JOIN totp a ON a.user_id = u.id
 		LEFT JOIN throttles th ON th.key = $2
-		WHERE u.id = $1`, userID, throttleKey).
+		WHERE u.id = $1`, userID, throttleKey, blob(loginKey)).
 		Scan(append(userDest(st.User), bytesCol{&a.SecretEnc}, &a.LastStep, timeCol{&a.ConfirmedAt},
-			&th.Failures, &th.Lockouts, timeCol{&th.LockedUntil})...)
+			&th.Failures, &th.Lockouts, timeCol{&th.LockedUntil}, &st.LoginSpent)...)
 	if err != nil {
 		return nil, s.fail("get second step", err)
 	}

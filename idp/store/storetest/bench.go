@@ -142,12 +142,13 @@ func benchLogin(b *testing.B, s store.Store) {
 	for b.Loop() {
 		_, _, err := s.GetPasswordStep(ctx, u.Email, "pw:"+u.Email, "ip:127.0.0.1")
 		must("password step", err)
-		second, err := s.GetSecondStep(ctx, u.ID, "mfa:"+u.ID)
+		login := crypt.HashToken(crypt.RandomToken(24))
+		second, err := s.GetSecondStep(ctx, u.ID, "mfa:"+u.ID, login)
 		must("second step", err)
 		step++
 		must("TOTP step", s.UseTOTPStep(ctx, u.ID, step))
 		sid := crypt.RandomToken(16)
-		must("start session", s.StartSession(ctx, crypt.HashToken(crypt.RandomToken(24)), now.Add(time.Hour), &store.Session{
+		must("start session", s.StartSession(ctx, login, now.Add(time.Hour), &store.Session{
 			TokenHash: crypt.HashToken(crypt.RandomToken(32)), ID: sid, UserID: u.ID,
 			AuthTime: now, AMR: []string{"pwd", "otp"}, CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour),
 		}, second.User.SecurityStamp))

@@ -704,15 +704,18 @@ func testConfirmReplacedTOTP(t *testing.T, s store.Store) {
 // the authenticator, with or without one and a throttle on record.
 func testSecondStep(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	_, err := s.GetSecondStep(ctx, "nobody", "mfa:nobody")
+	_, err := s.GetSecondStep(ctx, "nobody", "mfa:nobody", nil)
 	wantErr(t, "GetSecondStep(no user)", err, store.ErrNotFound)
 
 	newUser(t, s, "u1")
 	newUser(t, s, "u2")
 	check := func(userID, key string, totp *store.TOTP) *store.SecondStep {
 		t.Helper()
-		got, err := s.GetSecondStep(ctx, userID, key)
+		got, err := s.GetSecondStep(ctx, userID, key, []byte("login-"+userID))
 		must(t, err)
+		spent, err := s.LoginSpent(ctx, []byte("login-"+userID))
+		must(t, err)
+		same(t, "GetSecondStep's login spent", got.LoginSpent, spent)
 		u, err := s.GetUser(ctx, userID)
 		must(t, err)
 		same(t, "GetSecondStep's user", got.User, u)
@@ -737,8 +740,14 @@ func testSecondStep(t *testing.T, s store.Store) {
 	if st.TOTP == nil || st.TOTP.LastStep != 102 || !st.User.MFAEnabled || st.Throttle.Lockouts != 1 || st.Throttle.Failures != 1 {
 		t.Fatalf("enrolled and throttled: user %+v, authenticator %+v, throttle %+v", st.User, st.TOTP, st.Throttle)
 	}
+	// The login's end, with the rest.
+	must(t, s.StartSession(ctx, []byte("login-u1"), at(time.Hour), &store.Session{TokenHash: []byte("h"), ID: "sid",
+		UserID: "u1", CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}, st.User.SecurityStamp))
+	if st := check("u1", "mfa:u1", st.TOTP); !st.LoginSpent {
+		t.Fatal("GetSecondStep after the login's end: not spent")
+	}
 	// Another user's throttle and authenticator are not this one's.
-	if st := check("u2", "mfa:u2", nil); st.TOTP != nil || st.Throttle.Failures != 0 || st.Throttle.Lockouts != 0 {
+	if st := check("u2", "mfa:u2", nil); st.TOTP != nil || st.Throttle.Failures != 0 || st.Throttle.Lockouts != 0 || st.LoginSpent {
 		t.Fatalf("u2: %+v %+v", st.TOTP, st.Throttle)
 	}
 }
@@ -788,7 +797,7 @@ func userOrNone(u *store.User, err error) (*store.User, error) {
 // getTOTP is the user's authenticator as GetSecondStep reads it;
 // ErrNotFound when there is none.
 func getTOTP(ctx context.Context, s store.Store, userID string) (*store.TOTP, error) {
-	st, err := s.GetSecondStep(ctx, userID, "mfa:"+userID)
+	st, err := s.GetSecondStep(ctx, userID, "mfa:"+userID, nil)
 	if err != nil {
 		return nil, err
 	}
