@@ -154,26 +154,11 @@ func LoadOrCreateKeyFile(path string) (*Key, error) {
 
 // Seal encrypts plaintext with AES-256-GCM, binding aad (which is not
 // stored) to the ciphertext: it opens only with the same aad.
-func (k *Key) Seal(plaintext, aad []byte) []byte {
-	out := make([]byte, 1, 1+k.aead.NonceSize()+len(plaintext)+k.aead.Overhead())
-	out[0] = sealVersion
-	nonce := make([]byte, k.aead.NonceSize())
-	rand.Read(nonce)
-	out = append(out, nonce...)
-	return k.aead.Seal(out, nonce, plaintext, aad)
-}
+func (k *Key) Seal(plaintext, aad []byte) []byte { return seal(k.aead, sealVersion, plaintext, aad) }
 
 // Open decrypts what Seal made with the same aad.
 func (k *Key) Open(ciphertext, aad []byte) ([]byte, error) {
-	n := k.aead.NonceSize()
-	if len(ciphertext) < 1+n+k.aead.Overhead() || ciphertext[0] != sealVersion {
-		return nil, ErrDecrypt
-	}
-	pt, err := k.aead.Open(nil, ciphertext[1:1+n], ciphertext[1+n:], aad)
-	if err != nil {
-		return nil, ErrDecrypt
-	}
-	return pt, nil
+	return open(k.aead, sealVersion, ciphertext, aad)
 }
 
 // browserSealVersion marks what SealForBrowser made.
@@ -186,20 +171,30 @@ const browserSealVersion = 2
 // nonces allow any number of values, where AES-GCM's 96-bit ones are good
 // for 2^32 values a key.
 func (k *Key) SealForBrowser(plaintext, aad []byte) []byte {
-	n := k.browser.NonceSize()
-	out := make([]byte, 1+n, 1+n+len(plaintext)+k.browser.Overhead())
-	out[0] = browserSealVersion
-	rand.Read(out[1:])
-	return k.browser.Seal(out, out[1:], plaintext, aad)
+	return seal(k.browser, browserSealVersion, plaintext, aad)
 }
 
 // OpenFromBrowser decrypts what SealForBrowser made with the same aad.
 func (k *Key) OpenFromBrowser(ciphertext, aad []byte) ([]byte, error) {
-	n := k.browser.NonceSize()
-	if len(ciphertext) < 1+n+k.browser.Overhead() || ciphertext[0] != browserSealVersion {
+	return open(k.browser, browserSealVersion, ciphertext, aad)
+}
+
+// seal is version, a random nonce and plaintext sealed by a under it.
+func seal(a cipher.AEAD, version byte, plaintext, aad []byte) []byte {
+	n := a.NonceSize()
+	out := make([]byte, 1+n, 1+n+len(plaintext)+a.Overhead())
+	out[0] = version
+	rand.Read(out[1:])
+	return a.Seal(out, out[1:], plaintext, aad)
+}
+
+// open is what seal made with a, version and aad; ErrDecrypt otherwise.
+func open(a cipher.AEAD, version byte, ciphertext, aad []byte) ([]byte, error) {
+	n := a.NonceSize()
+	if len(ciphertext) < 1+n+a.Overhead() || ciphertext[0] != version {
 		return nil, ErrDecrypt
 	}
-	pt, err := k.browser.Open(nil, ciphertext[1:1+n], ciphertext[1+n:], aad)
+	pt, err := a.Open(nil, ciphertext[1:1+n], ciphertext[1+n:], aad)
 	if err != nil {
 		return nil, ErrDecrypt
 	}
