@@ -130,10 +130,10 @@ func (m *Store) StartSession(ctx context.Context, loginKey []byte, spentUntil ti
 	return err
 }
 
-func (m *Store) LoginSpent(ctx context.Context, loginKey []byte) (bool, error) {
+func (m *Store) LoginSession(ctx context.Context, loginKey []byte) (string, error) {
 	start := time.Now()
-	r0, err := m.Store.LoginSpent(ctx, loginKey)
-	m.done("LoginSpent", start, err)
+	r0, err := m.Store.LoginSession(ctx, loginKey)
+	m.done("LoginSession", start, err)
 	return r0, err
 }
 

@@ -160,10 +160,12 @@ type TOTP struct {
 
 // SecondStep is what the second step of a login reads of an account.
 type SecondStep struct {
-	User       *User
-	TOTP       *TOTP    // nil when the user has no authenticator
-	Throttle   Throttle // zero (but for its Key) when nothing is on record
-	LoginSpent bool     // the login has started a session already (LoginSpent)
+	User     *User
+	TOTP     *TOTP    // nil when the user has no authenticator
+	Throttle Throttle // zero (but for its Key) when nothing is on record
+	// LoginSession is the id of the session the login started (as
+	// LoginSession reads it); "" while it has started none.
+	LoginSession string
 }
 
 // PendingTOTP is an enrollment that has shown a secret but not yet seen a
@@ -352,9 +354,10 @@ type Store interface {
 	// change's ending of the user's sessions sees the new session, or the
 	// session is not created.
 	StartSession(ctx context.Context, loginKey []byte, spentUntil time.Time, s *Session, stamp string) error
-	// LoginSpent reports whether the login with this key has started a
-	// session (StartSession), as far as its record is kept.
-	LoginSpent(ctx context.Context, loginKey []byte) (bool, error)
+	// LoginSession is the id of the session the login with this key
+	// started (StartSession), as long as its record is kept; "" when it has
+	// started none.
+	LoginSession(ctx context.Context, loginKey []byte) (string, error)
 	// GetSession returns the session whose cookie hashes to tokenHash, or
 	// ErrNotFound when there is none or it expired (ExpiresAt <= now).
 	GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*Session, error)
@@ -425,8 +428,8 @@ type Store interface {
 	ConfirmTOTP(ctx context.Context, userID string, secretEnc []byte, step int64, codes []BackupCode, now time.Time) error
 	// GetSecondStep reads what a login's second step needs in one
 	// statement: the user, the authenticator, the throttle of throttleKey
-	// and whether the login with loginKey has started a session
-	// (StartSession; none: nil). ErrNotFound when there is no such user.
+	// and the session the login with loginKey started, if any
+	// (LoginSession; no login: nil). ErrNotFound when there is no such user.
 	GetSecondStep(ctx context.Context, userID, throttleKey string, loginKey []byte) (*SecondStep, error)
 	// UseTOTPStep records step as the last accepted one if it is later than
 	// the stored one; ErrConsumed otherwise (a replay, or a concurrent win).

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,7 +26,7 @@ import (
 // have the login whatever the other does (a sealed login is opened
 // without the store), so whether they overlap or run one after the other,
 // the one that checks its code second finds the login done moments
-// before (loginOpen's twinWindow); TestLoginSpentPerAccount has the
+// before (loginEnded's twinWindow); TestLoginSpentPerAccount has the
 // requests that are no twin. With holdSteps (two instances, whose attempt
 // locks are their own), a later read of the account's second step
 // (GetSecondStep) waits until the first login's session is stored, so a
@@ -214,16 +215,26 @@ func TestSecondStepDoubleSubmit(t *testing.T) {
 // with prompt=login, the request that finds the login done by its twin
 // does not send the browser to a new login: followed with the twin's
 // session, it goes on to the code, as right after the login; followed
-// without it, the request is decided like any (prompt=login: the login).
+// without it, or only minutes later (past twinWindow), the request is
+// decided like any (prompt=login: the login).
 func TestSecondStepDoubleSubmitPromptLogin(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		t.Run(map[bool]string{false: "at once", true: "late"}[late], func(t *testing.T) {
+			testSecondStepDoubleSubmitPromptLogin(t, late)
+		})
+	}
+}
+
+func testSecondStepDoubleSubmitPromptLogin(t *testing.T, late bool) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		e := newFuzzEnvOn(t, db)
 		secret := e.enableMFAWithSecret(t)
 		flow := e.promptLoginFlow(t)
 		a := e.app
 		race := newDoubleSubmit(a.Store)
-		h := web.New(web.Deps{Config: a.Config, Store: race, Key: a.Key, Hasher: a.Hasher,
-			Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox})
+		var offset atomic.Int64
+		h := web.New(web.Deps{Config: a.Config, Store: race, Key: a.Key, Hasher: a.Hasher, Provider: a.Provider,
+			Logger: a.Logger, Now: func() time.Time { return a.Now().Add(time.Duration(offset.Load())) }, Outbox: a.Outbox})
 		code, err := totp.GenerateCode(secret, time.Now())
 		if err != nil {
 			t.Fatal(err)
@@ -273,6 +284,13 @@ func TestSecondStepDoubleSubmitPromptLogin(t *testing.T) {
 		}
 		if rec := follow(false); rec.Code < 300 || rec.Code > 303 || strings.Contains(rec.Header().Get("Location"), "code=") {
 			t.Errorf("the twin followed without the session: %d %q, want the login again", rec.Code, rec.Header().Get("Location"))
+		}
+		if late {
+			offset.Store(int64(2 * time.Minute))
+			if rec := follow(true); rec.Code < 300 || rec.Code > 303 || strings.Contains(rec.Header().Get("Location"), "code=") {
+				t.Errorf("the twin followed minutes later: %d %q, want the login again", rec.Code, rec.Header().Get("Location"))
+			}
+			return
 		}
 		if rec := follow(true); !strings.HasPrefix(rec.Header().Get("Location"), fuzzRedirect+"?code=") {
 			t.Errorf("the twin followed with the login's session: %d %q, want the code", rec.Code, rec.Header().Get("Location"))

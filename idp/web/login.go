@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -169,14 +168,14 @@ func (s *Server) loginFinished(w http.ResponseWriter, r *http.Request, f *flow) 
 	if f.UserID == "" || s.cookie(r, sessionCookie) == "" {
 		return false
 	}
-	spent, err := s.loginSpent(r.Context(), f)
+	sid, err := s.loginSession(r.Context(), f)
 	switch {
 	case err != nil:
 		s.storeFailed(w, r, err)
-	case spent:
+	case sid != "":
 		s.loginGone(w, r, f.loginID, restartExpired)
 	}
-	return err != nil || spent
+	return err != nil || sid != ""
 }
 
 // failureMessage is the message of a form answering a wrong password or
@@ -343,30 +342,30 @@ func (s *Server) secondStepDone(w http.ResponseWriter, r *http.Request, f *flow,
 // (Checked only after a wrong code, so a login's second step costs no
 // store call more.)
 func (s *Server) loginOpen(w http.ResponseWriter, r *http.Request, f *flow) bool {
-	spent, err := s.loginSpent(r.Context(), f)
+	sid, err := s.loginSession(r.Context(), f)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return false
 	}
-	if !spent {
+	if sid == "" {
 		return true
 	}
-	s.loginEnded(w, r, f)
+	s.loginEnded(w, r, f, sid)
 	return false
 }
 
 // loginEnded answers a second step of the login f, which has started its
-// account's session. Within twinWindow of that, and with another session
-// cookie than that session's (or none), the request is the twin of the one
-// that finished the login: the same form sent twice (a double-click on
+// account's session sid. Within twinWindow of that, while the session
+// lasts, and with another session cookie than that session's (or none),
+// the request is the twin of the one that finished the login: the same form sent twice (a double-click on
 // 認証する), its request having waited for the account's attempt lock
 // (establish stores the session before the lock is released). Its code is
 // not a wrong one, no failure is counted, and it goes where the login was
 // going (loginDone). A login done longer ago, or by the session this
 // browser holds (its form sent again after the login: the back button), is
 // a login gone.
-func (s *Server) loginEnded(w http.ResponseWriter, r *http.Request, f *flow) {
-	twin := s.twinSession(r.Context(), f)
+func (s *Server) loginEnded(w http.ResponseWriter, r *http.Request, f *flow, sid string) {
+	twin := s.userSession(r.Context(), f.UserID, sid)
 	if twin == nil || s.Now().Sub(twin.AuthTime) > twinWindow ||
 		crypt.Equal(twin.TokenHash, crypt.HashToken(s.cookie(r, sessionCookie))) {
 		s.loginGone(w, r, f.loginID, restartExpired)
@@ -400,7 +399,7 @@ func (s *Server) loginDone(w http.ResponseWriter, r *http.Request, f *flow, twin
 		return
 	}
 	next := &flow{Kind: "continue", Authorize: f.Authorize, RequestedAt: f.RequestedAt, ReturnTo: f.ReturnTo,
-		Lang: f.Lang, UserID: f.UserID}
+		Lang: f.Lang, UserID: f.UserID, Stage: "twin"}
 	next.bindSession(twin)
 	if err := s.newFlow(r.Context(), w, r, next); err == nil {
 		http.Redirect(w, r, "/login/continue?flow="+url.QueryEscape(next.id), http.StatusSeeOther)
@@ -409,23 +408,19 @@ func (s *Server) loginDone(w http.ResponseWriter, r *http.Request, f *flow, twin
 	http.Redirect(w, r, oidc.PathAuthorize+"?"+f.Authorize, http.StatusSeeOther)
 }
 
-// twinSession is the session the other request with the login f's second
-// step started: the user's newest, authenticated with both steps since the
-// login began; nil when there is none (or the store fails).
-func (s *Server) twinSession(ctx context.Context, f *flow) *store.Session {
-	list, err := s.Store.ListUserSessions(ctx, f.UserID, s.Now())
+// userSession is the user's unexpired session with the id sid; nil when
+// there is none (or the store fails).
+func (s *Server) userSession(ctx context.Context, userID, sid string) *store.Session {
+	list, err := s.Store.ListUserSessions(ctx, userID, s.Now())
 	if err != nil {
 		return nil
 	}
-	var newest *store.Session
 	for i := range list {
-		x := &list[i]
-		if slices.Contains(x.AMR, "otp") && !x.AuthTime.Before(f.RequestedAt.Truncate(time.Second)) &&
-			(newest == nil || x.AuthTime.After(newest.AuthTime)) {
-			newest = x
+		if list[i].ID == sid {
+			return &list[i]
 		}
 	}
-	return newest
+	return nil
 }
 
 // readSecondStep reads the login's account, its authenticator, the
@@ -444,8 +439,8 @@ func (s *Server) readSecondStep(w http.ResponseWriter, r *http.Request, f *flow,
 		s.storeFailed(w, r, err)
 		return nil, false
 	}
-	if acct.LoginSpent {
-		s.loginEnded(w, r, f)
+	if acct.LoginSession != "" {
+		s.loginEnded(w, r, f, acct.LoginSession)
 		return nil, false
 	}
 	if !crypt.Equal(f.Stamp, s.stampMark(acct.User)) {
@@ -640,7 +635,7 @@ func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *s
 		// Finished by another request, or the account changed (the store
 		// then records nothing).
 		why := restartExpired
-		if spent, err := s.loginSpent(r.Context(), f); err == nil && !spent {
+		if sid, err := s.loginSession(r.Context(), f); err == nil && sid == "" {
 			why = restartChanged
 		}
 		s.loginGone(w, r, f.loginID, why)
@@ -700,6 +695,12 @@ func (s *Server) continueLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Right after the login only with the session it started: another
-	// (a login in another tab meanwhile) is taken as any session is.
-	s.afterLogin(w, r, f, f.freshSession(sess))
+	// (a login in another tab meanwhile) is taken as any session is. A
+	// double-submit's twin goes on so only moments after that login
+	// (twinWindow), not for the flow's lifetime.
+	fresh := f.freshSession(sess)
+	if f.Stage == "twin" && fresh != nil && s.Now().Sub(fresh.AuthTime) > twinWindow {
+		fresh = nil
+	}
+	s.afterLogin(w, r, f, fresh)
 }

@@ -159,6 +159,10 @@ func TestLoginSpentPerAccount(t *testing.T) {
 		if rec := e.serve(httptest.NewRequest(http.MethodGet, totpPage, nil)); rec.Code != http.StatusBadRequest {
 			t.Errorf("the done login's code page again: %d %q, want the expired-flow page", rec.Code, rec.Header().Get("Location"))
 		}
+		if rec := postCode("000000"); rec.Code != http.StatusBadRequest {
+			t.Errorf("the done login's form again at once, with its session: %d %q, want the expired-flow page",
+				rec.Code, rec.Header().Get("Location"))
+		}
 		e.signOut()
 		offset.Store(int64(2 * time.Minute))
 		if rec := postCode("000000"); rec.Code != http.StatusBadRequest {

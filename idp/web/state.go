@@ -63,12 +63,6 @@ func (s *Server) open(v string, aad []byte) ([]byte, bool) {
 		return nil, false
 	}
 	plain, err := s.Key.OpenFromBrowser(sealed, aad)
-	if err != nil {
-		// A cookie sealed before values for the browser had a cipher of
-		// their own (AES-GCM, the at-rest seal, under the same associated
-		// data): a restart cookie of a login left open across the upgrade.
-		plain, err = s.Key.Open(sealed, aad)
-	}
 	return plain, err == nil
 }
 
@@ -299,16 +293,16 @@ func (s *Server) openLogin(r *http.Request, ref string) (*flow, error) {
 }
 
 // loginKey is the store's key of the login f by the account whose password
-// step passed (StartSession, LoginSpent). A login's first form can be sent
+// step passed (StartSession, LoginSession). A login's first form can be sent
 // with one account's password, then another's: each account's end of it
 // is its own, so that one account's session never makes another's login
 // look finished (loginOpen would then take its wrong codes for a twin's).
 func loginKey(f *flow) []byte { return crypt.HashToken("login:" + f.loginID + "\x00" + f.UserID) }
 
-// loginSpent reports whether the login f has started a session of its
-// account.
-func (s *Server) loginSpent(ctx context.Context, f *flow) (bool, error) {
-	return s.Store.LoginSpent(ctx, loginKey(f))
+// loginSession is the id of the session the login f started for its
+// account; "" while it has started none.
+func (s *Server) loginSession(ctx context.Context, f *flow) (string, error) {
+	return s.Store.LoginSession(ctx, loginKey(f))
 }
 
 // --- Restarting a login whose flow is gone. ---
@@ -362,7 +356,17 @@ func (s *Server) restartTarget(r *http.Request, id string) string {
 	if id == "" || len(id) > maxFlowID {
 		return ""
 	}
-	target, _ := s.open(s.cookie(r, restartCookie), restartAAD(crypt.HashToken(id)))
+	v, aad := s.cookie(r, restartCookie), restartAAD(crypt.HashToken(id))
+	target, ok := s.open(v, aad)
+	if !ok {
+		// A restart cookie sealed before values for the browser had a
+		// cipher of their own (with the at-rest seal, under the same
+		// associated data): a login left open across the upgrade. To go in
+		// the release after next.
+		if sealed, err := base64.RawURLEncoding.DecodeString(v); err == nil {
+			target, _ = s.Key.Open(sealed, aad)
+		}
+	}
 	return string(target)
 }
 

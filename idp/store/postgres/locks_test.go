@@ -478,8 +478,8 @@ func TestStartSessionRacingNewCredentials(t *testing.T) {
 			if len(list) > 0 {
 				t.Fatalf("a session from before the change survived it: %+v", list)
 			}
-			if spent, err := r.main.LoginSpent(ctx, []byte("login-key")); err != nil || spent {
-				t.Fatalf("the refused login spent: %v %v, want it open", spent, err)
+			if sid, err := r.main.LoginSession(ctx, []byte("login-key")); err != nil || sid != "" {
+				t.Fatalf("the refused login's session: %q %v, want none", sid, err)
 			}
 		})
 	}

@@ -74,13 +74,13 @@ func (s *Store) GetSecondStep(ctx context.Context, userID, throttleKey string, l
 	err := s.q(ctx).QueryRowContext(ctx, `SELECT `+userFields+`, a.user_id IS NOT NULL,
 		a.secret_enc, COALESCE(a.last_step, 0), COALESCE(a.confirmed_at, 0),
 		COALESCE(th.failures, 0), COALESCE(th.lockouts, 0), COALESCE(th.locked_until, 0),
-		EXISTS (SELECT 1 FROM spent_logins WHERE key = $3)
+		COALESCE((SELECT session_id FROM spent_logins WHERE key = $3), '')
 		FROM users u
 		LEFT JOIN totp a ON a.user_id = u.id
 		LEFT JOIN throttles th ON th.key = $2
 		WHERE u.id = $1`, userID, throttleKey, blob(loginKey)).
 		Scan(append(userDest(st.User), bytesCol{&a.SecretEnc}, &a.LastStep, timeCol{&a.ConfirmedAt},
-			&th.Failures, &th.Lockouts, timeCol{&th.LockedUntil}, &st.LoginSpent)...)
+			&th.Failures, &th.Lockouts, timeCol{&th.LockedUntil}, &st.LoginSession)...)
 	if err != nil {
 		return nil, s.fail("get second step", err)
 	}

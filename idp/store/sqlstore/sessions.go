@@ -71,7 +71,7 @@ func (s *Store) StartSession(ctx context.Context, loginKey []byte, spentUntil ti
 	if s.dialect.WritableCTE {
 		n, err = affected(s.q(ctx).ExecContext(ctx, `WITH account AS (
 				SELECT 1 FROM users WHERE id = $4 AND security_stamp = $13 FOR SHARE),
-			spent AS (INSERT INTO spent_logins (key, expires_at) SELECT $1, $14 FROM account
+			spent AS (INSERT INTO spent_logins (key, session_id, expires_at) SELECT $1, $3, $14 FROM account
 				ON CONFLICT (key) DO NOTHING RETURNING 1)
 			INSERT INTO sessions (`+sessionCols+`) SELECT $2::bytea, $3::text, $4::text, $5::bigint, $6::text,
 			$7::boolean, $8::bigint, $9::bigint, $10::bigint, $11::text, $12::text FROM spent`,
@@ -79,10 +79,10 @@ func (s *Store) StartSession(ctx context.Context, loginKey []byte, spentUntil ti
 	} else {
 		err = s.inTx(ctx, func(q querier) error {
 			var err error
-			if n, err = affected(q.ExecContext(ctx, `INSERT INTO spent_logins (key, expires_at) SELECT $1, $2
-				WHERE EXISTS (SELECT 1 FROM users WHERE id = $3 AND security_stamp = $4)
+			if n, err = affected(q.ExecContext(ctx, `INSERT INTO spent_logins (key, session_id, expires_at)
+				SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM users WHERE id = $4 AND security_stamp = $5)
 				ON CONFLICT (key) DO NOTHING`,
-				blob(loginKey), unix(spentUntil), x.UserID, stamp)); err != nil || n == 0 {
+				blob(loginKey), x.ID, unix(spentUntil), x.UserID, stamp)); err != nil || n == 0 {
 				return err
 			}
 			_, err = q.ExecContext(ctx, createSessionSQL, sessionArgs(x)...)
@@ -95,14 +95,14 @@ func (s *Store) StartSession(ctx context.Context, loginKey []byte, spentUntil ti
 	return s.fail("start session", err)
 }
 
-// LoginSpent implements store.Store.
-func (s *Store) LoginSpent(ctx context.Context, loginKey []byte) (bool, error) {
-	var one int
-	err := s.q(ctx).QueryRowContext(ctx, `SELECT 1 FROM spent_logins WHERE key = $1`, blob(loginKey)).Scan(&one)
+// LoginSession implements store.Store.
+func (s *Store) LoginSession(ctx context.Context, loginKey []byte) (string, error) {
+	var id string
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT session_id FROM spent_logins WHERE key = $1`, blob(loginKey)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+		return "", nil
 	}
-	return err == nil, s.fail("login spent", err)
+	return id, s.fail("login session", err)
 }
 
 // GetSession returns the unexpired session with this token hash.

@@ -713,9 +713,9 @@ func testSecondStep(t *testing.T, s store.Store) {
 		t.Helper()
 		got, err := s.GetSecondStep(ctx, userID, key, []byte("login-"+userID))
 		must(t, err)
-		spent, err := s.LoginSpent(ctx, []byte("login-"+userID))
+		sid, err := s.LoginSession(ctx, []byte("login-"+userID))
 		must(t, err)
-		same(t, "GetSecondStep's login spent", got.LoginSpent, spent)
+		same(t, "GetSecondStep's login session", got.LoginSession, sid)
 		u, err := s.GetUser(ctx, userID)
 		must(t, err)
 		same(t, "GetSecondStep's user", got.User, u)
@@ -743,11 +743,11 @@ func testSecondStep(t *testing.T, s store.Store) {
 	// The login's end, with the rest.
 	must(t, s.StartSession(ctx, []byte("login-u1"), at(time.Hour), &store.Session{TokenHash: []byte("h"), ID: "sid",
 		UserID: "u1", CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}, st.User.SecurityStamp))
-	if st := check("u1", "mfa:u1", st.TOTP); !st.LoginSpent {
-		t.Fatal("GetSecondStep after the login's end: not spent")
+	if st := check("u1", "mfa:u1", st.TOTP); st.LoginSession != "sid" {
+		t.Fatalf("GetSecondStep after the login's end: session %q, want sid", st.LoginSession)
 	}
 	// Another user's throttle and authenticator are not this one's.
-	if st := check("u2", "mfa:u2", nil); st.TOTP != nil || st.Throttle.Failures != 0 || st.Throttle.Lockouts != 0 || st.LoginSpent {
+	if st := check("u2", "mfa:u2", nil); st.TOTP != nil || st.Throttle.Failures != 0 || st.Throttle.Lockouts != 0 || st.LoginSession != "" {
 		t.Fatalf("u2: %+v %+v", st.TOTP, st.Throttle)
 	}
 }
@@ -1602,13 +1602,13 @@ func testStartSession(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	stamp := newUser(t, s, "u1").SecurityStamp
 	login := []byte("login-key")
-	spent := func(what string, want bool) {
+	spent := func(what string, want string) {
 		t.Helper()
-		got, err := s.LoginSpent(ctx, login)
+		got, err := s.LoginSession(ctx, login)
 		must(t, err)
 		same(t, what, got, want)
 	}
-	spent("LoginSpent before StartSession", false)
+	spent("LoginSession before StartSession", "")
 	x := &store.Session{TokenHash: []byte("hash-1"), ID: "sid-1", UserID: "u1", AuthTime: t0,
 		AMR: []string{"pwd", "otp"}, Remember: true, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour),
 		UserAgent: "UA", IP: "192.0.2.1"}
@@ -1616,7 +1616,7 @@ func testStartSession(t *testing.T, s store.Store) {
 	got, err := s.GetSession(ctx, x.TokenHash, t0)
 	must(t, err)
 	same(t, "GetSession after StartSession", got, x)
-	spent("LoginSpent after StartSession", true)
+	spent("LoginSession after StartSession", x.ID)
 
 	// The login is spent: no second session from it.
 	y := &store.Session{TokenHash: []byte("hash-2"), ID: "sid-2", UserID: "u1", AuthTime: t0, CreatedAt: t0,
@@ -1641,9 +1641,9 @@ func testStartSession(t *testing.T, s store.Store) {
 	wantErr(t, "StartSession after a password change", s.StartSession(ctx, other, at(time.Hour), y, stamp), store.ErrNotFound)
 	_, err = s.GetSession(ctx, y.TokenHash, t0)
 	wantErr(t, "GetSession of a session started after a password change", err, store.ErrNotFound)
-	unspent, err := s.LoginSpent(ctx, other)
+	unspent, err := s.LoginSession(ctx, other)
 	must(t, err)
-	same(t, "LoginSpent after failed starts", unspent, false)
+	same(t, "LoginSession after failed starts", unspent, "")
 	u, err := s.GetUser(ctx, "u1")
 	must(t, err)
 	must(t, s.StartSession(ctx, other, at(time.Hour), y, u.SecurityStamp))
@@ -1651,10 +1651,10 @@ func testStartSession(t *testing.T, s store.Store) {
 	// A spent login is remembered until spentUntil, then swept.
 	_, err = s.DeleteExpired(ctx, at(time.Hour-time.Second), 0)
 	must(t, err)
-	spent("LoginSpent before its record expires", true)
+	spent("LoginSession before its record expires", x.ID)
 	_, err = s.DeleteExpired(ctx, at(time.Hour), 0)
 	must(t, err)
-	spent("LoginSpent after its record expired", false)
+	spent("LoginSession after its record expired", "")
 }
 
 // testInvalidUTF8Text: free text from outside that is not UTF-8 (a
