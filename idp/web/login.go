@@ -357,13 +357,13 @@ func (s *Server) loginOpen(w http.ResponseWriter, r *http.Request, f *flow) bool
 // loginEnded answers a second step of the login f, which has started its
 // account's session sid. Within twinWindow of that, while the session
 // lasts, and with another session cookie than that session's (or none),
-// the request is the twin of the one that finished the login: the same form sent twice (a double-click on
-// 認証する), its request having waited for the account's attempt lock
-// (establish stores the session before the lock is released). Its code is
-// not a wrong one, no failure is counted, and it goes where the login was
-// going (loginDone). A login done longer ago, or by the session this
-// browser holds (its form sent again after the login: the back button), is
-// a login gone.
+// the request is the twin of the one that finished the login: the same
+// form sent twice (a double-click on 認証する), its request having waited
+// for the account's attempt lock (establish stores the session before the
+// lock is released). Its code is not a wrong one, no failure is counted,
+// and it goes where the login was going (loginDone). A login done longer
+// ago, or by the session this browser holds (its form sent again after the
+// login: the back button), is a login gone.
 func (s *Server) loginEnded(w http.ResponseWriter, r *http.Request, f *flow, sid string) {
 	twin := s.userSession(r.Context(), f.UserID, sid)
 	if twin == nil || s.Now().Sub(twin.AuthTime) > twinWindow ||
@@ -375,7 +375,7 @@ func (s *Server) loginEnded(w http.ResponseWriter, r *http.Request, f *flow, sid
 }
 
 // twinWindow is how long after a login's end a request with the same form
-// is taken for its twin (loginOpen): longer than a request waits for the
+// is taken for its twin (loginEnded): longer than a request waits for the
 // account's attempt lock.
 const twinWindow = time.Minute
 

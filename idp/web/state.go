@@ -221,19 +221,19 @@ func (s *Server) newFlow(ctx context.Context, w http.ResponseWriter, r *http.Req
 //
 // A login's state (the relying party's request, then the account whose
 // password step passed) travels in the login's URLs and forms, sealed with
-// the master key (XChaCha20-Poly1305: neither readable nor changeable), instead
-// of in the store, as Ory Hydra 2 keeps its login flows: a visitor who
-// opens a login page and leaves costs the store nothing, and the steps of
-// a login read and write no flow. It is bound to the browser that started
-// it (its CSRF cookie, as a stored flow is) and expires after
+// the master key (XChaCha20-Poly1305: neither readable nor changeable),
+// instead of in the store, as Ory Hydra 2 keeps its login flows: a visitor
+// who opens a login page and leaves costs the store nothing, and the steps
+// of a login read and write no flow. It is bound to the browser that
+// started it (its CSRF cookie, as a stored flow is) and expires after
 // IDP_FLOW_LIFETIME; a change of the account's credentials meanwhile ends
 // it (its security stamp, checked at the second step and by the store when
 // the session starts). What must happen once is in the store: the login's
-// end (StartSession records its id as spent with the session it starts, so
-// of two requests finishing one login exactly one starts a session), the
-// second step's codes and the limits. The sealed login is visible to no
-// one but the provider; like a stored flow's id, it is of no use in
-// another browser.
+// end (StartSession records the login and its account with the session it
+// starts, so of two requests finishing one login exactly one starts a
+// session), the second step's codes and the limits. The sealed login is
+// visible to no one but the provider; like a stored flow's id, it is of no
+// use in another browser.
 
 // loginAAD binds a sealed value to being a login.
 var loginAAD = []byte("login-flow")
