@@ -150,6 +150,10 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.afterLogin(w, r, f, sess)
 		return
 	}
+	// The second step has IDP_FLOW_LIFETIME from the password step, as
+	// the login page had from its start (the store keeps a login's end on
+	// record for longer: spentUntil).
+	f.expires = s.Now().Add(s.Config.FlowLifetime)
 	if err := s.sealLogin(f); err != nil {
 		s.storeFailed(w, r, err)
 		return

@@ -194,3 +194,44 @@ func lastStep(t *testing.T, e *fuzzEnv) int64 {
 	}
 	return st.TOTP.LastStep
 }
+
+// TestSecondStepLifetime: the second step has IDP_FLOW_LIFETIME from the
+// password step (as with a stored flow, which the step saved again), not
+// what was left of the login page's.
+func TestSecondStepLifetime(t *testing.T) {
+	e := newFuzzEnv(t)
+	a := e.app
+	var offset atomic.Int64
+	now := func() time.Time { return a.Now().Add(time.Duration(offset.Load())) }
+	e.h = web.New(web.Deps{Config: a.Config, Store: a.Store, Key: a.Key, Hasher: a.Hasher, Provider: a.Provider,
+		Logger: a.Logger, Now: now, Outbox: a.Outbox})
+	secret := e.enableMFAWithSecret(t)
+	lifetime := a.Config.FlowLifetime
+	login := func() string {
+		first := e.newFlow(t, false)
+		offset.Add(int64(lifetime * 2 / 3))
+		rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {first}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode())
+		loc, _ := url.Parse(rec.Header().Get("Location"))
+		if rec.Code != http.StatusSeeOther || loc.Path != "/login/totp" {
+			t.Fatalf("password step: %d %q", rec.Code, rec.Header().Get("Location"))
+		}
+		offset.Add(int64(lifetime * 2 / 3))
+		return loc.Query().Get("flow")
+	}
+	postCode := func(flow string) *httptest.ResponseRecorder {
+		code, err := totp.GenerateCode(secret, now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.post("/login/totp", url.Values{"csrf": {e.csrf}, "flow": {flow}, "code": {code}}.Encode())
+	}
+	if rec := postCode(login()); !startsSession(rec) {
+		t.Errorf("the code within the lifetime from the password step: %d %q, want a session", rec.Code, rec.Header().Get("Location"))
+	}
+	e.signOut()
+	flow := login()
+	offset.Add(int64(lifetime / 2))
+	if rec := postCode(flow); startsSession(rec) || !strings.HasPrefix(rec.Header().Get("Location"), "/login?return_to=") {
+		t.Errorf("the code past the lifetime from the password step: %d %q, want the login started again", rec.Code, rec.Header().Get("Location"))
+	}
+}

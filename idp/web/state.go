@@ -243,9 +243,18 @@ var loginAAD = []byte("login-flow")
 // its password step adds; a longer authorization request is refused.
 const maxNewLogin = 6 << 10
 
-// spentMargin keeps a spent login's record past the login's expiry by as
-// much as instances' clocks could disagree.
+// spentMargin keeps a login's end on record past what its login could
+// still be used for by as much as instances' clocks could disagree.
 const spentMargin = time.Hour
+
+// spentUntil is how long the end of the login f stays on record: a login's
+// first form sealed at t lives until t+IDP_FLOW_LIFETIME, and each password
+// step gives its second step as long again from then, so every second step
+// sealed from that form has expired by t+2*IDP_FLOW_LIFETIME, which is at
+// most f's expiry plus IDP_FLOW_LIFETIME.
+func (s *Server) spentUntil(f *flow) time.Time {
+	return f.expires.Add(s.Config.FlowLifetime + spentMargin)
+}
 
 var errLoginTooLarge = errors.New("the authorization request is too large for a login")
 
@@ -522,7 +531,7 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u
 		// Remembered across browser restarts, never past the absolute limit.
 		sess.ExpiresAt = now.Add(min(s.Config.RememberMe, s.Config.SessionMaxAge))
 	}
-	if err := s.Store.StartSession(ctx, loginKey(f), f.expires.Add(spentMargin), sess, u.SecurityStamp); err != nil {
+	if err := s.Store.StartSession(ctx, loginKey(f), s.spentUntil(f), sess, u.SecurityStamp); err != nil {
 		return nil, err
 	}
 	if old := s.cookie(r, sessionCookie); old != "" {
