@@ -59,9 +59,6 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, f *flow, st
 	}))
 }
 
-// maxReturnTo bounds the own path a login returns to.
-const maxReturnTo = 1024
-
 // inLang is a link from a page of a flow to a page without it, in the
 // flow's language (which a relying party's ui_locales may have chosen):
 // with ?lang= unless it is Japanese, the default.
@@ -75,6 +72,9 @@ func inLang(link, lang string) string {
 	}
 	return link + sep + "lang=" + lang
 }
+
+// maxReturnTo bounds the own path a login returns to.
+const maxReturnTo = 1024
 
 // safeReturnTo keeps return_to only when it is a path of this provider,
 // and of a reasonable length (it goes into the login's URLs).
