@@ -129,7 +129,7 @@ func TestMetrics(t *testing.T) {
 		// The histograms exist, with buckets; store timings and pool use too.
 		for _, name := range []string{
 			`idp_http_request_duration_seconds_bucket{code="200",method="GET",route="GET /login",le="0.1"}`,
-			`idp_store_operation_duration_seconds_bucket{op="UseTOTPStep",le="0.1"}`,
+			`idp_store_operation_duration_seconds_bucket{op="StartSession",le="0.1"}`,
 			`idp_store_operation_duration_seconds_count{op="RecordFailure"}`,
 			"idp_store_pool_open_connections ", "idp_store_pool_max_open_connections ", "go_goroutines ",
 		} {

@@ -123,9 +123,9 @@ func (m *Store) CreateSession(ctx context.Context, s *store.Session) error {
 	return err
 }
 
-func (m *Store) StartSession(ctx context.Context, loginKey []byte, spentUntil time.Time, s *store.Session, stamp string) error {
+func (m *Store) StartSession(ctx context.Context, end store.LoginEnd, s *store.Session) error {
 	start := time.Now()
-	err := m.Store.StartSession(ctx, loginKey, spentUntil, s, stamp)
+	err := m.Store.StartSession(ctx, end, s)
 	m.done("StartSession", start, err)
 	return err
 }
@@ -268,13 +268,6 @@ func (m *Store) GetSecondStep(ctx context.Context, userID, throttleKey string, l
 	r0, err := m.Store.GetSecondStep(ctx, userID, throttleKey, loginKey)
 	m.done("GetSecondStep", start, err)
 	return r0, err
-}
-
-func (m *Store) UseTOTPStep(ctx context.Context, userID string, step int64) error {
-	start := time.Now()
-	err := m.Store.UseTOTPStep(ctx, userID, step)
-	m.done("UseTOTPStep", start, err)
-	return err
 }
 
 func (m *Store) DeleteMFA(ctx context.Context, userID string) error {

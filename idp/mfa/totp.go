@@ -90,7 +90,8 @@ func CodeAt(secret string, step int64) (string, error) {
 // Verify checks code against the steps around now and returns the step it
 // matched. Steps at or before lastStep were already used: a code for one of
 // them is ErrReplay. The caller must then record the step atomically
-// (store.UseTOTPStep), which also settles two concurrent requests.
+// (store.StartSession, with the login's session), which also settles two
+// concurrent requests.
 func Verify(secret, code string, now time.Time, lastStep int64) (int64, error) {
 	code = strings.Map(func(r rune) rune {
 		switch {

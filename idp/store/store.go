@@ -114,6 +114,14 @@ type SigningKey struct {
 	RetiredAt time.Time
 }
 
+// LoginEnd is what StartSession records of the login it ends.
+type LoginEnd struct {
+	Key        []byte    // the login's key, recorded as spent
+	SpentUntil time.Time // until when that record is kept
+	Stamp      string    // the user's security stamp as the login read it
+	TOTPStep   int64     // the TOTP code's time step of the second step; 0: none
+}
+
 // Session is a server-side SSO session. The browser's cookie holds a random
 // secret; the store holds only its hash (TokenHash).
 type Session struct {
@@ -342,18 +350,28 @@ type Store interface {
 	// SSO sessions.
 	CreateSession(ctx context.Context, s *Session) error
 	// StartSession ends a login: it records the login's key as spent
-	// (until spentUntil, when the login could no longer be finished
+	// (until end.SpentUntil, when the login could no longer be finished
 	// anyway) and creates the session s, both or neither, in one round
-	// trip, and only while the user's security stamp is still stamp (the
-	// one the login read). ErrNotFound, and no session, when the login was
-	// already spent (so of two requests finishing one login exactly one
+	// trip, and only while the user's security stamp is still end.Stamp
+	// (the one the login read). ErrNotFound, and no session, when the login
+	// was already spent (so of two requests finishing one login exactly one
 	// gets a session), the user is gone, or the account's credentials
 	// changed since the login read it (a new password, two-step
 	// verification turned on or off); nothing is recorded then. A change
 	// that commits while the call runs is ordered with it: either the
 	// change's ending of the user's sessions sees the new session, or the
 	// session is not created.
-	StartSession(ctx context.Context, loginKey []byte, spentUntil time.Time, s *Session, stamp string) error
+	//
+	// With end.TOTPStep, the login's second step was a TOTP code of that
+	// time step: it is recorded as the last accepted one first, and only
+	// if it is later than the stored one; ErrConsumed otherwise (a replay,
+	// or a concurrent request with the same code), with no session. So
+	// the code is spent and the session started at once: a request that
+	// finds the code spent by another one finishing the same login finds
+	// that login's session too (LoginSession). ErrNotFound when the user
+	// has no authenticator. A code accepted here stays spent even when the
+	// session is refused (ErrNotFound above).
+	StartSession(ctx context.Context, end LoginEnd, s *Session) error
 	// LoginSession is the id of the session the login with this key
 	// started (StartSession), as long as its record is kept; "" when it has
 	// started none.
@@ -431,9 +449,6 @@ type Store interface {
 	// and the session the login with loginKey started, if any
 	// (LoginSession; no login: nil). ErrNotFound when there is no such user.
 	GetSecondStep(ctx context.Context, userID, throttleKey string, loginKey []byte) (*SecondStep, error)
-	// UseTOTPStep records step as the last accepted one if it is later than
-	// the stored one; ErrConsumed otherwise (a replay, or a concurrent win).
-	UseTOTPStep(ctx context.Context, userID string, step int64) error
 	// DeleteMFA removes the authenticator, any pending enrollment and every
 	// backup code of the user, and gives the user a new security stamp when
 	// there was an authenticator. ErrNotFound when there was none.

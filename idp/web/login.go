@@ -141,8 +141,8 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		// Two-step verification turned on since the read above changed the
 		// account's stamp: then the store starts no session, or the
 		// enabling, which ends the user's other sessions, ends this one.
-		sess, ok := s.establish(w, r, f, user)
-		if !ok {
+		sess, err := s.establish(w, r, f, user, 0)
+		if err != nil {
 			return
 		}
 		f.user = user
@@ -273,7 +273,6 @@ func (s *Server) renderTOTP(w http.ResponseWriter, r *http.Request, f *flow, sta
 }
 
 func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	f, ok := s.postedSecondStep(w, r)
 	if !ok {
 		return
@@ -294,7 +293,11 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderTOTP(w, r, f, http.StatusTooManyRequests, "too_many_attempts")
 		return
 	}
-	err := s.verifyTOTP(ctx, acct.TOTP, r.PostFormValue("code"))
+	step, err := s.verifyTOTP(acct.TOTP, r.PostFormValue("code"))
+	var sess *store.Session
+	if err == nil {
+		sess, err = s.secondStepDone(w, r, f, acct, step, counted, unlock)
+	}
 	if errors.Is(err, errWrongCode) {
 		if !s.loginOpen(w, r, f) {
 			return // the code was this login's own, spent by its twin
@@ -308,34 +311,43 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderTOTP(w, r, f, status, failureMessage(status, "invalid_code"))
 		return
 	}
+	if errors.Is(err, errAnswered) {
+		return
+	}
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
-	if err := s.resetThrottle(ctx, acct.Throttle.Key, counted); err != nil {
-		s.storeFailed(w, r, err)
-		return
-	}
 	s.Metrics.Login(metrics.StepTOTP, metrics.ResultSuccess)
-	if sess, ok := s.secondStepDone(w, r, f, acct.User, unlock); ok {
-		s.afterLogin(w, r, f, sess)
-	}
+	s.afterLogin(w, r, f, sess)
 }
 
-// secondStepDone ends the login f of the account u, whose second step
-// passed: its session is stored (establish) before the account's attempt
-// lock is released (unlock), so that a twin request waiting for the lock
-// finds the login done (loginOpen), then the browser gets its device
-// cookie. False when the request was answered.
-func (s *Server) secondStepDone(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, unlock func()) (*store.Session, bool) {
-	f.AMR, f.user = []string{"pwd", "otp"}, u
-	sess, ok := s.establish(w, r, f, u)
-	unlock()
-	if !ok {
-		return nil, false
+// errAnswered is an error already answered to the browser.
+var errAnswered = errors.New("answered")
+
+// secondStepDone ends the login f of the account acct.User, whose second
+// step passed: a backup code spent, or the TOTP code of totpStep (not 0),
+// which is spent with the session (errWrongCode, unanswered, when a
+// request spent it since the code was checked). The session is stored
+// (establish) and the account's failed codes are forgotten (counted: it
+// has some) before its attempt lock is released (unlock), so that a twin
+// request waiting for the lock finds the login done (loginOpen); then the
+// browser gets its device cookie. errAnswered when the request was
+// answered.
+func (s *Server) secondStepDone(w http.ResponseWriter, r *http.Request, f *flow, acct *store.SecondStep, totpStep int64,
+	counted bool, unlock func()) (*store.Session, error) {
+	f.AMR, f.user = []string{"pwd", "otp"}, acct.User
+	sess, err := s.establish(w, r, f, acct.User, totpStep)
+	if err != nil {
+		return nil, err
 	}
+	if err := s.resetThrottle(r.Context(), acct.Throttle.Key, counted); err != nil {
+		s.storeFailed(w, r, err)
+		return nil, errAnswered
+	}
+	unlock()
 	s.setDeviceCookie(w, f.Account, f.Stamp)
-	return sess, true
+	return sess, nil
 }
 
 // loginOpen reports whether the login f is still to be finished, when its
@@ -465,28 +477,24 @@ func (s *Server) stampMark(u *store.User) []byte {
 
 var errWrongCode = errors.New("wrong code")
 
-// verifyTOTP accepts a code for the authenticator t (nil: none) once: the
-// matched time step must be later than the last accepted one, and
-// recording it is one atomic statement, so of two concurrent requests with
-// the same code only one passes.
-func (s *Server) verifyTOTP(ctx context.Context, t *store.TOTP, code string) error {
+// verifyTOTP returns the time step of code if it is a code of the
+// authenticator t (nil: none) later than the last accepted one;
+// errWrongCode otherwise. The step is spent with the login's session
+// (store.StartSession), in one atomic statement, so of two concurrent
+// requests with the same code only one passes.
+func (s *Server) verifyTOTP(t *store.TOTP, code string) (int64, error) {
 	if t == nil {
-		return errWrongCode
+		return 0, errWrongCode
 	}
 	secret, err := mfa.OpenSecret(s.Key, t.UserID, t.SecretEnc)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	step, err := mfa.Verify(secret, code, s.Now(), t.LastStep)
 	if err != nil {
-		return errWrongCode
+		return 0, errWrongCode
 	}
-	if err := s.Store.UseTOTPStep(ctx, t.UserID, step); errors.Is(err, store.ErrConsumed) {
-		return errWrongCode
-	} else if err != nil {
-		return err
-	}
-	return nil
+	return step, nil
 }
 
 // secondStepFailed counts a failed code of the account userID against key
@@ -569,15 +577,11 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	if err := s.resetThrottle(ctx, acct.Throttle.Key, counted); err != nil {
-		s.storeFailed(w, r, err)
+	sess, err := s.secondStepDone(w, r, f, acct, 0, counted, unlock)
+	if err != nil {
 		return
 	}
 	s.Metrics.Login(metrics.StepBackup, metrics.ResultSuccess)
-	sess, ok := s.secondStepDone(w, r, f, u, unlock)
-	if !ok {
-		return
-	}
 	if remaining > 2 {
 		s.afterLogin(w, r, f, sess)
 		return
@@ -632,25 +636,30 @@ func (s *Server) useBackupCode(ctx context.Context, userID, input string) (int, 
 // the login read the account: both or neither, exactly once, and only
 // while u's security stamp is still the account's (new credentials since
 // the login's steps read it end the login as an expired one would:
-// loginGone).
-func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *store.User) (*store.Session, bool) {
-	sess, err := s.startSession(w, r, f, u)
+// loginGone). totpStep (0: none) is the time step of the login's TOTP
+// code, spent with the session: errWrongCode, unanswered, when it was
+// spent already. errAnswered when the request was answered.
+func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, totpStep int64) (*store.Session, error) {
+	sess, err := s.startSession(w, r, f, u, totpStep)
+	if errors.Is(err, store.ErrConsumed) {
+		return nil, errWrongCode
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		// Finished by another request, or the account changed (the store
-		// then records nothing).
+		// then starts no session).
 		why := restartExpired
 		if sid, err := s.loginSession(r.Context(), f); err == nil && sid == "" {
 			why = restartChanged
 		}
 		s.loginGone(w, r, f.loginID, why)
-		return nil, false
+		return nil, errAnswered
 	}
 	if err != nil {
 		s.storeFailed(w, r, err)
-		return nil, false
+		return nil, errAnswered
 	}
 	s.clearCookie(w, r, restartCookie) // the login is done: nothing to start again
-	return sess, true
+	return sess, nil
 }
 
 func (s *Server) afterLogin(w http.ResponseWriter, r *http.Request, f *flow, sess *store.Session) {

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/kamera-id/idp/idp/oidc"
 	"github.com/kamera-id/idp/idp/password"
@@ -24,9 +23,9 @@ type beforeSession struct {
 	hook func()
 }
 
-func (s *beforeSession) StartSession(ctx context.Context, loginKey []byte, spentUntil time.Time, x *store.Session, stamp string) error {
+func (s *beforeSession) StartSession(ctx context.Context, end store.LoginEnd, x *store.Session) error {
 	s.once.Do(s.hook)
-	return s.Store.StartSession(ctx, loginKey, spentUntil, x, stamp)
+	return s.Store.StartSession(ctx, end, x)
 }
 
 // loginRacing runs a password login of the user in which hook runs just

@@ -504,13 +504,14 @@ func (s *Server) currentSession(r *http.Request) (*store.Session, error) {
 	return sess, nil
 }
 
-// startSession spends the login f and starts the session of its user u
-// (the account as the login read it) in one store call
-// (store.StartSession: ErrNotFound when the login was spent or u's
-// credentials have changed since), then ends the browser's previous session: the
-// session id is rotated at every login, and a request that loses the race
-// for the flow leaves the browser's session alone.
-func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u *store.User) (*store.Session, error) {
+// startSession spends the login f (and its TOTP code's totpStep, if not
+// 0) and starts the session of its user u (the account as the login read
+// it) in one store call (store.StartSession: ErrNotFound when the login
+// was spent or u's credentials have changed since, ErrConsumed when the
+// code was spent), then ends the browser's previous session: the session
+// id is rotated at every login, and a request that loses the race for the
+// flow leaves the browser's session alone.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, totpStep int64) (*store.Session, error) {
 	ctx := r.Context()
 	now := s.Now().Truncate(time.Second)
 	token := crypt.RandomToken(32)
@@ -531,7 +532,8 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u
 		// Remembered across browser restarts, never past the absolute limit.
 		sess.ExpiresAt = now.Add(min(s.Config.RememberMe, s.Config.SessionMaxAge))
 	}
-	if err := s.Store.StartSession(ctx, loginKey(f), s.spentUntil(f), sess, u.SecurityStamp); err != nil {
+	end := store.LoginEnd{Key: loginKey(f), SpentUntil: s.spentUntil(f), Stamp: u.SecurityStamp, TOTPStep: totpStep}
+	if err := s.Store.StartSession(ctx, end, sess); err != nil {
 		return nil, err
 	}
 	if old := s.cookie(r, sessionCookie); old != "" {

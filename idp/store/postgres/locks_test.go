@@ -460,8 +460,9 @@ func TestStartSessionRacingNewCredentials(t *testing.T) {
 				endSessions()
 			}
 			start := r.start("login", func() error {
-				return login.StartSession(ctx, []byte("login-key"), lockT0.Add(time.Hour), &store.Session{TokenHash: []byte("h"), ID: "sid", UserID: "u1",
-					AMR: []string{"pwd", "otp"}, CreatedAt: lockT0, LastSeen: lockT0, ExpiresAt: lockT0.Add(time.Hour)}, u.SecurityStamp)
+				end := store.LoginEnd{Key: []byte("login-key"), SpentUntil: lockT0.Add(time.Hour), Stamp: u.SecurityStamp}
+				return login.StartSession(ctx, end, &store.Session{TokenHash: []byte("h"), ID: "sid", UserID: "u1",
+					AMR: []string{"pwd", "otp"}, CreatedAt: lockT0, LastSeen: lockT0, ExpiresAt: lockT0.Add(time.Hour)})
 			})
 			if !start.waited {
 				t.Fatal("the race was not played: the login's statement did not wait for the change")

@@ -92,19 +92,6 @@ func (s *Store) GetSecondStep(ctx context.Context, userID, throttleKey string, l
 	return st, nil
 }
 
-// UseTOTPStep moves the replay guard to step in one conditional UPDATE;
-// ErrConsumed when step is not later than the stored one, ErrNotFound when
-// the user has no authenticator.
-func (s *Store) UseTOTPStep(ctx context.Context, userID string, step int64) error {
-	q := s.q(ctx)
-	n, err := affected(q.ExecContext(ctx,
-		`UPDATE totp SET last_step = $2 WHERE user_id = $1 AND last_step < $2`, userID, step))
-	if err == nil && n == 0 {
-		err = s.consumedOrNotFound(ctx, q, `SELECT 1 FROM totp WHERE user_id = $1`, userID)
-	}
-	return s.fail("use totp step", err)
-}
-
 // consumedOrNotFound tells why a conditional update changed nothing: the
 // row exists (ErrConsumed) or not (ErrNotFound, or the query's error).
 func (s *Store) consumedOrNotFound(ctx context.Context, q querier, exists string, args ...any) error {

@@ -50,49 +50,76 @@ func (s *Store) CreateSession(ctx context.Context, x *store.Session) error {
 // StartSession implements store.Store. The login is recorded as spent
 // only where the user's row still has the security stamp the login read.
 // Where the dialect has data-modifying WITH clauses (PostgreSQL) it is one
-// statement: the user's row read FOR SHARE, the login's key inserted only
-// if that row matched (a concurrent insert of the same key waits for the
-// first to commit, then inserts nothing), the session's row inserted only
-// if the login's was. FOR SHARE, not the FOR KEY SHARE of a foreign key's
-// check: a key share lock is granted beside an update that changed no
-// key, and once a FOR UPDATE holder commits, on the row without checking
-// it again, so the statement would go on with the old stamp (and a
-// session would outlive a change that had already ended the user's
-// sessions); a share lock waits for a change in flight, and the row's new
-// version is then checked again (READ COMMITTED). Before the change
-// reaches the row, the change waits for the login instead, and then ends
-// its session. Elsewhere (SQLite, in process, writes one at a time) one
-// transaction of the conditional insertion and CreateSession's statement.
-func (s *Store) StartSession(ctx context.Context, loginKey []byte, spentUntil time.Time, x *store.Session, stamp string) error {
+// statement: the TOTP step recorded (when there is one), the user's row
+// read FOR SHARE only if it was, the login's key inserted only if that row
+// matched (a concurrent insert of the same key waits for the first to
+// commit, then inserts nothing), the session's row inserted only if the
+// login's was. FOR SHARE, not the FOR KEY SHARE of a foreign key's check:
+// a key share lock is granted beside an update that changed no key, and
+// once a FOR UPDATE holder commits, on the row without checking it again,
+// so the statement would go on with the old stamp (and a session would
+// outlive a change that had already ended the user's sessions); a share
+// lock waits for a change in flight, and the row's new version is then
+// checked again (READ COMMITTED). Before the change reaches the row, the
+// change waits for the login instead, and then ends its session. The
+// authenticator's row is locked before the user's, as DeleteMFA locks
+// them. Elsewhere (SQLite, in process, writes one at a time) one
+// transaction of the same statements one after the other.
+func (s *Store) StartSession(ctx context.Context, end store.LoginEnd, x *store.Session) error {
 	var (
-		n   int64
-		err error
+		stepped, started int64
+		err              error
 	)
 	if s.dialect.WritableCTE {
-		n, err = affected(s.q(ctx).ExecContext(ctx, `WITH account AS (
-				SELECT 1 FROM users WHERE id = $4 AND security_stamp = $13 FOR SHARE),
-			spent AS (INSERT INTO spent_logins (key, session_id, expires_at) SELECT $1, $3, $14 FROM account
-				ON CONFLICT (key) DO NOTHING RETURNING 1)
-			INSERT INTO sessions (`+sessionCols+`) SELECT $2::bytea, $3::text, $4::text, $5::bigint, $6::text,
-			$7::boolean, $8::bigint, $9::bigint, $10::bigint, $11::text, $12::text FROM spent`,
-			append(append([]any{blob(loginKey)}, sessionArgs(x)...), stamp, unix(spentUntil))...))
+		err = s.q(ctx).QueryRowContext(ctx, `WITH step AS (
+					UPDATE totp SET last_step = $15 WHERE $15::bigint > 0 AND user_id = $4 AND last_step < $15 RETURNING 1),
+				account AS (SELECT 1 FROM users WHERE id = $4 AND security_stamp = $13
+					AND ($15::bigint = 0 OR EXISTS (SELECT 1 FROM step)) FOR SHARE),
+				spent AS (INSERT INTO spent_logins (key, session_id, expires_at) SELECT $1, $3, $14 FROM account
+					ON CONFLICT (key) DO NOTHING RETURNING 1),
+				started AS (INSERT INTO sessions (`+sessionCols+`) SELECT $2::bytea, $3::text, $4::text, $5::bigint,
+					$6::text, $7::boolean, $8::bigint, $9::bigint, $10::bigint, $11::text, $12::text FROM spent RETURNING 1)
+				SELECT (SELECT count(*) FROM step), (SELECT count(*) FROM started)`,
+			append(append([]any{blob(end.Key)}, sessionArgs(x)...), end.Stamp, unix(end.SpentUntil), end.TOTPStep)...,
+		).Scan(&stepped, &started)
 	} else {
 		err = s.inTx(ctx, func(q querier) error {
 			var err error
-			if n, err = affected(q.ExecContext(ctx, `INSERT INTO spent_logins (key, session_id, expires_at)
-				SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM users WHERE id = $4 AND security_stamp = $5)
-				ON CONFLICT (key) DO NOTHING`,
-				blob(loginKey), x.ID, unix(spentUntil), x.UserID, stamp)); err != nil || n == 0 {
-				return err
-			}
-			_, err = q.ExecContext(ctx, createSessionSQL, sessionArgs(x)...)
+			stepped, started, err = startSessionInTx(ctx, q, end, x)
 			return err
 		})
 	}
-	if err == nil && n == 0 {
+	switch {
+	case err != nil:
+	case end.TOTPStep > 0 && stepped == 0:
+		err = s.consumedOrNotFound(ctx, s.q(ctx), `SELECT 1 FROM totp WHERE user_id = $1`, x.UserID)
+	case started == 0:
 		err = store.ErrNotFound
 	}
 	return s.fail("start session", err)
+}
+
+// startSessionInTx is StartSession's statements one after the other, in
+// a transaction: stepped and started count the step recorded and the
+// session created. A step recorded stays so when the session is refused
+// (the transaction commits), as with StartSession's one statement.
+func startSessionInTx(ctx context.Context, q querier, end store.LoginEnd, x *store.Session) (stepped, started int64, err error) {
+	if end.TOTPStep > 0 {
+		stepped, err = affected(q.ExecContext(ctx, `UPDATE totp SET last_step = $2 WHERE user_id = $1 AND last_step < $2`,
+			x.UserID, end.TOTPStep))
+		if err != nil || stepped == 0 {
+			return stepped, 0, err
+		}
+	}
+	started, err = affected(q.ExecContext(ctx, `INSERT INTO spent_logins (key, session_id, expires_at)
+		SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM users WHERE id = $4 AND security_stamp = $5)
+		ON CONFLICT (key) DO NOTHING`,
+		blob(end.Key), x.ID, unix(end.SpentUntil), x.UserID, end.Stamp))
+	if err != nil || started == 0 {
+		return stepped, started, err
+	}
+	_, err = q.ExecContext(ctx, createSessionSQL, sessionArgs(x)...)
+	return stepped, started, err
 }
 
 // LoginSession implements store.Store.

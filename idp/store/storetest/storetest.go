@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,13 +60,14 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RaceUseBackupCode", testRaceUseBackupCode},
 		{"RaceUseBackupCodeInTx", testRaceUseBackupCodeInTx},
 		{"RaceReplaceBackupCodes", testRaceReplaceBackupCodes},
-		{"RaceUseTOTPStep", testRaceUseTOTPStep},
+		{"RaceTOTPStep", testRaceTOTPStep},
 		{"RaceConfirmTOTP", testRaceConfirmTOTP},
 		{"RaceDeactivateToken", testRaceDeactivateToken},
 		{"RaceExchangeTokens", testRaceExchangeTokens},
 		{"RaceDeleteFlow", testRaceDeleteFlow},
 		{"StartSession", testStartSession},
 		{"RaceStartSession", testRaceStartSession},
+		{"StartSessionTOTPStep", testStartSessionTOTPStep},
 		{"InvalidUTF8Text", testInvalidUTF8Text},
 		{"RaceRecordFailure", testRaceRecordFailure},
 		{"RaceRecordFailureLockout", testRaceRecordFailureLockout},
@@ -235,6 +237,26 @@ func race(t *testing.T, lose error, f func(ctx context.Context, i int) error) in
 	return wins
 }
 
+// loginEnd is the end of the login key with a TOTP step (0: none),
+// remembered for an hour.
+func loginEnd(key, stamp string, step int64) store.LoginEnd {
+	return store.LoginEnd{Key: []byte(key), SpentUntil: at(time.Hour), Stamp: stamp, TOTPStep: step}
+}
+
+// useTOTPStep ends a new login of the user with a TOTP code of step
+// (StartSession): what a login's second step records.
+func useTOTPStep(t *testing.T, s store.Store, userID string, step int64) error {
+	t.Helper()
+	u, err := s.GetUser(t.Context(), userID)
+	must(t, err)
+	n := fmt.Sprintf("totp-%d", useTOTPSteps.Add(1))
+	return s.StartSession(t.Context(), loginEnd("login-"+n, u.SecurityStamp, step), &store.Session{
+		TokenHash: []byte("hash-" + n), ID: "sid-" + n, UserID: userID, AuthTime: t0, CreatedAt: t0, LastSeen: t0,
+		ExpiresAt: at(time.Hour)})
+}
+
+var useTOTPSteps atomic.Int64
+
 func testPing(t *testing.T, s store.Store) {
 	must(t, s.Ping(t.Context()))
 }
@@ -335,7 +357,7 @@ func testSecurityStamp(t *testing.T, s store.Store) {
 		CreatedAt: t0, ExpiresAt: at(time.Hour)}))
 	step("ConfirmTOTP", true, s.ConfirmTOTP(ctx, "u1", []byte("secret"), 1, codes("a", 3), t0))
 	step("ReplaceBackupCodes", false, s.ReplaceBackupCodes(ctx, "u1", codes("b", 3)))
-	step("UseTOTPStep", false, s.UseTOTPStep(ctx, "u1", 2))
+	step("a login with a TOTP code (StartSession)", false, useTOTPStep(t, s, "u1", 2))
 	step("DeleteMFA", true, s.DeleteMFA(ctx, "u1"))
 	wantErr(t, "DeleteMFA again", s.DeleteMFA(ctx, "u1"), store.ErrNotFound)
 	step("DeleteMFA without an authenticator", false, nil)
@@ -598,7 +620,7 @@ func testTOTP(t *testing.T, s store.Store) {
 	_, err = s.GetPendingTOTP(ctx, "u1", t0)
 	wantErr(t, "GetPendingTOTP(none)", err, store.ErrNotFound)
 	wantErr(t, "ConfirmTOTP without a pending enrollment", s.ConfirmTOTP(ctx, "u1", []byte("secret-1"), 100, codes("a", 3), t0), store.ErrNotFound)
-	wantErr(t, "UseTOTPStep without an authenticator", s.UseTOTPStep(ctx, "u1", 1), store.ErrNotFound)
+	wantErr(t, "a TOTP step without an authenticator", useTOTPStep(t, s, "u1", 1), store.ErrNotFound)
 	wantErr(t, "DeleteMFA without an authenticator", s.DeleteMFA(ctx, "u1"), store.ErrNotFound)
 
 	p := &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("secret-1"), CreatedAt: t0, ExpiresAt: at(10 * time.Minute)}
@@ -631,11 +653,11 @@ func testTOTP(t *testing.T, s store.Store) {
 	mfa(true)
 	wantErr(t, "ConfirmTOTP twice", s.ConfirmTOTP(ctx, "u1", []byte("secret-2"), 101, codes("b", 3), at(3*time.Minute)), store.ErrNotFound)
 
-	wantErr(t, "UseTOTPStep(the confirming step)", s.UseTOTPStep(ctx, "u1", 100), store.ErrConsumed)
-	wantErr(t, "UseTOTPStep(an earlier step)", s.UseTOTPStep(ctx, "u1", 99), store.ErrConsumed)
-	must(t, s.UseTOTPStep(ctx, "u1", 101))
-	wantErr(t, "UseTOTPStep replayed", s.UseTOTPStep(ctx, "u1", 101), store.ErrConsumed)
-	must(t, s.UseTOTPStep(ctx, "u1", 105))
+	wantErr(t, "the TOTP step that confirmed", useTOTPStep(t, s, "u1", 100), store.ErrConsumed)
+	wantErr(t, "an earlier TOTP step", useTOTPStep(t, s, "u1", 99), store.ErrConsumed)
+	must(t, useTOTPStep(t, s, "u1", 101))
+	wantErr(t, "a TOTP step replayed", useTOTPStep(t, s, "u1", 101), store.ErrConsumed)
+	must(t, useTOTPStep(t, s, "u1", 105))
 	totp, err = getTOTP(ctx, s, "u1")
 	must(t, err)
 	same(t, "LastStep", totp.LastStep, int64(105))
@@ -730,7 +752,7 @@ func testSecondStep(t *testing.T, s store.Store) {
 	}
 	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("secret-1"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
 	must(t, s.ConfirmTOTP(ctx, "u1", []byte("secret-1"), 100, codes("a", 3), at(time.Minute)))
-	must(t, s.UseTOTPStep(ctx, "u1", 102))
+	must(t, useTOTPStep(t, s, "u1", 102))
 	p := store.ThrottlePolicy{MaxFailures: 2, BaseLockout: time.Minute, MaxLockout: time.Hour}
 	for range 3 {
 		_, err := s.RecordFailure(ctx, "mfa:u1", p, t0)
@@ -741,8 +763,8 @@ func testSecondStep(t *testing.T, s store.Store) {
 		t.Fatalf("enrolled and throttled: user %+v, authenticator %+v, throttle %+v", st.User, st.TOTP, st.Throttle)
 	}
 	// The login's end, with the rest.
-	must(t, s.StartSession(ctx, []byte("login-u1"), at(time.Hour), &store.Session{TokenHash: []byte("h"), ID: "sid",
-		UserID: "u1", CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}, st.User.SecurityStamp))
+	must(t, s.StartSession(ctx, loginEnd("login-u1", st.User.SecurityStamp, 0), &store.Session{TokenHash: []byte("h"), ID: "sid",
+		UserID: "u1", CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}))
 	if st := check("u1", "mfa:u1", st.TOTP); st.LoginSession != "sid" {
 		t.Fatalf("GetSecondStep after the login's end: session %q, want sid", st.LoginSession)
 	}
@@ -1533,15 +1555,25 @@ func testRaceUseBackupCodeInTx(t *testing.T, s store.Store) {
 	same(t, "audit events kept", len(events), 1)
 }
 
-func testRaceUseTOTPStep(t *testing.T, s store.Store) {
+// testRaceTOTPStep: of concurrent logins with the same TOTP code (two
+// logins, or one login's form sent twice), exactly one spends the code and
+// starts its session; the others find the code spent, and no session.
+func testRaceTOTPStep(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	newUser(t, s, "u1")
 	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("s"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
 	must(t, s.ConfirmTOTP(ctx, "u1", []byte("s"), 1000, nil, t0))
-	wins := race(t, store.ErrConsumed, func(ctx context.Context, _ int) error {
-		return s.UseTOTPStep(ctx, "u1", 1001)
+	u, err := s.GetUser(ctx, "u1")
+	must(t, err)
+	wins := race(t, store.ErrConsumed, func(ctx context.Context, i int) error {
+		return s.StartSession(ctx, loginEnd(fmt.Sprintf("login-%d", i%2), u.SecurityStamp, 1001), &store.Session{
+			TokenHash: []byte(fmt.Sprintf("hash-%d", i)), ID: fmt.Sprintf("sid-%d", i), UserID: "u1",
+			AuthTime: t0, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)})
 	})
-	same(t, "UseTOTPStep winners", wins, 1)
+	same(t, "logins with the code", wins, 1)
+	list, err := s.ListUserSessions(ctx, "u1", t0)
+	must(t, err)
+	same(t, "sessions started", len(list), 1)
 }
 
 func testRaceConfirmTOTP(t *testing.T, s store.Store) {
@@ -1601,10 +1633,10 @@ func testRaceDeleteFlow(t *testing.T, s store.Store) {
 func testStartSession(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	stamp := newUser(t, s, "u1").SecurityStamp
-	login := []byte("login-key")
+	login := loginEnd("login-key", stamp, 0)
 	spent := func(what string, want string) {
 		t.Helper()
-		got, err := s.LoginSession(ctx, login)
+		got, err := s.LoginSession(ctx, login.Key)
 		must(t, err)
 		same(t, what, got, want)
 	}
@@ -1612,7 +1644,7 @@ func testStartSession(t *testing.T, s store.Store) {
 	x := &store.Session{TokenHash: []byte("hash-1"), ID: "sid-1", UserID: "u1", AuthTime: t0,
 		AMR: []string{"pwd", "otp"}, Remember: true, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour),
 		UserAgent: "UA", IP: "192.0.2.1"}
-	must(t, s.StartSession(ctx, login, at(time.Hour), x, stamp))
+	must(t, s.StartSession(ctx, login, x))
 	got, err := s.GetSession(ctx, x.TokenHash, t0)
 	must(t, err)
 	same(t, "GetSession after StartSession", got, x)
@@ -1621,32 +1653,33 @@ func testStartSession(t *testing.T, s store.Store) {
 	// The login is spent: no second session from it.
 	y := &store.Session{TokenHash: []byte("hash-2"), ID: "sid-2", UserID: "u1", AuthTime: t0, CreatedAt: t0,
 		LastSeen: t0, ExpiresAt: at(time.Hour)}
-	wantErr(t, "StartSession with a spent login", s.StartSession(ctx, login, at(time.Hour), y, stamp), store.ErrNotFound)
+	wantErr(t, "StartSession with a spent login", s.StartSession(ctx, login, y), store.ErrNotFound)
 	_, err = s.GetSession(ctx, y.TokenHash, t0)
 	wantErr(t, "GetSession of a session started with a spent login", err, store.ErrNotFound)
 
 	// A session that cannot be created leaves the login unspent.
-	other := []byte("other-login")
+	other := loginEnd("other-login", stamp, 0)
 	dup := *y
 	dup.TokenHash = x.TokenHash
-	wantErr(t, "StartSession(same token hash)", s.StartSession(ctx, other, at(time.Hour), &dup, stamp), store.ErrDuplicate)
+	wantErr(t, "StartSession(same token hash)", s.StartSession(ctx, other, &dup), store.ErrDuplicate)
 	nobody := *y
 	nobody.UserID = "nobody"
-	wantErr(t, "StartSession(unknown user)", s.StartSession(ctx, other, at(time.Hour), &nobody, stamp), store.ErrNotFound)
+	wantErr(t, "StartSession(unknown user)", s.StartSession(ctx, other, &nobody), store.ErrNotFound)
 
 	// The account's credentials changed (a new password) since the login
 	// read it: no session, and the login is not spent (the login finds
 	// itself stale, not finished).
 	must(t, s.UpdatePassword(ctx, "u1", "hash-new", t0))
-	wantErr(t, "StartSession after a password change", s.StartSession(ctx, other, at(time.Hour), y, stamp), store.ErrNotFound)
+	wantErr(t, "StartSession after a password change", s.StartSession(ctx, other, y), store.ErrNotFound)
 	_, err = s.GetSession(ctx, y.TokenHash, t0)
 	wantErr(t, "GetSession of a session started after a password change", err, store.ErrNotFound)
-	unspent, err := s.LoginSession(ctx, other)
+	unspent, err := s.LoginSession(ctx, other.Key)
 	must(t, err)
 	same(t, "LoginSession after failed starts", unspent, "")
 	u, err := s.GetUser(ctx, "u1")
 	must(t, err)
-	must(t, s.StartSession(ctx, other, at(time.Hour), y, u.SecurityStamp))
+	other.Stamp = u.SecurityStamp
+	must(t, s.StartSession(ctx, other, y))
 
 	// A spent login is remembered until spentUntil, then swept.
 	_, err = s.DeleteExpired(ctx, at(time.Hour-time.Second), 0)
@@ -1678,7 +1711,7 @@ func testInvalidUTF8Text(t *testing.T, s store.Store) {
 
 	y := &store.Session{TokenHash: []byte("hash-2"), ID: "sid-2", UserID: "u1", AuthTime: t0, AMR: []string{"pwd", "otp"},
 		CreatedAt: t0, LastSeen: at(time.Minute), ExpiresAt: at(time.Hour), UserAgent: "caf\xe9/1.0 (\xe9\xe8)", IP: "192.0.2.2"}
-	must(t, s.StartSession(ctx, []byte("login-key"), at(time.Hour), y, u1.SecurityStamp))
+	must(t, s.StartSession(ctx, loginEnd("login-key", u1.SecurityStamp, 0), y))
 	wantY := *y
 	wantY.UserAgent = "caf\uFFFD/1.0 (\uFFFD)"
 	list, err := s.ListUserSessions(ctx, "u1", t0)
@@ -1699,14 +1732,68 @@ func testInvalidUTF8Text(t *testing.T, s store.Store) {
 	same(t, "last error", gm.LastError, "550 caf\uFFFD refus\uFFFD")
 }
 
+// testStartSessionTOTPStep: a login's TOTP code is spent with its
+// session: a code not later than the last one accepted starts no session
+// and leaves the login unspent; a code accepted stays spent when the
+// session is refused.
+func testStartSessionTOTPStep(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("s"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	must(t, s.ConfirmTOTP(ctx, "u1", []byte("s"), 100, nil, t0))
+	u, err := s.GetUser(ctx, "u1")
+	must(t, err)
+	lastStep := func(what string, want int64) {
+		t.Helper()
+		totp, err := getTOTP(ctx, s, "u1")
+		must(t, err)
+		same(t, what, totp.LastStep, want)
+	}
+	sessions := func(what string, want int) {
+		t.Helper()
+		list, err := s.ListUserSessions(ctx, "u1", t0)
+		must(t, err)
+		same(t, what, len(list), want)
+	}
+	x := &store.Session{TokenHash: []byte("hash-1"), ID: "sid-1", UserID: "u1", AuthTime: t0, AMR: []string{"pwd", "otp"},
+		CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}
+	wantErr(t, "StartSession with the confirming step", s.StartSession(ctx, loginEnd("login-1", u.SecurityStamp, 100), x), store.ErrConsumed)
+	sessions("sessions after a spent code", 0)
+	sid, err := s.LoginSession(ctx, []byte("login-1"))
+	must(t, err)
+	same(t, "LoginSession after a spent code", sid, "")
+
+	must(t, s.StartSession(ctx, loginEnd("login-1", u.SecurityStamp, 101), x))
+	lastStep("LastStep after the login", 101)
+	sessions("sessions after the login", 1)
+
+	// The login is spent: a later code is spent all the same, no session.
+	y := &store.Session{TokenHash: []byte("hash-2"), ID: "sid-2", UserID: "u1", AuthTime: t0, CreatedAt: t0, LastSeen: t0,
+		ExpiresAt: at(time.Hour)}
+	wantErr(t, "StartSession of a spent login", s.StartSession(ctx, loginEnd("login-1", u.SecurityStamp, 102), y), store.ErrNotFound)
+	lastStep("LastStep after a spent login's code", 102)
+	// So is the code of a login whose account changed since.
+	wantErr(t, "StartSession with an old stamp", s.StartSession(ctx, loginEnd("login-2", "old-stamp", 103), y), store.ErrNotFound)
+	lastStep("LastStep after a stale login's code", 103)
+	sessions("sessions after refused starts", 1)
+	// A user without an authenticator has no TOTP step to spend.
+	newUser(t, s, "u2")
+	u2, err := s.GetUser(ctx, "u2")
+	must(t, err)
+	z := &store.Session{TokenHash: []byte("hash-3"), ID: "sid-3", UserID: "u2", AuthTime: t0, CreatedAt: t0, LastSeen: t0,
+		ExpiresAt: at(time.Hour)}
+	wantErr(t, "StartSession with a step, no authenticator", s.StartSession(ctx, loginEnd("login-3", u2.SecurityStamp, 104), z), store.ErrNotFound)
+	must(t, s.StartSession(ctx, loginEnd("login-3", u2.SecurityStamp, 0), z))
+}
+
 // testRaceStartSession: of concurrent requests finishing one login,
 // exactly one starts a session.
 func testRaceStartSession(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	stamp := newUser(t, s, "u1").SecurityStamp
 	wins := race(t, store.ErrNotFound, func(ctx context.Context, i int) error {
-		return s.StartSession(ctx, []byte("login-key"), at(time.Hour), &store.Session{TokenHash: []byte(fmt.Sprintf("hash-%d", i)),
-			ID: fmt.Sprintf("sid-%d", i), UserID: "u1", AuthTime: t0, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}, stamp)
+		return s.StartSession(ctx, loginEnd("login-key", stamp, 0), &store.Session{TokenHash: []byte(fmt.Sprintf("hash-%d", i)),
+			ID: fmt.Sprintf("sid-%d", i), UserID: "u1", AuthTime: t0, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)})
 	})
 	same(t, "StartSession winners", wins, 1)
 	list, err := s.ListUserSessions(ctx, "u1", t0)
