@@ -207,9 +207,7 @@ func (s *Server) newFlow(ctx context.Context, w http.ResponseWriter, r *http.Req
 	// new login; any other is dropped.
 	f.Notice, f.Typed = s.takeNotice(w, r)
 	f.loginID, f.expires = crypt.RandomToken(24), now.Add(s.Config.FlowLifetime)
-	if err := s.sealLogin(f); err != nil {
-		return err
-	}
+	s.sealLogin(f)
 	if len(f.id) > maxNewLogin {
 		return errLoginTooLarge
 	}
@@ -258,21 +256,10 @@ func (s *Server) spentUntil(f *flow) time.Time {
 
 var errLoginTooLarge = errors.New("the authorization request is too large for a login")
 
-// sealedLogin is the sealed form of a login flow.
-type sealedLogin struct {
-	ID      string `json:"id"`
-	Expires int64  `json:"exp"`
-	Flow    *flow  `json:"f"`
-}
-
-// sealLogin seals the login f into f.id, what its pages and forms carry.
-func (s *Server) sealLogin(f *flow) error {
-	plain, err := json.Marshal(sealedLogin{ID: f.loginID, Expires: f.expires.Unix(), Flow: f})
-	if err != nil {
-		return fmt.Errorf("encode login: %w", err)
-	}
-	f.id = s.seal(plain, loginAAD)
-	return nil
+// sealLogin seals the login f into f.id, what its pages and forms carry
+// (its encoding: appendLogin).
+func (s *Server) sealLogin(f *flow) {
+	f.id = s.seal(appendLogin(make([]byte, 0, 512+len(f.Authorize)), f), loginAAD)
 }
 
 // openLogin returns the login sealed in ref if it belongs to this browser
@@ -286,12 +273,11 @@ func (s *Server) openLogin(r *http.Request, ref string) (*flow, error) {
 	if !ok {
 		return nil, errFlowGone
 	}
-	var sl sealedLogin
-	if err := json.Unmarshal(plain, &sl); err != nil || sl.Flow == nil || sl.ID == "" || sl.Flow.Kind != "login" {
+	f, err := parseLogin(plain)
+	if err != nil || f.loginID == "" || f.Kind != "login" {
 		return nil, errFlowGone
 	}
-	f := sl.Flow
-	f.id, f.loginID, f.expires = ref, sl.ID, time.Unix(sl.Expires, 0)
+	f.id = ref
 	if !crypt.Equal(f.Browser, s.browserBinding(r)) {
 		return nil, errFlowGone
 	}
