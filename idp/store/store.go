@@ -119,7 +119,7 @@ type LoginEnd struct {
 	Key        []byte    // the login's key, recorded as spent
 	SpentUntil time.Time // until when that record is kept
 	Stamp      string    // the user's security stamp as the login read it
-	TOTPStep   int64     // the TOTP code's time step of the second step; 0: none
+	TOTPStep   int64     // the TOTP code's time step of the second step (from the Unix epoch, never 0); 0: none
 }
 
 // Session is a server-side SSO session. The browser's cookie holds a random
@@ -357,7 +357,8 @@ type Store interface {
 	// was already spent (so of two requests finishing one login exactly one
 	// gets a session), the user is gone, or the account's credentials
 	// changed since the login read it (a new password, two-step
-	// verification turned on or off); nothing is recorded then. A change
+	// verification turned on or off); the login is not spent then (but
+	// see TOTPStep below). A change
 	// that commits while the call runs is ordered with it: either the
 	// change's ending of the user's sessions sees the new session, or the
 	// session is not created.

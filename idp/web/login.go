@@ -330,7 +330,10 @@ var errAnswered = errors.New("answered")
 // has some) before its attempt lock is released (unlock), so that a twin
 // request waiting for the lock finds the login done (loginOpen); then the
 // browser gets its device cookie. errAnswered when the request was
-// answered.
+// answered. Once the session is stored the login goes on: failed codes
+// that could not be forgotten are only logged (they expire with their
+// throttle), where an error page would strand a browser already holding
+// the session's cookie.
 func (s *Server) secondStepDone(w http.ResponseWriter, r *http.Request, f *flow, acct *store.SecondStep, totpStep int64,
 	counted bool, unlock func()) (*store.Session, error) {
 	f.AMR, f.user = []string{"pwd", "otp"}, acct.User
@@ -339,8 +342,7 @@ func (s *Server) secondStepDone(w http.ResponseWriter, r *http.Request, f *flow,
 		return nil, err
 	}
 	if err := s.resetThrottle(r.Context(), acct.Throttle.Key, counted); err != nil {
-		s.storeFailed(w, r, err)
-		return nil, errAnswered
+		s.Logger.WarnContext(r.Context(), "a login's earlier failed codes could not be forgotten", "user", acct.User.ID, "err", err)
 	}
 	unlock()
 	s.setDeviceCookie(w, f.Account, f.Stamp)

@@ -261,7 +261,9 @@ func (s *Store) endSessions(ctx context.Context, userID, op, id string, kinds ..
 // change waits for those in flight, and its statements then see what they
 // issued, while those that come later wait for the change and find what
 // they would spend inactive. Nothing where writes run one at a time
-// (Dialect.RowLocks).
+// (Dialect.RowLocks). A transaction that locks an authenticator's row
+// (totp) as well locks it before the user's: StartSession and DeleteMFA
+// do, and a change holding the user's row must not then wait for totp.
 func (s *Store) lockUser(ctx context.Context, q querier, userID string) error {
 	if !s.dialect.RowLocks {
 		return nil
