@@ -424,8 +424,19 @@ func TestCodeRacingRevokeConsent(t *testing.T) {
 // ending them (holding the user's row FOR UPDATE) or has only changed the
 // row (a no-key update, beside which a foreign key's KEY SHARE lock is
 // granted), the login's statement waits for the change and then finds the
-// new security stamp: no session from before the change is left.
+// new security stamp: no session from before the change is left. So with
+// a TOTP code to spend, which locks the authenticator's row first (a
+// change that removes or replaces it holds it too, and takes it before
+// the user's row, so neither waits for the other in turn).
 func TestStartSessionRacingNewCredentials(t *testing.T) {
+	for _, step := range []int64{0, 2} {
+		t.Run(map[int64]string{0: "password only", 2: "with a TOTP code"}[step], func(t *testing.T) {
+			testStartSessionRacingNewCredentials(t, step)
+		})
+	}
+}
+
+func testStartSessionRacingNewCredentials(t *testing.T, step int64) {
 	for _, tc := range []struct {
 		name   string
 		change func(ctx context.Context, s *sqlstore.Store) error
@@ -460,7 +471,7 @@ func TestStartSessionRacingNewCredentials(t *testing.T) {
 				endSessions()
 			}
 			start := r.start("login", func() error {
-				end := store.LoginEnd{Key: []byte("login-key"), SpentUntil: lockT0.Add(time.Hour), Stamp: u.SecurityStamp}
+				end := store.LoginEnd{Key: []byte("login-key"), SpentUntil: lockT0.Add(time.Hour), Stamp: u.SecurityStamp, TOTPStep: step}
 				return login.StartSession(ctx, end, &store.Session{TokenHash: []byte("h"), ID: "sid", UserID: "u1",
 					AMR: []string{"pwd", "otp"}, CreatedAt: lockT0, LastSeen: lockT0, ExpiresAt: lockT0.Add(time.Hour)})
 			})
