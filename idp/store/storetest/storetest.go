@@ -1560,13 +1560,11 @@ func testRaceUseBackupCodeInTx(t *testing.T, s store.Store) {
 // starts its session; the others find the code spent, and no session.
 func testRaceTOTPStep(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	newUser(t, s, "u1")
-	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("s"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
-	must(t, s.ConfirmTOTP(ctx, "u1", []byte("s"), 1000, nil, t0))
+	enrolledUser(t, s, "u1") // at the time step 1
 	u, err := s.GetUser(ctx, "u1")
 	must(t, err)
 	wins := race(t, store.ErrConsumed, func(ctx context.Context, i int) error {
-		return s.StartSession(ctx, loginEnd(fmt.Sprintf("login-%d", i%2), u.SecurityStamp, 1001), &store.Session{
+		return s.StartSession(ctx, loginEnd(fmt.Sprintf("login-%d", i%2), u.SecurityStamp, 2), &store.Session{
 			TokenHash: []byte(fmt.Sprintf("hash-%d", i)), ID: fmt.Sprintf("sid-%d", i), UserID: "u1",
 			AuthTime: t0, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)})
 	})
@@ -1738,9 +1736,7 @@ func testInvalidUTF8Text(t *testing.T, s store.Store) {
 // session is refused.
 func testStartSessionTOTPStep(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	newUser(t, s, "u1")
-	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("s"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
-	must(t, s.ConfirmTOTP(ctx, "u1", []byte("s"), 100, nil, t0))
+	enrolledUser(t, s, "u1") // at the time step 1
 	u, err := s.GetUser(ctx, "u1")
 	must(t, err)
 	lastStep := func(what string, want int64) {
@@ -1757,24 +1753,24 @@ func testStartSessionTOTPStep(t *testing.T, s store.Store) {
 	}
 	x := &store.Session{TokenHash: []byte("hash-1"), ID: "sid-1", UserID: "u1", AuthTime: t0, AMR: []string{"pwd", "otp"},
 		CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}
-	wantErr(t, "StartSession with the confirming step", s.StartSession(ctx, loginEnd("login-1", u.SecurityStamp, 100), x), store.ErrConsumed)
+	wantErr(t, "StartSession with the confirming step", s.StartSession(ctx, loginEnd("login-1", u.SecurityStamp, 1), x), store.ErrConsumed)
 	sessions("sessions after a spent code", 0)
 	sid, err := s.LoginSession(ctx, []byte("login-1"))
 	must(t, err)
 	same(t, "LoginSession after a spent code", sid, "")
 
-	must(t, s.StartSession(ctx, loginEnd("login-1", u.SecurityStamp, 101), x))
-	lastStep("LastStep after the login", 101)
+	must(t, s.StartSession(ctx, loginEnd("login-1", u.SecurityStamp, 2), x))
+	lastStep("LastStep after the login", 2)
 	sessions("sessions after the login", 1)
 
 	// The login is spent: a later code is spent all the same, no session.
 	y := &store.Session{TokenHash: []byte("hash-2"), ID: "sid-2", UserID: "u1", AuthTime: t0, CreatedAt: t0, LastSeen: t0,
 		ExpiresAt: at(time.Hour)}
-	wantErr(t, "StartSession of a spent login", s.StartSession(ctx, loginEnd("login-1", u.SecurityStamp, 102), y), store.ErrNotFound)
-	lastStep("LastStep after a spent login's code", 102)
+	wantErr(t, "StartSession of a spent login", s.StartSession(ctx, loginEnd("login-1", u.SecurityStamp, 3), y), store.ErrNotFound)
+	lastStep("LastStep after a spent login's code", 3)
 	// So is the code of a login whose account changed since.
-	wantErr(t, "StartSession with an old stamp", s.StartSession(ctx, loginEnd("login-2", "old-stamp", 103), y), store.ErrNotFound)
-	lastStep("LastStep after a stale login's code", 103)
+	wantErr(t, "StartSession with an old stamp", s.StartSession(ctx, loginEnd("login-2", "old-stamp", 4), y), store.ErrNotFound)
+	lastStep("LastStep after a stale login's code", 4)
 	sessions("sessions after refused starts", 1)
 	// A user without an authenticator has no TOTP step to spend.
 	newUser(t, s, "u2")
@@ -1782,7 +1778,7 @@ func testStartSessionTOTPStep(t *testing.T, s store.Store) {
 	must(t, err)
 	z := &store.Session{TokenHash: []byte("hash-3"), ID: "sid-3", UserID: "u2", AuthTime: t0, CreatedAt: t0, LastSeen: t0,
 		ExpiresAt: at(time.Hour)}
-	wantErr(t, "StartSession with a step, no authenticator", s.StartSession(ctx, loginEnd("login-3", u2.SecurityStamp, 104), z), store.ErrNotFound)
+	wantErr(t, "StartSession with a step, no authenticator", s.StartSession(ctx, loginEnd("login-3", u2.SecurityStamp, 5), z), store.ErrNotFound)
 	must(t, s.StartSession(ctx, loginEnd("login-3", u2.SecurityStamp, 0), z))
 }
 
