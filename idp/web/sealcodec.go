@@ -124,36 +124,30 @@ type loginDecoder struct {
 }
 
 func (d *loginDecoder) byte() byte {
-	if d.bad || len(d.p) == 0 {
-		d.bad = true
-		return 0
+	if len(d.p) == 0 {
+		return take(d, byte(0), 0)
 	}
-	c := d.p[0]
-	d.p = d.p[1:]
-	return c
+	return take(d, d.p[0], 1)
 }
 
 func (d *loginDecoder) uvarint() uint64 {
-	if d.bad {
-		return 0
-	}
 	v, n := binary.Uvarint(d.p)
-	if n <= 0 {
-		d.bad = true
-		return 0
-	}
-	d.p = d.p[n:]
-	return v
+	return take(d, v, n)
 }
 
 func (d *loginDecoder) varint() int64 {
-	if d.bad {
-		return 0
-	}
 	v, n := binary.Varint(d.p)
-	if n <= 0 {
+	return take(d, v, n)
+}
+
+// take consumes the n bytes that were read as v; the zero value, and d
+// gone bad, when they could not be read (n <= 0: too few bytes, or a
+// number too large) or d is bad already.
+func take[T any](d *loginDecoder, v T, n int) T {
+	if d.bad || n <= 0 {
 		d.bad = true
-		return 0
+		var zero T
+		return zero
 	}
 	d.p = d.p[n:]
 	return v
