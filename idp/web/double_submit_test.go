@@ -350,3 +350,31 @@ func (e *fuzzEnv) promptLoginFlow(t *testing.T) string {
 	}
 	return loc.Query().Get("flow")
 }
+
+// TestPasswordDoubleSubmit: the login form of an account without 2FA sent
+// twice at once (a double-click on ログイン): one request completes the
+// login, the other finds it done by its twin and goes where the login was
+// going, without a session of its own and without a restart.
+func TestPasswordDoubleSubmit(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e := newFuzzEnvOn(t, db)
+		flow := e.newFlow(t, false)
+		h := e.h
+		body := url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode()
+		recs := e.postTo([]http.Handler{h, h}, "/login", body)
+		done, other := 0, 0
+		for _, rec := range recs {
+			switch loc := rec.Header().Get("Location"); {
+			case rec.Code == http.StatusSeeOther && loc == "/account" && startsSession(rec):
+				done++
+			case rec.Code == http.StatusSeeOther && loc == "/account" && !startsSession(rec):
+				other++
+			default:
+				t.Errorf("a submit answered %d %q (session %v), want the login's target\n%s", rec.Code, loc, startsSession(rec), rec.Body)
+			}
+		}
+		if done != 1 || other != 1 {
+			t.Errorf("two submits at once: %d completed the login, %d went on without a session; want 1 and 1", done, other)
+		}
+	})
+}

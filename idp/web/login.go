@@ -369,16 +369,17 @@ func (s *Server) loginOpen(w http.ResponseWriter, r *http.Request, f *flow) bool
 	return false
 }
 
-// loginEnded answers a second step of the login f, which has started its
+// loginEnded answers a step of the login f, which has started its
 // account's session sid. Within twinWindow of that, while the session
 // lasts, and with another session cookie than that session's (or none),
 // the request is the twin of the one that finished the login: the same
-// form sent twice (a double-click on 認証する), its request having waited
-// for the account's attempt lock (establish stores the session before the
-// lock is released). Its code is not a wrong one, no failure is counted,
-// and it goes where the login was going (loginDone). A login done longer
-// ago, or by the session this browser holds (its form sent again after the
-// login: the back button), is a login gone.
+// form sent twice (a double-click on 認証する or ログイン), its request
+// having waited for the account's attempt lock (a second step stores the
+// session before the lock is released) or lost the race to start the
+// session (establish). Its code is not a wrong one, no failure is
+// counted, and it goes where the login was going (loginDone). A login done
+// longer ago, or by the session this browser holds (its form sent again
+// after the login: the back button), is a login gone.
 func (s *Server) loginEnded(w http.ResponseWriter, r *http.Request, f *flow, sid string) {
 	twin := s.userSession(r.Context(), f.UserID, sid)
 	if twin == nil || s.Now().Sub(twin.AuthTime) > twinWindow ||
@@ -394,7 +395,7 @@ func (s *Server) loginEnded(w http.ResponseWriter, r *http.Request, f *flow, sid
 // account's attempt lock.
 const twinWindow = time.Minute
 
-// loginDone answers a second step whose login was completed by another
+// loginDone answers a step of a login that was completed by another
 // request with the same form while it waited, starting the session twin:
 // the browser goes where the login was going (the relying party's
 // request, or the own page asked for), and its session, if the other
@@ -644,13 +645,18 @@ func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *s
 		return nil, errWrongCode
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		// Finished by another request, or the account changed (the store
-		// then starts no session).
-		why := restartExpired
-		if sid, err := s.loginSession(r.Context(), f); err == nil && sid == "" {
-			why = restartChanged
+		// Finished by another request (its twin, such as the same login
+		// form sent twice, goes where the login was going: loginEnded), or
+		// the account changed (the store then starts no session).
+		sid, err := s.loginSession(r.Context(), f)
+		switch {
+		case err != nil:
+			s.loginGone(w, r, f.loginID, restartExpired)
+		case sid != "":
+			s.loginEnded(w, r, f, sid)
+		default:
+			s.loginGone(w, r, f.loginID, restartChanged)
 		}
-		s.loginGone(w, r, f.loginID, why)
 		return nil, errAnswered
 	}
 	if err != nil {
