@@ -293,7 +293,9 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	step, err := s.verifyTOTP(acct.TOTP, r.PostFormValue("code"))
 	var sess *store.Session
 	if err == nil {
-		sess, err = s.secondStepDone(w, r, f, acct, step, counted, unlock)
+		sess, err = s.secondStepDone(w, r, f, acct, counted, unlock, func() (*store.Session, error) {
+			return s.establish(w, r, f, acct.User, step)
+		})
 	}
 	if errors.Is(err, errWrongCode) {
 		if !s.loginOpen(w, r, f) {
@@ -323,21 +325,21 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 var errAnswered = errors.New("answered")
 
 // secondStepDone ends the login f of the account acct.User, whose second
-// step passed: a backup code spent, or the TOTP code of totpStep (not 0),
-// which is spent with the session (errWrongCode, unanswered, when a
-// request spent it since the code was checked). The session is stored
-// (establish) and the account's failed codes are forgotten (counted: it
-// has some) before its attempt lock is released (unlock), so that a twin
-// request waiting for the lock finds the login done (loginOpen); then the
-// browser gets its device cookie. errAnswered when the request was
-// answered. Once the session is stored the login goes on: failed codes
-// that could not be forgotten are only logged (they expire with their
-// throttle), where an error page would strand a browser already holding
-// the session's cookie.
-func (s *Server) secondStepDone(w http.ResponseWriter, r *http.Request, f *flow, acct *store.SecondStep, totpStep int64,
-	counted bool, unlock func()) (*store.Session, error) {
+// step passed: start stores its session with the code, spent with it
+// (establish with a TOTP code's time step, or the backup code's
+// transaction), and returns errWrongCode, unanswered, when the code was
+// spent since it was checked (by a twin request, say), or errAnswered.
+// The session is stored and the account's failed codes are forgotten
+// (counted: it has some) before its attempt lock is released (unlock), so
+// that a twin request waiting for the lock finds the login done
+// (loginOpen); then the browser gets its device cookie. Once the session
+// is stored the login goes on: failed codes that could not be forgotten
+// are only logged (they expire with their throttle), where an error page
+// would strand a browser already holding the session's cookie.
+func (s *Server) secondStepDone(w http.ResponseWriter, r *http.Request, f *flow, acct *store.SecondStep,
+	counted bool, unlock func(), start func() (*store.Session, error)) (*store.Session, error) {
 	f.AMR, f.user = []string{"pwd", "otp"}, acct.User
-	sess, err := s.establish(w, r, f, acct.User, totpStep)
+	sess, err := start()
 	if err != nil {
 		return nil, err
 	}
@@ -550,15 +552,34 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := acct.User
-	// The code is spent, and the notice of it queued, together.
 	var remaining int
-	err := s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
-		var err error
-		remaining, err = s.useBackupCode(tx, u.ID, r.PostFormValue("backup_code"))
-		return accountChange{
-			Event: "mfa.backup_code_used", Detail: map[string]any{"remaining": remaining},
-			Mail: mail.BackupCodeUsed, Notice: mail.Notice{Remaining: remaining},
-		}, err
+	sess, err := s.secondStepDone(w, r, f, acct, counted, unlock, func() (*store.Session, error) {
+		// The session is started, the code spent and the notice of it
+		// queued, together: a request that finds the code spent by its
+		// twin finds the twin's session too (loginOpen).
+		var (
+			sess  *store.Session
+			token string
+		)
+		err := s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+			var err error
+			if sess, token, err = s.startSession(tx, r, f, u, 0); err != nil {
+				return accountChange{}, err
+			}
+			remaining, err = s.useBackupCode(tx, u.ID, r.PostFormValue("backup_code"))
+			return accountChange{
+				Event: "mfa.backup_code_used", Detail: map[string]any{"remaining": remaining},
+				Mail: mail.BackupCodeUsed, Notice: mail.Notice{Remaining: remaining},
+			}, err
+		})
+		if errors.Is(err, errWrongCode) {
+			return nil, err
+		}
+		if err != nil {
+			return nil, s.sessionRefused(w, r, f, err)
+		}
+		s.sessionStarted(w, r, token, sess)
+		return sess, nil
 	})
 	if errors.Is(err, errWrongCode) {
 		if !s.loginOpen(w, r, f) {
@@ -574,12 +595,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		s.storeFailed(w, r, err)
-		return
-	}
-	sess, err := s.secondStepDone(w, r, f, acct, 0, counted, unlock)
-	if err != nil {
-		return
+		return // answered
 	}
 	s.Metrics.Login(metrics.StepBackup, metrics.ResultSuccess)
 	if remaining > 2 {
@@ -640,9 +656,28 @@ func (s *Server) useBackupCode(ctx context.Context, userID, input string) (int, 
 // code, spent with the session: errWrongCode, unanswered, when it was
 // spent already. errAnswered when the request was answered.
 func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, totpStep int64) (*store.Session, error) {
-	sess, err := s.startSession(w, r, f, u, totpStep)
+	sess, token, err := s.startSession(r.Context(), r, f, u, totpStep)
+	if err != nil {
+		return nil, s.sessionRefused(w, r, f, err)
+	}
+	s.sessionStarted(w, r, token, sess)
+	return sess, nil
+}
+
+// sessionStarted gives the browser the session sess that its login
+// started, with the cookie's token: the login is done, nothing is left to
+// start again.
+func (s *Server) sessionStarted(w http.ResponseWriter, r *http.Request, token string, sess *store.Session) {
+	s.setSessionCookie(w, token, sess)
+	s.clearCookie(w, r, restartCookie)
+}
+
+// sessionRefused answers the login f whose session could not be started
+// (startSession's err) and returns errAnswered; or errWrongCode,
+// unanswered, when its TOTP code was spent meanwhile.
+func (s *Server) sessionRefused(w http.ResponseWriter, r *http.Request, f *flow, err error) error {
 	if errors.Is(err, store.ErrConsumed) {
-		return nil, errWrongCode
+		return errWrongCode
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		// Finished by another request (its twin, such as the same login
@@ -657,14 +692,10 @@ func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *s
 		default:
 			s.loginGone(w, r, f.loginID, restartChanged)
 		}
-		return nil, errAnswered
+		return errAnswered
 	}
-	if err != nil {
-		s.storeFailed(w, r, err)
-		return nil, errAnswered
-	}
-	s.clearCookie(w, r, restartCookie) // the login is done: nothing to start again
-	return sess, nil
+	s.storeFailed(w, r, err)
+	return errAnswered
 }
 
 func (s *Server) afterLogin(w http.ResponseWriter, r *http.Request, f *flow, sess *store.Session) {

@@ -16,11 +16,18 @@ import (
 )
 
 // beforeSession runs hook once, just before the first login session is
-// stored.
+// stored, or before the first transaction begins (a backup code's login
+// stores its session in the code's transaction, which on SQLite holds the
+// one connection the hook's changes need).
 type beforeSession struct {
 	store.Store
 	once sync.Once
 	hook func()
+}
+
+func (s *beforeSession) BeginTx(ctx context.Context) (context.Context, error) {
+	s.once.Do(s.hook)
+	return s.Store.BeginTx(ctx)
 }
 
 func (s *beforeSession) StartSession(ctx context.Context, end store.LoginEnd, x *store.Session) error {

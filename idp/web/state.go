@@ -496,9 +496,11 @@ func (s *Server) currentSession(r *http.Request) (*store.Session, error) {
 // was spent or u's credentials have changed since, ErrConsumed when the
 // code was spent), then ends the browser's previous session: the session
 // id is rotated at every login, and a request that loses the race for the
-// flow leaves the browser's session alone.
-func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, totpStep int64) (*store.Session, error) {
-	ctx := r.Context()
+// flow leaves the browser's session alone. Both are made in ctx, a
+// transaction's when the session starts with other changes (a backup
+// code spent); the caller gives the browser the session's cookie, whose
+// token it returns, once they are committed (sessionStarted).
+func (s *Server) startSession(ctx context.Context, r *http.Request, f *flow, u *store.User, totpStep int64) (*store.Session, string, error) {
 	now := s.Now().Truncate(time.Second)
 	token := crypt.RandomToken(32)
 	sess := &store.Session{
@@ -520,15 +522,14 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, f *flow, u
 	}
 	end := store.LoginEnd{Key: loginKey(f), SpentUntil: s.spentUntil(f), Stamp: u.SecurityStamp, TOTPStep: totpStep}
 	if err := s.Store.StartSession(ctx, end, sess); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if old := s.cookie(r, sessionCookie); old != "" {
 		if err := s.Store.DeleteSession(ctx, crypt.HashToken(old)); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, err
+			return nil, "", err
 		}
 	}
-	s.setSessionCookie(w, token, sess)
-	return sess, nil
+	return sess, token, nil
 }
 
 // rotateSession gives the browser's session of the user userID a new
