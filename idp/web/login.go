@@ -327,8 +327,8 @@ var errAnswered = errors.New("answered")
 // secondStepDone ends the login f of the account acct.User, whose second
 // step passed: start stores its session with the code, spent with it
 // (establish with a TOTP code's time step, or the backup code's
-// transaction), and returns errWrongCode, unanswered, when the code was
-// spent since it was checked (by a twin request, say), or errAnswered.
+// transaction), and returns errWrongCode, unanswered, for a wrong code or
+// one spent since it was checked (by a twin request, say), or errAnswered.
 // The session is stored and the account's failed codes are forgotten
 // (counted: it has some) before its attempt lock is released (unlock), so
 // that a twin request waiting for the lock finds the login done
@@ -554,6 +554,10 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	u := acct.User
 	var remaining int
 	sess, err := s.secondStepDone(w, r, f, acct, counted, unlock, func() (*store.Session, error) {
+		code, ok := mfa.NormalizeBackupCode(r.PostFormValue("backup_code"))
+		if !ok {
+			return nil, errWrongCode // not a code: no transaction
+		}
 		// The session is started, the code spent and the notice of it
 		// queued, together: a request that finds the code spent by its
 		// twin finds the twin's session too (loginOpen).
@@ -566,7 +570,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 			if sess, token, err = s.startSession(tx, r, f, u, 0); err != nil {
 				return accountChange{}, err
 			}
-			remaining, err = s.useBackupCode(tx, u.ID, r.PostFormValue("backup_code"))
+			remaining, err = s.useBackupCode(tx, u.ID, code)
 			return accountChange{
 				Event: "mfa.backup_code_used", Detail: map[string]any{"remaining": remaining},
 				Mail: mail.BackupCodeUsed, Notice: mail.Notice{Remaining: remaining},
@@ -634,13 +638,9 @@ func (s *Server) lowCodesNotice(w http.ResponseWriter, r *http.Request) {
 	}))
 }
 
-// useBackupCode consumes a backup code atomically and returns how many
-// unused ones remain.
-func (s *Server) useBackupCode(ctx context.Context, userID, input string) (int, error) {
-	canonical, ok := mfa.NormalizeBackupCode(input)
-	if !ok {
-		return 0, errWrongCode
-	}
+// useBackupCode consumes the backup code canonical (NormalizeBackupCode's)
+// atomically and returns how many unused ones remain.
+func (s *Server) useBackupCode(ctx context.Context, userID, canonical string) (int, error) {
 	remaining, err := s.Store.UseBackupCode(ctx, userID, mfa.BackupCodeHash(s.Key, userID, canonical), s.Now())
 	if errors.Is(err, store.ErrConsumed) || errors.Is(err, store.ErrNotFound) {
 		return 0, errWrongCode
