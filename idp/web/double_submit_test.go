@@ -386,3 +386,30 @@ func TestPasswordDoubleSubmit(t *testing.T) {
 		}
 	})
 }
+
+// failingLoginSession is a store on which no login's session can be read.
+type failingLoginSession struct{ store.Store }
+
+func (failingLoginSession) LoginSession(context.Context, []byte) (string, error) {
+	return "", store.ErrUnavailable
+}
+
+// TestLoginSpentUnreadable: a login whose session another request started
+// (the login form sent twice), when the store cannot tell which session
+// that was, is a store failure (503: the form can be sent again), not a
+// login to start over.
+func TestLoginSpentUnreadable(t *testing.T) {
+	e := newFuzzEnv(t)
+	flow := e.newFlow(t, false)
+	body := url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode()
+	if rec := e.post("/login", body); rec.Code != http.StatusSeeOther || !startsSession(rec) {
+		t.Fatalf("the login: %d %q", rec.Code, rec.Header().Get("Location"))
+	}
+	a := e.app
+	h := web.New(web.Deps{Config: a.Config, Store: failingLoginSession{a.Store}, Key: a.Key, Hasher: a.Hasher,
+		Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox})
+	rec := e.postTo([]http.Handler{h}, "/login", body)[0]
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("the same form again, the login's session unreadable: %d %q, want 503", rec.Code, rec.Header().Get("Location"))
+	}
+}

@@ -163,8 +163,8 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 // as a login gone (nothing to start again, once it completed: the
 // expired-flow page). A browser without a session cookie has not finished
 // a login lately, so the common case costs no store call; the form of such
-// a page, sent, ends the same way (establish, loginOpen). False when the
-// request is still to be answered.
+// a page, sent, ends the same way (readSecondStep, loginEnded). False when
+// the request is still to be answered.
 func (s *Server) loginFinished(w http.ResponseWriter, r *http.Request, f *flow) bool {
 	if f.UserID == "" || s.cookie(r, sessionCookie) == "" {
 		return false
@@ -686,7 +686,7 @@ func (s *Server) sessionRefused(w http.ResponseWriter, r *http.Request, f *flow,
 		sid, err := s.loginSession(r.Context(), f)
 		switch {
 		case err != nil:
-			s.loginGone(w, r, f.loginID, restartExpired)
+			s.storeFailed(w, r, err) // which of the two is not known: the form may be sent again
 		case sid != "":
 			s.loginEnded(w, r, f, sid)
 		default:
