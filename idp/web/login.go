@@ -551,39 +551,10 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderBackup(w, r, f, http.StatusTooManyRequests, "too_many_attempts")
 		return
 	}
-	u := acct.User
 	var remaining int
-	sess, err := s.secondStepDone(w, r, f, acct, counted, unlock, func() (*store.Session, error) {
-		code, ok := mfa.NormalizeBackupCode(r.PostFormValue("backup_code"))
-		if !ok {
-			return nil, errWrongCode // not a code: no transaction
-		}
-		// The session is started, the code spent and the notice of it
-		// queued, together: a request that finds the code spent by its
-		// twin finds the twin's session too (loginOpen).
-		var (
-			sess  *store.Session
-			token string
-		)
-		err := s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
-			var err error
-			if sess, token, err = s.startSession(tx, r, f, u, 0); err != nil {
-				return accountChange{}, err
-			}
-			remaining, err = s.useBackupCode(tx, u.ID, code)
-			return accountChange{
-				Event: "mfa.backup_code_used", Detail: map[string]any{"remaining": remaining},
-				Mail: mail.BackupCodeUsed, Notice: mail.Notice{Remaining: remaining},
-			}, err
-		})
-		if errors.Is(err, errWrongCode) {
-			return nil, err
-		}
-		if err != nil {
-			return nil, s.sessionRefused(w, r, f, err)
-		}
-		s.sessionStarted(w, r, token, sess)
-		return sess, nil
+	sess, err := s.secondStepDone(w, r, f, acct, counted, unlock, func() (sess *store.Session, err error) {
+		sess, remaining, err = s.startWithBackupCode(w, r, f, acct.User, r.PostFormValue("backup_code"))
+		return sess, err
 	})
 	if errors.Is(err, errWrongCode) {
 		if !s.loginOpen(w, r, f) {
@@ -636,6 +607,44 @@ func (s *Server) lowCodesNotice(w http.ResponseWriter, r *http.Request) {
 		ReplaceURL:  inLang("/account/2fa/backup-codes?continue="+url.QueryEscape(f.id), p.Lang),
 		ContinueURL: "/login/continue?flow=" + url.QueryEscape(f.id),
 	}))
+}
+
+// startWithBackupCode starts the session of the login f of the account u
+// whose backup code is input, and returns it with the number of unused
+// codes left. The session is started, the code spent and the notice of it
+// queued in one transaction: a request that finds the code spent by its
+// twin finds the twin's session too (loginOpen). errWrongCode, unanswered,
+// for a wrong or spent code (nothing is kept); errAnswered when the
+// request was answered (sessionRefused).
+func (s *Server) startWithBackupCode(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, input string) (*store.Session, int, error) {
+	code, ok := mfa.NormalizeBackupCode(input)
+	if !ok {
+		return nil, 0, errWrongCode // not a code: no transaction
+	}
+	var (
+		sess      *store.Session
+		token     string
+		remaining int
+	)
+	err := s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+		var err error
+		if sess, token, err = s.startSession(tx, r, f, u, 0); err != nil {
+			return accountChange{}, err
+		}
+		remaining, err = s.useBackupCode(tx, u.ID, code)
+		return accountChange{
+			Event: "mfa.backup_code_used", Detail: map[string]any{"remaining": remaining},
+			Mail: mail.BackupCodeUsed, Notice: mail.Notice{Remaining: remaining},
+		}, err
+	})
+	if errors.Is(err, errWrongCode) {
+		return nil, 0, err
+	}
+	if err != nil {
+		return nil, 0, s.sessionRefused(w, r, f, err)
+	}
+	s.sessionStarted(w, r, token, sess)
+	return sess, remaining, nil
 }
 
 // useBackupCode consumes the backup code canonical (NormalizeBackupCode's)
