@@ -405,10 +405,8 @@ func TestLoginSpentUnreadable(t *testing.T) {
 	if rec := e.post("/login", body); rec.Code != http.StatusSeeOther || !startsSession(rec) {
 		t.Fatalf("the login: %d %q", rec.Code, rec.Header().Get("Location"))
 	}
-	a := e.app
-	h := web.New(web.Deps{Config: a.Config, Store: failingLoginSession{a.Store}, Key: a.Key, Hasher: a.Hasher,
-		Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox})
-	rec := e.postTo([]http.Handler{h}, "/login", body)[0]
+	e.useStore(failingLoginSession{e.app.Store})
+	rec := e.postAll("/login", body, 1)[0]
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("the same form again, the login's session unreadable: %d %q, want 503", rec.Code, rec.Header().Get("Location"))
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/testenv"
-	"github.com/kamera-id/idp/idp/web"
 )
 
 // failingReset is a store whose throttles cannot be reset.
@@ -32,9 +31,7 @@ func TestSecondStepResetFails(t *testing.T) {
 		e := newFuzzEnvOn(t, db)
 		secret := e.enableMFAWithSecret(t)
 		flow := e.newFlow(t, true)
-		a := e.app
-		h := web.New(web.Deps{Config: a.Config, Store: failingReset{a.Store}, Key: a.Key, Hasher: a.Hasher,
-			Provider: a.Provider, Logger: a.Logger, Now: a.Now, Outbox: a.Outbox})
+		e.useStore(failingReset{e.app.Store})
 		now := time.Now()
 		right, err := totp.GenerateCode(secret, now)
 		if err != nil {
@@ -53,13 +50,13 @@ func TestSecondStepResetFails(t *testing.T) {
 			wrong = strings.Repeat(string(rune('0'+i)), 6)
 		}
 		post := func(code string) (int, string, bool) {
-			rec := e.postTo([]http.Handler{h}, "/login/totp", url.Values{"csrf": {e.csrf}, "flow": {flow}, "code": {code}}.Encode())[0]
+			rec := e.postAll("/login/totp", url.Values{"csrf": {e.csrf}, "flow": {flow}, "code": {code}}.Encode(), 1)[0]
 			return rec.Code, rec.Header().Get("Location"), startsSession(rec)
 		}
 		if code, _, session := post(wrong); code != http.StatusOK || session {
 			t.Fatalf("a wrong code: %d (session %v), want the form again", code, session)
 		}
-		ts, err := a.Store.GetThrottles(context.Background(), "mfa:"+e.user.ID)
+		ts, err := e.app.Store.GetThrottles(context.Background(), "mfa:"+e.user.ID)
 		if err != nil || len(ts) != 1 || ts[0].Failures != 1 {
 			t.Fatalf("second-step throttle after a wrong code: %+v %v, want one failure", ts, err)
 		}
