@@ -24,8 +24,7 @@ import (
 const (
 	stepAuthorize = "authorize"  // GET /oauth2/auth → the login page's address
 	stepLoginPage = "login_page" // GET /login?flow=
-	stepPassword  = "password"   // POST /login (one argon2id verification)
-	stepTOTPPage  = "totp_page"  // GET /login/totp?flow=
+	stepPassword  = "password"   // POST /login (one argon2id verification) → the TOTP form
 	stepTOTP      = "totp"       // POST /login/totp → the code at the redirect URI
 	stepExchange  = "exchange"   // POST /oauth2/token, authorization_code with PKCE
 	stepUserinfo  = "userinfo"   // GET /userinfo
@@ -34,7 +33,7 @@ const (
 )
 
 // loginSteps are the steps of a whole login, in order.
-var loginSteps = []string{stepAuthorize, stepLoginPage, stepPassword, stepTOTPPage, stepTOTP, stepExchange, stepUserinfo, stepRefresh}
+var loginSteps = []string{stepAuthorize, stepLoginPage, stepPassword, stepTOTP, stepExchange, stepUserinfo, stepRefresh}
 
 // target is the provider under load and its registered client.
 type target struct {
@@ -193,9 +192,9 @@ func hidden(re *regexp.Regexp, body string) string {
 
 // loginState is a login in progress.
 type loginState struct {
-	p                             pkce
-	loginURL, csrf, flow, totpURL string
-	code                          string
+	p                    pkce
+	loginURL, csrf, flow string
+	code                 string
 }
 
 // login runs a whole login with TOTP up to the authorization code.
@@ -242,41 +241,33 @@ func (u *user) startLogin(ctx context.Context, st *loginState) error {
 	})
 }
 
-// submitPassword posts the e-mail and password.
+// submitPassword posts the e-mail and password, which the provider
+// answers with the TOTP form. (A provider before commit "login: the code
+// form answers the password form" redirected to it: the step then includes
+// that page's request, so that the tool can still compare the two.)
 func (u *user) submitPassword(ctx context.Context, st *loginState) error {
 	return u.timed(stepPassword, func() error {
-		status, loc, _, err := u.post(ctx, "/login", url.Values{
+		status, loc, body, err := u.post(ctx, "/login", url.Values{
 			"csrf": {st.csrf}, "flow": {st.flow}, "email": {u.acct.Email}, "password": {u.acct.Password},
 		})
-		if err != nil {
-			return err
+		if err == nil && status == http.StatusSeeOther && strings.HasPrefix(loc, "/login/totp?") {
+			status, loc, body, err = u.get(ctx, u.t.URL+loc)
 		}
-		if status != http.StatusSeeOther || !strings.HasPrefix(loc, "/login/totp?") {
-			return fmt.Errorf("status %d to %q, want the TOTP step", status, loc)
-		}
-		st.totpURL = u.t.URL + loc
-		return nil
-	})
-}
-
-// submitTOTP opens the TOTP page and posts a code; the provider answers
-// with the authorization code.
-func (u *user) submitTOTP(ctx context.Context, st *loginState, now func() time.Time) error {
-	err := u.timed(stepTOTPPage, func() error {
-		status, _, body, err := u.get(ctx, st.totpURL)
 		if err != nil {
 			return err
 		}
 		flow := hidden(reFlow, body) // the login as the password step left it
-		if status != http.StatusOK || flow == "" {
-			return fmt.Errorf("status %d, no TOTP form", status)
+		if status != http.StatusOK || flow == "" || !strings.Contains(body, `action="/login/totp"`) {
+			return fmt.Errorf("status %d to %q, want the TOTP form", status, loc)
 		}
 		st.flow = flow
 		return nil
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// submitTOTP posts a code to the TOTP form; the provider answers with the
+// authorization code.
+func (u *user) submitTOTP(ctx context.Context, st *loginState, now func() time.Time) error {
 	// A code the provider accepts: the current step, or a later one within
 	// the allowed skew when this account already used it.
 	step := max(mfa.StepAt(now()), u.acct.nextStep)

@@ -136,7 +136,7 @@ func (r *report) printTargets(w io.Writer) {
 				fmt.Fprintf(w, " %13.2f", ms(percentile(s.Latencies[st], q.p)))
 			}
 		}
-		fmt.Fprintf(w, "\n    login CPU by step (provider with the cheapest hash, ms): authorize+page %.3f, password %.3f - hash %.3f, TOTP page+code %.3f, exchange %.3f, userinfo %.3f\n",
+		fmt.Fprintf(w, "\n    login CPU by step (provider with the cheapest hash, ms): authorize+page %.3f, password %.3f - hash %.3f, TOTP code %.3f, exchange %.3f, userinfo %.3f\n",
 			ms(s.LoginStart.cpuPerOp()), ms(s.LoginPassword.cpuPerOp()), ms(s.CheapHashCPU), ms(s.LoginTOTP.cpuPerOp()),
 			ms(s.LoginExchange.cpuPerOp()), ms(s.LoginUserinfo.cpuPerOp()))
 		sign, hash := r.refs(s)

@@ -169,13 +169,23 @@ func (e *fuzzEnv) newFlow(tb testing.TB, secondStep bool) string {
 	e.csrf = m[1]
 	if secondStep {
 		rec = e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode())
-		loc, err := url.Parse(rec.Header().Get("Location"))
-		if rec.Code != http.StatusSeeOther || err != nil || loc.Path != "/login/totp" || loc.Query().Get("flow") == "" {
+		if flow = codeForm(rec); flow == "" {
 			tb.Fatalf("password step: %d %q\n%s", rec.Code, rec.Header().Get("Location"), rec.Body)
 		}
-		flow = loc.Query().Get("flow") // the login as its password step left it
 	}
 	return flow
+}
+
+// codeForm is the login's flow as its password step left it, from the
+// answer to the password form of an account with 2FA: the code form
+// (200, posting to /login/totp); "" when rec is not that form.
+func codeForm(rec *httptest.ResponseRecorder) string {
+	body := rec.Body.String()
+	m := flowInput.FindStringSubmatch(body)
+	if rec.Code != http.StatusOK || m == nil || !strings.Contains(body, `action="/login/totp"`) {
+		return ""
+	}
+	return m[1]
 }
 
 // checkPage checks a form handler's answer: never a server error, never

@@ -83,6 +83,11 @@ func TestLanguageChoice(t *testing.T) {
 	if len(p.LangLinks) != 2 || p.LangLinks[1].Href != "/login/totp?flow=f1&lang=en" || !p.LangLinks[0].Current {
 		t.Errorf("switch after a wrong code: %+v", p.LangLinks)
 	}
+	// The code form answering the password form links to its own page.
+	p = s.pageAt(httptest.NewRecorder(), req(http.MethodPost, "/login", "", ""), &flow{id: "f3", Lang: "en"}, "/login/totp")
+	if len(p.LangLinks) != 2 || p.LangLinks[0].Href != "/login/totp?flow=f3&lang=ja" || !p.LangLinks[1].Current {
+		t.Errorf("switch of the code form after the password: %+v", p.LangLinks)
+	}
 	if p := s.page(httptest.NewRecorder(), req(http.MethodPost, "/account/password", "", ""), &flow{id: "f2"}); len(p.LangLinks) != 0 {
 		t.Errorf("a settings page answering a form has a switch: %+v", p.LangLinks)
 	}

@@ -155,7 +155,11 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	// record for longer: spentUntil).
 	f.expires = s.Now().Add(s.Config.FlowLifetime)
 	s.sealLogin(f)
-	http.Redirect(w, r, "/login/totp?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
+	// The code form answers the password form, as Keycloak's does, rather
+	// than a redirect to it: a request fewer for every login. Reloading it
+	// posts the password again, which checks it again and answers the same
+	// form; Back and the language links go to /login/totp, its own URL.
+	s.renderTOTP(w, r, f, http.StatusOK, "")
 }
 
 // loginFinished answers a second step's page of the login f when a
@@ -264,7 +268,7 @@ func (s *Server) totpPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) renderTOTP(w http.ResponseWriter, r *http.Request, f *flow, status int, msg string) {
 	s.render(w, r, status, templates.TOTP(templates.TOTPPage{
-		Page: s.page(w, r, f), Action: "/login/totp", Flow: f.id, Error: msg,
+		Page: s.pageAt(w, r, f, "/login/totp"), Action: "/login/totp", Flow: f.id, Error: msg,
 		BackupURL: "/login/backup?flow=" + url.QueryEscape(f.id),
 	}))
 }

@@ -50,6 +50,13 @@ func (s *Server) langOf(r *http.Request, q url.Values, f *flow) string {
 // login step's page answering its form (a wrong password, say), links to
 // that step's page of the same flow.
 func (s *Server) page(w http.ResponseWriter, r *http.Request, f *flow) templates.Page {
+	return s.pageAt(w, r, f, r.URL.Path)
+}
+
+// pageAt is page for the step of a flow shown at path, which answers a
+// form posted to another path (the code form answers the password form):
+// its language links go to path.
+func (s *Server) pageAt(w http.ResponseWriter, r *http.Request, f *flow, path string) templates.Page {
 	q := r.URL.Query()
 	p := templates.Page{
 		Lang:      s.langOf(r, q, f),
@@ -61,8 +68,8 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, f *flow) templates
 	switch {
 	case r.Method == http.MethodGet:
 		s.keepLangChoice(w, r)
-	case f != nil && f.id != "" && flowSteps[r.URL.Path]:
-		base, q = r.URL.Path, url.Values{"flow": {f.id}}
+	case f != nil && f.id != "" && flowSteps[path]:
+		base, q = path, url.Values{"flow": {f.id}}
 	default:
 		return p
 	}
