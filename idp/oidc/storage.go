@@ -122,7 +122,8 @@ func (s *Storage) ClientAssertionJWTValid(context.Context, string) error { retur
 // SetClientAssertionJWT implements fosite.ClientManager (unused).
 func (s *Storage) SetClientAssertionJWT(context.Context, string, time.Time) error { return nil }
 
-// storedRequest is the JSON form of a fosite request in the store.
+// storedRequest is a fosite request as the store keeps it (codec.go); the
+// JSON form is how an earlier release stored it.
 type storedRequest struct {
 	ID              string          `json:"id"`
 	RequestedAt     time.Time       `json:"requested_at"`
@@ -142,18 +143,9 @@ func (s *Storage) create(ctx context.Context, kind, signature string, r fosite.R
 			form[k] = v
 		}
 	}
-	sess, err := json.Marshal(r.GetSession())
+	data, err := encodeRequest(r, form)
 	if err != nil {
-		return fmt.Errorf("encode session: %w", err)
-	}
-	data, err := json.Marshal(storedRequest{
-		ID: r.GetID(), RequestedAt: r.GetRequestedAt(), ClientID: r.GetClient().GetID(),
-		Scopes: r.GetRequestedScopes(), GrantedScopes: r.GetGrantedScopes(),
-		Audience: r.GetRequestedAudience(), GrantedAudience: r.GetGrantedAudience(),
-		Form: form, Session: sess,
-	})
-	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
+		return err
 	}
 	rec := &store.TokenRecord{
 		Kind: kind, Signature: signature, RequestID: r.GetID(), ClientID: r.GetClient().GetID(),
@@ -207,6 +199,9 @@ type codeMemo struct {
 type decodedRecord struct {
 	rec *store.TokenRecord
 	req storedRequest
+	// session is the session's encoding (nil for a record stored as JSON:
+	// req.Session).
+	session []byte
 	// filled is the session the stored one was decoded into. fosite passes
 	// the token request's own session to every read, and between them
 	// changes only what the stored session does not hold (the new tokens'
@@ -271,8 +266,8 @@ func (s *Storage) read(ctx context.Context, kind, signature string) (*decodedRec
 		return nil, err
 	}
 	dc := &decodedRecord{rec: rec}
-	if err := json.Unmarshal(rec.Data, &dc.req); err != nil {
-		return nil, fmt.Errorf("decode request: %w", err)
+	if dc.session, err = parseRequest(rec.Data, &dc.req); err != nil {
+		return nil, err
 	}
 	return dc, nil
 }
@@ -299,8 +294,8 @@ func (s *Storage) get(ctx context.Context, kind, signature string, sess fosite.S
 		sess = NewSession()
 	}
 	if dc.filled != sess {
-		if err := json.Unmarshal(dc.req.Session, sess); err != nil {
-			return nil, fmt.Errorf("decode session: %w", err)
+		if err := dc.fill(sess); err != nil {
+			return nil, err
 		}
 		dc.filled = sess
 	}
@@ -320,6 +315,21 @@ func (s *Storage) get(ctx context.Context, kind, signature string, sess fosite.S
 		return req, errInactive
 	}
 	return req, nil
+}
+
+// fill decodes the stored session into sess.
+func (dc *decodedRecord) fill(sess fosite.Session) error {
+	if dc.session == nil {
+		if err := json.Unmarshal(dc.req.Session, sess); err != nil {
+			return fmt.Errorf("decode session: %w", err)
+		}
+		return nil
+	}
+	s, ok := sess.(*Session)
+	if !ok {
+		return fmt.Errorf("decode session: into a %T", sess)
+	}
+	return decodeSession(dc.session, s)
 }
 
 func cloneForm(f url.Values) url.Values {
