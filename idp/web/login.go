@@ -156,9 +156,15 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	f.expires = s.Now().Add(s.Config.FlowLifetime)
 	s.sealLogin(f)
 	// The code form answers the password form, as Keycloak's does, rather
-	// than a redirect to it: a request fewer for every login. Reloading it
-	// posts the password again, which checks it again and answers the same
-	// form; Back and the language links go to /login/totp, its own URL.
+	// than a redirect to it: a request fewer for every login. The browser
+	// keeps the password's POST in its history: reloading the form, or
+	// going Back to it, posts the password again (the browser asks first),
+	// which checks it again and answers the same form, or the expired-flow
+	// page once the login has finished, as /login/totp, the form's own
+	// page (where its language links go), does.
+	if s.loginFinished(w, r, f) {
+		return
+	}
 	s.renderTOTP(w, r, f, http.StatusOK, "")
 }
 

@@ -137,6 +137,11 @@ func TestLoginSpentPerAccount(t *testing.T) {
 		if second == "" {
 			t.Fatalf("the same login with this account: %d %q, want its second step", rec.Code, rec.Header().Get("Location"))
 		}
+		// The code form answering the password links its language switch
+		// to its own page, of the login as the password step left it.
+		if en := `href="/login/totp?flow=` + second + `&amp;lang=en"`; !strings.Contains(rec.Body.String(), en) {
+			t.Errorf("the code form answering the password has no link %s", en)
+		}
 		postCode := func(code string) *httptest.ResponseRecorder {
 			return e.post("/login/totp", url.Values{"csrf": {e.csrf}, "flow": {second}, "code": {code}}.Encode())
 		}
@@ -160,6 +165,11 @@ func TestLoginSpentPerAccount(t *testing.T) {
 		}
 		if rec := postCode("000000"); rec.Code != http.StatusBadRequest {
 			t.Errorf("the done login's form again at once, with its session: %d %q, want the expired-flow page",
+				rec.Code, rec.Header().Get("Location"))
+		}
+		// Back to the password's answer, sent again: the login is done.
+		if rec := password(fuzzEmail, fuzzPassword); rec.Code != http.StatusBadRequest || codeForm(rec) != "" {
+			t.Errorf("the done login's password form again, with its session: %d %q, want the expired-flow page",
 				rec.Code, rec.Header().Get("Location"))
 		}
 		e.signOut()
