@@ -21,17 +21,19 @@ import (
 // it.
 func fill(t *testing.T, v reflect.Value) {
 	t.Helper()
-	at := time.Date(2026, 12, 5, 22, 30, 1, 123456789, time.UTC)
 	for i := range v.NumField() {
 		sf := v.Type().Field(i)
 		if !sf.IsExported() {
 			continue
 		}
+		// Each field's own value, so that two fields swapped are seen.
+		name := v.Type().Name() + "." + sf.Name
+		at := time.Date(2026, 12, 5, 22, 30, i, 123456789, time.UTC)
 		switch x := v.Field(i).Addr().Interface().(type) {
 		case *string:
-			*x = sf.Name + " 値\x00"
+			*x = name + " 値\x00"
 		case *[]string:
-			*x = []string{sf.Name, "", "otp"}
+			*x = []string{name, "", "otp"}
 		case *time.Time:
 			*x = at
 		case *map[string]any:
