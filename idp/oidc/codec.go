@@ -106,8 +106,7 @@ func appendSession(b []byte, s *Session) ([]byte, error) {
 	b = bincodec.AppendString(b, s.SID)
 	b = bincodec.AppendStrings(b, s.UserinfoClaims)
 	ds := s.DefaultSession
-	b = bincodec.AppendBool(b, ds != nil)
-	if ds == nil {
+	if b = bincodec.AppendBool(b, ds != nil); ds == nil {
 		return b, nil
 	}
 	b = bincodec.AppendString(b, ds.Username)
@@ -124,8 +123,7 @@ func appendSession(b []byte, s *Session) ([]byte, error) {
 		}
 	}
 	c := ds.Claims
-	b = bincodec.AppendBool(b, c != nil)
-	if c == nil {
+	if b = bincodec.AppendBool(b, c != nil); c == nil {
 		return b, nil
 	}
 	b = bincodec.AppendString(b, c.JTI)
