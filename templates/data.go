@@ -14,8 +14,15 @@ type Page struct {
 	LoggedIn bool
 	// LangLinks are the language switch in the footer: this page in each
 	// language. Empty on pages that answer a form (they cannot be fetched
-	// again by a link).
+	// again by a link), but for a login's steps (StepPath).
 	LangLinks []LangLink
+	// StepPath is set on a login step's page that answers a form: the path
+	// that shows the step again with GET and the flow of the page's form
+	// (the TOTP form answering the password: /login/totp). The script puts
+	// that address in the address bar, so that a reload or Back fetches
+	// the step instead of posting the form again (without the script the
+	// browser offers to post it again).
+	StepPath string
 }
 
 // LangLink is this page in one language.

@@ -119,9 +119,21 @@ func TestEnrollAndLoginWithTOTP(t *testing.T) {
 			t.Errorf("code field: %+v, want inputmode numeric and autocomplete one-time-code", code)
 		}
 		s.page("code-step", "ja")
+		// The code form answers the password form; the script puts the
+		// step's own address in the address bar (a reload fetches it).
+		if u := s.url(); !strings.HasPrefix(u, s.st.IDP+"/login/totp?flow=") {
+			t.Errorf("the code form answering the password is at %s, want /login/totp?flow=", u)
+		}
 		s.fill("#code", s.st.wrongCode(key))
 		s.submit("#form-error")
 		s.page("code-step-wrong-code", "ja")
+		// A reload after a wrong code shows the form again, not the wrong
+		// code posted again.
+		s.run(chromedp.Reload())
+		s.waitFor("#code")
+		if n := s.count("#form-error"); n != 0 || !strings.HasPrefix(s.url(), s.st.IDP+"/login/totp?flow=") {
+			t.Errorf("reloading after a wrong code: %d error messages at %s, want the form at /login/totp?flow=", n, s.url())
+		}
 		s.fill("#code", s.st.code(key))
 		s.submit("#amr")
 		if amr := s.amr(); amr != "[pwd otp]" {

@@ -156,12 +156,13 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	f.expires = s.Now().Add(s.Config.FlowLifetime)
 	s.sealLogin(f)
 	// The code form answers the password form, as Keycloak's does, rather
-	// than a redirect to it: a request fewer for every login. The browser
-	// keeps the password's POST in its history: reloading the form, or
-	// going Back to it, posts the password again (the browser asks first),
-	// which checks it again and answers the same form, or the expired-flow
-	// page once the login has finished, as /login/totp, the form's own
-	// page (where its language links go), does.
+	// than a redirect to it: a request fewer for every login. The page's
+	// script puts the form's own page, /login/totp?flow=, in the address
+	// bar (templates.Page.StepPath). Without it the browser keeps the
+	// password's POST in its history: reloading the form, or going Back to
+	// it, posts the password again (the browser asks first), which checks
+	// it again and answers the same form, or the expired-flow page once the
+	// login has finished, as /login/totp does.
 	if s.loginFinished(w, r, f) {
 		return
 	}

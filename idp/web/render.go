@@ -70,6 +70,7 @@ func (s *Server) pageAt(w http.ResponseWriter, r *http.Request, f *flow, path st
 		s.keepLangChoice(w, r)
 	case f != nil && f.id != "" && flowSteps[path]:
 		base, q = path, url.Values{"flow": {f.id}}
+		p.StepPath = path
 	default:
 		return p
 	}

@@ -139,8 +139,10 @@ func TestLoginSpentPerAccount(t *testing.T) {
 		}
 		// The code form answering the password links its language switch
 		// to its own page, of the login as the password step left it.
-		if en := `href="/login/totp?flow=` + second + `&amp;lang=en"`; !strings.Contains(rec.Body.String(), en) {
-			t.Errorf("the code form answering the password has no link %s", en)
+		for _, want := range []string{`href="/login/totp?flow=` + second + `&amp;lang=en"`, `<meta name="idp-step" content="/login/totp">`} {
+			if !strings.Contains(rec.Body.String(), want) {
+				t.Errorf("the code form answering the password lacks %s", want)
+			}
 		}
 		postCode := func(code string) *httptest.ResponseRecorder {
 			return e.post("/login/totp", url.Values{"csrf": {e.csrf}, "flow": {second}, "code": {code}}.Encode())

@@ -1,6 +1,9 @@
 // Progressive enhancement only: every page works without this script.
 // - a copy button next to the TOTP setup key;
-// - a print button next to the backup codes.
+// - a print button next to the backup codes;
+// - on a login step answering a form (the TOTP form answering the
+//   password, a wrong code), the step's own address in the address bar,
+//   so that a reload or Back fetches it instead of posting the form again.
 (function () {
   "use strict";
 
@@ -53,9 +56,23 @@
     }
   }
 
+  function setupStepURL() {
+    var step = document.querySelector('meta[name="idp-step"]');
+    var flow = document.querySelector('form input[name="flow"]');
+    if (!step || !flow || !window.history || typeof window.history.replaceState !== "function") {
+      return;
+    }
+    try {
+      window.history.replaceState(null, "", step.getAttribute("content") + "?flow=" + encodeURIComponent(flow.value));
+    } catch (e) {
+      // An address the browser refuses: the page stays where it is.
+    }
+  }
+
   function init() {
     setupCopy();
     setupPrint();
+    setupStepURL();
   }
 
   if (document.readyState === "loading") {
