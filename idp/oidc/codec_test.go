@@ -78,16 +78,21 @@ func codecRequest(sess fosite.Session) *fosite.Request {
 // decoded reads a stored request back as Storage.get does.
 func decoded(t *testing.T, data []byte) (storedRequest, *Session) {
 	t.Helper()
+	sr, sess, err := decodeRecord(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sr, sess
+}
+
+func decodeRecord(data []byte) (storedRequest, *Session, error) {
 	dc := &decodedRecord{}
 	var err error
 	if dc.session, err = parseRequest(data, &dc.req); err != nil {
-		t.Fatal(err)
+		return dc.req, nil, err
 	}
 	sess := NewSession()
-	if err := dc.fill(sess); err != nil {
-		t.Fatal(err)
-	}
-	return dc.req, sess
+	return dc.req, sess, dc.fill(sess)
 }
 
 // TestRequestCodecFields: a request and its session come out of their
@@ -158,11 +163,8 @@ func TestRequestCodecMalformed(t *testing.T) {
 		t.Fatal(err)
 	}
 	read := func(data []byte) error {
-		dc := &decodedRecord{}
-		if dc.session, err = parseRequest(data, &dc.req); err != nil {
-			return err
-		}
-		return dc.fill(NewSession())
+		_, _, err := decodeRecord(data)
+		return err
 	}
 	for n := range len(whole) {
 		if read(whole[:n]) == nil {
