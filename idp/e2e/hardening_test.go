@@ -1182,10 +1182,14 @@ func codeStep(t *testing.T, p *provider, b *browser, pg *page, secret string) {
 }
 
 // deviceCookie is the browser's device cookie for the provider, if any.
-func deviceCookie(b *browser, p *provider) string {
+func deviceCookie(b *browser, p *provider) string { return b.cookie(p, "idp_device") }
+
+// cookie is the value of the browser's cookie name for the provider; ""
+// when it has none.
+func (b *browser) cookie(p *provider, name string) string {
 	u, _ := url.Parse(p.URL)
 	for _, c := range b.client.Jar.Cookies(u) {
-		if c.Name == "idp_device" {
+		if c.Name == name {
 			return c.Value
 		}
 	}

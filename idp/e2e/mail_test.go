@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kamera-id/idp/idp/config"
+	"github.com/kamera-id/idp/idp/oidc"
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/testenv"
 )
@@ -454,6 +455,63 @@ func TestForgotPasswordBackToLogin(t *testing.T) {
 		pg = b.get(p.URL + back)
 		if pg.Status != http.StatusOK || !strings.Contains(pg.Body, "viewer") && pg.formWith("password") == nil {
 			t.Errorf("back at the login: %d %s", pg.Status, pg.URL)
+		}
+	})
+}
+
+// TestPasswordResetBackToRelyingParty: a reset asked for from a relying
+// party's login and set in the same browser leads back to that relying
+// party's request (a new login for it, with the new password, ending in a
+// code it exchanges); set in another browser (the mail opened on a phone),
+// to the login page.
+func TestPasswordResetBackToRelyingParty(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p, srv := startMailProvider(t, db)
+		const other = "other@example.com"
+		p.createUser(email, password)
+		p.createUser(other, password)
+		r := p.newRP("viewer", true)
+		a := r.authorize()
+		b := p.newBrowser()
+		forgot := func(addr string) {
+			t.Helper()
+			pg := b.get(a.URL)
+			u, _ := pg.URL.Parse(linkTo(t, pg, "/forgot-password?flow="))
+			if pg = b.submit(b.get(u.String()), "email", map[string]string{"email": addr}); pg.Status != http.StatusOK {
+				t.Fatalf("reset request: %d\n%s", pg.Status, pg.Body)
+			}
+		}
+		setPassword := func(br *browser, addr string) *page {
+			t.Helper()
+			pg := br.get(resetLink(t, srv.waitFor(addr, "パスワード再設定のご案内")))
+			pg = br.submit(pg, "new_password", map[string]string{"new_password": newPassword, "new_password_confirm": newPassword})
+			if pg.Status != http.StatusOK || !strings.Contains(pg.Body, "パスワードを再設定しました") {
+				t.Fatalf("reset: %d\n%s", pg.Status, pg.Body)
+			}
+			return pg
+		}
+
+		// Asked for in b, set on a phone: the login page.
+		forgot(other)
+		pg := setPassword(p.newBrowser(), other)
+		if got := linkTo(t, pg, "/login"); got != "/login" || strings.Contains(pg.Body, oidc.PathAuthorize) {
+			t.Errorf("completion in another browser links to %q (or to the relying party), want /login", got)
+		}
+
+		// Asked for and set in b: the viewer's request again.
+		forgot(email)
+		pg = setPassword(b, email)
+		back := linkTo(t, pg, oidc.PathAuthorize+"?")
+		want, _ := url.Parse(a.URL)
+		if got, _ := url.Parse(back); got.Query().Get("state") != a.State || got.Query().Get("client_id") != want.Query().Get("client_id") {
+			t.Fatalf("completion links to %q, want the viewer's request %q", back, a.URL)
+		}
+		pg = b.get(p.URL + back)
+		pg = b.submit(pg, "password", map[string]string{"email": email, "password": newPassword})
+		r.mustExchange(a, pg.code(t, a))
+		// The way back is taken once.
+		if v := b.cookie(p, "idp_reset_return"); v != "" {
+			t.Errorf("the way back is still kept after the reset: %q", v)
 		}
 	})
 }

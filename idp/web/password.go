@@ -182,6 +182,7 @@ func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	action, login := forgotLinks(r)
+	s.keepResetReturn(w, r)
 	email := strings.TrimSpace(r.PostFormValue("email"))
 	if email == "" || len(email) > 254 || !strings.Contains(email, "@") {
 		s.render(w, r, http.StatusOK, templates.ForgotPassword(templates.ForgotPasswordPage{
@@ -433,8 +434,55 @@ func (s *Server) resetPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	s.setCookie(w, resetCookie, "", -1)
 	s.render(w, r, http.StatusOK, templates.Message(templates.MessagePage{
 		Page: s.page(w, r, nil), Heading: "reset_done_heading", Message: "reset_done_text",
-		LinkURL: "/login", LinkText: "login",
+		LinkURL: s.takeResetReturn(w, r), LinkText: "login",
 	}))
+}
+
+// --- Back to where the login began, after a reset. ---
+//
+// A customer who asks for the link from a login (the forgot-password form
+// of a ?flow=, from the login page's link) and sets the new password in the
+// same browser goes back to where that login began, as at Keycloak: the
+// completion page's login link starts the relying party's request again
+// (the camera viewer, not My Page), or the login for the My Page path it
+// was for. Where to go is kept in a cookie (idp_reset_return, sealed with
+// the master key: it holds the relying party's request) for the link's
+// lifetime, set whether or not the address has an account (the answers
+// stay alike). Another browser (the mail opened on a phone) gets the login
+// page, as before.
+
+const resetReturnCookie = "idp_reset_return"
+
+var resetReturnAAD = []byte("reset_return")
+
+// keepResetReturn gives the browser where the login of the forgot-password
+// form's ?flow= began; a login left open too long still says that.
+func (s *Server) keepResetReturn(w http.ResponseWriter, r *http.Request) {
+	id := queryFlowID(r.URL.Query().Get("flow"), maxFieldLen)
+	if id == "" {
+		return
+	}
+	f, _ := s.openLogin(r, id)
+	if f == nil {
+		return // not a login of this browser
+	}
+	if v := s.seal([]byte(f.startTarget()), resetReturnAAD); len(v) <= maxRestartCookie {
+		s.setCookie(w, resetReturnCookie, v, s.Config.PasswordResetTTL)
+	}
+}
+
+// takeResetReturn is where the completed reset's login link goes (see
+// above), and clears the cookie that said so.
+func (s *Server) takeResetReturn(w http.ResponseWriter, r *http.Request) string {
+	v := s.cookie(r, resetReturnCookie)
+	if v == "" {
+		return "/login"
+	}
+	s.setCookie(w, resetReturnCookie, "", -1)
+	if target, ok := s.open(v, resetReturnAAD); ok && isStartTarget(string(target)) {
+		return string(target)
+	}
+	return "/login"
 }
 
 // errResetUsed: the reset link was used, or expired, meanwhile.

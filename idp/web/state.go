@@ -330,17 +330,30 @@ const (
 
 // keepRestart gives the browser the restart of the login f.
 func (s *Server) keepRestart(w http.ResponseWriter, f *flow) {
-	target := oidc.PathAuthorize + "?" + f.Authorize // ui_locales, if any, is in it
-	if f.Authorize == "" {
-		target = "/login?return_to=" + url.QueryEscape(cmp.Or(f.ReturnTo, "/account"))
-		if f.Lang != "" {
-			target = inLang(target, f.Lang)
-		}
-	}
-	v := s.seal([]byte(target), restartAAD(crypt.HashToken(f.loginID)))
+	v := s.seal([]byte(f.startTarget()), restartAAD(crypt.HashToken(f.loginID)))
 	if len(v) <= maxRestartCookie {
 		s.setCookie(w, restartCookie, v, 0)
 	}
+}
+
+// startTarget is where the login f began, to start it again: the relying
+// party's authorization request, or the login page with the My Page path
+// it was for.
+func (f *flow) startTarget() string {
+	if f.Authorize != "" {
+		return oidc.PathAuthorize + "?" + f.Authorize // ui_locales, if any, is in it
+	}
+	target := "/login?return_to=" + url.QueryEscape(cmp.Or(f.ReturnTo, "/account"))
+	if f.Lang != "" {
+		target = inLang(target, f.Lang)
+	}
+	return target
+}
+
+// isStartTarget reports whether target is one startTarget makes (checked
+// again where one comes back from the browser, sealed as it is).
+func isStartTarget(target string) bool {
+	return strings.HasPrefix(target, oidc.PathAuthorize+"?") || strings.HasPrefix(target, "/login?")
 }
 
 func restartAAD(bound []byte) []byte { return append([]byte("restart\x00"), bound...) }
@@ -361,6 +374,9 @@ func (s *Server) restartTarget(r *http.Request, id string) string {
 		if sealed, err := base64.RawURLEncoding.DecodeString(v); err == nil {
 			target, _ = s.Key.Open(sealed, aad)
 		}
+	}
+	if !isStartTarget(string(target)) {
+		return ""
 	}
 	return string(target)
 }
