@@ -32,6 +32,10 @@ commands:
   user reset-mfa --email E   remove a user's two-step verification (support desk)
   client create --id ID --name NAME --redirect-uri URI [--redirect-uri URI2 ...]
                 [--public] [--first-party] [--post-logout-redirect-uri URI ...]
+  client list                list the relying parties (JSON, no secrets)
+  client rotate-secret --id ID
+                             give a confidential client a new secret (the old one stops working)
+  client delete --id ID      remove a relying party with its consents and tokens
   keys rotate                make a new signing key current
   demo-setup                 create the demo user and client of 'make run' if missing
 
@@ -75,6 +79,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		return userResetMFA(ctx, args, stdout)
 	case "client create":
 		return clientCreate(ctx, args, stdout)
+	case "client list":
+		return clientList(ctx, args, stdout)
+	case "client rotate-secret":
+		return clientRotateSecret(ctx, args, stdout)
+	case "client delete":
+		return clientDelete(ctx, args, stdout)
 	case "keys rotate":
 		return keysRotate(ctx, args, stdout)
 	case "demo-setup":
@@ -424,6 +434,88 @@ func clientCreate(ctx context.Context, args []string, stdout io.Writer) error {
 		out["client_secret"] = secret
 	}
 	return printJSON(stdout, out)
+}
+
+// clientJSON is how client list shows a client (never its secret's hash).
+type clientJSON struct {
+	ID                     string    `json:"client_id"`
+	Name                   string    `json:"name"`
+	RedirectURIs           []string  `json:"redirect_uris"`
+	PostLogoutRedirectURIs []string  `json:"post_logout_redirect_uris"`
+	Public                 bool      `json:"public"`
+	FirstParty             bool      `json:"first_party"`
+	CreatedAt              time.Time `json:"created_at"`
+}
+
+func clientList(ctx context.Context, args []string, stdout io.Writer) error {
+	if err := flags("client list", args, func(*flag.FlagSet) {}); err != nil {
+		return err
+	}
+	a, err := openApp(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	cs, err := a.Store.ListClients(ctx)
+	if err != nil {
+		return fmt.Errorf("client list: %w", err)
+	}
+	out := make([]clientJSON, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, clientJSON{
+			ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+			Public: c.Public, FirstParty: c.FirstParty, CreatedAt: c.CreatedAt.UTC(),
+		})
+		if out[len(out)-1].PostLogoutRedirectURIs == nil {
+			out[len(out)-1].PostLogoutRedirectURIs = []string{}
+		}
+	}
+	return printJSON(stdout, out)
+}
+
+// clientID parses the one flag of the client commands that name a client.
+func clientID(cmd string, args []string) (string, error) {
+	var id string
+	if err := flags(cmd, args, func(fs *flag.FlagSet) { fs.StringVar(&id, "id", "", "") }); err != nil {
+		return "", err
+	}
+	if id == "" {
+		return "", fmt.Errorf("%s: --id is required", cmd)
+	}
+	return id, nil
+}
+
+func clientRotateSecret(ctx context.Context, args []string, stdout io.Writer) error {
+	id, err := clientID("client rotate-secret", args)
+	if err != nil {
+		return err
+	}
+	a, err := openApp(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	secret, err := a.RotateClientSecret(ctx, id)
+	if err != nil {
+		return fmt.Errorf("client rotate-secret: %w", err)
+	}
+	return printJSON(stdout, map[string]string{"client_id": id, "client_secret": secret})
+}
+
+func clientDelete(ctx context.Context, args []string, stdout io.Writer) error {
+	id, err := clientID("client delete", args)
+	if err != nil {
+		return err
+	}
+	a, err := openApp(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.DeleteClient(ctx, id); err != nil {
+		return fmt.Errorf("client delete: %w", err)
+	}
+	return printJSON(stdout, map[string]any{"client_id": id, "deleted": true})
 }
 
 func keysRotate(ctx context.Context, args []string, stdout io.Writer) error {

@@ -72,6 +72,43 @@ func TestCLI(t *testing.T) {
 		if err != nil || pub["client_secret"] != nil {
 			t.Fatalf("public client create = %v, %v", pub, err)
 		}
+		// The clients: listed without secrets; a new secret for the
+		// confidential one only; a deleted one is gone.
+		var listed bytes.Buffer
+		if err := run(context.Background(), []string{"client", "list"}, strings.NewReader(""), &listed); err != nil {
+			t.Fatalf("client list: %v", err)
+		}
+		var list []map[string]any
+		if err := json.Unmarshal(listed.Bytes(), &list); err != nil || len(list) != 2 ||
+			list[0]["client_id"] != "spa" || list[1]["client_id"] != "viewer" || list[1]["first_party"] != true ||
+			len(list[1]["redirect_uris"].([]any)) != 2 || strings.Contains(listed.String(), "secret") {
+			t.Fatalf("client list = %s (%v)", listed.String(), err)
+		}
+		rotated, err := cli(t, "", "client", "rotate-secret", "--id", "viewer")
+		if err != nil || rotated["client_id"] != "viewer" || len(rotated["client_secret"].(string)) < 43 ||
+			rotated["client_secret"] == c["client_secret"] {
+			t.Fatalf("client rotate-secret = %v, %v (was %v)", rotated, err, c["client_secret"])
+		}
+		if _, err := cli(t, "", "client", "delete", "--id", "spa"); err != nil {
+			t.Fatalf("client delete: %v", err)
+		}
+		for name, args := range map[string][]string{
+			"rotate-secret of a public client": {"client", "rotate-secret", "--id", "spa-2"},
+			"rotate-secret of no client":       {"client", "rotate-secret", "--id", "nope"},
+			"rotate-secret without --id":       {"client", "rotate-secret"},
+			"delete of a deleted client":       {"client", "delete", "--id", "spa"},
+			"list with an argument":            {"client", "list", "extra"},
+		} {
+			if name == "rotate-secret of a public client" {
+				if _, err := cli(t, "", "client", "create", "--id", "spa-2", "--name", "SPA", "--redirect-uri", "https://spa.example/cb", "--public"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := cli(t, "", args...); err == nil || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%s: error %v, want one line", name, err)
+			}
+		}
+
 		k1, err := cli(t, "", "keys", "rotate")
 		if err != nil || k1["kid"] == "" {
 			t.Fatalf("keys rotate = %v, %v", k1, err)

@@ -122,6 +122,55 @@ func (a *App) CreateClient(ctx context.Context, nc NewClient) (*store.Client, st
 	return c, secret, nil
 }
 
+// RotateClientSecret gives the confidential client id a new secret, which
+// it returns. Every server takes the new secret at once (a secret that does
+// not match a cached client reads it again); the old one stops working at
+// once in this process, and within the client cache's lifetime (30 s) on
+// running servers. Tokens already issued stay valid; refreshing one needs
+// the new secret.
+func (a *App) RotateClientSecret(ctx context.Context, id string) (string, error) {
+	c, err := a.Store.GetClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("no client with id %s", id)
+	}
+	if err != nil {
+		return "", err
+	}
+	if c.Public {
+		return "", fmt.Errorf("client %s is public: it has no secret", id)
+	}
+	secret := crypt.RandomToken(32)
+	hash, _ := SecretHasher{Key: a.Key}.Hash(ctx, []byte(secret))
+	if err := a.Store.SetClientSecret(ctx, id, hash); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return "", fmt.Errorf("no client with id %s", id) // deleted meanwhile
+		}
+		return "", err
+	}
+	a.forgetClient(id)
+	return secret, nil
+}
+
+// DeleteClient removes the client id with its consents and tokens; running
+// servers refuse it within the client cache's lifetime (30 s).
+func (a *App) DeleteClient(ctx context.Context, id string) error {
+	err := a.Store.DeleteClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no client with id %s", id)
+	}
+	if err == nil {
+		a.forgetClient(id)
+	}
+	return err
+}
+
+// forgetClient drops the client id from this process's client cache.
+func (a *App) forgetClient(id string) {
+	if a.Provider != nil {
+		a.Provider.Storage.ForgetClient(id)
+	}
+}
+
 // ResetMFA is the support desk's path for a user who lost both the
 // authenticator and the backup codes.
 func (a *App) ResetMFA(ctx context.Context, email string) (*store.User, error) {

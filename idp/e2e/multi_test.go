@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/testenv"
 )
@@ -242,4 +244,62 @@ func headerKid(t *testing.T, tk *tokens) string {
 		t.Fatal(err)
 	}
 	return h.Kid
+}
+
+// TestClientSecretRotation: a secret rotated through one instance works at
+// once on another that has the client cached (a secret that does not match
+// makes the token endpoint read its client again); the old secret is
+// refused at once by the instance that rotated it, and by the other once
+// it has read the client again. A client deleted through one instance is
+// refused there at once, its refresh tokens gone.
+func TestClientSecretRotation(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		lb, ps := startCluster(t, db, 2)
+		A, B := ps[0], ps[1]
+		A.createUser(email, password)
+		r := A.newRP("viewer", true)
+		ctx := context.Background()
+		refresh := func(tk *oauth2.Token) (*oauth2.Token, error) {
+			return r.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tk.RefreshToken}).Token()
+		}
+
+		// Both instances cache the client: a code exchanged at A, a refresh at B.
+		lb.to(A)
+		a := r.authorize()
+		tk := r.mustExchange(a, login(t, A.newBrowser(), r, a)).Token
+		lb.to(B)
+		tk, err := refresh(tk)
+		if err != nil {
+			t.Fatalf("refresh at B: %v", err)
+		}
+
+		old := r.cfg.ClientSecret
+		secret, err := A.app.RotateClientSecret(ctx, "viewer")
+		if err != nil || secret == old {
+			t.Fatalf("rotate: %q, %v", secret, err)
+		}
+		r.cfg.ClientSecret = secret
+		if tk, err = refresh(tk); err != nil {
+			t.Fatalf("the new secret at B, which had the old record cached: %v", err)
+		}
+		r.cfg.ClientSecret = old
+		for _, p := range []*provider{A, B} {
+			lb.to(p)
+			if _, err := refresh(tk); err == nil {
+				t.Fatalf("the old secret still works at %s", p.Addr)
+			}
+		}
+
+		if err := A.app.DeleteClient(ctx, "viewer"); err != nil {
+			t.Fatal(err)
+		}
+		r.cfg.ClientSecret = secret
+		lb.to(A)
+		if _, err := refresh(tk); err == nil {
+			t.Fatal("a deleted client's refresh token still works")
+		}
+		if err := A.app.DeleteClient(ctx, "viewer"); err == nil {
+			t.Error("a deleted client was deleted again")
+		}
+	})
 }

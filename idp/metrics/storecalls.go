@@ -95,6 +95,27 @@ func (m *Store) GetClient(ctx context.Context, id string) (*store.Client, error)
 	return r0, err
 }
 
+func (m *Store) ListClients(ctx context.Context) ([]store.Client, error) {
+	start := time.Now()
+	r0, err := m.Store.ListClients(ctx)
+	m.done("ListClients", start, err)
+	return r0, err
+}
+
+func (m *Store) SetClientSecret(ctx context.Context, id string, secretHash []byte) error {
+	start := time.Now()
+	err := m.Store.SetClientSecret(ctx, id, secretHash)
+	m.done("SetClientSecret", start, err)
+	return err
+}
+
+func (m *Store) DeleteClient(ctx context.Context, id string) error {
+	start := time.Now()
+	err := m.Store.DeleteClient(ctx, id)
+	m.done("DeleteClient", start, err)
+	return err
+}
+
 func (m *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
 	start := time.Now()
 	r0, err := m.Store.ListSigningKeys(ctx)

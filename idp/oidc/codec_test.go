@@ -67,7 +67,7 @@ func filledSession(t *testing.T) *Session {
 // codecRequest is a request with every field the store keeps.
 func codecRequest(sess fosite.Session) *fosite.Request {
 	return &fosite.Request{
-		ID: "req-1", RequestedAt: time.Date(2026, 12, 5, 22, 30, 0, 0, time.UTC), Client: client{&store.Client{ID: "c1"}},
+		ID: "req-1", RequestedAt: time.Date(2026, 12, 5, 22, 30, 0, 0, time.UTC), Client: client{Client: &store.Client{ID: "c1"}},
 		RequestedScope: fosite.Arguments{"openid", "email", "offline_access"}, GrantedScope: fosite.Arguments{"openid", "email"},
 		RequestedAudience: fosite.Arguments{"aud-1"}, GrantedAudience: fosite.Arguments{"aud-1"},
 		Form:    url.Values{"redirect_uri": {"http://127.0.0.1/cb"}, "code_challenge": {"challenge"}, "prompt": {"login", ""}},

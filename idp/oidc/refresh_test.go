@@ -32,7 +32,7 @@ func TestNarrowedRefreshKeepsTheGrant(t *testing.T) {
 		sess.SetExpiresAt(fosite.AccessToken, time.Now().Add(time.Hour).Truncate(time.Second))
 		sess.SetExpiresAt(fosite.RefreshToken, time.Now().Add(24*time.Hour).Truncate(time.Second))
 		ar := fosite.NewAccessRequest(sess)
-		ar.ID, ar.Client, ar.GrantTypes = "req-1", client{&store.Client{ID: "c1"}}, fosite.Arguments{"refresh_token"}
+		ar.ID, ar.Client, ar.GrantTypes = "req-1", client{Client: &store.Client{ID: "c1"}}, fosite.Arguments{"refresh_token"}
 		for _, sc := range grant {
 			ar.GrantScope(sc)
 		}

@@ -1,6 +1,7 @@
 package oidc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,7 +36,26 @@ var codeFormKeys = []string{
 }
 
 // client adapts a store.Client to fosite.Client.
-type client struct{ *store.Client }
+type client struct {
+	*store.Client
+	st *Storage // where it was read from, to read it again (GetRotatedHashes); nil: not
+}
+
+// GetRotatedHashes implements fosite.ClientWithSecretRotation, which fosite
+// asks only after the secret failed against GetHashedSecret: the client is
+// read again (rereadSecret), so that a secret given by "idp client
+// rotate-secret" in another process works at once on every server, not
+// after the client cache's lifetime. At most one read a second per client,
+// however many wrong secrets are sent.
+func (c client) GetRotatedHashes() [][]byte {
+	if c.st == nil {
+		return nil
+	}
+	if h := c.st.rereadSecret(c.ID); len(h) > 0 && !bytes.Equal(h, c.SecretHash) {
+		return [][]byte{h}
+	}
+	return nil
+}
 
 func (c client) GetID() string             { return c.ID }
 func (c client) GetHashedSecret() []byte   { return c.SecretHash }
@@ -73,6 +93,7 @@ type Storage struct {
 
 	mu      sync.Mutex
 	clients map[string]cachedClient
+	rereads map[string]time.Time // when each client was last read again (rereadSecret)
 }
 
 type cachedClient struct {
@@ -82,7 +103,7 @@ type cachedClient struct {
 
 // NewStorage returns the fosite storage adapter over s.
 func NewStorage(s store.Store) *Storage {
-	return &Storage{Store: s, ClientTT: 30 * time.Second, clients: map[string]cachedClient{}}
+	return &Storage{Store: s, ClientTT: 30 * time.Second, clients: map[string]cachedClient{}, rereads: map[string]time.Time{}}
 }
 
 // Client returns the registered client, from the cache when fresh.
@@ -112,7 +133,42 @@ func (s *Storage) GetClient(ctx context.Context, id string) (fosite.Client, erro
 	if err != nil {
 		return nil, err
 	}
-	return client{c}, nil
+	return client{Client: c, st: s}, nil
+}
+
+// rereadSecret reads the client id again into the cache and returns its
+// secret hash, at most once a second per client; nil when it is not read
+// (or cannot be: a deleted client leaves the cache).
+func (s *Storage) rereadSecret(id string) []byte {
+	now := time.Now()
+	s.mu.Lock()
+	if last, ok := s.rereads[id]; ok && now.Sub(last) < time.Second {
+		s.mu.Unlock()
+		return nil
+	}
+	s.rereads[id] = now
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := s.Store.GetClient(ctx, id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		delete(s.clients, id)
+	case err == nil:
+		s.clients[id] = cachedClient{c: c, fetched: time.Now()}
+		return c.SecretHash
+	}
+	return nil
+}
+
+// ForgetClient drops the client id from the cache (after a change made by
+// this process).
+func (s *Storage) ForgetClient(id string) {
+	s.mu.Lock()
+	delete(s.clients, id)
+	s.mu.Unlock()
 }
 
 // ClientAssertionJWTValid implements fosite.ClientManager; JWT client

@@ -46,7 +46,7 @@ func TestAccessTokenReadWithItsUser(t *testing.T) {
 	s := NewStorage(cs)
 	sess := NewSession()
 	sess.Subject = u.ID
-	issued := &fosite.Request{ID: "req-1", RequestedAt: time.Now().Truncate(time.Second), Client: client{&store.Client{ID: "c1"}},
+	issued := &fosite.Request{ID: "req-1", RequestedAt: time.Now().Truncate(time.Second), Client: client{Client: &store.Client{ID: "c1"}},
 		GrantedScope: fosite.Arguments{"openid"}, Form: url.Values{}, Session: sess}
 	if err := s.CreateAccessTokenSession(ctx, "at-1", issued); err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func TestCodeReadOncePerTokenRequest(t *testing.T) {
 	sess.Subject, sess.SID = "user-1", "sid-1"
 	sess.SetExpiresAt(fosite.AuthorizeCode, time.Now().Add(time.Minute).Truncate(time.Second))
 	issued := &fosite.Request{
-		ID: "req-1", RequestedAt: time.Now().Truncate(time.Second), Client: client{&store.Client{ID: "c1"}},
+		ID: "req-1", RequestedAt: time.Now().Truncate(time.Second), Client: client{Client: &store.Client{ID: "c1"}},
 		RequestedScope: fosite.Arguments{"openid", "email"}, GrantedScope: fosite.Arguments{"openid", "email"},
 		Form: url.Values{"redirect_uri": {"http://127.0.0.1/cb"}, "code_challenge": {"challenge"}}, Session: sess,
 	}
@@ -171,7 +171,7 @@ func TestCodeInEndedSession(t *testing.T) {
 	s := NewStorage(st)
 	sess := NewSession()
 	sess.Subject, sess.SID = "user-1", "sid-ended"
-	issued := &fosite.Request{ID: "req-1", RequestedAt: now, Client: client{&store.Client{ID: "c1"}}, Form: url.Values{}, Session: sess}
+	issued := &fosite.Request{ID: "req-1", RequestedAt: now, Client: client{Client: &store.Client{ID: "c1"}}, Form: url.Values{}, Session: sess}
 	if err := s.CreateAuthorizeCodeSession(ctx, "sig-1", issued); !errors.Is(err, ErrWithdrawn) {
 		t.Fatalf("code in an ended session: %v, want ErrWithdrawn", err)
 	}

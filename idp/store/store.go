@@ -338,6 +338,15 @@ type Store interface {
 	// Clients.
 	CreateClient(ctx context.Context, c *Client) error // ErrDuplicate for a taken id
 	GetClient(ctx context.Context, id string) (*Client, error)
+	// ListClients returns every client, by id.
+	ListClients(ctx context.Context) ([]Client, error)
+	// SetClientSecret replaces the keyed hash of a confidential client's
+	// secret; ErrNotFound for an unknown client or a public one.
+	SetClientSecret(ctx context.Context, id string, secretHash []byte) error
+	// DeleteClient removes the client with its consents and every token it
+	// holds (codes, access and refresh tokens), in one transaction;
+	// ErrNotFound for an unknown client.
+	DeleteClient(ctx context.Context, id string) error
 
 	// Signing keys.
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error) // newest first

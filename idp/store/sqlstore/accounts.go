@@ -175,14 +175,65 @@ func (s *Store) CreateClient(ctx context.Context, c *store.Client) error {
 // GetClient returns the client; ErrNotFound when there is none.
 func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error) {
 	var c store.Client
-	err := s.q(ctx).QueryRowContext(ctx, `SELECT id, name, secret_hash, redirect_uris,
-		post_logout_redirect_uris, public, first_party, created_at FROM clients WHERE id = $1`, id).
-		Scan(&c.ID, &c.Name, bytesCol{&c.SecretHash}, listCol{&c.RedirectURIs}, listCol{&c.PostLogoutRedirectURIs},
-			&c.Public, &c.FirstParty, timeCol{&c.CreatedAt})
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id).Scan(clientDest(&c)...)
 	if err != nil {
 		return nil, s.fail("get client", err)
 	}
 	return &c, nil
+}
+
+const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, public, first_party, created_at`
+
+func clientDest(c *store.Client) []any {
+	return []any{&c.ID, &c.Name, bytesCol{&c.SecretHash}, listCol{&c.RedirectURIs}, listCol{&c.PostLogoutRedirectURIs},
+		&c.Public, &c.FirstParty, timeCol{&c.CreatedAt}}
+}
+
+// ListClients implements store.Store.
+func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
+	rows, err := s.q(ctx).QueryContext(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY id`)
+	if err != nil {
+		return nil, s.fail("list clients", err)
+	}
+	defer rows.Close()
+	var cs []store.Client
+	for rows.Next() {
+		var c store.Client
+		if err := rows.Scan(clientDest(&c)...); err != nil {
+			return nil, s.fail("list clients", err)
+		}
+		cs = append(cs, c)
+	}
+	return cs, s.fail("list clients", rows.Err())
+}
+
+// SetClientSecret implements store.Store.
+func (s *Store) SetClientSecret(ctx context.Context, id string, secretHash []byte) error {
+	n, err := affected(s.q(ctx).ExecContext(ctx,
+		`UPDATE clients SET secret_hash = $2 WHERE id = $1 AND NOT public`, id, blob(secretHash)))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return s.fail("set client secret", err)
+}
+
+// DeleteClient implements store.Store. Its tokens are found by a scan (no
+// index serves client_id): deleting a client is rare, and a token it held
+// that a request in flight writes after the scan is refused anyway, since
+// using a token reads its client.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	err := s.inTx(ctx, func(q querier) error {
+		n, err := affected(q.ExecContext(ctx, `DELETE FROM clients WHERE id = $1`, id))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return store.ErrNotFound
+		}
+		_, err = q.ExecContext(ctx, `DELETE FROM tokens WHERE client_id = $1`, id)
+		return err
+	})
+	return s.fail("delete client", err)
 }
 
 // ListSigningKeys returns every key, newest first: the current key, then the

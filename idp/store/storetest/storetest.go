@@ -32,6 +32,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpgradePasswordHash", testUpgradePasswordHash},
 		{"SecurityStamp", testSecurityStamp},
 		{"Clients", testClients},
+		{"DeleteClient", testDeleteClient},
 		{"SigningKeys", testSigningKeys},
 		{"Sessions", testSessions},
 		{"Flows", testFlows},
@@ -421,6 +422,60 @@ func testClients(t *testing.T, s store.Store) {
 	wantErr(t, "CreateClient(same id)", s.CreateClient(ctx, &store.Client{ID: "app", CreatedAt: t0}), store.ErrDuplicate)
 	_, err = s.GetClient(ctx, "nope")
 	wantErr(t, "GetClient(unknown)", err, store.ErrNotFound)
+
+	list, err := s.ListClients(ctx)
+	must(t, err)
+	same(t, "ListClients", list, []store.Client{*c, *pub})
+
+	// A new secret for the confidential client; none for the public one.
+	must(t, s.SetClientSecret(ctx, "app", []byte{9, 8, 7}))
+	got, err = s.GetClient(ctx, "app")
+	must(t, err)
+	same(t, "secret after SetClientSecret", got.SecretHash, []byte{9, 8, 7})
+	wantErr(t, "SetClientSecret(public)", s.SetClientSecret(ctx, "spa", []byte{1}), store.ErrNotFound)
+	wantErr(t, "SetClientSecret(unknown)", s.SetClientSecret(ctx, "nope", []byte{1}), store.ErrNotFound)
+	got, err = s.GetClient(ctx, "spa")
+	must(t, err)
+	same(t, "public client's secret", len(got.SecretHash), 0)
+}
+
+// testDeleteClient: a deleted client takes its consents and its tokens
+// with it, and nothing of another client's.
+func testDeleteClient(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := newUser(t, s, "u1")
+	for _, id := range []string{"gone", "kept"} {
+		newClient(t, s, id)
+		_, err := s.AddConsent(ctx, u.ID, id, []string{"openid", "email"}, t0)
+		must(t, err)
+		for _, kind := range []string{store.KindAuthorizeCode, store.KindAccessToken, store.KindRefreshToken} {
+			must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: kind, Signature: id + "-" + kind, RequestID: "r-" + id,
+				ClientID: id, Subject: u.ID, Data: []byte("{}"), Active: true, CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+		}
+	}
+	must(t, s.DeleteClient(ctx, "gone"))
+	_, err := s.GetClient(ctx, "gone")
+	wantErr(t, "GetClient(deleted)", err, store.ErrNotFound)
+	wantErr(t, "DeleteClient(again)", s.DeleteClient(ctx, "gone"), store.ErrNotFound)
+	for _, id := range []string{"gone", "kept"} {
+		scopes, err := s.GetConsent(ctx, u.ID, id)
+		must(t, err)
+		for _, kind := range []string{store.KindAuthorizeCode, store.KindAccessToken, store.KindRefreshToken} {
+			_, terr := s.GetToken(ctx, kind, id+"-"+kind)
+			if id == "gone" {
+				wantErr(t, "the deleted client's "+kind, terr, store.ErrNotFound)
+			} else {
+				wantErr(t, "the other client's "+kind, terr, nil)
+			}
+		}
+		if got := len(scopes) > 0; got != (id == "kept") {
+			t.Fatalf("consent to %s after deleting gone: %q", id, scopes)
+		}
+	}
+	list, err := s.ListClients(ctx)
+	must(t, err)
+	same(t, "clients left", len(list), 1)
+	same(t, "the client left", list[0].ID, "kept")
 }
 
 func testSigningKeys(t *testing.T, s store.Store) {
