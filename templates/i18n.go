@@ -121,6 +121,7 @@ func scopeText(lang, scope string) string {
 var Messages = map[string]Translation{
 	// --- Errors and notices set by the handlers. ---
 	"invalid_credentials": {"メールアドレスまたはパスワードが正しくありません。", "The email address or password is incorrect."},
+	"account_disabled":    {"このアカウントは現在ご利用いただけません。サポート窓口にお問い合わせください。", "This account has been disabled. Please contact support."},
 	"setup_restarted": {"別の画面で設定がやり直されたため、QRコードとセットアップキーが変わりました。新しいQRコードを読み込み、表示された確認コードを入力してください。",
 		"The setup was started again in another window, so the QR code and setup key have changed. Scan the new QR code and enter the code it shows."},
 	"invalid_setup_code": {"確認コードが正しくありません。認証アプリに表示されている最新の確認コードを入力してください（認証端末の時刻設定が誤っていると認証できません）。",
@@ -187,6 +188,8 @@ var Messages = map[string]Translation{
 	"mfa.enabled":          {"2段階認証を設定", "Two-step verification turned on"},
 	"mfa.disabled":         {"2段階認証を解除", "Two-step verification turned off"},
 	"mfa.reset":            {"2段階認証をリセット（サポート窓口）", "Two-step verification reset by support"},
+	"user.disabled":        {"アカウントの利用を停止（サポート窓口）", "Account disabled by support"},
+	"user.enabled":         {"アカウントの利用を再開（サポート窓口）", "Account enabled again by support"},
 	"mfa.backup_code_used": {"バックアップコードを使用してログイン", "Logged in with a backup code"},
 	"mfa.codes_replaced":   {"バックアップコードを再発行", "Backup codes replaced"},
 	"mfa.codes_shown":      {"バックアップコードを表示", "Backup codes shown"},

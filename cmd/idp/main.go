@@ -30,6 +30,8 @@ commands:
   migrate                    apply pending database migrations and exit
   user create --email E [--name N] [--locale ja|en] --password-stdin
   user reset-mfa --email E   remove a user's two-step verification (support desk)
+  user disable --email E     lock an account out: its sessions and tokens end (support desk)
+  user enable --email E      let a disabled account log in again
   client create --id ID --name NAME --redirect-uri URI [--redirect-uri URI2 ...]
                 [--public] [--first-party] [--post-logout-redirect-uri URI ...]
   client list                list the relying parties (JSON, no secrets)
@@ -77,6 +79,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		return userCreate(ctx, args, stdin, stdout)
 	case "user reset-mfa":
 		return userResetMFA(ctx, args, stdout)
+	case "user disable":
+		return userSetDisabled(ctx, "user disable", true, args, stdout)
+	case "user enable":
+		return userSetDisabled(ctx, "user enable", false, args, stdout)
 	case "client create":
 		return clientCreate(ctx, args, stdout)
 	case "client list":
@@ -434,6 +440,26 @@ func clientCreate(ctx context.Context, args []string, stdout io.Writer) error {
 		out["client_secret"] = secret
 	}
 	return printJSON(stdout, out)
+}
+
+func userSetDisabled(ctx context.Context, cmd string, disabled bool, args []string, stdout io.Writer) error {
+	var email string
+	if err := flags(cmd, args, func(fs *flag.FlagSet) { fs.StringVar(&email, "email", "", "") }); err != nil {
+		return err
+	}
+	if email == "" {
+		return fmt.Errorf("%s: --email is required", cmd)
+	}
+	a, err := openApp(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	u, err := a.SetUserDisabled(ctx, email, disabled)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	return printJSON(stdout, map[string]any{"id": u.ID, "email": u.Email, "disabled": !u.DisabledAt.IsZero()})
 }
 
 // clientJSON is how client list shows a client (never its secret's hash).

@@ -42,7 +42,18 @@ func TestCLI(t *testing.T) {
 		if err != nil || u["email"] != "Ken@Example.com" || u["id"] == "" || strings.Contains(u["id"].(string), "@") {
 			t.Fatalf("user create = %v, %v", u, err)
 		}
+		for _, step := range []struct {
+			cmd  string
+			want bool
+		}{{"disable", true}, {"disable", true}, {"enable", false}, {"enable", false}} {
+			got, err := cli(t, "", "user", step.cmd, "--email", "ken@example.com")
+			if err != nil || got["disabled"] != step.want || got["id"] != u["id"] {
+				t.Fatalf("user %s = %v, %v; want disabled %v", step.cmd, got, err, step.want)
+			}
+		}
 		for name, args := range map[string][]string{
+			"disable unknown user":        {"user", "disable", "--email", "nobody@example.com"},
+			"enable without --email":      {"user", "enable"},
 			"duplicate e-mail (any case)": {"user", "create", "--email", "ken@example.com", "--password-stdin"},
 			"short password":              {"user", "create", "--email", "b@example.com", "--password-stdin"},
 			"no --password-stdin":         {"user", "create", "--email", "c@example.com"},

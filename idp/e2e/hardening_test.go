@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"golang.org/x/net/html"
+	"golang.org/x/oauth2"
 
 	"github.com/kamera-id/idp/idp/app"
 	"github.com/kamera-id/idp/idp/config"
@@ -1435,4 +1436,66 @@ func TestBadInputRefused(t *testing.T) {
 func parseHTML(s string) *htmlNode {
 	doc, _ := html.Parse(strings.NewReader(s))
 	return doc
+}
+
+// TestUserDisabled: the support desk disables an account (idp user
+// disable): its sessions end, its tokens stop working, a login half-way
+// (password done, code not yet) does not finish, and the right password
+// gets a page saying the account is disabled (a wrong one, the usual
+// message); enabled again, it logs in.
+func TestUserDisabled(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		_, secret, _ := enrolledUser(t, p)
+		r := p.newRP("viewer", true)
+		ctx := context.Background()
+
+		b := p.newBrowser()
+		a := r.authorize()
+		pg := b.submit(b.get(a.URL), "password", map[string]string{"email": email, "password": password})
+		tk := r.mustExchange(a, b.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)}).code(t, a))
+		p.clock.Advance(30 * time.Second) // the next code
+		halfway := p.newBrowser()
+		pg = halfway.submit(halfway.get(r.authorize().URL), "password", map[string]string{"email": email, "password": password})
+		if pg.formWith("code") == nil {
+			t.Fatalf("no code form after the password: %d %s", pg.Status, pg.URL)
+		}
+
+		u, err := p.app.SetUserDisabled(ctx, email, true)
+		if err != nil || u.DisabledAt.IsZero() {
+			t.Fatalf("disable: %v, %v", u, err)
+		}
+		if b.hasSession(p) {
+			t.Error("the browser is still signed in after the account was disabled")
+		}
+		if _, err := r.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tk.RefreshToken}).Token(); err == nil {
+			t.Error("the refresh token works after the account was disabled")
+		}
+		if _, err := r.provider.UserInfo(ctx, oauth2.StaticTokenSource(tk.Token)); err == nil {
+			t.Error("the access token works at userinfo after the account was disabled")
+		}
+		halfway.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)})
+		if halfway.hasSession(p) {
+			t.Error("a login half-way when the account was disabled finished")
+		}
+		nb := p.newBrowser()
+		if pg := loginAttempt(nb, p, email, password); pg.Status != http.StatusForbidden ||
+			!strings.Contains(pg.alert(), "ご利用いただけません") || pg.formWith("code") != nil {
+			t.Errorf("the right password of a disabled account: %d %q", pg.Status, pg.alert())
+		}
+		if pg := loginAttempt(nb, p, email, "a wrong password"); !strings.Contains(pg.alert(), "正しくありません") {
+			t.Errorf("a wrong password of a disabled account: %d %q", pg.Status, pg.alert())
+		}
+		if nb.hasSession(p) {
+			t.Error("a disabled account logged in")
+		}
+
+		if _, err := p.app.SetUserDisabled(ctx, email, false); err != nil {
+			t.Fatal(err)
+		}
+		p.clock.Advance(30 * time.Second)
+		a = r.authorize()
+		pg = nb.submit(nb.get(a.URL), "password", map[string]string{"email": email, "password": password})
+		r.mustExchange(a, nb.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)}).code(t, a))
+	})
 }

@@ -22,6 +22,9 @@ const (
 	ResultSuccess = "success"
 	ResultFailure = "failure"
 	ResultLocked  = "locked" // refused because of a lockout
+	// ResultDisabled: the right password of an account the support desk
+	// disabled.
+	ResultDisabled = "disabled"
 )
 
 // Lockout kinds.
@@ -37,7 +40,7 @@ const (
 type Recorder interface {
 	// Login counts one attempt at a login step (StepPassword, StepTOTP,
 	// StepBackup) with its result (ResultSuccess, ResultFailure,
-	// ResultLocked).
+	// ResultLocked, ResultDisabled).
 	Login(step, result string)
 	// Lockout counts one lockout that a failure triggered.
 	Lockout(kind string)

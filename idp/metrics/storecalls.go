@@ -81,6 +81,13 @@ func (m *Store) UpgradePasswordHash(ctx context.Context, userID, oldHash, newHas
 	return err
 }
 
+func (m *Store) SetUserDisabled(ctx context.Context, userID string, at time.Time) error {
+	start := time.Now()
+	err := m.Store.SetUserDisabled(ctx, userID, at)
+	m.done("SetUserDisabled", start, err)
+	return err
+}
+
 func (m *Store) CreateClient(ctx context.Context, c *store.Client) error {
 	start := time.Now()
 	err := m.Store.CreateClient(ctx, c)

@@ -85,6 +85,9 @@ type User struct {
 	// starts (StartSession), and a device cookie counts, only while the
 	// stamp they saw is the account's.
 	SecurityStamp string
+	// DisabledAt is when the support desk disabled the account
+	// (SetUserDisabled); zero: it is not. A disabled account cannot log in.
+	DisabledAt time.Time
 	// MFAEnabled is derived: true while a confirmed TOTP authenticator exists.
 	MFAEnabled bool
 }
@@ -331,6 +334,13 @@ type Store interface {
 	// MarkEmailVerified records that the user showed the address is theirs
 	// at now (the first time counts); ErrNotFound when there is no such user.
 	MarkEmailVerified(ctx context.Context, userID string, now time.Time) error
+	// SetUserDisabled disables the account at at, or enables it again (at
+	// zero); ErrNotFound for an unknown user. Disabling also replaces the
+	// account's security stamp (logins half-way end, device cookies stop
+	// counting) and deactivates every token issued to the user, in one
+	// transaction (the caller's, when ctx carries one) that first locks the
+	// user's row, as ending sessions does.
+	SetUserDisabled(ctx context.Context, userID string, at time.Time) error
 	// UpdateLocale sets the user's language ("ja" or "en": the security
 	// e-mails and the ID token's locale); ErrNotFound for an unknown user.
 	UpdateLocale(ctx context.Context, userID, locale string, now time.Time) error

@@ -129,6 +129,14 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, f, status, email, remember, failureMessage(status, "invalid_credentials"))
 		return
 	}
+	if !user.DisabledAt.IsZero() {
+		// The right password of an account the support desk disabled (idp
+		// user disable): said so, to whoever knows the password only, and
+		// nothing starts. Its failures are not forgiven.
+		s.Metrics.Login(metrics.StepPassword, metrics.ResultDisabled)
+		s.renderLogin(w, r, f, http.StatusForbidden, email, remember, "account_disabled")
+		return
+	}
 	if err := s.resetThrottle(ctx, a.keys[0], counted); err != nil {
 		s.storeFailed(w, r, err)
 		return

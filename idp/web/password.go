@@ -280,8 +280,8 @@ func (s *Server) resetRequested(ctx context.Context, email string, keys []string
 		}
 	}
 	u, err := s.Store.GetUserByEmail(ctx, email)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
+	if errors.Is(err, store.ErrNotFound) || err == nil && !u.DisabledAt.IsZero() {
+		return nil, nil // a disabled account gets no link either, and the same page
 	}
 	return u, err
 }
@@ -400,6 +400,10 @@ func (s *Server) resetPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	u, err := s.Store.GetUser(ctx, rec.UserID)
 	if err != nil {
 		s.storeFailed(w, r, err)
+		return
+	}
+	if !u.DisabledAt.IsZero() {
+		s.resetLinkInvalid(w, r) // a link sent before the account was disabled
 		return
 	}
 	if msg := newPasswordProblem(r, u.Email); msg != "" {

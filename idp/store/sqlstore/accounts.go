@@ -23,14 +23,15 @@ func emailKey(email string) string { return strings.ToLower(email) }
 // userDest scans either.
 const (
 	userFields = `u.id, u.email, u.name, u.locale, u.password_hash, u.created_at, u.updated_at,
-	u.email_verified_at, u.security_stamp`
+	u.email_verified_at, u.security_stamp, u.disabled_at`
 	userCols = userFields + `, EXISTS (SELECT 1 FROM totp t WHERE t.user_id = u.id)`
 )
 
 // userDest are the scan destinations of userCols' columns in u.
 func userDest(u *store.User) []any {
 	return []any{&u.ID, &u.Email, &u.Name, &u.Locale, &u.PasswordHash,
-		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, timeCol{&u.EmailVerifiedAt}, &u.SecurityStamp, &u.MFAEnabled}
+		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, timeCol{&u.EmailVerifiedAt}, &u.SecurityStamp, timeCol{&u.DisabledAt},
+		&u.MFAEnabled}
 }
 
 func scanUser(r scanner) (*store.User, error) {
@@ -45,7 +46,7 @@ func scanUser(r scanner) (*store.User, error) {
 // scanned by maybeUser.
 const maybeUserCols = `u.id, COALESCE(u.email, ''), COALESCE(u.name, ''), COALESCE(u.locale, ''),
 	COALESCE(u.password_hash, ''), COALESCE(u.created_at, 0), COALESCE(u.updated_at, 0),
-	COALESCE(u.email_verified_at, 0), COALESCE(u.security_stamp, ''),
+	COALESCE(u.email_verified_at, 0), COALESCE(u.security_stamp, ''), COALESCE(u.disabled_at, 0),
 	EXISTS (SELECT 1 FROM totp WHERE totp.user_id = u.id)`
 
 // maybeUser scans maybeUserCols: a user, or none.
@@ -150,6 +151,33 @@ func (s *Store) MarkEmailVerified(ctx context.Context, userID string, now time.T
 		err = s.q(ctx).QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = $1`, userID).Scan(new(int))
 	}
 	return s.fail("mark e-mail verified", err)
+}
+
+// SetUserDisabled implements store.Store.
+func (s *Store) SetUserDisabled(ctx context.Context, userID string, at time.Time) error {
+	err := s.inTx(ctx, func(q querier) error {
+		if err := s.lockUser(ctx, q, userID); err != nil {
+			return err
+		}
+		if at.IsZero() {
+			n, err := affected(q.ExecContext(ctx, `UPDATE users SET disabled_at = 0 WHERE id = $1`, userID))
+			if err == nil && n == 0 {
+				err = store.ErrNotFound
+			}
+			return err
+		}
+		n, err := affected(q.ExecContext(ctx, `UPDATE users SET disabled_at = $2, security_stamp = $3, updated_at = $2
+			WHERE id = $1`, userID, unix(at), newStamp()))
+		if err == nil && n == 0 {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE WHERE subject = $1 AND active`, userID)
+		return err
+	})
+	return s.fail("set user disabled", err)
 }
 
 // UpdateLocale implements store.Store.

@@ -31,6 +31,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Users", testUsers},
 		{"UpgradePasswordHash", testUpgradePasswordHash},
 		{"SecurityStamp", testSecurityStamp},
+		{"UserDisabled", testUserDisabled},
 		{"Clients", testClients},
 		{"DeleteClient", testDeleteClient},
 		{"SigningKeys", testSigningKeys},
@@ -363,9 +364,51 @@ func testSecurityStamp(t *testing.T, s store.Store) {
 	wantErr(t, "DeleteMFA again", s.DeleteMFA(ctx, "u1"), store.ErrNotFound)
 	step("DeleteMFA without an authenticator", false, nil)
 	step("UpdatePassword", true, s.UpdatePassword(ctx, "u1", "new", t0))
+	step("SetUserDisabled", true, s.SetUserDisabled(ctx, "u1", t0))
+	step("SetUserDisabled(enable)", false, s.SetUserDisabled(ctx, "u1", time.Time{}))
 	u2, err := s.GetUser(ctx, "u2")
 	must(t, err)
 	same(t, "another user's stamp", u2.SecurityStamp, other)
+}
+
+// testUserDisabled: a disabled account says since when, wherever a user is
+// read, and its tokens (every kind, any session) are deactivated, not
+// another user's; enabling it again keeps the tokens deactivated.
+func testUserDisabled(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1")
+	newUser(t, s, "u2")
+	for _, u := range []string{"u1", "u2"} {
+		for i, kind := range []string{store.KindAuthorizeCode, store.KindAccessToken, store.KindRefreshToken} {
+			must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: kind, Signature: u + "-" + kind, RequestID: u, ClientID: "c",
+				Subject: u, SessionID: []string{"", "s1", "s2"}[i], Data: []byte("{}"), Active: true, CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+		}
+	}
+	must(t, s.SetUserDisabled(ctx, "u1", at(time.Minute)))
+	got, err := s.GetUserByEmail(ctx, "u1@example.com")
+	must(t, err)
+	same(t, "DisabledAt", got.DisabledAt, at(time.Minute))
+	pu, _, err := s.GetPasswordStep(ctx, "u1@example.com", "k")
+	must(t, err)
+	same(t, "GetPasswordStep's DisabledAt", pu.DisabledAt, at(time.Minute))
+	for _, u := range []string{"u1", "u2"} {
+		for _, kind := range []string{store.KindAuthorizeCode, store.KindAccessToken, store.KindRefreshToken} {
+			tk, err := s.GetToken(ctx, kind, u+"-"+kind)
+			must(t, err)
+			if tk.Active != (u == "u2") {
+				t.Errorf("%s's %s active %v after disabling u1", u, kind, tk.Active)
+			}
+		}
+	}
+	must(t, s.SetUserDisabled(ctx, "u1", time.Time{}))
+	got, err = s.GetUser(ctx, "u1")
+	must(t, err)
+	same(t, "DisabledAt after enabling", got.DisabledAt.IsZero(), true)
+	tk, err := s.GetToken(ctx, store.KindRefreshToken, "u1-"+store.KindRefreshToken)
+	must(t, err)
+	same(t, "a token after enabling", tk.Active, false)
+	wantErr(t, "SetUserDisabled(unknown)", s.SetUserDisabled(ctx, "nobody", t0), store.ErrNotFound)
+	wantErr(t, "SetUserDisabled(unknown, enable)", s.SetUserDisabled(ctx, "nobody", time.Time{}), store.ErrNotFound)
 }
 
 // testUpgradePasswordHash: a login's rehash replaces the hash it verified,
