@@ -32,6 +32,7 @@ commands:
   user reset-mfa --email E   remove a user's two-step verification (support desk)
   user disable --email E     lock an account out: its sessions and tokens end (support desk)
   user enable --email E      let a disabled account log in again
+  user delete --email E      delete an account and everything kept of it
   client create --id ID --name NAME --redirect-uri URI [--redirect-uri URI2 ...]
                 [--public] [--first-party] [--post-logout-redirect-uri URI ...]
   client list                list the relying parties (JSON, no secrets)
@@ -83,6 +84,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		return userSetDisabled(ctx, "user disable", true, args, stdout)
 	case "user enable":
 		return userSetDisabled(ctx, "user enable", false, args, stdout)
+	case "user delete":
+		return userDelete(ctx, args, stdout)
 	case "client create":
 		return clientCreate(ctx, args, stdout)
 	case "client list":
@@ -384,12 +387,9 @@ func userCreate(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 }
 
 func userResetMFA(ctx context.Context, args []string, stdout io.Writer) error {
-	var email string
-	if err := flags("user reset-mfa", args, func(fs *flag.FlagSet) { fs.StringVar(&email, "email", "", "") }); err != nil {
+	email, err := userEmail("user reset-mfa", args)
+	if err != nil {
 		return err
-	}
-	if email == "" {
-		return errors.New("user reset-mfa: --email is required")
 	}
 	a, err := openApp(ctx)
 	if err != nil {
@@ -442,13 +442,39 @@ func clientCreate(ctx context.Context, args []string, stdout io.Writer) error {
 	return printJSON(stdout, out)
 }
 
-func userSetDisabled(ctx context.Context, cmd string, disabled bool, args []string, stdout io.Writer) error {
+// userEmail parses the one flag of the user commands that name a user.
+func userEmail(cmd string, args []string) (string, error) {
 	var email string
 	if err := flags(cmd, args, func(fs *flag.FlagSet) { fs.StringVar(&email, "email", "", "") }); err != nil {
-		return err
+		return "", err
 	}
 	if email == "" {
-		return fmt.Errorf("%s: --email is required", cmd)
+		return "", fmt.Errorf("%s: --email is required", cmd)
+	}
+	return email, nil
+}
+
+func userDelete(ctx context.Context, args []string, stdout io.Writer) error {
+	email, err := userEmail("user delete", args)
+	if err != nil {
+		return err
+	}
+	a, err := openApp(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	u, err := a.DeleteUser(ctx, email)
+	if err != nil {
+		return fmt.Errorf("user delete: %w", err)
+	}
+	return printJSON(stdout, map[string]any{"id": u.ID, "email": u.Email, "deleted": true})
+}
+
+func userSetDisabled(ctx context.Context, cmd string, disabled bool, args []string, stdout io.Writer) error {
+	email, err := userEmail(cmd, args)
+	if err != nil {
+		return err
 	}
 	a, err := openApp(ctx)
 	if err != nil {

@@ -51,7 +51,16 @@ func TestCLI(t *testing.T) {
 				t.Fatalf("user %s = %v, %v; want disabled %v", step.cmd, got, err, step.want)
 			}
 		}
+		other, err := cli(t, "another-long-password\n", "user", "create", "--email", "gone@example.com", "--password-stdin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := cli(t, "", "user", "delete", "--email", "GONE@example.com"); err != nil || got["deleted"] != true || got["id"] != other["id"] {
+			t.Fatalf("user delete = %v, %v", got, err)
+		}
 		for name, args := range map[string][]string{
+			"delete a deleted user":       {"user", "delete", "--email", "gone@example.com"},
+			"delete without --email":      {"user", "delete"},
 			"disable unknown user":        {"user", "disable", "--email", "nobody@example.com"},
 			"enable without --email":      {"user", "enable"},
 			"duplicate e-mail (any case)": {"user", "create", "--email", "ken@example.com", "--password-stdin"},

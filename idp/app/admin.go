@@ -218,6 +218,27 @@ func (a *App) SetUserDisabled(ctx context.Context, email string, disabled bool) 
 	return u, nil
 }
 
+// DeleteUser removes the account with the address email and everything
+// kept of it (see store.Store.DeleteUser): a customer who asked for the
+// account to be deleted. Its sessions and tokens stop working at once; the
+// address may sign up again as a new account (another sub).
+func (a *App) DeleteUser(ctx context.Context, email string) (*store.User, error) {
+	u, err := a.Store.GetUserByEmail(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("no user with e-mail %s", email)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Store.DeleteUser(ctx, u.ID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("no user with e-mail %s", email) // deleted meanwhile
+		}
+		return nil, err
+	}
+	return u, nil
+}
+
 // ResetMFA is the support desk's path for a user who lost both the
 // authenticator and the backup codes.
 func (a *App) ResetMFA(ctx context.Context, email string) (*store.User, error) {

@@ -1499,3 +1499,39 @@ func TestUserDisabled(t *testing.T) {
 		r.mustExchange(a, nb.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)}).code(t, a))
 	})
 }
+
+// TestUserDeleted: an account deleted on request (idp user delete) is
+// signed out everywhere, its tokens stop working, its address logs in no
+// more (the usual message), and may sign up again as a new account.
+func TestUserDeleted(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		u := p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		ctx := context.Background()
+		b := p.newBrowser()
+		a := r.authorize()
+		tk := r.mustExchange(a, login(t, b, r, a))
+
+		if _, err := p.app.DeleteUser(ctx, email); err != nil {
+			t.Fatal(err)
+		}
+		if b.hasSession(p) {
+			t.Error("the browser is still signed in after the account was deleted")
+		}
+		if _, err := r.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tk.RefreshToken}).Token(); err == nil {
+			t.Error("the refresh token works after the account was deleted")
+		}
+		if _, err := r.provider.UserInfo(ctx, oauth2.StaticTokenSource(tk.Token)); err == nil {
+			t.Error("the access token works at userinfo after the account was deleted")
+		}
+		if pg := loginAttempt(p.newBrowser(), p, email, password); !strings.Contains(pg.alert(), "正しくありません") {
+			t.Errorf("the deleted account's password: %d %q", pg.Status, pg.alert())
+		}
+		again := p.createUser(email, password)
+		a = r.authorize()
+		if sub := r.mustExchange(a, login(t, p.newBrowser(), r, a)).Claims["sub"]; sub != again.ID || sub == u.ID {
+			t.Errorf("the address signed up again logs in as %v, want the new account %s (not %s)", sub, again.ID, u.ID)
+		}
+	})
+}

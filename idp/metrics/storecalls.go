@@ -81,6 +81,13 @@ func (m *Store) UpgradePasswordHash(ctx context.Context, userID, oldHash, newHas
 	return err
 }
 
+func (m *Store) DeleteUser(ctx context.Context, userID string) error {
+	start := time.Now()
+	err := m.Store.DeleteUser(ctx, userID)
+	m.done("DeleteUser", start, err)
+	return err
+}
+
 func (m *Store) SetUserDisabled(ctx context.Context, userID string, at time.Time) error {
 	start := time.Now()
 	err := m.Store.SetUserDisabled(ctx, userID, at)

@@ -341,6 +341,12 @@ type Store interface {
 	// transaction (the caller's, when ctx carries one) that first locks the
 	// user's row, as ending sessions does.
 	SetUserDisabled(ctx context.Context, userID string, at time.Time) error
+	// DeleteUser removes the account and what is kept of it: its sessions,
+	// authenticator, backup codes, consents, reset links (foreign keys),
+	// every token issued to it, its audit events and the mails to its
+	// address still in the outbox, in one transaction that first locks the
+	// user's row, as ending sessions does; ErrNotFound for an unknown user.
+	DeleteUser(ctx context.Context, userID string) error
 	// UpdateLocale sets the user's language ("ja" or "en": the security
 	// e-mails and the ID token's locale); ErrNotFound for an unknown user.
 	UpdateLocale(ctx context.Context, userID, locale string, now time.Time) error

@@ -153,6 +153,31 @@ func (s *Store) MarkEmailVerified(ctx context.Context, userID string, now time.T
 	return s.fail("mark e-mail verified", err)
 }
 
+// DeleteUser implements store.Store.
+func (s *Store) DeleteUser(ctx context.Context, userID string) error {
+	err := s.inTx(ctx, func(q querier) error {
+		if err := s.lockUser(ctx, q, userID); err != nil {
+			return err
+		}
+		var email string
+		if err := q.QueryRowContext(ctx, `SELECT email FROM users WHERE id = $1`, userID).Scan(&email); err != nil {
+			return err // sql.ErrNoRows: ErrNotFound
+		}
+		for _, del := range []string{
+			`DELETE FROM tokens WHERE subject = $1`,
+			`DELETE FROM audit_events WHERE user_id = $1`,
+			`DELETE FROM users WHERE id = $1`, // and, by their foreign keys, the rows that name it
+		} {
+			if _, err := q.ExecContext(ctx, del, userID); err != nil {
+				return err
+			}
+		}
+		_, err := q.ExecContext(ctx, `DELETE FROM mail_outbox WHERE recipient = $1`, email)
+		return err
+	})
+	return s.fail("delete user", err)
+}
+
 // SetUserDisabled implements store.Store.
 func (s *Store) SetUserDisabled(ctx context.Context, userID string, at time.Time) error {
 	err := s.inTx(ctx, func(q querier) error {

@@ -32,6 +32,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpgradePasswordHash", testUpgradePasswordHash},
 		{"SecurityStamp", testSecurityStamp},
 		{"UserDisabled", testUserDisabled},
+		{"DeleteUser", testDeleteUser},
 		{"Clients", testClients},
 		{"DeleteClient", testDeleteClient},
 		{"SigningKeys", testSigningKeys},
@@ -409,6 +410,63 @@ func testUserDisabled(t *testing.T, s store.Store) {
 	same(t, "a token after enabling", tk.Active, false)
 	wantErr(t, "SetUserDisabled(unknown)", s.SetUserDisabled(ctx, "nobody", t0), store.ErrNotFound)
 	wantErr(t, "SetUserDisabled(unknown, enable)", s.SetUserDisabled(ctx, "nobody", time.Time{}), store.ErrNotFound)
+}
+
+// testDeleteUser: a deleted account takes with it everything kept of it
+// (sessions, authenticator, backup codes, consents, reset links, tokens,
+// audit events, mails in the outbox), and nothing of another account.
+func testDeleteUser(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newClient(t, s, "app")
+	for _, id := range []string{"u1", "u2"} {
+		enrolledUser(t, s, id)
+		must(t, s.ReplaceBackupCodes(ctx, id, codes(id, 3)))
+		must(t, s.CreateSession(ctx, &store.Session{TokenHash: []byte("tok-" + id), ID: "sid-" + id, UserID: id,
+			AuthTime: t0, AMR: []string{"pwd"}, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}))
+		_, err := s.AddConsent(ctx, id, "app", []string{"openid"}, t0)
+		must(t, err)
+		must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: store.KindRefreshToken, Signature: "rt-" + id, RequestID: id,
+			ClientID: "app", Subject: id, SessionID: "sid-" + id, Data: []byte("{}"), Active: true, CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+		must(t, s.AddAuditEvent(ctx, &store.AuditEvent{UserID: id, Type: "mfa.enabled", CreatedAt: t0}))
+		must(t, s.CreatePasswordReset(ctx, &store.PasswordReset{TokenHash: []byte("reset-" + id), UserID: id,
+			CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+		must(t, s.EnqueueMail(ctx, &store.Mail{To: id + "@example.com", Subject: "s", Body: "b", NextAttemptAt: t0, CreatedAt: t0}))
+	}
+	must(t, s.DeleteUser(ctx, "u1"))
+	wantErr(t, "DeleteUser(again)", s.DeleteUser(ctx, "u1"), store.ErrNotFound)
+	for _, id := range []string{"u1", "u2"} {
+		gone := id == "u1"
+		want := func(what string, err error) {
+			t.Helper()
+			if gone {
+				wantErr(t, id+"'s "+what, err, store.ErrNotFound)
+			} else {
+				wantErr(t, id+"'s "+what, err, nil)
+			}
+		}
+		_, err := s.GetUser(ctx, id)
+		want("account", err)
+		_, err = s.GetSession(ctx, []byte("tok-"+id), t0)
+		want("session", err)
+		_, err = s.GetToken(ctx, store.KindRefreshToken, "rt-"+id)
+		want("refresh token", err)
+		_, err = s.GetPasswordReset(ctx, []byte("reset-"+id), t0)
+		want("reset link", err)
+		scopes, err := s.GetConsent(ctx, id, "app")
+		must(t, err)
+		events, err := s.ListAuditEvents(ctx, id, 10)
+		must(t, err)
+		bcs, err := s.ListBackupCodes(ctx, id)
+		must(t, err)
+		if (len(scopes) == 0) != gone || (len(events) == 0) != gone || (len(bcs) == 0) != gone {
+			t.Errorf("%s after deleting u1: consent %q, %d audit events, %d backup codes", id, scopes, len(events), len(bcs))
+		}
+	}
+	mails, err := s.ClaimMail(ctx, at(time.Minute), at(time.Hour), 10)
+	must(t, err)
+	if len(mails) != 1 || mails[0].To != "u2@example.com" {
+		t.Errorf("mails left in the outbox: %+v, want u2's alone", mails)
+	}
 }
 
 // testUpgradePasswordHash: a login's rehash replaces the hash it verified,
