@@ -21,6 +21,7 @@ import (
 
 	"github.com/kamera-id/idp/idp/app"
 	"github.com/kamera-id/idp/idp/config"
+	"github.com/kamera-id/idp/idp/store"
 )
 
 const usage = `usage: idp <command> [flags]
@@ -78,26 +79,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		return migrate(ctx, args)
 	case "user create":
 		return userCreate(ctx, args, stdin, stdout)
-	case "user reset-mfa":
-		return userResetMFA(ctx, args, stdout)
-	case "user disable":
-		return userSetDisabled(ctx, "user disable", true, args, stdout)
-	case "user enable":
-		return userSetDisabled(ctx, "user enable", false, args, stdout)
-	case "user delete":
-		return userDelete(ctx, args, stdout)
 	case "client create":
 		return clientCreate(ctx, args, stdout)
-	case "client list":
-		return clientList(ctx, args, stdout)
-	case "client rotate-secret":
-		return clientRotateSecret(ctx, args, stdout)
-	case "client delete":
-		return clientDelete(ctx, args, stdout)
-	case "keys rotate":
-		return keysRotate(ctx, args, stdout)
 	case "demo-setup":
 		return demoSetup(ctx, args, stdout)
+	}
+	if c, ok := adminCommands[cmd]; ok {
+		return c.run(ctx, cmd, args, stdout)
 	}
 	return fmt.Errorf("unknown command %q; %w", strings.Join(strings.Fields(cmd), " "), errUsage)
 }
@@ -386,23 +374,6 @@ func userCreate(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 	return printJSON(stdout, map[string]string{"id": u.ID, "email": u.Email})
 }
 
-func userResetMFA(ctx context.Context, args []string, stdout io.Writer) error {
-	email, err := userEmail("user reset-mfa", args)
-	if err != nil {
-		return err
-	}
-	a, err := openApp(ctx)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	u, err := a.ResetMFA(ctx, email)
-	if err != nil {
-		return fmt.Errorf("user reset-mfa: %w", err)
-	}
-	return printJSON(stdout, map[string]any{"id": u.ID, "email": u.Email, "mfa": false})
-}
-
 // multi collects a repeatable string flag.
 type multi []string
 
@@ -442,52 +413,6 @@ func clientCreate(ctx context.Context, args []string, stdout io.Writer) error {
 	return printJSON(stdout, out)
 }
 
-// userEmail parses the one flag of the user commands that name a user.
-func userEmail(cmd string, args []string) (string, error) {
-	var email string
-	if err := flags(cmd, args, func(fs *flag.FlagSet) { fs.StringVar(&email, "email", "", "") }); err != nil {
-		return "", err
-	}
-	if email == "" {
-		return "", fmt.Errorf("%s: --email is required", cmd)
-	}
-	return email, nil
-}
-
-func userDelete(ctx context.Context, args []string, stdout io.Writer) error {
-	email, err := userEmail("user delete", args)
-	if err != nil {
-		return err
-	}
-	a, err := openApp(ctx)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	u, err := a.DeleteUser(ctx, email)
-	if err != nil {
-		return fmt.Errorf("user delete: %w", err)
-	}
-	return printJSON(stdout, map[string]any{"id": u.ID, "email": u.Email, "deleted": true})
-}
-
-func userSetDisabled(ctx context.Context, cmd string, disabled bool, args []string, stdout io.Writer) error {
-	email, err := userEmail(cmd, args)
-	if err != nil {
-		return err
-	}
-	a, err := openApp(ctx)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	u, err := a.SetUserDisabled(ctx, email, disabled)
-	if err != nil {
-		return fmt.Errorf("%s: %w", cmd, err)
-	}
-	return printJSON(stdout, map[string]any{"id": u.ID, "email": u.Email, "disabled": !u.DisabledAt.IsZero()})
-}
-
 // clientJSON is how client list shows a client (never its secret's hash).
 type clientJSON struct {
 	ID                     string    `json:"client_id"`
@@ -499,89 +424,102 @@ type clientJSON struct {
 	CreatedAt              time.Time `json:"created_at"`
 }
 
-func clientList(ctx context.Context, args []string, stdout io.Writer) error {
-	if err := flags("client list", args, func(*flag.FlagSet) {}); err != nil {
+// adminCommand is an administrative command that names at most one user
+// (--email) or client (--id), runs on the provider and prints its result
+// as JSON.
+type adminCommand struct {
+	flag string // the required flag, "email" or "id"; "": none
+	do   func(ctx context.Context, a *app.App, arg string) (any, error)
+}
+
+var adminCommands = map[string]adminCommand{
+	"user reset-mfa": {"email", func(ctx context.Context, a *app.App, email string) (any, error) {
+		u, err := a.ResetMFA(ctx, email)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"id": u.ID, "email": u.Email, "mfa": false}, nil
+	}},
+	"user disable": {"email", func(ctx context.Context, a *app.App, email string) (any, error) {
+		return disabledJSON(a.SetUserDisabled(ctx, email, true))
+	}},
+	"user enable": {"email", func(ctx context.Context, a *app.App, email string) (any, error) {
+		return disabledJSON(a.SetUserDisabled(ctx, email, false))
+	}},
+	"user delete": {"email", func(ctx context.Context, a *app.App, email string) (any, error) {
+		u, err := a.DeleteUser(ctx, email)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"id": u.ID, "email": u.Email, "deleted": true}, nil
+	}},
+	"client list": {"", func(ctx context.Context, a *app.App, _ string) (any, error) {
+		cs, err := a.Store.ListClients(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]clientJSON, 0, len(cs))
+		for _, c := range cs {
+			out = append(out, clientJSON{
+				ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs,
+				PostLogoutRedirectURIs: append([]string{}, c.PostLogoutRedirectURIs...),
+				Public:                 c.Public, FirstParty: c.FirstParty, CreatedAt: c.CreatedAt.UTC(),
+			})
+		}
+		return out, nil
+	}},
+	"client rotate-secret": {"id", func(ctx context.Context, a *app.App, id string) (any, error) {
+		secret, err := a.RotateClientSecret(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]string{"client_id": id, "client_secret": secret}, nil
+	}},
+	"client delete": {"id", func(ctx context.Context, a *app.App, id string) (any, error) {
+		if err := a.DeleteClient(ctx, id); err != nil {
+			return nil, err
+		}
+		return map[string]any{"client_id": id, "deleted": true}, nil
+	}},
+	"keys rotate": {"", func(ctx context.Context, a *app.App, _ string) (any, error) {
+		kid, err := a.Keys.Rotate(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]string{"kid": kid}, nil
+	}},
+}
+
+// run parses the command line of cmd, opens the provider and runs c; an
+// error is one line, prefixed with cmd.
+func (c adminCommand) run(ctx context.Context, cmd string, args []string, stdout io.Writer) error {
+	var arg string
+	if err := flags(cmd, args, func(fs *flag.FlagSet) {
+		if c.flag != "" {
+			fs.StringVar(&arg, c.flag, "", "")
+		}
+	}); err != nil {
 		return err
+	}
+	if c.flag != "" && arg == "" {
+		return fmt.Errorf("%s: --%s is required", cmd, c.flag)
 	}
 	a, err := openApp(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	cs, err := a.Store.ListClients(ctx)
+	out, err := c.do(ctx, a, arg)
 	if err != nil {
-		return fmt.Errorf("client list: %w", err)
-	}
-	out := make([]clientJSON, 0, len(cs))
-	for _, c := range cs {
-		out = append(out, clientJSON{
-			ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
-			Public: c.Public, FirstParty: c.FirstParty, CreatedAt: c.CreatedAt.UTC(),
-		})
-		if out[len(out)-1].PostLogoutRedirectURIs == nil {
-			out[len(out)-1].PostLogoutRedirectURIs = []string{}
-		}
+		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	return printJSON(stdout, out)
 }
 
-// clientID parses the one flag of the client commands that name a client.
-func clientID(cmd string, args []string) (string, error) {
-	var id string
-	if err := flags(cmd, args, func(fs *flag.FlagSet) { fs.StringVar(&id, "id", "", "") }); err != nil {
-		return "", err
-	}
-	if id == "" {
-		return "", fmt.Errorf("%s: --id is required", cmd)
-	}
-	return id, nil
-}
-
-func clientRotateSecret(ctx context.Context, args []string, stdout io.Writer) error {
-	id, err := clientID("client rotate-secret", args)
+// disabledJSON is what user disable and enable print.
+func disabledJSON(u *store.User, err error) (any, error) {
 	if err != nil {
-		return err
+		return nil, err
 	}
-	a, err := openApp(ctx)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	secret, err := a.RotateClientSecret(ctx, id)
-	if err != nil {
-		return fmt.Errorf("client rotate-secret: %w", err)
-	}
-	return printJSON(stdout, map[string]string{"client_id": id, "client_secret": secret})
-}
-
-func clientDelete(ctx context.Context, args []string, stdout io.Writer) error {
-	id, err := clientID("client delete", args)
-	if err != nil {
-		return err
-	}
-	a, err := openApp(ctx)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	if err := a.DeleteClient(ctx, id); err != nil {
-		return fmt.Errorf("client delete: %w", err)
-	}
-	return printJSON(stdout, map[string]any{"client_id": id, "deleted": true})
-}
-
-func keysRotate(ctx context.Context, args []string, stdout io.Writer) error {
-	if err := flags("keys rotate", args, func(*flag.FlagSet) {}); err != nil {
-		return err
-	}
-	a, err := openApp(ctx)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	kid, err := a.Keys.Rotate(ctx)
-	if err != nil {
-		return fmt.Errorf("keys rotate: %w", err)
-	}
-	return printJSON(stdout, map[string]string{"kid": kid})
+	return map[string]any{"id": u.ID, "email": u.Email, "disabled": !u.DisabledAt.IsZero()}, nil
 }

@@ -1465,15 +1465,7 @@ func TestUserDisabled(t *testing.T) {
 		if err != nil || u.DisabledAt.IsZero() {
 			t.Fatalf("disable: %v, %v", u, err)
 		}
-		if b.hasSession(p) {
-			t.Error("the browser is still signed in after the account was disabled")
-		}
-		if _, err := r.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tk.RefreshToken}).Token(); err == nil {
-			t.Error("the refresh token works after the account was disabled")
-		}
-		if _, err := r.provider.UserInfo(ctx, oauth2.StaticTokenSource(tk.Token)); err == nil {
-			t.Error("the access token works at userinfo after the account was disabled")
-		}
+		signedOut(t, p, b, r, tk, "the account was disabled")
 		halfway.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)})
 		if halfway.hasSession(p) {
 			t.Error("a login half-way when the account was disabled finished")
@@ -1500,6 +1492,22 @@ func TestUserDisabled(t *testing.T) {
 	})
 }
 
+// signedOut checks that the browser b's session and the tokens tk that r
+// got in it no longer work, since what happened (why).
+func signedOut(t *testing.T, p *provider, b *browser, r *rp, tk *tokens, why string) {
+	t.Helper()
+	ctx := context.Background()
+	if b.hasSession(p) {
+		t.Error("the browser is still signed in after " + why)
+	}
+	if _, err := r.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tk.RefreshToken}).Token(); err == nil {
+		t.Error("the refresh token works after " + why)
+	}
+	if _, err := r.provider.UserInfo(ctx, oauth2.StaticTokenSource(tk.Token)); err == nil {
+		t.Error("the access token works at userinfo after " + why)
+	}
+}
+
 // TestUserDeleted: an account deleted on request (idp user delete) is
 // signed out everywhere, its tokens stop working, its address logs in no
 // more (the usual message), and may sign up again as a new account.
@@ -1516,15 +1524,7 @@ func TestUserDeleted(t *testing.T) {
 		if _, err := p.app.DeleteUser(ctx, email); err != nil {
 			t.Fatal(err)
 		}
-		if b.hasSession(p) {
-			t.Error("the browser is still signed in after the account was deleted")
-		}
-		if _, err := r.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tk.RefreshToken}).Token(); err == nil {
-			t.Error("the refresh token works after the account was deleted")
-		}
-		if _, err := r.provider.UserInfo(ctx, oauth2.StaticTokenSource(tk.Token)); err == nil {
-			t.Error("the access token works at userinfo after the account was deleted")
-		}
+		signedOut(t, p, b, r, tk, "the account was deleted")
 		if pg := loginAttempt(p.newBrowser(), p, email, password); !strings.Contains(pg.alert(), "正しくありません") {
 			t.Errorf("the deleted account's password: %d %q", pg.Status, pg.alert())
 		}
