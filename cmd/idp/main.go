@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -36,6 +37,9 @@ commands:
   user delete --email E      delete an account and everything kept of it
   client create --id ID --name NAME --redirect-uri URI [--redirect-uri URI2 ...]
                 [--public] [--first-party] [--post-logout-redirect-uri URI ...]
+  client update --id ID [--name NAME] [--redirect-uri URI ...] [--post-logout-redirect-uri URI ...]
+                [--first-party=true|false]
+                             change a relying party (a list given replaces the list)
   client list                list the relying parties (JSON, no secrets)
   client rotate-secret --id ID
                              give a confidential client a new secret (the old one stops working)
@@ -81,6 +85,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		return userCreate(ctx, args, stdin, stdout)
 	case "client create":
 		return clientCreate(ctx, args, stdout)
+	case "client update":
+		return clientUpdate(ctx, args, stdout)
 	case "demo-setup":
 		return demoSetup(ctx, args, stdout)
 	}
@@ -413,6 +419,63 @@ func clientCreate(ctx context.Context, args []string, stdout io.Writer) error {
 	return printJSON(stdout, out)
 }
 
+// optString is a string flag that knows whether it was given.
+type optString struct{ v *string }
+
+func (o *optString) String() string {
+	if o.v == nil {
+		return ""
+	}
+	return *o.v
+}
+func (o *optString) Set(v string) error { o.v = &v; return nil }
+
+// optBool is a boolean flag (--x, --x=true, --x=false) that knows whether it
+// was given.
+type optBool struct{ v *bool }
+
+func (o *optBool) String() string   { return strconv.FormatBool(o.v != nil && *o.v) }
+func (o *optBool) IsBoolFlag() bool { return true }
+func (o *optBool) Set(v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return errors.New("want true or false")
+	}
+	o.v = &b
+	return nil
+}
+
+func clientUpdate(ctx context.Context, args []string, stdout io.Writer) error {
+	var id string
+	var name optString
+	var firstParty optBool
+	var redirects, postLogout multi
+	if err := flags("client update", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&id, "id", "", "")
+		fs.Var(&name, "name", "")
+		fs.Var(&redirects, "redirect-uri", "")
+		fs.Var(&postLogout, "post-logout-redirect-uri", "")
+		fs.Var(&firstParty, "first-party", "")
+	}); err != nil {
+		return err
+	}
+	if id == "" {
+		return errors.New("client update: --id is required")
+	}
+	if name.v == nil && redirects == nil && postLogout == nil && firstParty.v == nil {
+		return errors.New("client update: nothing to change (--name, --redirect-uri, --post-logout-redirect-uri, --first-party)")
+	}
+	return adminCommand{do: func(ctx context.Context, a *app.App, _ string) (any, error) {
+		c, err := a.UpdateClient(ctx, id, app.ClientChange{
+			Name: name.v, RedirectURIs: redirects, PostLogoutRedirectURIs: postLogout, FirstParty: firstParty.v,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return clientJSONOf(c), nil
+	}}.run(ctx, "client update", nil, stdout)
+}
+
 // clientJSON is how client list shows a client (never its secret's hash).
 type clientJSON struct {
 	ID                     string    `json:"client_id"`
@@ -422,6 +485,14 @@ type clientJSON struct {
 	Public                 bool      `json:"public"`
 	FirstParty             bool      `json:"first_party"`
 	CreatedAt              time.Time `json:"created_at"`
+}
+
+func clientJSONOf(c *store.Client) clientJSON {
+	return clientJSON{
+		ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs,
+		PostLogoutRedirectURIs: append([]string{}, c.PostLogoutRedirectURIs...),
+		Public:                 c.Public, FirstParty: c.FirstParty, CreatedAt: c.CreatedAt.UTC(),
+	}
 }
 
 // adminCommand is an administrative command that names at most one user
@@ -459,12 +530,8 @@ var adminCommands = map[string]adminCommand{
 			return nil, err
 		}
 		out := make([]clientJSON, 0, len(cs))
-		for _, c := range cs {
-			out = append(out, clientJSON{
-				ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs,
-				PostLogoutRedirectURIs: append([]string{}, c.PostLogoutRedirectURIs...),
-				Public:                 c.Public, FirstParty: c.FirstParty, CreatedAt: c.CreatedAt.UTC(),
-			})
+		for i := range cs {
+			out = append(out, clientJSONOf(&cs[i]))
 		}
 		return out, nil
 	}},

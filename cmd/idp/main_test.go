@@ -104,6 +104,12 @@ func TestCLI(t *testing.T) {
 			len(list[1]["redirect_uris"].([]any)) != 2 || strings.Contains(listed.String(), "secret") {
 			t.Fatalf("client list = %s (%v)", listed.String(), err)
 		}
+		updated, err := cli(t, "", "client", "update", "--id", "viewer", "--name", "Viewer 2",
+			"--redirect-uri", "https://viewer.example/cb2", "--first-party=false")
+		if err != nil || updated["name"] != "Viewer 2" || updated["first_party"] != false ||
+			len(updated["redirect_uris"].([]any)) != 1 || updated["redirect_uris"].([]any)[0] != "https://viewer.example/cb2" {
+			t.Fatalf("client update = %v, %v", updated, err)
+		}
 		rotated, err := cli(t, "", "client", "rotate-secret", "--id", "viewer")
 		if err != nil || rotated["client_id"] != "viewer" || len(rotated["client_secret"].(string)) < 43 ||
 			rotated["client_secret"] == c["client_secret"] {
@@ -118,6 +124,11 @@ func TestCLI(t *testing.T) {
 			"rotate-secret without --id":       {"client", "rotate-secret"},
 			"delete of a deleted client":       {"client", "delete", "--id", "spa"},
 			"list with an argument":            {"client", "list", "extra"},
+			"update with nothing to change":    {"client", "update", "--id", "viewer"},
+			"update of no client":              {"client", "update", "--id", "nope", "--name", "X"},
+			"update to a bad redirect URI":     {"client", "update", "--id", "viewer", "--redirect-uri", "http://evil.example/cb"},
+			"update to an empty name":          {"client", "update", "--id", "viewer", "--name", " "},
+			"update with a bad boolean":        {"client", "update", "--id", "viewer", "--first-party=maybe"},
 		} {
 			if name == "rotate-secret of a public client" {
 				if _, err := cli(t, "", "client", "create", "--id", "spa-2", "--name", "SPA", "--redirect-uri", "https://spa.example/cb", "--public"); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/kamera-id/idp/idp/app"
 	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/testenv"
 )
@@ -301,5 +302,37 @@ func TestClientSecretRotation(t *testing.T) {
 		if err := A.app.DeleteClient(ctx, "viewer"); err == nil {
 			t.Error("a deleted client was deleted again")
 		}
+	})
+}
+
+// TestClientUpdate: a client's redirect URIs changed (idp client update)
+// hold at once on the server that made the change: the old one is refused
+// with an error page (never a redirect), the new one logs in; turning a
+// first-party client into a third-party one brings the consent page.
+func TestClientUpdate(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		a := r.authorize()
+		r.mustExchange(a, login(t, p.newBrowser(), r, a)) // the client is cached
+
+		const moved = "http://localhost/callback2"
+		no := false
+		if _, err := p.app.UpdateClient(context.Background(), "viewer", app.ClientChange{RedirectURIs: []string{moved}, FirstParty: &no}); err != nil {
+			t.Fatal(err)
+		}
+		b := p.newBrowser()
+		if pg := b.get(r.authorize().URL); pg.Redirect != nil || pg.Status != http.StatusBadRequest {
+			t.Fatalf("the old redirect URI after the update: %d, redirect %v", pg.Status, pg.Redirect)
+		}
+		r.cfg.RedirectURL = moved
+		a = r.authorize()
+		pg := b.submit(b.get(a.URL), "password", map[string]string{"email": email, "password": password})
+		if pg.formWith("consent") == nil {
+			t.Fatalf("a client no longer first-party asks no consent: %d %s", pg.Status, pg.URL)
+		}
+		pg = b.submit(pg, "consent", map[string]string{"consent": "allow"})
+		r.mustExchange(a, pg.code(t, a))
 	})
 }

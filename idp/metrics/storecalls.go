@@ -116,6 +116,13 @@ func (m *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	return r0, err
 }
 
+func (m *Store) UpdateClient(ctx context.Context, c *store.Client) error {
+	start := time.Now()
+	err := m.Store.UpdateClient(ctx, c)
+	m.done("UpdateClient", start, err)
+	return err
+}
+
 func (m *Store) SetClientSecret(ctx context.Context, id string, secretHash []byte) error {
 	start := time.Now()
 	err := m.Store.SetClientSecret(ctx, id, secretHash)

@@ -356,6 +356,10 @@ type Store interface {
 	GetClient(ctx context.Context, id string) (*Client, error)
 	// ListClients returns every client, by id.
 	ListClients(ctx context.Context) ([]Client, error)
+	// UpdateClient replaces the name, redirect URIs, post-logout redirect
+	// URIs and first-party flag of the client c.ID (its secret, kind and
+	// creation time stay); ErrNotFound for an unknown client.
+	UpdateClient(ctx context.Context, c *Client) error
 	// SetClientSecret replaces the keyed hash of a confidential client's
 	// secret; ErrNotFound for an unknown client or a public one.
 	SetClientSecret(ctx context.Context, id string, secretHash []byte) error

@@ -260,6 +260,17 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	return cs, s.fail("list clients", rows.Err())
 }
 
+// UpdateClient implements store.Store.
+func (s *Store) UpdateClient(ctx context.Context, c *store.Client) error {
+	n, err := affected(s.q(ctx).ExecContext(ctx, `UPDATE clients SET name = $2, redirect_uris = $3,
+		post_logout_redirect_uris = $4, first_party = $5 WHERE id = $1`,
+		c.ID, c.Name, list(c.RedirectURIs), list(c.PostLogoutRedirectURIs), c.FirstParty))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return s.fail("update client", err)
+}
+
 // SetClientSecret implements store.Store.
 func (s *Store) SetClientSecret(ctx context.Context, id string, secretHash []byte) error {
 	n, err := affected(s.q(ctx).ExecContext(ctx,

@@ -528,6 +528,20 @@ func testClients(t *testing.T, s store.Store) {
 	must(t, err)
 	same(t, "ListClients", list, []store.Client{*c, *pub})
 
+	// An update changes the name, the URIs and the first-party flag, not
+	// the secret, the kind or the creation time.
+	upd := *c
+	upd.Name, upd.RedirectURIs, upd.PostLogoutRedirectURIs, upd.FirstParty = "Renamed", []string{"https://new.example/cb"}, nil, false
+	upd.SecretHash, upd.Public, upd.CreatedAt = []byte{7}, true, at(time.Hour)
+	must(t, s.UpdateClient(ctx, &upd))
+	got, err = s.GetClient(ctx, "app")
+	must(t, err)
+	want := *c
+	want.Name, want.RedirectURIs, want.PostLogoutRedirectURIs, want.FirstParty = "Renamed", []string{"https://new.example/cb"}, nil, false
+	same(t, "GetClient after UpdateClient", got, &want)
+	wantErr(t, "UpdateClient(unknown)", s.UpdateClient(ctx, &store.Client{ID: "nope"}), store.ErrNotFound)
+	must(t, s.UpdateClient(ctx, c)) // back as it was
+
 	// A new secret for the confidential client; none for the public one.
 	must(t, s.SetClientSecret(ctx, "app", []byte{9, 8, 7}))
 	got, err = s.GetClient(ctx, "app")
