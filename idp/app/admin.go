@@ -85,7 +85,7 @@ type ClientChange struct {
 }
 
 // UpdateClient changes the client id as ch says and returns it: at once in
-// this process, within the client cache's lifetime (30 s) on running
+// this process, within the client cache's lifetime (5 s) on running
 // servers. Its secret, consents and tokens stay.
 func (a *App) UpdateClient(ctx context.Context, id string, ch ClientChange) (*store.Client, error) {
 	c, err := a.Store.GetClient(ctx, id)
@@ -183,7 +183,7 @@ func (a *App) CreateClient(ctx context.Context, nc NewClient) (*store.Client, st
 // RotateClientSecret gives the confidential client id a new secret, which
 // it returns. Every server takes the new secret at once (a secret that does
 // not match a cached client reads it again); the old one stops working at
-// once in this process, and within the client cache's lifetime (30 s) on
+// once in this process, and within the client cache's lifetime (5 s) on
 // running servers. Tokens already issued stay valid; refreshing one needs
 // the new secret.
 func (a *App) RotateClientSecret(ctx context.Context, id string) (string, error) {
@@ -210,7 +210,7 @@ func (a *App) RotateClientSecret(ctx context.Context, id string) (string, error)
 }
 
 // DeleteClient removes the client id with its consents and tokens; running
-// servers refuse it within the client cache's lifetime (30 s).
+// servers refuse it within the client cache's lifetime (5 s).
 func (a *App) DeleteClient(ctx context.Context, id string) error {
 	err := a.Store.DeleteClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {

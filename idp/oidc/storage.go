@@ -101,9 +101,15 @@ type cachedClient struct {
 	fetched time.Time
 }
 
+// ClientCacheTTL is how long a client stays cached: a change made by
+// another process (idp client update, rotate-secret, delete) holds on a
+// running server within it. Reading a client this often costs nothing
+// measurable.
+const ClientCacheTTL = 5 * time.Second
+
 // NewStorage returns the fosite storage adapter over s.
 func NewStorage(s store.Store) *Storage {
-	return &Storage{Store: s, ClientTT: 30 * time.Second, clients: map[string]cachedClient{}, rereads: map[string]time.Time{}}
+	return &Storage{Store: s, ClientTT: ClientCacheTTL, clients: map[string]cachedClient{}, rereads: map[string]time.Time{}}
 }
 
 // Client returns the registered client, from the cache when fresh.
