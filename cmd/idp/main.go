@@ -32,6 +32,7 @@ commands:
   migrate                    apply pending database migrations and exit
   user create --email E [--name N] [--locale ja|en] --password-stdin
   user reset-mfa --email E   remove a user's two-step verification (support desk)
+  user show --email E        show an account (2FA on or off, disabled or not; never a secret)
   user disable --email E     lock an account out: its sessions and tokens end (support desk)
   user enable --email E      let a disabled account log in again
   user delete --email E      delete an account and everything kept of it
@@ -510,6 +511,21 @@ var adminCommands = map[string]adminCommand{
 			return nil, err
 		}
 		return map[string]any{"id": u.ID, "email": u.Email, "mfa": false}, nil
+	}},
+	"user show": {"email", func(ctx context.Context, a *app.App, email string) (any, error) {
+		u, err := a.UserByEmail(ctx, email)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]any{
+			"id": u.ID, "email": u.Email, "name": u.Name, "locale": u.Locale, "mfa": u.MFAEnabled,
+			"email_verified": !u.EmailVerifiedAt.IsZero(), "disabled": !u.DisabledAt.IsZero(),
+			"created_at": u.CreatedAt.UTC(),
+		}
+		if !u.DisabledAt.IsZero() {
+			out["disabled_at"] = u.DisabledAt.UTC()
+		}
+		return out, nil
 	}},
 	"user disable": {"email", func(ctx context.Context, a *app.App, email string) (any, error) {
 		return disabledJSON(a.SetUserDisabled(ctx, email, true))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,6 +43,11 @@ func TestCLI(t *testing.T) {
 		if err != nil || u["email"] != "Ken@Example.com" || u["id"] == "" || strings.Contains(u["id"].(string), "@") {
 			t.Fatalf("user create = %v, %v", u, err)
 		}
+		shown, err := cli(t, "", "user", "show", "--email", "KEN@example.com")
+		if err != nil || shown["id"] != u["id"] || shown["name"] != "Ken" || shown["mfa"] != false || shown["disabled"] != false ||
+			shown["email_verified"] != false || shown["created_at"] == nil || strings.Contains(fmt.Sprint(shown), "argon2") {
+			t.Fatalf("user show = %v, %v", shown, err)
+		}
 		for _, step := range []struct {
 			cmd  string
 			want bool
@@ -62,6 +68,7 @@ func TestCLI(t *testing.T) {
 			"delete a deleted user":       {"user", "delete", "--email", "gone@example.com"},
 			"delete without --email":      {"user", "delete"},
 			"disable unknown user":        {"user", "disable", "--email", "nobody@example.com"},
+			"show unknown user":           {"user", "show", "--email", "nobody@example.com"},
 			"enable without --email":      {"user", "enable"},
 			"duplicate e-mail (any case)": {"user", "create", "--email", "ken@example.com", "--password-stdin"},
 			"short password":              {"user", "create", "--email", "b@example.com", "--password-stdin"},

@@ -238,7 +238,7 @@ func (a *App) forgetClient(id string) {
 // disabled, and its address no reset link. Nothing changes (and nothing is
 // recorded) when the account already is as asked.
 func (a *App) SetUserDisabled(ctx context.Context, email string, disabled bool) (*store.User, error) {
-	u, err := a.userByEmail(ctx, email)
+	u, err := a.UserByEmail(ctx, email)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +277,7 @@ func (a *App) SetUserDisabled(ctx context.Context, email string, disabled bool) 
 // account to be deleted. Its sessions and tokens stop working at once; the
 // address may sign up again as a new account (another sub).
 func (a *App) DeleteUser(ctx context.Context, email string) (*store.User, error) {
-	u, err := a.userByEmail(ctx, email)
+	u, err := a.UserByEmail(ctx, email)
 	if err != nil {
 		return nil, err
 	}
@@ -290,9 +290,9 @@ func (a *App) DeleteUser(ctx context.Context, email string) (*store.User, error)
 	return u, nil
 }
 
-// userByEmail is the account with the address email, for a command that
+// UserByEmail is the account with the address email, for a command that
 // names it: a one-line error for an address without one.
-func (a *App) userByEmail(ctx context.Context, email string) (*store.User, error) {
+func (a *App) UserByEmail(ctx context.Context, email string) (*store.User, error) {
 	u, err := a.Store.GetUserByEmail(ctx, email)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("no user with e-mail %s", email)
@@ -303,7 +303,7 @@ func (a *App) userByEmail(ctx context.Context, email string) (*store.User, error
 // ResetMFA is the support desk's path for a user who lost both the
 // authenticator and the backup codes.
 func (a *App) ResetMFA(ctx context.Context, email string) (*store.User, error) {
-	u, err := a.userByEmail(ctx, email)
+	u, err := a.UserByEmail(ctx, email)
 	if err != nil {
 		return nil, err
 	}
