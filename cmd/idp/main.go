@@ -42,8 +42,9 @@ commands:
                 [--first-party=true|false]
                              change a relying party (a list given replaces the list)
   client list                list the relying parties (JSON, no secrets)
-  client rotate-secret --id ID
-                             give a confidential client a new secret (the old one stops working)
+  client rotate-secret --id ID [--keep-old DURATION]
+                             give a confidential client a new secret; the old one stops
+                             working, or after DURATION (e.g. 24h, at most 720h)
   client delete --id ID      remove a relying party with its consents and tokens
   keys rotate                make a new signing key current
   demo-setup                 create the demo user and client of 'make run' if missing
@@ -88,6 +89,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		return clientCreate(ctx, args, stdout)
 	case "client update":
 		return clientUpdate(ctx, args, stdout)
+	case "client rotate-secret":
+		return clientRotateSecret(ctx, args, stdout)
 	case "demo-setup":
 		return demoSetup(ctx, args, stdout)
 	}
@@ -477,6 +480,31 @@ func clientUpdate(ctx context.Context, args []string, stdout io.Writer) error {
 	}}.run(ctx, "client update", nil, stdout)
 }
 
+func clientRotateSecret(ctx context.Context, args []string, stdout io.Writer) error {
+	var id string
+	var keepOld time.Duration
+	if err := flags("client rotate-secret", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&id, "id", "", "")
+		fs.DurationVar(&keepOld, "keep-old", 0, "")
+	}); err != nil {
+		return err
+	}
+	if id == "" {
+		return errors.New("client rotate-secret: --id is required")
+	}
+	return adminCommand{do: func(ctx context.Context, a *app.App, _ string) (any, error) {
+		secret, oldUntil, err := a.RotateClientSecret(ctx, id, keepOld)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]any{"client_id": id, "client_secret": secret}
+		if !oldUntil.IsZero() {
+			out["old_secret_until"] = oldUntil.UTC()
+		}
+		return out, nil
+	}}.run(ctx, "client rotate-secret", nil, stdout)
+}
+
 // clientJSON is how client list shows a client (never its secret's hash).
 type clientJSON struct {
 	ID                     string    `json:"client_id"`
@@ -550,13 +578,6 @@ var adminCommands = map[string]adminCommand{
 			out = append(out, clientJSONOf(&cs[i]))
 		}
 		return out, nil
-	}},
-	"client rotate-secret": {"id", func(ctx context.Context, a *app.App, id string) (any, error) {
-		secret, err := a.RotateClientSecret(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		return map[string]string{"client_id": id, "client_secret": secret}, nil
 	}},
 	"client delete": {"id", func(ctx context.Context, a *app.App, id string) (any, error) {
 		if err := a.DeleteClient(ctx, id); err != nil {

@@ -117,9 +117,13 @@ func TestCLI(t *testing.T) {
 			len(updated["redirect_uris"].([]any)) != 1 || updated["redirect_uris"].([]any)[0] != "https://viewer.example/cb2" {
 			t.Fatalf("client update = %v, %v", updated, err)
 		}
+		kept, err := cli(t, "", "client", "rotate-secret", "--id", "viewer", "--keep-old", "24h")
+		if err != nil || kept["old_secret_until"] == nil || kept["client_secret"] == c["client_secret"] {
+			t.Fatalf("client rotate-secret --keep-old 24h = %v, %v", kept, err)
+		}
 		rotated, err := cli(t, "", "client", "rotate-secret", "--id", "viewer")
 		if err != nil || rotated["client_id"] != "viewer" || len(rotated["client_secret"].(string)) < 43 ||
-			rotated["client_secret"] == c["client_secret"] {
+			rotated["client_secret"] == c["client_secret"] || rotated["old_secret_until"] != nil {
 			t.Fatalf("client rotate-secret = %v, %v (was %v)", rotated, err, c["client_secret"])
 		}
 		if _, err := cli(t, "", "client", "delete", "--id", "spa"); err != nil {
@@ -129,6 +133,8 @@ func TestCLI(t *testing.T) {
 			"rotate-secret of a public client": {"client", "rotate-secret", "--id", "spa-2"},
 			"rotate-secret of no client":       {"client", "rotate-secret", "--id", "nope"},
 			"rotate-secret without --id":       {"client", "rotate-secret"},
+			"rotate-secret keeping too long":   {"client", "rotate-secret", "--id", "viewer", "--keep-old", "721h"},
+			"rotate-secret keeping < 0":        {"client", "rotate-secret", "--id", "viewer", "--keep-old", "-1s"},
 			"delete of a deleted client":       {"client", "delete", "--id", "spa"},
 			"list with an argument":            {"client", "list", "extra"},
 			"update with nothing to change":    {"client", "update", "--id", "viewer"},

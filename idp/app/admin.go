@@ -180,33 +180,46 @@ func (a *App) CreateClient(ctx context.Context, nc NewClient) (*store.Client, st
 	return c, secret, nil
 }
 
+// MaxKeepOldSecret bounds how long a rotated-out client secret is taken.
+const MaxKeepOldSecret = 30 * 24 * time.Hour
+
 // RotateClientSecret gives the confidential client id a new secret, which
 // it returns. Every server takes the new secret at once (a secret that does
-// not match a cached client reads it again); the old one stops working at
-// once in this process, and within the client cache's lifetime (5 s) on
-// running servers. Tokens already issued stay valid; refreshing one needs
-// the new secret.
-func (a *App) RotateClientSecret(ctx context.Context, id string) (string, error) {
+// not match a cached client reads it again). The old one is still taken for
+// keepOld, so that the relying party's instances can switch one by one
+// (Keycloak's rotated secret); with none, it stops working at once in this
+// process and within the client cache's lifetime (5 s) on running servers.
+// A later rotation ends the old one's grace. Tokens already issued stay
+// valid; refreshing one needs a secret that is taken.
+func (a *App) RotateClientSecret(ctx context.Context, id string, keepOld time.Duration) (secret string, oldUntil time.Time, err error) {
+	if keepOld < 0 || keepOld > MaxKeepOldSecret {
+		return "", time.Time{}, fmt.Errorf("--keep-old %s: want 0 to %s", keepOld, MaxKeepOldSecret)
+	}
 	c, err := a.Store.GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", fmt.Errorf("no client with id %s", id)
+		return "", time.Time{}, fmt.Errorf("no client with id %s", id)
 	}
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	if c.Public {
-		return "", fmt.Errorf("client %s is public: it has no secret", id)
+		return "", time.Time{}, fmt.Errorf("client %s is public: it has no secret", id)
 	}
-	secret := crypt.RandomToken(32)
+	if keepOld > 0 {
+		// The real clock, not a.Now: the token endpoint checks it against
+		// the real clock, as fosite checks every time it keeps.
+		oldUntil = time.Now().Add(keepOld).Truncate(time.Second)
+	}
+	secret = crypt.RandomToken(32)
 	hash, _ := SecretHasher{Key: a.Key}.Hash(ctx, []byte(secret))
-	if err := a.Store.SetClientSecret(ctx, id, hash); err != nil {
+	if err := a.Store.SetClientSecret(ctx, id, hash, oldUntil); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return "", fmt.Errorf("no client with id %s", id) // deleted meanwhile
+			return "", time.Time{}, fmt.Errorf("no client with id %s", id) // deleted meanwhile
 		}
-		return "", err
+		return "", time.Time{}, err
 	}
 	a.forgetClient(id)
-	return secret, nil
+	return secret, oldUntil, nil
 }
 
 // DeleteClient removes the client id with its consents and tokens; running

@@ -275,7 +275,7 @@ func TestClientSecretRotation(t *testing.T) {
 		}
 
 		old := r.cfg.ClientSecret
-		secret, err := A.app.RotateClientSecret(ctx, "viewer")
+		secret, _, err := A.app.RotateClientSecret(ctx, "viewer", 0)
 		if err != nil || secret == old {
 			t.Fatalf("rotate: %q, %v", secret, err)
 		}
@@ -290,6 +290,38 @@ func TestClientSecretRotation(t *testing.T) {
 				t.Fatalf("the old secret still works at %s", p.Addr)
 			}
 		}
+
+		// Rotated again keeping the old secret for an hour: once B's cache
+		// has expired (5 s; here, forgotten), both are taken on both
+		// instances; once more without keeping: the one before is not.
+		next, until, err := A.app.RotateClientSecret(ctx, "viewer", time.Hour)
+		if err != nil || until.Before(time.Now().Add(59*time.Minute)) {
+			t.Fatalf("rotate keeping the old secret: until %v, %v", until, err)
+		}
+		B.app.Provider.Storage.ForgetClient("viewer")
+		for _, p := range []*provider{A, B} {
+			lb.to(p)
+			for _, s := range []string{secret, next} {
+				r.cfg.ClientSecret = s
+				if tk, err = refresh(tk); err != nil {
+					t.Fatalf("secret %d of 2 at %s during the old one's grace: %v", slices.Index([]string{secret, next}, s)+1, p.Addr, err)
+				}
+			}
+		}
+		last, _, err := A.app.RotateClientSecret(ctx, "viewer", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lb.to(A)
+		r.cfg.ClientSecret = next
+		if _, err := refresh(tk); err == nil {
+			t.Fatal("the secret before the last rotation, made without grace, still works")
+		}
+		r.cfg.ClientSecret = last
+		if tk, err = refresh(tk); err != nil {
+			t.Fatalf("the last secret: %v", err)
+		}
+		secret = last
 
 		if err := A.app.DeleteClient(ctx, "viewer"); err != nil {
 			t.Fatal(err)

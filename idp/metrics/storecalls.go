@@ -123,9 +123,9 @@ func (m *Store) UpdateClient(ctx context.Context, c *store.Client) error {
 	return err
 }
 
-func (m *Store) SetClientSecret(ctx context.Context, id string, secretHash []byte) error {
+func (m *Store) SetClientSecret(ctx context.Context, id string, secretHash []byte, keepOldUntil time.Time) error {
 	start := time.Now()
-	err := m.Store.SetClientSecret(ctx, id, secretHash)
+	err := m.Store.SetClientSecret(ctx, id, secretHash, keepOldUntil)
 	m.done("SetClientSecret", start, err)
 	return err
 }

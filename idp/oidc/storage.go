@@ -42,19 +42,24 @@ type client struct {
 }
 
 // GetRotatedHashes implements fosite.ClientWithSecretRotation, which fosite
-// asks only after the secret failed against GetHashedSecret: the client is
-// read again (rereadSecret), so that a secret given by "idp client
-// rotate-secret" in another process works at once on every server, not
-// after the client cache's lifetime. At most one read a second per client,
-// however many wrong secrets are sent.
+// asks only after the secret failed against GetHashedSecret: the secret
+// the client had before its last rotation while it is still taken
+// (RotatedUntil), and the client's secret read again (rereadSecret), so
+// that a secret given by "idp client rotate-secret" in another process
+// works at once on every server, not after the client cache's lifetime. At
+// most one read a second per client, however many wrong secrets are sent.
 func (c client) GetRotatedHashes() [][]byte {
+	var hs [][]byte
+	if len(c.RotatedSecretHash) > 0 && time.Now().Before(c.RotatedUntil) {
+		hs = append(hs, c.RotatedSecretHash)
+	}
 	if c.st == nil {
-		return nil
+		return hs
 	}
 	if h := c.st.rereadSecret(c.ID); len(h) > 0 && !bytes.Equal(h, c.SecretHash) {
-		return [][]byte{h}
+		hs = append(hs, h)
 	}
-	return nil
+	return hs
 }
 
 func (c client) GetID() string             { return c.ID }

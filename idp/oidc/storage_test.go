@@ -179,3 +179,17 @@ func TestCodeInEndedSession(t *testing.T) {
 		t.Fatalf("the code was stored: %v", err)
 	}
 }
+
+// TestRotatedSecretExpires: the secret a client had before its last
+// rotation is offered to fosite until RotatedUntil, not after.
+func TestRotatedSecretExpires(t *testing.T) {
+	for _, tc := range []struct {
+		until time.Time
+		want  int
+	}{{time.Now().Add(time.Minute), 1}, {time.Now().Add(-time.Second), 0}, {time.Time{}, 0}} {
+		c := client{Client: &store.Client{ID: "c1", SecretHash: []byte{1}, RotatedSecretHash: []byte{2}, RotatedUntil: tc.until}}
+		if got := c.GetRotatedHashes(); len(got) != tc.want || tc.want == 1 && got[0][0] != 2 {
+			t.Errorf("rotated until %v: hashes %v, want %d", tc.until, got, tc.want)
+		}
+	}
+}

@@ -102,6 +102,11 @@ type Client struct {
 	Public                 bool
 	FirstParty             bool // skips the consent page
 	CreatedAt              time.Time
+	// RotatedSecretHash is the keyed hash of the secret the client had
+	// before its last rotation, still taken until RotatedUntil (zero: not
+	// at all).
+	RotatedSecretHash []byte
+	RotatedUntil      time.Time
 }
 
 // SigningKey is a token signing key. The private part is encrypted with the
@@ -361,8 +366,9 @@ type Store interface {
 	// creation time stay); ErrNotFound for an unknown client.
 	UpdateClient(ctx context.Context, c *Client) error
 	// SetClientSecret replaces the keyed hash of a confidential client's
-	// secret; ErrNotFound for an unknown client or a public one.
-	SetClientSecret(ctx context.Context, id string, secretHash []byte) error
+	// secret; the one it replaces is still taken until keepOldUntil (zero:
+	// not at all). ErrNotFound for an unknown client or a public one.
+	SetClientSecret(ctx context.Context, id string, secretHash []byte, keepOldUntil time.Time) error
 	// DeleteClient removes the client with its consents and every token it
 	// holds (codes, access and refresh tokens), in one transaction;
 	// ErrNotFound for an unknown client.

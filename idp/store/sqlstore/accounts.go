@@ -235,11 +235,12 @@ func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error)
 	return &c, nil
 }
 
-const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, public, first_party, created_at`
+const clientColumns = `id, name, secret_hash, redirect_uris, post_logout_redirect_uris, public, first_party, created_at,
+	rotated_secret_hash, rotated_until`
 
 func clientDest(c *store.Client) []any {
 	return []any{&c.ID, &c.Name, bytesCol{&c.SecretHash}, listCol{&c.RedirectURIs}, listCol{&c.PostLogoutRedirectURIs},
-		&c.Public, &c.FirstParty, timeCol{&c.CreatedAt}}
+		&c.Public, &c.FirstParty, timeCol{&c.CreatedAt}, bytesCol{&c.RotatedSecretHash}, timeCol{&c.RotatedUntil}}
 }
 
 // ListClients implements store.Store.
@@ -271,10 +272,12 @@ func (s *Store) UpdateClient(ctx context.Context, c *store.Client) error {
 	return s.fail("update client", err)
 }
 
-// SetClientSecret implements store.Store.
-func (s *Store) SetClientSecret(ctx context.Context, id string, secretHash []byte) error {
-	n, err := affected(s.q(ctx).ExecContext(ctx,
-		`UPDATE clients SET secret_hash = $2 WHERE id = $1 AND NOT public`, id, blob(secretHash)))
+// SetClientSecret implements store.Store. The SET clauses read the row as
+// it was: the rotated-out secret is the one this statement replaces.
+func (s *Store) SetClientSecret(ctx context.Context, id string, secretHash []byte, keepOldUntil time.Time) error {
+	n, err := affected(s.q(ctx).ExecContext(ctx, `UPDATE clients SET secret_hash = $2,
+		rotated_secret_hash = CASE WHEN $3 > 0 THEN secret_hash ELSE $4 END, rotated_until = $3
+		WHERE id = $1 AND NOT public`, id, blob(secretHash), unix(keepOldUntil), []byte{}))
 	if err == nil && n == 0 {
 		err = store.ErrNotFound
 	}

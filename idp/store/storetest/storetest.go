@@ -542,13 +542,21 @@ func testClients(t *testing.T, s store.Store) {
 	wantErr(t, "UpdateClient(unknown)", s.UpdateClient(ctx, &store.Client{ID: "nope"}), store.ErrNotFound)
 	must(t, s.UpdateClient(ctx, c)) // back as it was
 
-	// A new secret for the confidential client; none for the public one.
-	must(t, s.SetClientSecret(ctx, "app", []byte{9, 8, 7}))
+	// A new secret for the confidential client, the old one kept for a
+	// while, then another without keeping the one it replaces; none for
+	// the public one.
+	must(t, s.SetClientSecret(ctx, "app", []byte{9, 8, 7}, at(time.Hour)))
 	got, err = s.GetClient(ctx, "app")
 	must(t, err)
-	same(t, "secret after SetClientSecret", got.SecretHash, []byte{9, 8, 7})
-	wantErr(t, "SetClientSecret(public)", s.SetClientSecret(ctx, "spa", []byte{1}), store.ErrNotFound)
-	wantErr(t, "SetClientSecret(unknown)", s.SetClientSecret(ctx, "nope", []byte{1}), store.ErrNotFound)
+	same(t, "secrets after SetClientSecret(keep the old)", [][]byte{got.SecretHash, got.RotatedSecretHash}, [][]byte{{9, 8, 7}, c.SecretHash})
+	same(t, "RotatedUntil", got.RotatedUntil, at(time.Hour))
+	must(t, s.SetClientSecret(ctx, "app", []byte{6}, time.Time{}))
+	got, err = s.GetClient(ctx, "app")
+	must(t, err)
+	same(t, "secret after SetClientSecret(drop the old)", got.SecretHash, []byte{6})
+	same(t, "rotated secret dropped", len(got.RotatedSecretHash) == 0 && got.RotatedUntil.IsZero(), true)
+	wantErr(t, "SetClientSecret(public)", s.SetClientSecret(ctx, "spa", []byte{1}, time.Time{}), store.ErrNotFound)
+	wantErr(t, "SetClientSecret(unknown)", s.SetClientSecret(ctx, "nope", []byte{1}, time.Time{}), store.ErrNotFound)
 	got, err = s.GetClient(ctx, "spa")
 	must(t, err)
 	same(t, "public client's secret", len(got.SecretHash), 0)
