@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -1532,6 +1533,50 @@ func TestUserDeleted(t *testing.T) {
 		a = r.authorize()
 		if sub := r.mustExchange(a, login(t, p.newBrowser(), r, a)).Claims["sub"]; sub != again.ID || sub == u.ID {
 			t.Errorf("the address signed up again logs in as %v, want the new account %s (not %s)", sub, again.ID, u.ID)
+		}
+	})
+}
+
+// TestRefreshNeedsTheAccount: behind the tokens that disabling or deleting
+// an account ends, a refresh and userinfo also refuse an account that is
+// disabled or gone (here changed in the database alone, its tokens left).
+func TestRefreshNeedsTheAccount(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		u := p.createUser(email, password)
+		r := p.newRP("viewer", true)
+		ctx := context.Background()
+		a := r.authorize()
+		tk := r.mustExchange(a, login(t, p.newBrowser(), r, a)).Token
+		sqlDB := p.app.Store.(interface{ DB() *sql.DB }).DB()
+		set := func(query string) {
+			t.Helper()
+			if _, err := sqlDB.Exec(query, u.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		refresh := func() error {
+			next, err := r.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tk.RefreshToken}).Token()
+			if err == nil {
+				tk = next
+			}
+			return err
+		}
+
+		set(`UPDATE users SET disabled_at = 1 WHERE id = $1`)
+		if err := refresh(); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
+			t.Errorf("a refresh for a disabled account: %v, want invalid_grant", err)
+		}
+		if _, err := r.provider.UserInfo(ctx, oauth2.StaticTokenSource(tk)); err == nil {
+			t.Error("userinfo answered for a disabled account")
+		}
+		set(`UPDATE users SET disabled_at = 0 WHERE id = $1`)
+		if err := refresh(); err != nil {
+			t.Fatalf("a refresh once enabled again: %v", err)
+		}
+		set(`DELETE FROM users WHERE id = $1`)
+		if err := refresh(); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
+			t.Errorf("a refresh for a deleted account: %v, want invalid_grant", err)
 		}
 	})
 }

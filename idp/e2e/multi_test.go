@@ -247,12 +247,14 @@ func headerKid(t *testing.T, tk *tokens) string {
 	return h.Kid
 }
 
-// TestClientSecretRotation: a secret rotated through one instance works at
-// once on another that has the client cached (a secret that does not match
-// makes the token endpoint read its client again); the old secret is
-// refused at once by the instance that rotated it, and by the other once
-// it has read the client again. A client deleted through one instance is
-// refused there at once, its refresh tokens gone.
+// TestClientSecretRotation: a secret rotated through one instance's process
+// (as idp client rotate-secret does from its own) works at once on another
+// instance that has the client cached (a secret that does not match makes
+// the token endpoint read its client again); the old secret is refused at
+// once in the process that rotated it, and by the other instance once it
+// has read the client again. With a grace, both secrets are taken. A client
+// deleted through one instance's process is refused there at once (that its
+// tokens are deleted is storetest's DeleteClient).
 func TestClientSecretRotation(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		lb, ps := startCluster(t, db, 2)

@@ -96,9 +96,10 @@ type Storage struct {
 	// AuthorizeCodeSignature); set by New.
 	CodeSignature func(ctx context.Context, code string) string
 
-	mu      sync.Mutex
-	clients map[string]cachedClient
-	rereads map[string]time.Time // when each client was last read again (rereadSecret)
+	mu       sync.Mutex
+	clients  map[string]cachedClient
+	rereads  map[string]time.Time // when each client's last reread ended (rereadSecret)
+	rereadMu sync.Mutex           // held by a reread
 }
 
 type cachedClient struct {
@@ -147,28 +148,36 @@ func (s *Storage) GetClient(ctx context.Context, id string) (fosite.Client, erro
 	return client{Client: c, st: s}, nil
 }
 
-// rereadSecret reads the client id again into the cache and returns its
-// secret hash, at most once a second per client; nil when it is not read
-// (or cannot be: a deleted client leaves the cache).
+// rereadSecret returns the client id's secret hash as stored at most a
+// second ago: read again into the cache, unless a read of it ended less
+// than a second ago, whose result the cache holds. Rereads run one at a
+// time, so requests that need one at once wait for the first and take its
+// result. nil when there is none (a deleted client leaves the cache, a
+// read that failed leaves nothing to take).
 func (s *Storage) rereadSecret(id string) []byte {
-	now := time.Now()
+	s.rereadMu.Lock()
+	defer s.rereadMu.Unlock()
 	s.mu.Lock()
-	if last, ok := s.rereads[id]; ok && now.Sub(last) < time.Second {
-		s.mu.Unlock()
-		return nil
-	}
-	s.rereads[id] = now
+	last, ok := s.rereads[id]
+	cc := s.clients[id]
 	s.mu.Unlock()
+	if ok && time.Since(last) < time.Second {
+		if cc.c == nil || cc.fetched.Before(last) {
+			return nil // gone, or that read failed
+		}
+		return cc.c.SecretHash
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := s.Store.GetClient(ctx, id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.rereads[id] = time.Now()
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		delete(s.clients, id)
 	case err == nil:
-		s.clients[id] = cachedClient{c: c, fetched: time.Now()}
+		s.clients[id] = cachedClient{c: c, fetched: s.rereads[id]}
 		return c.SecretHash
 	}
 	return nil

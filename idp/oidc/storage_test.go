@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -191,5 +192,57 @@ func TestRotatedSecretExpires(t *testing.T) {
 		if got := c.GetRotatedHashes(); len(got) != tc.want || tc.want == 1 && got[0][0] != 2 {
 			t.Errorf("rotated until %v: hashes %v, want %d", tc.until, got, tc.want)
 		}
+	}
+}
+
+// clientStore serves one client, counting its reads, each blocked until
+// release is closed (when set).
+type clientStore struct {
+	store.Store
+	mu      sync.Mutex
+	c       store.Client
+	reads   int
+	release chan struct{}
+}
+
+func (s *clientStore) GetClient(_ context.Context, id string) (*store.Client, error) {
+	if s.release != nil {
+		<-s.release
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reads++
+	c := s.c
+	return &c, nil
+}
+
+// TestRereadSecretOnceForMany: requests that need the client read again at
+// once (a rotated secret, sent by several instances of the relying party)
+// wait for one read and all take its result; one within the next second
+// takes the cached result, and one after it reads again.
+func TestRereadSecretOnceForMany(t *testing.T) {
+	cs := &clientStore{c: store.Client{ID: "c1", SecretHash: []byte("new")}, release: make(chan struct{})}
+	st := NewStorage(cs)
+	var wg sync.WaitGroup
+	got := make([][]byte, 5)
+	for i := range got {
+		wg.Go(func() { got[i] = st.rereadSecret("c1") })
+	}
+	close(cs.release)
+	wg.Wait()
+	for i, h := range got {
+		if string(h) != "new" {
+			t.Errorf("request %d got %q, want the stored secret", i, h)
+		}
+	}
+	if cs.reads != 1 {
+		t.Errorf("%d store reads for 5 requests at once, want 1", cs.reads)
+	}
+	st.mu.Lock()
+	st.rereads["c1"] = time.Now().Add(-2 * time.Second) // a second has passed
+	st.mu.Unlock()
+	cs.c.SecretHash = []byte("newer")
+	if h := st.rereadSecret("c1"); string(h) != "newer" || cs.reads != 2 {
+		t.Errorf("a reread a second later got %q after %d reads, want newer after 2", h, cs.reads)
 	}
 }

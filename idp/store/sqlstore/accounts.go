@@ -163,7 +163,12 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) error {
 		if err := q.QueryRowContext(ctx, `SELECT email FROM users WHERE id = $1`, userID).Scan(&email); err != nil {
 			return err // sql.ErrNoRows: ErrNotFound
 		}
+		// The sessions before the tokens, as endSessions does: a code being
+		// issued in a session locks the session's row (not the user's), so
+		// one stored before the DELETE of the sessions ends is found by the
+		// DELETE of the tokens, and one after it finds no session.
 		for _, del := range []string{
+			`DELETE FROM sessions WHERE user_id = $1`,
 			`DELETE FROM tokens WHERE subject = $1`,
 			`DELETE FROM audit_events WHERE user_id = $1`,
 			`DELETE FROM users WHERE id = $1`, // and, by their foreign keys, the rows that name it
@@ -199,6 +204,13 @@ func (s *Store) SetUserDisabled(ctx context.Context, userID string, at time.Time
 		if err != nil {
 			return err
 		}
+		// Its reset links are voided, as by a new password: a reset in
+		// flight (ConsumePasswordReset locks the user's row first too)
+		// finds its link used, and none works again once enabled.
+		if _, err := q.ExecContext(ctx, `UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at = 0`,
+			userID, unix(at)); err != nil {
+			return err
+		}
 		_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE WHERE subject = $1 AND active`, userID)
 		return err
 	})
@@ -216,12 +228,21 @@ func (s *Store) UpdateLocale(ctx context.Context, userID, locale string, now tim
 }
 
 // CreateClient stores a new client; ErrDuplicate when the id is taken.
+// Tokens left under its id by a deleted client of that id (written by a
+// server whose cache still held it, after DeleteClient's scan) are deleted
+// with it, so that they do not come back to life under the new client.
 func (s *Store) CreateClient(ctx context.Context, c *store.Client) error {
-	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO clients
-		(id, name, secret_hash, redirect_uris, post_logout_redirect_uris, public, first_party, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		c.ID, c.Name, blob(c.SecretHash), list(c.RedirectURIs), list(c.PostLogoutRedirectURIs),
-		c.Public, c.FirstParty, unix(c.CreatedAt))
+	err := s.inTx(ctx, func(q querier) error {
+		if _, err := q.ExecContext(ctx, `INSERT INTO clients
+			(id, name, secret_hash, redirect_uris, post_logout_redirect_uris, public, first_party, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			c.ID, c.Name, blob(c.SecretHash), list(c.RedirectURIs), list(c.PostLogoutRedirectURIs),
+			c.Public, c.FirstParty, unix(c.CreatedAt)); err != nil {
+			return err
+		}
+		_, err := q.ExecContext(ctx, `DELETE FROM tokens WHERE client_id = $1`, c.ID)
+		return err
+	})
 	return s.fail("create client", err)
 }
 
@@ -276,7 +297,7 @@ func (s *Store) UpdateClient(ctx context.Context, c *store.Client) error {
 // it was: the rotated-out secret is the one this statement replaces.
 func (s *Store) SetClientSecret(ctx context.Context, id string, secretHash []byte, keepOldUntil time.Time) error {
 	n, err := affected(s.q(ctx).ExecContext(ctx, `UPDATE clients SET secret_hash = $2,
-		rotated_secret_hash = CASE WHEN $3 > 0 THEN secret_hash ELSE $4 END, rotated_until = $3
+		rotated_secret_hash = CASE WHEN CAST($3 AS BIGINT) > 0 THEN secret_hash ELSE $4 END, rotated_until = $3
 		WHERE id = $1 AND NOT public`, id, blob(secretHash), unix(keepOldUntil), []byte{}))
 	if err == nil && n == 0 {
 		err = store.ErrNotFound

@@ -385,7 +385,15 @@ func testUserDisabled(t *testing.T, s store.Store) {
 				Subject: u, SessionID: []string{"", "s1", "s2"}[i], Data: []byte("{}"), Active: true, CreatedAt: t0, ExpiresAt: at(time.Hour)}))
 		}
 	}
+	for _, u := range []string{"u1", "u2"} {
+		must(t, s.CreatePasswordReset(ctx, &store.PasswordReset{TokenHash: []byte("reset-" + u), UserID: u,
+			CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	}
 	must(t, s.SetUserDisabled(ctx, "u1", at(time.Minute)))
+	_, err := s.GetPasswordReset(ctx, []byte("reset-u1"), at(time.Minute))
+	wantErr(t, "the disabled user's reset link", err, store.ErrNotFound)
+	_, err = s.GetPasswordReset(ctx, []byte("reset-u2"), at(time.Minute))
+	wantErr(t, "another user's reset link", err, nil)
 	got, err := s.GetUserByEmail(ctx, "u1@example.com")
 	must(t, err)
 	same(t, "DisabledAt", got.DisabledAt, at(time.Minute))
@@ -550,6 +558,11 @@ func testClients(t *testing.T, s store.Store) {
 	must(t, err)
 	same(t, "secrets after SetClientSecret(keep the old)", [][]byte{got.SecretHash, got.RotatedSecretHash}, [][]byte{{9, 8, 7}, c.SecretHash})
 	same(t, "RotatedUntil", got.RotatedUntil, at(time.Hour))
+	late := time.Date(2040, 1, 1, 0, 0, 0, 0, time.UTC) // past 2038: a 64-bit time
+	must(t, s.SetClientSecret(ctx, "app", []byte{9, 8, 7}, late))
+	got, err = s.GetClient(ctx, "app")
+	must(t, err)
+	same(t, "RotatedUntil past 2038", got.RotatedUntil, late)
 	must(t, s.SetClientSecret(ctx, "app", []byte{6}, time.Time{}))
 	got, err = s.GetClient(ctx, "app")
 	must(t, err)
@@ -599,6 +612,17 @@ func testDeleteClient(t *testing.T, s store.Store) {
 	must(t, err)
 	same(t, "clients left", len(list), 1)
 	same(t, "the client left", list[0].ID, "kept")
+
+	// A token written under the deleted id afterwards (by a server whose
+	// cache still held the client) does not come back with a new client
+	// of that id.
+	must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: store.KindRefreshToken, Signature: "late", RequestID: "r-late",
+		ClientID: "gone", Subject: u.ID, Data: []byte("{}"), Active: true, CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	newClient(t, s, "gone")
+	_, err = s.GetToken(ctx, store.KindRefreshToken, "late")
+	wantErr(t, "a token of the deleted client, after a new client took its id", err, store.ErrNotFound)
+	_, err = s.GetToken(ctx, store.KindRefreshToken, "kept-"+store.KindRefreshToken)
+	wantErr(t, "the other client's token, after a new client", err, nil)
 }
 
 func testSigningKeys(t *testing.T, s store.Store) {
