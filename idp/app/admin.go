@@ -266,9 +266,6 @@ func (a *App) SetUserDisabled(ctx context.Context, email string, disabled bool) 
 	at, event := time.Time{}, "user.enabled"
 	if disabled {
 		at, event = a.Now().Truncate(time.Second), "user.disabled"
-		if _, err := a.Store.DeleteUserSessions(tx, u.ID, ""); err != nil {
-			return nil, err
-		}
 	}
 	if err := a.Store.SetUserDisabled(tx, u.ID, at); err != nil {
 		return nil, err

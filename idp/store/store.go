@@ -342,8 +342,8 @@ type Store interface {
 	// SetUserDisabled disables the account at at, or enables it again (at
 	// zero); ErrNotFound for an unknown user. Disabling also replaces the
 	// account's security stamp (logins half-way end, device cookies stop
-	// counting), voids its reset links and deactivates every token issued
-	// to the user, in one
+	// counting), voids its reset links, deletes its sessions and
+	// deactivates every token issued to the user, in one
 	// transaction (the caller's, when ctx carries one) that first locks the
 	// user's row, as ending sessions does.
 	SetUserDisabled(ctx context.Context, userID string, at time.Time) error

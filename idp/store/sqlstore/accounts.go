@@ -206,9 +206,14 @@ func (s *Store) SetUserDisabled(ctx context.Context, userID string, at time.Time
 		}
 		// Its reset links are voided, as by a new password: a reset in
 		// flight (ConsumePasswordReset locks the user's row first too)
-		// finds its link used, and none works again once enabled.
+		// finds its link used, and none works again once enabled. Then its
+		// sessions end and every token issued to it is deactivated, the
+		// sessions first, as in DeleteUser.
 		if _, err := q.ExecContext(ctx, `UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at = 0`,
 			userID, unix(at)); err != nil {
+			return err
+		}
+		if _, err := q.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1`, userID); err != nil {
 			return err
 		}
 		_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE WHERE subject = $1 AND active`, userID)
@@ -306,9 +311,10 @@ func (s *Store) SetClientSecret(ctx context.Context, id string, secretHash []byt
 }
 
 // DeleteClient implements store.Store. Its tokens are found by a scan (no
-// index serves client_id): deleting a client is rare, and a token it held
-// that a request in flight writes after the scan is refused anyway, since
-// using a token reads its client.
+// index serves client_id): deleting a client is rare. A token that a
+// server whose cache still holds the client writes after the scan is
+// refused, since using a token reads its client, and is deleted if a client
+// of that id is created again (CreateClient).
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	err := s.inTx(ctx, func(q querier) error {
 		n, err := affected(q.ExecContext(ctx, `DELETE FROM clients WHERE id = $1`, id))

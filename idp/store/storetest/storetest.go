@@ -388,9 +388,15 @@ func testUserDisabled(t *testing.T, s store.Store) {
 	for _, u := range []string{"u1", "u2"} {
 		must(t, s.CreatePasswordReset(ctx, &store.PasswordReset{TokenHash: []byte("reset-" + u), UserID: u,
 			CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+		must(t, s.CreateSession(ctx, &store.Session{TokenHash: []byte("tok-" + u), ID: "sid-" + u, UserID: u,
+			AuthTime: t0, AMR: []string{"pwd"}, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}))
 	}
 	must(t, s.SetUserDisabled(ctx, "u1", at(time.Minute)))
-	_, err := s.GetPasswordReset(ctx, []byte("reset-u1"), at(time.Minute))
+	_, err := s.GetSession(ctx, []byte("tok-u1"), at(time.Minute))
+	wantErr(t, "the disabled user's session", err, store.ErrNotFound)
+	_, err = s.GetSession(ctx, []byte("tok-u2"), at(time.Minute))
+	wantErr(t, "another user's session", err, nil)
+	_, err = s.GetPasswordReset(ctx, []byte("reset-u1"), at(time.Minute))
 	wantErr(t, "the disabled user's reset link", err, store.ErrNotFound)
 	_, err = s.GetPasswordReset(ctx, []byte("reset-u2"), at(time.Minute))
 	wantErr(t, "another user's reset link", err, nil)
