@@ -372,16 +372,13 @@ func userCreate(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 		return fmt.Errorf("user create: read password: %w", err)
 	}
 	nu.Password = strings.TrimRight(line, "\r\n")
-	a, err := openApp(ctx)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	u, err := a.CreateUser(ctx, nu)
-	if err != nil {
-		return fmt.Errorf("user create: %w", err)
-	}
-	return printJSON(stdout, map[string]string{"id": u.ID, "email": u.Email})
+	return withApp(ctx, "user create", stdout, func(a *app.App) (any, error) {
+		u, err := a.CreateUser(ctx, nu)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]string{"id": u.ID, "email": u.Email}, nil
+	})
 }
 
 // multi collects a repeatable string flag.
@@ -407,20 +404,17 @@ func clientCreate(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New("client create: --id and --name are required")
 	}
 	nc.RedirectURIs, nc.PostLogoutRedirectURIs = redirects, postLogout
-	a, err := openApp(ctx)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	c, secret, err := a.CreateClient(ctx, nc)
-	if err != nil {
-		return fmt.Errorf("client create: %w", err)
-	}
-	out := map[string]string{"client_id": c.ID}
-	if secret != "" {
-		out["client_secret"] = secret
-	}
-	return printJSON(stdout, out)
+	return withApp(ctx, "client create", stdout, func(a *app.App) (any, error) {
+		c, secret, err := a.CreateClient(ctx, nc)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]string{"client_id": c.ID}
+		if secret != "" {
+			out["client_secret"] = secret
+		}
+		return out, nil
+	})
 }
 
 // optString is a string flag that knows whether it was given.
@@ -469,7 +463,7 @@ func clientUpdate(ctx context.Context, args []string, stdout io.Writer) error {
 	if name.v == nil && redirects == nil && postLogout == nil && firstParty.v == nil {
 		return errors.New("client update: nothing to change (--name, --redirect-uri, --post-logout-redirect-uri, --first-party)")
 	}
-	return adminCommand{do: func(ctx context.Context, a *app.App, _ string) (any, error) {
+	return withApp(ctx, "client update", stdout, func(a *app.App) (any, error) {
 		c, err := a.UpdateClient(ctx, id, app.ClientChange{
 			Name: name.v, RedirectURIs: redirects, PostLogoutRedirectURIs: postLogout, FirstParty: firstParty.v,
 		})
@@ -477,7 +471,7 @@ func clientUpdate(ctx context.Context, args []string, stdout io.Writer) error {
 			return nil, err
 		}
 		return clientJSONOf(c), nil
-	}}.run(ctx, "client update", nil, stdout)
+	})
 }
 
 func clientRotateSecret(ctx context.Context, args []string, stdout io.Writer) error {
@@ -492,7 +486,7 @@ func clientRotateSecret(ctx context.Context, args []string, stdout io.Writer) er
 	if id == "" {
 		return errors.New("client rotate-secret: --id is required")
 	}
-	return adminCommand{do: func(ctx context.Context, a *app.App, _ string) (any, error) {
+	return withApp(ctx, "client rotate-secret", stdout, func(a *app.App) (any, error) {
 		secret, oldUntil, err := a.RotateClientSecret(ctx, id, keepOld)
 		if err != nil {
 			return nil, err
@@ -502,7 +496,7 @@ func clientRotateSecret(ctx context.Context, args []string, stdout io.Writer) er
 			out["old_secret_until"] = oldUntil.UTC()
 		}
 		return out, nil
-	}}.run(ctx, "client rotate-secret", nil, stdout)
+	})
 }
 
 // clientJSON is how client list shows a client (never its secret's hash).
@@ -608,12 +602,18 @@ func (c adminCommand) run(ctx context.Context, cmd string, args []string, stdout
 	if c.flag != "" && arg == "" {
 		return fmt.Errorf("%s: --%s is required", cmd, c.flag)
 	}
+	return withApp(ctx, cmd, stdout, func(a *app.App) (any, error) { return c.do(ctx, a, arg) })
+}
+
+// withApp opens the provider for the command cmd, runs do and prints its
+// result as JSON; an error of do is one line, prefixed with cmd.
+func withApp(ctx context.Context, cmd string, stdout io.Writer, do func(a *app.App) (any, error)) error {
 	a, err := openApp(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	out, err := c.do(ctx, a, arg)
+	out, err := do(a)
 	if err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
