@@ -554,7 +554,7 @@ type Store interface {
 	DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error)
 
 	// Password reset tokens.
-	CreatePasswordReset(ctx context.Context, r *PasswordReset) error // ErrNotFound for an unknown user
+	CreatePasswordReset(ctx context.Context, r *PasswordReset) error // ErrNotFound for an unknown or disabled user
 	// GetPasswordReset returns the unused, unexpired token with this hash
 	// (without using it); ErrNotFound otherwise.
 	GetPasswordReset(ctx context.Context, tokenHash []byte, now time.Time) (*PasswordReset, error)

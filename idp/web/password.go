@@ -295,7 +295,9 @@ func (s *Server) sendResetLink(r *http.Request, u *store.User) {
 	now := s.Now()
 	if err := s.Store.CreatePasswordReset(ctx, &store.PasswordReset{
 		TokenHash: crypt.HashToken(token), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.Config.PasswordResetTTL),
-	}); err != nil {
+	}); errors.Is(err, store.ErrNotFound) {
+		return // disabled or deleted since it was read: no link, as for an unknown address
+	} else if err != nil {
 		s.Logger.ErrorContext(ctx, "password reset link not made", append(logAttrs(r), "err", err)...)
 		return
 	}

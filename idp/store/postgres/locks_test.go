@@ -664,3 +664,28 @@ func TestConcurrentRotations(t *testing.T) {
 		})
 	}
 }
+
+// TestResetLinkRacingDisable: a reset link is made for an account (the
+// forgot-password page read it enabled) while the account is being
+// disabled, whose transaction has voided the links made before. The new
+// link waits for it and is not made: none outlives the disable.
+func TestResetLinkRacingDisable(t *testing.T) {
+	r := newLockRace(t)
+	ctx := t.Context()
+	r.newUserSession("u1", "sid-1")
+	disabler, maker := r.party("disable"), r.party("reset")
+	tx := r.begin(disabler)
+	r.must(disabler.SetUserDisabled(tx, "u1", lockT0))
+	link := &store.PasswordReset{TokenHash: []byte("reset-1"), UserID: "u1", CreatedAt: lockT0, ExpiresAt: lockT0.Add(time.Hour)}
+	making := r.start("reset", func() error { return maker.CreatePasswordReset(ctx, link) })
+	if !making.waited {
+		t.Fatal("the race was not played: the link did not wait for the disable")
+	}
+	r.must(disabler.Commit(tx))
+	if err := making.wait(); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("link: %v, want ErrNotFound", err)
+	}
+	if _, err := r.main.GetPasswordReset(ctx, link.TokenHash, lockT0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the link made meanwhile: %v, want none", err)
+	}
+}

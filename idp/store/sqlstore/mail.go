@@ -9,10 +9,23 @@ import (
 
 // Password reset tokens and the mail outbox.
 
-// CreatePasswordReset stores a reset token's hash.
+// CreatePasswordReset stores a reset token's hash for an account that
+// exists and is not disabled (ErrNotFound otherwise). The account is read in
+// the insert itself: on PostgreSQL its row is locked FOR KEY SHARE, so an
+// insert running while SetUserDisabled holds the row waits for it and then
+// finds the account disabled, instead of adding a link after the disable
+// voided the others. (SQLite runs one write transaction at a time.)
 func (s *Store) CreatePasswordReset(ctx context.Context, r *store.PasswordReset) error {
-	_, err := s.q(ctx).ExecContext(ctx, `INSERT INTO password_resets (token_hash, user_id, created_at, expires_at, used_at)
-		VALUES ($1, $2, $3, $4, $5)`, blob(r.TokenHash), r.UserID, unix(r.CreatedAt), unix(r.ExpiresAt), unix(r.UsedAt))
+	lock := ""
+	if s.dialect.RowLocks {
+		lock = ` FOR KEY SHARE`
+	}
+	n, err := affected(s.q(ctx).ExecContext(ctx, `INSERT INTO password_resets (token_hash, user_id, created_at, expires_at, used_at)
+		SELECT $1, id, $3, $4, $5 FROM users WHERE id = $2 AND disabled_at = 0`+lock,
+		blob(r.TokenHash), r.UserID, unix(r.CreatedAt), unix(r.ExpiresAt), unix(r.UsedAt)))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
 	return s.fail("create password reset", err)
 }
 
