@@ -255,9 +255,6 @@ func (a *App) SetUserDisabled(ctx context.Context, email string, disabled bool) 
 	if err != nil {
 		return nil, err
 	}
-	if u.DisabledAt.IsZero() != disabled {
-		return u, nil
-	}
 	tx, err := a.Store.BeginTx(ctx)
 	if err != nil {
 		return nil, err
@@ -267,8 +264,16 @@ func (a *App) SetUserDisabled(ctx context.Context, email string, disabled bool) 
 	if disabled {
 		at, event = a.Now().Truncate(time.Second), "user.disabled"
 	}
-	if err := a.Store.SetUserDisabled(tx, u.ID, at); err != nil {
+	changed, err := a.Store.SetUserDisabled(tx, u.ID, at)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("no user with e-mail %s", email) // deleted meanwhile
+		}
 		return nil, err
+	}
+	if !changed { // already as asked: say how it is now
+		_ = a.Store.Rollback(tx)
+		return a.UserByEmail(ctx, email)
 	}
 	if err := a.Store.AddAuditEvent(tx, &store.AuditEvent{
 		UserID: u.ID, Type: event, Detail: `{"by":"support"}`, CreatedAt: a.Now(),

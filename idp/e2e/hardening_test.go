@@ -1493,6 +1493,40 @@ func TestUserDisabled(t *testing.T) {
 	})
 }
 
+// TestUserDisabledOnce: support staff disable (then enable) an account
+// twice at once, from two terminals: one call changes it and records the
+// event, the other says how it is, whatever the order.
+func TestUserDisabledOnce(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db)
+		u, _, _ := enrolledUser(t, p)
+		ctx := context.Background()
+		for _, disabled := range []bool{true, false} {
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					got, err := p.app.SetUserDisabled(ctx, email, disabled)
+					if err != nil || got.DisabledAt.IsZero() == disabled {
+						t.Errorf("SetUserDisabled(%v) = %+v, %v", disabled, got, err)
+					}
+				})
+			}
+			wg.Wait()
+		}
+		events, err := p.app.Store.ListAuditEvents(ctx, u.ID, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count := map[string]int{}
+		for _, e := range events {
+			count[e.Type]++
+		}
+		if count["user.disabled"] != 1 || count["user.enabled"] != 1 {
+			t.Errorf("events recorded: %v, want one of each", count)
+		}
+	})
+}
+
 // signedOut checks that the browser b's session and the tokens tk that r
 // got in it no longer work, since what happened (why).
 func signedOut(t *testing.T, p *provider, b *browser, r *rp, tk *tokens, why string) {

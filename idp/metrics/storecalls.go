@@ -88,11 +88,11 @@ func (m *Store) DeleteUser(ctx context.Context, userID string) error {
 	return err
 }
 
-func (m *Store) SetUserDisabled(ctx context.Context, userID string, at time.Time) error {
+func (m *Store) SetUserDisabled(ctx context.Context, userID string, at time.Time) (bool, error) {
 	start := time.Now()
-	err := m.Store.SetUserDisabled(ctx, userID, at)
+	r0, err := m.Store.SetUserDisabled(ctx, userID, at)
 	m.done("SetUserDisabled", start, err)
-	return err
+	return r0, err
 }
 
 func (m *Store) CreateClient(ctx context.Context, c *store.Client) error {

@@ -345,8 +345,11 @@ type Store interface {
 	// counting), voids its reset links, deletes its sessions and
 	// deactivates every token issued to the user, in one
 	// transaction (the caller's, when ctx carries one) that first locks the
-	// user's row, as ending sessions does.
-	SetUserDisabled(ctx context.Context, userID string, at time.Time) error
+	// user's row, as ending sessions does. changed is false, and nothing
+	// was done, when the account already was as asked (decided on the
+	// locked row, so of two concurrent calls asking the same, one changes
+	// it).
+	SetUserDisabled(ctx context.Context, userID string, at time.Time) (changed bool, err error)
 	// DeleteUser removes the account and what is kept of it: its sessions,
 	// authenticator, backup codes, consents, reset links (foreign keys),
 	// every token issued to it, its audit events and the mails to its

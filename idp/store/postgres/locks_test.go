@@ -675,7 +675,8 @@ func TestResetLinkRacingDisable(t *testing.T) {
 	r.newUserSession("u1", "sid-1")
 	disabler, maker := r.party("disable"), r.party("reset")
 	tx := r.begin(disabler)
-	r.must(disabler.SetUserDisabled(tx, "u1", lockT0))
+	_, err := disabler.SetUserDisabled(tx, "u1", lockT0)
+	r.must(err)
 	link := &store.PasswordReset{TokenHash: []byte("reset-1"), UserID: "u1", CreatedAt: lockT0, ExpiresAt: lockT0.Add(time.Hour)}
 	making := r.start("reset", func() error { return maker.CreatePasswordReset(ctx, link) })
 	if !making.waited {

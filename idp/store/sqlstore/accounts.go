@@ -184,31 +184,38 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) error {
 }
 
 // SetUserDisabled implements store.Store.
-func (s *Store) SetUserDisabled(ctx context.Context, userID string, at time.Time) error {
+func (s *Store) SetUserDisabled(ctx context.Context, userID string, at time.Time) (bool, error) {
+	changed := false
 	err := s.inTx(ctx, func(q querier) error {
 		if err := s.lockUser(ctx, q, userID); err != nil {
 			return err
 		}
+		var n int64
+		var err error
 		if at.IsZero() {
-			n, err := affected(q.ExecContext(ctx, `UPDATE users SET disabled_at = 0 WHERE id = $1`, userID))
-			if err == nil && n == 0 {
-				err = store.ErrNotFound
-			}
-			return err
-		}
-		n, err := affected(q.ExecContext(ctx, `UPDATE users SET disabled_at = $2, security_stamp = $3, updated_at = $2
-			WHERE id = $1`, userID, unix(at), newStamp()))
-		if err == nil && n == 0 {
-			return store.ErrNotFound
+			n, err = affected(q.ExecContext(ctx, `UPDATE users SET disabled_at = 0 WHERE id = $1 AND disabled_at <> 0`, userID))
+		} else {
+			n, err = affected(q.ExecContext(ctx, `UPDATE users SET disabled_at = $2, security_stamp = $3, updated_at = $2
+				WHERE id = $1 AND disabled_at = 0`, userID, unix(at), newStamp()))
 		}
 		if err != nil {
 			return err
 		}
+		if n == 0 { // already as asked, or no such user
+			var one int
+			return q.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = $1`, userID).Scan(&one)
+		}
+		changed = true
+		if at.IsZero() {
+			return nil
+		}
 		// Its reset links are voided, as by a new password: a reset in
 		// flight (ConsumePasswordReset locks the user's row first too)
-		// finds its link used, and none works again once enabled. Then its
-		// sessions end and every token issued to it is deactivated, the
-		// sessions first, as in DeleteUser.
+		// finds its link used, and none works again once enabled (a link
+		// being made waits for the row, then finds the account disabled:
+		// CreatePasswordReset). Then its sessions end and every token
+		// issued to it is deactivated, the sessions first, as in
+		// DeleteUser.
 		if _, err := q.ExecContext(ctx, `UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at = 0`,
 			userID, unix(at)); err != nil {
 			return err
@@ -219,7 +226,10 @@ func (s *Store) SetUserDisabled(ctx context.Context, userID string, at time.Time
 		_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE WHERE subject = $1 AND active`, userID)
 		return err
 	})
-	return s.fail("set user disabled", err)
+	if err != nil {
+		return false, s.fail("set user disabled", err)
+	}
+	return changed, nil
 }
 
 // UpdateLocale implements store.Store.

@@ -21,12 +21,12 @@ func testPasswordResets(t *testing.T, s store.Store) {
 	// A disabled account gets no link (it is read in the insert: a link made
 	// while it is being disabled cannot outlive the disable's voiding).
 	newUser(t, s, "u3")
-	must(t, s.SetUserDisabled(ctx, "u3", t0))
+	must(t, changed(t, true)(s.SetUserDisabled(ctx, "u3", t0)))
 	rd := &store.PasswordReset{TokenHash: []byte("reset-d"), UserID: "u3", CreatedAt: t0, ExpiresAt: at(time.Minute)}
 	wantErr(t, "disabled user", s.CreatePasswordReset(ctx, rd), store.ErrNotFound)
 	_, err := s.GetPasswordReset(ctx, rd.TokenHash, t0)
 	wantErr(t, "a disabled user's link", err, store.ErrNotFound)
-	must(t, s.SetUserDisabled(ctx, "u3", time.Time{}))
+	must(t, changed(t, true)(s.SetUserDisabled(ctx, "u3", time.Time{})))
 	must(t, s.CreatePasswordReset(ctx, rd))
 
 	got, err := s.GetPasswordReset(ctx, r.TokenHash, t0)

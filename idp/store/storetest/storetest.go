@@ -365,8 +365,10 @@ func testSecurityStamp(t *testing.T, s store.Store) {
 	wantErr(t, "DeleteMFA again", s.DeleteMFA(ctx, "u1"), store.ErrNotFound)
 	step("DeleteMFA without an authenticator", false, nil)
 	step("UpdatePassword", true, s.UpdatePassword(ctx, "u1", "new", t0))
-	step("SetUserDisabled", true, s.SetUserDisabled(ctx, "u1", t0))
-	step("SetUserDisabled(enable)", false, s.SetUserDisabled(ctx, "u1", time.Time{}))
+	step("SetUserDisabled", true, changed(t, true)(s.SetUserDisabled(ctx, "u1", t0)))
+	step("SetUserDisabled again", false, changed(t, false)(s.SetUserDisabled(ctx, "u1", at(time.Minute))))
+	step("SetUserDisabled(enable)", false, changed(t, true)(s.SetUserDisabled(ctx, "u1", time.Time{})))
+	step("SetUserDisabled(enable) again", false, changed(t, false)(s.SetUserDisabled(ctx, "u1", time.Time{})))
 	u2, err := s.GetUser(ctx, "u2")
 	must(t, err)
 	same(t, "another user's stamp", u2.SecurityStamp, other)
@@ -391,7 +393,7 @@ func testUserDisabled(t *testing.T, s store.Store) {
 		must(t, s.CreateSession(ctx, &store.Session{TokenHash: []byte("tok-" + u), ID: "sid-" + u, UserID: u,
 			AuthTime: t0, AMR: []string{"pwd"}, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}))
 	}
-	must(t, s.SetUserDisabled(ctx, "u1", at(time.Minute)))
+	must(t, changed(t, true)(s.SetUserDisabled(ctx, "u1", at(time.Minute))))
 	_, err := s.GetSession(ctx, []byte("tok-u1"), at(time.Minute))
 	wantErr(t, "the disabled user's session", err, store.ErrNotFound)
 	_, err = s.GetSession(ctx, []byte("tok-u2"), at(time.Minute))
@@ -415,15 +417,33 @@ func testUserDisabled(t *testing.T, s store.Store) {
 			}
 		}
 	}
-	must(t, s.SetUserDisabled(ctx, "u1", time.Time{}))
+	// Disabled again, it keeps the time it was first disabled.
+	must(t, changed(t, false)(s.SetUserDisabled(ctx, "u1", at(2*time.Minute))))
+	got, err = s.GetUser(ctx, "u1")
+	must(t, err)
+	same(t, "DisabledAt after disabling again", got.DisabledAt, at(time.Minute))
+	must(t, changed(t, true)(s.SetUserDisabled(ctx, "u1", time.Time{})))
 	got, err = s.GetUser(ctx, "u1")
 	must(t, err)
 	same(t, "DisabledAt after enabling", got.DisabledAt.IsZero(), true)
 	tk, err := s.GetToken(ctx, store.KindRefreshToken, "u1-"+store.KindRefreshToken)
 	must(t, err)
 	same(t, "a token after enabling", tk.Active, false)
-	wantErr(t, "SetUserDisabled(unknown)", s.SetUserDisabled(ctx, "nobody", t0), store.ErrNotFound)
-	wantErr(t, "SetUserDisabled(unknown, enable)", s.SetUserDisabled(ctx, "nobody", time.Time{}), store.ErrNotFound)
+	wantErr(t, "SetUserDisabled(unknown)", changed(t, false)(s.SetUserDisabled(ctx, "nobody", t0)), store.ErrNotFound)
+	wantErr(t, "SetUserDisabled(unknown, enable)", changed(t, false)(s.SetUserDisabled(ctx, "nobody", time.Time{})),
+		store.ErrNotFound)
+}
+
+// changed checks the changed result of SetUserDisabled and passes its error
+// on.
+func changed(t *testing.T, want bool) func(bool, error) error {
+	return func(got bool, err error) error {
+		t.Helper()
+		if got != want {
+			t.Errorf("SetUserDisabled changed %v, want %v", got, want)
+		}
+		return err
+	}
 }
 
 // testDeleteUser: a deleted account takes with it everything kept of it
