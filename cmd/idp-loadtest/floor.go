@@ -280,7 +280,7 @@ func counterValue(fams map[string]*dto.MetricFamily, name string) (float64, erro
 // storeCallCounts adds the sample counts of every operation's series of
 // the store's latency histogram: all the calls, and those of operations
 // that write (every one but those that only read: Get…, List…,
-// LoginSession, Ping).
+// CurrentSigningKeyID, LoginSession, Ping).
 func storeCallCounts(fams map[string]*dto.MetricFamily) (calls, writes int64, err error) {
 	const name = "idp_store_operation_duration_seconds"
 	fam := fams[name]
@@ -299,7 +299,8 @@ func storeCallCounts(fams map[string]*dto.MetricFamily) (calls, writes int64, er
 
 // readOnlyOp reports whether the store operation op only reads.
 func readOnlyOp(op string) bool {
-	return strings.HasPrefix(op, "Get") || strings.HasPrefix(op, "List") || op == "LoginSession" || op == "Ping"
+	return strings.HasPrefix(op, "Get") || strings.HasPrefix(op, "List") ||
+		op == "CurrentSigningKeyID" || op == "LoginSession" || op == "Ping"
 }
 
 func labelValue(m *dto.Metric, name string) string {

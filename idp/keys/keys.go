@@ -2,14 +2,16 @@
 // kept in the store with the private half encrypted under the master key,
 // rotated on demand, and published as a JWKS while any token they signed
 // may still be alive. Every instance sharing a store sees the same keys; each
-// caches them briefly (CacheTTL) and reloads on an unknown kid.
+// keeps them decrypted, and reads them again when the store's current key
+// is another (checked before each signature and each JWKS), when they are
+// CacheTTL old, and on an unknown kid.
 //
-// A new key is published before it is used: every instance keeps signing
-// with the previous key until the new one has been in the store for
-// PublishDelay, longer than any instance's cache and any relying party's
-// JWKS cache (Cache-Control max-age 60 s) can be stale, so no token is ever
-// signed with a key that some instance behind the load balancer does not
-// serve yet.
+// A new key is current at once, everywhere: an instance signs with it from
+// its next signature, and serves it in its JWKS from its next request, so a
+// token never names a key that some instance behind the load balancer does
+// not serve. A relying party whose cached JWKS lacks the new kid fetches
+// the JWKS again, as OpenID Connect Core 1.0 section 10.1.1 has it; the
+// previous key stays published while tokens it signed live.
 package keys
 
 import (
@@ -45,14 +47,10 @@ type ManagerConfig struct {
 	// KeepRetired is how long a retired key stays published: the lifetime
 	// of the longest-lived token it can have signed, plus a margin.
 	KeepRetired time.Duration
-	// CacheTTL is how long the key set is cached before it is read again,
-	// so a rotation on another instance is seen (default 30s).
+	// CacheTTL is how long the key set is cached before it is read again
+	// whatever the current key (default 30s), so that a retired key is
+	// unpublished once KeepRetired has passed.
 	CacheTTL time.Duration
-	// PublishDelay is how long a new key is only published before tokens
-	// are signed with it (default CacheTTL + 90s). It must stay well below
-	// KeepRetired - IDTokenTTL: the key it replaces signs for this long
-	// after its retirement.
-	PublishDelay time.Duration
 }
 
 // Manager signs with the current key and publishes the live ones.
@@ -77,25 +75,18 @@ type keySet struct {
 }
 
 type signingKey struct {
-	kid     string
-	alg     jose.SignatureAlgorithm
-	signer  jose.Signer // with kid and typ JWT
-	priv    crypto.Signer
-	created time.Time
+	kid    string
+	alg    jose.SignatureAlgorithm
+	signer jose.Signer // with kid and typ JWT
+	priv   crypto.Signer
 }
 
-// signer is the key to sign with at now: the newest one published for at
-// least delay, or when none has been yet the one published longest (the
-// very first key, or the first of a newly configured algorithm, is the
-// only one).
-func (s *keySet) signer(now time.Time, delay time.Duration) *signingKey {
-	for _, k := range s.signers {
-		if !now.Before(k.created.Add(delay)) {
-			return k
-		}
-	}
+// signer is the key to sign with: the newest one of the configured
+// algorithm (the current key, unless a key of another algorithm was made
+// since), or else the current key.
+func (s *keySet) signer() *signingKey {
 	if len(s.signers) > 0 {
-		return s.signers[len(s.signers)-1]
+		return s.signers[0]
 	}
 	return s.current
 }
@@ -110,9 +101,6 @@ func NewManager(cfg ManagerConfig) *Manager {
 	}
 	if cfg.CacheTTL == 0 {
 		cfg.CacheTTL = 30 * time.Second
-	}
-	if cfg.PublishDelay == 0 {
-		cfg.PublishDelay = cfg.CacheTTL + 90*time.Second
 	}
 	return &Manager{cfg: cfg, reload: make(chan struct{}, 1)}
 }
@@ -156,9 +144,9 @@ func (m *Manager) Ensure(ctx context.Context) error {
 	return err
 }
 
-// Rotate makes a new key current: published at once, signing after
-// PublishDelay. The previous one stays published for KeepRetired; keys
-// retired before that are deleted.
+// Rotate makes a new key current: published and signing at once, on every
+// instance (see fresh). The previous one stays published for KeepRetired;
+// keys retired before that are deleted.
 func (m *Manager) Rotate(ctx context.Context) (string, error) {
 	priv, err := generate(m.cfg.Algorithm)
 	if err != nil {
@@ -198,11 +186,11 @@ func (m *Manager) Rotate(ctx context.Context) (string, error) {
 // Sign returns a compact JWS of payload signed with the current key.
 // Header entries other than alg and kid are copied (fosite sets typ).
 func (m *Manager) Sign(ctx context.Context, payload []byte, header map[string]any) (string, error) {
-	set, err := m.get(ctx)
+	set, err := m.fresh(ctx)
 	if err != nil {
 		return "", err
 	}
-	cur := set.signer(m.cfg.Now(), m.cfg.PublishDelay)
+	cur := set.signer()
 	signer := cur.signer
 	if extra := extraHeaders(header); len(extra) > 0 {
 		opts := (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", cur.kid)
@@ -242,9 +230,9 @@ func extraHeaders(h map[string]any) map[string]any {
 // unknownKidReload is how often, at most, a kid not known here makes
 // PublicKey read the keys again: a kid nobody signed with (in a forged
 // id_token_hint, say) must not turn every request into a store read. A key
-// rotated on another instance signs only after PublishDelay, by when every
-// instance has read it anyway; the reload is for a restored backup or a
-// clock that differs.
+// rotated on another instance is read here by the next signature or JWKS
+// anyway; the reload is for the requests between, a restored backup, or an
+// instance that signs rarely.
 const unknownKidReload = time.Second
 
 // reloadRetry is how long after a failed read of the keys the cached set
@@ -297,56 +285,90 @@ func (m *Manager) loadUnlessDone(ctx context.Context, loads uint64) (*keySet, er
 	return m.loadLocked(ctx)
 }
 
-// jwksFresh is how old, at most, the key set the JWKS is served from may
-// be while the store answers: a key made by `idp keys rotate` or another
-// instance is published here within it (it signs only after
-// PublishDelay), at the cost of one store read a second at most while the
-// JWKS is asked for (relying parties ask rarely: they cache it).
-const jwksFresh = time.Second
-
-// jwksReload bounds the read of the keys a JWKS request makes: while the
-// store hangs, one request waits this long, then the cached set is served
-// (and, for reloadRetry, without trying the store).
+// jwksReload bounds the reads a JWKS request makes: while the store hangs,
+// one request waits this long, then the cached set is served (and, for
+// reloadRetry, without trying the store).
 const jwksReload = time.Second
 
-// JWKS returns the published keys as a JSON Web Key Set.
+// JWKS returns the published keys as a JSON Web Key Set: with a key made
+// by `idp keys rotate` or another instance as soon as it is in the store
+// (see fresh).
 func (m *Manager) JWKS(ctx context.Context) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, jwksReload)
 	defer cancel()
-	set, err := m.getWithin(ctx, jwksFresh)
+	set, err := m.fresh(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return set.jwks, nil
 }
 
-// Current returns the current key's id: the newest key, which signs once
-// PublishDelay has passed since it was made (see Signing).
+// Current returns the current key's id: the newest key.
 func (m *Manager) Current(ctx context.Context) (string, error) {
-	set, err := m.get(ctx)
+	set, err := m.fresh(ctx)
 	if err != nil {
 		return "", err
 	}
 	return set.current.kid, nil
 }
 
-// Signing returns the id of the key new tokens are signed with now.
+// Signing returns the id of the key new tokens are signed with now: the
+// current key, unless it is of another algorithm than the configured one.
 func (m *Manager) Signing(ctx context.Context) (string, error) {
-	set, err := m.get(ctx)
+	set, err := m.fresh(ctx)
 	if err != nil {
 		return "", err
 	}
-	return set.signer(m.cfg.Now(), m.cfg.PublishDelay).kid, nil
+	return set.signer().kid, nil
 }
 
-// get returns the key set, read again once it is CacheTTL old.
-func (m *Manager) get(ctx context.Context) (*keySet, error) { return m.getWithin(ctx, m.cfg.CacheTTL) }
+// fresh returns the key set as the store has it: the cached set, read
+// again when the store's current key is another one (a rotation here, on
+// another instance or by `idp keys rotate`), or once it is CacheTTL old.
+// Checking costs one small read (CurrentSigningKeyID) per call, made by one
+// caller at a time: a call while another caller checks or reloads uses the
+// cached set at once, as does every call within reloadRetry of a failed
+// read, so a hanging store never holds a signature or a JWKS up for more
+// than the first caller's own deadline.
+func (m *Manager) fresh(ctx context.Context) (*keySet, error) {
+	m.mu.RLock()
+	set, failedAt := m.set, m.failedAt
+	m.mu.RUnlock()
+	if set == nil {
+		return m.load(ctx)
+	}
+	now := m.cfg.Now()
+	if now.Sub(failedAt) < reloadRetry || !m.tryLockReload() {
+		return set, nil
+	}
+	defer m.unlockReload()
+	m.mu.RLock()
+	set, at := m.set, m.loadedAt
+	m.mu.RUnlock()
+	if now.Sub(at) < m.cfg.CacheTTL {
+		id, err := m.cfg.Store.CurrentSigningKeyID(ctx)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			m.mu.Lock()
+			m.failedAt = now
+			m.mu.Unlock()
+			return set, nil // a store hiccup: keep signing with what we have
+		}
+		if id == set.current.kid {
+			return set, nil
+		}
+	}
+	if fresh, err := m.loadLocked(ctx); err == nil {
+		return fresh, nil
+	}
+	return set, nil
+}
 
-// getWithin returns the key set, read again once it is ttl old. With a set
-// at hand a store hiccup is no error: the cached set is used when the read
+// get returns the key set, read again once it is CacheTTL old (for
+// PublicKey, which reads it again on an unknown kid besides). With a set at
+// hand a store hiccup is no error: the cached set is used when the read
 // fails, for reloadRetry after a failed read, and while another caller's
 // read is in progress.
-func (m *Manager) getWithin(ctx context.Context, ttl time.Duration) (*keySet, error) {
+func (m *Manager) get(ctx context.Context) (*keySet, error) {
 	m.mu.RLock()
 	set, at, failedAt := m.set, m.loadedAt, m.failedAt
 	m.mu.RUnlock()
@@ -354,14 +376,14 @@ func (m *Manager) getWithin(ctx context.Context, ttl time.Duration) (*keySet, er
 		return m.load(ctx)
 	}
 	now := m.cfg.Now()
-	if now.Sub(at) < ttl || now.Sub(failedAt) < reloadRetry || !m.tryLockReload() {
+	if now.Sub(at) < m.cfg.CacheTTL || now.Sub(failedAt) < reloadRetry || !m.tryLockReload() {
 		return set, nil
 	}
 	defer m.unlockReload()
 	m.mu.RLock()
 	set, at = m.set, m.loadedAt
 	m.mu.RUnlock()
-	if now.Sub(at) < ttl { // read by another caller meanwhile
+	if now.Sub(at) < m.cfg.CacheTTL { // read by another caller meanwhile
 		return set, nil
 	}
 	if fresh, err := m.loadLocked(ctx); err == nil {
@@ -473,7 +495,7 @@ func (m *Manager) open(k *store.SigningKey) (*signingKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", k.ID, err)
 	}
-	return &signingKey{kid: k.ID, alg: alg, signer: signer, priv: priv, created: k.CreatedAt}, nil
+	return &signingKey{kid: k.ID, alg: alg, signer: signer, priv: priv}, nil
 }
 
 func currentOf(ks []store.SigningKey) *store.SigningKey {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -25,9 +26,22 @@ import (
 // used by the manager.
 type keyStore struct {
 	store.Store
-	mu    sync.Mutex
-	keys  []store.SigningKey
-	reads int // ListSigningKeys calls
+	mu     sync.Mutex
+	keys   []store.SigningKey
+	reads  int // ListSigningKeys calls
+	checks int // CurrentSigningKeyID calls
+}
+
+func (s *keyStore) CurrentSigningKeyID(context.Context) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checks++
+	for _, k := range s.keys {
+		if k.RetiredAt.IsZero() {
+			return k.ID, nil
+		}
+	}
+	return "", store.ErrNotFound
 }
 
 func (s *keyStore) ListSigningKeys(context.Context) ([]store.SigningKey, error) {
@@ -251,26 +265,16 @@ func BenchmarkSign(b *testing.B) {
 	}
 }
 
-// TestPublishBeforeUse: after a rotation every instance goes on signing
-// with the previous key until the new one has been published for
-// PublishDelay, and an instance that has not reloaded its cache yet still
-// verifies everything the others sign meanwhile.
-func TestPublishBeforeUse(t *testing.T) {
+// TestRotationCurrentAtOnce: a key rotated through one instance (or by
+// `idp keys rotate`) is current at once on every instance sharing the
+// store: the next signature anywhere uses it and every JWKS serves it, well
+// before their caches would expire; tokens signed before verify everywhere.
+func TestRotationCurrentAtOnce(t *testing.T) {
 	ctx := context.Background()
 	c := &clock{t: time.Unix(1_700_000_000, 0)}
 	st := &keyStore{}
-	a := newManager(t, st, "RS256", c) // the first key signs at once
+	a := newManager(t, st, "RS256", c)
 	b := newManager(t, st, "RS256", c)
-	first, _ := a.Signing(ctx)
-	if cur, _ := a.Current(ctx); cur != first {
-		t.Fatalf("first key %s does not sign at once (signing %s)", cur, first)
-	}
-	base := c.t.Add(time.Hour) // the rotation, an hour after the first key
-	c.t = base
-	second, err := a.Rotate(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	kidOf := func(tok string) string {
 		jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.RS256})
 		if err != nil {
@@ -278,80 +282,73 @@ func TestPublishBeforeUse(t *testing.T) {
 		}
 		return jws.Signatures[0].Header.KeyID
 	}
-	for _, step := range []time.Duration{0, 29 * time.Second, 31 * time.Second, 119 * time.Second} {
-		c.t = base.Add(step)
-		for _, m := range []*Manager{a, b} {
-			tok, err := m.Sign(ctx, []byte(`{}`), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if kid := kidOf(tok); kid != first {
-				t.Fatalf("%v after the rotation: signed with %s, want the previous key %s", step, kid, first)
-			}
-			verify(t, a, tok)
-			verify(t, b, tok)
-		}
-	}
-	// b's cache has refreshed by now: it publishes the new key...
-	var set jose.JSONWebKeySet
-	if j, _ := b.JWKS(ctx); json.Unmarshal(j, &set) != nil || len(set.Keys) != 2 {
-		t.Fatalf("b's JWKS after its cache refreshed: %s", j)
-	}
-	// ...and once the delay has passed both sign with it.
-	c.t = base.Add(120 * time.Second)
-	for _, m := range []*Manager{a, b} {
-		tok, _ := m.Sign(ctx, []byte(`{}`), nil)
-		if kid := kidOf(tok); kid != second {
-			t.Fatalf("after the publish delay: signed with %s, want %s", kid, second)
-		}
-		verify(t, a, tok)
-		verify(t, b, tok)
-	}
-}
-
-// TestJWKSFresh: a key made through another manager (`idp keys rotate`,
-// another instance) is in this one's JWKS within a second, well before its
-// cache of the keys would expire; it still signs only after the delay.
-func TestJWKSFresh(t *testing.T) {
-	ctx := context.Background()
-	c := &clock{t: time.Unix(1_700_000_000, 0)}
-	st := &keyStore{}
-	a := newManager(t, st, "RS256", c)
-	b := newManager(t, st, "RS256", c)
-	published := func(m *Manager) int {
+	published := func(m *Manager) []string {
 		t.Helper()
 		var set jose.JSONWebKeySet
 		j, err := m.JWKS(ctx)
 		if err != nil || json.Unmarshal(j, &set) != nil {
 			t.Fatalf("JWKS: %v %s", err, j)
 		}
-		return len(set.Keys)
+		var kids []string
+		for _, k := range set.Keys {
+			kids = append(kids, k.KeyID)
+		}
+		return kids
 	}
-	c.t = c.t.Add(time.Hour) // the rotation, an hour after the first key
-	if n := published(b); n != 1 {
-		t.Fatalf("JWKS before the rotation: %d keys", n)
+	first, _ := a.Signing(ctx)
+	before, _ := b.Sign(ctx, []byte(`{}`), nil)
+	if kid := kidOf(before); kid != first || len(published(b)) != 1 {
+		t.Fatalf("before the rotation: b signs with %s, want %s, and publishes %v", kid, first, published(b))
 	}
-	first, _ := b.Signing(ctx)
-	if _, err := a.Rotate(ctx); err != nil {
+	c.t = c.t.Add(time.Second) // well within both caches' lifetime
+	second, err := a.Rotate(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	c.t = c.t.Add(jwksFresh)
-	if n := published(b); n != 2 {
-		t.Errorf("JWKS %v after a rotation elsewhere: %d keys, want both", jwksFresh, n)
+	// b first: verifying through it would read the keys for the new kid.
+	var signed []string
+	for _, m := range []*Manager{b, a} {
+		if kids := published(m); !slices.Contains(kids, first) || !slices.Contains(kids, second) {
+			t.Fatalf("JWKS right after the rotation: %v, want %s and %s", kids, first, second)
+		}
+		if kid, _ := m.Signing(ctx); kid != second {
+			t.Fatalf("signing with %s right after the rotation, want the new key %s", kid, second)
+		}
+		tok, err := m.Sign(ctx, []byte(`{}`), nil)
+		if err != nil || kidOf(tok) != second {
+			t.Fatalf("a signature right after the rotation: %v, signed with %s, want %s", err, kidOf(tok), second)
+		}
+		signed = append(signed, tok)
 	}
-	if kid, _ := b.Signing(ctx); kid != first {
-		t.Errorf("signing with %s right after the rotation, want the previous key %s", kid, first)
+	for _, tok := range append(signed, before) {
+		verify(t, a, tok)
+		verify(t, b, tok)
+	}
+	// The check is one small read a signature; the keys themselves are
+	// read again only when the current key changed.
+	st.mu.Lock()
+	reads := st.reads
+	st.mu.Unlock()
+	for range 10 {
+		if _, err := b.Sign(ctx, []byte(`{}`), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.reads != reads {
+		t.Errorf("%d reads of the keys for 10 signatures with the current key unchanged, want 0", st.reads-reads)
 	}
 }
 
-// TestJWKSReloadBounded: a JWKS request whose key set is a second old
-// reads the keys again, but waits on a hanging store for jwksReload at
-// most, then serves the cached set; and keys that cannot be read (a key
-// sealed with another master key) are tried again only after reloadRetry,
-// not on every request.
+// TestJWKSReloadBounded: a JWKS request checks the store's current key,
+// but waits on a hanging store for jwksReload at most, then serves the
+// cached set; and keys that cannot be read (a key sealed with another
+// master key) are tried again only after reloadRetry, not on every
+// request.
 func TestJWKSReloadBounded(t *testing.T) {
 	c, st, m, want := hangingManager(t)
-	c.t = c.t.Add(2 * jwksFresh)
+	c.t = c.t.Add(2 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*jwksReload)
 	defer cancel()
 	if j, err := m.JWKS(ctx); err != nil || !bytes.Equal(j, want) || ctx.Err() != nil {
@@ -378,19 +375,19 @@ func TestJWKSReloadBounded(t *testing.T) {
 		if j, err := m.JWKS(context.Background()); err != nil || !bytes.Equal(j, want) {
 			t.Fatalf("JWKS with an unreadable new key: %v %s, want the cached set", err, j)
 		}
-		c.t = c.t.Add(jwksFresh / 10)
+		c.t = c.t.Add(100 * time.Millisecond)
 	}
 	st.mu.Lock()
 	reads := st.reads - before
 	st.mu.Unlock()
 	if reads != 1 {
-		t.Errorf("%d reads of the keys for 50 JWKS requests over %v, want 1", reads, 5*jwksFresh)
+		t.Errorf("%d reads of the keys for 50 JWKS requests over 5s, want 1", reads)
 	}
 }
 
-// hangingStore is a keyStore whose ListSigningKeys, once hang is set,
-// blocks until its context ends (a database that hangs rather than
-// refuses), telling entered each time it starts.
+// hangingStore is a keyStore whose reads, once hang is set, block until
+// their context ends (a database that hangs rather than refuses), telling
+// entered each time one starts.
 type hangingStore struct {
 	*keyStore
 	hang    atomic.Bool
@@ -402,13 +399,24 @@ func (s *hangingStore) ListSigningKeys(ctx context.Context) ([]store.SigningKey,
 	if !s.hang.Load() {
 		return s.keyStore.ListSigningKeys(ctx)
 	}
+	return nil, s.hangUntil(ctx)
+}
+
+func (s *hangingStore) CurrentSigningKeyID(ctx context.Context) (string, error) {
+	if !s.hang.Load() {
+		return s.keyStore.CurrentSigningKeyID(ctx)
+	}
+	return "", s.hangUntil(ctx)
+}
+
+func (s *hangingStore) hangUntil(ctx context.Context) error {
 	s.hung.Add(1)
 	select {
 	case s.entered <- struct{}{}:
 	default:
 	}
 	<-ctx.Done()
-	return nil, ctx.Err()
+	return ctx.Err()
 }
 
 // hangingManager is a manager whose keys were read, with the JWKS it

@@ -137,6 +137,13 @@ func (m *Store) DeleteClient(ctx context.Context, id string) error {
 	return err
 }
 
+func (m *Store) CurrentSigningKeyID(ctx context.Context) (string, error) {
+	start := time.Now()
+	r0, err := m.Store.CurrentSigningKeyID(ctx)
+	m.done("CurrentSigningKeyID", start, err)
+	return r0, err
+}
+
 func (m *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
 	start := time.Now()
 	r0, err := m.Store.ListSigningKeys(ctx)

@@ -380,6 +380,11 @@ type Store interface {
 
 	// Signing keys.
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error) // newest first
+	// CurrentSigningKeyID is the id of the current key (the one not
+	// retired, the first ListSigningKeys returns); ErrNotFound when there
+	// is none. A small read, made before a signature so that a key made
+	// anywhere signs at once.
+	CurrentSigningKeyID(ctx context.Context) (string, error)
 	// AddSigningKey stores k as the current key and retires (RetiredAt=now)
 	// every key that was current, in one transaction.
 	AddSigningKey(ctx context.Context, k *SigningKey, now time.Time) error

@@ -361,6 +361,14 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error)
 	return ks, s.fail("list signing keys", rows.Err())
 }
 
+// CurrentSigningKeyID implements store.Store.
+func (s *Store) CurrentSigningKeyID(ctx context.Context) (string, error) {
+	var id string
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT id FROM signing_keys WHERE retired_at = 0
+		ORDER BY created_at DESC, id DESC LIMIT 1`).Scan(&id)
+	return id, s.fail("current signing key", err)
+}
+
 // AddSigningKey stores k as the current key (whatever its RetiredAt) and
 // retires every key that was current at now, in one transaction. Where
 // write transactions run side by side (PostgreSQL), it first takes the

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"testing"
 	"time"
 
@@ -120,10 +121,11 @@ func benchTokens(b *testing.B, s store.Store) {
 }
 
 // benchLogin is every store call of one login with a TOTP code, in the
-// provider's order (the load tool counts 7; the login's state travels
+// provider's order (the load tool counts 8; the login's state travels
 // sealed in its requests): the password step's read, the second step's
 // read, the session (the login and its TOTP code spent with it), the code,
-// its exchange for tokens and userinfo's read. Data sizes are about the
+// the code's read and the check of the current signing key at the token
+// endpoint, its exchange for tokens and userinfo's read. Data sizes are about the
 // provider's.
 func benchLogin(b *testing.B, s store.Store) {
 	ctx := b.Context()
@@ -137,6 +139,10 @@ func benchLogin(b *testing.B, s store.Store) {
 	secretEnc := bytes.Repeat([]byte{1}, 48)
 	must("pending TOTP", s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: u.ID, SecretEnc: secretEnc, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
 	must("confirm TOTP", s.ConfirmTOTP(ctx, u.ID, secretEnc, 1, nil, now))
+	if _, err := s.CurrentSigningKeyID(ctx); errors.Is(err, store.ErrNotFound) {
+		must("signing key", s.AddSigningKey(ctx, &store.SigningKey{ID: "bench-key", Algorithm: "RS256",
+			PrivateEnc: bytes.Repeat([]byte{2}, 1250), PublicJWK: bytes.Repeat([]byte{3}, 400), CreatedAt: now}, now))
+	}
 	reqData := bytes.Repeat([]byte("r"), 1200)
 	step := int64(1)
 	for b.Loop() {
@@ -160,6 +166,8 @@ func benchLogin(b *testing.B, s store.Store) {
 		must("code", s.CreateToken(ctx, record(store.KindAuthorizeCode, code, true)))
 		_, err = s.GetToken(ctx, store.KindAuthorizeCode, code)
 		must("get code", err)
+		_, err = s.CurrentSigningKeyID(ctx)
+		must("signing key check", err)
 		access := crypt.RandomToken(32)
 		must("exchange", s.ExchangeTokens(ctx, &store.TokenExchange{
 			SpendKind: store.KindAuthorizeCode, SpendSignature: code,

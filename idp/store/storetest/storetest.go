@@ -658,6 +658,14 @@ func testSigningKeys(t *testing.T, s store.Store) {
 	if len(ks) != 0 {
 		t.Fatalf("ListSigningKeys on an empty store: %d keys", len(ks))
 	}
+	_, err = s.CurrentSigningKeyID(ctx)
+	wantErr(t, "CurrentSigningKeyID on an empty store", err, store.ErrNotFound)
+	current := func(what, want string) {
+		t.Helper()
+		id, err := s.CurrentSigningKeyID(ctx)
+		must(t, err)
+		same(t, "CurrentSigningKeyID "+what, id, want)
+	}
 	key := func(id string, created time.Time) store.SigningKey {
 		return store.SigningKey{ID: id, Algorithm: "ES256", PrivateEnc: []byte("enc-" + id),
 			PublicJWK: []byte(`{"kid":"` + id + `"}`), CreatedAt: created}
@@ -671,6 +679,7 @@ func testSigningKeys(t *testing.T, s store.Store) {
 	ks, err = s.ListSigningKeys(ctx)
 	must(t, err)
 	same(t, "after k1", ks, []store.SigningKey{k1})
+	current("after k1", "k1")
 
 	k2 := key("k2", at(time.Hour))
 	must(t, s.AddSigningKey(ctx, &k2, at(time.Hour)))
@@ -679,6 +688,7 @@ func testSigningKeys(t *testing.T, s store.Store) {
 	ks, err = s.ListSigningKeys(ctx)
 	must(t, err)
 	same(t, "after k3", ks, []store.SigningKey{k3, retired(k2, at(2*time.Hour)), retired(k1, at(time.Hour))})
+	current("after k3", "k3")
 
 	// A duplicate id fails and retires nothing.
 	dup := key("k3", at(3*time.Hour))
@@ -686,6 +696,7 @@ func testSigningKeys(t *testing.T, s store.Store) {
 	ks, err = s.ListSigningKeys(ctx)
 	must(t, err)
 	same(t, "after a failed add", ks, []store.SigningKey{k3, retired(k2, at(2*time.Hour)), retired(k1, at(time.Hour))})
+	current("after a failed add", "k3")
 
 	// Created in the same second as k3: the current key still comes first.
 	k4 := key("k4", at(2*time.Hour))
@@ -693,6 +704,7 @@ func testSigningKeys(t *testing.T, s store.Store) {
 	ks, err = s.ListSigningKeys(ctx)
 	must(t, err)
 	same(t, "after k4", ks, []store.SigningKey{k4, retired(k3, at(3*time.Hour)), retired(k2, at(2*time.Hour)), retired(k1, at(time.Hour))})
+	current("after k4, made in k3's second", "k4")
 
 	n, err := s.DeleteSigningKeysRetiredBefore(ctx, at(2*time.Hour))
 	must(t, err)
