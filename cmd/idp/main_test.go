@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -182,12 +183,29 @@ func TestUnmigratedPostgres(t *testing.T) {
 	}
 }
 
+// TestMissingKeyIsOneLineError: the embedded store makes the key file it
+// is given on first use; once the database holds what that key sealed, a
+// missing (or malformed) key file is a one-line error naming it.
 func TestMissingKeyIsOneLineError(t *testing.T) {
 	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "master.key")
 	t.Setenv("IDP_DATABASE_URL", "sqlite://"+filepath.Join(dir, "idp.db"))
-	t.Setenv("IDP_SECRET_KEY_FILE", filepath.Join(dir, "missing.key"))
+	t.Setenv("IDP_SECRET_KEY_FILE", keyFile)
+	if _, err := cli(t, "", "keys", "rotate"); err != nil {
+		t.Fatalf("first use, the key file to be made: %v", err)
+	}
+	if err := os.Remove(keyFile); err != nil {
+		t.Fatal(err)
+	}
 	_, err := cli(t, "", "keys", "rotate")
-	if err == nil || strings.Contains(oneLine(err), "\n") {
+	if err == nil || strings.Contains(oneLine(err), "\n") || !strings.Contains(err.Error(), keyFile) {
 		t.Fatalf("missing key file: %v", err)
+	}
+	if err := os.WriteFile(keyFile, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cli(t, "", "keys", "rotate")
+	if err == nil || strings.Contains(oneLine(err), "\n") || !strings.Contains(err.Error(), keyFile) {
+		t.Fatalf("malformed key file: %v", err)
 	}
 }

@@ -116,8 +116,8 @@ func OpenStore(ctx context.Context, cfg config.Config, migrate bool) (store.Stor
 }
 
 // LoadKey reads the master key: IDP_SECRET_KEY, or the key file (created on
-// first start only for the embedded default). A key file that group or
-// others may read or write is logged as a warning.
+// first start with the embedded store, never for PostgreSQL). A key file
+// that group or others may read or write is logged as a warning.
 func LoadKey(cfg config.Config, log *slog.Logger) (*crypt.Key, error) {
 	if cfg.SecretKey != "" {
 		return crypt.ParseKey(cfg.SecretKey)
@@ -134,13 +134,16 @@ func LoadKey(cfg config.Config, log *slog.Logger) (*crypt.Key, error) {
 }
 
 // createsKeyFile reports whether LoadKey creates the key file when it is
-// missing: for the embedded default only.
+// missing: with the embedded store, at the default path or the one
+// IDP_SECRET_KEY_FILE names (a database that already holds sealed data
+// refuses it: nothingSealed). PostgreSQL's is never generated: instances
+// sharing the database must share the key.
 func createsKeyFile(cfg config.Config) bool {
-	return cfg.SecretKey == "" && cfg.Embedded() && cfg.SecretKeyFile == config.DefaultSecretKeyFile
+	return cfg.SecretKey == "" && cfg.Embedded()
 }
 
 // keyFileToCreate reports whether LoadKey would create the key file: the
-// embedded default's, missing.
+// embedded store's, missing.
 func keyFileToCreate(cfg config.Config) bool {
 	if !createsKeyFile(cfg) {
 		return false
@@ -193,8 +196,8 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		opt.Now = time.Now
 	}
 	// The key first, so that a bad one stops the start before the store is
-	// touched; only a key file the embedded default is about to create
-	// waits for the store, which must not hold anything sealed yet.
+	// touched; only a key file the embedded store is about to create waits
+	// for the store, which must not hold anything sealed yet.
 	var (
 		key *crypt.Key
 		err error

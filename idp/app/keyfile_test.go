@@ -60,30 +60,44 @@ func TestKeyFileMode(t *testing.T) {
 	}
 }
 
-// TestMissingKeyFileOfUsedDatabase: the embedded default creates its master
-// key file on first start, but not for a database that already holds data
+// TestMissingKeyFileOfUsedDatabase: the embedded store creates its master
+// key file on first start (mode 0600), at the default path or the one
+// IDP_SECRET_KEY_FILE names, but not for a database that already holds data
 // sealed with a key (one copied or restored without its key file): that
-// start fails naming the file, and no new file is left in the way.
+// start fails naming the file, and no new file is left in the way. With
+// PostgreSQL a missing key file is an error (tested in config and e2e).
 func TestMissingKeyFileOfUsedDatabase(t *testing.T) {
-	t.Chdir(t.TempDir())
-	cfg, err := config.Load("", func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := Open(t.Context(), cfg, Options{Migrate: true})
-	if err != nil {
-		t.Fatalf("first start: %v", err)
-	}
-	a.Close()
-	if err := os.Remove(config.DefaultSecretKeyFile); err != nil {
-		t.Fatalf("the first start made no key file: %v", err)
-	}
-	_, err = Open(t.Context(), cfg, Options{Migrate: true})
-	if err == nil || !strings.Contains(err.Error(), config.DefaultSecretKeyFile+" is missing") {
-		t.Fatalf("start without the key file of a used database: %v, want an error naming the file", err)
-	}
-	if _, err := os.Stat(config.DefaultSecretKeyFile); err == nil {
-		t.Error("a new key file was created for a database it cannot read")
+	for name, env := range map[string]map[string]string{
+		"default":       {},
+		"named":         {"IDP_DATABASE_URL": "sqlite://run/idp.db", "IDP_SECRET_KEY_FILE": "run/keys/master.key"},
+		"named, absent": {"IDP_SECRET_KEY_FILE": "elsewhere/master.key"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			cfg, err := config.Load("", func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := Open(t.Context(), cfg, Options{Migrate: true})
+			if err != nil {
+				t.Fatalf("first start: %v", err)
+			}
+			a.Close()
+			fi, err := os.Stat(cfg.SecretKeyFile)
+			if err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("the first start's key file %s: %v %v, want mode 0600", cfg.SecretKeyFile, fi, err)
+			}
+			if err := os.Remove(cfg.SecretKeyFile); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Open(t.Context(), cfg, Options{Migrate: true})
+			if err == nil || !strings.Contains(err.Error(), cfg.SecretKeyFile+" is missing") {
+				t.Fatalf("start without the key file of a used database: %v, want an error naming the file", err)
+			}
+			if _, err := os.Stat(cfg.SecretKeyFile); err == nil {
+				t.Error("a new key file was created for a database it cannot read")
+			}
+		})
 	}
 }
 
