@@ -75,7 +75,7 @@ func TestOnlyServeMakesSigningKeys(t *testing.T) {
 		if _, err := cli(t, "", "client", "create", "--id", "viewer", "--name", "Viewer", "--redirect-uri", "https://viewer.example/cb"); err != nil {
 			t.Fatalf("client create: %v", err)
 		}
-		_, _ = cli(t, "", "user", "reset-mfa", "--email", "ken@example.com") // no 2FA: an error, after opening
+		_, _ = cli(t, "", "user", "reset-mfa", "--email", "ken@example.com") // no 2FA: nothing to do, after opening
 		var out bytes.Buffer
 		if err := run(context.Background(), []string{"demo-setup", "--client-file", filepath.Join(t.TempDir(), "demo.json")},
 			nil, &out); err != nil {

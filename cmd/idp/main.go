@@ -528,11 +528,13 @@ type adminCommand struct {
 
 var adminCommands = map[string]adminCommand{
 	"user reset-mfa": {"email", func(ctx context.Context, a *app.App, email string) (any, error) {
-		u, err := a.ResetMFA(ctx, email)
+		u, reset, err := a.ResetMFA(ctx, email)
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"id": u.ID, "email": u.Email, "mfa": false}, nil
+		// reset false: the user had no two-step verification, so nothing
+		// was done (a support script may run this twice).
+		return map[string]any{"id": u.ID, "email": u.Email, "mfa": false, "reset": reset}, nil
 	}},
 	"user show": {"email", func(ctx context.Context, a *app.App, email string) (any, error) {
 		u, err := a.UserByEmail(ctx, email)

@@ -316,42 +316,44 @@ func (a *App) UserByEmail(ctx context.Context, email string) (*store.User, error
 }
 
 // ResetMFA is the support desk's path for a user who lost both the
-// authenticator and the backup codes.
-func (a *App) ResetMFA(ctx context.Context, email string) (*store.User, error) {
-	u, err := a.UserByEmail(ctx, email)
+// authenticator and the backup codes. reset is false, and nothing was done
+// (no session ended, nothing recorded or mailed), when the user had no
+// two-step verification: what was asked for already holds.
+func (a *App) ResetMFA(ctx context.Context, email string) (u *store.User, reset bool, err error) {
+	u, err = a.UserByEmail(ctx, email)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	// The reset, the end of the user's sessions, its audit event and the
 	// notice to the user, or none of them.
 	tx, err := a.Store.BeginTx(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer func() { _ = a.Store.Rollback(tx) }()
 	if err := a.Store.DeleteMFA(tx, u.ID); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("user %s has no two-step verification to reset", email)
+			return u, false, nil
 		}
-		return nil, err
+		return nil, false, err
 	}
 	// The lost authenticator is often the lost phone, signed in to the
 	// account and its apps: every session ends, with its tokens.
 	if _, err := a.Store.DeleteUserSessions(tx, u.ID, ""); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := a.Store.AddAuditEvent(tx, &store.AuditEvent{
 		UserID: u.ID, Type: "mfa.reset", Detail: `{"by":"support"}`, CreatedAt: a.Now(),
 	}); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := a.Outbox.Enqueue(tx, u.Email, mail.Compose(mail.MFAReset, mail.Notice{
 		Lang: u.Locale, Product: a.Config.BrandName, When: a.Now(), AccountURL: a.Config.Issuer + "/account",
 	})); err != nil {
-		return nil, fmt.Errorf("2FA not reset: its notice e-mail could not be queued: %w", err)
+		return nil, false, fmt.Errorf("2FA not reset: its notice e-mail could not be queued: %w", err)
 	}
 	if err := a.Store.Commit(tx); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return u, nil
+	return u, true, nil
 }

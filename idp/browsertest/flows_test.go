@@ -278,7 +278,7 @@ func TestLostPhone(t *testing.T) {
 		s.st.clock.Advance(30 * time.Second)
 		s.enroll(false)
 		s.logoutAtViewer()
-		if _, err := s.st.app.ResetMFA(context.Background(), s.st.Email); err != nil {
+		if _, _, err := s.st.app.ResetMFA(context.Background(), s.st.Email); err != nil {
 			t.Fatal(err)
 		}
 		s.loginAtViewer("#amr", false)

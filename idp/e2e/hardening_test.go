@@ -1087,7 +1087,7 @@ func TestDeviceCookieAfter2FAChanges(t *testing.T) {
 		}
 
 		// The support desk's reset: the owner's cookie no longer counts.
-		if _, err := p.app.ResetMFA(context.Background(), email); err != nil {
+		if _, _, err := p.app.ResetMFA(context.Background(), email); err != nil {
 			t.Fatal(err)
 		}
 		if pg := loginAttempt(owner, p, email, password); pg.Status != http.StatusTooManyRequests {

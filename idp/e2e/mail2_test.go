@@ -78,7 +78,7 @@ func TestSecurityEmails(t *testing.T) {
 		srv.waitFor(email, "2段階認証が解除されました")
 
 		enroll(t, p, b)
-		if _, err := p.app.ResetMFA(context.Background(), email); err != nil {
+		if _, _, err := p.app.ResetMFA(context.Background(), email); err != nil {
 			t.Fatal(err)
 		}
 		srv.waitFor(email, "サポートにより2段階認証がリセットされました")
@@ -96,7 +96,7 @@ func TestSecurityEmails(t *testing.T) {
 		if strings.Contains(m.Body+m.Subject, "いつも") || !strings.Contains(m.Body, "IP address: 127.0.0.1") {
 			t.Errorf("English mail:\n%s", m.Body)
 		}
-		if _, err := p.app.ResetMFA(context.Background(), enEmail); err != nil {
+		if _, _, err := p.app.ResetMFA(context.Background(), enEmail); err != nil {
 			t.Fatal(err)
 		}
 		srv.waitFor(enEmail, "Support reset your two-step verification")

@@ -311,7 +311,7 @@ func TestSupportReset(t *testing.T) {
 		p.clock.Advance(30 * time.Second)
 		pg = phone.submit(pg, "code", map[string]string{"code": totpCode(t, p, secret)})
 		lost := r.mustExchange(a, pg.code(t, a))
-		if _, err := p.app.ResetMFA(context.Background(), email); err != nil {
+		if _, _, err := p.app.ResetMFA(context.Background(), email); err != nil {
 			t.Fatal(err)
 		}
 		if phone.hasSession(p) {
@@ -328,8 +328,19 @@ func TestSupportReset(t *testing.T) {
 		if len(events) == 0 || events[0].Type != "mfa.reset" {
 			t.Fatalf("latest audit event: %v, want mfa.reset", events)
 		}
-		if _, err := p.app.ResetMFA(context.Background(), email); err == nil {
-			t.Error("resetting a user without 2FA should say so")
+		// Again, now that the user has no 2FA: nothing to do, and nothing
+		// done (no event, the new session kept), but no error either.
+		again := p.newBrowser()
+		accountLogin(t, p, again, "")
+		before, _ := p.app.Store.ListAuditEvents(context.Background(), u.ID, 100)
+		if _, reset, err := p.app.ResetMFA(context.Background(), email); err != nil || reset {
+			t.Errorf("resetting a user without 2FA: reset %v, %v; want nothing done and no error", reset, err)
+		}
+		if after, _ := p.app.Store.ListAuditEvents(context.Background(), u.ID, 100); len(after) != len(before) {
+			t.Errorf("a reset with nothing to reset recorded an event: %v", after[0])
+		}
+		if !again.hasSession(p) {
+			t.Error("a reset with nothing to reset ended the user's session")
 		}
 	})
 }

@@ -525,7 +525,7 @@ func TestDisableRacingSupportReset(t *testing.T) {
 		form := with(e.getForm(t, "/account/2fa/disable"), "password", fuzzPassword)
 		mailsAfterReset := -1
 		e.useStore(&beforeSpend{Store: e.app.Store, hook: func() {
-			if _, err := e.app.ResetMFA(context.Background(), fuzzEmail); err != nil {
+			if _, _, err := e.app.ResetMFA(context.Background(), fuzzEmail); err != nil {
 				t.Error(err)
 			}
 			mailsAfterReset = e.mails(t)
