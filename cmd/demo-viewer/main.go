@@ -286,7 +286,7 @@ th{text-align:left;padding-right:1rem}pre{background:#f4f4f4;padding:1rem;overfl
 func (v *viewer) render(w http.ResponseWriter, status int, s *session, msg string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	if err := page.Execute(w, map[string]any{"S": s, "Error": msg, "Issuer": v.issuer}); err != nil {
+	if err := page.Execute(w, map[string]any{"S": s, "Error": msg, "Issuer": strings.TrimSuffix(v.issuer, "/")}); err != nil {
 		log.Printf("render: %v", err)
 	}
 }

@@ -348,7 +348,7 @@ func (a *App) ResetMFA(ctx context.Context, email string) (u *store.User, reset 
 		return nil, false, err
 	}
 	if err := a.Outbox.Enqueue(tx, u.Email, mail.Compose(mail.MFAReset, mail.Notice{
-		Lang: u.Locale, Product: a.Config.BrandName, When: a.Now(), AccountURL: a.Config.Issuer + "/account",
+		Lang: u.Locale, Product: a.Config.BrandName, When: a.Now(), AccountURL: a.Config.BaseURL() + "/account",
 	})); err != nil {
 		return nil, false, fmt.Errorf("2FA not reset: its notice e-mail could not be queued: %w", err)
 	}

@@ -294,10 +294,7 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("IDP_ISSUER: %q: scheme must be https (or http for localhost)", c.Issuer)
 	}
-	if strings.HasSuffix(c.Issuer, "/") {
-		return fmt.Errorf("IDP_ISSUER: %q must not end with a slash", c.Issuer)
-	}
-	if u.Path != "" || u.RawPath != "" || u.User != nil {
+	if (u.Path != "" && u.Path != "/") || u.RawPath != "" || u.User != nil {
 		// The routes are at the root: discovery would name endpoints under
 		// the path that answer 404, and the pages' redirects would drop it.
 		return fmt.Errorf("IDP_ISSUER: %q: must be a scheme and host (and port) only, without a path", c.Issuer)
@@ -552,6 +549,11 @@ func ContrastOnWhite(r, g, b uint8) float64 {
 	l := 0.2126*lin(r) + 0.7152*lin(g) + 0.0722*lin(b)
 	return 1.05 / (l + 0.05)
 }
+
+// BaseURL is the issuer without the slash it may end with (as Ory Hydra's
+// does, and OpenID Connect allows): what the provider's own URLs are built
+// on. The issuer itself, slash and all, is what tokens and discovery say.
+func (c Config) BaseURL() string { return strings.TrimSuffix(c.Issuer, "/") }
 
 // Secure reports whether the issuer is https (cookies get Secure, HSTS is sent).
 func (c Config) Secure() bool { return strings.HasPrefix(c.Issuer, "https://") }

@@ -376,9 +376,13 @@ func TestIssuerWithoutPath(t *testing.T) {
 			t.Errorf("IDP_ISSUER=%s: error %v, want one line saying it must be a scheme and host (and port) only", iss, err)
 		}
 	}
-	for _, iss := range []string{"https://example.com", "https://id.example.com:8443", "http://localhost:8080", "http://127.0.0.1:9000"} {
-		if _, err := Load("", env(map[string]string{"IDP_ISSUER": iss})); err != nil {
+	for _, iss := range []string{"https://example.com", "https://id.example.com:8443", "http://localhost:8080", "http://127.0.0.1:9000",
+		"https://example.com/", "http://localhost:8080/"} {
+		c, err := Load("", env(map[string]string{"IDP_ISSUER": iss}))
+		if err != nil {
 			t.Errorf("IDP_ISSUER=%s refused: %v", iss, err)
+		} else if c.Issuer != iss || c.BaseURL() != strings.TrimSuffix(iss, "/") {
+			t.Errorf("IDP_ISSUER=%s: issuer %q, base URL %q", iss, c.Issuer, c.BaseURL())
 		}
 	}
 }

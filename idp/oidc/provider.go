@@ -131,16 +131,16 @@ func New(cfg Config, st store.Store, keys KeySource) (*Provider, error) {
 }
 
 func (p *Provider) discovery() map[string]any {
-	iss := p.cfg.Issuer
+	base := strings.TrimSuffix(p.cfg.Issuer, "/") // an issuer may end with a slash
 	return map[string]any{
-		"issuer":                                        iss,
-		"authorization_endpoint":                        iss + PathAuthorize,
-		"token_endpoint":                                iss + PathToken,
-		"userinfo_endpoint":                             iss + PathUserinfo,
-		"jwks_uri":                                      iss + PathJWKS,
-		"revocation_endpoint":                           iss + PathRevoke,
-		"introspection_endpoint":                        iss + PathIntrospect,
-		"end_session_endpoint":                          iss + PathEndSession,
+		"issuer":                                        p.cfg.Issuer,
+		"authorization_endpoint":                        base + PathAuthorize,
+		"token_endpoint":                                base + PathToken,
+		"userinfo_endpoint":                             base + PathUserinfo,
+		"jwks_uri":                                      base + PathJWKS,
+		"revocation_endpoint":                           base + PathRevoke,
+		"introspection_endpoint":                        base + PathIntrospect,
+		"end_session_endpoint":                          base + PathEndSession,
 		"response_types_supported":                      []string{"code"},
 		"response_modes_supported":                      []string{"query"},
 		"grant_types_supported":                         []string{"authorization_code", "refresh_token"},

@@ -35,7 +35,7 @@ func (s *Server) securityMail(r *http.Request, u *store.User, kind string, n mai
 		n.IP = s.clientIP(r)
 	}
 	if n.AccountURL == "" && kind != mail.ResetRequested {
-		n.AccountURL = s.Config.Issuer + "/account"
+		n.AccountURL = s.Config.BaseURL() + "/account"
 	}
 	return mail.Compose(kind, n)
 }
@@ -303,7 +303,7 @@ func (s *Server) sendResetLink(r *http.Request, u *store.User) {
 	}
 	s.audit(r, u.ID, "password.reset_requested", nil)
 	s.notify(r, u, mail.ResetRequested, mail.Notice{
-		Link:  s.Config.Issuer + "/reset-password?token=" + url.QueryEscape(token),
+		Link:  s.Config.BaseURL() + "/reset-password?token=" + url.QueryEscape(token),
 		Valid: s.Config.PasswordResetTTL,
 	})
 }
