@@ -186,7 +186,7 @@ func (m *Manager) Rotate(ctx context.Context) (string, error) {
 // Sign returns a compact JWS of payload signed with the current key.
 // Header entries other than alg and kid are copied (fosite sets typ).
 func (m *Manager) Sign(ctx context.Context, payload []byte, header map[string]any) (string, error) {
-	set, err := m.fresh(ctx)
+	set, err := m.fresh(ctx, false)
 	if err != nil {
 		return "", err
 	}
@@ -296,7 +296,7 @@ const jwksReload = time.Second
 func (m *Manager) JWKS(ctx context.Context) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, jwksReload)
 	defer cancel()
-	set, err := m.fresh(ctx)
+	set, err := m.fresh(ctx, true)
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +305,7 @@ func (m *Manager) JWKS(ctx context.Context) ([]byte, error) {
 
 // Current returns the current key's id: the newest key.
 func (m *Manager) Current(ctx context.Context) (string, error) {
-	set, err := m.fresh(ctx)
+	set, err := m.fresh(ctx, true)
 	if err != nil {
 		return "", err
 	}
@@ -315,7 +315,7 @@ func (m *Manager) Current(ctx context.Context) (string, error) {
 // Signing returns the id of the key new tokens are signed with now: the
 // current key, unless it is of another algorithm than the configured one.
 func (m *Manager) Signing(ctx context.Context) (string, error) {
-	set, err := m.fresh(ctx)
+	set, err := m.fresh(ctx, false)
 	if err != nil {
 		return "", err
 	}
@@ -325,32 +325,48 @@ func (m *Manager) Signing(ctx context.Context) (string, error) {
 // fresh returns the key set as the store has it: the cached set, read
 // again when the store's current key is another one (a rotation here, on
 // another instance or by `idp keys rotate`), or once it is CacheTTL old.
-// Checking costs one small read (CurrentSigningKeyID) per call, made by one
-// caller at a time: a call while another caller checks or reloads uses the
-// cached set at once, as does every call within reloadRetry of a failed
-// read, so a hanging store never holds a signature or a JWKS up for more
-// than the first caller's own deadline.
-func (m *Manager) fresh(ctx context.Context) (*keySet, error) {
+// Checking costs one small read (CurrentSigningKeyID), at most checkWait
+// long, by one caller at a time. A signature (wait false) made while
+// another caller checks or reloads uses the cached set at once; a JWKS
+// request (wait true) waits for that caller, within its own deadline, and
+// checks again, so that an instance never serves a JWKS without a key
+// another instance already signs with while its store answers. Within
+// reloadRetry of a failed or hung read neither tries the store: a hanging
+// store holds no signature or JWKS up for more than checkWait.
+func (m *Manager) fresh(ctx context.Context, wait bool) (*keySet, error) {
 	m.mu.RLock()
 	set, failedAt := m.set, m.failedAt
 	m.mu.RUnlock()
 	if set == nil {
 		return m.load(ctx)
 	}
-	now := m.cfg.Now()
-	if now.Sub(failedAt) < reloadRetry || !m.tryLockReload() {
+	if m.cfg.Now().Sub(failedAt) < reloadRetry {
+		return set, nil
+	}
+	if wait {
+		if err := m.lockReload(ctx); err != nil {
+			return set, nil
+		}
+	} else if !m.tryLockReload() {
 		return set, nil
 	}
 	defer m.unlockReload()
 	m.mu.RLock()
-	set, at := m.set, m.loadedAt
+	set, at, failedAt := m.set, m.loadedAt, m.failedAt
 	m.mu.RUnlock()
-	if now.Sub(at) < m.cfg.CacheTTL {
-		id, err := m.cfg.Store.CurrentSigningKeyID(ctx)
+	if m.cfg.Now().Sub(failedAt) < reloadRetry { // failed while this caller waited
+		return set, nil
+	}
+	if m.cfg.Now().Sub(at) < m.cfg.CacheTTL {
+		cctx, cancel := context.WithTimeout(ctx, checkWait)
+		id, err := m.cfg.Store.CurrentSigningKeyID(cctx)
+		cancel()
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			m.mu.Lock()
-			m.failedAt = now
-			m.mu.Unlock()
+			if !errors.Is(ctx.Err(), context.Canceled) { // not a caller that left
+				m.mu.Lock()
+				m.failedAt = m.cfg.Now() // after the read: a hang counts from its end
+				m.mu.Unlock()
+			}
 			return set, nil // a store hiccup: keep signing with what we have
 		}
 		if id == set.current.kid {
@@ -362,6 +378,11 @@ func (m *Manager) fresh(ctx context.Context) (*keySet, error) {
 	}
 	return set, nil
 }
+
+// checkWait bounds fresh's read of the store's current key: while the store
+// hangs, one caller waits this long, then the cached set is used (and, for
+// reloadRetry, without trying the store).
+const checkWait = time.Second
 
 // get returns the key set, read again once it is CacheTTL old (for
 // PublicKey, which reads it again on an unknown kid besides). With a set at

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -327,7 +328,7 @@ func TestRotationCurrentAtOnce(t *testing.T) {
 	// The check is one small read a signature; the keys themselves are
 	// read again only when the current key changed.
 	st.mu.Lock()
-	reads := st.reads
+	reads, checks := st.reads, st.checks
 	st.mu.Unlock()
 	for range 10 {
 		if _, err := b.Sign(ctx, []byte(`{}`), nil); err != nil {
@@ -336,8 +337,32 @@ func TestRotationCurrentAtOnce(t *testing.T) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.reads != reads {
-		t.Errorf("%d reads of the keys for 10 signatures with the current key unchanged, want 0", st.reads-reads)
+	if st.reads != reads || st.checks != checks+10 {
+		t.Errorf("10 signatures with the current key unchanged: %d reads of the keys (want 0), %d checks (want 10)",
+			st.reads-reads, st.checks-checks)
+	}
+}
+
+// TestCheckHangBacksOff: a check of the current key that hangs is given up
+// after checkWait, and the store is not tried again for reloadRetry from
+// the end of the hang (not its start: a hang as long as reloadRetry would
+// otherwise make the next signature wait on the store again).
+func TestCheckHangBacksOff(t *testing.T) {
+	c, st, m, _ := hangingManager(t)
+	st.onHang = func() { c.t = c.t.Add(10 * time.Second) } // the read hangs for 10 s by the clock
+	// (The context ends only so that a manager that waits on the store for
+	// longer than checkWait fails the test rather than hang it.)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*checkWait)
+	defer cancel()
+	if _, err := m.Sign(ctx, []byte(`{}`), nil); err != nil || ctx.Err() != nil {
+		t.Fatalf("a signature while the check hangs: %v, its caller's deadline passed %v", err, ctx.Err() != nil)
+	}
+	c.t = c.t.Add(reloadRetry - time.Second)
+	if _, err := m.Sign(ctx, []byte(`{}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.hung.Load(); n != 1 {
+		t.Fatalf("%d hung reads, want 1: the store was tried again within reloadRetry of the hang's end", n)
 	}
 }
 
@@ -392,7 +417,8 @@ type hangingStore struct {
 	*keyStore
 	hang    atomic.Bool
 	entered chan struct{}
-	hung    atomic.Int32 // ListSigningKeys calls that hung
+	hung    atomic.Int32 // reads that hung
+	onHang  func()       // called as a read starts to hang, when set
 }
 
 func (s *hangingStore) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
@@ -411,6 +437,9 @@ func (s *hangingStore) CurrentSigningKeyID(ctx context.Context) (string, error) 
 
 func (s *hangingStore) hangUntil(ctx context.Context) error {
 	s.hung.Add(1)
+	if s.onHang != nil {
+		s.onHang()
+	}
 	select {
 	case s.entered <- struct{}{}:
 	default:
@@ -532,5 +561,65 @@ func TestHangingStoreReload(t *testing.T) {
 	call("JWKS")
 	if reads() != before+1 {
 		t.Fatalf("the keys were not read again once the store was back")
+	}
+}
+
+// TestJWKSWaitsForCheck: a JWKS request that comes while another caller
+// holds the reload (a signature's check of the current key, begun before a
+// rotation on another instance) waits for it and checks again, rather than
+// serve the set without the key the other instance already signs with. In
+// a synctest bubble, so that "the request is waiting" is known, not hoped.
+func TestJWKSWaitsForCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		c := &clock{t: time.Unix(1_700_000_000, 0)}
+		st := &keyStore{}
+		a := newManager(t, st, "RS256", c)
+		b := newManager(t, st, "RS256", c)
+		b.reload <- struct{}{} // another caller's check, under way
+		second, err := a.Rotate(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		published := make(chan []byte, 1)
+		go func() {
+			j, err := b.JWKS(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			published <- j
+		}()
+		synctest.Wait() // the request waits for the reload (or has answered already)
+		<-b.reload      // the other caller is done
+		var set jose.JSONWebKeySet
+		if j := <-published; json.Unmarshal(j, &set) != nil || len(set.Key(second)) == 0 {
+			t.Fatalf("b's JWKS while a's new key %s signs: %s", second, j)
+		}
+	})
+}
+
+// TestCheckByCallerThatLeft: a check given up because its caller left (a
+// client that hung up) is no failure of the store: the next caller checks.
+func TestCheckByCallerThatLeft(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	st := &hangingStore{keyStore: &keyStore{}, entered: make(chan struct{}, 10)}
+	m := newManager(t, st, "RS256", c)
+	st.hang.Store(true)
+	left, cancel := context.WithCancel(context.Background())
+	go func() { <-st.entered; cancel() }()
+	if _, err := m.Sign(left, []byte(`{}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	st.hang.Store(false)
+	st.mu.Lock()
+	checks := st.checks
+	st.mu.Unlock()
+	if _, err := m.Sign(context.Background(), []byte(`{}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.checks != checks+1 {
+		t.Errorf("after a caller left during a check, the next signature checked %d times, want 1", st.checks-checks)
 	}
 }
