@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -56,16 +55,7 @@ func TestIssuerWithSlash(t *testing.T) {
 	}
 
 	// The reset mail's link.
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.app.RunMail(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	runMail(t, p)
 	requestReset(t, p, p.newBrowser(), email)
 	link := resetLink(t, srv.waitFor(email, "パスワード再設定のご案内"))
 	if !strings.HasPrefix(link, "http://"+p.Addr+"/reset-password?token=") {

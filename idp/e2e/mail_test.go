@@ -30,6 +30,12 @@ func startMailProvider(t *testing.T, db testenv.Database, tweak ...func(*config.
 		c.MailFrom = "Camera ID <no-reply@example.com>"
 		c.MailPoll, c.MailRetryBase, c.MailRetryMax = 20*time.Millisecond, 10*time.Millisecond, 50*time.Millisecond
 	}}, tweak...)...)
+	runMail(t, p)
+	return p, srv
+}
+
+// runMail runs p's mail sender until the test ends.
+func runMail(t *testing.T, p *provider) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -40,7 +46,6 @@ func startMailProvider(t *testing.T, db testenv.Database, tweak ...func(*config.
 		cancel()
 		<-done
 	})
-	return p, srv
 }
 
 var resetLinkRE = regexp.MustCompile(`http://\S+/reset-password\?token=\S+`)
