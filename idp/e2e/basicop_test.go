@@ -76,6 +76,11 @@ func TestBasicOPFeatures(t *testing.T) {
 		post.cfg.Endpoint.AuthStyle = oauth2.AuthStyleInParams
 		a := post.authorize()
 		tk := post.mustExchange(a, login(t, p.newBrowser(), &post, a))
+		// The token type as RFC 6750 registers it and OpenID Connect's
+		// examples write it (fosite writes "bearer"; both are one type).
+		if tk.TokenType != "Bearer" {
+			t.Errorf("token_type %q, want Bearer", tk.TokenType)
+		}
 		for _, s := range []string{"address", "phone"} {
 			if !strings.Contains(tk.Extra("scope").(string), s) {
 				t.Errorf("scope %s not granted: %v", s, tk.Extra("scope"))
@@ -315,7 +320,7 @@ func TestRefreshNarrowerScope(t *testing.T) {
 				form.Set("scope", scope)
 			}
 			resp, out := rawToken(t, r, form, id, secret)
-			if resp.StatusCode != http.StatusOK || out["access_token"] == nil || out["refresh_token"] == nil {
+			if resp.StatusCode != http.StatusOK || out["access_token"] == nil || out["refresh_token"] == nil || out["token_type"] != "Bearer" {
 				t.Fatalf("refresh with scope %q: %d %v", scope, resp.StatusCode, out)
 			}
 			raw, _ := out["id_token"].(string)

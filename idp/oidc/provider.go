@@ -209,6 +209,11 @@ func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
 		p.writeAccessError(ctx, w, r, ar, err)
 		return
 	}
+	// "Bearer", as RFC 6750 registers the type and OpenID Connect's examples
+	// write it (and Keycloak answers), where fosite writes "bearer": the
+	// value is case-insensitive (RFC 6749 5.1), but not every client reads
+	// it so.
+	resp.SetTokenType("Bearer")
 	p.OAuth2.WriteAccessResponse(ctx, w, ar, resp)
 	grant := "other"
 	for _, g := range []string{"authorization_code", "refresh_token"} {
