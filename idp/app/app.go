@@ -153,18 +153,55 @@ func keyFileToCreate(cfg config.Config) bool {
 }
 
 // nothingSealed refuses to let LoadKey create a missing key file for a
-// database that already holds signing keys: they were sealed with another
-// master key (a database copied or restored without its key file), which a
-// new one cannot read, and a new file would then stand in the way of the
-// right one at every start.
+// database that was used with a master key already (its check is stored:
+// checkMasterKey), or, from before the check was kept, holds signing keys:
+// what it sealed with that key (copied or restored without its key file, or
+// a key file named with a typo) a new key could not read, and a new file
+// would then stand in the way of the right one at every start. A key file
+// that another process made meanwhile (a concurrent first start) is no
+// reason to refuse: LoadKey reads it, and checkMasterKey compares it.
 func nothingSealed(ctx context.Context, cfg config.Config, st store.Store) error {
-	ks, err := st.ListSigningKeys(ctx)
-	if err != nil {
+	if _, err := os.Stat(cfg.SecretKeyFile); err == nil {
+		return nil
+	}
+	used := false
+	if _, err := st.MasterKeyCheck(ctx); err == nil {
+		used = true
+	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	if len(ks) > 0 {
-		return fmt.Errorf("master key: %s is missing, but the database holds data sealed with a master key "+
-			"(copied or restored without its key file?): put that key file back; a new key could not read it", cfg.SecretKeyFile)
+	if !used {
+		ks, err := st.ListSigningKeys(ctx)
+		if err != nil {
+			return err
+		}
+		used = len(ks) > 0
+	}
+	if used {
+		return fmt.Errorf("master key: %s is missing, but the database was used with a master key "+
+			"(copied or restored without its key file, or the file's name mistyped?): put that key file there; a new key could not read what it sealed", cfg.SecretKeyFile)
+	}
+	return nil
+}
+
+// checkMasterKey records the master key's check value in a database used
+// for the first time, and refuses a key other than the one the database
+// was first used with: everything it sealed (TOTP secrets, backup codes,
+// signing keys, client secrets) would be unreadable, and what this start
+// sealed, unreadable to the right key.
+func checkMasterKey(ctx context.Context, cfg config.Config, st store.Store, key *crypt.Key, now time.Time) error {
+	check := key.MAC("master-key-check", nil)
+	stored, err := st.RecordMasterKeyCheck(ctx, check, now)
+	if err != nil {
+		return fmt.Errorf("master key: %w", err)
+	}
+	if !crypt.Equal(stored, check) {
+		source := "IDP_SECRET_KEY"
+		if cfg.SecretKey == "" {
+			source = "the key file " + cfg.SecretKeyFile
+		}
+		return fmt.Errorf("master key: %s is not the key this database was first used with, which sealed its TOTP secrets, "+
+			"backup codes, signing keys and client secrets: give the provider that key", source)
 	}
 	return nil
 }
@@ -220,6 +257,10 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 			st.Close()
 			return nil, err
 		}
+	}
+	if err := checkMasterKey(ctx, cfg, st, key, opt.Now()); err != nil {
+		st.Close()
+		return nil, err
 	}
 	a := &App{Config: cfg, Store: st, Key: key, Logger: opt.Logger, Now: opt.Now}
 	var rec metrics.Recorder = metrics.Nop{}

@@ -120,3 +120,83 @@ func TestBadKeyTouchesNoStore(t *testing.T) {
 		t.Errorf("the store at %s after a start with a bad key: %v, want none", cfg.SQLitePath(), err)
 	}
 }
+
+// TestWrongMasterKey: a database remembers the master key it was first used
+// with (a MAC of a fixed input), so a start with another key is refused
+// with one line saying so, before anything is sealed with it: a typo in
+// IDP_SECRET_KEY_FILE that made a new file, or a wrong IDP_SECRET_KEY. A
+// database an admin command used first (it seals client secrets, not
+// signing keys) counts as used too.
+func TestWrongMasterKey(t *testing.T) {
+	t.Chdir(t.TempDir())
+	env := map[string]string{"IDP_DATABASE_URL": "sqlite://idp.db", "IDP_SECRET_KEY_FILE": "keys/master.key"}
+	cfg, err := config.Load("", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := Open(t.Context(), cfg, Options{Migrate: true, LeaveKeys: true}) // an admin command, first
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.CreateClient(t.Context(), NewClient{ID: "app", Name: "App", RedirectURIs: []string{"https://app.example/cb"}}); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+
+	env["IDP_SECRET_KEY_FILE"] = "keys/master.kye" // a typo: a file to be made
+	typo, _ := config.Load("", func(k string) string { return env[k] })
+	if _, err := Open(t.Context(), typo, Options{Migrate: true}); err == nil || !strings.Contains(err.Error(), "keys/master.kye is missing") {
+		t.Fatalf("a start with a mistyped key file: %v, want it refused", err)
+	}
+	if _, err := os.Stat("keys/master.kye"); err == nil {
+		t.Error("a new key file was made for a used database")
+	}
+
+	other := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{5}, 32))
+	env["IDP_SECRET_KEY_FILE"], env["IDP_SECRET_KEY"] = "", other
+	wrong, _ := config.Load("", func(k string) string { return env[k] })
+	_, err = Open(t.Context(), wrong, Options{Migrate: true})
+	if err == nil || !strings.Contains(err.Error(), "IDP_SECRET_KEY is not the key this database was first used with") ||
+		strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), other) {
+		t.Fatalf("a start with another key: %v, want one line refusing it (and not the key)", err)
+	}
+	a, err = Open(t.Context(), cfg, Options{Migrate: true}) // the right key still works
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+}
+
+// TestFirstStartsAtOnce: two processes starting at once on an embedded
+// store with a key file to make (a server and an admin command, say) agree
+// on one key: the one whose file is made second reads it, and neither is
+// refused. (The store exists already: two first opens of a new SQLite file
+// at the same moment can still find it busy while one switches it to WAL.)
+func TestFirstStartsAtOnce(t *testing.T) {
+	t.Chdir(t.TempDir())
+	env := map[string]string{"IDP_DATABASE_URL": "sqlite://idp.db", "IDP_SECRET_KEY_FILE": "keys/master.key"}
+	cfg, err := config.Load("", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenStore(t.Context(), cfg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			a, err := Open(t.Context(), cfg, Options{Migrate: true})
+			if err == nil {
+				a.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("a first start beside another: %v", err)
+		}
+	}
+}

@@ -277,7 +277,7 @@ func (c Config) SQLitePath() string { return strings.TrimPrefix(c.DatabaseURL, "
 // Validate checks the values that would otherwise fail later and obscurely.
 func (c Config) Validate() error {
 	u, err := url.Parse(c.Issuer)
-	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+	if err != nil || u.Host == "" || strings.ContainsAny(c.Issuer, "?#") {
 		return fmt.Errorf("IDP_ISSUER: %q is not an absolute URL without query or fragment", c.Issuer)
 	}
 	if !strings.HasPrefix(c.Issuer, u.Scheme+"://") {

@@ -376,6 +376,12 @@ func TestIssuerWithoutPath(t *testing.T) {
 			t.Errorf("IDP_ISSUER=%s: error %v, want one line saying it must be a scheme and host (and port) only", iss, err)
 		}
 	}
+	// An empty query or fragment too: the endpoints would be built after it.
+	for _, iss := range []string{"https://example.com/?", "https://example.com#", "https://example.com?x=1", "https://example.com/#a"} {
+		if _, err := Load("", env(map[string]string{"IDP_ISSUER": iss})); err == nil || !strings.Contains(err.Error(), "without query or fragment") {
+			t.Errorf("IDP_ISSUER=%s: error %v, want it refused for its query or fragment", iss, err)
+		}
+	}
 	for _, iss := range []string{"https://example.com", "https://id.example.com:8443", "http://localhost:8080", "http://127.0.0.1:9000",
 		"https://example.com/", "http://localhost:8080/"} {
 		c, err := Load("", env(map[string]string{"IDP_ISSUER": iss}))

@@ -42,7 +42,8 @@ func TestIssuerWithSlash(t *testing.T) {
 		t.Fatalf("discovery issuer %v (%v), want %s", disc["issuer"], err, cfg.Issuer)
 	}
 	for k, v := range disc {
-		if s, ok := v.(string); ok && strings.HasSuffix(k, "_endpoint") && strings.Contains(strings.TrimPrefix(s, "http://"), "//") {
+		if s, ok := v.(string); ok && (strings.HasSuffix(k, "_endpoint") || strings.HasSuffix(k, "_uri")) &&
+			strings.Contains(strings.TrimPrefix(s, "http://"), "//") {
 			t.Errorf("%s = %s: the issuer's slash doubled", k, s)
 		}
 	}

@@ -285,10 +285,11 @@ func (m *Manager) loadUnlessDone(ctx context.Context, loads uint64) (*keySet, er
 	return m.loadLocked(ctx)
 }
 
-// jwksReload bounds the reads a JWKS request makes: while the store hangs,
-// one request waits this long, then the cached set is served (and, for
-// reloadRetry, without trying the store).
-const jwksReload = time.Second
+// jwksReload bounds a JWKS request's wait for the store: for another
+// caller's check (checkWait at most), then for its own (checkWait). While
+// the store hangs one request waits out its own check, then the cached set
+// is served (and, for reloadRetry, without trying the store).
+const jwksReload = 2 * checkWait
 
 // JWKS returns the published keys as a JSON Web Key Set: with a key made
 // by `idp keys rotate` or another instance as soon as it is in the store
@@ -330,9 +331,11 @@ func (m *Manager) Signing(ctx context.Context) (string, error) {
 // another caller checks or reloads uses the cached set at once; a JWKS
 // request (wait true) waits for that caller, within its own deadline, and
 // checks again, so that an instance never serves a JWKS without a key
-// another instance already signs with while its store answers. Within
-// reloadRetry of a failed or hung read neither tries the store: a hanging
-// store holds no signature or JWKS up for more than checkWait.
+// another instance already signs with while its store answers. A check
+// that fails while its caller is still there (a store error, or checkWait
+// passed) is a failure of the store: within reloadRetry of its end no
+// caller tries the store. So a hanging store holds a signature or a JWKS
+// up for checkWait at most, or twice that when the key set is read again.
 func (m *Manager) fresh(ctx context.Context, wait bool) (*keySet, error) {
 	m.mu.RLock()
 	set, failedAt := m.set, m.failedAt
@@ -362,7 +365,7 @@ func (m *Manager) fresh(ctx context.Context, wait bool) (*keySet, error) {
 		id, err := m.cfg.Store.CurrentSigningKeyID(cctx)
 		cancel()
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			if !errors.Is(ctx.Err(), context.Canceled) { // not a caller that left
+			if ctx.Err() == nil { // not a caller that left, or whose own time ran out
 				m.mu.Lock()
 				m.failedAt = m.cfg.Now() // after the read: a hang counts from its end
 				m.mu.Unlock()
@@ -373,7 +376,9 @@ func (m *Manager) fresh(ctx context.Context, wait bool) (*keySet, error) {
 			return set, nil
 		}
 	}
-	if fresh, err := m.loadLocked(ctx); err == nil {
+	rctx, cancel := context.WithTimeout(ctx, checkWait)
+	defer cancel()
+	if fresh, err := m.loadLocked(rctx); err == nil {
 		return fresh, nil
 	}
 	return set, nil

@@ -623,3 +623,53 @@ func TestCheckByCallerThatLeft(t *testing.T) {
 		t.Errorf("after a caller left during a check, the next signature checked %d times, want 1", st.checks-checks)
 	}
 }
+
+// slowStore is a keyStore whose CurrentSigningKeyID, while slow is set,
+// answers after two seconds (in a synctest bubble, of its clock), or when
+// its caller's context ends.
+type slowStore struct {
+	*keyStore
+	slow atomic.Bool
+}
+
+func (s *slowStore) CurrentSigningKeyID(ctx context.Context) (string, error) {
+	if s.slow.Load() {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	return s.keyStore.CurrentSigningKeyID(ctx)
+}
+
+// TestJWKSOwnDeadline: a JWKS request whose own time runs out during its
+// check, having waited for another caller's first, is no failure of the
+// store: the next request checks, and serves a key made meanwhile.
+func TestJWKSOwnDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		c := &clock{t: time.Unix(1_700_000_000, 0)}
+		st := &slowStore{keyStore: &keyStore{}}
+		a := newManager(t, st, "RS256", c)
+		b := newManager(t, st, "RS256", c)
+		st.slow.Store(true)
+		b.reload <- struct{}{} // another caller's check, under way
+		done := make(chan error, 1)
+		go func() { _, err := b.JWKS(ctx); done <- err }()
+		time.Sleep(jwksReload - checkWait/2) // the request waits most of its time
+		<-b.reload
+		if err := <-done; err != nil { // its own check had half of checkWait
+			t.Fatal(err)
+		}
+		st.slow.Store(false)
+		second, err := a.Rotate(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var set jose.JSONWebKeySet
+		if j, err := b.JWKS(ctx); err != nil || json.Unmarshal(j, &set) != nil || len(set.Key(second)) == 0 {
+			t.Fatalf("b's JWKS after a request ran out of time: %v %s, want the new key %s", err, j, second)
+		}
+	})
+}

@@ -137,6 +137,20 @@ func (m *Store) DeleteClient(ctx context.Context, id string) error {
 	return err
 }
 
+func (m *Store) MasterKeyCheck(ctx context.Context) ([]byte, error) {
+	start := time.Now()
+	r0, err := m.Store.MasterKeyCheck(ctx)
+	m.done("MasterKeyCheck", start, err)
+	return r0, err
+}
+
+func (m *Store) RecordMasterKeyCheck(ctx context.Context, check []byte, now time.Time) ([]byte, error) {
+	start := time.Now()
+	r0, err := m.Store.RecordMasterKeyCheck(ctx, check, now)
+	m.done("RecordMasterKeyCheck", start, err)
+	return r0, err
+}
+
 func (m *Store) CurrentSigningKeyID(ctx context.Context) (string, error) {
 	start := time.Now()
 	r0, err := m.Store.CurrentSigningKeyID(ctx)

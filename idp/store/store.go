@@ -378,6 +378,14 @@ type Store interface {
 	// ErrNotFound for an unknown client.
 	DeleteClient(ctx context.Context, id string) error
 
+	// MasterKeyCheck is the check value of the master key the database was
+	// first used with (a MAC of a fixed input); ErrNotFound before that.
+	MasterKeyCheck(ctx context.Context) ([]byte, error)
+	// RecordMasterKeyCheck stores check as the master key's unless one is
+	// stored already (a concurrent first start's), and returns the one
+	// stored.
+	RecordMasterKeyCheck(ctx context.Context, check []byte, now time.Time) ([]byte, error)
+
 	// Signing keys.
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error) // newest first
 	// CurrentSigningKeyID is the id of the current key (the one not

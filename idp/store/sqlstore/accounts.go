@@ -361,6 +361,26 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error)
 	return ks, s.fail("list signing keys", rows.Err())
 }
 
+// MasterKeyCheck implements store.Store.
+func (s *Store) MasterKeyCheck(ctx context.Context) ([]byte, error) {
+	var check []byte
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT check_value FROM master_key_check WHERE id = 1`).Scan(bytesCol{&check})
+	return check, s.fail("master key check", err)
+}
+
+// RecordMasterKeyCheck implements store.Store: one conditional insert, then
+// the row as it is.
+func (s *Store) RecordMasterKeyCheck(ctx context.Context, check []byte, now time.Time) ([]byte, error) {
+	if stored, err := s.MasterKeyCheck(ctx); !errors.Is(err, store.ErrNotFound) {
+		return stored, err
+	}
+	if _, err := s.q(ctx).ExecContext(ctx, `INSERT INTO master_key_check (id, check_value, created_at) VALUES (1, $1, $2)
+		ON CONFLICT (id) DO NOTHING`, blob(check), unix(now)); err != nil {
+		return nil, s.fail("record master key check", err)
+	}
+	return s.MasterKeyCheck(ctx)
+}
+
 // CurrentSigningKeyID implements store.Store.
 func (s *Store) CurrentSigningKeyID(ctx context.Context) (string, error) {
 	var id string

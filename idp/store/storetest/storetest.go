@@ -36,6 +36,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Clients", testClients},
 		{"DeleteClient", testDeleteClient},
 		{"SigningKeys", testSigningKeys},
+		{"MasterKeyCheck", testMasterKeyCheck},
 		{"Sessions", testSessions},
 		{"Flows", testFlows},
 		{"Consent", testConsent},
@@ -649,6 +650,23 @@ func testDeleteClient(t *testing.T, s store.Store) {
 	wantErr(t, "a token of the deleted client, after a new client took its id", err, store.ErrNotFound)
 	_, err = s.GetToken(ctx, store.KindRefreshToken, "kept-"+store.KindRefreshToken)
 	wantErr(t, "the other client's token, after a new client", err, nil)
+}
+
+// testMasterKeyCheck: the first check recorded stays; a later one is
+// answered with it.
+func testMasterKeyCheck(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	_, err := s.MasterKeyCheck(ctx)
+	wantErr(t, "MasterKeyCheck before any", err, store.ErrNotFound)
+	got, err := s.RecordMasterKeyCheck(ctx, []byte("first"), t0)
+	must(t, err)
+	same(t, "the first check recorded", got, []byte("first"))
+	got, err = s.RecordMasterKeyCheck(ctx, []byte("second"), at(time.Hour))
+	must(t, err)
+	same(t, "a second check recorded", got, []byte("first"))
+	got, err = s.MasterKeyCheck(ctx)
+	must(t, err)
+	same(t, "MasterKeyCheck", got, []byte("first"))
 }
 
 func testSigningKeys(t *testing.T, s store.Store) {
