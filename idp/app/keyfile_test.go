@@ -128,12 +128,7 @@ func TestBadKeyTouchesNoStore(t *testing.T) {
 // database an admin command used first (it seals client secrets, not
 // signing keys) counts as used too.
 func TestWrongMasterKey(t *testing.T) {
-	t.Chdir(t.TempDir())
-	env := map[string]string{"IDP_DATABASE_URL": "sqlite://idp.db", "IDP_SECRET_KEY_FILE": "keys/master.key"}
-	cfg, err := config.Load("", func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, env := namedKeyFile(t)
 	a, err := Open(t.Context(), cfg, Options{Migrate: true, LeaveKeys: true}) // an admin command, first
 	if err != nil {
 		t.Fatal(err)
@@ -173,12 +168,7 @@ func TestWrongMasterKey(t *testing.T) {
 // refused. (The store exists already: two first opens of a new SQLite file
 // at the same moment can still find it busy while one switches it to WAL.)
 func TestFirstStartsAtOnce(t *testing.T) {
-	t.Chdir(t.TempDir())
-	env := map[string]string{"IDP_DATABASE_URL": "sqlite://idp.db", "IDP_SECRET_KEY_FILE": "keys/master.key"}
-	cfg, err := config.Load("", func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, _ := namedKeyFile(t)
 	st, err := OpenStore(t.Context(), cfg, true)
 	if err != nil {
 		t.Fatal(err)
@@ -199,4 +189,18 @@ func TestFirstStartsAtOnce(t *testing.T) {
 			t.Errorf("a first start beside another: %v", err)
 		}
 	}
+}
+
+// namedKeyFile moves the test to a directory of its own and returns the
+// configuration of an embedded store there with a key file named in
+// IDP_SECRET_KEY_FILE (not made yet), and the environment it came from.
+func namedKeyFile(t *testing.T) (config.Config, map[string]string) {
+	t.Helper()
+	t.Chdir(t.TempDir())
+	env := map[string]string{"IDP_DATABASE_URL": "sqlite://idp.db", "IDP_SECRET_KEY_FILE": "keys/master.key"}
+	cfg, err := config.Load("", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, env
 }
