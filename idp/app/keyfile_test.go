@@ -162,18 +162,13 @@ func TestWrongMasterKey(t *testing.T) {
 	a.Close()
 }
 
-// TestFirstStartsAtOnce: two processes starting at once on an embedded
-// store with a key file to make (a server and an admin command, say) agree
-// on one key: the one whose file is made second reads it, and neither is
-// refused. (The store exists already: two first opens of a new SQLite file
-// at the same moment can still find it busy while one switches it to WAL.)
+// TestFirstStartsAtOnce: two processes starting at once on a new embedded
+// store with a key file to make (a server and an admin command, say) both
+// open the file (one may find it busy while the other switches it to WAL)
+// and agree on one key: the one whose key file is made second reads it,
+// and neither is refused.
 func TestFirstStartsAtOnce(t *testing.T) {
 	cfg, _ := namedKeyFile(t)
-	st, err := OpenStore(t.Context(), cfg, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
 	errs := make(chan error, 2)
 	for range 2 {
 		go func() {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -63,19 +64,43 @@ func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
-	if err := db.PingContext(ctx); err != nil {
+	if err := ping(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w: %w", abs, store.ErrUnavailable, err)
 	}
 	return sqlstore.New(db, Dialect), nil
 }
 
+// ping opens the first connection. Two processes opening a new file at the
+// same moment (a server and an admin command) can find it busy while the
+// other switches it to WAL, which busy_timeout does not cover: that is
+// tried again, for as long as busy_timeout would have waited.
+func ping(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		err := db.PingContext(ctx)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// busyTimeout is how long a connection waits for another process's lock.
+const busyTimeout = 10 * time.Second
+
 // dsn is the driver's name for the file at the absolute path: a file: URI
 // (so that no character of the path is taken for the query) with the
 // driver's connection parameters.
 func dsn(abs string) string {
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), OmitHost: true}
-	return u.String() + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	return u.String() + fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"+
+		"&_pragma=foreign_keys(1)&_txlock=immediate", busyTimeout.Milliseconds())
 }
 
 // classify maps SQLite's result codes (extended codes are on) to the
