@@ -191,19 +191,37 @@ func nothingSealed(ctx context.Context, cfg config.Config, st store.Store) error
 // sealed, unreadable to the right key.
 func checkMasterKey(ctx context.Context, cfg config.Config, st store.Store, key *crypt.Key, now time.Time) error {
 	check := key.MAC("master-key-check", nil)
+	if _, err := st.MasterKeyCheck(ctx); errors.Is(err, store.ErrNotFound) {
+		// None recorded yet: a new database, or one from before the check
+		// was kept (migration 0010). The latter's signing keys say which
+		// key it was used with: another one is not recorded.
+		ks, err := st.ListSigningKeys(ctx)
+		if err != nil {
+			return fmt.Errorf("master key: %w", err)
+		}
+		if len(ks) > 0 && !keys.Opens(key, &ks[0]) {
+			return wrongMasterKey(cfg)
+		}
+	} else if err != nil {
+		return fmt.Errorf("master key: %w", err)
+	}
 	stored, err := st.RecordMasterKeyCheck(ctx, check, now)
 	if err != nil {
 		return fmt.Errorf("master key: %w", err)
 	}
 	if !crypt.Equal(stored, check) {
-		source := "IDP_SECRET_KEY"
-		if cfg.SecretKey == "" {
-			source = "the key file " + cfg.SecretKeyFile
-		}
-		return fmt.Errorf("master key: %s is not the key this database was first used with, which sealed its TOTP secrets, "+
-			"backup codes, signing keys and client secrets: give the provider that key", source)
+		return wrongMasterKey(cfg)
 	}
 	return nil
+}
+
+func wrongMasterKey(cfg config.Config) error {
+	source := "IDP_SECRET_KEY"
+	if cfg.SecretKey == "" {
+		source = "the key file " + cfg.SecretKeyFile
+	}
+	return fmt.Errorf("master key: %s is not the key this database was first used with, which sealed its TOTP secrets, "+
+		"backup codes, signing keys and client secrets: give the provider that key", source)
 }
 
 // warnExposedKeyFile warns when the master key file's mode lets its group or

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -198,4 +199,36 @@ func namedKeyFile(t *testing.T) (config.Config, map[string]string) {
 		t.Fatal(err)
 	}
 	return cfg, env
+}
+
+// TestMasterKeyCheckOfOlderDatabase: a database from before the check was
+// kept (its signing keys sealed, no check recorded) does not record a wrong
+// key as its own at the first start after the upgrade, which would refuse
+// the right one ever after: a key that cannot open its signing keys is
+// refused, and the right one is recorded.
+func TestMasterKeyCheckOfOlderDatabase(t *testing.T) {
+	cfg, env := namedKeyFile(t)
+	a, err := Open(t.Context(), cfg, Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := a.Store.(interface{ DB() *sql.DB }).DB()
+	if _, err := db.ExecContext(t.Context(), `DELETE FROM master_key_check`); err != nil { // as before migration 0010
+		t.Fatal(err)
+	}
+	a.Close()
+	env["IDP_SECRET_KEY_FILE"], env["IDP_SECRET_KEY"] = "", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{6}, 32))
+	wrong, _ := config.Load("", func(k string) string { return env[k] })
+	if _, err := Open(t.Context(), wrong, Options{Migrate: true, LeaveKeys: true}); err == nil ||
+		!strings.Contains(err.Error(), "not the key this database was first used with") {
+		t.Fatalf("an admin command with another key on an older database: %v, want it refused", err)
+	}
+	a, err = Open(t.Context(), cfg, Options{Migrate: true}) // the right key: recorded now
+	if err != nil {
+		t.Fatalf("the right key after a wrong one was tried: %v", err)
+	}
+	if _, err := a.Store.MasterKeyCheck(t.Context()); err != nil {
+		t.Errorf("the right key's check: %v, want it recorded", err)
+	}
+	a.Close()
 }

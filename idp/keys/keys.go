@@ -535,6 +535,13 @@ func currentOf(ks []store.SigningKey) *store.SigningKey {
 
 func aad(kid string) []byte { return []byte("signing-key:" + kid) }
 
+// Opens reports whether key opens the private part of k, a stored signing
+// key: whether key is the master key it was sealed with.
+func Opens(key *crypt.Key, k *store.SigningKey) bool {
+	_, err := key.Open(k.PrivateEnc, aad(k.ID))
+	return err == nil
+}
+
 func generate(alg string) (crypto.Signer, error) {
 	switch alg {
 	case "RS256":
