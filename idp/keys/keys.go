@@ -230,9 +230,8 @@ func extraHeaders(h map[string]any) map[string]any {
 // unknownKidReload is how often, at most, a kid not known here makes
 // PublicKey read the keys again: a kid nobody signed with (in a forged
 // id_token_hint, say) must not turn every request into a store read. A key
-// rotated on another instance is read here by the next signature or JWKS
-// anyway; the reload is for the requests between, a restored backup, or an
-// instance that signs rarely.
+// rotated anywhere is found by fresh's check of the current key; the reload
+// is for a key retired meanwhile, or a restored backup.
 const unknownKidReload = time.Second
 
 // reloadRetry is how long after a failed read of the keys the cached set
@@ -241,11 +240,11 @@ const unknownKidReload = time.Second
 // back to the cached set.
 const reloadRetry = 5 * time.Second
 
-// PublicKey returns a published key by kid, reading the keys again if it
-// is not known here (another instance may have rotated), at most once per
+// PublicKey returns a published key by kid, from the key set as fresh has
+// it, reading the keys again if the kid is not known here, at most once per
 // unknownKidReload, and not within reloadRetry of a failed read.
 func (m *Manager) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, error) {
-	set, err := m.get(ctx)
+	set, err := m.fresh(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -388,35 +387,6 @@ func (m *Manager) fresh(ctx context.Context, wait bool) (*keySet, error) {
 // hangs, one caller waits this long, then the cached set is used (and, for
 // reloadRetry, without trying the store).
 const checkWait = time.Second
-
-// get returns the key set, read again once it is CacheTTL old (for
-// PublicKey, which reads it again on an unknown kid besides). With a set at
-// hand a store hiccup is no error: the cached set is used when the read
-// fails, for reloadRetry after a failed read, and while another caller's
-// read is in progress.
-func (m *Manager) get(ctx context.Context) (*keySet, error) {
-	m.mu.RLock()
-	set, at, failedAt := m.set, m.loadedAt, m.failedAt
-	m.mu.RUnlock()
-	if set == nil {
-		return m.load(ctx)
-	}
-	now := m.cfg.Now()
-	if now.Sub(at) < m.cfg.CacheTTL || now.Sub(failedAt) < reloadRetry || !m.tryLockReload() {
-		return set, nil
-	}
-	defer m.unlockReload()
-	m.mu.RLock()
-	set, at = m.set, m.loadedAt
-	m.mu.RUnlock()
-	if now.Sub(at) < m.cfg.CacheTTL { // read by another caller meanwhile
-		return set, nil
-	}
-	if fresh, err := m.loadLocked(ctx); err == nil {
-		return fresh, nil
-	}
-	return set, nil // a store hiccup: keep signing with what we have
-}
 
 // load reads the keys from the store and rebuilds the cached set.
 func (m *Manager) load(ctx context.Context) (*keySet, error) {
