@@ -191,21 +191,20 @@ func nothingSealed(ctx context.Context, cfg config.Config, st store.Store) error
 // sealed, unreadable to the right key.
 func checkMasterKey(ctx context.Context, cfg config.Config, st store.Store, key *crypt.Key, now time.Time) error {
 	check := key.MAC("master-key-check", nil)
-	if _, err := st.MasterKeyCheck(ctx); errors.Is(err, store.ErrNotFound) {
+	stored, err := st.MasterKeyCheck(ctx)
+	if errors.Is(err, store.ErrNotFound) {
 		// None recorded yet: a new database, or one from before the check
 		// was kept (migration 0010). The latter's signing keys say which
 		// key it was used with: another one is not recorded.
-		ks, err := st.ListSigningKeys(ctx)
-		if err != nil {
-			return fmt.Errorf("master key: %w", err)
+		ks, lerr := st.ListSigningKeys(ctx)
+		if lerr != nil {
+			return fmt.Errorf("master key: %w", lerr)
 		}
 		if len(ks) > 0 && !keys.Opens(key, &ks[0]) {
 			return wrongMasterKey(cfg)
 		}
-	} else if err != nil {
-		return fmt.Errorf("master key: %w", err)
+		stored, err = st.RecordMasterKeyCheck(ctx, check, now)
 	}
-	stored, err := st.RecordMasterKeyCheck(ctx, check, now)
 	if err != nil {
 		return fmt.Errorf("master key: %w", err)
 	}

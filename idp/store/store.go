@@ -383,7 +383,7 @@ type Store interface {
 	MasterKeyCheck(ctx context.Context) ([]byte, error)
 	// RecordMasterKeyCheck stores check as the master key's unless one is
 	// stored already (a concurrent first start's), and returns the one
-	// stored.
+	// stored (for a database MasterKeyCheck found none in).
 	RecordMasterKeyCheck(ctx context.Context, check []byte, now time.Time) ([]byte, error)
 
 	// Signing keys.

@@ -371,9 +371,6 @@ func (s *Store) MasterKeyCheck(ctx context.Context) ([]byte, error) {
 // RecordMasterKeyCheck implements store.Store: one conditional insert, then
 // the row as it is.
 func (s *Store) RecordMasterKeyCheck(ctx context.Context, check []byte, now time.Time) ([]byte, error) {
-	if stored, err := s.MasterKeyCheck(ctx); !errors.Is(err, store.ErrNotFound) {
-		return stored, err
-	}
 	if _, err := s.q(ctx).ExecContext(ctx, `INSERT INTO master_key_check (id, check_value, created_at) VALUES (1, $1, $2)
 		ON CONFLICT (id) DO NOTHING`, blob(check), unix(now)); err != nil {
 		return nil, s.fail("record master key check", err)
