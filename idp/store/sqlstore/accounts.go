@@ -213,17 +213,13 @@ func (s *Store) SetUserDisabled(ctx context.Context, userID string, at time.Time
 		// flight (ConsumePasswordReset locks the user's row first too)
 		// finds its link used, and none works again once enabled (a link
 		// being made waits for the row, then finds the account disabled:
-		// CreatePasswordReset). Then its sessions end and every token
-		// issued to it is deactivated, the sessions first, as in
-		// DeleteUser.
+		// CreatePasswordReset). Then every session ends and every token
+		// issued to the user is deactivated (endSessions, for all of them).
 		if _, err := q.ExecContext(ctx, `UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at = 0`,
 			userID, unix(at)); err != nil {
 			return err
 		}
-		if _, err := q.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1`, userID); err != nil {
-			return err
-		}
-		_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE WHERE subject = $1 AND active`, userID)
+		_, err = s.endSessionsIn(ctx, q, userID, "<>", "")
 		return err
 	})
 	if err != nil {

@@ -222,35 +222,41 @@ func (s *Store) DeleteUserSession(ctx context.Context, userID, id string) error 
 func (s *Store) endSessions(ctx context.Context, userID, op, id string, kinds ...string) (int64, error) {
 	var n int64
 	err := s.inTx(ctx, func(q querier) error {
-		if err := s.lockUser(ctx, q, userID); err != nil {
-			return err
-		}
 		var err error
-		n, err = affected(q.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id `+op+` $2`, userID, id))
-		if err == nil && n == 0 && op == "=" {
-			err = store.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		// Tokens issued in no session (SessionID "") go with all but one
-		// session, and so with all of them too.
-		issuedIn := `session_id = $2`
-		if op == "<>" {
-			issuedIn = `(session_id <> $2 OR $2 = '')`
-		}
-		args := []any{userID, id}
-		ofKinds := ""
-		if len(kinds) > 0 {
-			ofKinds = ` AND kind IN (` + placeholders(3, len(kinds)) + `)`
-			for _, k := range kinds {
-				args = append(args, k)
-			}
-		}
-		_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE
-			WHERE subject = $1 AND `+issuedIn+ofKinds+` AND active`, args...)
+		n, err = s.endSessionsIn(ctx, q, userID, op, id, kinds...)
 		return err
 	})
+	return n, err
+}
+
+// endSessionsIn is endSessions in the transaction q (SetUserDisabled's).
+func (s *Store) endSessionsIn(ctx context.Context, q querier, userID, op, id string, kinds ...string) (int64, error) {
+	if err := s.lockUser(ctx, q, userID); err != nil {
+		return 0, err
+	}
+	n, err := affected(q.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id `+op+` $2`, userID, id))
+	if err == nil && n == 0 && op == "=" {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return 0, err
+	}
+	// Tokens issued in no session (SessionID "") go with all but one
+	// session, and so with all of them too.
+	issuedIn := `session_id = $2`
+	if op == "<>" {
+		issuedIn = `(session_id <> $2 OR $2 = '')`
+	}
+	args := []any{userID, id}
+	ofKinds := ""
+	if len(kinds) > 0 {
+		ofKinds = ` AND kind IN (` + placeholders(3, len(kinds)) + `)`
+		for _, k := range kinds {
+			args = append(args, k)
+		}
+	}
+	_, err = q.ExecContext(ctx, `UPDATE tokens SET active = FALSE
+		WHERE subject = $1 AND `+issuedIn+ofKinds+` AND active`, args...)
 	return n, err
 }
 
