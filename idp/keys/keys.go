@@ -230,8 +230,8 @@ func extraHeaders(h map[string]any) map[string]any {
 // unknownKidReload is how often, at most, a kid not known here makes
 // PublicKey read the keys again: a kid nobody signed with (in a forged
 // id_token_hint, say) must not turn every request into a store read. A key
-// rotated anywhere is found by fresh's check of the current key; the reload
-// is for a key retired meanwhile, or a restored backup.
+// rotated anywhere is usually found by fresh's check before a signature or
+// a JWKS; the reload is for the requests between, or a restored backup.
 const unknownKidReload = time.Second
 
 // reloadRetry is how long after a failed read of the keys the cached set
@@ -240,13 +240,19 @@ const unknownKidReload = time.Second
 // back to the cached set.
 const reloadRetry = 5 * time.Second
 
-// PublicKey returns a published key by kid, from the key set as fresh has
-// it, reading the keys again if the kid is not known here, at most once per
+// PublicKey returns a published key by kid from the cached key set (no
+// store read: it also serves an authorization request's id_token_hint),
+// reading the keys again if the kid is not known here, at most once per
 // unknownKidReload, and not within reloadRetry of a failed read.
 func (m *Manager) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, error) {
-	set, err := m.fresh(ctx, false)
-	if err != nil {
-		return nil, err
+	m.mu.RLock()
+	set := m.set
+	m.mu.RUnlock()
+	var err error
+	if set == nil {
+		if set, err = m.load(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if k, ok := set.public[kid]; ok {
 		return k.Key, nil
