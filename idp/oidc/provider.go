@@ -291,6 +291,9 @@ func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, 
 			p.revokeReusedCode(ctx, ar.GetID())
 		}
 	}
+	if errors.Is(err, errCodeGone) {
+		err = fosite.ErrInvalidGrant.WithHint("The authorization code is not valid.")
+	}
 	rfc := fosite.ErrorToRFC6749Error(err)
 	if rfc.CodeField >= 500 {
 		p.log.ErrorContext(ctx, "token endpoint", "err", err)

@@ -96,6 +96,8 @@ type Storage struct {
 	// AuthorizeCodeSignature); set by New.
 	CodeSignature func(ctx context.Context, code string) string
 
+	codes *issuedCodes // the records of the codes this process issued lately
+
 	mu       sync.Mutex
 	clients  map[string]cachedClient
 	rereads  map[string]time.Time // when each client's last reread ended (rereadSecret)
@@ -115,7 +117,8 @@ const ClientCacheTTL = 5 * time.Second
 
 // NewStorage returns the fosite storage adapter over s.
 func NewStorage(s store.Store) *Storage {
-	return &Storage{Store: s, ClientTT: ClientCacheTTL, clients: map[string]cachedClient{}, rereads: map[string]time.Time{}}
+	return &Storage{Store: s, ClientTT: ClientCacheTTL, codes: newIssuedCodes(), clients: map[string]cachedClient{},
+		rereads: map[string]time.Time{}}
 }
 
 // Client returns the registered client, from the cache when fresh.
@@ -239,7 +242,13 @@ func (s *Storage) create(ctx context.Context, kind, signature string, r fosite.R
 		w.Create = append(w.Create, rec)
 		return nil
 	}
-	return s.Store.CreateToken(ctx, rec)
+	if err := s.Store.CreateToken(ctx, rec); err != nil {
+		return err
+	}
+	if kind == store.KindAuthorizeCode {
+		s.codes.put(rec)
+	}
+	return nil
 }
 
 // expiry is when the record may be deleted: the token's own expiry, or the
@@ -294,7 +303,8 @@ func withCodeMemo(ctx context.Context) context.Context {
 }
 
 // code reads and decodes the code's record, or takes it from the request's
-// memo when this request has read it already.
+// memo when this request has read it already, or, for the first request
+// to exchange a code this process issued, from issuedCodes.
 func (s *Storage) code(ctx context.Context, signature string) (*decodedRecord, error) {
 	m, _ := ctx.Value(codeMemoKey{}).(*codeMemo)
 	if m != nil {
@@ -305,13 +315,31 @@ func (s *Storage) code(ctx context.Context, signature string) (*decodedRecord, e
 			return dc, nil
 		}
 	}
-	dc, err := s.read(ctx, store.KindAuthorizeCode, signature)
+	var (
+		dc  *decodedRecord
+		err error
+	)
+	if rec, ok := s.takeIssued(m, signature); ok {
+		dc, err = decodeTokenRecord(rec)
+	} else {
+		dc, err = s.read(ctx, store.KindAuthorizeCode, signature)
+	}
 	if err == nil && m != nil {
 		m.mu.Lock()
 		m.codes[signature] = dc
 		m.mu.Unlock()
 	}
 	return dc, err
+}
+
+// takeIssued takes the code's record from issuedCodes for a token request
+// (m, its memo, non-nil): the one kind of request whose spend at Commit
+// decides on the code's state in the store.
+func (s *Storage) takeIssued(m *codeMemo, signature string) (*store.TokenRecord, bool) {
+	if m == nil {
+		return nil, false
+	}
+	return s.codes.take(signature, time.Now())
 }
 
 // userMemo is where a userinfo request finds the user read with its
@@ -341,7 +369,13 @@ func (s *Storage) read(ctx context.Context, kind, signature string) (*decodedRec
 	if err != nil {
 		return nil, err
 	}
+	return decodeTokenRecord(rec)
+}
+
+// decodeTokenRecord decodes a record's request.
+func decodeTokenRecord(rec *store.TokenRecord) (*decodedRecord, error) {
 	dc := &decodedRecord{rec: rec}
+	var err error
 	if dc.session, err = parseRequest(rec.Data, &dc.req); err != nil {
 		return nil, err
 	}
@@ -612,8 +646,16 @@ func (s *Storage) Commit(ctx context.Context) error {
 	if kind == store.KindRefreshToken {
 		return refreshError(err)
 	}
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: %w", errCodeGone, err)
+	}
 	return err
 }
+
+// errCodeGone: the code an exchange spends was deleted after the exchange
+// took its request (its client or user deleted; issuedCodes), which the
+// token endpoint answers as a code not found: invalid_grant.
+var errCodeGone = errors.New("oidc: the authorization code no longer exists")
 
 // Rollback implements storage.Transactional: the collected writes are
 // dropped.

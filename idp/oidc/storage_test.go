@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -75,7 +76,9 @@ func TestAccessTokenReadWithItsUser(t *testing.T) {
 }
 
 // A token request reads its code once, and every reader gets a request of
-// its own: what fosite changes in one is not seen by the next.
+// its own: what fosite changes in one is not seen by the next. Read here
+// by another instance than the one that issued the code, which has no
+// record of it (issuedCodes: TestIssuedCodeNotRead).
 func TestCodeReadOncePerTokenRequest(t *testing.T) {
 	ctx := t.Context()
 	cs := &countingStore{Store: testenv.SQLiteStore(t)}
@@ -102,7 +105,7 @@ func TestCodeReadOncePerTokenRequest(t *testing.T) {
 		RequestedScope: fosite.Arguments{"openid", "email"}, GrantedScope: fosite.Arguments{"openid", "email"},
 		Form: url.Values{"redirect_uri": {"http://127.0.0.1/cb"}, "code_challenge": {"challenge"}}, Session: sess,
 	}
-	if err := s.CreateAuthorizeCodeSession(ctx, "sig-1", issued); err != nil {
+	if err := NewStorage(cs).CreateAuthorizeCodeSession(ctx, "sig-1", issued); err != nil {
 		t.Fatal(err)
 	}
 
@@ -244,5 +247,47 @@ func TestRereadSecretOnceForMany(t *testing.T) {
 	cs.c.SecretHash = []byte("newer")
 	if h := st.rereadSecret("c1"); string(h) != "newer" || cs.reads != 2 {
 		t.Errorf("a reread a second later got %q after %d reads, want newer after 2", h, cs.reads)
+	}
+}
+
+// issuedCodes gives each record once, not after its code's expiry, and
+// keeps only the last issuedCodesMax.
+func TestIssuedCodesKept(t *testing.T) {
+	c := newIssuedCodes()
+	now := time.Now()
+	sig := func(i int) string { return "sig-" + strconv.Itoa(i) }
+	for i := range issuedCodesMax + 1 {
+		c.put(&store.TokenRecord{Signature: sig(i), ExpiresAt: now.Add(time.Minute)})
+	}
+	if _, ok := c.take(sig(0), now); ok {
+		t.Error("the oldest record is still kept past issuedCodesMax")
+	}
+	if rec, ok := c.take(sig(issuedCodesMax), now); !ok || rec.Signature != sig(issuedCodesMax) {
+		t.Errorf("the newest record: %v %v", rec, ok)
+	}
+	if _, ok := c.take(sig(issuedCodesMax), now); ok {
+		t.Error("a record was taken twice")
+	}
+	if _, ok := c.take(sig(1), now.Add(time.Minute)); ok {
+		t.Error("a record was taken at its code's expiry")
+	}
+	if len(c.recs) != issuedCodesMax-2 {
+		t.Errorf("%d records kept, want %d", len(c.recs), issuedCodesMax-2)
+	}
+}
+
+// Outside a token request (no code memo) a code is read from the store,
+// and its record stays for the token request.
+func TestIssuedCodeOutsideTokenRequest(t *testing.T) {
+	ctx := t.Context()
+	cs := &countingStore{Store: testenv.SQLiteStore(t)}
+	s := NewStorage(cs)
+	now := time.Now().Truncate(time.Second)
+	s.codes.put(&store.TokenRecord{Kind: store.KindAuthorizeCode, Signature: "sig-1", ExpiresAt: now.Add(time.Minute)})
+	if _, err := s.GetAuthorizeCodeSession(ctx, "sig-1", NewSession()); !errors.Is(err, fosite.ErrNotFound) || cs.reads != 1 {
+		t.Fatalf("outside a token request: %v after %d store reads, want the store's answer", err, cs.reads)
+	}
+	if _, ok := s.codes.take("sig-1", now); !ok {
+		t.Fatal("the record was taken outside a token request")
 	}
 }
