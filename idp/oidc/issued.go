@@ -1,6 +1,7 @@
 package oidc
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -62,4 +63,39 @@ func (c *issuedCodes) take(signature string, now time.Time) (*store.TokenRecord,
 		return nil, false
 	}
 	return rec, true
+}
+
+// HeldCode is the record of a code issued by a request whose writes the
+// caller stores itself: a login's last step answers its relying party's
+// request before it stores the session, and stores the code with it
+// (store.LoginEnd.Code), in one store call instead of two.
+type HeldCode struct {
+	s   *Storage
+	rec *store.TokenRecord
+}
+
+type heldCodeKey struct{}
+
+// HoldCode returns a context in which the code an authorization response
+// issues is held, not stored: its record is h.Record(), nil until then.
+// Once the caller has stored it, h.Stored() tells the storage.
+func (s *Storage) HoldCode(ctx context.Context) (_ context.Context, h *HeldCode) {
+	h = &HeldCode{s: s}
+	return context.WithValue(ctx, heldCodeKey{}, h), h
+}
+
+// Record is the held code's record; nil when no code was issued.
+func (h *HeldCode) Record() *store.TokenRecord {
+	if h == nil {
+		return nil
+	}
+	return h.rec
+}
+
+// Stored tells the storage that the caller stored the held code, so that
+// its exchange here need not read it (issuedCodes).
+func (h *HeldCode) Stored() {
+	if h != nil && h.rec != nil {
+		h.s.codes.put(h.rec)
+	}
 }

@@ -242,6 +242,10 @@ func (s *Storage) create(ctx context.Context, kind, signature string, r fosite.R
 		w.Create = append(w.Create, rec)
 		return nil
 	}
+	if h, _ := ctx.Value(heldCodeKey{}).(*HeldCode); h != nil && kind == store.KindAuthorizeCode && h.rec == nil {
+		h.rec = rec
+		return nil
+	}
 	if err := s.Store.CreateToken(ctx, rec); err != nil {
 		return err
 	}

@@ -128,6 +128,11 @@ type LoginEnd struct {
 	SpentUntil time.Time // until when that record is kept
 	Stamp      string    // the user's security stamp as the login read it
 	TOTPStep   int64     // the TOTP code's time step of the second step (from the Unix epoch, never 0); 0: none
+	// Code is the authorization code (KindAuthorizeCode) the login's
+	// relying party gets in the new session, stored with it (nil: none).
+	// A code issued under the user's consent (Consented) is stored, and
+	// the session started, only while that consent exists.
+	Code *TokenRecord
 }
 
 // Session is a server-side SSO session. The browser's cookie holds a random
@@ -424,6 +429,9 @@ type Store interface {
 	// that login's session too (LoginSession). ErrNotFound when the user
 	// has no authenticator. A code accepted here stays spent even when the
 	// session is refused (ErrNotFound above).
+	//
+	// With end.Code, the code is stored with the session, both or neither:
+	// ErrNotFound, as for a changed account, when its consent is gone.
 	StartSession(ctx context.Context, end LoginEnd, s *Session) error
 	// LoginSession is the id of the session the login with this key
 	// started (StartSession), as long as its record is kept; "" when it has

@@ -149,11 +149,11 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		// Two-step verification turned on since the read above changed the
 		// account's stamp: then the store starts no session, or the
 		// enabling, which ends the user's other sessions, ends this one.
+		f.user = user
 		sess, err := s.establish(w, r, f, user, 0)
 		if err != nil {
 			return
 		}
-		f.user = user
 		s.setDeviceCookie(w, f.Account, f.Stamp)
 		s.afterLogin(w, r, f, sess)
 		return
@@ -683,11 +683,26 @@ func (s *Server) useBackupCode(ctx context.Context, userID, canonical string) (i
 // loginGone). totpStep (0: none) is the time step of the login's TOTP
 // code, spent with the session: errWrongCode, unanswered, when it was
 // spent already. errAnswered when the request was answered.
+//
+// A login for a relying party's request (f.Authorize) answers that request
+// first, into f.answer for afterLogin, with the session it is about to
+// store: the code it issues is held (oidc.Storage.HoldCode) and stored with
+// the session, in one store call instead of two, and the answer goes out
+// only once both are stored. When the session is refused, the answer is
+// dropped and its code was never stored nor shown.
 func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, totpStep int64) (*store.Session, error) {
-	sess, token, err := s.startSession(r.Context(), r, f, u, totpStep)
-	if err != nil {
+	sess, token := s.newSession(r, f)
+	var held *oidc.HeldCode
+	if f.Authorize != "" {
+		ctx, h := s.Provider.Storage.HoldCode(r.Context())
+		f.answer, held = &heldAnswer{header: http.Header{}}, h
+		s.resume(f.answer, r.WithContext(ctx), f, sess)
+	}
+	if err := s.storeSession(r.Context(), r, f, u, totpStep, sess, held.Record()); err != nil {
+		f.answer = nil
 		return nil, s.sessionRefused(w, r, f, err)
 	}
+	held.Stored()
 	s.sessionStarted(w, r, token, sess)
 	return sess, nil
 }
@@ -727,6 +742,10 @@ func (s *Server) sessionRefused(w http.ResponseWriter, r *http.Request, f *flow,
 }
 
 func (s *Server) afterLogin(w http.ResponseWriter, r *http.Request, f *flow, sess *store.Session) {
+	if f.answer != nil {
+		f.answer.writeTo(w)
+		return
+	}
 	if f.Authorize != "" {
 		s.resume(w, r, f, sess)
 		return

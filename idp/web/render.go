@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -210,4 +211,40 @@ func brandStyle(color string) (sheet []byte, etag string) {
 	sheet = []byte(":root{--brand:" + strings.ToLower(color) + "}\n")
 	sum := sha256.Sum256(sheet)
 	return sheet, `"` + hex.EncodeToString(sum[:8]) + `"`
+}
+
+// heldAnswer is an answer prepared but not yet sent (establish): its
+// headers, status and body, written to the browser's response by writeTo.
+type heldAnswer struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (a *heldAnswer) Header() http.Header { return a.header }
+
+func (a *heldAnswer) WriteHeader(status int) {
+	if a.status == 0 {
+		a.status = status
+	}
+}
+
+func (a *heldAnswer) Write(b []byte) (int, error) {
+	a.WriteHeader(http.StatusOK)
+	return a.body.Write(b)
+}
+
+// writeTo sends the answer on w, whose own cookies (the session's, set
+// meanwhile) stay with those of the answer.
+func (a *heldAnswer) writeTo(w http.ResponseWriter) {
+	h := w.Header()
+	for k, v := range a.header {
+		if k == "Set-Cookie" {
+			h[k] = append(h[k], v...)
+		} else {
+			h[k] = v
+		}
+	}
+	w.WriteHeader(cmp.Or(a.status, http.StatusOK))
+	_, _ = w.Write(a.body.Bytes())
 }

@@ -139,6 +139,10 @@ type flow struct {
 	// user is the account as this request's login step read it, for the
 	// authorization that follows in the same request (never stored).
 	user *store.User
+	// answer is the answer to the relying party's request that the login
+	// step of this request prepared before storing its session (establish),
+	// to go out once the session is stored (afterLogin); never stored.
+	answer *heldAnswer
 
 	Kind        string    `json:"kind"` // "login", "consent", "account", "continue", "setup", "disable", "codes", "logout"
 	Browser     []byte    `json:"browser"`
@@ -517,6 +521,13 @@ func (s *Server) currentSession(r *http.Request) (*store.Session, error) {
 // code spent); the caller gives the browser the session's cookie, whose
 // token it returns, once they are committed (sessionStarted).
 func (s *Server) startSession(ctx context.Context, r *http.Request, f *flow, u *store.User, totpStep int64) (*store.Session, string, error) {
+	sess, token := s.newSession(r, f)
+	return sess, token, s.storeSession(ctx, r, f, u, totpStep, sess, nil)
+}
+
+// newSession is the session the login f starts, with its cookie's token:
+// not stored yet (storeSession).
+func (s *Server) newSession(r *http.Request, f *flow) (*store.Session, string) {
 	now := s.Now().Truncate(time.Second)
 	token := crypt.RandomToken(32)
 	sess := &store.Session{
@@ -536,16 +547,24 @@ func (s *Server) startSession(ctx context.Context, r *http.Request, f *flow, u *
 		// Remembered across browser restarts, never past the absolute limit.
 		sess.ExpiresAt = now.Add(min(s.Config.RememberMe, s.Config.SessionMaxAge))
 	}
-	end := store.LoginEnd{Key: loginKey(f), SpentUntil: s.spentUntil(f), Stamp: u.SecurityStamp, TOTPStep: totpStep}
+	return sess, token
+}
+
+// storeSession stores sess, the session the login f of the user u starts
+// (startSession), with code, the code its relying party's request was
+// answered with (nil: none), and ends the browser's previous session.
+func (s *Server) storeSession(ctx context.Context, r *http.Request, f *flow, u *store.User, totpStep int64,
+	sess *store.Session, code *store.TokenRecord) error {
+	end := store.LoginEnd{Key: loginKey(f), SpentUntil: s.spentUntil(f), Stamp: u.SecurityStamp, TOTPStep: totpStep, Code: code}
 	if err := s.Store.StartSession(ctx, end, sess); err != nil {
-		return nil, "", err
+		return err
 	}
 	if old := s.cookie(r, sessionCookie); old != "" {
 		if err := s.Store.DeleteSession(ctx, crypt.HashToken(old)); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, "", err
+			return err
 		}
 	}
-	return sess, token, nil
+	return nil
 }
 
 // rotateSession gives the browser's session of the user userID a new

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -71,17 +72,11 @@ func (s *Store) StartSession(ctx context.Context, end store.LoginEnd, x *store.S
 		err              error
 	)
 	if s.dialect.WritableCTE {
-		err = s.q(ctx).QueryRowContext(ctx, `WITH step AS (
-					UPDATE totp SET last_step = $15 WHERE $15::bigint > 0 AND user_id = $4 AND last_step < $15 RETURNING 1),
-				account AS (SELECT 1 FROM users WHERE id = $4 AND security_stamp = $13
-					AND ($15::bigint = 0 OR EXISTS (SELECT 1 FROM step)) FOR SHARE),
-				spent AS (INSERT INTO spent_logins (key, session_id, expires_at) SELECT $1, $3, $14 FROM account
-					ON CONFLICT (key) DO NOTHING RETURNING 1),
-				started AS (INSERT INTO sessions (`+sessionCols+`) SELECT $2::bytea, $3::text, $4::text, $5::bigint,
-					$6::text, $7::boolean, $8::bigint, $9::bigint, $10::bigint, $11::text, $12::text FROM spent RETURNING 1)
-				SELECT (SELECT count(*) FROM step), (SELECT count(*) FROM started)`,
-			append(append([]any{blob(end.Key)}, sessionArgs(x)...), end.Stamp, unix(end.SpentUntil), end.TOTPStep)...,
-		).Scan(&stepped, &started)
+		args := append(append([]any{blob(end.Key)}, sessionArgs(x)...), end.Stamp, unix(end.SpentUntil), end.TOTPStep)
+		if end.Code != nil {
+			args = append(args, tokenArgs(end.Code)...)
+		}
+		err = s.q(ctx).QueryRowContext(ctx, startSessionQueries[startSessionVariant(end)], args...).Scan(&stepped, &started)
 	} else {
 		err = s.inTx(ctx, func(q querier) error {
 			var err error
@@ -99,6 +94,49 @@ func (s *Store) StartSession(ctx context.Context, end store.LoginEnd, x *store.S
 	return s.fail("start session", err)
 }
 
+// startSessionSQL is StartSession's one statement (dialect.WritableCTE):
+// the step recorded, the account read (and locked), the login spent and the
+// session created, each only after the one before; %s is where the
+// variants below add a consent's condition to the account's, and %s a
+// code created with the session.
+const startSessionSQL = `WITH step AS (
+		UPDATE totp SET last_step = $15 WHERE $15::bigint > 0 AND user_id = $4 AND last_step < $15 RETURNING 1),
+	account AS (SELECT 1 FROM users WHERE id = $4 AND security_stamp = $13
+		AND ($15::bigint = 0 OR EXISTS (SELECT 1 FROM step))%s FOR SHARE),
+	spent AS (INSERT INTO spent_logins (key, session_id, expires_at) SELECT $1, $3, $14 FROM account
+		ON CONFLICT (key) DO NOTHING RETURNING 1),
+	started AS (INSERT INTO sessions (` + sessionCols + `) SELECT $2::bytea, $3::text, $4::text, $5::bigint,
+		$6::text, $7::boolean, $8::bigint, $9::bigint, $10::bigint, $11::text, $12::text FROM spent RETURNING 1)%s
+	SELECT (SELECT count(*) FROM step), (SELECT count(*) FROM started)`
+
+// startSessionQueries are startSessionSQL without a code, with one, and
+// with one issued under a consent, locked FOR KEY SHARE as CreateToken's
+// (createCodeQueries): a DELETE of the consent waits for this statement,
+// or this statement for it and then finds it gone.
+var startSessionQueries = [3]string{
+	fmt.Sprintf(startSessionSQL, "", ""),
+	fmt.Sprintf(startSessionSQL, "", codeWithSession),
+	fmt.Sprintf(startSessionSQL, ` AND EXISTS (SELECT 1 FROM consents WHERE user_id = $4 AND client_id = $19 FOR KEY SHARE)`,
+		codeWithSession),
+}
+
+// codeWithSession creates StartSession's code (tokenArgs from $16) with
+// its session.
+var codeWithSession = `,
+	code AS (INSERT INTO tokens (` + tokenColumns + `) ` + typedTokenValues(15) + ` FROM started RETURNING 1)`
+
+// startSessionVariant is the index of end's statement in
+// startSessionQueries.
+func startSessionVariant(end store.LoginEnd) int {
+	switch {
+	case end.Code == nil:
+		return 0
+	case !end.Code.Consented:
+		return 1
+	}
+	return 2
+}
+
 // startSessionInTx is StartSession's statements one after the other, in
 // a transaction: stepped and started count the step recorded and the
 // session created. A step recorded stays so when the session is refused
@@ -111,16 +149,31 @@ func startSessionInTx(ctx context.Context, q querier, end store.LoginEnd, x *sto
 			return stepped, 0, err
 		}
 	}
-	started, err = affected(q.ExecContext(ctx, `INSERT INTO spent_logins (key, session_id, expires_at)
-		SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM users WHERE id = $4 AND security_stamp = $5)
-		ON CONFLICT (key) DO NOTHING`,
-		blob(end.Key), x.ID, unix(end.SpentUntil), x.UserID, end.Stamp))
+	spend, args := spendLoginSQL, []any{blob(end.Key), x.ID, unix(end.SpentUntil), x.UserID, end.Stamp}
+	if end.Code != nil && end.Code.Consented {
+		spend, args = spendConsentedLoginSQL, append(args, end.Code.ClientID)
+	}
+	started, err = affected(q.ExecContext(ctx, spend, args...))
 	if err != nil || started == 0 {
 		return stepped, started, err
 	}
-	_, err = q.ExecContext(ctx, createSessionSQL, sessionArgs(x)...)
+	if _, err = q.ExecContext(ctx, createSessionSQL, sessionArgs(x)...); err != nil || end.Code == nil {
+		return stepped, started, err
+	}
+	_, err = q.ExecContext(ctx, createTokenSQL, tokenArgs(end.Code)...)
 	return stepped, started, err
 }
+
+// spendLoginSQL records a login as spent while its account is as it read
+// it; spendConsentedLoginSQL also while the account's consent to the
+// client ($6) exists.
+const (
+	spendLoginSQL          = spendLogin + spendLoginOnce
+	spendConsentedLoginSQL = spendLogin + ` AND EXISTS (SELECT 1 FROM consents WHERE user_id = $4 AND client_id = $6)` + spendLoginOnce
+	spendLogin             = `INSERT INTO spent_logins (key, session_id, expires_at)
+		SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM users WHERE id = $4 AND security_stamp = $5)`
+	spendLoginOnce = ` ON CONFLICT (key) DO NOTHING`
+)
 
 // LoginSession implements store.Store.
 func (s *Store) LoginSession(ctx context.Context, loginKey []byte) (string, error) {

@@ -70,6 +70,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RaceExchangeTokens", testRaceExchangeTokens},
 		{"RaceDeleteFlow", testRaceDeleteFlow},
 		{"StartSession", testStartSession},
+		{"StartSessionWithCode", testStartSessionWithCode},
 		{"RaceStartSession", testRaceStartSession},
 		{"StartSessionTOTPStep", testStartSessionTOTPStep},
 		{"InvalidUTF8Text", testInvalidUTF8Text},
@@ -1944,6 +1945,55 @@ func testStartSession(t *testing.T, s store.Store) {
 	_, err = s.DeleteExpired(ctx, at(time.Hour), 0)
 	must(t, err)
 	spent("LoginSession after its record expired", "")
+}
+
+// testStartSessionWithCode: a login's code is stored with its session,
+// and one issued under a consent only while the consent exists: without
+// it, neither (ErrNotFound), and the login is not spent.
+func testStartSessionWithCode(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	stamp := newUser(t, s, "u1").SecurityStamp
+	must(t, s.CreateClient(ctx, &store.Client{ID: "c1", Name: "C1", RedirectURIs: []string{"https://c1.example/cb"}, CreatedAt: t0}))
+	session := func(n string) *store.Session {
+		return &store.Session{TokenHash: []byte("hash-" + n), ID: "sid-" + n, UserID: "u1", AuthTime: t0, AMR: []string{"pwd"},
+			CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)}
+	}
+	code := func(n string, consented bool) *store.TokenRecord {
+		return &store.TokenRecord{Kind: store.KindAuthorizeCode, Signature: "code-" + n, RequestID: "req-" + n, ClientID: "c1",
+			Subject: "u1", SessionID: "sid-" + n, Data: []byte("request " + n), Active: true, CreatedAt: t0,
+			ExpiresAt: at(time.Minute), Consented: consented}
+	}
+	stored := func(what, n string, kept bool) {
+		t.Helper()
+		got, err := s.GetToken(ctx, store.KindAuthorizeCode, "code-"+n)
+		if !kept {
+			wantErr(t, what, err, store.ErrNotFound)
+			return
+		}
+		must(t, err)
+		same(t, what, got, code(n, false)) // Consented is not stored: a condition of the write
+	}
+
+	end := loginEnd("login-1", stamp, 0)
+	end.Code = code("1", false)
+	must(t, s.StartSession(ctx, end, session("1")))
+	stored("a first-party code started with its session", "1", true)
+
+	// Issued under a consent that is gone: neither the session nor the
+	// code, and the login is not spent.
+	end = loginEnd("login-2", stamp, 0)
+	end.Code = code("2", true)
+	wantErr(t, "StartSession with a code of a withdrawn consent", s.StartSession(ctx, end, session("2")), store.ErrNotFound)
+	stored("a code of a withdrawn consent", "2", false)
+	_, err := s.GetSession(ctx, []byte("hash-2"), t0)
+	wantErr(t, "the session of a code of a withdrawn consent", err, store.ErrNotFound)
+	sid, err := s.LoginSession(ctx, end.Key)
+	must(t, err)
+	same(t, "LoginSession after a withdrawn consent", sid, "")
+
+	must(t, s.PutConsent(ctx, "u1", "c1", []string{"openid"}, t0))
+	must(t, s.StartSession(ctx, end, session("2")))
+	stored("a code under a consent started with its session", "2", true)
 }
 
 // testInvalidUTF8Text: free text from outside that is not UTF-8 (a
