@@ -96,29 +96,39 @@ func (s *Store) StartSession(ctx context.Context, end store.LoginEnd, x *store.S
 
 // startSessionSQL is StartSession's one statement (dialect.WritableCTE):
 // the step recorded, the account read (and locked), the login spent and the
-// session created, each only after the one before; %s is where the
-// variants below add a consent's condition to the account's, and %s a
-// code created with the session.
+// session created, each only after the one before. The first %s is where
+// a code issued under a consent adds the consent's row (consentLocked),
+// the second the name of the row the login is spent from (account, or
+// consent), the third the code created with the session
+// (codeWithSession).
 const startSessionSQL = `WITH step AS (
 		UPDATE totp SET last_step = $15 WHERE $15::bigint > 0 AND user_id = $4 AND last_step < $15 RETURNING 1),
 	account AS (SELECT 1 FROM users WHERE id = $4 AND security_stamp = $13
-		AND ($15::bigint = 0 OR EXISTS (SELECT 1 FROM step))%s FOR SHARE),
-	spent AS (INSERT INTO spent_logins (key, session_id, expires_at) SELECT $1, $3, $14 FROM account
+		AND ($15::bigint = 0 OR EXISTS (SELECT 1 FROM step)) FOR SHARE),%s
+	spent AS (INSERT INTO spent_logins (key, session_id, expires_at) SELECT $1, $3, $14 FROM %s
 		ON CONFLICT (key) DO NOTHING RETURNING 1),
 	started AS (INSERT INTO sessions (` + sessionCols + `) SELECT $2::bytea, $3::text, $4::text, $5::bigint,
 		$6::text, $7::boolean, $8::bigint, $9::bigint, $10::bigint, $11::text, $12::text FROM spent RETURNING 1)%s
 	SELECT (SELECT count(*) FROM step), (SELECT count(*) FROM started)`
 
 // startSessionQueries are startSessionSQL without a code, with one, and
-// with one issued under a consent, locked FOR KEY SHARE as CreateToken's
-// (createCodeQueries): a DELETE of the consent waits for this statement,
-// or this statement for it and then finds it gone.
+// with one issued under a consent.
 var startSessionQueries = [3]string{
-	fmt.Sprintf(startSessionSQL, "", ""),
-	fmt.Sprintf(startSessionSQL, "", codeWithSession),
-	fmt.Sprintf(startSessionSQL, ` AND EXISTS (SELECT 1 FROM consents WHERE user_id = $4 AND client_id = $19 FOR KEY SHARE)`,
-		codeWithSession),
+	fmt.Sprintf(startSessionSQL, "", "account", ""),
+	fmt.Sprintf(startSessionSQL, "", "account", codeWithSession),
+	fmt.Sprintf(startSessionSQL, consentLocked, "consent", codeWithSession),
 }
+
+// consentLocked is the consent ($19, the code's client) a code is issued
+// under, locked FOR KEY SHARE as CreateToken's (createCodeQueries): its
+// DELETE (RevokeConsent) waits for this statement, or this statement for
+// the DELETE and then finds it gone. It is locked after the user's row
+// (account, through the uncorrelated EXISTS, an InitPlan that runs before
+// the scan of consents): RevokeConsent and DeleteUser lock the user's row
+// first too, so the two cannot deadlock.
+const consentLocked = `
+	consent AS (SELECT 1 FROM consents WHERE user_id = $4 AND client_id = $19
+		AND EXISTS (SELECT 1 FROM account) FOR KEY SHARE),`
 
 // codeWithSession creates StartSession's code (tokenArgs from $16) with
 // its session.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,6 +73,7 @@ func RunTests(t *testing.T, open func(t *testing.T) store.Store) {
 		{"StartSession", testStartSession},
 		{"StartSessionWithCode", testStartSessionWithCode},
 		{"RaceStartSession", testRaceStartSession},
+		{"RaceStartSessionConsent", testRaceStartSessionConsent},
 		{"StartSessionTOTPStep", testStartSessionTOTPStep},
 		{"InvalidUTF8Text", testInvalidUTF8Text},
 		{"RaceRecordFailure", testRaceRecordFailure},
@@ -2103,6 +2105,51 @@ func testRaceStartSession(t *testing.T, s store.Store) {
 	list, err := s.ListUserSessions(ctx, "u1", t0)
 	must(t, err)
 	same(t, "sessions started", len(list), 1)
+}
+
+// testRaceStartSessionConsent: a login's last step storing a code issued
+// under a consent, while the consent is taken back: both finish (neither
+// deadlocks: on PostgreSQL both lock the user's row before the consent's),
+// and no code is left active without its consent.
+func testRaceStartSessionConsent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	stamp := newUser(t, s, "u1").SecurityStamp
+	must(t, s.CreateClient(ctx, &store.Client{ID: "c1", Name: "C1", RedirectURIs: []string{"https://c1.example/cb"}, CreatedAt: t0}))
+	for round := range 30 {
+		must(t, s.PutConsent(ctx, "u1", "c1", []string{"openid"}, t0))
+		n := strconv.Itoa(round)
+		end := loginEnd("login-"+n, stamp, 0)
+		end.Code = &store.TokenRecord{Kind: store.KindAuthorizeCode, Signature: "code-" + n, RequestID: "req-" + n,
+			ClientID: "c1", Subject: "u1", SessionID: "sid-" + n, Data: []byte("request"), Active: true, CreatedAt: t0,
+			ExpiresAt: at(time.Minute), Consented: true}
+		var started, revoked error
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			<-start
+			started = s.StartSession(ctx, end, &store.Session{TokenHash: []byte("hash-" + n), ID: "sid-" + n, UserID: "u1",
+				AuthTime: t0, CreatedAt: t0, LastSeen: t0, ExpiresAt: at(time.Hour)})
+		})
+		wg.Go(func() {
+			<-start
+			revoked = s.RevokeConsent(ctx, "u1", "c1")
+		})
+		close(start)
+		wg.Wait()
+		if started != nil && !errors.Is(started, store.ErrNotFound) {
+			t.Fatalf("round %d: StartSession: %v", round, started)
+		}
+		must(t, revoked)
+		code, err := s.GetToken(ctx, store.KindAuthorizeCode, "code-"+n)
+		switch {
+		case started == nil && err != nil:
+			t.Fatalf("round %d: the session started without its code: %v", round, err)
+		case started == nil && code.Active:
+			t.Fatalf("round %d: the code is active after its consent was taken back", round)
+		case started != nil && !errors.Is(err, store.ErrNotFound):
+			t.Fatalf("round %d: a refused login left its code: %v", round, err)
+		}
+	}
 }
 
 // testRaceRecordFailure checks that concurrent failures are each counted
