@@ -84,6 +84,7 @@ func (s *racingCodes) ExchangeTokens(ctx context.Context, x *store.TokenExchange
 // confidential client, in the session "sid" of its user.
 type codeEnv struct {
 	a        *app.App
+	cfg      config.Config
 	user     *store.User
 	client   string
 	code     string
@@ -142,16 +143,31 @@ func newCodeEnv(t *testing.T, db testenv.Database) *codeEnv {
 	if err != nil || loc.Query().Get("code") == "" {
 		t.Fatalf("authorize: %d %q", w.Code, w.Header().Get("Location"))
 	}
-	return &codeEnv{a: a, user: u, client: c.ID, code: loc.Query().Get("code"), redirect: redirect, verifier: verifier, secret: secret}
+	return &codeEnv{a: a, cfg: cfg, user: u, client: c.ID, code: loc.Query().Get("code"), redirect: redirect, verifier: verifier,
+		secret: secret}
+}
+
+// another opens another instance of the provider on the same database.
+func (e *codeEnv) another(t *testing.T) *app.App {
+	t.Helper()
+	b, err := app.Open(t.Context(), e.cfg, app.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
 }
 
 // token posts form to the token endpoint as the client.
-func (e *codeEnv) token(form url.Values) (int, map[string]any) {
+func (e *codeEnv) token(form url.Values) (int, map[string]any) { return e.tokenAt(e.a, form) }
+
+// tokenAt posts form to the token endpoint of the instance a.
+func (e *codeEnv) tokenAt(a *app.App, form url.Values) (int, map[string]any) {
 	r := httptest.NewRequest(http.MethodPost, oidc.PathToken, strings.NewReader(form.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	r.SetBasicAuth(e.client, e.secret)
 	w := httptest.NewRecorder()
-	e.a.Provider.Token(w, r)
+	a.Provider.Token(w, r)
 	body := map[string]any{}
 	_ = json.Unmarshal(w.Body.Bytes(), &body)
 	return w.Code, body
@@ -174,8 +190,12 @@ func (e *codeEnv) introspect(token string) (bool, error) {
 }
 
 // exchange exchanges the code.
-func (e *codeEnv) exchange() (int, map[string]any) {
-	return e.token(url.Values{"grant_type": {"authorization_code"}, "code": {e.code}, "redirect_uri": {e.redirect}, "code_verifier": {e.verifier}})
+func (e *codeEnv) exchange() (int, map[string]any) { return e.exchangeAt(e.a, e.verifier) }
+
+// exchangeAt exchanges the code at the instance a with the PKCE verifier.
+func (e *codeEnv) exchangeAt(a *app.App, verifier string) (int, map[string]any) {
+	return e.tokenAt(a, url.Values{"grant_type": {"authorization_code"}, "code": {e.code}, "redirect_uri": {e.redirect},
+		"code_verifier": {verifier}})
 }
 
 // TestConcurrentCodeReuseRevokes: of two exchanges of one code that both

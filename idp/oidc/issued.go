@@ -19,9 +19,13 @@ import (
 // ended) or by being deleted (its client or user deleted), and the
 // exchange's spend, a conditional update at Commit, sees either: the
 // exchange is then refused (store.ErrConsumed, and what the code issued is
-// revoked; store.ErrNotFound) as if its read had found the code so. A
+// revoked; store.ErrNotFound) as if its read had found the code so. An
+// exchange refused before its spend (a wrong PKCE verifier, say: fosite
+// checks those after the read) reads the code then (IssuedCodeSpent), so
+// that a code spent at another instance and replayed here still revokes
+// what it issued, as fosite does when its read finds a code spent. A
 // record is taken once: the first exchange of its code removes it, so a
-// second exchange (a reuse) reads the store and finds the code spent, as
+// second exchange here reads the store and finds the code spent, as
 // before. Records beyond the last issuedCodesMax are dropped, oldest
 // first; an exchange of one of them reads the store.
 type issuedCodes struct {

@@ -84,3 +84,26 @@ func TestIssuedCodeDeleted(t *testing.T) {
 		}
 	})
 }
+
+// TestIssuedCodeReplayedWhereIssued: a code redeemed at another instance,
+// then replayed at the one that issued it, which still keeps its record,
+// by someone without its PKCE verifier: refused, and what the code issued
+// is revoked, as where its read finds it spent (fosite revokes before it
+// checks PKCE).
+func TestIssuedCodeReplayedWhereIssued(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e := newCodeEnv(t, db)
+		other := e.another(t)
+		st, body := e.exchangeAt(other, e.verifier)
+		if st != http.StatusOK || body["access_token"] == nil {
+			t.Fatalf("exchange at the other instance: %d %v", st, body)
+		}
+		if st, body := e.exchangeAt(e.a, "not-the-verifier-"+e.verifier); st != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Fatalf("the code replayed where it was issued: %d %v, want invalid_grant", st, body)
+		}
+		access, _ := body["access_token"].(string)
+		if active, err := e.introspect(access); err != nil || active {
+			t.Fatalf("the access token of a replayed code: active %v (%v), want revoked", active, err)
+		}
+	})
+}

@@ -281,6 +281,9 @@ func expiry(kind string, sess fosite.Session) time.Time {
 type codeMemo struct {
 	mu    sync.Mutex
 	codes map[string]*decodedRecord
+	// issued is the record this request took from issuedCodes (nil:
+	// none), which says nothing of whether the code is still unused.
+	issued *store.TokenRecord
 }
 
 // decodedRecord is a stored request, decoded, and (for a code read through
@@ -343,7 +346,38 @@ func (s *Storage) takeIssued(m *codeMemo, signature string) (*store.TokenRecord,
 	if m == nil {
 		return nil, false
 	}
-	return s.codes.take(signature, time.Now())
+	rec, ok := s.codes.take(signature, time.Now())
+	if ok {
+		m.mu.Lock()
+		m.issued = rec
+		m.mu.Unlock()
+	}
+	return rec, ok
+}
+
+// IssuedCodeSpent reports, for a token request that took its code's
+// record from issuedCodes and failed before its spend (a wrong PKCE
+// verifier or redirect URI, say), whether the store has the code spent,
+// and the ID of the authorization request it was issued for: fosite, which
+// revokes what a spent code issued when its read finds it so, before any
+// other check, never saw the code's state. ok is false when the request
+// read the code from the store, or the code is unused, gone or unread.
+func (s *Storage) IssuedCodeSpent(ctx context.Context) (requestID string, ok bool) {
+	m, _ := ctx.Value(codeMemoKey{}).(*codeMemo)
+	if m == nil {
+		return "", false
+	}
+	m.mu.Lock()
+	issued := m.issued
+	m.mu.Unlock()
+	if issued == nil {
+		return "", false
+	}
+	rec, err := s.Store.GetToken(ctx, store.KindAuthorizeCode, issued.Signature)
+	if err != nil || rec.Active {
+		return "", false
+	}
+	return rec.RequestID, true
 }
 
 // userMemo is where a userinfo request finds the user read with its
