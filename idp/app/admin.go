@@ -89,11 +89,8 @@ type ClientChange struct {
 // servers. Its secret, consents and tokens stay.
 func (a *App) UpdateClient(ctx context.Context, id string, ch ClientChange) (*store.Client, error) {
 	c, err := a.Store.GetClient(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("no client with id %s", id)
-	}
 	if err != nil {
-		return nil, err
+		return nil, clientErr(id, err)
 	}
 	if ch.Name != nil {
 		if strings.TrimSpace(*ch.Name) == "" {
@@ -114,10 +111,7 @@ func (a *App) UpdateClient(ctx context.Context, id string, ch ClientChange) (*st
 		return nil, err
 	}
 	if err := a.Store.UpdateClient(ctx, c); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("no client with id %s", id) // deleted meanwhile
-		}
-		return nil, err
+		return nil, clientErr(id, err) // not found: deleted meanwhile
 	}
 	a.forgetClient(id)
 	return c, nil
@@ -168,8 +162,7 @@ func (a *App) CreateClient(ctx context.Context, nc NewClient) (*store.Client, st
 	}
 	var secret string
 	if !nc.Public {
-		secret = crypt.RandomToken(32)
-		c.SecretHash, _ = SecretHasher{Key: a.Key}.Hash(ctx, []byte(secret))
+		secret, c.SecretHash = a.newClientSecret(ctx)
 	}
 	if err := a.Store.CreateClient(ctx, c); err != nil {
 		if errors.Is(err, store.ErrDuplicate) {
@@ -196,11 +189,8 @@ func (a *App) RotateClientSecret(ctx context.Context, id string, keepOld time.Du
 		return "", time.Time{}, fmt.Errorf("--keep-old %s: want 0 to %s", keepOld, MaxKeepOldSecret)
 	}
 	c, err := a.Store.GetClient(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return "", time.Time{}, fmt.Errorf("no client with id %s", id)
-	}
 	if err != nil {
-		return "", time.Time{}, err
+		return "", time.Time{}, clientErr(id, err)
 	}
 	if c.Public {
 		return "", time.Time{}, fmt.Errorf("client %s is public: it has no secret", id)
@@ -210,13 +200,9 @@ func (a *App) RotateClientSecret(ctx context.Context, id string, keepOld time.Du
 		// the real clock, as fosite checks every time it keeps.
 		oldUntil = time.Now().Add(keepOld).Truncate(time.Second)
 	}
-	secret = crypt.RandomToken(32)
-	hash, _ := SecretHasher{Key: a.Key}.Hash(ctx, []byte(secret))
+	secret, hash := a.newClientSecret(ctx)
 	if err := a.Store.SetClientSecret(ctx, id, hash, oldUntil); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return "", time.Time{}, fmt.Errorf("no client with id %s", id) // deleted meanwhile
-		}
-		return "", time.Time{}, err
+		return "", time.Time{}, clientErr(id, err) // not found: deleted meanwhile
 	}
 	a.forgetClient(id)
 	return secret, oldUntil, nil
@@ -225,14 +211,11 @@ func (a *App) RotateClientSecret(ctx context.Context, id string, keepOld time.Du
 // DeleteClient removes the client id with its consents and tokens; running
 // servers refuse it within the client cache's lifetime (5 s).
 func (a *App) DeleteClient(ctx context.Context, id string) error {
-	err := a.Store.DeleteClient(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no client with id %s", id)
+	if err := a.Store.DeleteClient(ctx, id); err != nil {
+		return clientErr(id, err)
 	}
-	if err == nil {
-		a.forgetClient(id)
-	}
-	return err
+	a.forgetClient(id)
+	return nil
 }
 
 // forgetClient drops the client id from this process's client cache.
@@ -356,4 +339,21 @@ func (a *App) ResetMFA(ctx context.Context, email string) (u *store.User, reset 
 		return nil, false, err
 	}
 	return u, true, nil
+}
+
+// clientErr is err of a call about the client id: a one-line "no client"
+// when the store has none.
+func clientErr(id string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no client with id %s", id)
+	}
+	return err
+}
+
+// newClientSecret is a new client secret, 256 random bits, and its keyed
+// hash for the store.
+func (a *App) newClientSecret(ctx context.Context) (secret string, hash []byte) {
+	secret = crypt.RandomToken(32)
+	hash, _ = SecretHasher{Key: a.Key}.Hash(ctx, []byte(secret))
+	return secret, hash
 }
