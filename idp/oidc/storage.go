@@ -98,10 +98,10 @@ type Storage struct {
 
 	codes *issuedCodes // the records of the codes this process issued lately
 
-	mu       sync.Mutex
-	clients  map[string]cachedClient
-	rereads  map[string]time.Time // when each client's last reread ended (rereadSecret)
-	rereadMu sync.Mutex           // held by a reread
+	mu          sync.Mutex
+	clients     map[string]cachedClient
+	rereads     map[string]time.Time   // when each client's last reread ended (rereadSecret)
+	rereadLocks map[string]*sync.Mutex // each held by a reread of its client
 }
 
 type cachedClient struct {
@@ -118,7 +118,7 @@ const ClientCacheTTL = 5 * time.Second
 // NewStorage returns the fosite storage adapter over s.
 func NewStorage(s store.Store) *Storage {
 	return &Storage{Store: s, ClientTT: ClientCacheTTL, codes: newIssuedCodes(), clients: map[string]cachedClient{},
-		rereads: map[string]time.Time{}}
+		rereads: map[string]time.Time{}, rereadLocks: map[string]*sync.Mutex{}}
 }
 
 // Client returns the registered client, from the cache when fresh.
@@ -153,13 +153,21 @@ func (s *Storage) GetClient(ctx context.Context, id string) (fosite.Client, erro
 
 // rereadSecret returns the client id's secret hash as stored at most a
 // second ago: read again into the cache, unless a read of it ended less
-// than a second ago, whose result the cache holds. Rereads run one at a
-// time, so requests that need one at once wait for the first and take its
-// result. nil when there is none (a deleted client leaves the cache, a
-// read that failed leaves nothing to take).
+// than a second ago, whose result the cache holds. A client's rereads run
+// one at a time, so requests that need one at once wait for the first and
+// take its result; those of other clients do not wait for them. nil when
+// there is none (a deleted client leaves the cache, a read that failed
+// leaves nothing to take).
 func (s *Storage) rereadSecret(id string) []byte {
-	s.rereadMu.Lock()
-	defer s.rereadMu.Unlock()
+	s.mu.Lock()
+	lock := s.rereadLocks[id] // only for clients found, so as many as there are
+	if lock == nil {
+		lock = new(sync.Mutex)
+		s.rereadLocks[id] = lock
+	}
+	s.mu.Unlock()
+	lock.Lock()
+	defer lock.Unlock()
 	s.mu.Lock()
 	last, ok := s.rereads[id]
 	cc := s.clients[id]

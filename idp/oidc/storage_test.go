@@ -250,6 +250,46 @@ func TestRereadSecretOnceForMany(t *testing.T) {
 	}
 }
 
+// blockedClient serves every client; a read of the client blocked closes
+// entered and waits until release is closed.
+type blockedClient struct {
+	store.Store
+	blocked          string
+	entered, release chan struct{}
+}
+
+func (s *blockedClient) GetClient(_ context.Context, id string) (*store.Client, error) {
+	if id == s.blocked {
+		close(s.entered)
+		<-s.release
+	}
+	return &store.Client{ID: id, SecretHash: []byte("secret of " + id)}, nil
+}
+
+// TestRereadSecretPerClient: a client's reread does not wait for another
+// client's.
+func TestRereadSecretPerClient(t *testing.T) {
+	cs := &blockedClient{blocked: "slow", entered: make(chan struct{}), release: make(chan struct{})}
+	st := NewStorage(cs)
+	slow := make(chan []byte)
+	go func() { slow <- st.rereadSecret("slow") }()
+	<-cs.entered // the slow client's reread holds its turn
+	done := make(chan []byte)
+	go func() { done <- st.rereadSecret("quick") }()
+	select {
+	case h := <-done:
+		if string(h) != "secret of quick" {
+			t.Errorf("the other client's reread got %q", h)
+		}
+	case <-time.After(10 * time.Second): // a guard against a hang, not a sleep
+		t.Error("a client's reread waited for another client's")
+	}
+	close(cs.release)
+	if h := <-slow; string(h) != "secret of slow" {
+		t.Errorf("the blocked reread got %q", h)
+	}
+}
+
 // issuedCodes gives each record once, not after its code's expiry, and
 // keeps only the last issuedCodesMax.
 func TestIssuedCodesKept(t *testing.T) {
