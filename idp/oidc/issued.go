@@ -21,7 +21,7 @@ import (
 // exchange is then refused (store.ErrConsumed, and what the code issued is
 // revoked; store.ErrNotFound) as if its read had found the code so. An
 // exchange refused before its spend (a wrong PKCE verifier, say: fosite
-// checks those after the read) reads the code then (IssuedCodeSpent), so
+// checks those after the read) reads the code then (issuedCodeSpent), so
 // that a code spent at another instance and replayed here still revokes
 // what it issued, as fosite does when its read finds a code spent. A
 // record is taken once: the first exchange of its code removes it, so a

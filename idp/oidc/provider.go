@@ -294,7 +294,7 @@ func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, 
 	if errors.Is(err, errCodeGone) {
 		err = fosite.ErrInvalidGrant.WithHint("The authorization code is not valid.")
 	} else if !errors.Is(err, store.ErrConsumed) {
-		if id, spent := p.Storage.IssuedCodeSpent(ctx); spent {
+		if id, spent := p.Storage.issuedCodeSpent(ctx); spent {
 			// A code used before (at another instance), refused here
 			// before its spend: what it issued goes, as fosite does when
 			// its read finds a code spent.

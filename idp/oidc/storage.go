@@ -363,14 +363,14 @@ func (s *Storage) takeIssued(m *codeMemo, signature string) (*store.TokenRecord,
 	return rec, ok
 }
 
-// IssuedCodeSpent reports, for a token request that took its code's
+// issuedCodeSpent reports, for a token request that took its code's
 // record from issuedCodes and failed before its spend (a wrong PKCE
 // verifier or redirect URI, say), whether the store has the code spent,
 // and the ID of the authorization request it was issued for: fosite, which
 // revokes what a spent code issued when its read finds it so, before any
 // other check, never saw the code's state. ok is false when the request
 // read the code from the store, or the code is unused, gone or unread.
-func (s *Storage) IssuedCodeSpent(ctx context.Context) (requestID string, ok bool) {
+func (s *Storage) issuedCodeSpent(ctx context.Context) (requestID string, ok bool) {
 	m, _ := ctx.Value(codeMemoKey{}).(*codeMemo)
 	if m == nil {
 		return "", false
