@@ -2,11 +2,9 @@ package web_test
 
 import (
 	"context"
-	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -37,7 +35,6 @@ func TestAuthorizeRacingRevokeConsent(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk" // RFC 7636's example: E9Melhoa...
 	q := url.Values{"client_id": {partner}, "response_type": {"code"}, "redirect_uri": {fuzzRedirect},
 		"scope": {"openid offline_access"}, "state": {"state-state"}, "nonce": {"nonce-nonce-nonce"}, "prompt": {"none"},
 		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
@@ -53,13 +50,7 @@ func TestAuthorizeRacingRevokeConsent(t *testing.T) {
 		}
 		return
 	}
-	req := httptest.NewRequest(http.MethodPost, origin+oidc.PathToken, strings.NewReader(url.Values{
-		"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {fuzzRedirect}, "code_verifier": {verifier}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(partner+":"+secret)))
-	tok := httptest.NewRecorder()
-	e.app.Handler().ServeHTTP(tok, req)
-	if tok.Code == http.StatusOK {
+	if tok := e.exchangeCode(partner, secret, code); tok.Code == http.StatusOK {
 		t.Fatalf("the app's access was taken back, yet a code issued meanwhile gave it tokens:\n%s", tok.Body)
 	}
 }

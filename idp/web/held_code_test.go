@@ -2,7 +2,6 @@ package web_test
 
 import (
 	"context"
-	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -55,30 +54,11 @@ func TestLoginCodeStoredWithSession(t *testing.T) {
 	cw := &codeWrites{Store: e.app.Store}
 	e.useStore(cw)
 	e.app.Provider.Storage.Store = cw
-	const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk" // RFC 7636's example: E9Melhoa...
-	codeForm := func() string {
-		t.Helper()
-		e.signOut()
-		q := url.Values{"client_id": {fuzzClient}, "response_type": {"code"}, "redirect_uri": {fuzzRedirect},
-			"scope": {"openid"}, "state": {"state-state"}, "code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"},
-			"code_challenge_method": {"S256"}}
-		rec := e.serve(httptest.NewRequest(http.MethodGet, origin+oidc.PathAuthorize+"?"+q.Encode(), nil))
-		rec = e.serve(httptest.NewRequest(http.MethodGet, origin+rec.Header().Get("Location"), nil))
-		m := flowInput.FindStringSubmatch(rec.Body.String())
-		if rec.Code != http.StatusOK || m == nil {
-			t.Fatalf("login page: %d\n%s", rec.Code, rec.Body)
-		}
-		rec = e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {m[1]}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode())
-		if m = flowInput.FindStringSubmatch(rec.Body.String()); rec.Code != http.StatusOK || m == nil {
-			t.Fatalf("password step: %d\n%s", rec.Code, rec.Body)
-		}
-		return m[1]
-	}
 	code, err := totp.GenerateCode(secret, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := e.post("/login/totp", url.Values{"csrf": {e.csrf}, "flow": {codeForm()}, "code": {code}}.Encode())
+	rec := e.post("/login/totp", url.Values{"csrf": {e.csrf}, "flow": {e.promptLoginFlow(t)}, "code": {code}}.Encode())
 	loc, err := url.Parse(rec.Header().Get("Location"))
 	if rec.Code != http.StatusSeeOther || err != nil || loc.Query().Get("code") == "" || !startsSession(rec) {
 		t.Fatalf("TOTP step: %d %q (session %v)", rec.Code, rec.Header().Get("Location"), startsSession(rec))
@@ -86,20 +66,13 @@ func TestLoginCodeStoredWithSession(t *testing.T) {
 	if alone, with := cw.alone.Load(), cw.withSession.Load(); alone != 0 || with != 1 {
 		t.Fatalf("the code was stored %d times alone and %d times with the session, want 0 and 1", alone, with)
 	}
-	req := httptest.NewRequest(http.MethodPost, origin+oidc.PathToken, strings.NewReader(url.Values{
-		"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "redirect_uri": {fuzzRedirect},
-		"code_verifier": {verifier}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(fuzzClient+":"+e.secret)))
-	tok := httptest.NewRecorder()
-	e.h.ServeHTTP(tok, req)
-	if tok.Code != http.StatusOK {
+	if tok := e.exchangeCode(fuzzClient, e.secret, loc.Query().Get("code")); tok.Code != http.StatusOK {
 		t.Fatalf("exchange of the code: %d %s", tok.Code, tok.Body)
 	}
 
 	// Another login whose session the store refuses: the answer prepared
 	// for the relying party goes nowhere.
-	flow := codeForm()
+	flow := e.promptLoginFlow(t)
 	cw.stale.Store(true)
 	code, err = totp.GenerateCode(secret, time.Now().Add(30*time.Second)) // the next time step: the last one is spent
 	if err != nil {
@@ -114,4 +87,17 @@ func TestLoginCodeStoredWithSession(t *testing.T) {
 	if alone, with := cw.alone.Load(), cw.withSession.Load(); alone != 0 || with != 2 {
 		t.Fatalf("the code was stored %d times alone and %d times with the session, want 0 and 2", alone, with)
 	}
+}
+
+// exchangeCode redeems code, issued for fuzzRedirect with RFC 7636's
+// example challenge, at the token endpoint as the client with secret.
+func (e *fuzzEnv) exchangeCode(client, secret, code string) *httptest.ResponseRecorder {
+	const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk" // RFC 7636's example: E9Melhoa...
+	req := httptest.NewRequest(http.MethodPost, origin+oidc.PathToken, strings.NewReader(url.Values{
+		"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {fuzzRedirect}, "code_verifier": {verifier}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(client, secret)
+	tok := httptest.NewRecorder()
+	e.app.Handler().ServeHTTP(tok, req)
+	return tok
 }
