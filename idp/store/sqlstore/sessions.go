@@ -285,6 +285,9 @@ func (s *Store) DeleteUserSession(ctx context.Context, userID, id string) error 
 func (s *Store) endSessions(ctx context.Context, userID, op, id string, kinds ...string) (int64, error) {
 	var n int64
 	err := s.inTx(ctx, func(q querier) error {
+		if err := s.lockUser(ctx, q, userID); err != nil {
+			return err
+		}
 		var err error
 		n, err = s.endSessionsIn(ctx, q, userID, op, id, kinds...)
 		return err
@@ -292,11 +295,9 @@ func (s *Store) endSessions(ctx context.Context, userID, op, id string, kinds ..
 	return n, err
 }
 
-// endSessionsIn is endSessions in the transaction q (SetUserDisabled's).
+// endSessionsIn is endSessions in the transaction q, which holds the
+// user's row (lockUser; SetUserDisabled's).
 func (s *Store) endSessionsIn(ctx context.Context, q querier, userID, op, id string, kinds ...string) (int64, error) {
-	if err := s.lockUser(ctx, q, userID); err != nil {
-		return 0, err
-	}
 	n, err := affected(q.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id `+op+` $2`, userID, id))
 	if err == nil && n == 0 && op == "=" {
 		err = store.ErrNotFound
