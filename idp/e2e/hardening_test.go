@@ -1589,28 +1589,19 @@ func TestRefreshNeedsTheAccount(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		refresh := func() error {
-			next, err := r.cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tk.RefreshToken}).Token()
-			if err == nil {
-				tk = next
-			}
-			return err
-		}
 
 		set(`UPDATE users SET disabled_at = 1 WHERE id = $1`)
-		if err := refresh(); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
-			t.Errorf("a refresh for a disabled account: %v, want invalid_grant", err)
-		}
+		_, err := refresh(r, tk.RefreshToken)
+		wantInvalidGrant(t, "a refresh for a disabled account", err)
 		if _, err := r.provider.UserInfo(ctx, oauth2.StaticTokenSource(tk)); err == nil {
 			t.Error("userinfo answered for a disabled account")
 		}
 		set(`UPDATE users SET disabled_at = 0 WHERE id = $1`)
-		if err := refresh(); err != nil {
+		if tk, err = refresh(r, tk.RefreshToken); err != nil {
 			t.Fatalf("a refresh once enabled again: %v", err)
 		}
 		set(`DELETE FROM users WHERE id = $1`)
-		if err := refresh(); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
-			t.Errorf("a refresh for a deleted account: %v, want invalid_grant", err)
-		}
+		_, err = refresh(r, tk.RefreshToken)
+		wantInvalidGrant(t, "a refresh for a deleted account", err)
 	})
 }
