@@ -6,9 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/testenv"
 )
 
@@ -23,10 +21,7 @@ func TestIssuerWithSlash(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := newSMTPServer(t)
-	cfg := testConfig(testenv.SQLite(t), func(c *config.Config) {
-		c.SMTPURL, c.MailFrom = srv.URL(), "Camera ID <no-reply@example.com>"
-		c.MailPoll, c.MailRetryBase, c.MailRetryMax = 20*time.Millisecond, 10*time.Millisecond, 50*time.Millisecond
-	})
+	cfg := testConfig(testenv.SQLite(t), quickMail(srv))
 	cfg.Issuer = "http://" + ln.Addr().String() + "/"
 	p := startInstance(t, cfg, newClock(), ln)
 	p.createUser(email, password)

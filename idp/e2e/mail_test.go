@@ -25,13 +25,18 @@ const newPassword = "a brand new passphrase"
 func startMailProvider(t *testing.T, db testenv.Database, tweak ...func(*config.Config)) (*provider, *smtpServer) {
 	t.Helper()
 	srv := newSMTPServer(t)
-	p := startProvider(t, db, append([]func(*config.Config){func(c *config.Config) {
+	p := startProvider(t, db, append([]func(*config.Config){quickMail(srv)}, tweak...)...)
+	runMail(t, p)
+	return p, srv
+}
+
+// quickMail sends a provider's mails to srv, polling and retrying quickly.
+func quickMail(srv *smtpServer) func(*config.Config) {
+	return func(c *config.Config) {
 		c.SMTPURL = srv.URL()
 		c.MailFrom = "Camera ID <no-reply@example.com>"
 		c.MailPoll, c.MailRetryBase, c.MailRetryMax = 20*time.Millisecond, 10*time.Millisecond, 50*time.Millisecond
-	}}, tweak...)...)
-	runMail(t, p)
-	return p, srv
+	}
 }
 
 // runMail runs p's mail sender until the test ends.
