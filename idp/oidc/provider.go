@@ -197,9 +197,6 @@ func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		ctx, err = narrowRefreshScope(ctx, r, ar)
 	}
-	if err == nil && ar.GetGrantTypes().ExactOne("refresh_token") {
-		err = p.accountActive(ctx, sess.GetSubject())
-	}
 	if err != nil {
 		p.writeAccessError(ctx, w, r, ar, err)
 		return
@@ -291,7 +288,12 @@ func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, 
 			p.revokeReusedCode(ctx, ar.GetID())
 		}
 	}
-	if errors.Is(err, errCodeGone) {
+	if errors.Is(err, store.ErrAccountInactive) {
+		// Tokens go only to an account that exists and is not disabled
+		// (store.TokenExchange); a code or refresh token of one that is
+		// not is refused, and stays as it was.
+		err = fosite.ErrInvalidGrant.WithHint("The account is disabled or no longer exists.")
+	} else if errors.Is(err, errCodeGone) {
 		err = fosite.ErrInvalidGrant.WithHint("The authorization code is not valid.")
 	} else if !errors.Is(err, store.ErrConsumed) {
 		if id, spent := p.Storage.issuedCodeSpent(ctx); spent {
@@ -442,23 +444,6 @@ func (p *Provider) Userinfo(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(claims)
-}
-
-// accountActive refuses a refresh for an account that is gone or disabled
-// (invalid_grant). Deleting or disabling an account deletes or deactivates
-// its tokens, so this only stands behind that, at one read a refresh; a
-// code exchange, on every login's path, relies on it alone.
-func (p *Provider) accountActive(ctx context.Context, userID string) error {
-	u, err := p.store.GetUser(ctx, userID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return fosite.ErrInvalidGrant.WithHint("The user no longer exists.")
-	case err != nil:
-		return err
-	case !u.DisabledAt.IsZero():
-		return fosite.ErrInvalidGrant.WithHint("The account is disabled.")
-	}
-	return nil
 }
 
 func bearerError(w http.ResponseWriter, code, desc string, status int) {

@@ -37,6 +37,9 @@ var (
 	ErrDuplicate = errors.New("store: already exists")
 	// ErrConsumed: a one-time thing was already used (or lost a race).
 	ErrConsumed = errors.New("store: already used")
+	// ErrAccountInactive: the account a token exchange issues tokens to
+	// is disabled or gone (TokenExchange).
+	ErrAccountInactive = errors.New("store: the account is disabled or gone")
 	// ErrUnavailable: the database cannot be reached right now, or it
 	// rolled the transaction back for it to be tried again (to break a
 	// deadlock, or a serialisation failure).
@@ -305,7 +308,10 @@ type TokenRecord struct {
 // otherwise), and the exchange does not interleave with ending that
 // user's sessions (DeleteUserSessions, DeleteUserSession): either those
 // deactivate the tokens it created, or it fails as a spend of a
-// deactivated token.
+// deactivated token. Tokens about an account (Subject) are issued only
+// while it exists and is not disabled: ErrAccountInactive otherwise, with nothing spent (so a
+// refresh token refused while its account is disabled works again once it
+// is enabled).
 type TokenExchange struct {
 	SpendKind, SpendSignature string
 	RevokeKind, RevokeRequest string // both empty: nothing to revoke

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -23,6 +24,10 @@ const (
 	deactivateByRequestSQL = `UPDATE tokens SET active = FALSE
 		WHERE kind = $1 AND request_id = $2 AND active`
 )
+
+// deactivateForAccountSQL is deactivateTokenSQL while the user $3 is
+// active (activeAccount): an exchange's spend on SQLite.
+var deactivateForAccountSQL = deactivateTokenSQL + ` AND EXISTS (` + activeAccount(3) + `)`
 
 // tokenArgs are t's values in the order of tokenColumns.
 func tokenArgs(t *store.TokenRecord) []any {
@@ -188,12 +193,16 @@ func (s *Store) ExchangeTokens(ctx context.Context, x *store.TokenExchange) erro
 		return s.fail("exchange tokens", s.exchangeInOneStatement(ctx, x, subject))
 	}
 	return s.fail("exchange tokens", s.inTx(ctx, func(q querier) error {
-		n, err := affected(q.ExecContext(ctx, deactivateTokenSQL, x.SpendKind, x.SpendSignature))
+		spend, args := deactivateTokenSQL, []any{x.SpendKind, x.SpendSignature}
+		if len(x.Create) > 0 && subject != "" {
+			spend, args = deactivateForAccountSQL, append(args, subject)
+		}
+		n, err := affected(q.ExecContext(ctx, spend, args...))
 		if err != nil {
 			return err
 		}
 		if n == 0 {
-			return s.consumedOrNotFound(ctx, q, tokenExistsSQL, x.SpendKind, x.SpendSignature)
+			return s.spendRefused(ctx, q, x, subject)
 		}
 		if x.RevokeKind != "" {
 			if _, err := q.ExecContext(ctx, deactivateByRequestSQL, x.RevokeKind, x.RevokeRequest); err != nil {
@@ -227,32 +236,38 @@ func exchangeSubject(x *store.TokenExchange) (string, error) {
 // those revoked.
 //
 // When it creates tokens, the statement first locks the row of their
-// subject FOR KEY SHARE (locked), until it commits: ending the user's
+// subject FOR KEY SHARE (account), until it commits: ending the user's
 // sessions locks that row FOR UPDATE before it deactivates their tokens,
 // so it either waits for this statement and sees the tokens it created, or
 // this statement waits for it and finds the code or refresh token it
 // spends deactivated, if it was issued in a session that ended
-// (endSessions). The spend's WHERE depends on locked through an
+// (endSessions). The spend's WHERE depends on account through an
 // uncorrelated EXISTS, an InitPlan that runs before the scan of tokens
 // (EXPLAIN shows it as the One-Time Filter above the scan), so the user's
-// row is always locked before any token row. locked has one row whether
-// or not the user exists: it orders, it decides nothing. FOR KEY SHARE
-// conflicts only with FOR UPDATE: exchanges do not wait for each other,
-// nor for an UPDATE of the user.
+// row is always locked before any token row. account has the row only
+// while the user exists and is not disabled (activeAccount): without
+// it nothing is spent (ErrAccountInactive). Disabling locks the row FOR
+// UPDATE too, and this statement, waiting for it, then finds the row
+// disabled. FOR KEY SHARE conflicts only with FOR UPDATE: exchanges do not
+// wait for each other, nor for another UPDATE of the user.
 func (s *Store) exchangeInOneStatement(ctx context.Context, x *store.TokenExchange, subject string) error {
 	q := s.q(ctx)
 	args := []any{x.SpendKind, x.SpendSignature}
 	var b strings.Builder
-	locked := ""
-	if s.dialect.RowLocks && len(x.Create) > 0 {
+	account := ""
+	if len(x.Create) > 0 && subject != "" {
 		args = append(args, subject)
-		b.WriteString(`WITH locked AS (SELECT count(*) FROM (SELECT 1 FROM users WHERE id = $3 FOR KEY SHARE) AS u), `)
-		locked = ` AND EXISTS (SELECT 1 FROM locked)`
+		lock := ""
+		if s.dialect.RowLocks {
+			lock = ` FOR KEY SHARE`
+		}
+		b.WriteString(`WITH account AS (` + activeAccount(3) + lock + `), `)
+		account = ` AND EXISTS (SELECT 1 FROM account)`
 	} else {
 		b.WriteString(`WITH `)
 	}
 	b.WriteString(`spent AS (UPDATE tokens SET active = FALSE
-		WHERE kind = $1 AND signature = $2 AND active` + locked + ` RETURNING 1)`)
+		WHERE kind = $1 AND signature = $2 AND active` + account + ` RETURNING 1)`)
 	if x.RevokeKind != "" {
 		fmt.Fprintf(&b, `, revoked AS (UPDATE tokens SET active = FALSE
 		WHERE kind = $%d AND request_id = $%d AND active AND EXISTS (SELECT 1 FROM spent))`, len(args)+1, len(args)+2)
@@ -282,9 +297,33 @@ func (s *Store) exchangeInOneStatement(ctx context.Context, x *store.TokenExchan
 		return err
 	}
 	if n == 0 {
-		return s.consumedOrNotFound(ctx, q, tokenExistsSQL, x.SpendKind, x.SpendSignature)
+		return s.spendRefused(ctx, q, x, subject)
 	}
 	return nil
+}
+
+// activeAccount selects the row of the user (parameter p) while it exists
+// and is not disabled: an exchange issues tokens only then.
+func activeAccount(p int) string {
+	return fmt.Sprintf(`SELECT 1 FROM users WHERE id = $%d AND disabled_at = 0`, p)
+}
+
+// spendRefused says why the spend of the exchange x, issuing tokens to
+// subject ("": to no account), changed nothing: the account is disabled or gone
+// (ErrAccountInactive), or the code or refresh token was spent already
+// (ErrConsumed) or is absent (ErrNotFound).
+func (s *Store) spendRefused(ctx context.Context, q querier, x *store.TokenExchange, subject string) error {
+	if len(x.Create) > 0 && subject != "" {
+		var one int
+		err := q.QueryRowContext(ctx, activeAccount(1), subject).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrAccountInactive
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return s.consumedOrNotFound(ctx, q, tokenExistsSQL, x.SpendKind, x.SpendSignature)
 }
 
 // AddAuditEvent stores the event and sets e.ID; its detail and address are

@@ -1545,6 +1545,18 @@ func testExchangeTokens(t *testing.T, s store.Store) {
 	active(store.KindAccessToken, "a4", true)
 	missing(store.KindAccessToken, "a5")
 
+	// Tokens for an account that is gone: refused, and the refresh token
+	// spends nothing.
+	gone := tok(store.KindRefreshToken, "r-gone", "G")
+	gone.Subject = "nobody"
+	must(t, s.CreateToken(ctx, gone))
+	newAccess := tok(store.KindAccessToken, "a-gone", "G")
+	newAccess.Subject = "nobody"
+	wantErr(t, "ExchangeTokens(an account that is gone)", s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindRefreshToken,
+		SpendSignature: "r-gone", Create: []*store.TokenRecord{newAccess}}), store.ErrAccountInactive)
+	active(store.KindRefreshToken, "r-gone", true)
+	missing(store.KindAccessToken, "a-gone")
+
 	// A new token whose signature is taken: nothing at all happens.
 	must(t, s.CreateToken(ctx, tok(store.KindAuthorizeCode, "c2", "T")))
 	wantErr(t, "ExchangeTokens(duplicate signature)", s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindAuthorizeCode,
@@ -1569,6 +1581,14 @@ func testExchangeTokens(t *testing.T, s store.Store) {
 	active(store.KindAuthorizeCode, "c2", false)
 	wantErr(t, "ExchangeTokens(spent, nothing created)", s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindAuthorizeCode,
 		SpendSignature: "c2"}), store.ErrConsumed)
+
+	// A disabled account gets no tokens (disabling deactivated its refresh
+	// token too; the account is what the refusal says).
+	_, err = s.SetUserDisabled(ctx, "u1", t0)
+	must(t, err)
+	wantErr(t, "ExchangeTokens(a disabled account)", s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindRefreshToken,
+		SpendSignature: "r4", Create: []*store.TokenRecord{tok(store.KindAccessToken, "a8", "R")}}), store.ErrAccountInactive)
+	missing(store.KindAccessToken, "a8")
 }
 
 func testTransactions(t *testing.T, s store.Store) {
