@@ -1171,6 +1171,42 @@ func TestDeviceCookieSecondStep(t *testing.T) {
 	})
 }
 
+// TestDeviceCookieAfterResetSecondStep: the device cookie a password reset
+// gives counts for the password step only. Someone who holds the mailbox
+// and the password, not the authenticator, and has locked the account's
+// second step, gets no new budget of guesses by resetting the password.
+func TestDeviceCookieAfterResetSecondStep(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p, srv := startMailProvider(t, db)
+		_, secret, _ := enrolledUser(t, p)
+		guesser := p.newBrowser()
+		pg := loginAttempt(guesser, p, email, password)
+		for i := range 5 {
+			want := http.StatusOK
+			if i == 4 {
+				want = http.StatusTooManyRequests
+			}
+			if pg = guesser.submit(pg, "code", map[string]string{"code": wrongCode(totpCode(t, p, secret))}); pg.Status != want {
+				t.Fatalf("code failure %d: %d, want %d", i+1, pg.Status, want)
+			}
+		}
+		requestReset(t, p, guesser, email)
+		pg = guesser.get(resetLink(t, srv.waitFor(email, "パスワード再設定のご案内")))
+		const newPassword = "a brand new passphrase 7"
+		pg = guesser.submit(pg, "new_password", map[string]string{"new_password": newPassword, "new_password_confirm": newPassword})
+		if pg.Status != http.StatusOK || deviceCookie(guesser, p) == "" {
+			t.Fatalf("reset: %d %s %q; device cookie %q", pg.Status, pg.URL, pg.alert(), deviceCookie(guesser, p))
+		}
+		pg = loginAttempt(guesser, p, email, newPassword)
+		if pg.formWith("code") == nil {
+			t.Fatalf("the new password: %d %s %q, want the code step", pg.Status, pg.URL, pg.alert())
+		}
+		if pg = guesser.submit(pg, "code", map[string]string{"code": wrongCode(totpCode(t, p, secret))}); pg.Status != http.StatusTooManyRequests {
+			t.Fatalf("a code from the browser that reset the password, the second step locked: %d, want 429", pg.Status)
+		}
+	})
+}
+
 // codeStep expects the code form in pg, then logs b in with the code.
 func codeStep(t *testing.T, p *provider, b *browser, pg *page, secret string) {
 	t.Helper()

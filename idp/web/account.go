@@ -406,7 +406,7 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 	if !s.spendSettingsFlow(w, r, f, "/account/2fa") {
 		return
 	}
-	err = s.changeCredentials(w, r, u, func(tx context.Context) (accountChange, error) {
+	err = s.changeCredentials(w, r, u, deviceLogin, func(tx context.Context) (accountChange, error) {
 		c := accountChange{Event: "mfa.enabled", Mail: mail.MFAEnabled}
 		// Only the secret the code was checked against: one that a setup
 		// started since (in another tab) put in its place was never proved.
@@ -509,7 +509,7 @@ func (s *Server) disableSubmit(w http.ResponseWriter, r *http.Request) {
 	if !s.spendSettingsFlow(w, r, f, "/account/2fa") {
 		return
 	}
-	err = s.changeCredentials(w, r, u, func(tx context.Context) (accountChange, error) {
+	err = s.changeCredentials(w, r, u, deviceLogin, func(tx context.Context) (accountChange, error) {
 		c := accountChange{Event: "mfa.disabled", Mail: mail.MFADisabled}
 		// ErrNotFound: turned off since the account was read (the support
 		// desk's reset): nothing is recorded or mailed.

@@ -96,6 +96,13 @@ func mfaThrottleKey(userID string) string { return "mfa:" + userID }
 // unverified: no browser keeps a budget of its own past them. The browser
 // that changed them on My Page is given a new one (changeCredentials).
 //
+// The browser that reset the password with a link from the account's mail
+// has shown it reads the mail, not that it holds the second factor: its
+// cookie counts for the password step only (devicePassword), and its codes
+// count against the account's key like any browser's. Else each reset
+// would start a budget of guesses of its own, by the account's lockout,
+// for whoever holds the mailbox.
+//
 // At the login's password step the account is not known until it is read,
 // so a well-formed cookie is tried under its own key first and checked
 // against the account as read; one that does not verify is read again as
@@ -117,15 +124,31 @@ func (s *Server) deviceCookieParts(r *http.Request) (nonce, tag string) {
 	return nonce, tag
 }
 
+// deviceTrust is what a device cookie was given for: a completed login
+// (deviceLogin, both steps) or a password reset (devicePassword, the
+// password step only). Its MAC says which.
+type deviceTrust string
+
+const (
+	deviceLogin    deviceTrust = "device"
+	devicePassword deviceTrust = "device-password"
+)
+
 // trustedDevice is the nonce of the browser's device cookie when it was
 // given for the account whose throttle key is acct and whose stamp mark is
-// mark (its credentials as they are now), else "".
-func (s *Server) trustedDevice(r *http.Request, acct string, mark []byte) string {
+// mark (its credentials as they are now), else "": at the password step
+// (secondStep false) any such cookie, at the second step only one given by
+// a completed login.
+func (s *Server) trustedDevice(r *http.Request, acct string, mark []byte, secondStep bool) string {
 	nonce, tag := s.deviceCookieParts(r)
-	if nonce == "" || acct == "" || len(mark) == 0 || !crypt.Equal([]byte(tag), []byte(s.deviceTag(acct, nonce, mark))) {
+	if nonce == "" || acct == "" || len(mark) == 0 {
 		return ""
 	}
-	return nonce
+	if crypt.Equal([]byte(tag), []byte(s.deviceTag(deviceLogin, acct, nonce, mark))) ||
+		!secondStep && crypt.Equal([]byte(tag), []byte(s.deviceTag(devicePassword, acct, nonce, mark))) {
+		return nonce
+	}
+	return ""
 }
 
 // passwordKeys are the throttle keys of a password attempt on the account
@@ -133,7 +156,7 @@ func (s *Server) trustedDevice(r *http.Request, acct string, mark []byte) string
 // this browser holds one for the account, else passwordThrottleKeys.
 func (s *Server) passwordKeys(r *http.Request, u *store.User) []string {
 	keys := s.passwordThrottleKeys(r, u.Email)
-	if n := s.trustedDevice(r, keys[0], s.stampMark(u)); n != "" {
+	if n := s.trustedDevice(r, keys[0], s.stampMark(u), false); n != "" {
 		return []string{deviceKeyPrefix + n}
 	}
 	return keys
@@ -166,7 +189,7 @@ func (s *Server) startPasswordAttempt(w http.ResponseWriter, r *http.Request, em
 		if !s.readPasswordAttempt(w, r, a, email, []string{deviceKeyPrefix + nonce}) {
 			return nil, false
 		}
-		if a.user != nil && s.trustedDevice(r, a.acct, s.stampMark(a.user)) == nonce {
+		if a.user != nil && s.trustedDevice(r, a.acct, s.stampMark(a.user), false) == nonce {
 			return a, true
 		}
 		a.unlock()
@@ -205,29 +228,30 @@ func (s *Server) readPasswordAttempt(w http.ResponseWriter, r *http.Request, a *
 // the device cookie's when this browser holds one for the account, else
 // mfaThrottleKey.
 func (s *Server) secondStepKey(r *http.Request, userID, acct string, mark []byte) string {
-	if n := s.trustedDevice(r, acct, mark); n != "" {
+	if n := s.trustedDevice(r, acct, mark, true); n != "" {
 		return "mfa:dev:" + n
 	}
 	return mfaThrottleKey(userID)
 }
 
-// deviceTag is the cookie's MAC, as it is written in the cookie (compared
-// as written: base64 decoding ignores the last character's spare bits).
-func (s *Server) deviceTag(acctKey, nonce string, mark []byte) string {
-	return base64.RawURLEncoding.EncodeToString(s.Key.MAC("device", []byte(acctKey+"\x00"+nonce+"\x00"+string(mark))))
+// deviceTag is the MAC of a cookie given for trust, as it is written in
+// the cookie (compared as written: base64 decoding ignores the last
+// character's spare bits).
+func (s *Server) deviceTag(trust deviceTrust, acctKey, nonce string, mark []byte) string {
+	return base64.RawURLEncoding.EncodeToString(s.Key.MAC(string(trust), []byte(acctKey+"\x00"+nonce+"\x00"+string(mark))))
 }
 
-// setDeviceCookie gives the browser a new device cookie for the account
-// whose throttle key (keys[0] of passwordThrottleKeys) is acctKey and
-// stamp mark is mark (none when either is empty). A login gives it once
-// it is complete and stands, after its session is stored: a password login
-// refused then (StartSession) gets none.
-func (s *Server) setDeviceCookie(w http.ResponseWriter, acctKey string, mark []byte) {
+// setDeviceCookie gives the browser a new device cookie, for trust, for
+// the account whose throttle key (keys[0] of passwordThrottleKeys) is
+// acctKey and stamp mark is mark (none when either is empty). A login
+// gives it once it is complete and stands, after its session is stored: a
+// password login refused then (StartSession) gets none.
+func (s *Server) setDeviceCookie(w http.ResponseWriter, trust deviceTrust, acctKey string, mark []byte) {
 	if acctKey == "" || len(mark) == 0 {
 		return
 	}
 	nonce := crypt.RandomToken(16)
-	s.setCookie(w, deviceCookie, nonce+"."+s.deviceTag(acctKey, nonce, mark), deviceCookieAge)
+	s.setCookie(w, deviceCookie, nonce+"."+s.deviceTag(trust, acctKey, nonce, mark), deviceCookieAge)
 }
 
 // Attempts on one account are taken one at a time. A handler reads the

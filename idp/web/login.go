@@ -154,7 +154,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return
 		}
-		s.setDeviceCookie(w, f.Account, f.Stamp)
+		s.setDeviceCookie(w, deviceLogin, f.Account, f.Stamp)
 		s.afterLogin(w, r, f, sess)
 		return
 	}
@@ -366,7 +366,7 @@ func (s *Server) secondStepDone(w http.ResponseWriter, r *http.Request, f *flow,
 		s.Logger.WarnContext(r.Context(), "a login's earlier failed codes could not be forgotten", "user", acct.User.ID, "err", err)
 	}
 	unlock()
-	s.setDeviceCookie(w, f.Account, f.Stamp)
+	s.setDeviceCookie(w, deviceLogin, f.Account, f.Stamp)
 	return sess, nil
 }
 

@@ -94,10 +94,11 @@ func (s *Server) inTx(ctx context.Context, fn func(tx context.Context) error) er
 // just shown it is the owner's: on My Page (whose session stays, with a
 // new token: rotateSession), or with a reset link from the account's mail
 // (which ends every session). The browser's device cookie was for the old
-// credentials, so it gets one for the new, bound to the stamp the change's
-// own transaction wrote (read in it: never one a later change wrote for
+// credentials, so it gets one for the new, for trust (a reset's counts for
+// the password step only), bound to the stamp the change's own
+// transaction wrote (read in it: never one a later change wrote for
 // someone else).
-func (s *Server) changeCredentials(w http.ResponseWriter, r *http.Request, u *store.User, apply func(tx context.Context) (accountChange, error)) error {
+func (s *Server) changeCredentials(w http.ResponseWriter, r *http.Request, u *store.User, trust deviceTrust, apply func(tx context.Context) (accountChange, error)) error {
 	var (
 		changed *store.User
 		token   string
@@ -114,7 +115,7 @@ func (s *Server) changeCredentials(w http.ResponseWriter, r *http.Request, u *st
 		return c, err
 	})
 	if err == nil {
-		s.setDeviceCookie(w, s.accountThrottleKey(changed.Email), s.stampMark(changed))
+		s.setDeviceCookie(w, trust, s.accountThrottleKey(changed.Email), s.stampMark(changed))
 		s.setSessionCookie(w, token, sess)
 	}
 	return err
@@ -420,9 +421,10 @@ func (s *Server) resetPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	// One transaction: the token is used, the password set, every session
 	// ended, the event recorded and the notice queued, or none of it. The
 	// browser, which has just shown it reads the account's mail, gets a
-	// device cookie for the new credentials, as after a change on My Page:
-	// someone who keeps the account locked does not lock its owner out of
-	// the browser that reset the password.
+	// device cookie for the new credentials' password step: someone who
+	// keeps the account locked does not lock its owner out of the browser
+	// that reset the password (its codes still count against the account's
+	// key: the mail is not the second factor).
 	won, err := s.resetInTx(w, r, token, u, hash)
 	if err != nil {
 		s.storeFailed(w, r, err)
@@ -498,7 +500,7 @@ var errResetUsed = errors.New("reset link used")
 // account's credentials (changeCredentials); false when the token was used
 // (or expired) meanwhile.
 func (s *Server) resetInTx(w http.ResponseWriter, r *http.Request, token string, u *store.User, hash string) (bool, error) {
-	err := s.changeCredentials(w, r, u, func(tx context.Context) (accountChange, error) {
+	err := s.changeCredentials(w, r, u, devicePassword, func(tx context.Context) (accountChange, error) {
 		now := s.Now()
 		uid, err := s.Store.ConsumePasswordReset(tx, crypt.HashToken(token), now)
 		if errors.Is(err, store.ErrConsumed) || (err == nil && uid != u.ID) {
@@ -565,7 +567,7 @@ func (s *Server) changePasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	err = s.changeCredentials(w, r, u, func(tx context.Context) (accountChange, error) {
+	err = s.changeCredentials(w, r, u, deviceLogin, func(tx context.Context) (accountChange, error) {
 		c := accountChange{Event: "password.changed", Mail: mail.PasswordChanged}
 		if err := s.Store.UpdatePassword(tx, u.ID, hash, s.Now()); err != nil {
 			return c, err
