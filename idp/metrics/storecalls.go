@@ -445,9 +445,9 @@ func (m *Store) DeactivateToken(ctx context.Context, kind, signature string) err
 	return err
 }
 
-func (m *Store) DeactivateTokensByRequest(ctx context.Context, kind, requestID string) error {
+func (m *Store) DeactivateTokensByRequest(ctx context.Context, requestID string, kinds ...string) error {
 	start := time.Now()
-	err := m.Store.DeactivateTokensByRequest(ctx, kind, requestID)
+	err := m.Store.DeactivateTokensByRequest(ctx, requestID, kinds...)
 	m.done("DeactivateTokensByRequest", start, err)
 	return err
 }

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -252,6 +253,51 @@ func TestConcurrentCodeReuseRevokes(t *testing.T) {
 		}
 		if st, _ := token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}); st == http.StatusOK {
 			t.Error("the refresh token of a code used twice still refreshes")
+		}
+	})
+}
+
+// revokeHook runs then after the first revocation by request the provider
+// asks of the store (not after those then makes).
+type revokeHook struct {
+	store.Store
+	ran  atomic.Bool
+	then func()
+}
+
+func (s *revokeHook) DeactivateTokensByRequest(ctx context.Context, requestID string, kinds ...string) error {
+	err := s.Store.DeactivateTokensByRequest(ctx, requestID, kinds...)
+	if !s.ran.Swap(true) {
+		s.then()
+	}
+	return err
+}
+
+// TestCodeReuseRevokesAtOnce: a reused code revokes its grant's refresh
+// and access tokens in one statement. Revoked one kind after the other, a
+// refresh between the two got a new access token after the access tokens
+// were revoked, and it stayed active.
+func TestCodeReuseRevokesAtOnce(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e := newCodeEnv(t, db)
+		st, body := e.exchange()
+		if st != http.StatusOK {
+			t.Fatalf("exchange: %d %v", st, body)
+		}
+		refreshToken, _ := body["refresh_token"].(string)
+		var refreshed string
+		e.a.Provider.Storage.Store = &revokeHook{Store: e.a.Provider.Storage.Store, then: func() {
+			_, b := e.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}})
+			refreshed, _ = b["access_token"].(string)
+		}}
+		if st, body = e.exchange(); st != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Fatalf("the code again: %d %v, want invalid_grant", st, body)
+		}
+		if refreshed == "" {
+			return // refused: nothing was issued under the revoked grant
+		}
+		if active, err := e.introspect(refreshed); err != nil || active {
+			t.Errorf("an access token refreshed while the reused code's grant was being revoked: active %v (%v), want revoked", active, err)
 		}
 	})
 }

@@ -343,11 +343,8 @@ func (p *Provider) revokeReusedCode(ctx context.Context, requestID string) {
 	// Not cut short by the client hanging up.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := p.Storage.RevokeAccessToken(ctx, requestID); err != nil {
-		p.log.ErrorContext(ctx, "token endpoint: revoking the access tokens of a code used twice", "err", storeCause(err))
-	}
-	if err := p.Storage.RevokeRefreshToken(ctx, requestID); err != nil {
-		p.log.ErrorContext(ctx, "token endpoint: revoking the refresh tokens of a code used twice", "err", storeCause(err))
+	if err := p.Storage.revokeGrant(ctx, requestID); err != nil {
+		p.log.ErrorContext(ctx, "token endpoint: revoking the tokens of a code used twice", "err", storeCause(err))
 	}
 }
 

@@ -584,7 +584,7 @@ func (s *Storage) RotateRefreshToken(ctx context.Context, requestID, signature s
 	if err := refreshError(s.Store.DeactivateToken(ctx, store.KindRefreshToken, signature)); err != nil {
 		return err
 	}
-	return s.Store.DeactivateTokensByRequest(ctx, store.KindAccessToken, requestID)
+	return s.Store.DeactivateTokensByRequest(ctx, requestID, store.KindAccessToken)
 }
 
 // refreshError is what fosite expects when a refresh token cannot be
@@ -599,14 +599,27 @@ func refreshError(err error) error {
 	return err
 }
 
-// RevokeRefreshToken implements oauth2.TokenRevocationStorage.
+// RevokeRefreshToken implements oauth2.TokenRevocationStorage: it revokes
+// the grant (revokeGrant).
 func (s *Storage) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	return s.Store.DeactivateTokensByRequest(ctx, store.KindRefreshToken, requestID)
+	return s.revokeGrant(ctx, requestID)
 }
 
-// RevokeAccessToken implements oauth2.TokenRevocationStorage.
+// RevokeAccessToken implements oauth2.TokenRevocationStorage: it revokes
+// the grant (revokeGrant).
 func (s *Storage) RevokeAccessToken(ctx context.Context, requestID string) error {
-	return s.Store.DeactivateTokensByRequest(ctx, store.KindAccessToken, requestID)
+	return s.revokeGrant(ctx, requestID)
+}
+
+// revokeGrant deactivates the refresh and access tokens issued for
+// requestID in one statement. fosite asks for the two kinds one after the
+// other, and always for both (RFC 7009 revocation, a code or refresh token
+// used twice); revoked apart, a refresh between the two would spend a
+// refresh token still active and get an access token after the access
+// tokens were revoked, which would live on. The second call finds nothing
+// left to do.
+func (s *Storage) revokeGrant(ctx context.Context, requestID string) error {
+	return s.Store.DeactivateTokensByRequest(ctx, requestID, store.KindRefreshToken, store.KindAccessToken)
 }
 
 // CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage:

@@ -569,11 +569,11 @@ type Store interface {
 	// already inactive (a reused code or rotated-out refresh token),
 	// ErrNotFound if absent.
 	DeactivateToken(ctx context.Context, kind, signature string) error
-	// DeactivateTokensByRequest sets Active=false on every token of the kind
-	// issued for requestID (revocation, reuse detection), those an exchange
-	// of the same grant in flight issues included: it waits for the
-	// exchange (ExchangeTokens) to commit.
-	DeactivateTokensByRequest(ctx context.Context, kind, requestID string) error
+	// DeactivateTokensByRequest sets Active=false on every token of the
+	// kinds issued for requestID, in one statement (revocation, reuse
+	// detection), those an exchange of the same grant in flight issues
+	// included: it waits for the exchange (ExchangeTokens) to commit.
+	DeactivateTokensByRequest(ctx context.Context, requestID string, kinds ...string) error
 	// ExchangeTokens applies what a token request writes, atomically and in
 	// one round trip: see TokenExchange.
 	ExchangeTokens(ctx context.Context, x *TokenExchange) error

@@ -349,10 +349,7 @@ func TestRevokeGrantRacingRefresh(t *testing.T) {
 	exchanger, revoker := r.party("exchange"), r.party("revoke")
 	exchange := r.start("exchange", func() error { return exchanger.ExchangeTokens(ctx, x) })
 	revoke := r.start("revoke", func() error {
-		if err := revoker.DeactivateTokensByRequest(ctx, store.KindRefreshToken, "grant"); err != nil {
-			return err
-		}
-		return revoker.DeactivateTokensByRequest(ctx, store.KindAccessToken, "grant")
+		return revoker.DeactivateTokensByRequest(ctx, "grant", store.KindRefreshToken, store.KindAccessToken)
 	})
 	release()
 	if !exchange.waited || !revoke.waited {

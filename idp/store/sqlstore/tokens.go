@@ -21,9 +21,14 @@ const (
 	tokenExistsSQL     = `SELECT 1 FROM tokens WHERE kind = $1 AND signature = $2`
 	deactivateTokenSQL = `UPDATE tokens SET active = FALSE
 		WHERE kind = $1 AND signature = $2 AND active`
-	deactivateByRequestSQL = `UPDATE tokens SET active = FALSE
-		WHERE kind = $1 AND request_id = $2 AND active`
 )
+
+// deactivateByRequestSQL deactivates the tokens of n kinds ($2 on) issued
+// for the request $1.
+func deactivateByRequestSQL(n int) string {
+	return `UPDATE tokens SET active = FALSE
+		WHERE request_id = $1 AND kind IN (` + placeholders(2, n) + `) AND active`
+}
 
 // deactivateForAccountSQL is deactivateTokenSQL while the user $3 is
 // active (activeAccount): an exchange's spend on SQLite.
@@ -164,16 +169,24 @@ var lockGrantSubjectSQL = `SELECT 1 FROM users WHERE id IN (SELECT subject FROM 
 // exchange that comes later waits for this transaction and finds what it
 // would spend inactive. On SQLite writes run one at a time: the one
 // statement.
-func (s *Store) DeactivateTokensByRequest(ctx context.Context, kind, requestID string) error {
+func (s *Store) DeactivateTokensByRequest(ctx context.Context, requestID string, kinds ...string) error {
+	if len(kinds) == 0 {
+		return nil
+	}
+	args := []any{requestID}
+	for _, k := range kinds {
+		args = append(args, k)
+	}
+	deactivate := deactivateByRequestSQL(len(kinds))
 	if !s.dialect.RowLocks {
-		_, err := s.q(ctx).ExecContext(ctx, deactivateByRequestSQL, kind, requestID)
+		_, err := s.q(ctx).ExecContext(ctx, deactivate, args...)
 		return s.fail("deactivate tokens by request", err)
 	}
 	return s.fail("deactivate tokens by request", s.inTx(ctx, func(q querier) error {
 		if _, err := q.ExecContext(ctx, lockGrantSubjectSQL, requestID); err != nil {
 			return err
 		}
-		_, err := q.ExecContext(ctx, deactivateByRequestSQL, kind, requestID)
+		_, err := q.ExecContext(ctx, deactivate, args...)
 		return err
 	}))
 }
@@ -205,7 +218,7 @@ func (s *Store) ExchangeTokens(ctx context.Context, x *store.TokenExchange) erro
 			return s.spendRefused(ctx, q, x, subject)
 		}
 		if x.RevokeKind != "" {
-			if _, err := q.ExecContext(ctx, deactivateByRequestSQL, x.RevokeKind, x.RevokeRequest); err != nil {
+			if _, err := q.ExecContext(ctx, deactivateByRequestSQL(1), x.RevokeRequest, x.RevokeKind); err != nil {
 				return err
 			}
 		}

@@ -1407,9 +1407,9 @@ func testTokens(t *testing.T, s store.Store) {
 	} {
 		must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: x.kind, Signature: x.sig, RequestID: x.req, Data: []byte("{}"), Active: true, CreatedAt: t0}))
 	}
-	must(t, s.DeactivateTokensByRequest(ctx, store.KindAccessToken, "R"))
-	must(t, s.DeactivateTokensByRequest(ctx, store.KindAccessToken, "R"))       // again: nothing to do
-	must(t, s.DeactivateTokensByRequest(ctx, store.KindAccessToken, "unknown")) // none: fine
+	must(t, s.DeactivateTokensByRequest(ctx, "R", store.KindAccessToken))
+	must(t, s.DeactivateTokensByRequest(ctx, "R", store.KindAccessToken))       // again: nothing to do
+	must(t, s.DeactivateTokensByRequest(ctx, "unknown", store.KindAccessToken)) // none: fine
 	for _, x := range []struct {
 		kind, sig string
 		active    bool
@@ -1420,6 +1420,19 @@ func testTokens(t *testing.T, s store.Store) {
 		got, err := s.GetToken(ctx, x.kind, x.sig)
 		must(t, err)
 		same(t, "Active of "+x.kind+" "+x.sig+" after DeactivateTokensByRequest", got.Active, x.active)
+	}
+	// Both kinds of a grant at once; the other request's stay.
+	must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: store.KindRefreshToken, Signature: "r2", RequestID: "S", Data: []byte("{}"), Active: true, CreatedAt: t0}))
+	must(t, s.DeactivateTokensByRequest(ctx, "R", store.KindRefreshToken, store.KindAccessToken))
+	for _, x := range []struct {
+		kind, sig string
+		active    bool
+	}{
+		{store.KindRefreshToken, "r1", false}, {store.KindAccessToken, "a3", true}, {store.KindRefreshToken, "r2", true},
+	} {
+		got, err := s.GetToken(ctx, x.kind, x.sig)
+		must(t, err)
+		same(t, "Active of "+x.kind+" "+x.sig+" after DeactivateTokensByRequest of both kinds", got.Active, x.active)
 	}
 
 	must(t, s.DeleteToken(ctx, store.KindAuthorizeCode, "sig1"))
