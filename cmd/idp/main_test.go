@@ -165,6 +165,10 @@ func TestCLI(t *testing.T) {
 		if k2["kid"] == k1["kid"] {
 			t.Fatal("keys rotate did not make a new key")
 		}
+		t.Setenv("IDP_SIGNING_ALG", "ES256")
+		if _, err := cli(t, "", "keys", "rotate"); err == nil || !strings.Contains(err.Error(), "(RS256, not ES256)") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("keys rotate with another IDP_SIGNING_ALG: error %v, want one line naming both", err)
+		}
 	})
 }
 

@@ -135,7 +135,7 @@ func (m *Manager) Ensure(ctx context.Context) error {
 		return err
 	}
 	if cur := currentOf(ks); cur == nil || cur.Algorithm != m.cfg.Algorithm {
-		if _, err := m.Rotate(ctx); err != nil {
+		if _, err := m.rotate(ctx); err != nil {
 			return err
 		}
 		return nil
@@ -144,10 +144,33 @@ func (m *Manager) Ensure(ctx context.Context) error {
 	return err
 }
 
+// ErrOtherAlgorithm: Rotate was asked for a key of another algorithm than
+// the current key's.
+var ErrOtherAlgorithm = errors.New("keys: IDP_SIGNING_ALG is not the current signing key's algorithm")
+
 // Rotate makes a new key current: published and signing at once, on every
 // instance (see fresh). The previous one stays published for KeepRetired;
-// keys retired before that are deleted.
+// keys retired before that are deleted. The new key is of the current
+// key's algorithm: when the configured one is another (an admin command
+// run without the servers' IDP_SIGNING_ALG), it refuses
+// (ErrOtherAlgorithm). Servers sign with the newest key of their own
+// algorithm, so a key of another one made current would retire the key
+// they sign with, which would leave the JWKS while they still use it. The
+// algorithm changes when servers start with another IDP_SIGNING_ALG
+// (Ensure).
 func (m *Manager) Rotate(ctx context.Context) (string, error) {
+	ks, err := m.cfg.Store.ListSigningKeys(ctx)
+	if err != nil {
+		return "", err
+	}
+	if cur := currentOf(ks); cur != nil && cur.Algorithm != m.cfg.Algorithm {
+		return "", fmt.Errorf("%w (%s, not %s): give it the servers' configuration", ErrOtherAlgorithm, cur.Algorithm, m.cfg.Algorithm)
+	}
+	return m.rotate(ctx)
+}
+
+// rotate makes a new key of the configured algorithm current (Rotate).
+func (m *Manager) rotate(ctx context.Context) (string, error) {
 	priv, err := generate(m.cfg.Algorithm)
 	if err != nil {
 		return "", err

@@ -248,6 +248,34 @@ func TestAlgorithms(t *testing.T) {
 	}
 }
 
+// TestRotateKeepsTheAlgorithm: `idp keys rotate` run without the servers'
+// IDP_SIGNING_ALG makes no key of another algorithm current (the servers
+// would go on signing with their algorithm's key, retired, until it left
+// the JWKS); with it, it rotates.
+func TestRotateKeepsTheAlgorithm(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	st := &keyStore{}
+	server := newManager(t, st, "ES256", c)
+	before, _ := server.Current(ctx)
+	admin := NewManager(ManagerConfig{Store: st, Key: server.cfg.Key, Algorithm: "RS256", Now: c.Now, KeepRetired: time.Hour})
+	if kid, err := admin.Rotate(ctx); !errors.Is(err, ErrOtherAlgorithm) || kid != "" {
+		t.Fatalf("Rotate with RS256 while the current key is ES256 = %q, %v; want ErrOtherAlgorithm", kid, err)
+	}
+	if after, _ := server.Current(ctx); after != before || len(st.keys) != 1 {
+		t.Fatalf("refused rotation changed the keys: current %s, was %s; %d keys", after, before, len(st.keys))
+	}
+	c.t = c.t.Add(time.Minute)
+	same := NewManager(ManagerConfig{Store: st, Key: server.cfg.Key, Algorithm: "ES256", Now: c.Now, KeepRetired: time.Hour})
+	kid, err := same.Rotate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if signing, _ := server.Signing(ctx); signing != kid {
+		t.Fatalf("the server signs with %s after the rotation, want %s", signing, kid)
+	}
+}
+
 func BenchmarkSign(b *testing.B) {
 	for _, alg := range []string{"RS256", "ES256"} {
 		b.Run(alg, func(b *testing.B) {
