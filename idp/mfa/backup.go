@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/kamera-id/idp/idp/crypt"
 	"github.com/kamera-id/idp/idp/store"
@@ -54,6 +55,12 @@ func NormalizeBackupCode(in string) (string, bool) {
 	}
 	var b strings.Builder
 	for _, r := range strings.ToLower(in) {
+		switch { // full-width digits and letters from a Japanese IME
+		case r >= '０' && r <= '９':
+			r = '0' + (r - '０')
+		case r >= 'ａ' && r <= 'ｚ':
+			r = 'a' + (r - 'ａ')
+		}
 		switch {
 		case isSeparator(r):
 			continue
@@ -61,10 +68,6 @@ func NormalizeBackupCode(in string) (string, bool) {
 			r = '0'
 		case r == 'i' || r == 'l':
 			r = '1'
-		case r >= '０' && r <= '９': // full-width digits from a Japanese IME
-			r = '0' + (r - '０')
-		case r >= 'ａ' && r <= 'ｚ':
-			r = 'a' + (r - 'ａ')
 		}
 		if !strings.ContainsRune(backupAlphabet, r) {
 			return "", false
@@ -111,9 +114,11 @@ func OpenBackupCodes(k *crypt.Key, userID string, recs []store.BackupCode) ([]st
 	return out, nil
 }
 
-// isSeparator reports what people type between the groups of a code
-// (spaces, full-width ones too, hyphens and dashes of a Japanese IME): it
-// is dropped before the code is checked.
+// isSeparator reports what people type between the groups of a code: it
+// is dropped before the code is checked. White space (full-width too),
+// any dash (the full-width hyphen-minus of a Japanese IME, en and em
+// dashes), the minus sign, and the prolonged sound marks an IME gives for
+// "-" in kana mode (ー, and ｰ half-width).
 func isSeparator(r rune) bool {
-	return r == '-' || r == ' ' || r == '\u3000' || r == '\t' || r == '\u30fc' || r == '\u2010' || r == '\u2212'
+	return unicode.IsSpace(r) || unicode.Is(unicode.Pd, r) || r == '\u2212' || r == '\u30fc' || r == '\uff70'
 }

@@ -126,6 +126,17 @@ func TestBackupCodes(t *testing.T) {
 	if n, ok := NormalizeBackupCode("１２３４５ａｂｃｄｅ"); !ok || n != "12345abcde" {
 		t.Errorf("full width: %q %v", n, ok)
 	}
+	// What a Japanese IME or a copy from a document puts between the groups,
+	// and full-width look-alikes.
+	for _, typed := range []string{"ABCDE－FGHJK", "ａｂｃｄｅ－ｆｇｈｊｋ", "abcde–fghjk", "abcde—fghjk", "abcdeーfghjk",
+		"abcdeｰfghjk", "abcde\u00a0fghjk", "ＡＢＣＤＥ\u3000ＦＧＨＪＫ"} {
+		if n, ok := NormalizeBackupCode(typed); !ok || n != "abcdefghjk" {
+			t.Errorf("NormalizeBackupCode(%q) = %q, %v; want abcdefghjk", typed, n, ok)
+		}
+	}
+	if n, ok := NormalizeBackupCode("ａｂｃｄｅ－ｆｇｈｏｉ"); !ok || n != "abcdefgh01" {
+		t.Errorf("full-width look-alikes: %q %v", n, ok)
+	}
 	for _, bad := range []string{"", "abcd", "abcde-fghjkm", "abcde-fgh!k", strings.Repeat("a", 100)} {
 		if _, ok := NormalizeBackupCode(bad); ok {
 			t.Errorf("NormalizeBackupCode(%q) accepted", bad)
