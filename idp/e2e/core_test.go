@@ -525,6 +525,27 @@ func TestLogoutEndsSession(t *testing.T) {
 	})
 }
 
+// TestLogoutConfirmedLate: the logout confirmation sent after its flow
+// expired still logs the browser out (its CSRF token shows it asked to),
+// and shows the logged-out page: the relying party's redirect is what is
+// lost.
+func TestLogoutConfirmedLate(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db, func(c *config.Config) { c.FlowLifetime = time.Minute })
+		p.createUser(email, password)
+		b := p.newBrowser()
+		accountLogin(t, p, b, "")
+		pg := b.get(p.URL + "/logout")
+		if pg.Status != http.StatusOK || pg.formWith("flow") == nil {
+			t.Fatalf("logout without a hint: want the confirmation page, got %d %v", pg.Status, pg.Redirect)
+		}
+		p.clock.Advance(2 * time.Minute)
+		if pg = b.submit(pg, "flow", nil); pg.Status != http.StatusOK || pg.Redirect != nil || b.hasSession(p) {
+			t.Fatalf("logout confirmed after its flow expired: %d %v, session kept %v", pg.Status, pg.Redirect, b.hasSession(p))
+		}
+	})
+}
+
 // TestLogoutEndsTokens: a logout, asked for by a relying party or from My
 // Page, deactivates the access tokens issued in the browser's session,
 // every relying party's, also once the session has idled out; the refresh

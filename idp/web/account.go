@@ -774,14 +774,26 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 	if !s.requireCSRF(w, r) {
 		return
 	}
+	// A confirmation whose flow is gone (expired, or sent twice) still logs
+	// out: the form's CSRF token shows this browser asked to, and a user
+	// who walks away from a shared computer after clicking it must not stay
+	// logged in. Only the relying party's redirect, which the flow held, is
+	// lost.
 	var f *flow
 	if id := r.PostFormValue("flow"); id != "" {
-		var ok bool
-		if f, ok = s.flowOrError(w, r, id, "logout"); !ok {
-			return
+		var err error
+		f, err = s.loadFlow(r.Context(), r, id)
+		if err == nil && f.Kind != "logout" {
+			err = errFlowGone
 		}
-		if err := s.finishFlow(r.Context(), f); err != nil {
-			s.flowFailed(w, r, err)
+		if err == nil {
+			err = s.finishFlow(r.Context(), f)
+		}
+		switch {
+		case errors.Is(err, errFlowGone):
+			f = nil
+		case err != nil:
+			s.storeFailed(w, r, err)
 			return
 		}
 	}
