@@ -118,7 +118,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.Author
 				return false
 			}
 		}
-		s.consentRequired(w, r, ar, c, requestedAt, fresh, none)
+		s.consentRequired(w, r, ar, c, requestedAt, user.ID, fresh, none)
 		return true
 	}
 	if asked(slices.Contains(prompt, "consent")) {
@@ -140,15 +140,15 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ar fosite.Author
 	}
 }
 
-// consentRequired answers a request that needs the user's consent:
-// consent_required for prompt=none, else the consent page; fresh is the
-// session of a login for this request, if any.
-func (s *Server) consentRequired(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, c *store.Client, requestedAt time.Time, fresh *store.Session, none bool) {
+// consentRequired answers a request that needs the consent of the user
+// userID: consent_required for prompt=none, else the consent page; fresh
+// is the session of a login for this request, if any.
+func (s *Server) consentRequired(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, c *store.Client, requestedAt time.Time, userID string, fresh *store.Session, none bool) {
 	if none {
 		s.Provider.WriteAuthorizeError(r.Context(), w, ar, fosite.ErrConsentRequired)
 		return
 	}
-	s.askConsent(w, r, ar, c, requestedAt, fresh)
+	s.askConsent(w, r, ar, c, requestedAt, userID, fresh)
 }
 
 // loginRequired answers a request that needs a login: login_required for
@@ -330,11 +330,13 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request, f *flow, fresh *
 	s.decide(w, r2, ar, f.RequestedAt, fresh, f.user)
 }
 
-// askConsent shows the consent page; fresh, the session of a login for
-// this request if any, is recorded (so that prompt=login is not asked
+// askConsent shows the consent page, which asks the user userID (the
+// account the page is for: consentSubmit); fresh, the session of a login
+// for this request if any, is recorded (so that prompt=login is not asked
 // again when the page is sent with that session: freshSession).
-func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, c *store.Client, requestedAt time.Time, fresh *store.Session) {
+func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, c *store.Client, requestedAt time.Time, userID string, fresh *store.Session) {
 	f := s.requestFlow(r, ar, "consent", requestedAt, c)
+	f.UserID = userID
 	if fresh != nil {
 		f.Stage = "after_login"
 		f.bindSession(fresh)
@@ -390,6 +392,15 @@ func (s *Server) consentSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.finishFlow(r.Context(), f); err != nil {
 		s.flowFailed(w, r, err)
+		return
+	}
+	if f.UserID != "" && f.UserID != sess.UserID {
+		// The page was shown to another account (the browser logged out
+		// and in as someone else meanwhile, in another tab): its answer is
+		// not this account's. The request is decided again for the account
+		// logged in now, which gets a consent page of its own if it needs
+		// one.
+		s.resume(w, r, f, nil)
 		return
 	}
 	q, _ := url.ParseQuery(f.Authorize)

@@ -76,3 +76,43 @@ func TestAuthorizeWithoutScope(t *testing.T) {
 		}
 	}
 }
+
+// TestConsentPageOfAnotherAccount: a consent page shown to one account and
+// answered once the browser is logged in as another (out and in again, in
+// another tab) grants nothing to either: the request is decided again for
+// the account logged in now, which gets a consent page of its own.
+func TestConsentPageOfAnotherAccount(t *testing.T) {
+	e, ctx := newFuzzEnv(t), context.Background()
+	if _, _, err := e.app.CreateClient(ctx, app.NewClient{ID: "third", Name: "Third", RedirectURIs: []string{fuzzRedirect}}); err != nil {
+		t.Fatal(err)
+	}
+	const otherEmail, otherPassword = "b@example.com", "bbbb horse battery"
+	other, err := e.app.CreateUser(ctx, app.NewUser{Email: otherEmail, Name: "B", Password: otherPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.signIn(t, false)
+	q := url.Values{"client_id": {"third"}, "redirect_uri": {fuzzRedirect}, "response_type": {"code"}, "scope": {"openid email"},
+		"state": {"state-state"}, "code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
+	rec := e.serve(httptest.NewRequest(http.MethodGet, origin+oidc.PathAuthorize+"?"+q.Encode(), nil))
+	page, err := url.Parse(rec.Header().Get("Location"))
+	if err != nil || page.Path != "/consent" {
+		t.Fatalf("authorize: %d %q, want the consent page", rec.Code, rec.Header().Get("Location"))
+	}
+	shown := page.Query().Get("flow")
+
+	e.signOut()
+	flow := e.newFlow(t, false)
+	if rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {otherEmail}, "password": {otherPassword}}.Encode()); rec.Code != http.StatusSeeOther {
+		t.Fatalf("the other account's login: %d", rec.Code)
+	}
+	rec = e.post("/consent", url.Values{"csrf": {e.csrf}, "flow": {shown}, "consent": {"allow"}}.Encode())
+	for _, u := range []string{e.user.ID, other.ID} {
+		if granted, err := e.app.Store.GetConsent(ctx, u, "third"); err != nil || len(granted) > 0 {
+			t.Errorf("the first account's consent page, answered as the second: %s granted %v (%v)", u, granted, err)
+		}
+	}
+	if next, err := url.Parse(rec.Header().Get("Location")); err != nil || next.Path != "/consent" || next.Query().Get("flow") == shown {
+		t.Errorf("answer %d %q, want a consent page of the second account's own", rec.Code, rec.Header().Get("Location"))
+	}
+}
