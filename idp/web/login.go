@@ -703,6 +703,12 @@ func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *s
 		return nil, s.sessionRefused(w, r, f, err)
 	}
 	held.Stored()
+	// The login stands (its step, its session and its code are stored): a
+	// previous session that cannot be ended now does not undo it. Its
+	// cookie is replaced, so no one holds it; it ends at its expiry.
+	if err := s.endPreviousSession(r.Context(), r); err != nil {
+		s.Logger.WarnContext(r.Context(), "login: the browser's previous session could not be ended", append(logAttrs(r), "err", err)...)
+	}
 	s.sessionStarted(w, r, token, sess)
 	return sess, nil
 }

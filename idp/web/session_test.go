@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -41,5 +42,34 @@ func TestSessionEndedWhileRead(t *testing.T) {
 	rec := e.serve(httptest.NewRequest(http.MethodGet, origin+"/account", nil))
 	if loc := rec.Header().Get("Location"); rec.Code != http.StatusSeeOther || !strings.HasPrefix(loc, "/login?") {
 		t.Errorf("My Page with a session ended while it was read: %d %q, want a redirect to the login", rec.Code, loc)
+	}
+}
+
+// failingDeleteSession is a real store that cannot delete a session.
+type failingDeleteSession struct{ store.Store }
+
+func (failingDeleteSession) DeleteSession(context.Context, []byte) error { return store.ErrUnavailable }
+
+// TestLoginWhenThePreviousSessionCannotEnd: a login whose session is
+// stored stands when the browser's previous session cannot be ended after
+// it: the browser gets its new session, not an error page for a login
+// that was used up (its step spent, its session never given).
+func TestLoginWhenThePreviousSessionCannotEnd(t *testing.T) {
+	e := newFuzzEnv(t)
+	e.signIn(t, false)
+	session := func() string {
+		for _, c := range e.cookies {
+			if c.Name == "idp_session" {
+				return c.Value
+			}
+		}
+		return ""
+	}
+	before := session()
+	e.useStore(failingDeleteSession{e.app.Store})
+	flow := e.newFlow(t, false)
+	rec := e.post("/login", url.Values{"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {fuzzPassword}}.Encode())
+	if rec.Code != http.StatusSeeOther || session() == "" || session() == before {
+		t.Fatalf("login: %d, session cookie %q (was %q)\n%s", rec.Code, session(), before, rec.Body)
 	}
 }

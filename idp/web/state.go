@@ -522,7 +522,10 @@ func (s *Server) currentSession(r *http.Request) (*store.Session, error) {
 // token it returns, once they are committed (sessionStarted).
 func (s *Server) startSession(ctx context.Context, r *http.Request, f *flow, u *store.User, totpStep int64) (*store.Session, string, error) {
 	sess, token := s.newSession(r, f)
-	return sess, token, s.storeSession(ctx, r, f, u, totpStep, sess, nil)
+	if err := s.storeSession(ctx, r, f, u, totpStep, sess, nil); err != nil {
+		return nil, "", err
+	}
+	return sess, token, s.endPreviousSession(ctx, r)
 }
 
 // newSession is the session the login f starts, with its cookie's token:
@@ -552,17 +555,22 @@ func (s *Server) newSession(r *http.Request, f *flow) (*store.Session, string) {
 
 // storeSession stores sess, the session the login f of the user u starts
 // (startSession), with code, the code its relying party's request was
-// answered with (nil: none), and ends the browser's previous session.
+// answered with (nil: none).
 func (s *Server) storeSession(ctx context.Context, r *http.Request, f *flow, u *store.User, totpStep int64,
 	sess *store.Session, code *store.TokenRecord) error {
 	end := store.LoginEnd{Key: loginKey(f), SpentUntil: s.spentUntil(f), Stamp: u.SecurityStamp, TOTPStep: totpStep, Code: code}
-	if err := s.Store.StartSession(ctx, end, sess); err != nil {
-		return err
+	return s.Store.StartSession(ctx, end, sess)
+}
+
+// endPreviousSession ends the session the browser had before its login
+// started another (none: nothing to do).
+func (s *Server) endPreviousSession(ctx context.Context, r *http.Request) error {
+	old := s.cookie(r, sessionCookie)
+	if old == "" {
+		return nil
 	}
-	if old := s.cookie(r, sessionCookie); old != "" {
-		if err := s.Store.DeleteSession(ctx, crypt.HashToken(old)); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
+	if err := s.Store.DeleteSession(ctx, crypt.HashToken(old)); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
 	}
 	return nil
 }
