@@ -96,6 +96,15 @@ func TestCodeFlow(t *testing.T) {
 				t.Errorf("userinfo (%s) with the token in the URL: %d %q, want 400 invalid_request", method, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 			}
 		}
+		// No token at all: a bare challenge, no error code (RFC 6750 3.1).
+		resp, err := http.Get(r.provider.UserInfoEndpoint())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != "Bearer" {
+			t.Errorf("userinfo without a token: %d %q, want 401 and a bare Bearer challenge", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
 	})
 }
 

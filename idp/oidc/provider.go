@@ -395,7 +395,11 @@ func (p *Provider) Userinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	token := fosite.AccessTokenFromRequest(r)
 	if token == "" {
-		bearerError(w, "invalid_request", "no access token", http.StatusUnauthorized)
+		// No credentials at all: a bare challenge, without an error code
+		// (RFC 6750 3.1).
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
 	// fosite tries the token as a refresh token when it is no access token;
