@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -126,6 +127,15 @@ func TestBasicOPFeatures(t *testing.T) {
 		status, info := postForm(t, introspect, basic(tk.AccessToken))
 		if status != http.StatusOK || info["active"] != true || info["sub"] != tk.Claims["sub"] || info["client_id"] != "viewer" {
 			t.Fatalf("introspection of a live token: %d %v", status, info)
+		}
+		// Each token's own expiry (RFC 7662 2.2): the refresh token's is
+		// the refresh lifetime's, not the access token's.
+		accessExp, _ := info["exp"].(float64)
+		status, info = postForm(t, introspect, basic(tk.RefreshToken))
+		refreshExp, _ := info["exp"].(float64)
+		if status != http.StatusOK || info["active"] != true ||
+			time.Unix(int64(refreshExp), 0).Sub(time.Unix(int64(accessExp), 0)) < p.app.Config.RefreshTokenTTL-p.app.Config.AccessTokenTTL-time.Minute {
+			t.Errorf("introspection of the refresh token: %d %v; exp %v, the access token's %v", status, info, refreshExp, accessExp)
 		}
 		// A refresh token is no access token: userinfo refuses it.
 		if st := userinfoStatus(t, r, tk.RefreshToken); st != http.StatusUnauthorized {

@@ -380,6 +380,13 @@ func (p *Provider) Introspect(w http.ResponseWriter, r *http.Request) {
 		p.OAuth2.WriteIntrospectionError(ctx, w, err)
 		return
 	}
+	if resp.GetTokenUse() == fosite.RefreshToken {
+		// fosite writes the access token's expiry as exp whatever the token;
+		// RFC 7662 2.2's exp is the introspected token's own. The session is
+		// this request's copy.
+		sess := resp.GetAccessRequester().GetSession()
+		sess.SetExpiresAt(fosite.AccessToken, sess.GetExpiresAt(fosite.RefreshToken))
+	}
 	p.OAuth2.WriteIntrospectionResponse(ctx, w, resp)
 }
 
