@@ -122,8 +122,8 @@ var Messages = map[string]Translation{
 	// --- Errors and notices set by the handlers. ---
 	"invalid_credentials": {"メールアドレスまたはパスワードが正しくありません。", "The email address or password is incorrect."},
 	"account_disabled":    {"このアカウントは現在ご利用いただけません。サポート窓口にお問い合わせください。", "This account has been disabled. Please contact support."},
-	"setup_restarted": {"別の画面で設定がやり直されたため、QRコードとセットアップキーが変わりました。新しいQRコードを読み込み、表示された確認コードを入力してください。",
-		"The setup was started again in another window, so the QR code and setup key have changed. Scan the new QR code and enter the code it shows."},
+	"setup_restarted": {"別の画面で設定がやり直されたため、この画面のQRコードとセットアップキーは使えなくなりました。もう一度パスワードを入力して、設定をやり直してください。",
+		"The setup was started again in another window, so this window's QR code and setup key no longer work. Enter your password again to start over."},
 	"invalid_setup_code": {"確認コードが正しくありません。認証アプリに表示されている最新の確認コードを入力してください（認証端末の時刻設定が誤っていると認証できません）。",
 		"The confirmation code is incorrect. Enter the latest code shown in your authenticator app (codes fail if the phone's clock is wrong)."},
 	"invalid_code": {"認証コードが正しくありません。認証アプリに表示されている最新のコードを入力してください（認証端末の時刻設定が誤っていると認証できません）。",

@@ -348,15 +348,19 @@ func (s *Server) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if mark := s.pendingMark(pending); !crypt.Equal(f.Shown, mark) {
-		// A setup started since in another tab put another secret in the
-		// place of the one this page showed: its code is not a wrong one.
-		// This page now shows the new secret, and says why.
-		f.Shown = mark
+		// A setup started since, in another tab or another browser of the
+		// account, put another secret in the place of the one this page
+		// showed: its code is not a wrong one. The new secret is that
+		// setup's, never shown here: in another browser it may be someone
+		// else's (who has the password and a session, and would read the
+		// secret the owner is about to scan to shut them out). This setup
+		// starts again from its password, and says why.
+		f.Stage, f.Shown = "", nil
 		if err := s.saveFlow(ctx, f); err != nil {
 			s.storeFailed(w, r, err)
 			return
 		}
-		s.renderSetup(w, r, f, u, secret, http.StatusOK, "setup_restarted")
+		s.renderPasswordPrompt(w, r, f, u, "setup", http.StatusOK, "setup_restarted")
 		return
 	}
 	if !r.PostForm.Has("code") {
