@@ -336,9 +336,10 @@ type Store interface {
 	GetUser(ctx context.Context, id string) (*User, error)
 	GetUserByEmail(ctx context.Context, email string) (*User, error) // case-insensitive
 	// UpdatePassword sets a new password: the hash, a new security stamp,
-	// and every unused reset link of the user voided (one mailed for the old
-	// password must not set another one later). ErrNotFound when there is
-	// no such user.
+	// every unused reset link of the user voided (one mailed for the old
+	// password must not set another one later) and a 2FA setup in progress
+	// dropped (its password step was the old password's). ErrNotFound when
+	// there is no such user.
 	UpdatePassword(ctx context.Context, userID, passwordHash string, now time.Time) error
 	// UpgradePasswordHash replaces the user's password hash with newHash
 	// (the same password hashed at a higher cost) only while it is still

@@ -118,7 +118,9 @@ func (s *Store) GetUserByEmail(ctx context.Context, email string) (*store.User, 
 }
 
 // UpdatePassword implements store.Store: the hash and the security stamp
-// replaced and the user's unused reset links voided, in one transaction.
+// replaced, the user's unused reset links voided and a 2FA setup in
+// progress (its secret, made after the old password was entered) dropped,
+// in one transaction.
 func (s *Store) UpdatePassword(ctx context.Context, userID, passwordHash string, now time.Time) error {
 	return s.fail("update password", s.inTx(ctx, func(q querier) error {
 		n, err := affected(q.ExecContext(ctx, `UPDATE users SET password_hash = $2, updated_at = $3, security_stamp = $4
@@ -129,7 +131,10 @@ func (s *Store) UpdatePassword(ctx context.Context, userID, passwordHash string,
 		if err != nil {
 			return err
 		}
-		_, err = q.ExecContext(ctx, `UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at = 0`, userID, unix(now))
+		if _, err = q.ExecContext(ctx, `UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at = 0`, userID, unix(now)); err != nil {
+			return err
+		}
+		_, err = q.ExecContext(ctx, `DELETE FROM pending_totp WHERE user_id = $1`, userID)
 		return err
 	}))
 }

@@ -58,7 +58,15 @@ func testPasswordResets(t *testing.T, s store.Store) {
 		must(t, s.CreatePasswordReset(ctx, &store.PasswordReset{TokenHash: []byte(x.hash), UserID: x.user,
 			CreatedAt: t0, ExpiresAt: at(30 * time.Minute)}))
 	}
+	for _, u := range []string{"u1", "u2"} { // a 2FA setup in progress: dropped with the old password
+		must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: u, SecretEnc: []byte("pending"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+	}
 	must(t, s.UpdatePassword(ctx, "u1", "changed", at(time.Minute)))
+	_, err = s.GetPendingTOTP(ctx, "u1", at(time.Minute))
+	wantErr(t, "a 2FA setup of the old password after UpdatePassword", err, store.ErrNotFound)
+	if _, err = s.GetPendingTOTP(ctx, "u2", at(time.Minute)); err != nil {
+		t.Fatalf("another user's 2FA setup after UpdatePassword: %v", err)
+	}
 	for _, h := range []string{"void-1", "void-2"} {
 		_, err = s.ConsumePasswordReset(ctx, []byte(h), at(2*time.Minute))
 		wantErr(t, "consume "+h+" after the password changed", err, store.ErrConsumed)
