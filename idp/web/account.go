@@ -574,6 +574,12 @@ func (s *Server) backupCodesSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if !u.MFAEnabled {
+		// Turned off since the page was shown (another tab, the support
+		// desk): there are no codes to show, nor to record as shown.
+		http.Redirect(w, r, "/account/2fa", http.StatusSeeOther)
+		return
+	}
 	status, msg, err := s.reauthenticate(r, u)
 	if err != nil {
 		s.storeFailed(w, r, err)

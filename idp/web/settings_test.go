@@ -240,6 +240,16 @@ func TestBackupCodesShownRecorded(t *testing.T) {
 	if n, m := e.events(t, "mfa.codes_shown"), e.mails(t)-before; n != 1 || m != 1 {
 		t.Errorf("after codes that could not be read: %d mfa.codes_shown events and %d mails, want 1 and 1", n, m)
 	}
+	// 2FA turned off since the page was shown (another tab, the support
+	// desk): no codes, nothing recorded nor mailed.
+	e.useStore(e.app.Store)
+	if err := e.app.Store.DeleteMFA(context.Background(), e.user.ID); err != nil {
+		t.Fatal(err)
+	}
+	rec = e.post("/account/2fa/backup-codes", with(form, "password", fuzzPassword).Encode())
+	if n, m := e.events(t, "mfa.codes_shown"), e.mails(t)-before; rec.Code != http.StatusSeeOther || n != 1 || m != 1 {
+		t.Errorf("the password after 2FA was turned off: %d, %d mfa.codes_shown events and %d mails, want a redirect and 1 and 1", rec.Code, n, m)
+	}
 }
 
 // unreadableCodes is a store whose backup codes cannot be read.
