@@ -269,9 +269,21 @@ func (s *Store) Commit(ctx context.Context) error {
 	if st.nested {
 		return nil
 	}
-	err := st.tx.Commit()
+	err := commitErr(ctx, st.tx.Commit())
 	s.prepareWanted(ctx)
 	return s.fail("commit", err)
+}
+
+// commitErr is the error of committing a transaction of ctx: when ctx
+// ended first (the request's deadline passed, or its client left),
+// database/sql rolled the transaction back and answers sql.ErrTxDone, which
+// says nothing; the error then says so and carries ctx's (a deadline is the
+// store being unavailable: 503, oidc.Unavailable).
+func commitErr(ctx context.Context, err error) error {
+	if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
+		return fmt.Errorf("rolled back as the request ended: %w: %w", ctx.Err(), err)
+	}
+	return err
 }
 
 // Rollback rolls back the transaction begun by BeginTx. It is a no-op after
@@ -306,7 +318,7 @@ func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
 		_ = tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	return commitErr(ctx, tx.Commit())
 }
 
 // placeholders are n statement parameters from $first on: "$3, $4".
