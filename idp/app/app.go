@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/crypt"
@@ -411,23 +412,33 @@ func (h SecretHasher) Compare(_ context.Context, hash, data []byte) error {
 }
 
 // ValidateRedirectURI checks a URI a client registers: absolute, no
-// fragment, https (or http on a loopback host, or a private-use scheme for
-// native apps).
+// fragment, no user information, no white space or control characters,
+// https to a host without wildcards (or http on a loopback host, or a
+// private-use scheme for native apps, with a path).
 func ValidateRedirectURI(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || !u.IsAbs() {
 		return fmt.Errorf("redirect URI %q: not an absolute URI", raw)
 	}
+	if strings.IndexFunc(raw, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return fmt.Errorf("redirect URI %q: must not contain white space or control characters", raw)
+	}
 	if u.Fragment != "" || strings.Contains(raw, "#") {
 		return fmt.Errorf("redirect URI %q: must not contain a fragment", raw)
+	}
+	if u.User != nil {
+		return fmt.Errorf("redirect URI %q: must not contain a user name or password", raw)
 	}
 	switch u.Scheme {
 	case "https":
 		if u.Host == "" {
 			return fmt.Errorf("redirect URI %q: no host", raw)
 		}
+		if strings.Contains(u.Host, "*") {
+			return fmt.Errorf("redirect URI %q: no wildcards (redirect URIs match exactly)", raw)
+		}
 	case "http":
-		h := u.Hostname()
+		h := strings.ToLower(u.Hostname())
 		if h != "localhost" && h != "127.0.0.1" && h != "::1" {
 			return fmt.Errorf("redirect URI %q: plain http is allowed only for localhost", raw)
 		}
@@ -436,6 +447,9 @@ func ValidateRedirectURI(raw string) error {
 	default:
 		if !strings.Contains(u.Scheme, ".") {
 			return fmt.Errorf("redirect URI %q: a custom scheme must be a reverse domain name (RFC 8252)", raw)
+		}
+		if u.Opaque == "" && u.Path == "" {
+			return fmt.Errorf("redirect URI %q: a custom scheme needs a path (RFC 8252 7.1: com.example.app:/callback)", raw)
 		}
 	}
 	return nil
