@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestCommitErr: a commit refused because the request's context ended
@@ -25,5 +27,20 @@ func TestCommitErr(t *testing.T) {
 	other := errors.New("disk I/O error")
 	if err := commitErr(ended, other); err != other {
 		t.Errorf("another error after the context ended: %v, want it unchanged", err)
+	}
+}
+
+// TestMissingTable: only a missing table means no migration was applied
+// yet; any other failure of the query is an error, not "all pending".
+func TestMissingTable(t *testing.T) {
+	for err, want := range map[error]bool{
+		&pgconn.PgError{Code: "42P01"}:                                      true,  // undefined_table
+		&pgconn.PgError{Code: "42501"}:                                      false, // insufficient_privilege
+		errors.New("SQL logic error: no such table: schema_migrations (1)"): true,
+		errors.New("database is locked (5) (SQLITE_BUSY)"):                  false,
+	} {
+		if got := missingTable(err); got != want {
+			t.Errorf("missingTable(%v) = %v, want %v", err, got, want)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kamera-id/idp/migrations"
@@ -89,7 +90,7 @@ func (s *Store) Pending(ctx context.Context) ([]string, error) {
 		if err := rows.Err(); err != nil {
 			return nil, s.fail("pending migrations", err)
 		}
-	} else if err := s.db.PingContext(ctx); err != nil {
+	} else if !missingTable(err) {
 		return nil, s.fail("pending migrations", err)
 	} // else: no schema_migrations table yet, everything is pending
 	var pending []string
@@ -99,4 +100,15 @@ func (s *Store) Pending(ctx context.Context) ([]string, error) {
 		}
 	}
 	return pending, nil
+}
+
+// missingTable reports whether err says the table queried does not exist
+// (PostgreSQL's undefined_table, SQLite's "no such table"), and not that
+// the database could not answer (unreachable, permission denied, ...).
+func missingTable(err error) bool {
+	var pe interface{ SQLState() string }
+	if errors.As(err, &pe) {
+		return pe.SQLState() == "42P01"
+	}
+	return strings.Contains(err.Error(), "no such table")
 }
