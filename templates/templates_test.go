@@ -699,7 +699,7 @@ func TestCatalogue(t *testing.T) {
 		"unregistered_redirect_uri", "logged_out", "logged_out_text", "login", "forgot_password", "back_to_login",
 		"password_reset_unavailable", "2fa_enabled", "2fa_disabled", "codes_replaced", "mfa_reset",
 		"mfa.enabled", "mfa.disabled", "mfa.reset", "mfa.backup_code_used", "mfa.codes_replaced", "mfa.codes_shown", "mfa.code_failed",
-		"mfa.locked", "login.succeeded", "login.failed", "login.locked", "password.changed",
+		"mfa.locked", "login.succeeded", "login.failed", "login.locked", "password.changed", "session.ended", "sessions.ended_others",
 		"scope.openid", "scope.profile", "scope.email", "scope.address", "scope.phone", "scope.offline_access",
 	}
 	for _, k := range required {

@@ -203,11 +203,26 @@ func TestAccountLanguage(t *testing.T) {
 }
 
 // TestSessionsList: My Page lists the account's sessions (device, IP, last
-// seen) and signs one, or all others, out.
+// seen) and signs one, or all others, out, each recorded among the
+// account's security events.
 func TestSessionsList(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p, _ := startMailProvider(t, db)
-		p.createUser(email, password)
+		u := p.createUser(email, password)
+		events := func(typ string) int {
+			t.Helper()
+			list, err := p.app.Store.ListAuditEvents(context.Background(), u.ID, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, e := range list {
+				if e.Type == typ {
+					n++
+				}
+			}
+			return n
+		}
 		a, b2, b3 := p.newBrowser(), p.newBrowser(), p.newBrowser()
 		for _, b := range []*browser{a, b2, b3} {
 			loginAs(t, p, b, email, password)
@@ -237,11 +252,22 @@ func TestSessionsList(t *testing.T) {
 		if in2, in3 := b2.hasSession(p), b3.hasSession(p); in2 == in3 {
 			t.Errorf("want exactly one of the other browsers signed out: %v %v", in2, in3)
 		}
+		if n := events("session.ended"); n != 1 {
+			t.Errorf("%d session.ended events after signing one device out, want 1", n)
+		}
 		// All the others.
 		pg = a.submit(pg, "others", nil)
 		if len(pg.byClass("session")) != 1 || b2.hasSession(p) || b3.hasSession(p) || !a.hasSession(p) {
 			t.Fatalf("after signing the others out: %d sessions listed; b2 %v b3 %v a %v",
 				len(pg.byClass("session")), b2.hasSession(p), b3.hasSession(p), a.hasSession(p))
+		}
+		if n := events("sessions.ended_others"); n != 1 {
+			t.Errorf("%d sessions.ended_others events after signing the others out, want 1", n)
+		}
+		// A session gone already is nothing to do, and nothing is recorded.
+		pg = a.submit(a.get(p.URL+"/account/sessions"), "session", map[string]string{"session": target})
+		if n := events("session.ended"); pg.URL.Path != "/account/sessions" || n != 1 {
+			t.Errorf("signing out a session gone already: %s, %d session.ended events, want 1", pg.URL, n)
 		}
 		// This one: logged out.
 		pg = a.submit(pg, "session", map[string]string{"session": current})

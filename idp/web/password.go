@@ -614,22 +614,33 @@ func (s *Server) sessionRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PostFormValue("session")
+	if err := s.endUserSession(r, u, id); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
 	if id == sess.ID {
 		// This device, as any other in the list: its session and the
 		// tokens issued in it end.
-		if err := s.Store.DeleteUserSession(r.Context(), u.ID, id); err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.storeFailed(w, r, err)
-			return
-		}
 		s.forgetSession(w, r)
 		s.loggedOut(w, r, nil)
 		return
 	}
-	if err := s.Store.DeleteUserSession(r.Context(), u.ID, id); err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.storeFailed(w, r, err)
-		return
-	}
 	http.Redirect(w, r, "/account/sessions?notice=session_revoked", http.StatusSeeOther)
+}
+
+// endUserSession ends the session id of the user u, and the tokens issued
+// in it, with its audit event (session.ended: My Page's security events
+// show who signed a device out, and when), in one transaction. A session
+// that is gone already (ended meanwhile, or never the user's) is nothing
+// to do, and nothing is recorded.
+func (s *Server) endUserSession(r *http.Request, u *store.User, id string) error {
+	err := s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+		return accountChange{Event: "session.ended"}, s.Store.DeleteUserSession(tx, u.ID, id)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 func (s *Server) sessionsRevokeOthers(w http.ResponseWriter, r *http.Request) {
@@ -644,13 +655,13 @@ func (s *Server) sessionsRevokeOthers(w http.ResponseWriter, r *http.Request) {
 		token   string
 		rotated *store.Session
 	)
-	err := s.inTx(r.Context(), func(tx context.Context) error {
-		if _, err := s.Store.DeleteUserSessions(tx, u.ID, sess.ID); err != nil {
-			return err
+	err := s.changeAccount(r, u, func(tx context.Context) (accountChange, error) {
+		n, err := s.Store.DeleteUserSessions(tx, u.ID, sess.ID)
+		if err != nil {
+			return accountChange{}, err
 		}
-		var err error
 		token, rotated, err = s.rotateSession(tx, r, u.ID)
-		return err
+		return accountChange{Event: "sessions.ended_others", Detail: map[string]any{"count": n}}, err
 	})
 	if err != nil {
 		s.storeFailed(w, r, err)
