@@ -209,20 +209,7 @@ func TestSessionsList(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p, _ := startMailProvider(t, db)
 		u := p.createUser(email, password)
-		events := func(typ string) int {
-			t.Helper()
-			list, err := p.app.Store.ListAuditEvents(context.Background(), u.ID, 100)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n := 0
-			for _, e := range list {
-				if e.Type == typ {
-					n++
-				}
-			}
-			return n
-		}
+		events := func(typ string) int { return testenv.AuditEvents(t, p.app.Store, u.ID, typ) }
 		a, b2, b3 := p.newBrowser(), p.newBrowser(), p.newBrowser()
 		for _, b := range []*browser{a, b2, b3} {
 			loginAs(t, p, b, email, password)
