@@ -175,7 +175,17 @@ func (s *Server) routes() http.Handler {
 	// GET would be, which is not cross-origin protected either.
 	cop.AddInsecureBypassPattern("POST " + oidc.PathAuthorize)
 	cop.AddInsecureBypassPattern("POST " + oidc.PathEndSession)
+	issuerOrigin := s.issuerOrigin()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Without Sec-Fetch-Site (an older browser, a script) the check
+		// compares Origin with the request's Host, which is not the
+		// issuer's behind a proxy that sets its own, or for a client that
+		// reached the listen address (127.0.0.1) of a localhost issuer. An
+		// Origin that is the issuer's own is same-origin all the same.
+		if r.Header.Get("Sec-Fetch-Site") == "" && issuerOrigin != "" && r.Header.Get("Origin") == issuerOrigin {
+			pages.ServeHTTP(w, r)
+			return
+		}
 		s.renderError(w, r, http.StatusForbidden, "csrf")
 	}))
 	pagesH := s.pageHeaders(cop.Handler(pages))
@@ -186,6 +196,16 @@ func (s *Server) routes() http.Handler {
 		mux.Handle(path, apiHeaders(api))
 	}
 	return metrics.Instrument(s.Metrics, s.requestID(s.recoverer(s.deadline(limitBody(s.checkInput(mux))))))
+}
+
+// issuerOrigin is the issuer's origin, scheme://host[:port], as a browser
+// sends it in Origin ("" if the issuer does not parse).
+func (s *Server) issuerOrigin() string {
+	u, err := url.Parse(s.Config.Issuer)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // staticFile serves one of the pages' assets: files only (a folder, or

@@ -73,3 +73,32 @@ func TestLoginWhenThePreviousSessionCannotEnd(t *testing.T) {
 		t.Fatalf("login: %d, session cookie %q (was %q)\n%s", rec.Code, session(), before, rec.Body)
 	}
 }
+
+// TestIssuerOriginAcrossHosts: a form posted without Sec-Fetch-Site (an
+// older browser, a script) from the issuer's own origin is taken though
+// the request reached the server under another host name (its listen
+// address, a proxy's Host); another origin, or a browser that says the
+// request is cross-site, is refused as before.
+func TestIssuerOriginAcrossHosts(t *testing.T) {
+	e := newFuzzEnv(t)
+	flow := e.newFlow(t, false)
+	post := func(origin, fetchSite string) int {
+		req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:8080/login", strings.NewReader(url.Values{
+			"csrf": {e.csrf}, "flow": {flow}, "email": {fuzzEmail}, "password": {"wrong password"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", origin)
+		if fetchSite != "" {
+			req.Header.Set("Sec-Fetch-Site", fetchSite)
+		}
+		return e.serve(req).Code
+	}
+	if code := post(origin, ""); code == http.StatusForbidden {
+		t.Errorf("the issuer's origin through another host name: %d, want the form answered", code)
+	}
+	if code := post("https://evil.example", ""); code != http.StatusForbidden {
+		t.Errorf("another origin: %d, want 403", code)
+	}
+	if code := post(origin, "cross-site"); code != http.StatusForbidden {
+		t.Errorf("the issuer's origin with Sec-Fetch-Site cross-site: %d, want 403", code)
+	}
+}
