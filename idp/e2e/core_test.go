@@ -806,18 +806,20 @@ func TestCleanupDeletesExpired(t *testing.T) {
 }
 
 // TestRememberMe: ログインしたままにする gives a persistent cookie, a plain
-// login a browser-session one; neither outlives IDP_SESSION_MAX_AGE.
+// login a browser-session one; neither outlives IDP_SESSION_MAX_AGE. A
+// script's "0", "false" or "off" is an unchecked box.
 func TestRememberMe(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db, func(c *config.Config) { c.SessionMaxAge = time.Hour })
 		p.createUser(email, password)
-		for _, remember := range []bool{false, true} {
+		for _, value := range []string{"", "0", "false", "off", "on", "1", "true"} {
+			remember := value == "on" || value == "1" || value == "true"
 			b := p.newBrowser()
 			cookies := b.recordCookies()
 			pg := b.get(p.URL + "/account")
 			values := map[string]string{"email": email, "password": password}
-			if remember {
-				values["remember"] = "on"
+			if value != "" {
+				values["remember"] = value
 			}
 			if pg = b.submit(pg, "password", values); pg.URL.Path != "/account" {
 				t.Fatalf("login (remember %v): %d %s", remember, pg.Status, pg.URL)

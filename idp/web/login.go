@@ -90,6 +90,17 @@ func safeReturnTo(v string) string {
 	return u.RequestURI()
 }
 
+// checked reports whether a checkbox's posted value is a checked box: a
+// browser sends its value ("on") or nothing; a script may send "0",
+// "false", "off" or "no" for an unchecked one.
+func checked(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "", "0", "false", "off", "no":
+		return false
+	}
+	return true
+}
+
 func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	f, ok := s.postedFlow(w, r, "login")
@@ -98,7 +109,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	email := strings.TrimSpace(r.PostFormValue("email"))
 	pw := r.PostFormValue("password")
-	remember := r.PostFormValue("remember") != ""
+	remember := checked(r.PostFormValue("remember"))
 	if email == "" || pw == "" || len(email) > 254 || len(pw) > 1024 {
 		s.renderLogin(w, r, f, http.StatusOK, truncate(email, 254), remember, "invalid_credentials")
 		return
