@@ -414,7 +414,7 @@ func (h SecretHasher) Compare(_ context.Context, hash, data []byte) error {
 // ValidateRedirectURI checks a URI a client registers: absolute, no
 // fragment, no user information, no white space or control characters,
 // https to a host without wildcards (or http on a loopback host, or a
-// private-use scheme for native apps, with a path).
+// private-use scheme for native apps, with something after its colon).
 func ValidateRedirectURI(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || !u.IsAbs() {
@@ -448,7 +448,7 @@ func ValidateRedirectURI(raw string) error {
 		if !strings.Contains(u.Scheme, ".") {
 			return fmt.Errorf("redirect URI %q: a custom scheme must be a reverse domain name (RFC 8252)", raw)
 		}
-		if u.Opaque == "" && u.Path == "" {
+		if u.Opaque == "" && u.Host == "" && u.Path == "" {
 			return fmt.Errorf("redirect URI %q: a custom scheme needs a path (RFC 8252 7.1: com.example.app:/callback)", raw)
 		}
 	}

@@ -8,7 +8,7 @@ func TestValidateRedirectURI(t *testing.T) {
 	for _, ok := range []string{
 		"https://viewer.example/cb", "https://viewer.example:8443/cb?x=1", "http://localhost:9090/callback",
 		"http://127.0.0.1/cb", "http://[::1]:8000/cb", "HTTP://LOCALHOST/cb", "com.example.app:/oauth2redirect",
-		"com.example.app:callback",
+		"com.example.app:callback", "com.example.app://cb", "com.example.app://callback/path",
 	} {
 		if err := ValidateRedirectURI(ok); err != nil {
 			t.Errorf("ValidateRedirectURI(%q) = %v, want nil", ok, err)
