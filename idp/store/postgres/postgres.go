@@ -94,14 +94,14 @@ func classify(err error) error {
 		case pe.Code == "23503": // foreign_key_violation
 			return store.ErrNotFound
 		case strings.HasPrefix(pe.Code, "08"), // connection_exception
-			strings.HasPrefix(pe.Code, "53"), // insufficient_resources: too many connections, disk full, out of memory
-			pe.Code == "55P03",               // lock_not_available: lock_timeout passed
-			pe.Code == "57014",               // query_canceled: statement_timeout passed
-			pe.Code == "25P03",               // idle_in_transaction_session_timeout
-			pe.Code == "25006",               // read_only_sql_transaction: a standby (after a failover), for now
-			pe.Code == "57P01",               // admin_shutdown
-			pe.Code == "57P02",               // crash_shutdown
-			pe.Code == "57P03",               // cannot_connect_now
+			pe.Code == "53000", pe.Code == "53100", pe.Code == "53200", // insufficient_resources, disk_full, out_of_memory
+			pe.Code == "53300", // too_many_connections
+			pe.Code == "55P03", // lock_not_available: lock_timeout passed
+			pe.Code == "57014", // query_canceled: statement_timeout passed
+			pe.Code == "25P03", // idle_in_transaction_session_timeout
+			pe.Code == "57P01", // admin_shutdown
+			pe.Code == "57P02", // crash_shutdown
+			pe.Code == "57P03", // cannot_connect_now
 			// The transaction was rolled back to end a deadlock, or could
 			// not be serialised: nothing of it was kept, and the request
 			// can be tried again (as SQLITE_BUSY on SQLite).
