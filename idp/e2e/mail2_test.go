@@ -243,6 +243,7 @@ func TestSessionsList(t *testing.T) {
 			t.Errorf("%d session.ended events after signing one device out, want 1", n)
 		}
 		// All the others.
+		withOthers := pg
 		pg = a.submit(pg, "others", nil)
 		if len(pg.byClass("session")) != 1 || b2.hasSession(p) || b3.hasSession(p) || !a.hasSession(p) {
 			t.Fatalf("after signing the others out: %d sessions listed; b2 %v b3 %v a %v",
@@ -251,10 +252,15 @@ func TestSessionsList(t *testing.T) {
 		if n := events("sessions.ended_others"); n != 1 {
 			t.Errorf("%d sessions.ended_others events after signing the others out, want 1", n)
 		}
-		// A session gone already is nothing to do, and nothing is recorded.
+		// A session gone already, or no other session, is nothing to do,
+		// and nothing is recorded.
 		pg = a.submit(a.get(p.URL+"/account/sessions"), "session", map[string]string{"session": target})
 		if n := events("session.ended"); pg.URL.Path != "/account/sessions" || n != 1 {
 			t.Errorf("signing out a session gone already: %s, %d session.ended events, want 1", pg.URL, n)
+		}
+		pg = a.submit(withOthers, "others", nil) // the form as it was, posted again
+		if n := events("sessions.ended_others"); pg.URL.Path != "/account/sessions" || n != 1 || !a.hasSession(p) {
+			t.Errorf("signing the others out with none left: %s, %d sessions.ended_others events, want 1", pg.URL, n)
 		}
 		// This one: logged out.
 		pg = a.submit(pg, "session", map[string]string{"session": current})

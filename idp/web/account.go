@@ -600,6 +600,12 @@ func (s *Server) backupCodesSubmit(w http.ResponseWriter, r *http.Request) {
 	// take them silently; once they are read, so that no mail tells of
 	// codes a failed read never showed.
 	codes, err := s.backupCodes(r.Context(), u)
+	if err == nil && len(codes) == 0 {
+		// Turned off between the account's read and the codes' (2FA off
+		// deletes them): nothing to show, nor to record as shown.
+		http.Redirect(w, r, "/account/2fa", http.StatusSeeOther)
+		return
+	}
 	if err == nil {
 		err = s.changeAccount(r, u, func(context.Context) (accountChange, error) {
 			return accountChange{Event: "mfa.codes_shown", Mail: mail.CodesShown}, nil

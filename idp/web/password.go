@@ -60,6 +60,9 @@ func (s *Server) changeAccount(r *http.Request, u *store.User, apply func(tx con
 		if err != nil {
 			return err
 		}
+		if c.Event == "" {
+			return nil // nothing changed: nothing to record or mail
+		}
 		if err := s.Store.AddAuditEvent(tx, s.auditEvent(r, u.ID, c.Event, c.Detail)); err != nil {
 			return err
 		}
@@ -661,6 +664,9 @@ func (s *Server) sessionsRevokeOthers(w http.ResponseWriter, r *http.Request) {
 			return accountChange{}, err
 		}
 		token, rotated, err = s.rotateSession(tx, r, u.ID)
+		if n == 0 {
+			return accountChange{}, err // no other session: nothing to record
+		}
 		return accountChange{Event: "sessions.ended_others", Detail: map[string]any{"count": n}}, err
 	})
 	if err != nil {
