@@ -1421,14 +1421,20 @@ func testTokens(t *testing.T, s store.Store) {
 		must(t, err)
 		same(t, "Active of "+x.kind+" "+x.sig+" after DeactivateTokensByRequest", got.Active, x.active)
 	}
-	// Both kinds of a grant at once; the other request's stay.
-	must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: store.KindRefreshToken, Signature: "r2", RequestID: "S", Data: []byte("{}"), Active: true, CreatedAt: t0}))
+	// Both kinds of a grant at once; another kind of it, and the other
+	// request's, stay.
+	for _, x := range []struct{ kind, sig, req string }{
+		{store.KindAccessToken, "a4", "R"}, {store.KindPKCE, "p1", "R"}, {store.KindRefreshToken, "r2", "S"},
+	} {
+		must(t, s.CreateToken(ctx, &store.TokenRecord{Kind: x.kind, Signature: x.sig, RequestID: x.req, Data: []byte("{}"), Active: true, CreatedAt: t0}))
+	}
 	must(t, s.DeactivateTokensByRequest(ctx, "R", store.KindRefreshToken, store.KindAccessToken))
 	for _, x := range []struct {
 		kind, sig string
 		active    bool
 	}{
-		{store.KindRefreshToken, "r1", false}, {store.KindAccessToken, "a3", true}, {store.KindRefreshToken, "r2", true},
+		{store.KindRefreshToken, "r1", false}, {store.KindAccessToken, "a4", false}, {store.KindPKCE, "p1", true},
+		{store.KindAccessToken, "a3", true}, {store.KindRefreshToken, "r2", true},
 	} {
 		got, err := s.GetToken(ctx, x.kind, x.sig)
 		must(t, err)
