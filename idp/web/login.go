@@ -709,7 +709,7 @@ func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *s
 		f.answer, held = &heldAnswer{header: http.Header{}}, h
 		s.resume(f.answer, r.WithContext(ctx), f, sess)
 	}
-	if err := s.storeSession(r.Context(), r, f, u, totpStep, sess, held.Record()); err != nil {
+	if err := s.storeSession(r.Context(), f, u, totpStep, sess, held.Record()); err != nil {
 		f.answer = nil
 		return nil, s.sessionRefused(w, r, f, err)
 	}

@@ -522,7 +522,7 @@ func (s *Server) currentSession(r *http.Request) (*store.Session, error) {
 // token it returns, once they are committed (sessionStarted).
 func (s *Server) startSession(ctx context.Context, r *http.Request, f *flow, u *store.User, totpStep int64) (*store.Session, string, error) {
 	sess, token := s.newSession(r, f)
-	if err := s.storeSession(ctx, r, f, u, totpStep, sess, nil); err != nil {
+	if err := s.storeSession(ctx, f, u, totpStep, sess, nil); err != nil {
 		return nil, "", err
 	}
 	return sess, token, s.endPreviousSession(ctx, r)
@@ -556,8 +556,8 @@ func (s *Server) newSession(r *http.Request, f *flow) (*store.Session, string) {
 // storeSession stores sess, the session the login f of the user u starts
 // (startSession), with code, the code its relying party's request was
 // answered with (nil: none).
-func (s *Server) storeSession(ctx context.Context, r *http.Request, f *flow, u *store.User, totpStep int64,
-	sess *store.Session, code *store.TokenRecord) error {
+func (s *Server) storeSession(ctx context.Context, f *flow, u *store.User, totpStep int64, sess *store.Session,
+	code *store.TokenRecord) error {
 	end := store.LoginEnd{Key: loginKey(f), SpentUntil: s.spentUntil(f), Stamp: u.SecurityStamp, TOTPStep: totpStep, Code: code}
 	return s.Store.StartSession(ctx, end, sess)
 }
