@@ -449,7 +449,7 @@ func ValidateRedirectURI(raw string) error {
 			return fmt.Errorf("redirect URI %q: a custom scheme must be a reverse domain name (RFC 8252)", raw)
 		}
 		if u.Opaque == "" && u.Host == "" && u.Path == "" {
-			return fmt.Errorf("redirect URI %q: a custom scheme needs a path (RFC 8252 7.1: com.example.app:/callback)", raw)
+			return fmt.Errorf("redirect URI %q: a custom scheme needs a path or authority after its colon (RFC 8252 7.1: com.example.app:/callback)", raw)
 		}
 	}
 	return nil
