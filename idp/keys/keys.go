@@ -135,10 +135,8 @@ func (m *Manager) Ensure(ctx context.Context) error {
 		return err
 	}
 	if cur := currentOf(ks); cur == nil || cur.Algorithm != m.cfg.Algorithm {
-		if _, err := m.rotate(ctx); err != nil {
-			return err
-		}
-		return nil
+		_, err := m.rotate(ctx, false)
+		return err
 	}
 	_, err = m.load(ctx)
 	return err
@@ -146,7 +144,7 @@ func (m *Manager) Ensure(ctx context.Context) error {
 
 // ErrOtherAlgorithm: Rotate was asked for a key of another algorithm than
 // the current key's.
-var ErrOtherAlgorithm = errors.New("keys: IDP_SIGNING_ALG is not the current signing key's algorithm")
+var ErrOtherAlgorithm = store.ErrOtherAlgorithm
 
 // Rotate makes a new key current: published and signing at once, on every
 // instance (see fresh). The previous one stays published for KeepRetired;
@@ -156,21 +154,17 @@ var ErrOtherAlgorithm = errors.New("keys: IDP_SIGNING_ALG is not the current sig
 // (ErrOtherAlgorithm). Servers sign with the newest key of their own
 // algorithm, so a key of another one made current would retire the key
 // they sign with, which would leave the JWKS while they still use it. The
-// algorithm changes when servers start with another IDP_SIGNING_ALG
-// (Ensure).
+// store checks the current key in the rotation's transaction, so a server
+// starting at that moment with another algorithm (Ensure) cannot slip in
+// between. The algorithm changes when servers start with another
+// IDP_SIGNING_ALG.
 func (m *Manager) Rotate(ctx context.Context) (string, error) {
-	ks, err := m.cfg.Store.ListSigningKeys(ctx)
-	if err != nil {
-		return "", err
-	}
-	if cur := currentOf(ks); cur != nil && cur.Algorithm != m.cfg.Algorithm {
-		return "", fmt.Errorf("%w (%s, not %s): give it the servers' configuration", ErrOtherAlgorithm, cur.Algorithm, m.cfg.Algorithm)
-	}
-	return m.rotate(ctx)
+	return m.rotate(ctx, true)
 }
 
-// rotate makes a new key of the configured algorithm current (Rotate).
-func (m *Manager) rotate(ctx context.Context) (string, error) {
+// rotate makes a new key of the configured algorithm current (Rotate);
+// with sameAlgorithm, only when the current key is of that algorithm.
+func (m *Manager) rotate(ctx context.Context, sameAlgorithm bool) (string, error) {
 	priv, err := generate(m.cfg.Algorithm)
 	if err != nil {
 		return "", err
@@ -194,7 +188,9 @@ func (m *Manager) rotate(ctx context.Context) (string, error) {
 		ID: pub.KeyID, Algorithm: m.cfg.Algorithm, PublicJWK: pubJSON, CreatedAt: now,
 		PrivateEnc: m.cfg.Key.Seal(der, aad(pub.KeyID)),
 	}
-	if err := m.cfg.Store.AddSigningKey(ctx, k, now); err != nil {
+	if err := m.cfg.Store.AddSigningKey(ctx, k, now, sameAlgorithm); errors.Is(err, store.ErrOtherAlgorithm) {
+		return "", fmt.Errorf("%w: run it with the servers' IDP_SIGNING_ALG", err)
+	} else if err != nil {
 		return "", fmt.Errorf("store signing key: %w", err)
 	}
 	if _, err := m.cfg.Store.DeleteSigningKeysRetiredBefore(ctx, now.Add(-m.cfg.KeepRetired)); err != nil {

@@ -54,9 +54,12 @@ func (s *keyStore) ListSigningKeys(context.Context) ([]store.SigningKey, error) 
 	return out, nil
 }
 
-func (s *keyStore) AddSigningKey(_ context.Context, k *store.SigningKey, now time.Time) error {
+func (s *keyStore) AddSigningKey(_ context.Context, k *store.SigningKey, now time.Time, sameAlgorithm bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if cur := currentOf(s.keys); sameAlgorithm && cur != nil && cur.Algorithm != k.Algorithm {
+		return store.ErrOtherAlgorithm
+	}
 	for i := range s.keys {
 		if s.keys[i].RetiredAt.IsZero() {
 			s.keys[i].RetiredAt = now

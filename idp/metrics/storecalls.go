@@ -165,9 +165,9 @@ func (m *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error)
 	return r0, err
 }
 
-func (m *Store) AddSigningKey(ctx context.Context, k *store.SigningKey, now time.Time) error {
+func (m *Store) AddSigningKey(ctx context.Context, k *store.SigningKey, now time.Time, sameAlgorithm bool) error {
 	start := time.Now()
-	err := m.Store.AddSigningKey(ctx, k, now)
+	err := m.Store.AddSigningKey(ctx, k, now, sameAlgorithm)
 	m.done("AddSigningKey", start, err)
 	return err
 }

@@ -44,6 +44,9 @@ var (
 	// rolled the transaction back for it to be tried again (to break a
 	// deadlock, or a serialisation failure).
 	ErrUnavailable = errors.New("store: database unavailable")
+	// ErrOtherAlgorithm: AddSigningKey, told to keep the algorithm, found
+	// a current key of another algorithm than the new key's.
+	ErrOtherAlgorithm = errors.New("store: the current signing key is of another algorithm")
 )
 
 // ValidText is s as valid UTF-8: each run of bytes that is not UTF-8 (a
@@ -406,8 +409,10 @@ type Store interface {
 	// anywhere signs at once.
 	CurrentSigningKeyID(ctx context.Context) (string, error)
 	// AddSigningKey stores k as the current key and retires (RetiredAt=now)
-	// every key that was current, in one transaction.
-	AddSigningKey(ctx context.Context, k *SigningKey, now time.Time) error
+	// every key that was current, in one transaction. With sameAlgorithm
+	// it adds nothing and fails with ErrOtherAlgorithm when the current
+	// key, read in that transaction, is of another algorithm than k's.
+	AddSigningKey(ctx context.Context, k *SigningKey, now time.Time, sameAlgorithm bool) error
 	// DeleteSigningKeysRetiredBefore removes retired keys no live token needs.
 	DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time) (int, error)
 

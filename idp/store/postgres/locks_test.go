@@ -636,12 +636,12 @@ func TestConcurrentRotations(t *testing.T) {
 			r := newLockRace(t)
 			ctx := t.Context()
 			for _, id := range tc.before {
-				r.must(r.main.AddSigningKey(ctx, key(id), lockT0))
+				r.must(r.main.AddSigningKey(ctx, key(id), lockT0, false))
 			}
 			a, b := r.party("a"), r.party("b")
 			atx := r.begin(a)
-			r.must(a.AddSigningKey(atx, key("k1"), lockT0))
-			second := r.start("b", func() error { return b.AddSigningKey(ctx, key("k2"), lockT0) })
+			r.must(a.AddSigningKey(atx, key("k1"), lockT0, false))
+			second := r.start("b", func() error { return b.AddSigningKey(ctx, key("k2"), lockT0, false) })
 			if !second.waited {
 				t.Fatalf("the second rotation did not wait for the first (%v)", second.wait())
 			}

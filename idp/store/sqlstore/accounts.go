@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -394,11 +395,23 @@ func (s *Store) CurrentSigningKeyID(ctx context.Context) (string, error) {
 // together on an empty database, or after a change of algorithm) would
 // otherwise each retire only the keys committed before it began, and
 // leave both new keys current; the second now waits for the first, and
-// its UPDATE, a later statement, sees the first's key.
-func (s *Store) AddSigningKey(ctx context.Context, k *store.SigningKey, now time.Time) error {
+// its UPDATE, a later statement, sees the first's key. The algorithm
+// check (sameAlgorithm) is read after that lock for the same reason.
+func (s *Store) AddSigningKey(ctx context.Context, k *store.SigningKey, now time.Time, sameAlgorithm bool) error {
 	err := s.inTx(ctx, func(q querier) error {
 		if s.dialect.RotationLock != "" {
 			if _, err := q.ExecContext(ctx, s.dialect.RotationLock); err != nil {
+				return err
+			}
+		}
+		if sameAlgorithm {
+			var alg string
+			err := q.QueryRowContext(ctx, `SELECT algorithm FROM signing_keys WHERE retired_at = 0
+				ORDER BY created_at DESC, id DESC LIMIT 1`).Scan(&alg)
+			switch {
+			case err == nil && alg != k.Algorithm:
+				return fmt.Errorf("%w (%s, not %s)", store.ErrOtherAlgorithm, alg, k.Algorithm)
+			case err != nil && !errors.Is(err, sql.ErrNoRows):
 				return err
 			}
 		}

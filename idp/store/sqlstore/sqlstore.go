@@ -343,7 +343,7 @@ func (s *Store) fail(op string, err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("%s: %w", op, store.ErrNotFound)
 	}
-	for _, known := range []error{store.ErrNotFound, store.ErrDuplicate, store.ErrConsumed, store.ErrUnavailable} {
+	for _, known := range []error{store.ErrNotFound, store.ErrDuplicate, store.ErrConsumed, store.ErrUnavailable, store.ErrOtherAlgorithm} {
 		if errors.Is(err, known) {
 			return fmt.Errorf("%s: %w", op, err)
 		}

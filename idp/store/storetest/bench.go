@@ -143,7 +143,7 @@ func benchLogin(b *testing.B, s store.Store) {
 	must("confirm TOTP", s.ConfirmTOTP(ctx, u.ID, secretEnc, 1, nil, now))
 	if _, err := s.CurrentSigningKeyID(ctx); errors.Is(err, store.ErrNotFound) {
 		must("signing key", s.AddSigningKey(ctx, &store.SigningKey{ID: "bench-key", Algorithm: "RS256",
-			PrivateEnc: bytes.Repeat([]byte{2}, 1250), PublicJWK: bytes.Repeat([]byte{3}, 400), CreatedAt: now}, now))
+			PrivateEnc: bytes.Repeat([]byte{2}, 1250), PublicJWK: bytes.Repeat([]byte{3}, 400), CreatedAt: now}, now, false))
 	}
 	reqData := bytes.Repeat([]byte("r"), 1200)
 	step := int64(1)

@@ -695,17 +695,17 @@ func testSigningKeys(t *testing.T, s store.Store) {
 
 	k1 := key("k1", t0)
 	in := k1
-	in.RetiredAt = at(time.Minute) // ignored: a new key is current
-	must(t, s.AddSigningKey(ctx, &in, t0))
+	in.RetiredAt = at(time.Minute)               // ignored: a new key is current
+	must(t, s.AddSigningKey(ctx, &in, t0, true)) // no current key: any algorithm
 	ks, err = s.ListSigningKeys(ctx)
 	must(t, err)
 	same(t, "after k1", ks, []store.SigningKey{k1})
 	current("after k1", "k1")
 
 	k2 := key("k2", at(time.Hour))
-	must(t, s.AddSigningKey(ctx, &k2, at(time.Hour)))
+	must(t, s.AddSigningKey(ctx, &k2, at(time.Hour), false))
 	k3 := key("k3", at(2*time.Hour))
-	must(t, s.AddSigningKey(ctx, &k3, at(2*time.Hour)))
+	must(t, s.AddSigningKey(ctx, &k3, at(2*time.Hour), false))
 	ks, err = s.ListSigningKeys(ctx)
 	must(t, err)
 	same(t, "after k3", ks, []store.SigningKey{k3, retired(k2, at(2*time.Hour)), retired(k1, at(time.Hour))})
@@ -713,7 +713,7 @@ func testSigningKeys(t *testing.T, s store.Store) {
 
 	// A duplicate id fails and retires nothing.
 	dup := key("k3", at(3*time.Hour))
-	wantErr(t, "AddSigningKey(same id)", s.AddSigningKey(ctx, &dup, at(3*time.Hour)), store.ErrDuplicate)
+	wantErr(t, "AddSigningKey(same id)", s.AddSigningKey(ctx, &dup, at(3*time.Hour), false), store.ErrDuplicate)
 	ks, err = s.ListSigningKeys(ctx)
 	must(t, err)
 	same(t, "after a failed add", ks, []store.SigningKey{k3, retired(k2, at(2*time.Hour)), retired(k1, at(time.Hour))})
@@ -721,7 +721,7 @@ func testSigningKeys(t *testing.T, s store.Store) {
 
 	// Created in the same second as k3: the current key still comes first.
 	k4 := key("k4", at(2*time.Hour))
-	must(t, s.AddSigningKey(ctx, &k4, at(3*time.Hour)))
+	must(t, s.AddSigningKey(ctx, &k4, at(3*time.Hour), false))
 	ks, err = s.ListSigningKeys(ctx)
 	must(t, err)
 	same(t, "after k4", ks, []store.SigningKey{k4, retired(k3, at(3*time.Hour)), retired(k2, at(2*time.Hour)), retired(k1, at(time.Hour))})
@@ -736,6 +736,20 @@ func testSigningKeys(t *testing.T, s store.Store) {
 	ks, err = s.ListSigningKeys(ctx)
 	must(t, err)
 	same(t, "the current key survives", ks, []store.SigningKey{k4})
+
+	// Told to keep the algorithm, an add of another algorithm's key
+	// changes nothing; one of the current key's algorithm goes in.
+	rs := key("k5", at(4*time.Hour))
+	rs.Algorithm = "RS256"
+	wantErr(t, "AddSigningKey(RS256 over ES256, same algorithm)", s.AddSigningKey(ctx, &rs, at(4*time.Hour), true), store.ErrOtherAlgorithm)
+	ks, err = s.ListSigningKeys(ctx)
+	must(t, err)
+	same(t, "after an add of another algorithm refused", ks, []store.SigningKey{k4})
+	k6 := key("k6", at(4*time.Hour))
+	must(t, s.AddSigningKey(ctx, &k6, at(4*time.Hour), true))
+	current("after k6, of k4's algorithm", "k6")
+	must(t, s.AddSigningKey(ctx, &rs, at(5*time.Hour), false))
+	current("after k5, another algorithm, not kept", "k5")
 }
 
 func testSessions(t *testing.T, s store.Store) {
@@ -1626,7 +1640,7 @@ func testTransactions(t *testing.T, s store.Store) {
 	wantErr(t, "GetUser after Commit", err, nil)
 
 	k1 := &store.SigningKey{ID: "k1", Algorithm: "RS256", PrivateEnc: []byte("p"), PublicJWK: []byte("{}"), CreatedAt: t0}
-	must(t, s.AddSigningKey(ctx, k1, t0))
+	must(t, s.AddSigningKey(ctx, k1, t0, false))
 	must(t, s.PutPendingTOTP(ctx, &store.PendingTOTP{UserID: "u1", SecretEnc: []byte("s"), CreatedAt: t0, ExpiresAt: at(time.Hour)}))
 
 	// Everything done in a rolled-back transaction is undone, the
@@ -1635,7 +1649,7 @@ func testTransactions(t *testing.T, s store.Store) {
 	must(t, err)
 	must(t, s.CreateUser(tx, &store.User{ID: "u2", Email: "u2@example.com", CreatedAt: t0}))
 	must(t, s.CreateToken(tx, &store.TokenRecord{Kind: store.KindAccessToken, Signature: "a", Data: []byte("{}"), Active: true}))
-	must(t, s.AddSigningKey(tx, &store.SigningKey{ID: "k2", Algorithm: "RS256", PrivateEnc: []byte("p"), PublicJWK: []byte("{}"), CreatedAt: t0}, at(time.Hour)))
+	must(t, s.AddSigningKey(tx, &store.SigningKey{ID: "k2", Algorithm: "RS256", PrivateEnc: []byte("p"), PublicJWK: []byte("{}"), CreatedAt: t0}, at(time.Hour), false))
 	must(t, s.ConfirmTOTP(tx, "u1", []byte("s"), 7, codes("a", 2), at(time.Minute)))
 	_, err = getTOTP(tx, s, "u1")
 	must(t, err)
