@@ -69,7 +69,7 @@ type Manager struct {
 
 type keySet struct {
 	current *signingKey                 // the newest key in the store
-	signers []*signingKey               // the published keys of the configured algorithm, newest first
+	signers []*signingKey               // the keys of the configured algorithm that may sign (signer), newest first
 	public  map[string]*jose.JSONWebKey // every published key, by kid
 	jwks    []byte
 }
@@ -83,7 +83,11 @@ type signingKey struct {
 
 // signer is the key to sign with: the newest one of the configured
 // algorithm (the current key, unless a key of another algorithm was made
-// since), or else the current key.
+// since: a rolling change of IDP_SIGNING_ALG), or else the current key.
+// A retired key signs only in the first half of the time it stays
+// published (read): an ID token signed later could outlive its key in
+// the JWKS. An instance left with the old algorithm that long signs with
+// the current key.
 func (s *keySet) signer() *signingKey {
 	if len(s.signers) > 0 {
 		return s.signers[0]
@@ -468,7 +472,8 @@ func (m *Manager) read(ctx context.Context) (*keySet, error) {
 		set.public[k.ID] = &jwk
 		published = append(published, jwk)
 		isCurrent := k.RetiredAt.IsZero() && set.current == nil
-		if !isCurrent && k.Algorithm != m.cfg.Algorithm {
+		signs := k.Algorithm == m.cfg.Algorithm && (isCurrent || now.Sub(k.RetiredAt) <= m.cfg.KeepRetired/2)
+		if !isCurrent && !signs {
 			continue
 		}
 		sk := opened[k.ID]
@@ -480,7 +485,7 @@ func (m *Manager) read(ctx context.Context) (*keySet, error) {
 		if isCurrent {
 			set.current = sk
 		}
-		if k.Algorithm == m.cfg.Algorithm {
+		if signs {
 			set.signers = append(set.signers, sk)
 		}
 	}

@@ -279,6 +279,46 @@ func TestRotateKeepsTheAlgorithm(t *testing.T) {
 	}
 }
 
+// TestRollingAlgorithmChange: while instances change IDP_SIGNING_ALG one
+// by one, one still on the old algorithm signs with its key, retired by
+// the first new instance, for the first half of the time it stays
+// published; after that, with the current key, so that no ID token it
+// signs outlives its key in the JWKS.
+func TestRollingAlgorithmChange(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	st := &keyStore{}
+	old := newManager(t, st, "RS256", c)
+	oldKid, _ := old.Current(ctx)
+	newer := newManager(t, st, "ES256", c)
+	newKid, _ := newer.Current(ctx)
+	if newKid == oldKid {
+		t.Fatal("the ES256 instance made no key of its own")
+	}
+	signedWith := func(when string, want string) {
+		t.Helper()
+		tok, err := old.Sign(ctx, []byte(`{"a":1}`), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kid := jws.Signatures[0].Header.KeyID; kid != want {
+			t.Fatalf("%s: the RS256 instance signs with %s, want %s", when, kid, want)
+		}
+		if verify(t, newer, tok) != `{"a":1}` {
+			t.Fatalf("%s: payload", when)
+		}
+	}
+	signedWith("at the change", oldKid)
+	c.t = c.t.Add(time.Hour / 2) // KeepRetired/2
+	signedWith("half of KeepRetired after the change", oldKid)
+	c.t = c.t.Add(time.Minute)
+	signedWith("past half of KeepRetired", newKid)
+}
+
 func BenchmarkSign(b *testing.B) {
 	for _, alg := range []string{"RS256", "ES256"} {
 		b.Run(alg, func(b *testing.B) {
