@@ -145,7 +145,9 @@ func TestPasswordChange(t *testing.T) {
 		if other.hasSession(p) {
 			t.Error("the other browser is still signed in")
 		}
-		srv.waitFor(email, "パスワードが変更されました")
+		if m := srv.waitFor(email, "パスワードが変更されました"); !strings.Contains(m.Body, "（変更を行った端末を除く）") {
+			t.Errorf("the change's mail does not say the device that made it stays logged in:\n%s", m.Body)
+		}
 		loginAs(t, p, p.newBrowser(), email, newPassword)
 		if pg := loginAttempt(p.newBrowser(), p, email, password); pg.URL.Path == "/account" {
 			t.Error("the old password still works")

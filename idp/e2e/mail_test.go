@@ -138,7 +138,10 @@ func TestPasswordResetByEmail(t *testing.T) {
 		if other.hasSession(p) {
 			t.Error("the other browser is still signed in after the reset")
 		}
-		srv.waitFor(email, "パスワードが変更されました")
+		// A reset signs out every device, the one that made it too.
+		if m := srv.waitFor(email, "パスワードが変更されました"); !strings.Contains(m.Body, "すべての端末でログアウトしました。") {
+			t.Errorf("the reset's mail does not say every device was logged out:\n%s", m.Body)
+		}
 
 		// The link works once.
 		pg = b.get(link)

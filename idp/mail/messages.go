@@ -36,6 +36,7 @@ const (
 	CodesReplaced   = "backup_codes_replaced"
 	CodesShown      = "backup_codes_shown"
 	PasswordChanged = "password_changed"
+	PasswordReset   = "password_reset"
 	ResetRequested  = "password_reset_requested"
 )
 
@@ -69,6 +70,11 @@ var texts = map[string][2]text{
 	PasswordChanged: {
 		{"パスワードが変更されました", "お客様のアカウントのパスワードが変更されました。安全のため、すべての端末でログアウトしました（変更を行った端末を除く）。"},
 		{"Your password was changed", "The password of your account was changed. For your safety, you were logged out everywhere (except on the device that made the change)."},
+	},
+	// A reset ends every session, the resetting browser's too.
+	PasswordReset: {
+		{"パスワードが変更されました", "お客様のアカウントのパスワードが、パスワード再設定のリンクから変更されました。安全のため、すべての端末でログアウトしました。"},
+		{"Your password was changed", "The password of your account was changed through a password reset link. For your safety, you were logged out everywhere."},
 	},
 	ResetRequested: {
 		{"パスワード再設定のご案内", "パスワード再設定のリクエストを受け付けました。下記のリンクから新しいパスワードを設定してください。"},

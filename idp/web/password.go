@@ -522,7 +522,7 @@ func (s *Server) resetInTx(w http.ResponseWriter, r *http.Request, token string,
 		if _, err := s.Store.DeleteUserSessions(tx, u.ID, ""); err != nil {
 			return accountChange{}, err
 		}
-		return accountChange{Event: "password.reset", Mail: mail.PasswordChanged}, nil
+		return accountChange{Event: "password.reset", Mail: mail.PasswordReset}, nil
 	})
 	if errors.Is(err, errResetUsed) {
 		return false, nil
