@@ -15,7 +15,7 @@ import (
 
 func TestBuild(t *testing.T) {
 	body := "いつもご利用いただきありがとうございます。\nhttp://localhost/reset-password?token=abc\n" + strings.Repeat("長い行", 40)
-	raw := Build("Camera ID <no-reply@example.com>", "user@example.com", "[Camera ID] パスワード再設定のご案内", body,
+	raw := Build("カメラID <no-reply@example.com>", "user@example.com", "[Camera ID] パスワード再設定のご案内", body,
 		time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	for _, line := range strings.Split(string(raw), "\r\n") {
 		if len(line) > 998 {
@@ -34,6 +34,10 @@ func TestBuild(t *testing.T) {
 	subject, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
 	if err != nil || subject != "[Camera ID] パスワード再設定のご案内" {
 		t.Errorf("subject %q, %v", subject, err)
+	}
+	if from, err := msg.Header.AddressList("From"); err != nil || len(from) != 1 ||
+		from[0].Name != "カメラID" || from[0].Address != "no-reply@example.com" {
+		t.Errorf("From %v, %v", from, err)
 	}
 	if d, err := msg.Header.Date(); err != nil || !d.Equal(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)) {
 		t.Errorf("date %v, %v", d, err)

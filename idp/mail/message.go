@@ -16,14 +16,15 @@ import (
 	"time"
 )
 
-// Build formats a plain-text UTF-8 message: RFC 2047 encoded subject,
-// base64 body, Date, Message-ID, From and To.
+// Build formats a plain-text UTF-8 message: RFC 2047 encoded subject and
+// From display name, base64 body, Date, Message-ID, From and To.
 func Build(from, to, subject, body string, now time.Time) []byte {
 	domain := "localhost"
 	if a, err := mail.ParseAddress(from); err == nil {
 		if _, d, ok := strings.Cut(a.Address, "@"); ok && d != "" {
 			domain = d
 		}
+		from = a.String() // a display name outside ASCII RFC 2047 encoded
 	}
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)

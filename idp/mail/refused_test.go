@@ -20,6 +20,12 @@ import (
 
 // rcptServer answers every command with 250 but RCPT TO with reply.
 func rcptServer(t *testing.T, reply string) string {
+	return stubServer(t, map[string]string{"RCPT": reply})
+}
+
+// stubServer answers each command with the reply in replies under its verb
+// ("" drops the connection instead), and otherwise with 250 (221 to QUIT).
+func stubServer(t *testing.T, replies map[string]string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -36,17 +42,34 @@ func rcptServer(t *testing.T, reply string) string {
 				defer c.Close()
 				r := bufio.NewReader(c)
 				io.WriteString(c, "220 test ESMTP\r\n")
+				data := false
 				for {
 					l, err := r.ReadString('\n')
 					if err != nil {
 						return
 					}
-					switch cmd := strings.ToUpper(l); {
-					case strings.HasPrefix(cmd, "EHLO"):
-						io.WriteString(c, "250 test\r\n")
-					case strings.HasPrefix(cmd, "RCPT"):
+					if data { // the message, up to its lone dot
+						if l == ".\r\n" {
+							data = false
+							io.WriteString(c, "250 queued\r\n")
+						}
+						continue
+					}
+					verb, _, _ := strings.Cut(strings.ToUpper(strings.TrimSpace(l)), " ")
+					if reply, ok := replies[verb]; ok {
+						if reply == "" {
+							return
+						}
 						io.WriteString(c, reply+"\r\n")
-					case strings.HasPrefix(cmd, "QUIT"):
+						continue
+					}
+					switch verb {
+					case "EHLO":
+						io.WriteString(c, "250 test\r\n")
+					case "DATA":
+						data = true
+						io.WriteString(c, "354 go on\r\n")
+					case "QUIT":
 						io.WriteString(c, "221 bye\r\n")
 						return
 					default:
@@ -57,6 +80,20 @@ func rcptServer(t *testing.T, reply string) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// TestQuitLost: a mail the server took (250 after its data) is sent, even
+// when the server then drops the connection instead of answering QUIT:
+// reported as failed, the worker would send it again at every retry.
+func TestQuitLost(t *testing.T) {
+	s, _ := ParseSMTPURL("smtp://" + stubServer(t, map[string]string{"QUIT": ""}))
+	if err := s.Send(context.Background(), "a@example.com", "b@example.com", []byte("Subject: x\r\n\r\nx\r\n")); err != nil {
+		t.Fatalf("Send = %v, want nil: the server took the mail", err)
+	}
+	s, _ = ParseSMTPURL("smtp://" + stubServer(t, map[string]string{"DATA": ""}))
+	if err := s.Send(context.Background(), "a@example.com", "b@example.com", []byte("Subject: x\r\n\r\nx\r\n")); err == nil {
+		t.Fatal("Send = nil for a server that dropped the connection at DATA")
+	}
 }
 
 // TestRefusedReplies: a 5xx reply to the recipient is a permanent refusal

@@ -163,7 +163,10 @@ func (s *SMTP) Send(ctx context.Context, from, to string, msg []byte) error {
 	if err := w.Close(); err != nil {
 		return refused(err)
 	}
-	return c.Quit()
+	// The server took the mail (250 after its data): it is sent, whatever
+	// becomes of QUIT. Reported as failed, it would be sent again.
+	_ = c.Quit()
+	return nil
 }
 
 // RefusedError is a mail server's permanent refusal of a message: a 5xx
