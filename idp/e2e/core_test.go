@@ -399,6 +399,17 @@ func TestPromptAndMaxAge(t *testing.T) {
 			t.Error("auth_time did not change after a forced login")
 		}
 
+		// max_age too large for a duration is no limit at all (it wrapped
+		// to a negative age: a login forced, then login_required after it);
+		// an empty one is as if omitted (RFC 6749 3.1).
+		for _, maxAge := range []string{"9223372037", "18446744073709551615", ""} {
+			a = r.authorize(oauth2.SetAuthURLParam("max_age", maxAge))
+			if pg = b.get(a.URL); pg.Redirect == nil || pg.Redirect.Query().Get("code") == "" {
+				t.Fatalf("max_age=%q with a session: want a code at once, got %d %v", maxAge, pg.Status, pg.Redirect)
+			}
+			r.mustExchange(a, pg.code(t, a))
+		}
+
 		// prompt=login forces a login even with a fresh session.
 		a = r.authorize(oauth2.SetAuthURLParam("prompt", "login"))
 		if pg = b.get(a.URL); pg.formWith("password") == nil {

@@ -532,17 +532,42 @@ func (p *Provider) ParseAuthorize(ctx context.Context, r *http.Request) (ar fosi
 	if len(ar.GetRequestedScopes()) == 0 {
 		return ar, true, fosite.ErrInvalidScope.WithHint("The scope parameter is required (openid for an OpenID Connect request).")
 	}
-	// max_age is a number of seconds (OIDC Core 3.1.2.1); anything else
-	// would be ignored, and the login it asks for not forced.
-	if v, ok := ar.GetRequestForm()["max_age"]; ok {
-		if _, err := strconv.ParseUint(v[0], 10, 63); err != nil {
-			return ar, true, fosite.ErrInvalidRequest.WithHint("max_age must be a number of seconds.")
-		}
+	if err := checkMaxAge(ar.GetRequestForm()); err != nil {
+		return ar, true, err
 	}
 	if err := checkPrompt(ar.GetRequestForm().Get("prompt")); err != nil {
 		return ar, true, err
 	}
 	return ar, true, nil
+}
+
+// maxMaxAge is the largest max_age kept, about a century: fosite and the
+// login pages read max_age as a time.Duration of seconds, which a value
+// above 292 years would wrap to a negative age, so that every login,
+// fresh or not, would be too old.
+const maxMaxAge = 100 * 365 * 24 * 60 * 60
+
+// checkMaxAge checks max_age, a number of seconds (OIDC Core 3.1.2.1):
+// anything else would be ignored, and the login it asks for not forced.
+// Sent without a value, it is as if omitted (RFC 6749 3.1); above
+// maxMaxAge, it is maxMaxAge: no session lives that long.
+func checkMaxAge(form url.Values) error {
+	v, ok := form["max_age"]
+	if !ok {
+		return nil
+	}
+	if v[0] == "" {
+		form.Del("max_age")
+		return nil
+	}
+	n, err := strconv.ParseUint(v[0], 10, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return fosite.ErrInvalidRequest.WithHint("max_age must be a number of seconds.")
+	}
+	if err != nil || n > maxMaxAge {
+		form.Set("max_age", strconv.Itoa(maxMaxAge))
+	}
+	return nil
 }
 
 // promptValues are the prompt values the provider knows (discovery's
