@@ -566,6 +566,50 @@ func TestLogoutConfirmedLate(t *testing.T) {
 	})
 }
 
+// TestIdleSessionGoes: a session not remembered that idled out is no
+// longer listed on My Page; its row is kept an access token's lifetime
+// longer (a logout then still ends its tokens: TestLogoutEndsTokens), and
+// then the cleanup deletes it. A remembered one is listed while it lasts.
+func TestIdleSessionGoes(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p := startProvider(t, db, func(c *config.Config) { c.SessionIdleTimeout = 10 * time.Minute })
+		u := p.createUser(email, password)
+		idle, remembered, active := p.newBrowser(), p.newBrowser(), p.newBrowser()
+		loginAs(t, p, idle, email, password)
+		pg := remembered.get(p.URL + "/login")
+		pg = remembered.submit(pg, "password", map[string]string{"email": email, "password": password, "remember": "1"})
+		if !remembered.hasSession(p) {
+			t.Fatalf("remembered login: %s\n%s", pg.URL, pg.Body)
+		}
+		p.clock.Advance(11 * time.Minute)
+		loginAs(t, p, active, email, password)
+		stored := func() int {
+			list, err := p.app.Store.ListUserSessions(t.Context(), u.ID, p.clock.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(list)
+		}
+		if n := len(active.get(p.URL + "/account/sessions").byClass("session")); n != 2 {
+			t.Errorf("%d sessions listed on My Page 11 minutes after the idle one's last use, want 2 (remembered, this one)", n)
+		}
+		if _, err := p.app.Cleanup(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if n := stored(); n != 3 {
+			t.Errorf("%d sessions stored after the cleanup, want 3: the idle one kept for its access tokens' lifetime", n)
+		}
+		p.clock.Advance(time.Hour)
+		active.get(p.URL + "/account") // in use: its session is touched
+		if _, err := p.app.Cleanup(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if n := stored(); n != 2 {
+			t.Errorf("%d sessions stored after the cleanup an hour later, want 2 (the idle one deleted)", n)
+		}
+	})
+}
+
 // TestLogoutEndsTokens: a logout, asked for by a relying party or from My
 // Page, deactivates the access tokens issued in the browser's session,
 // every relying party's, also once the session has idled out; the refresh

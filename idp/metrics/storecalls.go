@@ -207,9 +207,9 @@ func (m *Store) GetSession(ctx context.Context, tokenHash []byte, now time.Time)
 	return r0, err
 }
 
-func (m *Store) TouchSession(ctx context.Context, tokenHash []byte, lastSeen time.Time) error {
+func (m *Store) TouchSession(ctx context.Context, tokenHash []byte, lastSeen, expiresAt time.Time) error {
 	start := time.Now()
-	err := m.Store.TouchSession(ctx, tokenHash, lastSeen)
+	err := m.Store.TouchSession(ctx, tokenHash, lastSeen, expiresAt)
 	m.done("TouchSession", start, err)
 	return err
 }

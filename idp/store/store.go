@@ -452,7 +452,10 @@ type Store interface {
 	// GetSession returns the session whose cookie hashes to tokenHash, or
 	// ErrNotFound when there is none or it expired (ExpiresAt <= now).
 	GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*Session, error)
-	TouchSession(ctx context.Context, tokenHash []byte, lastSeen time.Time) error
+	// TouchSession records the session's last use and its expiry from
+	// then (a session not remembered ends when idle); ErrNotFound when it
+	// is gone.
+	TouchSession(ctx context.Context, tokenHash []byte, lastSeen, expiresAt time.Time) error
 	DeleteSession(ctx context.Context, tokenHash []byte) error
 	// RotateSession gives the session of the user userID whose cookie
 	// hashes to oldHash the cookie hash newHash instead, and returns it;

@@ -599,7 +599,11 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	p := s.accountPage(w, r, u)
 	entries := make([]templates.SessionEntry, 0, len(list))
+	now := s.Now()
 	for _, x := range list {
+		if s.idle(&x, now) {
+			continue // ended by idleness, its row kept for a while (sessionExpiry)
+		}
 		entries = append(entries, templates.SessionEntry{
 			ID: x.ID, Device: deviceName(p.Lang, x.UserAgent), IP: x.IP, Current: x.ID == sess.ID,
 			LastSeen: shownTime(x.LastSeen), Created: shownTime(x.CreatedAt),

@@ -25,11 +25,11 @@ func (s endedWhileRead) GetSession(ctx context.Context, tokenHash []byte, now ti
 	return x, err
 }
 
-func (s endedWhileRead) TouchSession(ctx context.Context, tokenHash []byte, lastSeen time.Time) error {
+func (s endedWhileRead) TouchSession(ctx context.Context, tokenHash []byte, lastSeen, expiresAt time.Time) error {
 	if err := s.Store.DeleteSession(ctx, tokenHash); err != nil {
 		return err
 	}
-	return s.Store.TouchSession(ctx, tokenHash, lastSeen)
+	return s.Store.TouchSession(ctx, tokenHash, lastSeen, expiresAt)
 }
 
 // TestSessionEndedWhileRead: a session ended between its read and its

@@ -495,11 +495,11 @@ func (s *Server) currentSession(r *http.Request) (*store.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !sess.Remember && now.Sub(sess.LastSeen) > s.Config.SessionIdleTimeout {
+	if s.idle(sess, now) {
 		return nil, nil
 	}
 	if now.Sub(sess.LastSeen) > time.Minute {
-		err := s.Store.TouchSession(r.Context(), sess.TokenHash, now)
+		err := s.Store.TouchSession(r.Context(), sess.TokenHash, now, s.sessionExpiry(sess, now))
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, nil // ended since the read (a logout in another tab, say)
 		}
@@ -542,7 +542,7 @@ func (s *Server) newSession(r *http.Request, f *flow) (*store.Session, string) {
 		Remember:  f.Remember,
 		CreatedAt: now,
 		LastSeen:  now,
-		ExpiresAt: now.Add(s.Config.SessionMaxAge),
+		ExpiresAt: now.Add(min(s.idleKeep(), s.Config.SessionMaxAge)), // sessionExpiry
 		UserAgent: truncate(r.UserAgent(), 200),
 		IP:        s.clientIP(r),
 	}
@@ -551,6 +551,34 @@ func (s *Server) newSession(r *http.Request, f *flow) (*store.Session, string) {
 		sess.ExpiresAt = now.Add(min(s.Config.RememberMe, s.Config.SessionMaxAge))
 	}
 	return sess, token
+}
+
+// sessionExpiry is when the row of sess, used at now, goes: a remembered
+// session's at its end; one not remembered, which ends when idle for
+// SessionIdleTimeout (idle), an access token's lifetime after that, never
+// past SessionMaxAge from its start. Kept that long, an idle session can
+// still be logged out of, which ends the access tokens issued in it
+// (store.EndSession); after that, the cleanup deletes it.
+func (s *Server) sessionExpiry(sess *store.Session, now time.Time) time.Time {
+	if sess.Remember {
+		return sess.ExpiresAt
+	}
+	if end := sess.CreatedAt.Add(s.Config.SessionMaxAge); end.Before(now.Add(s.idleKeep())) {
+		return end
+	}
+	return now.Add(s.idleKeep())
+}
+
+// idleKeep is how long the row of a session not remembered is kept after
+// its last use (sessionExpiry).
+func (s *Server) idleKeep() time.Duration {
+	return s.Config.SessionIdleTimeout + s.Config.AccessTokenTTL
+}
+
+// idle says whether sess, not remembered, was last used more than
+// SessionIdleTimeout before now: it no longer signs in.
+func (s *Server) idle(sess *store.Session, now time.Time) bool {
+	return !sess.Remember && now.Sub(sess.LastSeen) > s.Config.SessionIdleTimeout
 }
 
 // storeSession stores sess, the session the login f of the user u starts

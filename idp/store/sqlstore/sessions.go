@@ -202,10 +202,11 @@ func (s *Store) GetSession(ctx context.Context, tokenHash []byte, now time.Time)
 	return x, s.fail("get session", err)
 }
 
-// TouchSession records the session's last use; ErrNotFound when it is gone.
-func (s *Store) TouchSession(ctx context.Context, tokenHash []byte, lastSeen time.Time) error {
+// TouchSession records the session's last use and its expiry from then;
+// ErrNotFound when it is gone.
+func (s *Store) TouchSession(ctx context.Context, tokenHash []byte, lastSeen, expiresAt time.Time) error {
 	n, err := affected(s.q(ctx).ExecContext(ctx,
-		`UPDATE sessions SET last_seen = $2 WHERE token_hash = $1`, blob(tokenHash), unix(lastSeen)))
+		`UPDATE sessions SET last_seen = $2, expires_at = $3 WHERE token_hash = $1`, blob(tokenHash), unix(lastSeen), unix(expiresAt)))
 	if err == nil && n == 0 {
 		err = store.ErrNotFound
 	}

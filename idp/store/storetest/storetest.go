@@ -781,12 +781,16 @@ func testSessions(t *testing.T, s store.Store) {
 	dup.ID = s1.ID
 	wantErr(t, "CreateSession(same id)", s.CreateSession(ctx, dup), store.ErrDuplicate)
 
-	must(t, s.TouchSession(ctx, s1.TokenHash, at(15*time.Minute)))
+	must(t, s.TouchSession(ctx, s1.TokenHash, at(15*time.Minute), at(50*time.Minute)))
 	got, err = s.GetSession(ctx, s1.TokenHash, t0)
 	must(t, err)
 	same(t, "LastSeen after TouchSession", got.LastSeen, at(15*time.Minute))
+	same(t, "ExpiresAt after TouchSession", got.ExpiresAt, at(50*time.Minute))
+	_, err = s.GetSession(ctx, s1.TokenHash, at(50*time.Minute))
+	wantErr(t, "GetSession at the ExpiresAt of the touch", err, store.ErrNotFound)
+	must(t, s.TouchSession(ctx, s1.TokenHash, at(15*time.Minute), s1.ExpiresAt))
 	s1.LastSeen = at(15 * time.Minute)
-	wantErr(t, "TouchSession(unknown)", s.TouchSession(ctx, []byte("unknown"), t0), store.ErrNotFound)
+	wantErr(t, "TouchSession(unknown)", s.TouchSession(ctx, []byte("unknown"), t0, t0), store.ErrNotFound)
 
 	s2 := mk("2", "u1", 20*time.Minute, 2*time.Hour)
 	s3 := mk("3", "u1", 5*time.Minute, 30*time.Minute)
