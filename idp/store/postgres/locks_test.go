@@ -687,3 +687,36 @@ func TestResetLinkRacingDisable(t *testing.T) {
 		t.Fatalf("the link made meanwhile: %v, want none", err)
 	}
 }
+
+// TestSweepRacingRecordFailure: the cleanup sweeps a throttle quiet for a
+// day while a failure, the one that locks, is being recorded on it. The
+// sweep waits for the failure's transaction and then finds the row no
+// longer quiet: the lockout is kept. (The sweep's condition was only in
+// its subquery, whose choice PostgreSQL does not check again on the new
+// row: the lockout was deleted.)
+func TestSweepRacingRecordFailure(t *testing.T) {
+	r := newLockRace(t)
+	ctx := t.Context()
+	p := store.ThrottlePolicy{MaxFailures: 3, BaseLockout: time.Minute, MaxLockout: time.Hour}
+	for range 2 {
+		_, err := r.main.RecordFailure(ctx, "k", p, lockT0)
+		r.must(err)
+	}
+	t1 := lockT0.Add(store.ThrottleQuiet + time.Hour)
+	a := r.party("failure")
+	atx := r.begin(a)
+	_, err := a.RecordFailure(atx, "k", p, t1)
+	r.must(err)
+	sweeper := r.party("sweeper")
+	sweep := r.start("sweeper", func() error { _, err := sweeper.DeleteExpired(ctx, t1, 0); return err })
+	if !sweep.waited {
+		t.Fatalf("the race was not played: the sweep did not wait (%v)", sweep.wait())
+	}
+	r.must(a.Commit(atx))
+	r.must(sweep.wait())
+	th, err := r.main.GetThrottle(ctx, "k")
+	r.must(err)
+	if th.Lockouts != 1 || !th.LockedUntil.After(t1) {
+		t.Fatalf("throttle after the sweep: %+v, want the lockout the failure set", *th)
+	}
+}

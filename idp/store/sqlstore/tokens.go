@@ -381,28 +381,35 @@ func sqlLimit(limit int) int64 {
 }
 
 // expiredSweeps delete at most $2 rows of a table that expired by $1 (an
-// expiry of 0 never expires). Each selects the keys first, because neither
-// dialect has DELETE ... LIMIT in its default build.
-var expiredSweeps = []struct{ table, sql string }{
-	{"tokens", `DELETE FROM tokens WHERE (kind, signature) IN (SELECT kind, signature FROM tokens
-		WHERE expires_at <> 0 AND expires_at <= $1 LIMIT $2)`},
-	{"flows", `DELETE FROM flows WHERE key IN (SELECT key FROM flows
-		WHERE expires_at <> 0 AND expires_at <= $1 LIMIT $2)`},
-	{"spent_logins", `DELETE FROM spent_logins WHERE key IN (SELECT key FROM spent_logins
-		WHERE expires_at <= $1 LIMIT $2)`},
-	{"sessions", `DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions
-		WHERE expires_at <> 0 AND expires_at <= $1 LIMIT $2)`},
-	{"pending_totp", `DELETE FROM pending_totp WHERE user_id IN (SELECT user_id FROM pending_totp
-		WHERE expires_at <> 0 AND expires_at <= $1 LIMIT $2)`},
-	{"password_resets", `DELETE FROM password_resets WHERE token_hash IN (SELECT token_hash FROM password_resets
-		WHERE expires_at <= $1 LIMIT $2)`},
-	// A throttle is forgotten a day after its last failure, once it is not
-	// locked (store.ThrottleQuiet): failures and lockouts decay, and keys
-	// of addresses and IPs seen once do not pile up.
-	{"throttles", `DELETE FROM throttles WHERE key IN (SELECT key FROM throttles
-		WHERE updated_at <= CAST($1 AS BIGINT) - ` + strconv.Itoa(int(store.ThrottleQuiet/time.Second)) + `
-		AND locked_until <= $1 LIMIT $2)`},
-}
+// expiry of 0 never expires): the rows whose key is among those a
+// subquery selects, because neither dialect has DELETE ... LIMIT in its
+// default build, and that still match when deleted. The condition is
+// repeated on the DELETE for PostgreSQL, which, when a row the subquery
+// chose was updated meanwhile (a failure recorded on a quiet throttle, a
+// flow saved again), waits for it and then checks the DELETE's own WHERE
+// on the new row, not the subquery's.
+var expiredSweeps = func() []struct{ table, sql string } {
+	sweeps := []struct{ table, key, cond string }{
+		{"tokens", "(kind, signature)", `expires_at <> 0 AND expires_at <= $1`},
+		{"flows", "key", `expires_at <> 0 AND expires_at <= $1`},
+		{"spent_logins", "key", `expires_at <= $1`},
+		{"sessions", "token_hash", `expires_at <> 0 AND expires_at <= $1`},
+		{"pending_totp", "user_id", `expires_at <> 0 AND expires_at <= $1`},
+		{"password_resets", "token_hash", `expires_at <= $1`},
+		// A throttle is forgotten a day after its last failure, once it is
+		// not locked (store.ThrottleQuiet): failures and lockouts decay, and
+		// keys of addresses and IPs seen once do not pile up.
+		{"throttles", "key", `updated_at <= CAST($1 AS BIGINT) - ` + strconv.Itoa(int(store.ThrottleQuiet/time.Second)) +
+			` AND locked_until <= $1`},
+	}
+	out := make([]struct{ table, sql string }, len(sweeps))
+	for i, sw := range sweeps {
+		out[i].table = sw.table
+		out[i].sql = `DELETE FROM ` + sw.table + ` WHERE ` + sw.key + ` IN (SELECT ` + strings.Trim(sw.key, "()") + ` FROM ` + sw.table +
+			` WHERE ` + sw.cond + ` LIMIT $2) AND ` + sw.cond
+	}
+	return out
+}()
 
 // DeleteExpired removes expired tokens, flows, sessions and pending
 // enrollments, at most limit rows of each (limit <= 0: all of them), and
