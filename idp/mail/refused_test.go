@@ -96,6 +96,37 @@ func TestQuitLost(t *testing.T) {
 	}
 }
 
+// TestRefusalLogged: the log line of a refused or failed send gives the
+// server's reply by its codes, without its text, which names the
+// recipient; the mail's record keeps the whole reply.
+func TestRefusalLogged(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for reply, want := range map[string]string{
+		"550 5.1.1 <hanako@example.com>: Recipient address rejected: User unknown": "the mail server answered 550 5.1.1",
+		"451 <hanako@example.com>: try again later":                                "the mail server answered 451",
+	} {
+		st := testenv.SQLiteStore(t)
+		out := NewOutbox(st, nil, func() time.Time { return now })
+		if err := out.Enqueue(ctx, "hanako@example.com", Message{Subject: "s", Body: "b"}); err != nil {
+			t.Fatal(err)
+		}
+		s, _ := ParseSMTPURL("smtp://" + rcptServer(t, reply))
+		var log bytes.Buffer
+		w := &Worker{Outbox: out, Sender: s, From: "a@example.com", Metrics: &countingMetrics{mail: map[string]int{}},
+			Logger: slog.New(slog.NewJSONHandler(&log, nil))}
+		if n, err := w.SendDue(ctx); n != 1 || err != nil {
+			t.Fatalf("%q: SendDue = %d, %v", reply, n, err)
+		}
+		if strings.Contains(log.String(), "hanako") || !strings.Contains(log.String(), want) {
+			t.Errorf("%q: the log names the recipient or lacks %q:\n%s", reply, want, log.String())
+		}
+		if got, err := st.GetMail(ctx, 1); err != nil || !strings.Contains(got.LastError, "Recipient address rejected") && !strings.Contains(got.LastError, "try again") {
+			t.Errorf("%q: the mail's record: %+v, %v", reply, got, err)
+		}
+	}
+}
+
 // TestRefusedReplies: a 5xx reply to the recipient is a permanent refusal
 // of the message, except 530 and 5.7.x (this server's configuration:
 // authentication, relaying), which are retried like 4xx replies.

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/mail"
+	"net/textproto"
+	"strconv"
 	"strings"
 	"time"
 
@@ -252,7 +254,7 @@ func (w *Worker) send(ctx context.Context, m store.Mail) {
 	}
 	if r := (*RefusedError)(nil); errors.As(err, &r) {
 		w.Metrics.MailAttempt(metrics.MailRefused)
-		w.Logger.Error("mail refused by the server; not retried", "mail_id", m.ID, "attempt", m.Attempts, "err", err)
+		w.Logger.Error("mail refused by the server; not retried", "mail_id", m.ID, "attempt", m.Attempts, "err", logged(err))
 		if err := st.GiveUpMail(rctx, m.ID, err.Error()); err != nil && !errors.Is(err, store.ErrNotFound) {
 			w.Logger.Error("refused mail not recorded: retried when its lease ends", "mail_id", m.ID, "err", err)
 		}
@@ -261,7 +263,7 @@ func (w *Worker) send(ctx context.Context, m store.Mail) {
 	w.Metrics.MailAttempt(metrics.MailFailed)
 	next := w.Outbox.Now().Add(w.backoff(m.Attempts))
 	w.Logger.Warn("mail not sent; will retry", "mail_id", m.ID, "attempt", m.Attempts,
-		"retry_at", next.UTC().Format(time.RFC3339), "err", err)
+		"retry_at", next.UTC().Format(time.RFC3339), "err", logged(err))
 	if err := st.RetryMail(rctx, m.ID, next, err.Error()); err != nil && !errors.Is(err, store.ErrNotFound) {
 		w.Logger.Error("mail retry not recorded: retried when its lease ends", "mail_id", m.ID, "err", err)
 	}
@@ -276,6 +278,37 @@ func (w *Worker) backoff(attempts int) time.Duration {
 	}
 	d = min(d, w.RetryMax)
 	return d + time.Duration(rand.Int64N(int64(d)/4+1))
+}
+
+// logged is what the log says of a failed send: a mail server's reply by
+// its codes only ("the mail server answered 550 5.1.1"), since its text
+// often repeats the recipient's address, which the log never names. The
+// whole reply is kept in the mail's record (LastError).
+func logged(err error) string {
+	var te *textproto.Error
+	if !errors.As(err, &te) {
+		return err.Error()
+	}
+	reply := strconv.Itoa(te.Code)
+	if f := strings.Fields(te.Msg); len(f) > 0 && enhancedStatus(f[0]) {
+		reply += " " + f[0]
+	}
+	return "the mail server answered " + reply
+}
+
+// enhancedStatus says whether s is an enhanced status code (RFC 3463:
+// class.subject.detail, such as 5.1.1).
+func enhancedStatus(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || len(parts[0]) != 1 || !strings.Contains("245", parts[0]) {
+		return false
+	}
+	for _, p := range parts[1:] {
+		if len(p) == 0 || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // envelope is the bare address of a From header ("Name <a@b>" -> a@b).
