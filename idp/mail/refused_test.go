@@ -127,6 +127,45 @@ func TestRefusalLogged(t *testing.T) {
 	}
 }
 
+// TestSendCancelled: a send to a server that took the connection and its
+// EHLO, and then says nothing, ends when its context is cancelled, not at its timeout: an
+// instance stopping waits for its worker's send.
+func TestSendCancelled(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		// Greets, reads EHLO (the send is under way), then says nothing.
+		io.WriteString(c, "220 test ESMTP\r\n")
+		if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+			accepted <- c
+		}
+	}()
+	s, _ := ParseSMTPURL("smtp://" + ln.Addr().String())
+	s.Timeout = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Send(ctx, "a@example.com", "b@example.com", []byte("Subject: x\r\n\r\nx\r\n")) }()
+	c := <-accepted
+	defer c.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Send = nil from a silent server")
+		}
+	case <-time.After(time.Minute): // a guard against hanging for the hour, not a speed check
+		t.Fatal("Send went on after its context was cancelled")
+	}
+}
+
 // TestRefusedReplies: a 5xx reply to the recipient is a permanent refusal
 // of the message, except 530 and 5.7.x (this server's configuration:
 // authentication, relaying), which are retried like 4xx replies.

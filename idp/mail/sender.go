@@ -116,6 +116,10 @@ func (s *SMTP) Send(ctx context.Context, from, to string, msg []byte) error {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
+	// Cancelled (the instance shutting down), the conversation stops at
+	// once, not at its deadline: a silent server would hold up the stop.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
 	if s.Implicit {
 		tc := tls.Client(conn, tlsConf)
 		if err := tc.HandshakeContext(ctx); err != nil {
