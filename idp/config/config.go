@@ -671,6 +671,9 @@ func (p *parser) dur(dst *time.Duration, key string) { p.duration(dst, key, fals
 // durOrZero is dur for a setting where 0 means none.
 func (p *parser) durOrZero(dst *time.Duration, key string) { p.duration(dst, key, true) }
 
+// duration reads a duration of at least a second (the store keeps times
+// to the second, and a shorter one is a slip: 15ms for 15m would break
+// every login), or 0 where zeroOK.
 func (p *parser) duration(dst *time.Duration, key string, zeroOK bool) {
 	v := p.value(key)
 	if v == "" || p.err != nil {
@@ -678,8 +681,14 @@ func (p *parser) duration(dst *time.Duration, key string, zeroOK bool) {
 	}
 	d, err := time.ParseDuration(v)
 	switch {
-	case err == nil && (d > 0 || d == 0 && zeroOK):
+	case err == nil && (d >= time.Second || d == 0 && zeroOK):
 		*dst = d
+	case err == nil && d > 0:
+		hint := ""
+		if m, ok := strings.CutSuffix(v, "ms"); ok {
+			hint = " (" + m + "m?)"
+		}
+		p.err = fmt.Errorf("%s: %q is under a second%s", key, v, hint)
 	case zeroOK:
 		p.err = fmt.Errorf("%s: %q is not a duration like 10s, or 0 for none", key, v)
 	default:

@@ -210,6 +210,12 @@ func TestNumbers(t *testing.T) {
 		{"IDP_SHUTDOWN_DRAIN", "-5s", `IDP_SHUTDOWN_DRAIN: "-5s" is not a duration like 10s, or 0 for none`, nil},
 		{"IDP_SHUTDOWN_DRAIN", "10", `IDP_SHUTDOWN_DRAIN: "10" is not a duration`, nil},
 		{"IDP_SHUTDOWN_DRAIN", "soon", "IDP_SHUTDOWN_DRAIN", nil},
+		// Under a second is a slip (the store keeps whole seconds).
+		{"IDP_FLOW_LIFETIME", "15ms", `IDP_FLOW_LIFETIME: "15ms" is under a second (15m?)`, nil},
+		{"IDP_AUTH_CODE_TTL", "999ms", "IDP_AUTH_CODE_TTL", nil},
+		{"IDP_MAIL_POLL_INTERVAL", "500us", `IDP_MAIL_POLL_INTERVAL: "500us" is under a second`, nil},
+		{"IDP_SHUTDOWN_DRAIN", "10ms", "IDP_SHUTDOWN_DRAIN", nil},
+		{"IDP_AUTH_CODE_TTL", "1s", "", func(c Config) bool { return c.AuthCodeTTL == time.Second }},
 	} {
 		c, err := Load("", env(map[string]string{tc.key: tc.value}))
 		switch {
