@@ -344,6 +344,10 @@ func (c Config) Validate() error {
 	if _, err := mail.ParseAddress(c.MailFrom); err != nil {
 		return fmt.Errorf("IDP_MAIL_FROM: %q is not an e-mail address", c.MailFrom)
 	}
+	// The otpauth:// label is issuer:account: apps split it at the colon.
+	if strings.TrimSpace(c.TOTPIssuer) == "" || strings.Contains(c.TOTPIssuer, ":") {
+		return fmt.Errorf("IDP_TOTP_ISSUER: %q: want a name without a colon (authenticator apps read the issuer up to the first colon)", c.TOTPIssuer)
+	}
 	if c.PasswordResetTTL < time.Minute || c.ResetMaxPerEmail < 1 || c.ResetMaxPerIP < 1 {
 		return errors.New("IDP_PASSWORD_RESET_TTL must be at least 1m, and the reset limits at least 1")
 	}

@@ -216,6 +216,9 @@ func TestNumbers(t *testing.T) {
 		{"IDP_MAIL_POLL_INTERVAL", "500us", `IDP_MAIL_POLL_INTERVAL: "500us" is under a second`, nil},
 		{"IDP_SHUTDOWN_DRAIN", "10ms", "IDP_SHUTDOWN_DRAIN", nil},
 		{"IDP_AUTH_CODE_TTL", "1s", "", func(c Config) bool { return c.AuthCodeTTL == time.Second }},
+		// The otpauth label splits at a colon.
+		{"IDP_TOTP_ISSUER", "Camera: Viewer", "IDP_TOTP_ISSUER", nil},
+		{"IDP_TOTP_ISSUER", "カメラ ID", "", func(c Config) bool { return c.TOTPIssuer == "カメラ ID" }},
 	} {
 		c, err := Load("", env(map[string]string{tc.key: tc.value}))
 		switch {

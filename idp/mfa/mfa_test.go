@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
 	"github.com/kamera-id/idp/idp/crypt"
@@ -31,15 +32,27 @@ func TestSecretAndURI(t *testing.T) {
 	if err != nil || len(raw) != 20 {
 		t.Fatalf("secret %q: %d bytes, %v", s, len(raw), err)
 	}
-	u, err := url.Parse(KeyURI("Camera ID", "a+b@example.com", s))
+	// Spaces as %20 (a + is a plus to the apps), and the address's own
+	// characters escaped so that the label splits at its one colon.
+	uri := KeyURI("Camera ID", "a+b/c:d@example.com", s)
+	if want := "otpauth://totp/Camera%20ID:a%2Bb%2Fc%3Ad@example.com?secret=" + s +
+		"&issuer=Camera%20ID&algorithm=SHA1&digits=6&period=30"; uri != want {
+		t.Fatalf("KeyURI =\n %s\nwant\n %s", uri, want)
+	}
+	u, err := url.Parse(uri)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.Scheme != "otpauth" || u.Host != "totp" || u.Path != "/Camera ID:a+b@example.com" {
+	if u.Scheme != "otpauth" || u.Host != "totp" || u.Path != "/Camera ID:a+b/c:d@example.com" {
 		t.Fatalf("uri %v", u)
 	}
 	if q := u.Query(); q.Get("secret") != s || q.Get("issuer") != "Camera ID" {
 		t.Fatalf("query %v", q)
+	}
+	// pquerna/otp's own URI for the same key reads the same.
+	k, err := otp.NewKeyFromURL(uri)
+	if err != nil || k.Issuer() != "Camera ID" || k.AccountName() != "a+b/c:d@example.com" || k.Secret() != s {
+		t.Fatalf("pquerna/otp reads issuer %q, account %q: %v", k.Issuer(), k.AccountName(), err)
 	}
 	if g := GroupKey("ABCDEFGHIJ"); g != "ABCD EFGH IJ" {
 		t.Fatalf("GroupKey = %q", g)

@@ -50,16 +50,21 @@ func NewSecret() (string, error) {
 	return b32.EncodeToString(b), nil
 }
 
-// KeyURI is the otpauth:// URI an authenticator app reads from the QR code.
+// KeyURI is the otpauth:// URI an authenticator app reads from the QR code
+// (Google Authenticator's Key Uri Format): the label issuer:account, and
+// the parameters, each percent-encoded (keyURIEscape). The issuer has no
+// colon (config).
 func KeyURI(issuer, account, secret string) string {
-	v := url.Values{}
-	v.Set("secret", secret)
-	v.Set("issuer", issuer)
-	v.Set("algorithm", "SHA1")
-	v.Set("digits", "6")
-	v.Set("period", "30")
-	u := url.URL{Scheme: "otpauth", Host: "totp", Path: "/" + issuer + ":" + account, RawQuery: v.Encode()}
-	return u.String()
+	return "otpauth://totp/" + keyURIEscape(issuer) + ":" + keyURIEscape(account) +
+		"?secret=" + secret + "&issuer=" + keyURIEscape(issuer) + "&algorithm=SHA1&digits=6&period=30"
+}
+
+// keyURIEscape percent-encodes s as RFC 3986 has it, as the Key Uri Format
+// asks: a space is %20, never + (which apps read as a plus: "Camera+ID"),
+// and a colon, slash or plus in an address is escaped, so that the label
+// splits at its one colon. @ is kept, as authenticator apps show it.
+func keyURIEscape(s string) string {
+	return strings.NewReplacer("+", "%20", "%40", "@").Replace(url.QueryEscape(s))
 }
 
 // QRCodePNG renders uri as a PNG QR code of size×size pixels.
