@@ -904,7 +904,8 @@ func TestRememberMe(t *testing.T) {
 
 // TestLanguageCarriesOn: a language chosen on the login page (?lang=, or a
 // relying party's ui_locales) is the language of the page its "forgot your
-// password" link opens.
+// password" link opens, and of that form's answer; only the switch's choice
+// is remembered by the browser.
 func TestLanguageCarriesOn(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
 		p := startProvider(t, db)
@@ -918,6 +919,29 @@ func TestLanguageCarriesOn(t *testing.T) {
 		pg := b.get(r.authorize(oauth2.SetAuthURLParam("ui_locales", "en")).URL)
 		if fp := b.get(p.URL + linkTo(t, pg, "/forgot-password")); !strings.Contains(fp.Body, `<html lang="en">`) {
 			t.Errorf("the forgot-password link of an English login page opens a page that is not in English")
+		}
+		if pg := b.get(p.URL + "/login"); !strings.Contains(pg.Body, `<html lang="ja">`) {
+			t.Errorf("a later login without ui_locales is not in the browser's Japanese: the relying party's English stuck")
+		}
+
+		// A relying party's Japanese for a browser that asks for English:
+		// the forgot-password page and its answer are in Japanese too, and
+		// the browser does not keep the relying party's choice as its own.
+		b = p.newBrowser()
+		b.lang = "en-US,en;q=0.9"
+		pg = b.get(r.authorize(oauth2.SetAuthURLParam("ui_locales", "ja")).URL)
+		if !strings.Contains(pg.Body, `<html lang="ja">`) {
+			t.Fatalf("the login page with ui_locales=ja is not in Japanese")
+		}
+		fp := b.get(p.URL + linkTo(t, pg, "/forgot-password"))
+		if !strings.Contains(fp.Body, `<html lang="ja">`) {
+			t.Errorf("the forgot-password link of a Japanese login page opens a page that is not in Japanese")
+		}
+		if sent := b.submit(fp, "email", map[string]string{"email": "nobody@example.com"}); !strings.Contains(sent.Body, `<html lang="ja">`) {
+			t.Errorf("the forgot-password form's answer is not in Japanese")
+		}
+		if pg := b.get(p.URL + "/login"); !strings.Contains(pg.Body, `<html lang="en">`) {
+			t.Errorf("a later login without ui_locales is not in the browser's English: the relying party's choice stuck")
 		}
 	})
 }

@@ -61,16 +61,15 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, f *flow, st
 
 // inLang is a link from a page of a flow to a page without it, in the
 // flow's language (which a relying party's ui_locales may have chosen):
-// with ?lang= unless it is Japanese, the default.
+// with ?ui_locales=, which, unlike the language switch's ?lang=, the
+// browser does not remember, and which gives way to the browser's own
+// choice and, on My Page, to the account's language.
 func inLang(link, lang string) string {
-	if lang == templates.LangJA {
-		return link
-	}
 	sep := "?"
 	if strings.Contains(link, "?") {
 		sep = "&"
 	}
-	return link + sep + "lang=" + lang
+	return link + sep + "ui_locales=" + lang
 }
 
 // maxReturnTo bounds the own path a login returns to.

@@ -154,23 +154,28 @@ func (s *Server) resetThrottleKeys(r *http.Request, email string) []string {
 }
 
 func (s *Server) forgotPassword(w http.ResponseWriter, r *http.Request) {
-	action, login := forgotLinks(r)
+	action, login, f := s.forgotLinks(r)
 	s.render(w, r, http.StatusOK, templates.ForgotPassword(templates.ForgotPasswordPage{
-		Page: s.page(w, r, nil), Action: action, LoginURL: login,
+		Page: s.page(w, r, f), Action: action, LoginURL: login,
 	}))
 }
 
 // forgotLinks are the forgot-password form's action and its way back to
 // the login it was opened from (?flow=, kept through the form), so that a
 // customer who came from a relying party's login goes back to that login
-// (a flow gone by then starts again where it began); else /login.
-func forgotLinks(r *http.Request) (action, login string) {
-	id := queryFlowID(r.URL.Query().Get("flow"), maxFieldLen) // a sealed login
+// (a flow gone by then starts again where it began); else /login. f is
+// that login while it lasts (nil: none), for the pages' language and look.
+func (s *Server) forgotLinks(r *http.Request) (action, login string, f *flow) {
+	q := r.URL.Query()
+	id := queryFlowID(q.Get("flow"), maxFieldLen) // a sealed login
 	if id == "" {
-		return "/forgot-password", "/login"
+		return "/forgot-password", "/login", nil
 	}
-	q := "?flow=" + url.QueryEscape(id)
-	return "/forgot-password" + q, "/login" + q
+	if open, err := s.openLogin(r, id); err == nil {
+		f = open
+	}
+	carry := "?flow=" + url.QueryEscape(id)
+	return "/forgot-password" + carry, "/login" + carry, f
 }
 
 // forgotPasswordSubmit answers with the same page whether or not the
@@ -185,12 +190,12 @@ func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	if !s.requireCSRF(w, r) {
 		return
 	}
-	action, login := forgotLinks(r)
+	action, login, f := s.forgotLinks(r)
 	s.keepResetReturn(w, r)
 	email := strings.TrimSpace(r.PostFormValue("email"))
 	if email == "" || len(email) > 254 || !strings.Contains(email, "@") {
 		s.render(w, r, http.StatusOK, templates.ForgotPassword(templates.ForgotPasswordPage{
-			Page: s.page(w, r, nil), Action: action, LoginURL: login, Email: truncate(email, 254), Error: "missing_fields",
+			Page: s.page(w, r, f), Action: action, LoginURL: login, Email: truncate(email, 254), Error: "missing_fields",
 		}))
 		return
 	}
@@ -216,7 +221,7 @@ func (s *Server) forgotPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	unlock()
 	s.renderComplete(w, r, http.StatusOK, templates.Message(templates.MessagePage{
-		Page: s.page(w, r, nil), Heading: "reset_sent_heading", Message: "reset_sent_text",
+		Page: s.page(w, r, f), Heading: "reset_sent_heading", Message: "reset_sent_text",
 		LinkURL: login, LinkText: "back_to_login",
 	}))
 	if u != nil {
