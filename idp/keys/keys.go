@@ -305,12 +305,12 @@ func (m *Manager) loadUnlessDone(ctx context.Context, loads uint64) (*keySet, er
 	}
 	defer m.unlockReload()
 	m.mu.RLock()
-	set, n := m.set, m.loads
+	set, n, failedAt := m.set, m.loads, m.failedAt
 	m.mu.RUnlock()
-	if set != nil && n != loads {
-		return set, nil
+	if set != nil && (n != loads || m.cfg.Now().Sub(failedAt) < reloadRetry) {
+		return set, nil // read meanwhile, or the read failed: not again so soon
 	}
-	return m.loadLocked(ctx)
+	return m.loadLocked(ctx, checkWait)
 }
 
 // jwksReload bounds a JWKS request's wait for the store: for another
@@ -404,9 +404,7 @@ func (m *Manager) fresh(ctx context.Context, wait bool) (*keySet, error) {
 			return set, nil
 		}
 	}
-	rctx, cancel := context.WithTimeout(ctx, checkWait)
-	defer cancel()
-	if fresh, err := m.loadLocked(rctx); err == nil {
+	if fresh, err := m.loadLocked(ctx, checkWait); err == nil {
 		return fresh, nil
 	}
 	return set, nil
@@ -423,17 +421,27 @@ func (m *Manager) load(ctx context.Context) (*keySet, error) {
 		return nil, err
 	}
 	defer m.unlockReload()
-	return m.loadLocked(ctx)
+	return m.loadLocked(ctx, 0)
 }
 
-// loadLocked is load with the reload lock held. A failed reload is
-// remembered (failedAt, see reloadRetry): a store that fails or hangs, and
-// keys that cannot be read (a key sealed with another master key), alike,
-// so that neither is tried again on every request. (A caller that left
-// counts too: the cached set then serves a few seconds longer.)
-func (m *Manager) loadLocked(ctx context.Context) (*keySet, error) {
-	set, err := m.read(ctx)
-	if err != nil {
+// loadLocked is load with the reload lock held, the read bounded by wait
+// (0: by ctx alone). A failed reload is remembered (failedAt, see
+// reloadRetry): a store that fails or hangs past wait, and keys that
+// cannot be read (a key sealed with another master key), alike, so that
+// neither is tried again on every request. A read that failed because its
+// caller left (a client that hung up) or ran out of its own time is no
+// failure of the store, as in fresh's check: counted, a client aborting
+// its requests one after another could keep an instance from ever
+// reading a rotation.
+func (m *Manager) loadLocked(ctx context.Context, wait time.Duration) (*keySet, error) {
+	rctx := ctx
+	if wait > 0 {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	}
+	set, err := m.read(rctx)
+	if err != nil && ctx.Err() == nil {
 		m.mu.Lock()
 		m.failedAt = m.cfg.Now()
 		m.mu.Unlock()

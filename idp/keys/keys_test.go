@@ -543,13 +543,11 @@ func TestHangingStoreReload(t *testing.T) {
 	c, st, m, want := hangingManager(t)
 	c.t = c.t.Add(31 * time.Second) // the cache has expired
 
-	// The first call after the expiry tries the store and, when its own
-	// context ends, falls back to the cached set.
-	first, cancel := context.WithCancel(context.Background())
+	// The first call after the expiry tries the store and, after checkWait,
+	// falls back to the cached set.
 	got := make(chan []byte, 1)
-	go func() { j, _ := m.JWKS(first); got <- j }()
+	go func() { j, _ := m.JWKS(context.Background()); got <- j }()
 	<-st.entered
-	cancel()
 	if j := <-got; !bytes.Equal(j, want) {
 		t.Fatalf("JWKS when the reload failed: %s", j)
 	}
@@ -590,15 +588,14 @@ func TestHangingStoreReload(t *testing.T) {
 	}
 
 	// Once reloadRetry has passed one caller tries again; meanwhile the
-	// others use the cached set at once rather than wait for it.
+	// others use the cached set rather than wait for the store (a JWKS
+	// request waits for that caller's read, checkWait at most).
 	c.t = failed.Add(reloadRetry)
-	second, cancel2 := context.WithCancel(context.Background())
-	go func() { j, _ := m.JWKS(second); got <- j }()
+	go func() { j, _ := m.JWKS(context.Background()); got <- j }()
 	<-st.entered
 	for _, name := range []string{"JWKS", "Sign", "Signing"} {
 		call(name)
 	}
-	cancel2()
 	if j := <-got; !bytes.Equal(j, want) {
 		t.Fatalf("JWKS when the second reload failed: %s", j)
 	}
@@ -698,6 +695,55 @@ func TestCheckByCallerThatLeft(t *testing.T) {
 // slowStore is a keyStore whose CurrentSigningKeyID, while slow is set,
 // answers after two seconds (in a synctest bubble, of its clock), or when
 // its caller's context ends.
+// ctxStore fails every read whose context has ended, as a database
+// driver does.
+type ctxStore struct{ *keyStore }
+
+func (s ctxStore) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.keyStore.ListSigningKeys(ctx)
+}
+
+func (s ctxStore) CurrentSigningKeyID(ctx context.Context) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	return s.keyStore.CurrentSigningKeyID(ctx)
+}
+
+// TestCallersThatLeftDoNotFreezeKeys: requests whose client hung up, one
+// after another, do not keep an instance from reading a rotation made on
+// another: a reload that failed because its caller left is no failure of
+// the store, after which no caller would read the keys for reloadRetry.
+// (A client aborting JWKS requests could keep an instance signing with a
+// retired key, and serving a JWKS without the others' new key.)
+func TestCallersThatLeftDoNotFreezeKeys(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	st := ctxStore{&keyStore{}}
+	a := newManager(t, st, "RS256", c)
+	b := newManager(t, st, "RS256", c)
+	left, cancel := context.WithCancel(ctx)
+	cancel()
+	c.t = c.t.Add(time.Minute) // past CacheTTL: the next caller reads the keys again
+	kid, err := a.Rotate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, call := range []func(context.Context) error{
+		func(ctx context.Context) error { _, err := b.Sign(ctx, []byte(`{}`), nil); return err },
+		func(ctx context.Context) error { _, err := b.JWKS(ctx); return err },
+		func(ctx context.Context) error { _, err := b.PublicKey(ctx, kid); return err },
+	} {
+		_ = call(left)
+	}
+	if signing, err := b.Signing(ctx); err != nil || signing != kid {
+		t.Fatalf("after callers that left, b signs with %s (%v), want %s, rotated on a", signing, err, kid)
+	}
+}
+
 type slowStore struct {
 	*keyStore
 	slow atomic.Bool
