@@ -542,6 +542,23 @@ func TestLogoutEndsSession(t *testing.T) {
 		if pg.Redirect == nil || pg.Redirect.Query().Get("error") != "login_required" {
 			t.Fatalf("after logout, prompt=none: got %d %v", pg.Status, pg.Redirect)
 		}
+
+		// A confirmation page (the hint is of an earlier session) answered
+		// after the client was deleted does not follow its URI any more.
+		a = r.authorize()
+		old, _ := r.mustExchange(a, login(t, b, r, a)).Extra("id_token").(string)
+		a = r.authorize(oauth2.SetAuthURLParam("prompt", "login"))
+		r.mustExchange(a, login(t, b, r, a))
+		pg = b.get(p.URL + "/logout?" + url.Values{"id_token_hint": {old}, "post_logout_redirect_uri": {"http://localhost/logged-out"}}.Encode())
+		if pg.Status != http.StatusOK || pg.formWith("flow") == nil {
+			t.Fatalf("logout with the hint of an earlier session: want the confirmation page, got %d %v", pg.Status, pg.Redirect)
+		}
+		if err := p.app.DeleteClient(t.Context(), "viewer"); err != nil {
+			t.Fatal(err)
+		}
+		if pg = b.submit(pg, "flow", nil); pg.Redirect != nil || pg.Status != http.StatusOK || b.hasSession(p) {
+			t.Fatalf("logout confirmed after the client was deleted: got %d %v, session kept %v", pg.Status, pg.Redirect, b.hasSession(p))
+		}
 	})
 }
 

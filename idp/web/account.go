@@ -822,9 +822,11 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 
 // loggedOut sends the browser back to the relying party (f's
 // post_logout_redirect_uri, with its state) or shows that the user is
-// logged out, in the relying party's look. f may be nil.
+// logged out, in the relying party's look. f may be nil. The URI is
+// checked again: a confirmation page answered late must not follow a URI
+// taken off the client, or a client deleted, since it was shown.
 func (s *Server) loggedOut(w http.ResponseWriter, r *http.Request, f *flow) {
-	if f != nil && f.PostLogoutURI != "" {
+	if f != nil && f.PostLogoutURI != "" && s.postLogoutAllowed(r.Context(), f.ClientID, f.PostLogoutURI) {
 		u, err := url.Parse(f.PostLogoutURI)
 		if err == nil {
 			if f.State != "" {
