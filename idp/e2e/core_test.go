@@ -178,6 +178,11 @@ func TestPKCERequired(t *testing.T) {
 		for name, opts := range map[string][]oauth2.AuthCodeOption{
 			"missing": nil,
 			"plain":   {oauth2.SetAuthURLParam("code_challenge", strings.Repeat("a", 43)), oauth2.SetAuthURLParam("code_challenge_method", "plain")},
+			// An S256 challenge is 43 base64url characters (RFC 7636 4.2).
+			"short":  {oauth2.SetAuthURLParam("code_challenge", strings.Repeat("a", 42)), oauth2.SetAuthURLParam("code_challenge_method", "S256")},
+			"padded": {oauth2.SetAuthURLParam("code_challenge", strings.Repeat("a", 43)+"="), oauth2.SetAuthURLParam("code_challenge_method", "S256")},
+			"long":   {oauth2.SetAuthURLParam("code_challenge", strings.Repeat("a", 8000)), oauth2.SetAuthURLParam("code_challenge_method", "S256")},
+			"base64": {oauth2.SetAuthURLParam("code_challenge", strings.Repeat("a", 42)+"+"), oauth2.SetAuthURLParam("code_challenge_method", "S256")},
 		} {
 			b := p.newBrowser()
 			pg := b.get(r.cfg.AuthCodeURL(randString(), opts...))

@@ -40,12 +40,22 @@ type issuedCodes struct {
 // several a second.
 const issuedCodesMax = 1024
 
+// issuedCodeMaxData is the largest stored request kept: a relying party's
+// request with a long nonce, code_challenge or claims parameter (an 8 KiB
+// nonce is valid) makes a record of tens of kilobytes, and 1024 of those
+// would be tens of megabytes an instance keeps for nothing. Such a code is
+// read back from the store at its exchange.
+const issuedCodeMaxData = 4 << 10
+
 func newIssuedCodes() *issuedCodes {
 	return &issuedCodes{recs: make(map[string]*store.TokenRecord)}
 }
 
 // put keeps the record of a code just stored.
 func (c *issuedCodes) put(rec *store.TokenRecord) {
+	if len(rec.Data) > issuedCodeMaxData {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.ring[c.next]; old != "" {

@@ -626,8 +626,15 @@ func requirePKCE(ar fosite.AuthorizeRequester) error {
 	if m := f.Get("code_challenge_method"); m != "S256" {
 		return fosite.ErrInvalidRequest.WithHint("Only the S256 code_challenge_method is supported.")
 	}
+	// BASE64URL(SHA256(code_verifier)) without padding (RFC 7636 4.2): any
+	// other value could never match a verifier at the exchange.
+	if cc := f.Get("code_challenge"); len(cc) != 43 || strings.Trim(cc, base64URLAlphabet) != "" {
+		return fosite.ErrInvalidRequest.WithHint("The code_challenge must be the 43-character BASE64URL encoding of a SHA-256 hash (S256).")
+	}
 	return nil
 }
+
+const base64URLAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 // WriteAuthorizeError sends err to the client's redirect URI.
 func (p *Provider) WriteAuthorizeError(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, err error) {

@@ -314,6 +314,16 @@ func TestIssuedCodesKept(t *testing.T) {
 	if len(c.recs) != issuedCodesMax-2 {
 		t.Errorf("%d records kept, want %d", len(c.recs), issuedCodesMax-2)
 	}
+	// A record of a request with long parameters (a nonce of kilobytes) is
+	// not kept: 1024 of them would be tens of megabytes.
+	c.put(&store.TokenRecord{Signature: "big", ExpiresAt: now.Add(time.Minute), Data: make([]byte, issuedCodeMaxData+1)})
+	if _, ok := c.take("big", now); ok {
+		t.Errorf("a record of %d bytes was kept", issuedCodeMaxData+1)
+	}
+	c.put(&store.TokenRecord{Signature: "fits", ExpiresAt: now.Add(time.Minute), Data: make([]byte, issuedCodeMaxData)})
+	if _, ok := c.take("fits", now); !ok {
+		t.Errorf("a record of %d bytes was not kept", issuedCodeMaxData)
+	}
 }
 
 // Outside a token request (no code memo) a code is read from the store,
