@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/html"
 	"golang.org/x/oauth2"
 
 	"github.com/kamera-id/idp/idp/app"
@@ -964,6 +965,31 @@ func TestLanguageCarriesOn(t *testing.T) {
 		}
 		if pg := b.get(p.URL + "/login"); !strings.Contains(pg.Body, `<html lang="en">`) {
 			t.Errorf("a later login without ui_locales is not in the browser's English: the relying party's choice stuck")
+		}
+
+		// The switch on the page answering a wrong password keeps what was
+		// typed: the address and the remember box.
+		b = p.newBrowser()
+		pg = b.get(r.authorize().URL)
+		pg = b.submit(pg, "password", map[string]string{"email": "typed@example.com", "password": "wrong-password", "remember": "on"})
+		links := findAll(pg.Doc, func(n *html.Node) bool { return n.Data == "a" && attr(n, "hreflang") == "en" })
+		if len(links) != 1 {
+			t.Fatalf("the page after a wrong password has %d links to English", len(links))
+		}
+		en := b.get(p.URL + attr(links[0], "href"))
+		fields := findAll(en.Doc, func(n *html.Node) bool { return n.Data == "input" })
+		var typed string
+		var remembered bool
+		for _, in := range fields {
+			switch attr(in, "name") {
+			case "email":
+				typed = attr(in, "value")
+			case "remember":
+				remembered = slices.ContainsFunc(in.Attr, func(a html.Attribute) bool { return a.Key == "checked" })
+			}
+		}
+		if !strings.Contains(en.Body, `<html lang="en">`) || typed != "typed@example.com" || !remembered {
+			t.Errorf("the login page in English after a wrong password: address %q, remember %v", typed, remembered)
 		}
 	})
 }

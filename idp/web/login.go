@@ -48,16 +48,40 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login/totp?flow="+url.QueryEscape(f.id), http.StatusSeeOther)
 		return
 	}
-	s.renderLogin(w, r, f, http.StatusOK, cmp.Or(f.Typed, f.Email), false, f.Notice)
+	s.renderLogin(w, r, f, http.StatusOK, cmp.Or(f.Typed, f.Email), f.Remember, f.Notice)
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, f *flow, status int, email string, remember bool, msg string) {
+	if r.Method == http.MethodPost {
+		f = s.asTyped(f, email, remember)
+	}
 	p := s.page(w, r, f)
 	s.render(w, r, status, templates.Login(templates.LoginPage{
 		Page: p, Action: "/login", Flow: f.id, Email: email, Remember: remember,
 		Error: msg, ClientName: f.ClientName, ForgotURL: inLang("/forgot-password?flow="+url.QueryEscape(f.id), p.Lang),
 	}))
 }
+
+// asTyped is the login f as its form was sent back (a wrong password, say):
+// resealed with the address typed and the remember box, so that the
+// language switch's links, which lead to the login's page, show them
+// again; f itself when that adds nothing, or would make it too large.
+// Only what the page shows changes: the password step sets Remember anew.
+func (s *Server) asTyped(f *flow, email string, remember bool) *flow {
+	if email == "" && !remember || email == f.Typed && remember == f.Remember {
+		return f
+	}
+	g := *f
+	g.Typed, g.Remember = email, remember
+	s.sealLogin(&g)
+	if len(g.id) > maxNewLogin+typedRoom {
+		return f
+	}
+	return &g
+}
+
+// typedRoom is what an address typed may add to a sealed login.
+const typedRoom = 512
 
 // inLang is a link from a page of a flow to a page without it, in the
 // flow's language (which a relying party's ui_locales may have chosen):
@@ -154,6 +178,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	a.unlock()
 	s.Metrics.Login(metrics.StepPassword, metrics.ResultSuccess)
 	f.UserID, f.AMR, f.Remember, f.Account = user.ID, []string{"pwd"}, remember, a.acct
+	f.Typed = "" // shown by the login page only
 	f.Stamp = s.stampMark(user)
 	if !user.MFAEnabled {
 		// Two-step verification turned on since the read above changed the
