@@ -235,6 +235,9 @@ type NewPasswordPage struct {
 	Email      string // the account, for password managers (autocomplete="username")
 	CancelURL  string
 	Error      string // message key
+	// CurrentWrong: Error is about the current password (wrong, or too
+	// many tries), not the new one.
+	CurrentWrong bool
 }
 
 // SessionEntry is one signed-in device on the sessions page.

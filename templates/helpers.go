@@ -119,6 +119,15 @@ func newPasswordHeading(p NewPasswordPage) string {
 	return "reset_password_heading"
 }
 
+// newPasswordError is the error the new-password fields are marked with:
+// none when it is about the current password.
+func newPasswordError(p NewPasswordPage) string {
+	if p.CurrentWrong {
+		return ""
+	}
+	return p.Error
+}
+
 // appID is the id of the i-th app's name on the apps page, which its
 // revoke button refers to (aria-describedby): each button says whose access
 // it removes.

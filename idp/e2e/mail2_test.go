@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/html"
 
 	"github.com/kamera-id/idp/idp/app"
 	"github.com/kamera-id/idp/idp/testenv"
@@ -124,15 +127,28 @@ func TestPasswordChange(t *testing.T) {
 
 		pg := a.get(p.URL + "/account")
 		pg = a.get(p.URL + linkTo(t, pg, "/account/password"))
-		for _, bad := range []struct{ cur, pw, again, want string }{
-			{"wrong password", newPassword, newPassword, "パスワードが正しくありません"},
-			{password, "qwertyuiop", "qwertyuiop", "よく使われている"},
-			{password, email, email, "メールアドレスと同じ"},
-			{password, newPassword, "something else", "一致しません"},
+		for _, bad := range []struct{ cur, pw, again, want, invalid string }{
+			{"wrong password", newPassword, newPassword, "パスワードが正しくありません", "password"},
+			{password, "qwertyuiop", "qwertyuiop", "よく使われている", "new_password new_password_confirm"},
+			{password, email, email, "メールアドレスと同じ", "new_password new_password_confirm"},
+			{password, newPassword, "something else", "一致しません", "new_password new_password_confirm"},
 		} {
 			pg = a.submit(pg, "new_password", map[string]string{"password": bad.cur, "new_password": bad.pw, "new_password_confirm": bad.again})
 			if !strings.Contains(pg.alert(), bad.want) {
 				t.Fatalf("change with %+v: want %q, got alert %q (%d)", bad, bad.want, pg.alert(), pg.Status)
+			}
+			// The field the message is about is marked, and has the focus.
+			var invalid, focused []string
+			for _, in := range findAll(pg.Doc, func(n *html.Node) bool { return n.Data == "input" }) {
+				if attr(in, "aria-invalid") == "true" {
+					invalid = append(invalid, attr(in, "name"))
+				}
+				if slices.ContainsFunc(in.Attr, func(a html.Attribute) bool { return a.Key == "autofocus" }) {
+					focused = append(focused, attr(in, "name"))
+				}
+			}
+			if strings.Join(invalid, " ") != bad.invalid || len(focused) != 1 || focused[0] != strings.Fields(bad.invalid)[0] {
+				t.Errorf("change with %+v: fields marked invalid %q, focused %q; want %q, the first focused", bad, invalid, focused, bad.invalid)
 			}
 		}
 		pg = a.submit(pg, "new_password", map[string]string{"password": password, "new_password": newPassword, "new_password_confirm": newPassword})

@@ -537,10 +537,12 @@ func (s *Server) resetInTx(w http.ResponseWriter, r *http.Request, token string,
 
 // --- Password change on My Page. ---
 
-func (s *Server) renderChangePassword(w http.ResponseWriter, r *http.Request, status int, u *store.User, msg string) {
+// renderChangePassword shows the password change form, with the message
+// msg about the current password (currentWrong) or the new one.
+func (s *Server) renderChangePassword(w http.ResponseWriter, r *http.Request, status int, u *store.User, msg string, currentWrong bool) {
 	s.render(w, r, status, templates.NewPassword(templates.NewPasswordPage{
 		Page: s.accountPage(w, r, u), Action: "/account/password", AskCurrent: true, Email: u.Email,
-		CancelURL: "/account", Error: msg,
+		CancelURL: "/account", Error: msg, CurrentWrong: currentWrong && msg != "",
 	}))
 }
 
@@ -549,7 +551,7 @@ func (s *Server) changePasswordPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.renderChangePassword(w, r, http.StatusOK, u, "")
+	s.renderChangePassword(w, r, http.StatusOK, u, "", false)
 }
 
 func (s *Server) changePasswordSubmit(w http.ResponseWriter, r *http.Request) {
@@ -563,11 +565,12 @@ func (s *Server) changePasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
+	currentWrong := msg != ""
 	if msg == "" {
 		msg = newPasswordProblem(r, u.Email)
 	}
 	if msg != "" {
-		s.renderChangePassword(w, r, status, u, msg)
+		s.renderChangePassword(w, r, status, u, msg, currentWrong)
 		return
 	}
 	hash, err := s.Hasher.Hash(ctx, r.PostFormValue("new_password"))
