@@ -405,3 +405,40 @@ func listedSessions(pg *page) (current string, others []string) {
 func japanese(s string) bool {
 	return strings.ContainsFunc(s, func(r rune) bool { return r >= 0x3040 && r <= 0x9fff })
 }
+
+// TestAccountLanguageWithoutSession: the pages an account sees without a
+// session speak its language, as My Page does, in a browser that asks for
+// none (here: Japanese, the default): the page after logging out from My
+// Page, and a reset link's form and completion page (its mail was in the
+// account's language).
+func TestAccountLanguageWithoutSession(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		p, srv := startMailProvider(t, db)
+		const enEmail = "english@example.com"
+		if _, err := p.app.CreateUser(context.Background(), app.NewUser{Email: enEmail, Locale: "en", Password: password}); err != nil {
+			t.Fatal(err)
+		}
+		b := p.newBrowser()
+		loginAs(t, p, b, enEmail, password)
+		pg := b.get(p.URL + "/account")
+		if !strings.Contains(pg.Body, `<html lang="en">`) {
+			t.Fatalf("My Page of an English account is not in English")
+		}
+		if pg = b.submit(pg, "csrf", nil); !strings.Contains(pg.Body, `<html lang="en">`) || b.hasSession(p) {
+			t.Errorf("logged out from My Page: the page is not in the account's English (session kept %v):\n%s", b.hasSession(p), pg.Body)
+		}
+
+		requestReset(t, p, p.newBrowser(), enEmail)
+		link := resetLink(t, srv.waitFor(enEmail, "Reset your password"))
+		r := p.newBrowser()
+		pg = r.get(link)
+		if !strings.Contains(pg.Body, `<html lang="en">`) || pg.formWith("new_password") == nil {
+			t.Fatalf("the reset form of an English account's link is not in English:\n%s", pg.Body)
+		}
+		const newPassword = "a brand new passphrase"
+		pg = r.submit(pg, "new_password", map[string]string{"new_password": newPassword, "new_password_confirm": newPassword})
+		if !strings.Contains(pg.Body, `<html lang="en">`) {
+			t.Errorf("the reset's completion page of an English account is not in English:\n%s", pg.Body)
+		}
+	})
+}

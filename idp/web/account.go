@@ -813,11 +813,35 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The answer speaks the account's language (read while the session
+	// lasts) unless the logout's page or this browser chose one.
+	if f == nil || f.Lang == "" {
+		if u := s.sessionUser(r); u != nil && templates.IsLang(u.Locale) {
+			if f == nil {
+				f = &flow{}
+			}
+			f.Lang = u.Locale
+		}
+	}
 	if err := s.endSession(w, r); err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
 	s.loggedOut(w, r, f)
+}
+
+// sessionUser is the account of the browser's session; nil when there is
+// none, or it cannot be read now.
+func (s *Server) sessionUser(r *http.Request) *store.User {
+	sess, err := s.currentSession(r)
+	if err != nil || sess == nil {
+		return nil
+	}
+	u, err := s.Store.GetUser(r.Context(), sess.UserID)
+	if err != nil {
+		return nil
+	}
+	return u
 }
 
 // loggedOut sends the browser back to the relying party (f's

@@ -339,9 +339,12 @@ func (s *Server) resetLinkInvalid(w http.ResponseWriter, r *http.Request) {
 	}))
 }
 
-func (s *Server) renderResetForm(w http.ResponseWriter, r *http.Request, status int, token, email, msg string) {
+// renderResetForm shows the new-password form of a reset link of the
+// account u, in the account's language (its mail's) unless this browser
+// chose one.
+func (s *Server) renderResetForm(w http.ResponseWriter, r *http.Request, status int, token string, u *store.User, msg string) {
 	s.render(w, r, status, templates.NewPassword(templates.NewPasswordPage{
-		Page: s.page(w, r, nil), Action: "/reset-password", Token: token, Email: email, Error: msg,
+		Page: s.page(w, r, inLocale(u)), Action: "/reset-password", Token: token, Email: u.Email, Error: msg,
 	}))
 }
 
@@ -378,7 +381,7 @@ func (s *Server) resetPasswordPage(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.renderResetForm(w, r, http.StatusOK, token, u.Email, "")
+	s.renderResetForm(w, r, http.StatusOK, token, u, "")
 }
 
 // newPasswordProblem checks the two new-password fields; "" when fine.
@@ -418,7 +421,7 @@ func (s *Server) resetPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if msg := newPasswordProblem(r, u.Email); msg != "" {
-		s.renderResetForm(w, r, http.StatusOK, token, u.Email, msg)
+		s.renderResetForm(w, r, http.StatusOK, token, u, msg)
 		return
 	}
 	hash, err := s.Hasher.Hash(ctx, r.PostFormValue("new_password"))
@@ -449,7 +452,7 @@ func (s *Server) resetPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	s.setCookie(w, sessionCookie, "", -1)
 	s.setCookie(w, resetCookie, "", -1)
 	s.render(w, r, http.StatusOK, templates.Message(templates.MessagePage{
-		Page: s.page(w, r, nil), Heading: "reset_done_heading", Message: "reset_done_text",
+		Page: s.page(w, r, inLocale(u)), Heading: "reset_done_heading", Message: "reset_done_text",
 		LinkURL: s.takeResetReturn(w, r), LinkText: "login",
 	}))
 }

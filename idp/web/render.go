@@ -100,13 +100,19 @@ var flowSteps = map[string]bool{"/login": true, "/login/totp": true, "/login/bac
 // language (chosen on My Page) unless this browser chose one (the switch,
 // ?lang=), so My Page speaks it in a browser the user never used before.
 func (s *Server) accountPage(w http.ResponseWriter, r *http.Request, u *store.User) templates.Page {
-	var f *flow
-	if templates.IsLang(u.Locale) {
-		f = &flow{Lang: u.Locale}
-	}
-	p := s.page(w, r, f)
+	p := s.page(w, r, inLocale(u))
 	p.LoggedIn = true
 	return p
+}
+
+// inLocale is a flow of no kind in the language of the account u (nil when
+// it has none): page() with it speaks the account's language, unless this
+// browser chose one. u may be nil.
+func inLocale(u *store.User) *flow {
+	if u == nil || !templates.IsLang(u.Locale) {
+		return nil
+	}
+	return &flow{Lang: u.Locale}
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
