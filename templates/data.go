@@ -52,6 +52,9 @@ type LoginPage struct {
 	Remember bool
 	// Error is a message key (see Messages); empty for none. Shown in role="alert".
 	Error string
+	// Notice: Error is about the login (it was started again), not about
+	// what was typed: the fields are not marked invalid.
+	Notice bool
 	// ClientName is the relying party the user is logging in to, when there is one.
 	ClientName string
 	ForgotURL  string // the パスワードを忘れた方はこちら link

@@ -58,7 +58,7 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, f *flow, st
 	p := s.page(w, r, f)
 	s.render(w, r, status, templates.Login(templates.LoginPage{
 		Page: p, Action: "/login", Flow: f.id, Email: email, Remember: remember,
-		Error: msg, ClientName: f.ClientName, ForgotURL: inLang("/forgot-password?flow="+url.QueryEscape(f.id), p.Lang),
+		Error: msg, Notice: r.Method == http.MethodGet, ClientName: f.ClientName, ForgotURL: inLang("/forgot-password?flow="+url.QueryEscape(f.id), p.Lang),
 	}))
 }
 

@@ -368,4 +368,8 @@ func (e *fuzzEnv) wantRestart(t *testing.T, what string, rec *httptest.ResponseR
 	if page.Code != http.StatusOK || !strings.Contains(page.Body.String(), notice) {
 		t.Errorf("%s: the new login page (%d, from %q) does not say %q", what, page.Code, start.Header().Get("Location"), notice)
 	}
+	// Nothing typed into it is wrong: no field is marked invalid.
+	if strings.Contains(page.Body.String(), `aria-invalid`) {
+		t.Errorf("%s: the new login page marks a field invalid", what)
+	}
 }
