@@ -424,8 +424,15 @@ func TestLowBackupCodesNotice(t *testing.T) {
 			eb := p.newBrowser()
 			_, epg := rpLogin(t, eb, r, oauth2.SetAuthURLParam("ui_locales", "en"))
 			epg = eb.submit(eb.get(p.URL+linkTo(t, epg, "/login/backup")), "backup_code", map[string]string{"backup_code": codes[8]})
-			if codesPage := eb.get(p.URL + linkTo(t, epg, "/account/2fa/backup-codes")); !strings.Contains(codesPage.Body, `<html lang="en">`) {
+			codesPage := eb.get(p.URL + linkTo(t, epg, "/account/2fa/backup-codes"))
+			if !strings.Contains(codesPage.Body, `<html lang="en">`) {
 				t.Errorf("the English notice's link to new codes opens a page that is not in English")
+			}
+			// The codes, shown after the password, are in English too (the
+			// form's URL carries no language).
+			if shown := eb.submit(codesPage, "password", map[string]string{"password": password}); len(shown.byClass("backup-code")) == 0 ||
+				!strings.Contains(shown.Body, `<html lang="en">`) {
+				t.Errorf("the codes after the password, from the English notice: not the codes in English\n%s", shown.Body)
 			}
 			enLink := pg.URL
 			for _, a := range findAll(pg.Doc, func(n *htmlNode) bool { return n.Data == "a" }) {

@@ -272,7 +272,7 @@ func (s *Server) renderPasswordPrompt(w http.ResponseWriter, r *http.Request, f 
 		action = "/account/2fa/backup-codes"
 	}
 	s.render(w, r, status, templates.PasswordPrompt(templates.PasswordPromptPage{
-		Page: s.accountPage(w, r, u), Action: action, Purpose: purpose, Flow: f.id, Error: msg,
+		Page: s.accountPageIn(w, r, u, f.Lang), Action: action, Purpose: purpose, Flow: f.id, Error: msg,
 	}))
 }
 
@@ -558,6 +558,9 @@ func (s *Server) backupCodesStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := &flow{Kind: "codes", UserID: u.ID, State: queryFlowID(r.URL.Query().Get("continue"), maxFlowID)}
+	if f.State != "" {
+		f.Lang = s.lang(r, inLocale(u)) // this page's, for the pages answering its forms
+	}
 	if err := s.newFlow(r.Context(), w, r, f); err != nil {
 		s.storeFailed(w, r, err)
 		return
@@ -644,7 +647,7 @@ func (s *Server) backupCodesReplace(w http.ResponseWriter, r *http.Request) {
 	}
 	// The page of new codes may replace them again, on purpose: with a flow
 	// of its own, as long as the password entered before is recent enough.
-	next := &flow{Kind: "codes", UserID: u.ID, State: f.State, Stage: "reauthed", ReauthAt: f.ReauthAt}
+	next := &flow{Kind: "codes", UserID: u.ID, State: f.State, Stage: "reauthed", ReauthAt: f.ReauthAt, Lang: f.Lang}
 	if err := s.newFlow(r.Context(), w, r, next); err != nil {
 		s.storeFailed(w, r, err)
 		return
@@ -693,7 +696,7 @@ func (s *Server) backupCodes(ctx context.Context, u *store.User) ([]templates.Ba
 
 func (s *Server) showBackupCodes(w http.ResponseWriter, r *http.Request, f *flow, u *store.User, codes []templates.BackupCode, replaced bool) {
 	p := templates.BackupCodesPage{
-		Page: s.accountPage(w, r, u), Codes: codes, ReplaceAction: "/account/2fa/backup-codes/replace",
+		Page: s.accountPageIn(w, r, u, f.Lang), Codes: codes, ReplaceAction: "/account/2fa/backup-codes/replace",
 		Flow: f.id, Replaced: replaced,
 	}
 	if f.State != "" {

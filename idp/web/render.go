@@ -100,7 +100,19 @@ var flowSteps = map[string]bool{"/login": true, "/login/totp": true, "/login/bac
 // language (chosen on My Page) unless this browser chose one (the switch,
 // ?lang=), so My Page speaks it in a browser the user never used before.
 func (s *Server) accountPage(w http.ResponseWriter, r *http.Request, u *store.User) templates.Page {
-	p := s.page(w, r, inLocale(u))
+	return s.accountPageIn(w, r, u, "")
+}
+
+// accountPageIn is accountPage for a page of a settings flow begun in lang
+// (the low-codes notice's link, in a relying party's ui_locales): the
+// flow's pages answering its forms, whose URLs carry no language, speak
+// it as its first page did, when the account has no language of its own.
+func (s *Server) accountPageIn(w http.ResponseWriter, r *http.Request, u *store.User, lang string) templates.Page {
+	f := inLocale(u)
+	if f == nil && templates.IsLang(lang) {
+		f = &flow{Lang: lang}
+	}
+	p := s.page(w, r, f)
 	p.LoggedIn = true
 	return p
 }
