@@ -301,7 +301,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 	a.Keys = keys.NewManager(keys.ManagerConfig{
 		Store: st, Key: key, Algorithm: cfg.SigningAlg, Now: opt.Now,
 		// A retired key stays published while ID tokens it signed live.
-		KeepRetired: cfg.IDTokenTTL + 10*time.Minute,
+		KeepRetired: cfg.IDTokenTTL + 10*time.Minute, TokenTTL: cfg.IDTokenTTL,
 	})
 	if !opt.LeaveKeys {
 		if err := a.Keys.Ensure(ctx); err != nil {

@@ -47,6 +47,10 @@ type ManagerConfig struct {
 	// KeepRetired is how long a retired key stays published: the lifetime
 	// of the longest-lived token it can have signed, plus a margin.
 	KeepRetired time.Duration
+	// TokenTTL is the lifetime of the longest-lived token a key signs (ID
+	// tokens): a retired key signs no token that would outlive it in the
+	// JWKS (signsRetired).
+	TokenTTL time.Duration
 	// CacheTTL is how long the key set is cached before it is read again
 	// whatever the current key (default 30s), so that a retired key is
 	// unpublished once KeepRetired has passed.
@@ -84,10 +88,9 @@ type signingKey struct {
 // signer is the key to sign with: the newest one of the configured
 // algorithm (the current key, unless a key of another algorithm was made
 // since: a rolling change of IDP_SIGNING_ALG), or else the current key.
-// A retired key signs only in the first half of the time it stays
-// published (read): an ID token signed later could outlive its key in
-// the JWKS. An instance left with the old algorithm that long signs with
-// the current key.
+// A retired key signs only while an ID token it signs would still expire
+// before the key leaves the JWKS (read, signsRetired); an instance left
+// with the old algorithm longer signs with the current key.
 func (s *keySet) signer() *signingKey {
 	if len(s.signers) > 0 {
 		return s.signers[0]
@@ -449,6 +452,16 @@ func (m *Manager) loadLocked(ctx context.Context, wait time.Duration) (*keySet, 
 	return set, err
 }
 
+// signsRetired says whether a key of the configured algorithm retired at
+// retired may still sign, in a set read at now (a rolling change of
+// IDP_SIGNING_ALG: instances on the old algorithm go on signing with its
+// key for a while): only while a token it signs, until the set is read
+// again (CacheTTL), expires (TokenTTL) before the key leaves the JWKS
+// (KeepRetired).
+func (m *Manager) signsRetired(retired, now time.Time) bool {
+	return now.Sub(retired)+m.cfg.CacheTTL+m.cfg.TokenTTL <= m.cfg.KeepRetired
+}
+
 // read reads the keys from the store and makes them the cached set.
 func (m *Manager) read(ctx context.Context) (*keySet, error) {
 	ks, err := m.cfg.Store.ListSigningKeys(ctx)
@@ -480,7 +493,7 @@ func (m *Manager) read(ctx context.Context) (*keySet, error) {
 		set.public[k.ID] = &jwk
 		published = append(published, jwk)
 		isCurrent := k.RetiredAt.IsZero() && set.current == nil
-		signs := k.Algorithm == m.cfg.Algorithm && (isCurrent || now.Sub(k.RetiredAt) <= m.cfg.KeepRetired/2)
+		signs := k.Algorithm == m.cfg.Algorithm && (isCurrent || m.signsRetired(k.RetiredAt, now))
 		if !isCurrent && !signs {
 			continue
 		}

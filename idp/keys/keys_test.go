@@ -281,20 +281,27 @@ func TestRotateKeepsTheAlgorithm(t *testing.T) {
 
 // TestRollingAlgorithmChange: while instances change IDP_SIGNING_ALG one
 // by one, one still on the old algorithm signs with its key, retired by
-// the first new instance, for the first half of the time it stays
-// published; after that, with the current key, so that no ID token it
-// signs outlives its key in the JWKS.
+// the first new instance, while an ID token it signs would expire before
+// the key leaves the JWKS; after that, with the current key.
 func TestRollingAlgorithmChange(t *testing.T) {
 	ctx := context.Background()
 	c := &clock{t: time.Unix(1_700_000_000, 0)}
 	st := &keyStore{}
-	old := newManager(t, st, "RS256", c)
+	k, _ := crypt.ParseKey(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{3}, 32)))
+	// As the provider has it: published an ID token's lifetime and 10
+	// minutes more; the set read again every 30 s.
+	old := NewManager(ManagerConfig{Store: st, Key: k, Algorithm: "RS256", Now: c.Now,
+		KeepRetired: 70 * time.Minute, TokenTTL: time.Hour})
+	if err := old.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
 	oldKid, _ := old.Current(ctx)
 	newer := newManager(t, st, "ES256", c)
 	newKid, _ := newer.Current(ctx)
 	if newKid == oldKid {
 		t.Fatal("the ES256 instance made no key of its own")
 	}
+	retired := c.t
 	signedWith := func(when string, want string) {
 		t.Helper()
 		tok, err := old.Sign(ctx, []byte(`{"a":1}`), nil)
@@ -313,10 +320,12 @@ func TestRollingAlgorithmChange(t *testing.T) {
 		}
 	}
 	signedWith("at the change", oldKid)
-	c.t = c.t.Add(time.Hour / 2) // KeepRetired/2
-	signedWith("half of KeepRetired after the change", oldKid)
-	c.t = c.t.Add(time.Minute)
-	signedWith("past half of KeepRetired", newKid)
+	// A token signed now, and until the next read 30 s later, expires at
+	// most at retired+70m: when the key leaves the JWKS.
+	c.t = retired.Add(10*time.Minute - 30*time.Second)
+	signedWith("9m30s after the change", oldKid)
+	c.t = c.t.Add(31 * time.Second) // the set is read again
+	signedWith("past 9m30s", newKid)
 }
 
 func BenchmarkSign(b *testing.B) {
