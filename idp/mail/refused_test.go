@@ -149,7 +149,7 @@ func TestSendCancelled(t *testing.T) {
 		}
 	}()
 	s, _ := ParseSMTPURL("smtp://" + ln.Addr().String())
-	s.Timeout = time.Hour
+	s.Timeout, s.StopGrace = time.Hour, 10*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Send(ctx, "a@example.com", "b@example.com", []byte("Subject: x\r\n\r\nx\r\n")) }()
@@ -163,6 +163,56 @@ func TestSendCancelled(t *testing.T) {
 		}
 	case <-time.After(time.Minute): // a guard against hanging for the hour, not a speed check
 		t.Fatal("Send went on after its context was cancelled")
+	}
+}
+
+// TestSendFinishesAtStop: a send whose message has gone when the instance
+// stops (its context cancelled) waits for the server's answer, within
+// StopGrace: cut off, the mail the server took would be sent again.
+func TestSendFinishesAtStop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		io.WriteString(c, "220 test ESMTP\r\n")
+		data := false
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			switch {
+			case data && l == ".\r\n":
+				data = false
+				cancel()                           // the instance stops as the message arrives,
+				time.Sleep(100 * time.Millisecond) // and the server answers a moment later
+				io.WriteString(c, "250 queued\r\n")
+			case data:
+			case strings.HasPrefix(strings.ToUpper(l), "DATA"):
+				data = true
+				io.WriteString(c, "354 go on\r\n")
+			case strings.HasPrefix(strings.ToUpper(l), "QUIT"):
+				io.WriteString(c, "221 bye\r\n")
+				return
+			default:
+				io.WriteString(c, "250 ok\r\n")
+			}
+		}
+	}()
+	s, _ := ParseSMTPURL("smtp://" + ln.Addr().String())
+	s.StopGrace = time.Minute
+	if err := s.Send(ctx, "a@example.com", "b@example.com", []byte("Subject: x\r\n\r\nx\r\n")); err != nil {
+		t.Fatalf("Send = %v: the server took the mail after the stop began", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package mail
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -41,7 +42,16 @@ type SMTP struct {
 	Pass      string
 	Timeout   time.Duration // per delivery; 0: defaultSendTimeout
 	TLSConfig *tls.Config   // nil: verify the server name (tests set RootCAs)
+	// StopGrace is how long a delivery goes on once its context is
+	// cancelled (the instance stopping); 0: defaultStopGrace.
+	StopGrace time.Duration
 }
+
+// defaultStopGrace lets a delivery under way when the instance stops
+// finish, as a healthy server's does within it, rather than cut it off
+// after its message went and before the server's answer came back (which
+// would send the mail again); a silent server holds the stop no longer.
+const defaultStopGrace = 5 * time.Second
 
 // ParseSMTPURL reads IDP_SMTP_URL.
 func ParseSMTPURL(raw string) (*SMTP, error) {
@@ -116,9 +126,17 @@ func (s *SMTP) Send(ctx context.Context, from, to string, msg []byte) error {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
-	// Cancelled (the instance shutting down), the conversation stops at
-	// once, not at its deadline: a silent server would hold up the stop.
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	// Cancelled (the instance stopping), the conversation ends within
+	// StopGrace, not at its deadline: a silent server would hold up the
+	// stop. The deadline is set on the TCP connection, which a TLS one
+	// below reads and writes through.
+	grace := cmp.Or(s.StopGrace, defaultStopGrace)
+	raw := conn
+	stop := context.AfterFunc(ctx, func() {
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > grace {
+			_ = raw.SetDeadline(time.Now().Add(grace))
+		}
+	})
 	defer stop()
 	if s.Implicit {
 		tc := tls.Client(conn, tlsConf)
