@@ -68,7 +68,7 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, f *flow, st
 // again; f itself when that adds nothing, or would make it too large.
 // Only what the page shows changes: the password step sets Remember anew.
 func (s *Server) asTyped(f *flow, email string, remember bool) *flow {
-	if email == "" && !remember || email == f.Typed && remember == f.Remember {
+	if email == f.Typed && remember == f.Remember {
 		return f
 	}
 	g := *f
