@@ -590,12 +590,15 @@ func TestLogoutConfirmedLate(t *testing.T) {
 }
 
 // TestIdleSessionGoes: a session not remembered that idled out is no
-// longer listed on My Page; its row is kept an access token's lifetime
-// longer (a logout then still ends its tokens: TestLogoutEndsTokens), and
-// then the cleanup deletes it. A remembered one is listed while it lasts.
+// longer listed on My Page; its row is kept while an access token issued
+// in it can live (a logout then still ends its tokens:
+// TestLogoutEndsTokens), and then the cleanup deletes it. A remembered one
+// is listed while it lasts.
 func TestIdleSessionGoes(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
-		p := startProvider(t, db, func(c *config.Config) { c.SessionIdleTimeout = 10 * time.Minute })
+		p := startProvider(t, db, func(c *config.Config) {
+			c.SessionIdleTimeout, c.AuthCodeTTL, c.AccessTokenTTL = 10*time.Minute, 5*time.Minute, time.Hour
+		})
 		u := p.createUser(email, password)
 		idle, remembered, active := p.newBrowser(), p.newBrowser(), p.newBrowser()
 		loginAs(t, p, idle, email, password)
@@ -622,13 +625,14 @@ func TestIdleSessionGoes(t *testing.T) {
 		if n := stored(); n != 3 {
 			t.Errorf("%d sessions stored after the cleanup, want 3: the idle one kept for its access tokens' lifetime", n)
 		}
-		p.clock.Advance(time.Hour)
-		active.get(p.URL + "/account") // in use: its session is touched
+		// The idle one's row goes 10m + 5m + 1h + 1m after its last use,
+		// the active one's as long after its own, 11 minutes later.
+		p.clock.Advance(69 * time.Minute)
 		if _, err := p.app.Cleanup(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		if n := stored(); n != 2 {
-			t.Errorf("%d sessions stored after the cleanup an hour later, want 2 (the idle one deleted)", n)
+			t.Errorf("%d sessions stored after the cleanup 80 minutes after the idle one's last use, want 2 (it deleted)", n)
 		}
 	})
 }
@@ -972,24 +976,34 @@ func TestLanguageCarriesOn(t *testing.T) {
 		b = p.newBrowser()
 		pg = b.get(r.authorize().URL)
 		pg = b.submit(pg, "password", map[string]string{"email": "typed@example.com", "password": "wrong-password", "remember": "on"})
-		links := findAll(pg.Doc, func(n *html.Node) bool { return n.Data == "a" && attr(n, "hreflang") == "en" })
-		if len(links) != 1 {
-			t.Fatalf("the page after a wrong password has %d links to English", len(links))
-		}
-		en := b.get(p.URL + attr(links[0], "href"))
-		fields := findAll(en.Doc, func(n *html.Node) bool { return n.Data == "input" })
-		var typed string
-		var remembered bool
-		for _, in := range fields {
-			switch attr(in, "name") {
-			case "email":
-				typed = attr(in, "value")
-			case "remember":
-				remembered = slices.ContainsFunc(in.Attr, func(a html.Attribute) bool { return a.Key == "checked" })
+		switchTo := func(pg *page, lang string) (typed string, remembered bool) {
+			t.Helper()
+			links := findAll(pg.Doc, func(n *html.Node) bool { return n.Data == "a" && attr(n, "hreflang") == lang })
+			if len(links) != 1 {
+				t.Fatalf("the page after a wrong password has %d links to %s", len(links), lang)
 			}
+			other := b.get(p.URL + attr(links[0], "href"))
+			if !strings.Contains(other.Body, `<html lang="`+lang+`">`) {
+				t.Fatalf("the switch's page is not in %s", lang)
+			}
+			for _, in := range findAll(other.Doc, func(n *html.Node) bool { return n.Data == "input" }) {
+				switch attr(in, "name") {
+				case "email":
+					typed = attr(in, "value")
+				case "remember":
+					remembered = slices.ContainsFunc(in.Attr, func(a html.Attribute) bool { return a.Key == "checked" })
+				}
+			}
+			return typed, remembered
 		}
-		if !strings.Contains(en.Body, `<html lang="en">`) || typed != "typed@example.com" || !remembered {
+		if typed, remembered := switchTo(pg, "en"); typed != "typed@example.com" || !remembered {
 			t.Errorf("the login page in English after a wrong password: address %q, remember %v", typed, remembered)
+		}
+		// Sent again emptied (in English now), the form is shown empty in
+		// Japanese too.
+		pg = b.submit(pg, "password", map[string]string{"email": "", "password": "wrong-password"})
+		if typed, remembered := switchTo(pg, "ja"); typed != "" || remembered {
+			t.Errorf("the login page in Japanese after an emptied form: address %q, remember %v", typed, remembered)
 		}
 	})
 }

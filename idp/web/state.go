@@ -570,9 +570,12 @@ func (s *Server) sessionExpiry(sess *store.Session, now time.Time) time.Time {
 }
 
 // idleKeep is how long the row of a session not remembered is kept after
-// its last use (sessionExpiry).
+// its last use (sessionExpiry): the idle timeout, then as long as an
+// access token issued in it can live (its code redeemed at the last
+// moment), and the minute by which its last use may be recorded late
+// (currentSession).
 func (s *Server) idleKeep() time.Duration {
-	return s.Config.SessionIdleTimeout + s.Config.AccessTokenTTL
+	return s.Config.SessionIdleTimeout + s.Config.AuthCodeTTL + s.Config.AccessTokenTTL + time.Minute
 }
 
 // idle says whether sess, not remembered, was last used more than
