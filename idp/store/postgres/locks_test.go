@@ -720,3 +720,33 @@ func TestSweepRacingRecordFailure(t *testing.T) {
 		t.Fatalf("throttle after the sweep: %+v, want the lockout the failure set", *th)
 	}
 }
+
+// TestRotationRacingAlgorithmChange: `idp keys rotate` (keep the algorithm)
+// starts while a server starting with another IDP_SIGNING_ALG has stored
+// its key and not committed. The rotation waits for it, then finds the
+// current key of the other algorithm and adds nothing: the server's key
+// stays current.
+func TestRotationRacingAlgorithmChange(t *testing.T) {
+	r := newLockRace(t)
+	ctx := t.Context()
+	key := func(id, alg string) *store.SigningKey {
+		return &store.SigningKey{ID: id, Algorithm: alg, PrivateEnc: []byte("x"), PublicJWK: []byte("{}"), CreatedAt: lockT0}
+	}
+	r.must(r.main.AddSigningKey(ctx, key("rs0", "RS256"), lockT0, false))
+	server, admin := r.party("server"), r.party("admin")
+	stx := r.begin(server)
+	r.must(server.AddSigningKey(stx, key("es1", "ES256"), lockT0, false))
+	rotation := r.start("admin", func() error { return admin.AddSigningKey(ctx, key("rs2", "RS256"), lockT0, true) })
+	if !rotation.waited {
+		t.Fatalf("the rotation did not wait for the server's key (%v)", rotation.wait())
+	}
+	r.must(server.Commit(stx))
+	if err := rotation.wait(); !errors.Is(err, store.ErrOtherAlgorithm) {
+		t.Fatalf("the rotation after the server's ES256 key: %v, want ErrOtherAlgorithm", err)
+	}
+	id, err := r.main.CurrentSigningKeyID(ctx)
+	r.must(err)
+	if id != "es1" {
+		t.Fatalf("current key %s, want the server's es1", id)
+	}
+}
