@@ -27,6 +27,13 @@ func rcptServer(t *testing.T, reply string) string {
 // ("" drops the connection instead), and otherwise with 250 (221 to QUIT).
 func stubServer(t *testing.T, replies map[string]string) string {
 	t.Helper()
+	return stubServerWith(t, replies, nil)
+}
+
+// stubServerWith is stubServer calling onMessage, when set, once a message
+// has come in, before it answers 250.
+func stubServerWith(t *testing.T, replies map[string]string, onMessage func()) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +58,9 @@ func stubServer(t *testing.T, replies map[string]string) string {
 					if data { // the message, up to its lone dot
 						if l == ".\r\n" {
 							data = false
+							if onMessage != nil {
+								onMessage()
+							}
 							io.WriteString(c, "250 queued\r\n")
 						}
 						continue
@@ -172,44 +182,10 @@ func TestSendCancelled(t *testing.T) {
 func TestSendFinishesAtStop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		r := bufio.NewReader(c)
-		io.WriteString(c, "220 test ESMTP\r\n")
-		data := false
-		for {
-			l, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			switch {
-			case data && l == ".\r\n":
-				data = false
-				cancel()                           // the instance stops as the message arrives,
-				time.Sleep(100 * time.Millisecond) // and the server answers a moment later
-				io.WriteString(c, "250 queued\r\n")
-			case data:
-			case strings.HasPrefix(strings.ToUpper(l), "DATA"):
-				data = true
-				io.WriteString(c, "354 go on\r\n")
-			case strings.HasPrefix(strings.ToUpper(l), "QUIT"):
-				io.WriteString(c, "221 bye\r\n")
-				return
-			default:
-				io.WriteString(c, "250 ok\r\n")
-			}
-		}
-	}()
-	s, _ := ParseSMTPURL("smtp://" + ln.Addr().String())
+	s, _ := ParseSMTPURL("smtp://" + stubServerWith(t, nil, func() {
+		cancel()                           // the instance stops as the message arrives,
+		time.Sleep(100 * time.Millisecond) // and the server answers a moment later
+	}))
 	s.StopGrace = time.Minute
 	if err := s.Send(ctx, "a@example.com", "b@example.com", []byte("Subject: x\r\n\r\nx\r\n")); err != nil {
 		t.Fatalf("Send = %v: the server took the mail after the stop began", err)
