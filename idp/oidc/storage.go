@@ -102,6 +102,9 @@ type Storage struct {
 	clients     map[string]cachedClient
 	rereads     map[string]time.Time   // when each client's last reread ended (rereadSecret)
 	rereadLocks map[string]*sync.Mutex // each held by a reread of its client
+	// changes counts what makes the cache newer than a read begun before
+	// it (ForgetClient, rereadSecret): such a read does not fill it.
+	changes uint64
 }
 
 type cachedClient struct {
@@ -121,10 +124,14 @@ func NewStorage(s store.Store) *Storage {
 		rereads: map[string]time.Time{}, rereadLocks: map[string]*sync.Mutex{}}
 }
 
-// Client returns the registered client, from the cache when fresh.
+// Client returns the registered client, from the cache when fresh. A read
+// that the cache has become newer than meanwhile (the client changed or
+// deleted by this process, a secret read again) is not cached: it would
+// bring back what the change replaced for ClientTT more.
 func (s *Storage) Client(ctx context.Context, id string) (*store.Client, error) {
 	s.mu.Lock()
 	cc, ok := s.clients[id]
+	changes := s.changes
 	s.mu.Unlock()
 	if ok && time.Since(cc.fetched) < s.ClientTT {
 		return cc.c, nil
@@ -134,7 +141,9 @@ func (s *Storage) Client(ctx context.Context, id string) (*store.Client, error) 
 		return nil, err
 	}
 	s.mu.Lock()
-	s.clients[id] = cachedClient{c: c, fetched: time.Now()}
+	if s.changes == changes {
+		s.clients[id] = cachedClient{c: c, fetched: time.Now()}
+	}
 	s.mu.Unlock()
 	return c, nil
 }
@@ -184,6 +193,7 @@ func (s *Storage) rereadSecret(id string) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rereads[id] = time.Now()
+	s.changes++
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		delete(s.clients, id)
@@ -199,6 +209,7 @@ func (s *Storage) rereadSecret(id string) []byte {
 func (s *Storage) ForgetClient(id string) {
 	s.mu.Lock()
 	delete(s.clients, id)
+	s.changes++
 	s.mu.Unlock()
 }
 

@@ -341,3 +341,43 @@ func TestIssuedCodeOutsideTokenRequest(t *testing.T) {
 		t.Fatal("the record was taken outside a token request")
 	}
 }
+
+// changingClient serves the client c1 with the secret in secret; a read
+// closes entered and waits until release is closed, then answers what it
+// read when it began.
+type changingClient struct {
+	store.Store
+	secret           string
+	entered, release chan struct{}
+}
+
+func (s *changingClient) GetClient(_ context.Context, id string) (*store.Client, error) {
+	c := &store.Client{ID: id, SecretHash: []byte(s.secret)}
+	if s.entered != nil {
+		close(s.entered)
+		s.entered = nil
+		<-s.release
+	}
+	return c, nil
+}
+
+// TestClientReadOlderThanChange: a read of a client begun before the
+// client was changed here (ForgetClient after an update) answers its
+// caller but does not fill the cache: the next caller reads the change.
+func TestClientReadOlderThanChange(t *testing.T) {
+	cs := &changingClient{secret: "old", entered: make(chan struct{}), release: make(chan struct{})}
+	st := NewStorage(cs)
+	entered := cs.entered
+	read := make(chan *store.Client)
+	go func() { c, _ := st.Client(context.Background(), "c1"); read <- c }()
+	<-entered // the read has the old secret
+	cs.secret = "new"
+	st.ForgetClient("c1")
+	close(cs.release)
+	if c := <-read; string(c.SecretHash) != "old" {
+		t.Fatalf("the read begun before the change got %q", c.SecretHash)
+	}
+	if c, _ := st.Client(context.Background(), "c1"); string(c.SecretHash) != "new" {
+		t.Errorf("after the change, the client's secret is %q from the cache, want new", c.SecretHash)
+	}
+}
