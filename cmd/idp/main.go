@@ -19,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kamera-id/idp/idp/app"
 	"github.com/kamera-id/idp/idp/config"
@@ -134,7 +135,15 @@ func flags(name string, args []string, define func(fs *flag.FlagSet)) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
 	}
-	return nil
+	// No id, address or name is other than UTF-8 (PostgreSQL would answer
+	// with an error of its own).
+	var bad error
+	fs.Visit(func(f *flag.Flag) {
+		if v := f.Value.String(); bad == nil && !utf8.ValidString(v) {
+			bad = fmt.Errorf("%s: --%s %q: not valid UTF-8", name, f.Name, v)
+		}
+	})
+	return bad
 }
 
 // openApp opens the provider for an administrative command. It leaves the

@@ -82,13 +82,21 @@ func TestCLI(t *testing.T) {
 			"no redirect URI":             {"client", "create", "--id", "x", "--name", "X"},
 			"unknown command":             {"frobnicate"},
 			"reset-mfa unknown user":      {"user", "reset-mfa", "--email", "nobody@example.com"},
+			// Text a terminal, a page or PostgreSQL would not take as it is.
+			"client id with a control character": {"client", "create", "--id", "c\x01x", "--name", "X", "--redirect-uri", "https://viewer.example/cb"},
+			"client id not ASCII":                {"client", "create", "--id", "ビューア", "--name", "X", "--redirect-uri", "https://viewer.example/cb"},
+			"client name with an escape":         {"client", "create", "--id", "x", "--name", "N\x1b[2Jame", "--redirect-uri", "https://viewer.example/cb"},
+			"user name with a line break":        {"user", "create", "--email", "n@example.com", "--name", "evil\nname", "--password-stdin"},
+			"user name not UTF-8":                {"user", "create", "--email", "n@example.com", "--name", "\xff", "--password-stdin"},
+			"client id not UTF-8":                {"client", "delete", "--id", "\xff"},
+			"redirect URI not UTF-8":             {"client", "create", "--id", "x", "--name", "X", "--redirect-uri", "https://viewer.example/cb\xff"},
 		} {
 			stdin := "short\n"
-			if name == "duplicate e-mail (any case)" {
+			if name == "duplicate e-mail (any case)" || strings.HasPrefix(name, "user name") {
 				stdin = "another-long-password\n"
 			}
-			if _, err := cli(t, stdin, args...); err == nil || strings.Contains(err.Error(), "\n") {
-				t.Errorf("%s: error %v, want one line", name, err)
+			if _, err := cli(t, stdin, args...); err == nil || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "SQLSTATE") {
+				t.Errorf("%s: error %v, want one line of our own", name, err)
 			}
 		}
 		c, err := cli(t, "", "client", "create", "--id", "viewer", "--name", "Viewer",

@@ -7,6 +7,7 @@ import (
 	netmail "net/mail"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/kamera-id/idp/idp/crypt"
@@ -42,6 +43,25 @@ func CheckPassword(pw string) error {
 	return nil
 }
 
+// maxNameLen bounds a user's or client's name (characters).
+const maxNameLen = 200
+
+// checkText refuses a name that is not valid UTF-8 (PostgreSQL would
+// refuse it with an error of its own), has control characters (a name
+// goes into ID tokens, pages and terminals) or is longer than max
+// characters.
+func checkText(what, v string, max int) error {
+	switch {
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%s %q: not valid UTF-8", what, v)
+	case strings.IndexFunc(v, unicode.IsControl) >= 0:
+		return fmt.Errorf("%s %q: must not contain control characters", what, v)
+	case utf8.RuneCountInString(v) > max:
+		return fmt.Errorf("%s: at most %d characters", what, max)
+	}
+	return nil
+}
+
 // CreateUser validates and stores a new account.
 func (a *App) CreateUser(ctx context.Context, nu NewUser) (*store.User, error) {
 	email := strings.TrimSpace(nu.Email)
@@ -50,6 +70,9 @@ func (a *App) CreateUser(ctx context.Context, nu NewUser) (*store.User, error) {
 		return nil, fmt.Errorf("invalid e-mail address %q", nu.Email)
 	}
 	if err := CheckPassword(nu.Password); err != nil {
+		return nil, err
+	}
+	if err := checkText("name", nu.Name, maxNameLen); err != nil {
 		return nil, err
 	}
 	switch nu.Locale {
@@ -93,6 +116,9 @@ func (a *App) UpdateClient(ctx context.Context, id string, ch ClientChange) (*st
 		return nil, clientErr(id, err)
 	}
 	if ch.Name != nil {
+		if err := checkText("client name", *ch.Name, maxNameLen); err != nil {
+			return nil, err
+		}
 		if strings.TrimSpace(*ch.Name) == "" {
 			return nil, errors.New("client name cannot be empty")
 		}
@@ -146,8 +172,11 @@ type NewClient struct {
 // a keyed hash.
 func (a *App) CreateClient(ctx context.Context, nc NewClient) (*store.Client, string, error) {
 	id := strings.TrimSpace(nc.ID)
-	if id == "" || len(id) > 128 || strings.ContainsAny(id, " \t\r\n:") {
-		return nil, "", fmt.Errorf("client id %q: want 1-128 characters without spaces or colons", nc.ID)
+	if id == "" || len(id) > 128 || strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r > '~' || r == ':' }) >= 0 {
+		return nil, "", fmt.Errorf("client id %q: want 1-128 printable ASCII characters without spaces or colons", nc.ID)
+	}
+	if err := checkText("client name", nc.Name, maxNameLen); err != nil {
+		return nil, "", err
 	}
 	if strings.TrimSpace(nc.Name) == "" {
 		return nil, "", errors.New("client name is required")

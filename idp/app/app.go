@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/crypt"
@@ -416,6 +417,11 @@ func (h SecretHasher) Compare(_ context.Context, hash, data []byte) error {
 // https to a host without wildcards (or http on a loopback host, or a
 // private-use scheme for native apps, with something after its colon).
 func ValidateRedirectURI(raw string) error {
+	if !utf8.ValidString(raw) {
+		// Stored as JSON it would come back altered (U+FFFD), and match no
+		// request.
+		return fmt.Errorf("redirect URI %q: not valid UTF-8", raw)
+	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || !u.IsAbs() {
 		return fmt.Errorf("redirect URI %q: not an absolute URI", raw)

@@ -19,6 +19,7 @@ func TestValidateRedirectURI(t *testing.T) {
 		"http://evil.example/cb", "https:///cb", "javascript:alert(1)", "data:text/html,x", "myapp:/cb",
 		"https://user:pw@viewer.example/cb", "https://user@viewer.example/cb", "https://viewer.example/c b",
 		"https://viewer.example/cb\t", "https://viewer.example/cb\n", "https://*.example.com/cb", "com.example.app:",
+		"https://viewer.example/cb\xff",
 	} {
 		if err := ValidateRedirectURI(bad); err == nil {
 			t.Errorf("ValidateRedirectURI(%q) accepted", bad)
