@@ -175,9 +175,32 @@ func TestBasicOPFeatures(t *testing.T) {
 		// Another client's credentials cannot revoke it; revocation by the
 		// owner (RFC 7009) makes it inactive everywhere.
 		other := p.newRP("other", true)
-		if status, _ := postForm(t, revoke, url.Values{"token": {tk.AccessToken}, "client_id": {"other"}, "client_secret": {other.cfg.ClientSecret}}); status == http.StatusOK {
-			if userinfoStatus(t, r, tk.AccessToken) != http.StatusOK {
-				t.Fatal("another client revoked this client's token")
+		if status, info := postForm(t, revoke, url.Values{"token": {tk.AccessToken}, "client_id": {"other"}, "client_secret": {other.cfg.ClientSecret}}); status != http.StatusBadRequest ||
+			info["error"] != "unauthorized_client" || userinfoStatus(t, r, tk.AccessToken) != http.StatusOK {
+			t.Fatalf("another client's revocation of this client's token: %d %v, want 400 unauthorized_client (RFC 7009 2.1), the token kept", status, info)
+		}
+		// Wrong Basic credentials: invalid_client with the challenge (RFC
+		// 6749 5.2), at revocation and introspection alike.
+		for _, endpoint := range []string{revoke, introspect} {
+			req, _ := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(url.Values{"token": {tk.AccessToken}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth("viewer", "wrong")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" || !strings.Contains(string(body), `"invalid_client"`) {
+				t.Errorf("%s with a wrong secret: %d WWW-Authenticate=%q %s", endpoint, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+			}
+		}
+		// A public client has no secret: one sent is refused, not ignored.
+		for _, endpoint := range []string{r.cfg.Endpoint.TokenURL, revoke} {
+			status, info := postForm(t, endpoint, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {pt.RefreshToken},
+				"token": {pt.AccessToken}, "client_id": {"pub"}, "client_secret": {"any secret"}})
+			if status != http.StatusUnauthorized || info["error"] != "invalid_client" {
+				t.Errorf("%s: a public client with a secret: %d %v, want 401 invalid_client", endpoint, status, info)
 			}
 		}
 		if status, _ := postForm(t, revoke, with("token", tk.RefreshToken, "token_type_hint", "refresh_token")); status != http.StatusOK {

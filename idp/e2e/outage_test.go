@@ -296,6 +296,19 @@ func TestDatabaseOutage(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(tb), `"temporarily_unavailable"`) || leaked(string(tb)) != "" {
 		t.Fatalf("token endpoint during the outage: %d %s", resp.StatusCode, tb)
 	}
+	// Revocation: a 503 too. A 200 would tell the client its token is
+	// revoked while it still works (RFC 7009 2.2.1).
+	for _, token := range []string{"ory_at_x.y", "ory_rt_x.y"} {
+		resp, err = http.PostForm(p.URL+"/oauth2/revoke", url.Values{"token": {token},
+			"client_id": {"viewer"}, "client_secret": {r.cfg.ClientSecret}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("revocation during the outage: %d, want 503", resp.StatusCode)
+		}
+	}
 	// The process is up: liveness still answers.
 	if s := status(t, p.URL+"/healthz"); s != http.StatusOK {
 		t.Fatalf("/healthz during the outage: %d", s)

@@ -188,7 +188,11 @@ func (p *Provider) JWKS(w http.ResponseWriter, r *http.Request) {
 // Token serves the token endpoint.
 func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
 	ctx := withCodeMemo(r.Context())
-	if err := checkGrant(r); err != nil {
+	err := checkGrant(r)
+	if err == nil {
+		err = p.checkPublicClient(ctx, r)
+	}
+	if err != nil {
 		p.writeAccessError(ctx, w, r, nil, err)
 		return
 	}
@@ -243,6 +247,35 @@ func checkGrant(r *http.Request) error {
 		r.Form.Del("nonce")
 	default:
 		return fosite.ErrUnsupportedGrantType.WithHint("The grant types supported are authorization_code and refresh_token.")
+	}
+	return nil
+}
+
+// checkPublicClient refuses a request of a public client that presents a
+// secret (invalid_client): it has none (RFC 6749 2.1), and fosite, which
+// does not check one for a public client, would take any. Unavailable
+// when the client cannot be read now.
+func (p *Provider) checkPublicClient(ctx context.Context, r *http.Request) error {
+	if r.ParseForm() != nil {
+		return nil // fosite answers it
+	}
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		id, _ = url.QueryUnescape(id)
+	} else {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	if id == "" || secret == "" {
+		return nil
+	}
+	c, err := p.Storage.Client(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil // fosite answers it
+	case err != nil:
+		return err
+	case c.Public:
+		return fosite.ErrInvalidClient.WithHint("A public client has no secret: send none.")
 	}
 	return nil
 }
@@ -348,15 +381,32 @@ func (p *Provider) revokeReusedCode(ctx context.Context, requestID string) {
 	}
 }
 
-// Revoke serves RFC 7009 revocation.
+// Revoke serves RFC 7009 revocation. fosite's writer answers 200 to any
+// error but invalid_request and invalid_client, so only those and success
+// go to it: a store's failure (fosite's temporarily_unavailable, without
+// the cause) is a 503, as the token may still be live and the client must
+// try again (RFC 7009 2.2.1); a token of another client is refused with
+// unauthorized_client (RFC 7009 2.1); a client that authenticated with
+// Basic credentials gets its challenge (RFC 6749 5.2).
 func (p *Provider) Revoke(w http.ResponseWriter, r *http.Request) {
-	err := p.OAuth2.NewRevocationRequest(r.Context(), r)
-	if Unavailable(err) {
-		p.log.WarnContext(r.Context(), "revocation: store unavailable", "err", storeCause(err))
+	ctx := r.Context()
+	err := p.checkPublicClient(ctx, r)
+	if err == nil {
+		err = p.OAuth2.NewRevocationRequest(ctx, r)
+	}
+	switch {
+	case err == nil, errors.Is(err, fosite.ErrInvalidRequest):
+		p.OAuth2.WriteRevocationResponse(ctx, w, err)
+		return
+	case Unavailable(err), errors.Is(err, fosite.ErrTemporarilyUnavailable):
+		p.log.WarnContext(ctx, "revocation: store unavailable", "err", storeCause(err))
 		WriteUnavailable(w)
 		return
 	}
-	p.OAuth2.WriteRevocationResponse(r.Context(), w, err)
+	if _, _, basic := r.BasicAuth(); basic && errors.Is(err, fosite.ErrInvalidClient) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
+	}
+	p.OAuth2.WriteAccessError(ctx, w, nil, err)
 }
 
 // Introspect serves RFC 7662 introspection to confidential clients, which
@@ -367,13 +417,23 @@ func (p *Provider) Revoke(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) Introspect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if _, _, ok := r.BasicAuth(); !ok || fosite.AccessTokenFromRequest(r) != "" {
-		p.OAuth2.WriteIntrospectionError(ctx, w, fosite.ErrRequestUnauthorized.WithHint("Client authentication with client_secret_basic is required."))
+		p.introspectionUnauthorized(ctx, w, fosite.ErrInvalidClient.WithHint("Client authentication with client_secret_basic is required."))
 		return
 	}
-	resp, err := p.OAuth2.NewIntrospectionRequest(ctx, r, NewSession())
+	err := p.checkPublicClient(ctx, r)
+	var resp fosite.IntrospectionResponder
+	if err == nil {
+		resp, err = p.OAuth2.NewIntrospectionRequest(ctx, r, NewSession())
+	}
 	if Unavailable(err) {
 		p.log.WarnContext(ctx, "introspection: store unavailable", "err", storeCause(err))
 		WriteUnavailable(w)
+		return
+	}
+	// The caller's credentials refused; an inactive token's error (which
+	// may wrap request_unauthorized) is {"active": false}, as fosite has it.
+	if !errors.Is(err, fosite.ErrInactiveToken) && (errors.Is(err, fosite.ErrRequestUnauthorized) || errors.Is(err, fosite.ErrInvalidClient)) {
+		p.introspectionUnauthorized(ctx, w, err)
 		return
 	}
 	if err != nil {
@@ -388,6 +448,18 @@ func (p *Provider) Introspect(w http.ResponseWriter, r *http.Request) {
 		sess.SetExpiresAt(fosite.AccessToken, sess.GetExpiresAt(fosite.RefreshToken))
 	}
 	p.OAuth2.WriteIntrospectionResponse(ctx, w, resp)
+}
+
+// introspectionUnauthorized answers an introspection whose caller did not
+// authenticate: 401 invalid_client with the Basic challenge (RFC 7662 2.3
+// refers to RFC 6749 5.2), where fosite answers request_unauthorized, a
+// code of its own, without one.
+func (p *Provider) introspectionUnauthorized(ctx context.Context, w http.ResponseWriter, err error) {
+	w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
+	if !errors.Is(err, fosite.ErrInvalidClient) {
+		err = fosite.ErrInvalidClient.WithWrap(err)
+	}
+	p.OAuth2.WriteAccessError(ctx, w, nil, err)
 }
 
 // Userinfo serves the userinfo endpoint: the access token by header (GET or
