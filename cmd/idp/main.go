@@ -472,6 +472,9 @@ func clientUpdate(ctx context.Context, args []string, stdout io.Writer) error {
 	if name.v == nil && redirects == nil && postLogout == nil && firstParty.v == nil {
 		return errors.New("client update: nothing to change (--name, --redirect-uri, --post-logout-redirect-uri, --first-party)")
 	}
+	if len(postLogout) == 1 && postLogout[0] == "" {
+		postLogout = multi{} // --post-logout-redirect-uri '': none (a client needs no post-logout URI)
+	}
 	return withApp(ctx, "client update", stdout, func(a *app.App) (any, error) {
 		c, err := a.UpdateClient(ctx, id, app.ClientChange{
 			Name: name.v, RedirectURIs: redirects, PostLogoutRedirectURIs: postLogout, FirstParty: firstParty.v,

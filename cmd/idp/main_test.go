@@ -129,6 +129,14 @@ func TestCLI(t *testing.T) {
 			len(updated["redirect_uris"].([]any)) != 1 || updated["redirect_uris"].([]any)[0] != "https://viewer.example/cb2" {
 			t.Fatalf("client update = %v, %v", updated, err)
 		}
+		// A post-logout URI registered, then taken off: '' empties the list.
+		for _, uri := range []string{"https://viewer.example/bye", ""} {
+			updated, err := cli(t, "", "client", "update", "--id", "viewer", "--post-logout-redirect-uri", uri)
+			list, _ := updated["post_logout_redirect_uris"].([]any)
+			if err != nil || (uri == "") != (len(list) == 0) {
+				t.Fatalf("client update --post-logout-redirect-uri %q = %v, %v", uri, updated, err)
+			}
+		}
 		kept, err := cli(t, "", "client", "rotate-secret", "--id", "viewer", "--keep-old", "24h")
 		if err != nil || kept["old_secret_until"] == nil || kept["client_secret"] == c["client_secret"] {
 			t.Fatalf("client rotate-secret --keep-old 24h = %v, %v", kept, err)
@@ -153,6 +161,7 @@ func TestCLI(t *testing.T) {
 			"update of no client":              {"client", "update", "--id", "nope", "--name", "X"},
 			"update to a bad redirect URI":     {"client", "update", "--id", "viewer", "--redirect-uri", "http://evil.example/cb"},
 			"update to an empty name":          {"client", "update", "--id", "viewer", "--name", " "},
+			"update to no redirect URI":        {"client", "update", "--id", "viewer", "--redirect-uri", ""},
 			"update with a bad boolean":        {"client", "update", "--id", "viewer", "--first-party=maybe"},
 		} {
 			if name == "rotate-secret of a public client" {
