@@ -631,7 +631,16 @@ func withApp(ctx context.Context, cmd string, stdout io.Writer, do func(a *app.A
 	if err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
-	return printJSON(stdout, out)
+	if err := printJSON(stdout, out); err != nil {
+		// Committed already: say so, rather than let a retry fail as a
+		// duplicate with no word of what was made.
+		hint := ""
+		if cmd == "client create" || cmd == "client rotate-secret" {
+			hint = "; its secret is lost: run idp client rotate-secret for a new one"
+		}
+		return fmt.Errorf("%s: done, but its output could not be written (%w)%s", cmd, err, hint)
+	}
+	return nil
 }
 
 // disabledJSON is what user disable and enable print.

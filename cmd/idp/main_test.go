@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -129,6 +130,16 @@ func TestCLI(t *testing.T) {
 			len(updated["redirect_uris"].([]any)) != 1 || updated["redirect_uris"].([]any)[0] != "https://viewer.example/cb2" {
 			t.Fatalf("client update = %v, %v", updated, err)
 		}
+		// A client made whose answer cannot be written (a full disk): the
+		// error says it was made, and how to get a secret again.
+		err = run(context.Background(), []string{"client", "create", "--id", "unseen", "--name", "U", "--redirect-uri", "https://u.example/cb"},
+			strings.NewReader(""), failingWriter{})
+		if err == nil || !strings.Contains(err.Error(), "done, but") || !strings.Contains(err.Error(), "rotate-secret") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("client create with its output lost: %v", err)
+		}
+		if got, err := cli(t, "", "client", "rotate-secret", "--id", "unseen"); err != nil || got["client_secret"] == nil {
+			t.Errorf("rotate-secret of the client whose output was lost: %v, %v", got, err)
+		}
 		// A post-logout URI registered, then taken off: '' empties the list.
 		for _, uri := range []string{"https://viewer.example/bye", ""} {
 			updated, err := cli(t, "", "client", "update", "--id", "viewer", "--post-logout-redirect-uri", uri)
@@ -233,3 +244,8 @@ func TestMissingKeyIsOneLineError(t *testing.T) {
 		t.Fatalf("malformed key file: %v", err)
 	}
 }
+
+// failingWriter fails every write, as stdout on a full disk does.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
