@@ -203,6 +203,15 @@ func TestBasicOPFeatures(t *testing.T) {
 				t.Errorf("%s: a public client with a secret: %d %v, want 401 invalid_client", endpoint, status, info)
 			}
 		}
+		// Nor beside Basic credentials with an empty secret ("pub:").
+		req, _ = http.NewRequest(http.MethodPost, revoke, strings.NewReader(url.Values{"token": {pt.AccessToken}, "client_secret": {"any secret"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("pub", "")
+		if resp, err := http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		} else if resp.Body.Close(); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("revocation by a public client with Basic \"pub:\" and a secret in the form: %d, want 401", resp.StatusCode)
+		}
 		if status, _ := postForm(t, revoke, with("token", tk.RefreshToken, "token_type_hint", "refresh_token")); status != http.StatusOK {
 			t.Fatalf("revocation answered %d", status)
 		}

@@ -4,6 +4,7 @@
 package oidc
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -262,6 +263,7 @@ func (p *Provider) checkPublicClient(ctx context.Context, r *http.Request) error
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		id, _ = url.QueryUnescape(id)
+		secret = cmp.Or(secret, r.PostForm.Get("client_secret")) // "id:" and a secret in the form
 	} else {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}

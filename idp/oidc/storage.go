@@ -180,6 +180,7 @@ func (s *Storage) rereadSecret(id string) []byte {
 	s.mu.Lock()
 	last, ok := s.rereads[id]
 	cc := s.clients[id]
+	changes := s.changes
 	s.mu.Unlock()
 	if ok && time.Since(last) < time.Second {
 		if cc.c == nil || cc.fetched.Before(last) {
@@ -192,13 +193,19 @@ func (s *Storage) rereadSecret(id string) []byte {
 	c, err := s.Store.GetClient(ctx, id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	fresh := s.changes == changes // nothing changed here during the read
 	s.rereads[id] = time.Now()
 	s.changes++
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		delete(s.clients, id)
 	case err == nil:
-		s.clients[id] = cachedClient{c: c, fetched: s.rereads[id]}
+		if fresh {
+			s.clients[id] = cachedClient{c: c, fetched: s.rereads[id]}
+		} else {
+			delete(s.clients, id) // and a reread within the second reads again
+			delete(s.rereads, id)
+		}
 		return c.SecretHash
 	}
 	return nil

@@ -380,4 +380,23 @@ func TestClientReadOlderThanChange(t *testing.T) {
 	if c, _ := st.Client(context.Background(), "c1"); string(c.SecretHash) != "new" {
 		t.Errorf("after the change, the client's secret is %q from the cache, want new", c.SecretHash)
 	}
+
+	// So with a reread of the secret (a wrong secret at the token
+	// endpoint) begun before the change.
+	cs = &changingClient{secret: "old", entered: make(chan struct{}), release: make(chan struct{})}
+	st = NewStorage(cs)
+	entered = cs.entered
+	reread := make(chan []byte)
+	go func() { reread <- st.rereadSecret("c1") }()
+	<-entered
+	cs.secret = "new"
+	st.ForgetClient("c1")
+	close(cs.release)
+	<-reread
+	if c, _ := st.Client(context.Background(), "c1"); string(c.SecretHash) != "new" {
+		t.Errorf("after the change, the client's secret is %q from a reread begun before it, want new", c.SecretHash)
+	}
+	if h := st.rereadSecret("c1"); string(h) != "new" {
+		t.Errorf("a reread after the change got %q, want new", h)
+	}
 }
