@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -125,6 +126,9 @@ func newLogger(level string) *slog.Logger {
 
 // flags parses a subcommand's flags; a flag error is one line, not a dump
 // of the flag set.
+// pathFlags name files: a file name may be any bytes.
+var pathFlags = map[string]bool{"client-file": true}
+
 func flags(name string, args []string, define func(fs *flag.FlagSet)) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -139,7 +143,7 @@ func flags(name string, args []string, define func(fs *flag.FlagSet)) error {
 	// with an error of its own).
 	var bad error
 	fs.Visit(func(f *flag.Flag) {
-		if v := f.Value.String(); bad == nil && !utf8.ValidString(v) {
+		if v := f.Value.String(); bad == nil && !pathFlags[f.Name] && !utf8.ValidString(v) {
 			bad = fmt.Errorf("%s: --%s %q: not valid UTF-8", name, f.Name, v)
 		}
 	})
@@ -635,7 +639,7 @@ func withApp(ctx context.Context, cmd string, stdout io.Writer, do func(a *app.A
 		// Committed already: say so, rather than let a retry fail as a
 		// duplicate with no word of what was made.
 		hint := ""
-		if cmd == "client create" || cmd == "client rotate-secret" {
+		if js, _ := json.Marshal(out); bytes.Contains(js, []byte(`"client_secret":"`)) {
 			hint = "; its secret is lost: run idp client rotate-secret for a new one"
 		}
 		return fmt.Errorf("%s: done, but its output could not be written (%w)%s", cmd, err, hint)

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -140,6 +141,11 @@ func TestCLI(t *testing.T) {
 		if got, err := cli(t, "", "client", "rotate-secret", "--id", "unseen"); err != nil || got["client_secret"] == nil {
 			t.Errorf("rotate-secret of the client whose output was lost: %v, %v", got, err)
 		}
+		err = run(context.Background(), []string{"client", "create", "--id", "unseen-pub", "--name", "U", "--redirect-uri", "https://u.example/cb", "--public"},
+			strings.NewReader(""), failingWriter{})
+		if err == nil || !strings.Contains(err.Error(), "done, but") || strings.Contains(err.Error(), "secret") {
+			t.Errorf("public client create with its output lost: %v, want no word of a secret", err)
+		}
 		// A post-logout URI registered, then taken off: '' empties the list.
 		for _, uri := range []string{"https://viewer.example/bye", ""} {
 			updated, err := cli(t, "", "client", "update", "--id", "viewer", "--post-logout-redirect-uri", uri)
@@ -249,3 +255,18 @@ func TestMissingKeyIsOneLineError(t *testing.T) {
 type failingWriter struct{}
 
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// TestFlagsText: a flag's value must be UTF-8 (ids, addresses, names and
+// URIs go to the store), but a file name may be any bytes.
+func TestFlagsText(t *testing.T) {
+	define := func(fs *flag.FlagSet) {
+		fs.String("id", "", "")
+		fs.String("client-file", "", "")
+	}
+	if err := flags("x", []string{"--id", "\xff"}, define); err == nil {
+		t.Error("an id that is not UTF-8 was taken")
+	}
+	if err := flags("x", []string{"--client-file", "/tmp/dir\xff/client.json"}, define); err != nil {
+		t.Errorf("a file name that is not UTF-8: %v", err)
+	}
+}
