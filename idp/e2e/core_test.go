@@ -625,9 +625,18 @@ func TestIdleSessionGoes(t *testing.T) {
 		if n := stored(); n != 3 {
 			t.Errorf("%d sessions stored after the cleanup, want 3: the idle one kept for its access tokens' lifetime", n)
 		}
-		// The idle one's row goes 10m + 5m + 1h + 1m after its last use,
-		// the active one's as long after its own, 11 minutes later.
-		p.clock.Advance(69 * time.Minute)
+		// The idle one's row goes 10m + 5m + 1h + 1m after its last use
+		// (a code issued then can be redeemed 5 minutes later, its token
+		// live for an hour after that), the active one's as long after its
+		// own, 11 minutes later.
+		p.clock.Advance(62 * time.Minute) // 73 minutes after the idle one's last use
+		if _, err := p.app.Cleanup(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if n := stored(); n != 3 {
+			t.Errorf("%d sessions stored after the cleanup 73 minutes after the idle one's last use, want 3: a token issued in it may live", n)
+		}
+		p.clock.Advance(7 * time.Minute)
 		if _, err := p.app.Cleanup(t.Context()); err != nil {
 			t.Fatal(err)
 		}
