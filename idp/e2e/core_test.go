@@ -97,6 +97,15 @@ func TestCodeFlow(t *testing.T) {
 				t.Errorf("userinfo (%s) with the token in the URL: %d %q, want 400 invalid_request", method, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 			}
 		}
+		// Nor in the header and the body at once (RFC 6750 3.1: one method).
+		req, _ := http.NewRequest(http.MethodPost, r.provider.UserInfoEndpoint(), strings.NewReader("access_token="+url.QueryEscape(tk.AccessToken)))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Bearer "+tk.AccessToken)
+		if resp, err := http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		} else if resp.Body.Close(); resp.StatusCode != http.StatusBadRequest || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "invalid_request") {
+			t.Errorf("userinfo with the token in the header and the body: %d %q, want 400 invalid_request", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
 		// No token at all: a bare challenge, no error code (RFC 6750 3.1).
 		resp, err := http.Get(r.provider.UserInfoEndpoint())
 		if err != nil {

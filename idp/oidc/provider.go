@@ -474,6 +474,12 @@ func (p *Provider) Userinfo(w http.ResponseWriter, r *http.Request) {
 		bearerError(w, "invalid_request", "send the access token in the Authorization header (or a form body), not in the URL", http.StatusBadRequest)
 		return
 	}
+	// One method a request (RFC 6750 3.1): a token in the header and one in
+	// the body would leave which was meant to the server's choice.
+	if r.Header.Get("Authorization") != "" && r.Method == http.MethodPost && r.ParseForm() == nil && r.PostForm.Has("access_token") {
+		bearerError(w, "invalid_request", "send the access token one way: in the Authorization header or in the form body, not both", http.StatusBadRequest)
+		return
+	}
 	token := fosite.AccessTokenFromRequest(r)
 	if token == "" {
 		// No credentials at all: a bare challenge, without an error code
