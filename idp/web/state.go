@@ -542,21 +542,22 @@ func (s *Server) newSession(r *http.Request, f *flow) (*store.Session, string) {
 		Remember:  f.Remember,
 		CreatedAt: now,
 		LastSeen:  now,
-		ExpiresAt: now.Add(min(s.idleKeep(), s.Config.SessionMaxAge)), // sessionExpiry
 		UserAgent: truncate(r.UserAgent(), 200),
 		IP:        s.clientIP(r),
 	}
 	if f.Remember {
 		// Remembered across browser restarts, never past the absolute limit.
 		sess.ExpiresAt = now.Add(min(s.Config.RememberMe, s.Config.SessionMaxAge))
+	} else {
+		sess.ExpiresAt = s.sessionExpiry(sess, now)
 	}
 	return sess, token
 }
 
 // sessionExpiry is when the row of sess, used at now, goes: a remembered
 // session's at its end; one not remembered, which ends when idle for
-// SessionIdleTimeout (idle), an access token's lifetime after that, never
-// past SessionMaxAge from its start. Kept that long, an idle session can
+// SessionIdleTimeout (idle), idleKeep after its last use, never past
+// SessionMaxAge from its start. Kept that long, an idle session can
 // still be logged out of, which ends the access tokens issued in it
 // (store.EndSession); after that, the cleanup deletes it.
 func (s *Server) sessionExpiry(sess *store.Session, now time.Time) time.Time {
