@@ -817,8 +817,9 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// The answer speaks the account's language (read while the session
-	// lasts) unless the logout's page or this browser chose one.
-	if f == nil || f.Lang == "" {
+	// lasts) unless the logout's page or this browser chose one, or the
+	// browser goes back to its relying party.
+	if f == nil || f.Lang == "" && f.PostLogoutURI == "" {
 		if u := s.sessionUser(r); u != nil && templates.IsLang(u.Locale) {
 			if f == nil {
 				f = &flow{}
@@ -834,10 +835,15 @@ func (s *Server) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 }
 
 // sessionUser is the account of the browser's session; nil when there is
-// none, or it cannot be read now.
+// none, or it cannot be read now. Unlike currentSession it records no use:
+// the session is about to end.
 func (s *Server) sessionUser(r *http.Request) *store.User {
-	sess, err := s.currentSession(r)
-	if err != nil || sess == nil {
+	v := s.cookie(r, sessionCookie)
+	if v == "" {
+		return nil
+	}
+	sess, err := s.Store.GetSession(r.Context(), crypt.HashToken(v), s.Now())
+	if err != nil {
 		return nil
 	}
 	u, err := s.Store.GetUser(r.Context(), sess.UserID)
