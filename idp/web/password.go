@@ -545,7 +545,7 @@ func (s *Server) resetInTx(w http.ResponseWriter, r *http.Request, token string,
 func (s *Server) renderChangePassword(w http.ResponseWriter, r *http.Request, status int, u *store.User, msg string, currentWrong bool) {
 	s.render(w, r, status, templates.NewPassword(templates.NewPasswordPage{
 		Page: s.accountPage(w, r, u), Action: "/account/password", AskCurrent: true, Email: u.Email,
-		CancelURL: "/account", Error: msg, CurrentWrong: currentWrong && msg != "",
+		CancelURL: "/account", Error: msg, CurrentWrong: currentWrong,
 	}))
 }
 
