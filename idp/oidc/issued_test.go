@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/testenv"
@@ -104,6 +105,32 @@ func TestIssuedCodeReplayedWhereIssued(t *testing.T) {
 		access, _ := body["access_token"].(string)
 		if active, err := e.introspect(access); err != nil || active {
 			t.Fatalf("the access token of a replayed code: active %v (%v), want revoked", active, err)
+		}
+	})
+}
+
+// TestCodeReusedAfterSweep: a spent code is kept as long as the tokens it
+// issued, so a reuse after the code's own expiry, and after the expiry
+// sweep, still revokes them.
+func TestCodeReusedAfterSweep(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e := newCodeEnv(t, db)
+		st, body := e.exchange()
+		if st != http.StatusOK || body["access_token"] == nil || body["refresh_token"] == nil {
+			t.Fatalf("exchange: %d %v", st, body)
+		}
+		later := time.Now().Add(e.a.Config.AuthCodeTTL + time.Minute)
+		if _, err := e.a.Store.DeleteExpired(t.Context(), later, 0); err != nil {
+			t.Fatal(err)
+		}
+		if st, again := e.exchange(); st != http.StatusBadRequest || again["error"] != "invalid_grant" {
+			t.Fatalf("the code after the sweep: %d %v, want invalid_grant", st, again)
+		}
+		for _, kind := range []string{"access_token", "refresh_token"} {
+			tok, _ := body[kind].(string)
+			if active, err := e.introspect(tok); err != nil || active {
+				t.Errorf("the %s of a code reused after the sweep: active %v (%v), want revoked", kind, active, err)
+			}
 		}
 	})
 }

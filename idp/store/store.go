@@ -315,6 +315,15 @@ type TokenRecord struct {
 // while it exists and is not disabled: ErrAccountInactive otherwise, with nothing spent (so a
 // refresh token refused while its account is disabled works again once it
 // is enabled).
+//
+// The grant's spent one-time records (the code spent, refresh tokens
+// rotated out: inactive records of kinds KindAuthorizeCode and
+// KindRefreshToken with the request id of Create, the one spent included)
+// are kept until the latest expiry among Create, where theirs is earlier: a
+// reuse found at any time while the tokens may live is refused and revokes
+// them (RFC 6749 4.1.2, RFC 9700 4.14.2), where one the expiry sweep had
+// deleted would only be refused. Create carry the grant's request id (a
+// refresh's is RevokeRequest).
 type TokenExchange struct {
 	SpendKind, SpendSignature string
 	RevokeKind, RevokeRequest string // both empty: nothing to revoke

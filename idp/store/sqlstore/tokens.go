@@ -30,10 +30,6 @@ func deactivateByRequestSQL(n int) string {
 		WHERE request_id = $1 AND kind IN (` + placeholders(2, n) + `) AND active`
 }
 
-// deactivateForAccountSQL is deactivateTokenSQL while the user $3 is
-// active (activeAccount): an exchange's spend on SQLite.
-var deactivateForAccountSQL = deactivateTokenSQL + ` AND EXISTS (` + activeAccount(3) + `)`
-
 // tokenArgs are t's values in the order of tokenColumns.
 func tokenArgs(t *store.TokenRecord) []any {
 	return []any{t.Kind, t.Signature, t.RequestID, t.ClientID, t.Subject, t.SessionID, blob(t.Data), t.Active,
@@ -205,12 +201,19 @@ func (s *Store) ExchangeTokens(ctx context.Context, x *store.TokenExchange) erro
 	if s.dialect.WritableCTE {
 		return s.fail("exchange tokens", s.exchangeInOneStatement(ctx, x, subject))
 	}
+	keep := exchangeKeep(x)
 	return s.fail("exchange tokens", s.inTx(ctx, func(q querier) error {
-		spend, args := deactivateTokenSQL, []any{x.SpendKind, x.SpendSignature}
-		if len(x.Create) > 0 && subject != "" {
-			spend, args = deactivateForAccountSQL, append(args, subject)
+		args := []any{x.SpendKind, x.SpendSignature}
+		keepParam, accountParam := 0, 0
+		if keep != 0 {
+			args = append(args, keep)
+			keepParam = len(args)
 		}
-		n, err := affected(q.ExecContext(ctx, spend, args...))
+		if len(x.Create) > 0 && subject != "" {
+			args = append(args, subject)
+			accountParam = len(args)
+		}
+		n, err := affected(q.ExecContext(ctx, spendSQL(keepParam, accountParam), args...))
 		if err != nil {
 			return err
 		}
@@ -218,7 +221,11 @@ func (s *Store) ExchangeTokens(ctx context.Context, x *store.TokenExchange) erro
 			return s.spendRefused(ctx, q, x, subject)
 		}
 		if x.RevokeKind != "" {
-			if _, err := q.ExecContext(ctx, deactivateByRequestSQL(1), x.RevokeRequest, x.RevokeKind); err != nil {
+			revoke, args := revokeGrantSQL(1, 2, 0, 0), []any{x.RevokeRequest, x.RevokeKind}
+			if keep != 0 {
+				revoke, args = revokeGrantSQL(1, 2, 3, 4), append(args, keep, store.KindAuthorizeCode, store.KindRefreshToken)
+			}
+			if _, err := q.ExecContext(ctx, revoke, args...); err != nil {
 				return err
 			}
 		}
@@ -229,6 +236,56 @@ func (s *Store) ExchangeTokens(ctx context.Context, x *store.TokenExchange) erro
 		}
 		return nil
 	}))
+}
+
+// keepSpent is how an exchange keeps its grant's spent one-time records (a
+// code, rotated-out refresh tokens) as long as the tokens it creates: their
+// expiry is raised to the latest of those (store.TokenExchange). keep is
+// the parameter number of that expiry; SET clauses read the row as it was.
+func keepSpent(keep int) string {
+	return fmt.Sprintf(`expires_at = CASE WHEN expires_at <> 0 AND expires_at < CAST($%[1]d AS BIGINT) THEN CAST($%[1]d AS BIGINT) ELSE expires_at END`, keep)
+}
+
+// spendSQL deactivates the token $1, $2 while it is active; with keep > 0
+// it also raises its expiry (keepSpent); with account > 0, only while the
+// user of that parameter is active (activeAccount).
+func spendSQL(keep, account int) string {
+	q := `UPDATE tokens SET active = FALSE`
+	if keep > 0 {
+		q += `, ` + keepSpent(keep)
+	}
+	q += ` WHERE kind = $1 AND signature = $2 AND active`
+	if account > 0 {
+		q += ` AND EXISTS (` + activeAccount(account) + `)`
+	}
+	return q
+}
+
+// revokeGrantSQL deactivates the active tokens of kind $kind issued for
+// the request $grant and, with keep > 0, raises the expiry of the grant's
+// spent codes and refresh tokens ($spent, $spent+1) to it (keepSpent).
+func revokeGrantSQL(grant, kind, keep, spent int) string {
+	if keep == 0 {
+		return fmt.Sprintf(`UPDATE tokens SET active = FALSE WHERE request_id = $%d AND kind = $%d AND active`, grant, kind)
+	}
+	return fmt.Sprintf(`UPDATE tokens SET active = FALSE, expires_at = CASE WHEN active THEN expires_at ELSE CAST($%[3]d AS BIGINT) END
+		WHERE request_id = $%[1]d AND (kind = $%[2]d AND active
+			OR kind IN ($%[4]d, $%[5]d) AND NOT active AND expires_at <> 0 AND expires_at < CAST($%[3]d AS BIGINT))`, grant, kind, keep, spent, spent+1)
+}
+
+// exchangeKeep is the expiry an exchange keeps its grant's spent records
+// until: the latest of the tokens it creates (0: it creates none, or one
+// that never expires, and nothing is raised).
+func exchangeKeep(x *store.TokenExchange) int64 {
+	var keep int64
+	for _, t := range x.Create {
+		e := unix(t.ExpiresAt)
+		if e == 0 {
+			return 0
+		}
+		keep = max(keep, e)
+	}
+	return keep
 }
 
 // exchangeSubject is the one subject of the tokens x creates (none: "").
@@ -279,12 +336,23 @@ func (s *Store) exchangeInOneStatement(ctx context.Context, x *store.TokenExchan
 	} else {
 		b.WriteString(`WITH `)
 	}
-	b.WriteString(`spent AS (UPDATE tokens SET active = FALSE
-		WHERE kind = $1 AND signature = $2 AND active` + account + ` RETURNING 1)`)
+	keep, keepParam := exchangeKeep(x), 0
+	if keep != 0 {
+		args = append(args, keep)
+		keepParam = len(args)
+	}
+	b.WriteString(`spent AS (` + spendSQL(keepParam, 0) + account + ` RETURNING 1)`)
 	if x.RevokeKind != "" {
-		fmt.Fprintf(&b, `, revoked AS (UPDATE tokens SET active = FALSE
-		WHERE kind = $%d AND request_id = $%d AND active AND EXISTS (SELECT 1 FROM spent))`, len(args)+1, len(args)+2)
-		args = append(args, x.RevokeKind, x.RevokeRequest)
+		p := len(args)
+		args = append(args, x.RevokeRequest, x.RevokeKind)
+		spentParam := 0
+		if keep != 0 {
+			args = append(args, store.KindAuthorizeCode, store.KindRefreshToken)
+			spentParam = p + 3
+		}
+		// The spent row is active on the statement's snapshot: the spend
+		// alone updates it.
+		b.WriteString(`, revoked AS (` + revokeGrantSQL(p+1, p+2, keepParam, spentParam) + ` AND EXISTS (SELECT 1 FROM spent))`)
 	}
 	if len(x.Create) == 0 {
 		b.WriteString(` SELECT count(*) FROM spent`)

@@ -1542,12 +1542,24 @@ func testExchangeTokens(t *testing.T, s store.Store) {
 		wantErr(t, "GetToken("+kind+" "+sig+")", err, store.ErrNotFound)
 	}
 
-	// A code: spent, and the two tokens stored as given.
-	must(t, s.CreateToken(ctx, tok(store.KindAuthorizeCode, "c1", "R")))
+	expires := func(kind, sig string, want time.Time) {
+		t.Helper()
+		got, err := s.GetToken(ctx, kind, sig)
+		must(t, err)
+		same(t, "ExpiresAt of "+kind+" "+sig, got.ExpiresAt, want)
+	}
+
+	// A code: spent, and the two tokens stored as given. The spent code is
+	// kept as long as the refresh token, so that its reuse revokes it.
+	c1 := tok(store.KindAuthorizeCode, "c1", "R")
+	c1.ExpiresAt = at(5 * time.Minute)
+	must(t, s.CreateToken(ctx, c1))
 	a1, r1 := tok(store.KindAccessToken, "a1", "R"), tok(store.KindRefreshToken, "r1", "R")
+	r1.ExpiresAt = at(30 * 24 * time.Hour)
 	must(t, s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindAuthorizeCode, SpendSignature: "c1",
 		Create: []*store.TokenRecord{a1, r1}}))
 	active(store.KindAuthorizeCode, "c1", false)
+	expires(store.KindAuthorizeCode, "c1", r1.ExpiresAt)
 	for _, want := range []*store.TokenRecord{a1, r1} {
 		got, err := s.GetToken(ctx, want.Kind, want.Signature)
 		must(t, err)
@@ -1564,8 +1576,18 @@ func testExchangeTokens(t *testing.T, s store.Store) {
 
 	// A refresh: the old refresh token spent, the grant's access tokens
 	// revoked (not another grant's), the new ones stored active.
+	// The grant's spent code and refresh token are kept as long as the new
+	// refresh token; other records keep their expiry (a spent code of
+	// another grant, one of this grant that outlives the new tokens).
 	must(t, s.CreateToken(ctx, tok(store.KindAccessToken, "other", "S")))
+	otherCode := tok(store.KindAuthorizeCode, "other-code", "S")
+	must(t, s.CreateToken(ctx, otherCode))
+	must(t, s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindAuthorizeCode, SpendSignature: "other-code"}))
+	late := tok(store.KindRefreshToken, "late", "R")
+	late.Active, late.ExpiresAt = false, at(90*24*time.Hour)
+	must(t, s.CreateToken(ctx, late))
 	a4, r4 := tok(store.KindAccessToken, "a4", "R"), tok(store.KindRefreshToken, "r4", "R")
+	r4.ExpiresAt = at(60 * 24 * time.Hour)
 	rotate := &store.TokenExchange{SpendKind: store.KindRefreshToken, SpendSignature: "r1",
 		RevokeKind: store.KindAccessToken, RevokeRequest: "R", Create: []*store.TokenRecord{a4, r4}}
 	must(t, s.ExchangeTokens(ctx, rotate))
@@ -1574,6 +1596,12 @@ func testExchangeTokens(t *testing.T, s store.Store) {
 	active(store.KindAccessToken, "other", true)
 	active(store.KindAccessToken, "a4", true)
 	active(store.KindRefreshToken, "r4", true)
+	expires(store.KindRefreshToken, "r1", r4.ExpiresAt)
+	expires(store.KindAuthorizeCode, "c1", r4.ExpiresAt)
+	expires(store.KindAccessToken, "a1", a1.ExpiresAt)
+	expires(store.KindAuthorizeCode, "other-code", otherCode.ExpiresAt)
+	expires(store.KindRefreshToken, "late", late.ExpiresAt)
+	expires(store.KindRefreshToken, "r4", r4.ExpiresAt)
 
 	// The rotated-out token again: refused, and the new access token is
 	// not revoked by it.
