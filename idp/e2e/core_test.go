@@ -425,12 +425,18 @@ func TestPromptAndMaxAge(t *testing.T) {
 			r.mustExchange(a, pg.code(t, a))
 		}
 
-		// prompt=login forces a login even with a fresh session.
+		// prompt=login forces a login even with a fresh session. The same
+		// user's earlier tokens keep working: the user is still signed in.
+		a = r.authorize()
+		before := r.mustExchange(a, b.get(a.URL).code(t, a))
 		a = r.authorize(oauth2.SetAuthURLParam("prompt", "login"))
 		if pg = b.get(a.URL); pg.formWith("password") == nil {
 			t.Fatalf("prompt=login: want the login page, got %d %v", pg.Status, pg.Redirect)
 		}
 		r.mustExchange(a, b.submit(pg, "password", map[string]string{"email": email, "password": password}).code(t, a))
+		if st := userinfoStatus(t, r, before.AccessToken); st != http.StatusOK {
+			t.Errorf("an access token of the session a new login of the same user replaced: userinfo %d, want 200", st)
+		}
 	})
 }
 
@@ -494,6 +500,12 @@ func TestPromptSelectAccount(t *testing.T) {
 		pg = b.submit(pg, "password", map[string]string{"email": "other@example.com", "password": password})
 		if tk := r.mustExchange(a, pg.code(t, a)); tk.Claims["sub"] != second.ID {
 			t.Errorf("after logging in with another account: sub %v, want %s", tk.Claims["sub"], second.ID)
+		}
+		// The first account's session ended as a logout ends it: its
+		// access tokens with it (a shared browser keeps no access of the
+		// account switched from).
+		if st := userinfoStatus(t, r, first2.AccessToken); st != http.StatusUnauthorized {
+			t.Errorf("an access token of the account switched from: userinfo %d, want 401", st)
 		}
 		a = r.authorize()
 		if tk := r.mustExchange(a, b.get(a.URL).code(t, a)); tk.Claims["sub"] != second.ID {

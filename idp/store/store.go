@@ -459,7 +459,8 @@ type Store interface {
 	// started none.
 	LoginSession(ctx context.Context, loginKey []byte) (string, error)
 	// GetSession returns the session whose cookie hashes to tokenHash, or
-	// ErrNotFound when there is none or it expired (ExpiresAt <= now).
+	// ErrNotFound when there is none or it expired (ExpiresAt <= now; a
+	// zero now finds it expired or not).
 	GetSession(ctx context.Context, tokenHash []byte, now time.Time) (*Session, error)
 	// TouchSession records the session's last use and its expiry from
 	// then (a session not remembered ends when idle); ErrNotFound when it

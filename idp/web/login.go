@@ -697,6 +697,7 @@ func (s *Server) startWithBackupCode(w http.ResponseWriter, r *http.Request, f *
 	if err != nil {
 		return nil, 0, s.sessionRefused(w, r, f, err)
 	}
+	s.endPreviousSession(r, u.ID)
 	s.sessionStarted(w, r, token, sess)
 	return sess, remaining, nil
 }
@@ -738,12 +739,7 @@ func (s *Server) establish(w http.ResponseWriter, r *http.Request, f *flow, u *s
 		return nil, s.sessionRefused(w, r, f, err)
 	}
 	held.Stored()
-	// The login stands (its step, its session and its code are stored): a
-	// previous session that cannot be ended now does not undo it. Its
-	// cookie is replaced, so no one holds it; it ends at its expiry.
-	if err := s.endPreviousSession(r.Context(), r); err != nil {
-		s.Logger.WarnContext(r.Context(), "login: the browser's previous session could not be ended", append(logAttrs(r), "err", err)...)
-	}
+	s.endPreviousSession(r, u.ID)
 	s.sessionStarted(w, r, token, sess)
 	return sess, nil
 }

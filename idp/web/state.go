@@ -514,18 +514,18 @@ func (s *Server) currentSession(r *http.Request) (*store.Session, error) {
 // 0) and starts the session of its user u (the account as the login read
 // it) in one store call (store.StartSession: ErrNotFound when the login
 // was spent or u's credentials have changed since, ErrConsumed when the
-// code was spent), then ends the browser's previous session: the session
-// id is rotated at every login, and a request that loses the race for the
-// flow leaves the browser's session alone. Both are made in ctx, a
-// transaction's when the session starts with other changes (a backup
-// code spent); the caller gives the browser the session's cookie, whose
-// token it returns, once they are committed (sessionStarted).
+// code was spent), in ctx, a transaction's when the session starts with
+// other changes (a backup code spent). Once they are committed, the caller
+// ends the browser's previous session (endPreviousSession) and gives the
+// browser the new session's cookie, whose token this returns
+// (sessionStarted): a request that loses the race for the flow leaves the
+// browser's session alone.
 func (s *Server) startSession(ctx context.Context, r *http.Request, f *flow, u *store.User, totpStep int64) (*store.Session, string, error) {
 	sess, token := s.newSession(r, f)
 	if err := s.storeSession(ctx, f, u, totpStep, sess, nil); err != nil {
 		return nil, "", err
 	}
-	return sess, token, s.endPreviousSession(ctx, r)
+	return sess, token, nil
 }
 
 // newSession is the session the login f starts, with its cookie's token:
@@ -595,16 +595,33 @@ func (s *Server) storeSession(ctx context.Context, f *flow, u *store.User, totpS
 }
 
 // endPreviousSession ends the session the browser had before its login
-// started another (none: nothing to do).
-func (s *Server) endPreviousSession(ctx context.Context, r *http.Request) error {
+// started one of the user userID (none: nothing to do): the session id is
+// rotated at every login. Another account's session ends as its logout
+// would (store.EndSession), with the access tokens issued in it: an
+// account switched in a shared browser leaves the previous account's
+// relying parties no access. The same user's session is only deleted:
+// the relying parties it signed in keep their tokens, as the user is
+// still signed in. The login stands either way; a session that cannot be
+// ended is logged, and its cookie is replaced, so no one holds it.
+func (s *Server) endPreviousSession(r *http.Request, userID string) {
 	old := s.cookie(r, sessionCookie)
 	if old == "" {
-		return nil
+		return
 	}
-	if err := s.Store.DeleteSession(ctx, crypt.HashToken(old)); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
+	ctx, hash := r.Context(), crypt.HashToken(old)
+	// Expired or not (a zero now): its tokens may outlive it.
+	prev, err := s.Store.GetSession(ctx, hash, time.Time{})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return
+	case err == nil && prev.UserID != userID:
+		err = s.Store.EndSession(ctx, hash)
+	case err == nil:
+		err = s.Store.DeleteSession(ctx, hash)
 	}
-	return nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.Logger.WarnContext(ctx, "login: the browser's previous session could not be ended", append(logAttrs(r), "err", err)...)
+	}
 }
 
 // rotateSession gives the browser's session of the user userID a new
