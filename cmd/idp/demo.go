@@ -32,7 +32,7 @@ func demoSetup(ctx context.Context, args []string, stdout io.Writer) error {
 	}); err != nil {
 		return err
 	}
-	a, err := openApp(ctx)
+	a, err := openApp(ctx, true) // the newcomer's first store
 	if err != nil {
 		return err
 	}

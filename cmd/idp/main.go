@@ -11,11 +11,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -116,12 +118,15 @@ func loadConfig() (config.Config, error) {
 	return cfg, nil
 }
 
+// logOutput is where every command logs (a test's buffer in tests).
+var logOutput io.Writer = os.Stderr
+
 func newLogger(level string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	return slog.New(slog.NewJSONHandler(logOutput, &slog.HandlerOptions{Level: l}))
 }
 
 // flags parses a subcommand's flags; a flag error is one line, not a dump
@@ -154,12 +159,30 @@ func flags(name string, args []string, define func(fs *flag.FlagSet)) error {
 // signing keys alone: only serve makes them (and keys rotate, explicitly),
 // so that a command run without the servers' IDP_SIGNING_ALG does not make
 // a key of another algorithm current.
-func openApp(ctx context.Context) (*app.App, error) {
+//
+// A command that finds no embedded store where the configuration puts it
+// (the default, ./data/idp.db, is relative) makes a new one; unless that is
+// expected (newStore: demo-setup), it warns with the file's absolute path:
+// run in another directory than the server, a command changes a store no
+// server reads, and succeeds.
+func openApp(ctx context.Context, newStore bool) (*app.App, error) {
 	cfg, err := loadConfig()
 	if err != nil {
 		return nil, err
 	}
-	return app.Open(ctx, cfg, app.Options{Logger: newLogger("warn"), LeaveKeys: true})
+	log := newLogger("warn")
+	created := false
+	if cfg.Embedded() && !newStore {
+		_, err := os.Stat(cfg.SQLitePath())
+		created = errors.Is(err, fs.ErrNotExist)
+	}
+	a, err := app.Open(ctx, cfg, app.Options{Logger: log, LeaveKeys: true})
+	if err == nil && created {
+		path, _ := filepath.Abs(cfg.SQLitePath())
+		log.Warn("no embedded store was found, so a new one was made: a server started in another directory, "+
+			"or with another IDP_DATABASE_URL, does not read it", "path", path)
+	}
+	return a, err
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -626,7 +649,7 @@ func (c adminCommand) run(ctx context.Context, cmd string, args []string, stdout
 // withApp opens the provider for the command cmd, runs do and prints its
 // result as JSON; an error of do is one line, prefixed with cmd.
 func withApp(ctx context.Context, cmd string, stdout io.Writer, do func(a *app.App) (any, error)) error {
-	a, err := openApp(ctx)
+	a, err := openApp(ctx, false)
 	if err != nil {
 		return err
 	}

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -268,5 +270,45 @@ func TestFlagsText(t *testing.T) {
 	}
 	if err := flags("x", []string{"--client-file", "/tmp/dir\xff/client.json"}, define); err != nil {
 		t.Errorf("a file name that is not UTF-8: %v", err)
+	}
+}
+
+// TestNewStoreWarned: an administrative command that finds no embedded
+// store where the configuration puts it (run in another directory than
+// the server, say) makes one and warns with its absolute path; on a store
+// that exists, it says nothing. demo-setup, which makes the newcomer's
+// first store, does not warn.
+func TestNewStoreWarned(t *testing.T) {
+	var log bytes.Buffer
+	logOutput = &log
+	t.Cleanup(func() { logOutput = os.Stderr })
+	t.Chdir(t.TempDir())
+	t.Setenv("IDP_DATABASE_URL", "sqlite://./elsewhere/idp.db")
+	t.Setenv("IDP_SECRET_KEY", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32)))
+	abs, err := filepath.Abs("elsewhere/idp.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := func() {
+		t.Helper()
+		if err := run(t.Context(), []string{"client", "list"}, strings.NewReader(""), io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list()
+	if got := log.String(); !strings.Contains(got, "a new one was made") || !strings.Contains(got, strconv.Quote(abs)) {
+		t.Fatalf("a store made by an admin command: log %q, want a warning naming %s", got, abs)
+	}
+	log.Reset()
+	list()
+	if log.Len() != 0 {
+		t.Fatalf("a store that exists: log %q, want nothing", log.String())
+	}
+	t.Setenv("IDP_DATABASE_URL", "sqlite://./demo/idp.db")
+	if err := run(t.Context(), []string{"demo-setup", "--client-file", "demo/client.json"}, strings.NewReader(""), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if log.Len() != 0 {
+		t.Fatalf("demo-setup's first store: log %q, want nothing", log.String())
 	}
 }
