@@ -10,6 +10,10 @@ import (
 type Message struct {
 	Subject string
 	Body    string
+	// ExpiresAt is when the message stops being of use (a reset link's
+	// expiry; zero: never): the outbox gives it up if it could not be sent
+	// by then.
+	ExpiresAt time.Time
 }
 
 // Notice is what a security e-mail says.
@@ -172,5 +176,9 @@ func Compose(kind string, n Notice) Message {
 	} else {
 		line("このメールは送信専用です。ご返信いただいてもお答えできません。")
 	}
-	return Message{Subject: "[" + product + "] " + t[i].subject, Body: b.String()}
+	m := Message{Subject: "[" + product + "] " + t[i].subject, Body: b.String()}
+	if kind == ResetRequested && !n.When.IsZero() {
+		m.ExpiresAt = n.When.Add(n.Valid)
+	}
+	return m
 }

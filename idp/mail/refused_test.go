@@ -274,3 +274,61 @@ func TestWorkerGivesUpOnRefusal(t *testing.T) {
 		}
 	}
 }
+
+// countingSender counts the mails it sent to each recipient.
+type countingSender map[string]int
+
+func (c countingSender) Send(_ context.Context, _, to string, _ []byte) error {
+	c[to]++
+	return nil
+}
+
+// TestWorkerGivesUpExpiredMail: a reset link's mail that could not be sent
+// before the link expired (the mail server away for longer) is given up,
+// not delivered dead; one still in time is sent.
+func TestWorkerGivesUpExpiredMail(t *testing.T) {
+	ctx := context.Background()
+	st := testenv.SQLiteStore(t)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	out := NewOutbox(st, nil, func() time.Time { return now })
+	reset := func(to string) {
+		t.Helper()
+		m := Compose(ResetRequested, Notice{When: now, Valid: 30 * time.Minute, Link: "https://id.example/reset-password?token=t"})
+		if want := now.Add(30 * time.Minute); !m.ExpiresAt.Equal(want) {
+			t.Fatalf("the reset mail's expiry %v, want %v", m.ExpiresAt, want)
+		}
+		if err := out.Enqueue(ctx, to, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reset("late@example.com")
+	if m := Compose(PasswordChanged, Notice{When: now}); !m.ExpiresAt.IsZero() {
+		t.Fatalf("a notice's expiry %v, want none", m.ExpiresAt)
+	}
+	if err := out.Enqueue(ctx, "notice@example.com", Compose(PasswordChanged, Notice{When: now})); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(30 * time.Minute)
+	reset("in-time@example.com")
+
+	sent := countingSender{}
+	m := &countingMetrics{mail: map[string]int{}}
+	w := &Worker{Outbox: out, Sender: sent, From: "a@example.com", Metrics: m, Logger: slog.New(slog.DiscardHandler)}
+	if n, err := w.SendDue(ctx); n != 3 || err != nil {
+		t.Fatalf("SendDue = %d, %v; want 3 claimed", n, err)
+	}
+	if sent["late@example.com"] != 0 || sent["notice@example.com"] != 1 || sent["in-time@example.com"] != 1 {
+		t.Errorf("sent %v, want the notice and the reset mail still in time, not the expired one", sent)
+	}
+	if m.mail[metrics.MailExpired] != 1 || m.mail[metrics.MailSent] != 2 {
+		t.Errorf("attempts by result %v, want one expired and two sent", m.mail)
+	}
+	late, err := st.GetMail(ctx, 1)
+	if err != nil || !late.SentAt.IsZero() || late.NextAttemptAt != store.MailNever || !strings.Contains(late.LastError, "expired") {
+		t.Errorf("the expired mail: %+v, %v; want given up, unsent, with its reason", late, err)
+	}
+	now = now.Add(365 * 24 * time.Hour)
+	if n, err := w.SendDue(ctx); n != 0 || err != nil {
+		t.Errorf("a year later SendDue = %d, %v; want nothing", n, err)
+	}
+}

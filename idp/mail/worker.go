@@ -68,7 +68,8 @@ func (o *Outbox) open(to, body string) (string, error) {
 // transaction.
 func (o *Outbox) Enqueue(ctx context.Context, to string, m Message) error {
 	now := o.Now()
-	err := o.Store.EnqueueMail(ctx, &store.Mail{To: to, Subject: m.Subject, Body: o.seal(to, m.Body), CreatedAt: now, NextAttemptAt: now})
+	err := o.Store.EnqueueMail(ctx, &store.Mail{To: to, Subject: m.Subject, Body: o.seal(to, m.Body), CreatedAt: now, NextAttemptAt: now,
+		ExpiresAt: m.ExpiresAt})
 	if err == nil {
 		o.Nudge()
 	}
@@ -236,6 +237,17 @@ func (w *Worker) release(ctx context.Context, ms []store.Mail) {
 
 func (w *Worker) send(ctx context.Context, m store.Mail) {
 	st := w.Outbox.Store
+	if !m.ExpiresAt.IsZero() && !w.Outbox.Now().Before(m.ExpiresAt) {
+		// Its link no longer works: delivered now, it would only mislead.
+		w.Metrics.MailAttempt(metrics.MailExpired)
+		w.Logger.Warn("mail expired before it could be sent; given up", "mail_id", m.ID, "attempt", m.Attempts)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		defer cancel()
+		if err := st.GiveUpMail(rctx, m.ID, "expired before it could be sent"); err != nil && !errors.Is(err, store.ErrNotFound) {
+			w.Logger.Error("expired mail not recorded: looked at again when its lease ends", "mail_id", m.ID, "err", err)
+		}
+		return
+	}
 	body, err := w.Outbox.open(m.To, m.Body)
 	if err == nil {
 		sctx, cancel := context.WithTimeout(ctx, w.SendTimeout)

@@ -53,7 +53,8 @@ type Recorder interface {
 	StoreCall(op string, d time.Duration, failed bool)
 	// MailAttempt counts one attempt to send a queued mail by its result
 	// (MailSent; MailFailed: it will be retried; MailRefused: the server
-	// refused it for good, it is not retried).
+	// refused it for good, it is not retried; MailExpired: its content
+	// stopped working before it could be sent, it was given up unsent).
 	MailAttempt(result string)
 }
 
@@ -62,6 +63,7 @@ const (
 	MailSent    = "sent"
 	MailFailed  = "failed"
 	MailRefused = "refused"
+	MailExpired = "expired"
 )
 
 // Nop records nothing.

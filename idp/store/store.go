@@ -271,6 +271,9 @@ type Mail struct {
 	SentAt        time.Time // zero until sent
 	LastError     string    // the last failure, never the body
 	CreatedAt     time.Time
+	// ExpiresAt is when the mail's content stops working (a reset link's
+	// expiry; zero: never): a mail not sent by then is given up.
+	ExpiresAt time.Time
 }
 
 // Token kinds held by the OAuth request table.

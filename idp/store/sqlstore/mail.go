@@ -76,12 +76,12 @@ func (s *Store) ConsumePasswordReset(ctx context.Context, tokenHash []byte, now 
 	return userID, s.fail("consume password reset", err)
 }
 
-const mailCols = `id, recipient, subject, body, attempts, next_attempt_at, claimed_until, sent_at, last_error, created_at`
+const mailCols = `id, recipient, subject, body, attempts, next_attempt_at, claimed_until, sent_at, last_error, created_at, expires_at`
 
 func scanMail(r scanner) (*store.Mail, error) {
 	var m store.Mail
 	err := r.Scan(&m.ID, &m.To, &m.Subject, &m.Body, &m.Attempts, timeCol{&m.NextAttemptAt}, timeCol{&m.ClaimedUntil},
-		timeCol{&m.SentAt}, &m.LastError, timeCol{&m.CreatedAt})
+		timeCol{&m.SentAt}, &m.LastError, timeCol{&m.CreatedAt}, timeCol{&m.ExpiresAt})
 	if err != nil {
 		return nil, err
 	}
@@ -91,10 +91,10 @@ func scanMail(r scanner) (*store.Mail, error) {
 // EnqueueMail adds a mail to the outbox.
 func (s *Store) EnqueueMail(ctx context.Context, m *store.Mail) error {
 	err := s.q(ctx).QueryRowContext(ctx, `INSERT INTO mail_outbox
-		(recipient, subject, body, attempts, next_attempt_at, claimed_until, sent_at, last_error, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
+		(recipient, subject, body, attempts, next_attempt_at, claimed_until, sent_at, last_error, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
 		m.To, m.Subject, m.Body, m.Attempts, unix(m.NextAttemptAt), unix(m.ClaimedUntil), unix(m.SentAt),
-		m.LastError, unix(m.CreatedAt)).Scan(&m.ID)
+		m.LastError, unix(m.CreatedAt), unix(m.ExpiresAt)).Scan(&m.ID)
 	return s.fail("enqueue mail", err)
 }
 

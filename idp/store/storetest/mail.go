@@ -138,7 +138,8 @@ func testMailOutbox(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	m1 := &store.Mail{To: "a@example.com", Subject: "件名", Body: "本文", CreatedAt: t0, NextAttemptAt: t0}
 	must(t, s.EnqueueMail(ctx, m1))
-	m2 := &store.Mail{To: "b@example.com", Subject: "later", Body: "b", CreatedAt: t0, NextAttemptAt: at(time.Minute)}
+	m2 := &store.Mail{To: "b@example.com", Subject: "later", Body: "b", CreatedAt: t0, NextAttemptAt: at(time.Minute),
+		ExpiresAt: at(30 * time.Minute)}
 	must(t, s.EnqueueMail(ctx, m2))
 	if m1.ID == 0 || m2.ID == 0 || m1.ID == m2.ID {
 		t.Fatalf("ids: %d, %d", m1.ID, m2.ID)
@@ -146,6 +147,9 @@ func testMailOutbox(t *testing.T, s store.Store) {
 	got, err := s.GetMail(ctx, m1.ID)
 	must(t, err)
 	same(t, "GetMail", got, m1)
+	got, err = s.GetMail(ctx, m2.ID)
+	must(t, err)
+	same(t, "GetMail with an expiry", got, m2)
 	_, err = s.GetMail(ctx, 999999)
 	wantErr(t, "GetMail unknown", err, store.ErrNotFound)
 
