@@ -51,10 +51,11 @@ commands:
                              working, or after DURATION (e.g. 24h, at most 720h)
   client delete --id ID      remove a relying party with its consents and tokens
   keys rotate                make a new signing key current
-  demo-setup                 create the demo user and client of 'make run' if missing
+  demo-setup [--client-file F] [--viewer URL]
+                             create the demo user and client of 'make run' if missing
 
 Configuration comes from IDP_* environment variables, or a KEY=VALUE file
-named by IDP_CONFIG (the environment wins).`
+named by IDP_CONFIG (a non-empty environment variable wins).`
 
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout); err != nil {

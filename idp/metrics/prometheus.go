@@ -33,7 +33,7 @@ func NewPrometheus() *Prometheus {
 	p := &Prometheus{reg: prometheus.NewRegistry()}
 	p.logins = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "idp", Name: "login_attempts_total",
-		Help: "Login step attempts by step (password, totp, backup) and result (success, failure, locked).",
+		Help: "Login step attempts by step (password, totp, backup) and result (success, failure, locked, disabled).",
 	}, []string{"step", "result"})
 	p.mfaFails = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "idp", Name: "second_step_failures_total",
@@ -63,7 +63,7 @@ func NewPrometheus() *Prometheus {
 	}, []string{"op"})
 	p.mail = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "idp", Name: "mail_attempts_total",
-		Help: "Attempts to send a queued mail, by result (sent, failed: retried later).",
+		Help: "Attempts to send a queued mail, by result (sent; failed: retried later; refused: not retried; expired: given up unsent).",
 	}, []string{"result"})
 	p.reg.MustRegister(p.logins, p.mfaFails, p.lockouts, p.tokens, p.requests, p.storeTime, p.storeErrs, p.mail,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
