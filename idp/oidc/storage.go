@@ -584,10 +584,14 @@ func (s *Storage) GetRefreshTokenSession(ctx context.Context, signature string, 
 	return s.get(ctx, store.KindRefreshToken, signature, sess, fosite.ErrInactiveToken)
 }
 
-// DeleteRefreshTokenSession implements oauth2.RefreshTokenStorage.
-func (s *Storage) DeleteRefreshTokenSession(ctx context.Context, signature string) error {
-	return s.delete(ctx, store.KindRefreshToken, signature)
-}
+// DeleteRefreshTokenSession implements oauth2.RefreshTokenStorage: it
+// deletes nothing. fosite calls it only for a rotated-out refresh token
+// that was reused, before it revokes the grant (handleRefreshTokenReuse),
+// each in a statement of its own: a revocation that then failed would
+// leave the reused token gone, and its next reuse (the client's retry of
+// the 503) refused as unknown, revoking nothing. The token is inactive
+// already; the expiry sweep deletes it.
+func (s *Storage) DeleteRefreshTokenSession(context.Context, string) error { return nil }
 
 // RotateRefreshToken implements oauth2.RefreshTokenStorage: the used refresh
 // token stops working (atomically: of two concurrent refreshes one wins) and

@@ -298,6 +298,9 @@ type TokenRecord struct {
 	Active    bool
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// Successor (a refresh token spent by a refresh; read, never written
+	// by CreateToken) is the refresh token that refresh issued.
+	Successor string
 	// Consented (a code of a client that asks for consent; not stored):
 	// CreateToken stores it only while the subject's consent to the client
 	// exists, as it does only while its session exists.
@@ -319,18 +322,23 @@ type TokenRecord struct {
 // refresh token refused while its account is disabled works again once it
 // is enabled).
 //
-// The grant's spent one-time records (the code spent, refresh tokens
-// rotated out: inactive records of kinds KindAuthorizeCode and
-// KindRefreshToken with the request id of Create, the one spent included)
-// are kept until the latest expiry among Create, where theirs is earlier: a
-// reuse found at any time while the tokens may live is refused and revokes
-// them (RFC 6749 4.1.2, RFC 9700 4.14.2), where one the expiry sweep had
-// deleted would only be refused. Create carry the grant's request id (a
-// refresh's is RevokeRequest).
+// The code or refresh token spent is kept until the latest expiry among
+// Create, where its own is earlier: a reuse found while the tokens it
+// issued may live is refused and revokes them (RFC 6749 4.1.2, RFC 9700
+// 4.14.2), where one the expiry sweep had deleted would only be refused.
+// (Only the spent record: raising every earlier one of a grant at each
+// refresh would cost each refresh more than the one before.)
+//
+// A refresh records the refresh token it creates as the spent one's
+// Successor. A retry of a refresh (Relink: the refresh token presented,
+// spent already, whose Successor is the one spent now: see
+// oidc.Storage.RefreshGrace) records it as Relink's Successor too, so that
+// the retry can be retried.
 type TokenExchange struct {
 	SpendKind, SpendSignature string
 	RevokeKind, RevokeRequest string // both empty: nothing to revoke
 	Create                    []*TokenRecord
+	Relink                    string
 }
 
 // Store is the one storage interface of the identity provider.

@@ -36,10 +36,13 @@ func tokenArgs(t *store.TokenRecord) []any {
 		unix(t.CreatedAt), unix(t.ExpiresAt)}
 }
 
-// tokenDest are the scan destinations of tokenColumns in t.
+// tokenReadColumns are tokenColumns and what only the store writes.
+const tokenReadColumns = tokenColumns + `, successor`
+
+// tokenDest are the scan destinations of tokenReadColumns in t.
 func tokenDest(t *store.TokenRecord) []any {
 	return []any{&t.Kind, &t.Signature, &t.RequestID, &t.ClientID, &t.Subject, &t.SessionID,
-		bytesCol{&t.Data}, &t.Active, timeCol{&t.CreatedAt}, timeCol{&t.ExpiresAt}}
+		bytesCol{&t.Data}, &t.Active, timeCol{&t.CreatedAt}, timeCol{&t.ExpiresAt}, &t.Successor}
 }
 
 // typedTokenValues selects the values of tokenColumns from the parameters
@@ -94,7 +97,7 @@ func (s *Store) CreateToken(ctx context.Context, t *store.TokenRecord) error {
 // business); ErrNotFound when there is none.
 func (s *Store) GetToken(ctx context.Context, kind, signature string) (*store.TokenRecord, error) {
 	var t store.TokenRecord
-	err := s.q(ctx).QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE kind = $1 AND signature = $2`,
+	err := s.q(ctx).QueryRowContext(ctx, `SELECT `+tokenReadColumns+` FROM tokens WHERE kind = $1 AND signature = $2`,
 		kind, signature).Scan(tokenDest(&t)...)
 	if err != nil {
 		return nil, s.fail("get token", err)
@@ -110,7 +113,7 @@ func (s *Store) GetTokenWithUser(ctx context.Context, kind, signature string) (*
 		u maybeUser
 	)
 	err := s.q(ctx).QueryRowContext(ctx, `SELECT tk.*, `+maybeUserCols+`
-		FROM (SELECT `+tokenColumns+` FROM tokens WHERE kind = $1 AND signature = $2) AS tk
+		FROM (SELECT `+tokenReadColumns+` FROM tokens WHERE kind = $1 AND signature = $2) AS tk
 		LEFT JOIN users u ON u.id = tk.subject`, kind, signature).
 		Scan(append(tokenDest(&t), u.dest()...)...)
 	if err != nil {
@@ -198,22 +201,21 @@ func (s *Store) ExchangeTokens(ctx context.Context, x *store.TokenExchange) erro
 	if err != nil {
 		return s.fail("exchange tokens", err)
 	}
+	if err := checkRelink(x); err != nil {
+		return s.fail("exchange tokens", err)
+	}
 	if s.dialect.WritableCTE {
 		return s.fail("exchange tokens", s.exchangeInOneStatement(ctx, x, subject))
 	}
 	keep := exchangeKeep(x)
 	return s.fail("exchange tokens", s.inTx(ctx, func(q querier) error {
-		args := []any{x.SpendKind, x.SpendSignature}
-		keepParam, accountParam := 0, 0
-		if keep != 0 {
-			args = append(args, keep)
-			keepParam = len(args)
-		}
+		var a sqlArgs
+		account := ""
 		if len(x.Create) > 0 && subject != "" {
-			args = append(args, subject)
-			accountParam = len(args)
+			account = ` AND EXISTS (` + activeAccountAt(a.add(subject)) + `)`
 		}
-		n, err := affected(q.ExecContext(ctx, spendSQL(keepParam, accountParam), args...))
+		spend := spendSQL(&a, x, keep, account)
+		n, err := affected(q.ExecContext(ctx, spend, a...))
 		if err != nil {
 			return err
 		}
@@ -221,11 +223,9 @@ func (s *Store) ExchangeTokens(ctx context.Context, x *store.TokenExchange) erro
 			return s.spendRefused(ctx, q, x, subject)
 		}
 		if x.RevokeKind != "" {
-			revoke, args := revokeGrantSQL(1, 2, 0, 0), []any{x.RevokeRequest, x.RevokeKind}
-			if keep != 0 {
-				revoke, args = revokeGrantSQL(1, 2, 3, 4), append(args, keep, store.KindAuthorizeCode, store.KindRefreshToken)
-			}
-			if _, err := q.ExecContext(ctx, revoke, args...); err != nil {
+			var r sqlArgs
+			revoke := revokeSQL(&r, x)
+			if _, err := q.ExecContext(ctx, revoke, r...); err != nil {
 				return err
 			}
 		}
@@ -238,44 +238,75 @@ func (s *Store) ExchangeTokens(ctx context.Context, x *store.TokenExchange) erro
 	}))
 }
 
-// keepSpent is how an exchange keeps its grant's spent one-time records (a
-// code, rotated-out refresh tokens) as long as the tokens it creates: their
-// expiry is raised to the latest of those (store.TokenExchange). keep is
-// the parameter number of that expiry; SET clauses read the row as it was.
-func keepSpent(keep int) string {
-	return fmt.Sprintf(`expires_at = CASE WHEN expires_at <> 0 AND expires_at < CAST($%[1]d AS BIGINT) THEN CAST($%[1]d AS BIGINT) ELSE expires_at END`, keep)
+// sqlArgs are a statement's arguments, collected as its text is written.
+type sqlArgs []any
+
+// add appends v and returns its placeholder.
+func (a *sqlArgs) add(v any) string {
+	*a = append(*a, v)
+	return "$" + strconv.Itoa(len(*a))
 }
 
-// spendSQL deactivates the token $1, $2 while it is active; with keep > 0
-// it also raises its expiry (keepSpent); with account > 0, only while the
-// user of that parameter is active (activeAccount).
-func spendSQL(keep, account int) string {
+// keepSpent is how an exchange keeps the code or refresh token it spends
+// as long as the tokens it creates: its expiry is raised to the latest of
+// those, keep (store.TokenExchange). SET clauses read the row as it was.
+func keepSpent(keep string) string {
+	return `expires_at = CASE WHEN expires_at <> 0 AND expires_at < ` + keep + ` THEN ` + keep + ` ELSE expires_at END`
+}
+
+// spendSQL deactivates the code or refresh token x spends while it is
+// active, and, while account (a condition: "" for none) holds. It raises
+// the token's expiry to keep (keepSpent; 0: not), and records the refresh
+// token x creates as a spent refresh token's successor.
+func spendSQL(a *sqlArgs, x *store.TokenExchange, keep int64, account string) string {
 	q := `UPDATE tokens SET active = FALSE`
-	if keep > 0 {
-		q += `, ` + keepSpent(keep)
+	if keep != 0 {
+		q += `, ` + keepSpent(`CAST(`+a.add(keep)+` AS BIGINT)`)
 	}
-	q += ` WHERE kind = $1 AND signature = $2 AND active`
-	if account > 0 {
-		q += ` AND EXISTS (` + activeAccount(account) + `)`
+	if succ := successorOf(x); succ != "" && x.SpendKind == store.KindRefreshToken {
+		q += `, successor = ` + a.add(succ)
 	}
-	return q
+	return q + ` WHERE kind = ` + a.add(x.SpendKind) + ` AND signature = ` + a.add(x.SpendSignature) + ` AND active` + account
 }
 
-// revokeGrantSQL deactivates the active tokens of kind $kind issued for
-// the request $grant and, with keep > 0, raises the expiry of the grant's
-// spent codes and refresh tokens ($spent, $spent+1) to it (keepSpent).
-func revokeGrantSQL(grant, kind, keep, spent int) string {
-	if keep == 0 {
-		return fmt.Sprintf(`UPDATE tokens SET active = FALSE WHERE request_id = $%d AND kind = $%d AND active`, grant, kind)
+// revokeSQL deactivates the active tokens of x.RevokeKind issued for the
+// grant x.RevokeRequest, and, for a retry (x.Relink), records the refresh
+// token x creates as the retried token's successor.
+func revokeSQL(a *sqlArgs, x *store.TokenExchange) string {
+	grant, kind := a.add(x.RevokeRequest), a.add(x.RevokeKind)
+	if x.Relink == "" {
+		return `UPDATE tokens SET active = FALSE WHERE request_id = ` + grant + ` AND kind = ` + kind + ` AND active`
 	}
-	return fmt.Sprintf(`UPDATE tokens SET active = FALSE, expires_at = CASE WHEN active THEN expires_at ELSE CAST($%[3]d AS BIGINT) END
-		WHERE request_id = $%[1]d AND (kind = $%[2]d AND active
-			OR kind IN ($%[4]d, $%[5]d) AND NOT active AND expires_at <> 0 AND expires_at < CAST($%[3]d AS BIGINT))`, grant, kind, keep, spent, spent+1)
+	retried := `kind = ` + a.add(store.KindRefreshToken) + ` AND signature = ` + a.add(x.Relink)
+	return `UPDATE tokens SET active = FALSE, successor = CASE WHEN ` + retried + ` THEN ` + a.add(successorOf(x)) + ` ELSE successor END
+		WHERE request_id = ` + grant + ` AND (kind = ` + kind + ` AND active OR ` + retried + `)`
 }
 
-// exchangeKeep is the expiry an exchange keeps its grant's spent records
-// until: the latest of the tokens it creates (0: it creates none, or one
-// that never expires, and nothing is raised).
+// successorOf is the signature of the refresh token x creates ("": none).
+func successorOf(x *store.TokenExchange) string {
+	for _, t := range x.Create {
+		if t.Kind == store.KindRefreshToken {
+			return t.Signature
+		}
+	}
+	return ""
+}
+
+// checkRelink refuses a retry (x.Relink) that is not a refresh creating a
+// refresh token and revoking its grant's access tokens.
+func checkRelink(x *store.TokenExchange) error {
+	if x.Relink == "" {
+		return nil
+	}
+	if x.SpendKind != store.KindRefreshToken || successorOf(x) == "" || x.RevokeRequest == "" {
+		return errors.New("a retried refresh token relinked by an exchange that is no refresh")
+	}
+	return nil
+}
+
+// exchangeKeep is the expiry an exchange keeps what it spends until: the
+// latest of the tokens it creates (0: it creates none, or one that never
+// expires, and nothing is raised).
 func exchangeKeep(x *store.TokenExchange) int64 {
 	var keep int64
 	for _, t := range x.Create {
@@ -322,42 +353,33 @@ func exchangeSubject(x *store.TokenExchange) (string, error) {
 // wait for each other, nor for another UPDATE of the user.
 func (s *Store) exchangeInOneStatement(ctx context.Context, x *store.TokenExchange, subject string) error {
 	q := s.q(ctx)
-	args := []any{x.SpendKind, x.SpendSignature}
-	var b strings.Builder
+	var (
+		a sqlArgs
+		b strings.Builder
+	)
 	account := ""
 	if len(x.Create) > 0 && subject != "" {
-		args = append(args, subject)
 		lock := ""
 		if s.dialect.RowLocks {
 			lock = ` FOR KEY SHARE`
 		}
-		b.WriteString(`WITH account AS (` + activeAccount(3) + lock + `), `)
+		b.WriteString(`WITH account AS (` + activeAccountAt(a.add(subject)) + lock + `), `)
 		account = ` AND EXISTS (SELECT 1 FROM account)`
 	} else {
 		b.WriteString(`WITH `)
 	}
-	keep, keepParam := exchangeKeep(x), 0
-	if keep != 0 {
-		args = append(args, keep)
-		keepParam = len(args)
-	}
-	b.WriteString(`spent AS (` + spendSQL(keepParam, 0) + account + ` RETURNING 1)`)
+	keep := exchangeKeep(x)
+	b.WriteString(`spent AS (` + spendSQL(&a, x, keep, account) + ` RETURNING 1)`)
 	if x.RevokeKind != "" {
-		p := len(args)
-		args = append(args, x.RevokeRequest, x.RevokeKind)
-		spentParam := 0
-		if keep != 0 {
-			args = append(args, store.KindAuthorizeCode, store.KindRefreshToken)
-			spentParam = p + 3
-		}
-		// The spent row is active on the statement's snapshot: the spend
-		// alone updates it.
-		b.WriteString(`, revoked AS (` + revokeGrantSQL(p+1, p+2, keepParam, spentParam) + ` AND EXISTS (SELECT 1 FROM spent))`)
+		// The spent row is active on the statement's snapshot, so the
+		// spend alone updates it; the retried one (x.Relink) is inactive,
+		// and only this clause updates it.
+		b.WriteString(`, revoked AS (` + revokeSQL(&a, x) + ` AND EXISTS (SELECT 1 FROM spent))`)
 	}
 	if len(x.Create) == 0 {
 		b.WriteString(` SELECT count(*) FROM spent`)
 		var n int
-		if err := q.QueryRowContext(ctx, b.String(), args...).Scan(&n); err != nil {
+		if err := q.QueryRowContext(ctx, b.String(), a...).Scan(&n); err != nil {
 			return err
 		}
 		if n == 0 {
@@ -370,10 +392,10 @@ func (s *Store) exchangeInOneStatement(ctx context.Context, x *store.TokenExchan
 		if i > 0 {
 			b.WriteString(` UNION ALL `)
 		}
-		b.WriteString(typedTokenValues(len(args)) + ` FROM spent`)
-		args = append(args, tokenArgs(t)...)
+		b.WriteString(typedTokenValues(len(a)) + ` FROM spent`)
+		a = append(a, tokenArgs(t)...)
 	}
-	n, err := affected(q.ExecContext(ctx, b.String(), args...))
+	n, err := affected(q.ExecContext(ctx, b.String(), a...))
 	if err != nil {
 		return err
 	}
@@ -386,7 +408,12 @@ func (s *Store) exchangeInOneStatement(ctx context.Context, x *store.TokenExchan
 // activeAccount selects the row of the user (parameter p) while it exists
 // and is not disabled: an exchange issues tokens only then.
 func activeAccount(p int) string {
-	return fmt.Sprintf(`SELECT 1 FROM users WHERE id = $%d AND disabled_at = 0`, p)
+	return activeAccountAt("$" + strconv.Itoa(p))
+}
+
+// activeAccountAt is activeAccount of the user at the placeholder ph.
+func activeAccountAt(ph string) string {
+	return `SELECT 1 FROM users WHERE id = ` + ph + ` AND disabled_at = 0`
 }
 
 // spendRefused says why the spend of the exchange x, issuing tokens to

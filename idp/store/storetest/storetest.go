@@ -1578,9 +1578,9 @@ func testExchangeTokens(t *testing.T, s store.Store) {
 
 	// A refresh: the old refresh token spent, the grant's access tokens
 	// revoked (not another grant's), the new ones stored active.
-	// The grant's spent code and refresh token are kept as long as the new
-	// refresh token; other records keep their expiry (a spent code of
-	// another grant, one of this grant that outlives the new tokens).
+	// The spent refresh token is kept as long as the new one; other records
+	// keep their expiry (the grant's code spent earlier, a spent code of
+	// another grant, a spent refresh token that outlives the new tokens).
 	must(t, s.CreateToken(ctx, tok(store.KindAccessToken, "other", "S")))
 	otherCode := tok(store.KindAuthorizeCode, "other-code", "S")
 	must(t, s.CreateToken(ctx, otherCode))
@@ -1599,7 +1599,7 @@ func testExchangeTokens(t *testing.T, s store.Store) {
 	active(store.KindAccessToken, "a4", true)
 	active(store.KindRefreshToken, "r4", true)
 	expires(store.KindRefreshToken, "r1", r4.ExpiresAt)
-	expires(store.KindAuthorizeCode, "c1", r4.ExpiresAt)
+	expires(store.KindAuthorizeCode, "c1", r1.ExpiresAt)
 	expires(store.KindAccessToken, "a1", a1.ExpiresAt)
 	expires(store.KindAuthorizeCode, "other-code", otherCode.ExpiresAt)
 	expires(store.KindRefreshToken, "late", late.ExpiresAt)
@@ -1611,6 +1611,43 @@ func testExchangeTokens(t *testing.T, s store.Store) {
 	wantErr(t, "ExchangeTokens(rotated-out refresh token)", s.ExchangeTokens(ctx, rotate), store.ErrConsumed)
 	active(store.KindAccessToken, "a4", true)
 	missing(store.KindAccessToken, "a5")
+
+	// The rotated-out token names its successor. A retry of it spends the
+	// successor (as a refresh would) and names the new token as the
+	// successor of both.
+	successor := func(sig, want string) {
+		t.Helper()
+		got, err := s.GetToken(ctx, store.KindRefreshToken, sig)
+		must(t, err)
+		same(t, "Successor of "+sig, got.Successor, want)
+	}
+	successor("r1", "r4")
+	successor("r4", "")
+	a9, r9 := tok(store.KindAccessToken, "a9", "R"), tok(store.KindRefreshToken, "r9", "R")
+	r9.ExpiresAt = at(61 * 24 * time.Hour)
+	retry := &store.TokenExchange{SpendKind: store.KindRefreshToken, SpendSignature: "r4", Relink: "r1",
+		RevokeKind: store.KindAccessToken, RevokeRequest: "R", Create: []*store.TokenRecord{a9, r9}}
+	must(t, s.ExchangeTokens(ctx, retry))
+	active(store.KindRefreshToken, "r4", false)
+	active(store.KindAccessToken, "a4", false)
+	active(store.KindRefreshToken, "r9", true)
+	successor("r1", "r9")
+	successor("r4", "r9")
+	successor("late", "")
+	expires(store.KindRefreshToken, "r4", r9.ExpiresAt)
+	expires(store.KindRefreshToken, "r1", r4.ExpiresAt)
+	expires(store.KindRefreshToken, "late", late.ExpiresAt)
+	// Retried again once the successor was spent: refused, nothing changed.
+	retry.Create = []*store.TokenRecord{tok(store.KindAccessToken, "a10", "R"), tok(store.KindRefreshToken, "r10", "R")}
+	wantErr(t, "ExchangeTokens(a retry whose successor was spent)", s.ExchangeTokens(ctx, retry), store.ErrConsumed)
+	successor("r1", "r9")
+	missing(store.KindRefreshToken, "r10")
+	// A relink in an exchange that is no refresh is refused.
+	if err := s.ExchangeTokens(ctx, &store.TokenExchange{SpendKind: store.KindAuthorizeCode, SpendSignature: "c1", Relink: "r1",
+		Create: []*store.TokenRecord{tok(store.KindAccessToken, "a11", "R")}}); err == nil {
+		t.Fatal("ExchangeTokens(a relink without a refresh): no error")
+	}
+	active(store.KindRefreshToken, "r9", true)
 
 	// Tokens for an account that is gone: refused, and the refresh token
 	// spends nothing.
