@@ -315,7 +315,7 @@ func Open(ctx context.Context, cfg config.Config, opt Options) (*App, error) {
 		HMACSecret:     key.Derive("fosite-hmac", 32),
 		SecretHasher:   SecretHasher{Key: key},
 		AccessTokenTTL: cfg.AccessTokenTTL, IDTokenTTL: cfg.IDTokenTTL,
-		RefreshTokenTTL: cfg.RefreshTokenTTL, AuthCodeTTL: cfg.AuthCodeTTL,
+		RefreshTokenTTL: cfg.RefreshTokenTTL, AuthCodeTTL: cfg.AuthCodeTTL, RefreshGrace: cfg.RefreshTokenGrace,
 		Logger: opt.Logger, Metrics: rec,
 	}, st, a.Keys)
 	if err != nil {

@@ -53,7 +53,11 @@ type Config struct {
 	AccessTokenTTL     time.Duration // IDP_ACCESS_TOKEN_TTL
 	IDTokenTTL         time.Duration // IDP_ID_TOKEN_TTL
 	RefreshTokenTTL    time.Duration // IDP_REFRESH_TOKEN_TTL
-	AuthCodeTTL        time.Duration // IDP_AUTH_CODE_TTL
+	// RefreshTokenGrace is how long a refresh token spent by a refresh may
+	// be used again, for a refresh whose answer was lost, while the token
+	// that refresh issued is unused (oidc.Storage.RefreshGrace); 0: never.
+	RefreshTokenGrace time.Duration // IDP_REFRESH_TOKEN_GRACE
+	AuthCodeTTL       time.Duration // IDP_AUTH_CODE_TTL
 
 	SigningAlg string // IDP_SIGNING_ALG: RS256 (default) or ES256
 	LogLevel   string // IDP_LOG_LEVEL
@@ -206,6 +210,7 @@ func load(file string, getenv func(string) string, envNames []string) (Config, e
 	p.dur(&c.AccessTokenTTL, "IDP_ACCESS_TOKEN_TTL")
 	p.dur(&c.IDTokenTTL, "IDP_ID_TOKEN_TTL")
 	p.dur(&c.RefreshTokenTTL, "IDP_REFRESH_TOKEN_TTL")
+	p.durOrZero(&c.RefreshTokenGrace, "IDP_REFRESH_TOKEN_GRACE")
 	p.dur(&c.AuthCodeTTL, "IDP_AUTH_CODE_TTL")
 	p.str(&c.SigningAlg, "IDP_SIGNING_ALG")
 	p.str(&c.LogLevel, "IDP_LOG_LEVEL")
@@ -358,11 +363,20 @@ func (c Config) Validate() error {
 		return fmt.Errorf("IDP_SHUTDOWN_DRAIN: %s: must be at most %s (a balancer notices a failing /readyz within seconds, and a process manager stops waiting long before)",
 			c.ShutdownDrain, maxShutdownDrain)
 	}
+	if c.RefreshTokenGrace > maxRefreshTokenGrace {
+		return fmt.Errorf("IDP_REFRESH_TOKEN_GRACE: %s: must be at most %s (it is for a retry of a refresh whose answer was lost)",
+			c.RefreshTokenGrace, maxRefreshTokenGrace)
+	}
 	if err := checkBrand(c); err != nil {
 		return err
 	}
 	return nil
 }
+
+// maxRefreshTokenGrace bounds IDP_REFRESH_TOKEN_GRACE, as Ory Hydra bounds
+// its rotation grace period: a spent refresh token that works for long is a
+// stolen one's chance.
+const maxRefreshTokenGrace = 5 * time.Minute
 
 // maxShutdownDrain bounds IDP_SHUTDOWN_DRAIN: a slip (10m for 10s) would
 // keep an instance that was told to stop serving for that long.

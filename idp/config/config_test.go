@@ -56,6 +56,7 @@ func TestValidate(t *testing.T) {
 		{map[string]string{"IDP_MFA_LOCKOUT": "soon"}, "IDP_MFA_LOCKOUT"},
 		{map[string]string{"IDP_LOG_LEVEL": "verbose"}, "IDP_LOG_LEVEL"},
 		{map[string]string{"IDP_SHUTDOWN_DRAIN": "5m1s"}, "IDP_SHUTDOWN_DRAIN: 5m1s: must be at most 5m0s"},
+		{map[string]string{"IDP_REFRESH_TOKEN_GRACE": "5m1s"}, "IDP_REFRESH_TOKEN_GRACE: 5m1s: must be at most 5m0s"},
 		{map[string]string{"IDP_LOG_LEVEL": "info # comment"}, "IDP_LOG_LEVEL"},
 		{map[string]string{"IDP_LOG_LEVEL": "warning"}, "IDP_LOG_LEVEL"},
 		{map[string]string{"IDP_LOG_LEVEL": "warn+2"}, "IDP_LOG_LEVEL"},
@@ -204,6 +205,8 @@ func TestNumbers(t *testing.T) {
 		{"IDP_ARGON2_MAX_CONCURRENT", "3", "", func(c Config) bool { return c.ArgonMaxConcurrent == 3 }},
 		// A drain may be 0 (none), unlike the other durations.
 		{"IDP_SHUTDOWN_DRAIN", "0", "", func(c Config) bool { return c.ShutdownDrain == 0 }},
+		{"IDP_REFRESH_TOKEN_GRACE", "0s", "", func(c Config) bool { return c.RefreshTokenGrace == 0 }},
+		{"IDP_REFRESH_TOKEN_GRACE", "30s", "", func(c Config) bool { return c.RefreshTokenGrace == 30*time.Second }},
 		{"IDP_SHUTDOWN_DRAIN", "0s", "", func(c Config) bool { return c.ShutdownDrain == 0 }},
 		{"IDP_SHUTDOWN_DRAIN", "15s", "", func(c Config) bool { return c.ShutdownDrain == 15*time.Second }},
 		{"IDP_SHUTDOWN_DRAIN", "5m", "", func(c Config) bool { return c.ShutdownDrain == 5*time.Minute }},

@@ -47,8 +47,10 @@ type Config struct {
 	AccessTokenTTL  time.Duration
 	IDTokenTTL      time.Duration
 	RefreshTokenTTL time.Duration
-	AuthCodeTTL     time.Duration
-	Logger          *slog.Logger
+	// RefreshGrace: Storage.RefreshGrace.
+	RefreshGrace time.Duration
+	AuthCodeTTL  time.Duration
+	Logger       *slog.Logger
 	// Metrics counts the tokens issued; nil records nothing.
 	Metrics metrics.Recorder
 }
@@ -103,6 +105,7 @@ func New(cfg Config, st store.Store, keys KeySource) (*Provider, error) {
 		SanitationWhiteList: codeFormKeys,
 	}
 	storage := NewStorage(st)
+	storage.RefreshGrace = cfg.RefreshGrace
 	sig := signer{keys: keys}
 	core := compose.NewOAuth2HMACStrategy(fc)
 	storage.CodeSignature = core.AuthorizeCodeSignature

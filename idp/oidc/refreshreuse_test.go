@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/testenv"
@@ -56,4 +57,84 @@ func TestRefreshReuseAfterFailedRevocation(t *testing.T) {
 			t.Errorf("the grant's refresh token after its reuse was caught: %d %v, want it revoked", st, body)
 		}
 	})
+}
+
+// refreshes refreshes token and fails the test unless it gets new tokens.
+func (e *codeEnv) refreshes(t *testing.T, what, token string) (access, refresh string) {
+	t.Helper()
+	st, body := e.refresh(token)
+	access, _ = body["access_token"].(string)
+	refresh, _ = body["refresh_token"].(string)
+	if st != http.StatusOK || access == "" || refresh == "" {
+		t.Fatalf("%s: %d %v, want new tokens", what, st, body)
+	}
+	return access, refresh
+}
+
+// active fails the test unless token's introspection says want.
+func (e *codeEnv) active(t *testing.T, what, token string, want bool) {
+	t.Helper()
+	if got, err := e.introspect(token); err != nil || got != want {
+		t.Errorf("%s: active %v (%v), want %v", what, got, err, want)
+	}
+}
+
+// TestRefreshRetryWithinGrace: with IDP_REFRESH_TOKEN_GRACE, a refresh
+// token spent by a refresh whose answer was lost works again, as long as
+// what that refresh issued is unused: the retry replaces it (the lost
+// tokens stop working), and can itself be retried. Once the client has
+// used the refresh token it was given, the spent one is a reuse again,
+// and revokes the grant.
+func TestRefreshRetryWithinGrace(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e := newCodeEnv(t, db)
+		e.cfg.RefreshTokenGrace = 30 * time.Second // IDP_REFRESH_TOKEN_GRACE
+		e.a = e.another(t)
+		if g := e.a.Provider.Storage.RefreshGrace; g != 30*time.Second {
+			t.Fatalf("IDP_REFRESH_TOKEN_GRACE=30s: the storage's grace is %s", g)
+		}
+		_, body := e.exchange()
+		r0, _ := body["refresh_token"].(string)
+		lostAccess, lostRefresh := e.refreshes(t, "refresh", r0)
+
+		a1, r1 := e.refreshes(t, "the refresh retried", r0)
+		e.active(t, "the lost answer's refresh token", lostRefresh, false)
+		e.active(t, "the lost answer's access token", lostAccess, false)
+		e.active(t, "the retry's access token", a1, true)
+
+		_, r2 := e.refreshes(t, "the refresh retried again", r0)
+		e.active(t, "the first retry's refresh token", r1, false)
+
+		a3, r3 := e.refreshes(t, "the refresh token the retry gave", r2)
+		if st, body := e.refresh(r0); st != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Fatalf("the spent token after its successor was used: %d %v, want invalid_grant", st, body)
+		}
+		e.active(t, "the grant's refresh token after a reuse", r3, false)
+		e.active(t, "the grant's access token after a reuse", a3, false)
+	})
+}
+
+// TestRefreshRetryAfterGrace: a spent refresh token used again after the
+// grace period, or with none configured, is a reuse: refused, and the
+// grant revoked.
+func TestRefreshRetryAfterGrace(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		grace, after time.Duration
+	}{{"after the grace period", 30 * time.Second, 31 * time.Second}, {"without a grace period", 0, 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			testenv.Each(t, func(t *testing.T, db testenv.Database) {
+				e := newCodeEnv(t, db)
+				e.a.Provider.Storage.RefreshGrace = c.grace
+				e.a.Provider.Storage.Now = func() time.Time { return time.Now().Add(c.after) }
+				_, body := e.exchange()
+				r0, _ := body["refresh_token"].(string)
+				_, r1 := e.refreshes(t, "refresh", r0)
+				if st, body := e.refresh(r0); st != http.StatusBadRequest || body["error"] != "invalid_grant" {
+					t.Fatalf("the spent token again: %d %v, want invalid_grant", st, body)
+				}
+				e.active(t, "the grant's refresh token after a reuse", r1, false)
+			})
+		})
+	}
 }

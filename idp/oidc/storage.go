@@ -92,6 +92,17 @@ func (c client) GetAudience() fosite.Arguments { return nil }
 type Storage struct {
 	Store    store.Store
 	ClientTT time.Duration // how long a client stays cached
+	// RefreshGrace is how long after a refresh the refresh token it spent
+	// may be used again (0: never), as the retry of a refresh whose answer
+	// was lost (a dropped connection, a 503 for a commit that went
+	// through): while the refresh token that refresh issued, its
+	// successor, is unused, the retry spends the successor instead and
+	// gets new tokens (the successor's access tokens are revoked, as at any
+	// refresh). Otherwise, or later, a spent refresh token is a reuse, and
+	// revokes the grant. Ory Hydra's and Okta's rotation grace periods.
+	RefreshGrace time.Duration
+	// Now is the clock of RefreshGrace (nil: time.Now).
+	Now func() time.Time
 	// CodeSignature is the signature fosite stores a code under (its
 	// AuthorizeCodeSignature); set by New.
 	CodeSignature func(ctx context.Context, code string) string
@@ -310,6 +321,9 @@ type codeMemo struct {
 	// issued is the record this request took from issuedCodes (nil:
 	// none), which says nothing of whether the code is still unused.
 	issued *store.TokenRecord
+	// retries are the refresh tokens this request presented that are
+	// retries (Storage.RefreshGrace), with the successor each spends.
+	retries map[string]string
 }
 
 // decodedRecord is a stored request, decoded, and (for a code read through
@@ -449,6 +463,13 @@ func decodeTokenRecord(rec *store.TokenRecord) (*decodedRecord, error) {
 // get loads a request; inactive records come back with the request and
 // errInactive (nil: no error) so fosite can detect reuse.
 func (s *Storage) get(ctx context.Context, kind, signature string, sess fosite.Session, errInactive error) (fosite.Requester, error) {
+	req, _, err := s.getRecord(ctx, kind, signature, sess, errInactive)
+	return req, err
+}
+
+// getRecord is get, with the record the request was read from (nil when
+// none was found).
+func (s *Storage) getRecord(ctx context.Context, kind, signature string, sess fosite.Session, errInactive error) (fosite.Requester, *store.TokenRecord, error) {
 	var (
 		dc  *decodedRecord
 		err error
@@ -459,24 +480,24 @@ func (s *Storage) get(ctx context.Context, kind, signature string, sess fosite.S
 		dc, err = s.read(ctx, kind, signature)
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fosite.ErrNotFound
+		return nil, nil, fosite.ErrNotFound
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if sess == nil {
 		sess = NewSession()
 	}
 	if dc.filled != sess {
 		if err := dc.fill(sess); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		dc.filled = sess
 	}
 	sr := &dc.req
 	c, err := s.GetClient(ctx, sr.ClientID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Each request gets its own slices: fosite appends to them.
 	req := &fosite.Request{
@@ -486,9 +507,9 @@ func (s *Storage) get(ctx context.Context, kind, signature string, sess fosite.S
 		Form: cloneForm(sr.Form), Session: sess,
 	}
 	if !dc.rec.Active && errInactive != nil {
-		return req, errInactive
+		return req, dc.rec, errInactive
 	}
-	return req, nil
+	return req, dc.rec, nil
 }
 
 // fill decodes the stored session into sess.
@@ -579,9 +600,64 @@ func (s *Storage) CreateRefreshTokenSession(ctx context.Context, signature, _ st
 
 // GetRefreshTokenSession implements oauth2.RefreshTokenStorage. A
 // rotated-out token returns fosite.ErrInactiveToken with its request, so
-// fosite treats its reuse as theft and revokes the whole grant.
+// fosite treats its reuse as theft and revokes the whole grant, unless the
+// token endpoint's request is a retry (RefreshGrace).
 func (s *Storage) GetRefreshTokenSession(ctx context.Context, signature string, sess fosite.Session) (fosite.Requester, error) {
-	return s.get(ctx, store.KindRefreshToken, signature, sess, fosite.ErrInactiveToken)
+	req, rec, err := s.getRecord(ctx, store.KindRefreshToken, signature, sess, fosite.ErrInactiveToken)
+	if errors.Is(err, fosite.ErrInactiveToken) {
+		switch retry, rerr := s.refreshRetry(ctx, rec); {
+		case rerr != nil:
+			return nil, rerr
+		case retry:
+			return req, nil
+		}
+	}
+	return req, err
+}
+
+// refreshRetry says whether the spent refresh token rec, presented at the
+// token endpoint, is a retry of the refresh that spent it (RefreshGrace):
+// that refresh was less than RefreshGrace ago and the refresh token it
+// issued, rec's successor, is still active (unused, not revoked). It notes
+// the successor in the request's memo, for RotateRefreshToken to spend.
+func (s *Storage) refreshRetry(ctx context.Context, rec *store.TokenRecord) (bool, error) {
+	m, _ := ctx.Value(codeMemoKey{}).(*codeMemo)
+	if s.RefreshGrace <= 0 || m == nil || rec == nil || rec.Successor == "" {
+		return false, nil
+	}
+	succ, err := s.Store.GetToken(ctx, store.KindRefreshToken, rec.Successor)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err // not a reuse: the grant is not revoked for a failed read
+	}
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	if !succ.Active || succ.RequestID != rec.RequestID || !now().Before(succ.CreatedAt.Add(s.RefreshGrace)) {
+		return false, nil
+	}
+	m.mu.Lock()
+	if m.retries == nil {
+		m.retries = map[string]string{}
+	}
+	m.retries[rec.Signature] = rec.Successor
+	m.mu.Unlock()
+	return true, nil
+}
+
+// retriedSuccessor is the successor a retry of the refresh token signature
+// spends in this token request ("": it is no retry).
+func retriedSuccessor(ctx context.Context, signature string) string {
+	m, _ := ctx.Value(codeMemoKey{}).(*codeMemo)
+	if m == nil {
+		return ""
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.retries[signature]
 }
 
 // DeleteRefreshTokenSession implements oauth2.RefreshTokenStorage: it
@@ -598,12 +674,16 @@ func (s *Storage) DeleteRefreshTokenSession(context.Context, string) error { ret
 // so do the access tokens issued with it (at Commit, inside fosite's
 // transaction).
 func (s *Storage) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
+	spend, relink := signature, ""
+	if succ := retriedSuccessor(ctx, signature); succ != "" {
+		spend, relink = succ, signature // a retry spends the successor (RefreshGrace)
+	}
 	if w := pendingWrites(ctx); w != nil && w.SpendKind == "" {
-		w.SpendKind, w.SpendSignature = store.KindRefreshToken, signature
+		w.SpendKind, w.SpendSignature, w.Relink = store.KindRefreshToken, spend, relink
 		w.RevokeKind, w.RevokeRequest = store.KindAccessToken, requestID
 		return nil
 	}
-	if err := refreshError(s.Store.DeactivateToken(ctx, store.KindRefreshToken, signature)); err != nil {
+	if err := refreshError(s.Store.DeactivateToken(ctx, store.KindRefreshToken, spend)); err != nil {
 		return err
 	}
 	return s.Store.DeactivateTokensByRequest(ctx, requestID, store.KindAccessToken)
