@@ -32,7 +32,7 @@ func demoSetup(ctx context.Context, args []string, stdout io.Writer) error {
 	}); err != nil {
 		return err
 	}
-	a, err := openApp(ctx, true) // the newcomer's first store
+	a, _, err := openApp(ctx) // the newcomer's first store: neither undone nor named
 	if err != nil {
 		return err
 	}

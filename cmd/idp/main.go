@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,10 +59,7 @@ Configuration comes from IDP_* environment variables, or a KEY=VALUE file
 named by IDP_CONFIG (a non-empty environment variable wins).`
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "idp: "+oneLine(err))
-		os.Exit(1)
-	}
+	os.Exit(runMain(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
@@ -71,8 +69,7 @@ var errUsage = errors.New("see 'idp help'")
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, usage)
-		return errUsage
+		return fmt.Errorf("no command; %w", errUsage)
 	}
 	cmd := args[0]
 	if len(args) > 1 && (cmd == "user" || cmd == "client" || cmd == "keys") {
@@ -119,15 +116,24 @@ func loadConfig() (config.Config, error) {
 	return cfg, nil
 }
 
-// logOutput is where every command logs (a test's buffer in tests).
-var logOutput io.Writer = os.Stderr
+// logOutput is where every command logs (a test's buffer in tests), and
+// logHold, when set, holds an administrative command's records until it
+// ends (runMain).
+var (
+	logOutput io.Writer = os.Stderr
+	logHold   *heldLog
+)
 
 func newLogger(level string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewJSONHandler(logOutput, &slog.HandlerOptions{Level: l}))
+	var h slog.Handler = slog.NewJSONHandler(logOutput, &slog.HandlerOptions{Level: l})
+	if logHold != nil {
+		h = &holdingHandler{h, logHold}
+	}
+	return slog.New(h)
 }
 
 // flags parses a subcommand's flags; a flag error is one line, not a dump
@@ -159,31 +165,85 @@ func flags(name string, args []string, define func(fs *flag.FlagSet)) error {
 // openApp opens the provider for an administrative command. It leaves the
 // signing keys alone: only serve makes them (and keys rotate, explicitly),
 // so that a command run without the servers' IDP_SIGNING_ALG does not make
-// a key of another algorithm current.
-//
-// A command that finds no embedded store where the configuration puts it
-// (the default, ./data/idp.db, is relative) makes a new one; unless that is
-// expected (newStore: demo-setup), it warns with the file's absolute path:
-// run in another directory than the server, a command changes a store no
-// server reads, and succeeds.
-func openApp(ctx context.Context, newStore bool) (*app.App, error) {
+// a key of another algorithm current. It returns what it made of a new
+// embedded store (nil: nothing), which a failed open removes again.
+func openApp(ctx context.Context) (*app.App, *madeStore, error) {
 	cfg, err := loadConfig()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	log := newLogger("warn")
-	created := false
-	if cfg.Embedded() && !newStore {
-		_, err := os.Stat(cfg.SQLitePath())
-		created = errors.Is(err, fs.ErrNotExist)
+	made := storeToMake(cfg)
+	a, err := app.Open(ctx, cfg, app.Options{Logger: newLogger("warn"), LeaveKeys: true})
+	if err != nil {
+		made.undo()
+		return nil, nil, err
 	}
-	a, err := app.Open(ctx, cfg, app.Options{Logger: log, LeaveKeys: true})
-	if err == nil && created {
-		path, _ := filepath.Abs(cfg.SQLitePath())
-		log.Warn("no embedded store was found, so a new one was made: a server started in another directory, "+
-			"or with another IDP_DATABASE_URL, does not read it", "path", path)
+	return a, made, nil
+}
+
+// madeStore is what opening the embedded store makes when it finds none
+// where the configuration puts it (the default, ./data/idp.db, is
+// relative): the database file, the master key file beside it unless the
+// key is given, and the folders they need, innermost first.
+type madeStore struct {
+	db, key string
+	dirs    []string
+}
+
+// storeToMake is what opening cfg's store will make (nil: nothing, or
+// PostgreSQL).
+func storeToMake(cfg config.Config) *madeStore {
+	if !cfg.Embedded() {
+		return nil
 	}
-	return a, err
+	db, err := filepath.Abs(cfg.SQLitePath())
+	if err != nil || exists(db) {
+		return nil
+	}
+	m := &madeStore{db: db}
+	if cfg.SecretKey == "" {
+		if key, err := filepath.Abs(cfg.SecretKeyFile); err == nil && !exists(key) {
+			m.key = key
+		}
+	}
+	for _, f := range []string{m.db, m.key} {
+		for d := filepath.Dir(f); f != "" && !exists(d) && !slices.Contains(m.dirs, d); d = filepath.Dir(d) {
+			m.dirs = append(m.dirs, d)
+		}
+	}
+	slices.SortFunc(m.dirs, func(a, b string) int { return len(b) - len(a) }) // innermost first
+	return m
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// undo removes what was made (a failed command writes nothing, not even a
+// new store: the contract): the files, then the folders left empty.
+func (m *madeStore) undo() {
+	if m == nil {
+		return
+	}
+	for _, f := range []string{m.db, m.db + "-wal", m.db + "-shm", m.db + "-journal", m.key} {
+		if f != "" {
+			_ = os.Remove(f)
+		}
+	}
+	for _, d := range m.dirs {
+		_ = os.Remove(d)
+	}
+}
+
+// said warns, after a command that succeeded on a store it made, where
+// that store is: run in another directory than the server, a command
+// changes a store no server reads.
+func (m *madeStore) said() {
+	if m != nil {
+		newLogger("warn").Warn("no embedded store was found, so a new one was made: a server started in another directory, "+
+			"or with another IDP_DATABASE_URL, does not read it", "path", m.db)
+	}
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -409,6 +469,9 @@ func userCreate(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 		return fmt.Errorf("user create: read password: %w", err)
 	}
 	nu.Password = strings.TrimRight(line, "\r\n")
+	if err := nu.Check(); err != nil {
+		return fmt.Errorf("user create: %w", err) // before a store is opened, or made
+	}
 	return withApp(ctx, "user create", stdout, func(a *app.App) (any, error) {
 		u, err := a.CreateUser(ctx, nu)
 		if err != nil {
@@ -441,6 +504,9 @@ func clientCreate(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New("client create: --id and --name are required")
 	}
 	nc.RedirectURIs, nc.PostLogoutRedirectURIs = redirects, postLogout
+	if err := nc.Check(); err != nil {
+		return fmt.Errorf("client create: %w", err) // before a store is opened, or made
+	}
 	return withApp(ctx, "client create", stdout, func(a *app.App) (any, error) {
 		c, secret, err := a.CreateClient(ctx, nc)
 		if err != nil {
@@ -503,10 +569,12 @@ func clientUpdate(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(postLogout) == 1 && postLogout[0] == "" {
 		postLogout = multi{} // --post-logout-redirect-uri '': none (a client needs no post-logout URI)
 	}
+	ch := app.ClientChange{Name: name.v, RedirectURIs: redirects, PostLogoutRedirectURIs: postLogout, FirstParty: firstParty.v}
+	if err := ch.Check(); err != nil {
+		return fmt.Errorf("client update: %w", err) // before a store is opened, or made
+	}
 	return withApp(ctx, "client update", stdout, func(a *app.App) (any, error) {
-		c, err := a.UpdateClient(ctx, id, app.ClientChange{
-			Name: name.v, RedirectURIs: redirects, PostLogoutRedirectURIs: postLogout, FirstParty: firstParty.v,
-		})
+		c, err := a.UpdateClient(ctx, id, ch)
 		if err != nil {
 			return nil, err
 		}
@@ -650,15 +718,17 @@ func (c adminCommand) run(ctx context.Context, cmd string, args []string, stdout
 // withApp opens the provider for the command cmd, runs do and prints its
 // result as JSON; an error of do is one line, prefixed with cmd.
 func withApp(ctx context.Context, cmd string, stdout io.Writer, do func(a *app.App) (any, error)) error {
-	a, err := openApp(ctx, false)
+	a, made, err := openApp(ctx)
 	if err != nil {
 		return err
 	}
-	defer a.Close()
 	out, err := do(a)
+	a.Close()
 	if err != nil {
+		made.undo()
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
+	made.said()
 	if err := printJSON(stdout, out); err != nil {
 		// Committed already: say so, rather than let a retry fail as a
 		// duplicate with no word of what was made.

@@ -312,3 +312,61 @@ func TestNewStoreWarned(t *testing.T) {
 		t.Fatalf("demo-setup's first store: log %q, want nothing", log.String())
 	}
 }
+
+// TestFailureIsOneLine: a failed command writes one line to stderr (the
+// contract), with the warnings it logged folded into it; a command that
+// succeeds writes its warnings as logged. idp without a command is one
+// line too.
+func TestFailureIsOneLine(t *testing.T) {
+	t.Cleanup(func() { logOutput, logHold = os.Stderr, nil })
+	t.Chdir(t.TempDir())
+	t.Setenv("IDP_ARGON2_MEMORY_KIB", "8192")
+	t.Setenv("IDP_ARGON2_ITERATIONS", "1")
+	idp := func(stdin string, args ...string) (int, string) {
+		var stderr bytes.Buffer
+		return runMain(t.Context(), args, strings.NewReader(stdin), io.Discard, &stderr), stderr.String()
+	}
+	create := []string{"user", "create", "--email", "ken@example.com", "--password-stdin"}
+	if rc, stderr := idp("a-long-password\n", create...); rc != 0 {
+		t.Fatalf("user create: %d %q", rc, stderr)
+	}
+	if err := os.Chmod("data/secret.key", 0o644); err != nil { // a key file others may read: a warning
+		t.Fatal(err)
+	}
+	rc, stderr := idp("a-long-password\n", create...)
+	if rc == 0 || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "idp: user create: ") ||
+		!strings.Contains(stderr, "already exists; warn: the master key file is readable") {
+		t.Errorf("a failure after a warning: %d %q, want one line with the warning folded in", rc, stderr)
+	}
+	rc, stderr = idp("", "client", "list")
+	if rc != 0 || !strings.HasPrefix(stderr, `{"time":`) || !strings.Contains(stderr, `"level":"WARN"`) {
+		t.Errorf("a success after a warning: %d %q, want the warning as a JSON line", rc, stderr)
+	}
+	if rc, stderr = idp(""); rc == 0 || stderr != "idp: no command; see 'idp help'\n" {
+		t.Errorf("no command: %d %q, want one line", rc, stderr)
+	}
+}
+
+// TestFailedCommandMakesNothing: a command that fails where no embedded
+// store is leaves no store, key or folder behind (nothing half-written),
+// whether it failed on its arguments or on the store.
+func TestFailedCommandMakesNothing(t *testing.T) {
+	t.Cleanup(func() { logOutput, logHold = os.Stderr, nil })
+	dir := t.TempDir()
+	t.Chdir(dir)
+	t.Setenv("IDP_DATABASE_URL", "sqlite://./data/db/idp.db")
+	t.Setenv("IDP_SECRET_KEY_FILE", "./keys/secret.key")
+	for _, args := range [][]string{
+		{"user", "create", "--email", "not-an-address", "--password-stdin"},
+		{"client", "create", "--id", "a", "--name", "A", "--redirect-uri", "https://a.example/cb", "--post-logout-redirect-uri", "nope"},
+		{"user", "show", "--email", "nobody@example.com"},
+		{"client", "delete", "--id", "nothing"},
+	} {
+		if rc := runMain(t.Context(), args, strings.NewReader("a-long-password\n"), io.Discard, io.Discard); rc == 0 {
+			t.Fatalf("%v: succeeded", args)
+		}
+		if left, _ := os.ReadDir(dir); len(left) != 0 {
+			t.Fatalf("%v failed and left %v behind", args, left)
+		}
+	}
+}

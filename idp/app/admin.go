@@ -62,24 +62,34 @@ func checkText(what, v string, max int) error {
 	return nil
 }
 
-// CreateUser validates and stores a new account.
-func (a *App) CreateUser(ctx context.Context, nu NewUser) (*store.User, error) {
+// Check reports what is wrong with nu, before any store is opened (an
+// admin command changes nothing on failure, not even a new store).
+func (nu NewUser) Check() error {
 	email := strings.TrimSpace(nu.Email)
 	addr, err := netmail.ParseAddress(email)
 	if err != nil || addr.Address != email || len(email) > 254 {
-		return nil, fmt.Errorf("invalid e-mail address %q", nu.Email)
+		return fmt.Errorf("invalid e-mail address %q", nu.Email)
 	}
 	if err := CheckPassword(nu.Password); err != nil {
-		return nil, err
+		return err
 	}
 	if err := checkText("name", nu.Name, maxNameLen); err != nil {
-		return nil, err
+		return err
 	}
 	switch nu.Locale {
 	case "", "ja", "en":
 	default:
-		return nil, fmt.Errorf("locale %q: want ja or en", nu.Locale)
+		return fmt.Errorf("locale %q: want ja or en", nu.Locale)
 	}
+	return nil
+}
+
+// CreateUser validates (Check) and stores a new account.
+func (a *App) CreateUser(ctx context.Context, nu NewUser) (*store.User, error) {
+	if err := nu.Check(); err != nil {
+		return nil, err
+	}
+	email := strings.TrimSpace(nu.Email)
 	hash, err := a.Hasher.Hash(ctx, nu.Password)
 	if err != nil {
 		return nil, err
@@ -107,6 +117,21 @@ type ClientChange struct {
 	FirstParty             *bool
 }
 
+// Check reports what is wrong with ch by itself, before any store is
+// opened: a name, the URIs given (that a client keeps one redirect URI is
+// checked against the client: UpdateClient).
+func (ch ClientChange) Check() error {
+	if ch.Name != nil {
+		if err := checkText("client name", *ch.Name, maxNameLen); err != nil {
+			return err
+		}
+		if strings.TrimSpace(*ch.Name) == "" {
+			return errors.New("client name cannot be empty")
+		}
+	}
+	return checkURIs(ch.RedirectURIs, ch.PostLogoutRedirectURIs)
+}
+
 // UpdateClient changes the client id as ch says and returns it: at once in
 // this process, within the client cache's lifetime (5 s) on running
 // servers. Its secret, consents and tokens stay.
@@ -115,13 +140,10 @@ func (a *App) UpdateClient(ctx context.Context, id string, ch ClientChange) (*st
 	if err != nil {
 		return nil, clientErr(id, err)
 	}
+	if err := ch.Check(); err != nil {
+		return nil, err
+	}
 	if ch.Name != nil {
-		if err := checkText("client name", *ch.Name, maxNameLen); err != nil {
-			return nil, err
-		}
-		if strings.TrimSpace(*ch.Name) == "" {
-			return nil, errors.New("client name cannot be empty")
-		}
 		c.Name = strings.TrimSpace(*ch.Name)
 	}
 	if ch.RedirectURIs != nil {
@@ -149,9 +171,19 @@ func validateClientURIs(redirects, postLogout []string) error {
 	if len(redirects) == 0 {
 		return errors.New("at least one --redirect-uri is required")
 	}
-	for _, u := range append(append([]string{}, redirects...), postLogout...) {
+	return checkURIs(redirects, postLogout)
+}
+
+// checkURIs checks each redirect URI and post-logout redirect URI.
+func checkURIs(redirects, postLogout []string) error {
+	for _, u := range redirects {
 		if err := ValidateRedirectURI(u); err != nil {
 			return err
+		}
+	}
+	for _, u := range postLogout {
+		if err := ValidateRedirectURI(u); err != nil {
+			return fmt.Errorf("post-logout %w", err)
 		}
 	}
 	return nil
@@ -167,23 +199,29 @@ type NewClient struct {
 	FirstParty             bool
 }
 
+// Check reports what is wrong with nc, before any store is opened.
+func (nc NewClient) Check() error {
+	id := strings.TrimSpace(nc.ID)
+	if id == "" || len(id) > 128 || strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r > '~' || r == ':' }) >= 0 {
+		return fmt.Errorf("client id %q: want 1-128 printable ASCII characters without spaces or colons", nc.ID)
+	}
+	if err := checkText("client name", nc.Name, maxNameLen); err != nil {
+		return err
+	}
+	if strings.TrimSpace(nc.Name) == "" {
+		return errors.New("client name is required")
+	}
+	return validateClientURIs(nc.RedirectURIs, nc.PostLogoutRedirectURIs)
+}
+
 // CreateClient registers a relying party and returns its secret (empty for
 // public clients). The secret has 256 bits of entropy and is stored only as
 // a keyed hash.
 func (a *App) CreateClient(ctx context.Context, nc NewClient) (*store.Client, string, error) {
+	if err := nc.Check(); err != nil {
+		return nil, "", err
+	}
 	id := strings.TrimSpace(nc.ID)
-	if id == "" || len(id) > 128 || strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r > '~' || r == ':' }) >= 0 {
-		return nil, "", fmt.Errorf("client id %q: want 1-128 printable ASCII characters without spaces or colons", nc.ID)
-	}
-	if err := checkText("client name", nc.Name, maxNameLen); err != nil {
-		return nil, "", err
-	}
-	if strings.TrimSpace(nc.Name) == "" {
-		return nil, "", errors.New("client name is required")
-	}
-	if err := validateClientURIs(nc.RedirectURIs, nc.PostLogoutRedirectURIs); err != nil {
-		return nil, "", err
-	}
 	c := &store.Client{
 		ID: id, Name: strings.TrimSpace(nc.Name), RedirectURIs: nc.RedirectURIs,
 		PostLogoutRedirectURIs: nc.PostLogoutRedirectURIs, Public: nc.Public, FirstParty: nc.FirstParty,

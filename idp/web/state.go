@@ -599,7 +599,8 @@ func (s *Server) storeSession(ctx context.Context, f *flow, u *store.User, totpS
 // rotated at every login. Another account's session ends as its logout
 // would (store.EndSession), with the access tokens issued in it: an
 // account switched in a shared browser leaves the previous account's
-// relying parties no access. The same user's session is only deleted:
+// relying parties no access but what a logout leaves (refresh tokens for
+// offline access). The same user's session is only deleted:
 // the relying parties it signed in keep their tokens, as the user is
 // still signed in. The login stands either way; a session that cannot be
 // ended is logged, and its cookie is replaced, so no one holds it.
