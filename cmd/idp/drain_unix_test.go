@@ -4,10 +4,12 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestServeDrain runs `idp serve` with IDP_SHUTDOWN_DRAIN and real
@@ -51,4 +53,46 @@ func TestServeDrain(t *testing.T) {
 	if code := fresh(t, "http://"+public+"/readyz"); code != 0 {
 		t.Fatalf("still serving after the shutdown: %d", code)
 	}
+}
+
+// TestServeSignalAgainExits: without a drain, a second SIGTERM while the
+// shutdown is under way exits at once (it was ignored, and the shutdown
+// went on for as long as its requests and mails took).
+func TestServeSignalAgainExits(t *testing.T) {
+	dir := t.TempDir()
+	public := freeAddr(t)
+	t.Setenv("IDP_DATABASE_URL", "sqlite://"+dir+"/idp.db")
+	t.Setenv("IDP_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+	t.Setenv("IDP_LISTEN", public)
+	t.Setenv("IDP_LOG_LEVEL", "error")
+	exited := make(chan int, 1)
+	exitNow = func(code int) { exited <- code }
+	t.Cleanup(func() { exitNow = os.Exit })
+	// The shutdown waits in its draining hook until the second signal has
+	// been dealt with, so it cannot end first.
+	serving, shuttingDown, dealt := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	ctx := withServeHooks(context.Background(), serveHooks{
+		serving:  func() { close(serving) },
+		draining: func() { close(shuttingDown); <-dealt },
+	})
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, nil, io.Discard) }()
+	waitServe(t, serving, done, "its listeners to open")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitServe(t, shuttingDown, done, "the shutdown")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-exited:
+		if code != 1 {
+			t.Errorf("exit status %d, want 1", code)
+		}
+	case <-time.After(10 * time.Second): // a guard against a hang, not a sleep
+		t.Error("the second signal did not exit")
+	}
+	close(dealt)
+	<-done
 }

@@ -263,17 +263,34 @@ func serve(ctx context.Context, args []string) error {
 	log := newLogger(cfg.LogLevel)
 	slog.SetDefault(log)
 	// The first SIGTERM or SIGINT ends ctx (the drain begins); a second one
-	// reaches runServers through sigs and ends the drain at once.
+	// ends the drain at once (runServers, through hurry); one more, or the
+	// second without a drain, exits at once, without waiting for the
+	// requests in flight and the mails being sent (a second Ctrl-C was
+	// ignored).
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	hurry, returned := make(chan os.Signal, 1), make(chan struct{})
+	defer close(returned)
 	go func() {
-		select {
-		case <-sigs:
-			stop()
-		case <-ctx.Done():
+		for n := 1; ; n++ {
+			select {
+			case s := <-sigs:
+				switch {
+				case n == 1:
+					stop()
+				case n == 2 && cfg.ShutdownDrain > 0:
+					hurry <- s
+				default:
+					log.Warn("another signal: exiting at once, without finishing the shutdown", "signal", s.String())
+					exitNow(1)
+					return
+				}
+			case <-returned:
+				return
+			}
 		}
 	}()
 	a, err := app.Open(ctx, cfg, app.Options{Logger: log})
@@ -308,10 +325,13 @@ func serve(ctx context.Context, args []string) error {
 	h := hooksOf(ctx)
 	h.serving()
 	return runServers(ctx, log, shutdown{
-		drain: cfg.ShutdownDrain, grace: shutdownGrace, hurry: sigs,
+		drain: cfg.ShutdownDrain, grace: shutdownGrace, hurry: hurry,
 		draining: func() { a.Web.Drain(); h.draining() },
 	}, servers...)
 }
+
+// exitNow ends the process (a test's stand-in in tests).
+var exitNow = os.Exit
 
 // serveHooks are what tests of serve wait on instead of polling it:
 // serving is called once the listeners are open (requests are answered
