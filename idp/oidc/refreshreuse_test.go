@@ -138,3 +138,22 @@ func TestRefreshRetryAfterGrace(t *testing.T) {
 		})
 	}
 }
+
+// TestRefreshLostAnswerAfterRetry: once a retry has replaced a lost
+// answer, the lost answer's refresh token is a reuse (its holder may be
+// whoever intercepted it): refused, and the grant revoked.
+func TestRefreshLostAnswerAfterRetry(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e := newCodeEnv(t, db)
+		e.a.Provider.Storage.RefreshGrace = 30 * time.Second
+		_, body := e.exchange()
+		r0, _ := body["refresh_token"].(string)
+		_, lost := e.refreshes(t, "refresh (its answer lost)", r0)
+		a2, r2 := e.refreshes(t, "the client's retry", r0)
+		if st, body := e.refresh(lost); st != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Fatalf("the lost answer's refresh token after the retry: %d %v, want invalid_grant", st, body)
+		}
+		e.active(t, "the retry's refresh token after the reuse", r2, false)
+		e.active(t, "the retry's access token after the reuse", a2, false)
+	})
+}

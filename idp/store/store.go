@@ -332,8 +332,9 @@ type TokenRecord struct {
 // A refresh records the refresh token it creates as the spent one's
 // Successor. A retry of a refresh (Relink: the refresh token presented,
 // spent already, whose Successor is the one spent now: see
-// oidc.Storage.RefreshGrace) records it as Relink's Successor too, so that
-// the retry can be retried.
+// oidc.Storage.RefreshGrace) records it as Relink's Successor instead, so
+// that the retry can be retried, while the successor it spends gets none:
+// the lost answer's refresh token is then a reuse.
 type TokenExchange struct {
 	SpendKind, SpendSignature string
 	RevokeKind, RevokeRequest string // both empty: nothing to revoke

@@ -257,13 +257,16 @@ func keepSpent(keep string) string {
 // spendSQL deactivates the code or refresh token x spends while it is
 // active, and, while account (a condition: "" for none) holds. It raises
 // the token's expiry to keep (keepSpent; 0: not), and records the refresh
-// token x creates as a spent refresh token's successor.
+// token x creates as a spent refresh token's successor, unless x is a
+// retry (x.Relink).
 func spendSQL(a *sqlArgs, x *store.TokenExchange, keep int64, account string) string {
 	q := `UPDATE tokens SET active = FALSE`
 	if keep != 0 {
 		q += `, ` + keepSpent(`CAST(`+a.add(keep)+` AS BIGINT)`)
 	}
-	if succ := successorOf(x); succ != "" && x.SpendKind == store.KindRefreshToken {
+	if succ := successorOf(x); succ != "" && x.SpendKind == store.KindRefreshToken && x.Relink == "" {
+		// A successor a retry spends gets none: whoever holds it (the
+		// lost answer) may not take it again; only the retried token may.
 		q += `, successor = ` + a.add(succ)
 	}
 	return q + ` WHERE kind = ` + a.add(x.SpendKind) + ` AND signature = ` + a.add(x.SpendSignature) + ` AND active` + account
