@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -165,8 +164,8 @@ func flags(name string, args []string, define func(fs *flag.FlagSet)) error {
 // openApp opens the provider for an administrative command. It leaves the
 // signing keys alone: only serve makes them (and keys rotate, explicitly),
 // so that a command run without the servers' IDP_SIGNING_ALG does not make
-// a key of another algorithm current. It returns what it made of a new
-// embedded store (nil: nothing), which a failed open removes again.
+// a key of another algorithm current. It returns the new embedded store
+// it made, if any (madeStore.said).
 func openApp(ctx context.Context) (*app.App, *madeStore, error) {
 	cfg, err := loadConfig()
 	if err != nil {
@@ -175,70 +174,35 @@ func openApp(ctx context.Context) (*app.App, *madeStore, error) {
 	made := storeToMake(cfg)
 	a, err := app.Open(ctx, cfg, app.Options{Logger: newLogger("warn"), LeaveKeys: true})
 	if err != nil {
-		made.undo()
+		made.said()
 		return nil, nil, err
 	}
 	return a, made, nil
 }
 
-// madeStore is what opening the embedded store makes when it finds none
-// where the configuration puts it (the default, ./data/idp.db, is
-// relative): the database file, the master key file beside it unless the
-// key is given, and the folders they need, innermost first.
-type madeStore struct {
-	db, key string
-	dirs    []string
-}
+// madeStore is the embedded store that opening it makes when it finds
+// none where the configuration puts it (the default, ./data/idp.db, is
+// relative). A failed command does not remove it: another command may
+// have made it first and written to it meanwhile; a failure's arguments are
+// checked before any store is opened.
+type madeStore struct{ db string }
 
-// storeToMake is what opening cfg's store will make (nil: nothing, or
+// storeToMake is the store opening cfg's will make (nil: none, or
 // PostgreSQL).
 func storeToMake(cfg config.Config) *madeStore {
 	if !cfg.Embedded() {
 		return nil
 	}
 	db, err := filepath.Abs(cfg.SQLitePath())
-	if err != nil || exists(db) {
+	if _, serr := os.Lstat(db); err != nil || !errors.Is(serr, fs.ErrNotExist) {
 		return nil
 	}
-	m := &madeStore{db: db}
-	if cfg.SecretKey == "" {
-		if key, err := filepath.Abs(cfg.SecretKeyFile); err == nil && !exists(key) {
-			m.key = key
-		}
-	}
-	for _, f := range []string{m.db, m.key} {
-		for d := filepath.Dir(f); f != "" && !exists(d) && !slices.Contains(m.dirs, d); d = filepath.Dir(d) {
-			m.dirs = append(m.dirs, d)
-		}
-	}
-	slices.SortFunc(m.dirs, func(a, b string) int { return len(b) - len(a) }) // innermost first
-	return m
+	return &madeStore{db: db}
 }
 
-func exists(path string) bool {
-	_, err := os.Stat(path)
-	return !errors.Is(err, fs.ErrNotExist)
-}
-
-// undo removes what was made (a failed command writes nothing, not even a
-// new store: the contract): the files, then the folders left empty.
-func (m *madeStore) undo() {
-	if m == nil {
-		return
-	}
-	for _, f := range []string{m.db, m.db + "-wal", m.db + "-shm", m.db + "-journal", m.key} {
-		if f != "" {
-			_ = os.Remove(f)
-		}
-	}
-	for _, d := range m.dirs {
-		_ = os.Remove(d)
-	}
-}
-
-// said warns, after a command that succeeded on a store it made, where
-// that store is: run in another directory than the server, a command
-// changes a store no server reads.
+// said warns where the store a command made is: run in another directory
+// than the server, a command changes a store no server reads. (A failed
+// command's warning is folded into its error's line: runMain.)
 func (m *madeStore) said() {
 	if m != nil {
 		newLogger("warn").Warn("no embedded store was found, so a new one was made: a server started in another directory, "+
@@ -323,6 +287,7 @@ func serve(ctx context.Context, args []string) error {
 	defer stopJobs()
 	log.Info("serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "metrics", cfg.MetricsListen, "store", storeKind(cfg))
 	h := hooksOf(ctx)
+	logHold.release(ctx) // started: what it logged so far, and from now on, as it goes
 	h.serving()
 	return runServers(ctx, log, shutdown{
 		drain: cfg.ShutdownDrain, grace: shutdownGrace, hurry: hurry,
@@ -744,11 +709,10 @@ func withApp(ctx context.Context, cmd string, stdout io.Writer, do func(a *app.A
 	}
 	out, err := do(a)
 	a.Close()
+	made.said()
 	if err != nil {
-		made.undo()
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
-	made.said()
 	if err := printJSON(stdout, out); err != nil {
 		// Committed already: say so, rather than let a retry fail as a
 		// duplicate with no word of what was made.

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -345,11 +346,25 @@ func TestFailureIsOneLine(t *testing.T) {
 	if rc, stderr = idp(""); rc == 0 || stderr != "idp: no command; see 'idp help'\n" {
 		t.Errorf("no command: %d %q, want one line", rc, stderr)
 	}
+	// serve that cannot start: what it logged before (a setting misspelt,
+	// the collector tuned) is folded into the line too.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	t.Setenv("IDP_LISTEN", busy.Addr().String())
+	t.Setenv("IDP_LISTNE", "127.0.0.1:1")
+	if rc, stderr = idp("", "serve"); rc == 0 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "IDP_LISTNE") {
+		t.Errorf("serve that cannot listen: %d %q, want one line with the warning folded in", rc, stderr)
+	}
 }
 
-// TestFailedCommandMakesNothing: a command that fails where no embedded
-// store is leaves no store, key or folder behind (nothing half-written),
-// whether it failed on its arguments or on the store.
+// TestFailedCommandMakesNothing: a command whose arguments are wrong
+// fails before it opens a store, so where there is none it makes none; one
+// that fails on the store it made (nothing to find in a new store) says so
+// in its error's line. (Such a store is not removed: another command may
+// have made it first and written to it meanwhile.)
 func TestFailedCommandMakesNothing(t *testing.T) {
 	t.Cleanup(func() { logOutput, logHold = os.Stderr, nil })
 	dir := t.TempDir()
@@ -358,15 +373,22 @@ func TestFailedCommandMakesNothing(t *testing.T) {
 	t.Setenv("IDP_SECRET_KEY_FILE", "./keys/secret.key")
 	for _, args := range [][]string{
 		{"user", "create", "--email", "not-an-address", "--password-stdin"},
+		{"user", "create", "--email", "ken@example.com", "--name", "a\x1b[31m", "--password-stdin"},
 		{"client", "create", "--id", "a", "--name", "A", "--redirect-uri", "https://a.example/cb", "--post-logout-redirect-uri", "nope"},
-		{"user", "show", "--email", "nobody@example.com"},
-		{"client", "delete", "--id", "nothing"},
+		{"client", "update", "--id", "a", "--redirect-uri", "http://evil.example/cb"},
 	} {
-		if rc := runMain(t.Context(), args, strings.NewReader("a-long-password\n"), io.Discard, io.Discard); rc == 0 {
+		var stderr bytes.Buffer
+		if rc := runMain(t.Context(), args, strings.NewReader("a-long-password\n"), io.Discard, &stderr); rc == 0 {
 			t.Fatalf("%v: succeeded", args)
 		}
 		if left, _ := os.ReadDir(dir); len(left) != 0 {
-			t.Fatalf("%v failed and left %v behind", args, left)
+			t.Fatalf("%v failed (%q) and left %v behind", args, stderr.String(), left)
 		}
+	}
+	var stderr bytes.Buffer
+	if rc := runMain(t.Context(), []string{"user", "show", "--email", "nobody@example.com"}, strings.NewReader(""), io.Discard, &stderr); rc == 0 ||
+		strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "no embedded store was found") ||
+		!strings.Contains(stderr.String(), filepath.Join(dir, "data", "db", "idp.db")) {
+		t.Errorf("a command failing on the store it made: %d %q, want one line naming the new store", rc, stderr.String())
 	}
 }

@@ -7,18 +7,21 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // What a command says on stderr. The contract allows a failed command one
-// line: its error. An administrative command's warnings (about the
-// configuration, the key file's mode, a store it made) are therefore held
-// until it ends: printed as logged (JSON lines) when it succeeded, folded
-// into the error's line when it failed. serve logs as it goes.
+// line: its error. What a command logs (warnings about the configuration,
+// the key file's mode, a store it made; serve's start) is therefore held:
+// an administrative command's until it ends, serve's until its listeners
+// are open. It is then written as logged (JSON lines), or, when the
+// command failed first, folded into the error's line.
 
-// heldLog holds the records an administrative command logged.
+// heldLog holds the records a command logged until it is released.
 type heldLog struct {
-	mu      sync.Mutex
-	records []heldRecord
+	mu       sync.Mutex
+	records  []heldRecord
+	released atomic.Bool // set under mu: records are written at once
 }
 
 type heldRecord struct {
@@ -32,11 +35,17 @@ type holdingHandler struct {
 	hold *heldLog
 }
 
-func (h *holdingHandler) Handle(_ context.Context, r slog.Record) error {
-	h.hold.mu.Lock()
-	defer h.hold.mu.Unlock()
-	h.hold.records = append(h.hold.records, heldRecord{h.Handler, r.Clone()})
-	return nil
+func (h *holdingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if !h.hold.released.Load() {
+		h.hold.mu.Lock()
+		if !h.hold.released.Load() {
+			h.hold.records = append(h.hold.records, heldRecord{h.Handler, r.Clone()})
+			h.hold.mu.Unlock()
+			return nil
+		}
+		h.hold.mu.Unlock()
+	}
+	return h.Handler.Handle(ctx, r)
 }
 
 func (h *holdingHandler) WithAttrs(as []slog.Attr) slog.Handler {
@@ -47,14 +56,19 @@ func (h *holdingHandler) WithGroup(name string) slog.Handler {
 	return &holdingHandler{h.Handler.WithGroup(name), h.hold}
 }
 
-// flush writes the held records as they would have been written.
-func (l *heldLog) flush(ctx context.Context) {
+// release writes the held records as they would have been written, and
+// lets later ones through at once. Nothing on a nil heldLog.
+func (l *heldLog) release(ctx context.Context) {
+	if l == nil {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, hr := range l.records {
 		_ = hr.h.Handle(ctx, hr.r)
 	}
 	l.records = nil
+	l.released.Store(true)
 }
 
 // folded is the held records as one line's tail ("" for none):
@@ -80,22 +94,12 @@ func (l *heldLog) folded() string {
 // runMain runs the command line args and reports on stderr; it returns
 // the exit status.
 func runMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	logOutput = stderr
-	logHold = nil
-	if len(args) > 0 && args[0] != "serve" {
-		logHold = &heldLog{}
-	}
+	logOutput, logHold = stderr, &heldLog{}
 	err := run(ctx, args, stdin, stdout)
 	if err != nil {
-		tail := ""
-		if logHold != nil {
-			tail = logHold.folded()
-		}
-		fmt.Fprintln(stderr, "idp: "+oneLine(err)+oneLine(fmt.Errorf("%s", tail)))
+		fmt.Fprintln(stderr, "idp: "+oneLine(err)+oneLine(fmt.Errorf("%s", logHold.folded())))
 		return 1
 	}
-	if logHold != nil {
-		logHold.flush(ctx)
-	}
+	logHold.release(ctx)
 	return 0
 }
