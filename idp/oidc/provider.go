@@ -58,6 +58,7 @@ type Config struct {
 // Provider is the composed fosite provider and its HTTP handlers.
 type Provider struct {
 	cfg     Config
+	origins publicOrigins // for cross-origin reads (cors.go)
 	OAuth2  fosite.OAuth2Provider
 	Storage *Storage
 	keys    KeySource

@@ -108,13 +108,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 func (s *Server) routes() http.Handler {
 	p := s.Provider
 	api := http.NewServeMux()
-	handle(api, "GET "+oidc.PathDiscovery, p.Discovery)
-	handle(api, "GET "+oidc.PathJWKS, p.JWKS)
-	handle(api, "POST "+oidc.PathToken, p.Token)
-	handle(api, "POST "+oidc.PathRevoke, p.Revoke)
+	// Cross-origin reads for public clients' pages: oidc/cors.go.
+	handle(api, "GET "+oidc.PathDiscovery, oidc.AnyOrigin(p.Discovery))
+	handle(api, "GET "+oidc.PathJWKS, oidc.AnyOrigin(p.JWKS))
+	handle(api, "POST "+oidc.PathToken, p.ClientOrigin(p.Token))
+	handle(api, "OPTIONS "+oidc.PathToken, p.Preflight("POST"))
+	handle(api, "POST "+oidc.PathRevoke, p.ClientOrigin(p.Revoke))
+	handle(api, "OPTIONS "+oidc.PathRevoke, p.Preflight("POST"))
 	handle(api, "POST "+oidc.PathIntrospect, p.Introspect)
-	handle(api, "GET "+oidc.PathUserinfo, p.Userinfo)
-	handle(api, "POST "+oidc.PathUserinfo, p.Userinfo)
+	handle(api, "GET "+oidc.PathUserinfo, p.PublicOrigin(p.Userinfo))
+	handle(api, "POST "+oidc.PathUserinfo, p.PublicOrigin(p.Userinfo))
+	handle(api, "OPTIONS "+oidc.PathUserinfo, p.Preflight("GET, POST"))
 	handle(api, "GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	handle(api, "GET /readyz", s.readyz)
 
