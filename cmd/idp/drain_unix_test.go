@@ -24,6 +24,8 @@ func TestServeDrain(t *testing.T) {
 	t.Setenv("IDP_LISTEN", public)
 	t.Setenv("IDP_LOG_LEVEL", "error")
 	t.Setenv("IDP_SHUTDOWN_DRAIN", "5m")
+	exitNow = func(code int) { t.Errorf("serve exited (%d): the second signal did not reach the drain", code) }
+	t.Cleanup(func() { exitNow = os.Exit })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done, draining := startServe(t, ctx, public)

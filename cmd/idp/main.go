@@ -61,7 +61,9 @@ func main() {
 	os.Exit(runMain(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+func oneLine(err error) string {
+	return strings.NewReplacer("\r\n", "; ", "\n", "; ", "\r", "; ").Replace(err.Error())
+}
 
 // errUsage is returned for a command line that cannot be understood.
 var errUsage = errors.New("see 'idp help'")
@@ -225,30 +227,31 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(cfg.LogLevel)
+	defer slog.SetDefault(slog.Default())
 	slog.SetDefault(log)
-	// The first SIGTERM or SIGINT ends ctx (the drain begins); a second one
-	// ends the drain at once (runServers, through hurry); one more, or the
-	// second without a drain, exits at once, without waiting for the
-	// requests in flight and the mails being sent (a second Ctrl-C was
-	// ignored).
+	// The first SIGTERM or SIGINT ends ctx (the drain begins); another one
+	// ends a drain under way at once (runServers reads hurry only while it
+	// drains); any other exits at once, without waiting for the requests
+	// in flight and the mails being sent (a second Ctrl-C was ignored).
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	hurry, returned := make(chan os.Signal, 1), make(chan struct{})
+	hurry, returned := make(chan os.Signal), make(chan struct{})
 	defer close(returned)
 	go func() {
 		for n := 1; ; n++ {
 			select {
 			case s := <-sigs:
-				switch {
-				case n == 1:
+				if n == 1 {
 					stop()
-				case n == 2 && cfg.ShutdownDrain > 0:
-					hurry <- s
+					continue
+				}
+				select {
+				case hurry <- s: // the drain ends
 				default:
-					log.Warn("another signal: exiting at once, without finishing the shutdown", "signal", s.String())
+					logHold.exiting(log, s)
 					exitNow(1)
 					return
 				}

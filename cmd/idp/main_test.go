@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kamera-id/idp/idp/testenv"
@@ -390,5 +391,28 @@ func TestFailedCommandMakesNothing(t *testing.T) {
 		strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "no embedded store was found") ||
 		!strings.Contains(stderr.String(), filepath.Join(dir, "data", "db", "idp.db")) {
 		t.Errorf("a command failing on the store it made: %d %q, want one line naming the new store", rc, stderr.String())
+	}
+}
+
+// TestExitingBeforeStarted: a signal that makes serve exit before it has
+// let its records through writes the one line of a failure, with what it
+// held folded in (they would be lost with the process); afterwards, a
+// record as any other.
+func TestExitingBeforeStarted(t *testing.T) {
+	var out bytes.Buffer
+	logOutput, logHold = &out, &heldLog{}
+	t.Cleanup(func() { logOutput, logHold = os.Stderr, nil })
+	log := newLogger("info")
+	log.Warn("configuration: IDP_LISTNE is not a setting")
+	logHold.exiting(log, syscall.SIGINT)
+	if got := out.String(); strings.Count(got, "\n") != 1 || !strings.HasPrefix(got, "idp: another signal: exiting at once") ||
+		!strings.Contains(got, "IDP_LISTNE") {
+		t.Errorf("exiting while held: %q, want one line with the held record folded in", got)
+	}
+	out.Reset()
+	logHold.release(t.Context())
+	logHold.exiting(log, syscall.SIGINT)
+	if got := out.String(); !strings.HasPrefix(got, `{"time":`) || !strings.Contains(got, "exiting at once") {
+		t.Errorf("exiting once released: %q, want a JSON record", got)
 	}
 }

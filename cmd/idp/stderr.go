@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,11 +72,31 @@ func (l *heldLog) release(ctx context.Context) {
 	l.released.Store(true)
 }
 
+// exiting says that a signal makes serve exit at once: in log once its
+// records are let through; before that (still starting), as the one line
+// a failed command writes, with what it held folded in.
+func (l *heldLog) exiting(log *slog.Logger, s os.Signal) {
+	const msg = "another signal: exiting at once, without finishing the shutdown"
+	if l != nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if !l.released.Load() {
+			fmt.Fprintln(logOutput, "idp: "+msg+" ("+s.String()+")"+oneLine(fmt.Errorf("%s", l.foldedLocked())))
+			return
+		}
+	}
+	log.Warn(msg, "signal", s.String())
+}
+
 // folded is the held records as one line's tail ("" for none):
 // "; warning: message (key=value ...)" for each.
 func (l *heldLog) folded() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.foldedLocked()
+}
+
+func (l *heldLog) foldedLocked() string {
 	var b strings.Builder
 	for _, hr := range l.records {
 		b.WriteString("; " + strings.ToLower(hr.r.Level.String()) + ": " + hr.r.Message)
@@ -93,8 +114,14 @@ func (l *heldLog) folded() string {
 
 // runMain runs the command line args and reports on stderr; it returns
 // the exit status.
-func runMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func runMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (status int) {
 	logOutput, logHold = stderr, &heldLog{}
+	defer func() {
+		if v := recover(); v != nil { // one line, as any failure (the stack is no help to an operator)
+			fmt.Fprintln(stderr, "idp: internal error: "+oneLine(fmt.Errorf("%v", v))+oneLine(fmt.Errorf("%s", logHold.folded())))
+			status = 2
+		}
+	}()
 	err := run(ctx, args, stdin, stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "idp: "+oneLine(err)+oneLine(fmt.Errorf("%s", logHold.folded())))
