@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -21,8 +22,9 @@ func TestCrossOriginReads(t *testing.T) {
 		p := startProvider(t, db)
 		p.createUser(email, password)
 		spa := p.newPublicRP("spa") // redirect URI http://localhost/callback
-		if _, _, err := p.app.CreateClient(context.Background(), app.NewClient{ID: "server", Name: "Server",
-			RedirectURIs: []string{"https://server.example/cb"}}); err != nil {
+		_, serverSecret, err := p.app.CreateClient(context.Background(), app.NewClient{ID: "server", Name: "Server",
+			RedirectURIs: []string{"https://server.example/cb", "http://localhost/server-cb"}})
+		if err != nil {
 			t.Fatal(err)
 		}
 		const page = "http://localhost"
@@ -84,6 +86,20 @@ func TestCrossOriginReads(t *testing.T) {
 		allowed("the token endpoint, from another origin", send("POST", "/oauth2/token", "https://evil.example", exchange, nil), "")
 		exchange.Set("client_id", "server")
 		allowed("the token endpoint, for a confidential client", send("POST", "/oauth2/token", "https://server.example", exchange, nil), "")
+		// A confidential client authenticating with Basic while the form
+		// names the public one: fosite takes Basic's, and so does CORS.
+		basic := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("server:"+serverSecret))}}
+		exchange.Set("client_id", "spa")
+		allowed("the token endpoint, as a confidential client naming a public one", send("POST", "/oauth2/token", page, exchange, basic), "")
+		exchange.Del("client_id")
+		allowed("the token endpoint, as a confidential client on a public one's origin", send("POST", "/oauth2/token", page, exchange, basic), "")
+		resp = send("POST", "/oauth2/revoke", page, url.Values{"token": {"unknown"}, "client_id": {"spa"}}, nil)
+		allowed("revocation, from the public client's origin", resp, page)
+		resp = send("OPTIONS", "/oauth2/token", page, nil, http.Header{"Access-Control-Request-Method": {"POST"}})
+		allowed("the token endpoint's preflight", resp, page)
+		if resp.StatusCode != http.StatusNoContent {
+			t.Errorf("the token endpoint's preflight: %d", resp.StatusCode)
+		}
 
 		preflight := http.Header{"Access-Control-Request-Method": {"GET"}, "Access-Control-Request-Headers": {"authorization"}}
 		resp = send("OPTIONS", "/userinfo", page, nil, preflight)
@@ -94,10 +110,15 @@ func TestCrossOriginReads(t *testing.T) {
 		}
 		allowed("userinfo's preflight from a confidential client's origin", send("OPTIONS", "/userinfo", "https://server.example", nil, preflight), "")
 		allowed("userinfo's preflight from another origin", send("OPTIONS", "/userinfo", "https://evil.example", nil, preflight), "")
-		resp = send("GET", "/userinfo", page, nil, http.Header{"Authorization": {"Bearer " + tok.AccessToken}})
+		bearer := http.Header{"Authorization": {"Bearer " + tok.AccessToken}}
+		resp = send("GET", "/userinfo", page, nil, bearer)
 		allowed("userinfo", resp, page)
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("userinfo: %d", resp.StatusCode)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
+			t.Errorf("userinfo: %d, exposed headers %q", resp.StatusCode, resp.Header.Get("Access-Control-Expose-Headers"))
+		}
+		allowed("userinfo, from another origin", send("GET", "/userinfo", "https://evil.example", nil, bearer), "")
+		if v := send("GET", "/userinfo", "", nil, bearer).Header.Get("Vary"); !strings.Contains(v, "Origin") {
+			t.Errorf("userinfo without an Origin: Vary %q, want Origin (the answer depends on it)", v)
 		}
 		allowed("introspection", send("POST", "/oauth2/introspect", page, url.Values{"token": {tok.AccessToken}}, nil), "")
 	})

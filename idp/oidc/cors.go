@@ -3,7 +3,9 @@ package oidc
 import (
 	"context"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,14 +38,12 @@ func AnyOrigin(next http.HandlerFunc) http.HandlerFunc {
 // endpoints).
 func (p *Provider) ClientOrigin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Vary", "Origin")
 		if origin := r.Header.Get("Origin"); origin != "" {
-			w.Header().Add("Vary", "Origin")
-			if r.ParseForm() == nil {
-				if id := r.PostForm.Get("client_id"); id != "" {
-					c, err := p.Storage.Client(r.Context(), id)
-					if err == nil && c.Public && originOf(c.RedirectURIs, origin) {
-						w.Header().Set("Access-Control-Allow-Origin", origin)
-					}
+			if id := requestClient(r); id != "" {
+				c, err := p.Storage.Client(r.Context(), id)
+				if err == nil && c.Public && originOf(c.RedirectURIs, origin) {
+					allowOrigin(w, origin)
 				}
 			}
 		}
@@ -51,15 +51,40 @@ func (p *Provider) ClientOrigin(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// requestClient is the client a token or revocation request is made as,
+// as fosite finds it: the Basic credentials' user, else the form's
+// client_id; "" when they name two clients (no cross-origin read for
+// such a request) or none.
+func requestClient(r *http.Request) string {
+	if r.ParseForm() != nil {
+		return ""
+	}
+	form := r.PostForm.Get("client_id")
+	user, _, basic := r.BasicAuth()
+	if !basic {
+		return form
+	}
+	id, err := url.QueryUnescape(user)
+	if err != nil || (form != "" && form != id) {
+		return ""
+	}
+	return id
+}
+
+// allowOrigin lets a page of origin read the answer, and the headers that
+// say why it was refused or when to try again.
+func allowOrigin(w http.ResponseWriter, origin string) {
+	w.Header().Set("Access-Control-Allow-Origin", origin)
+	w.Header().Set("Access-Control-Expose-Headers", "WWW-Authenticate, Retry-After")
+}
+
 // PublicOrigin lets a page of any public client's redirect URIs' origins
 // read what next answers (userinfo).
 func (p *Provider) PublicOrigin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if origin := r.Header.Get("Origin"); origin != "" {
-			w.Header().Add("Vary", "Origin")
-			if p.publicOrigin(r.Context(), origin) {
-				w.Header().Set("Access-Control-Allow-Origin", origin)
-			}
+		w.Header().Add("Vary", "Origin")
+		if origin := r.Header.Get("Origin"); origin != "" && p.publicOrigin(r.Context(), origin) {
+			allowOrigin(w, origin)
 		}
 		next(w, r)
 	}
@@ -73,10 +98,8 @@ func (p *Provider) Preflight(methods string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Allow", "OPTIONS, "+methods)
+		h.Add("Vary", "Origin")
 		origin := r.Header.Get("Origin")
-		if origin != "" {
-			h.Add("Vary", "Origin")
-		}
 		method := r.Header.Get("Access-Control-Request-Method")
 		if origin != "" && method != "" && strings.Contains(", "+methods+", ", ", "+method+", ") && p.publicOrigin(r.Context(), origin) {
 			h.Set("Access-Control-Allow-Origin", origin)
@@ -100,26 +123,47 @@ func originOf(uris []string, origin string) bool {
 }
 
 // webOrigin is the origin of an http(s) URI as a browser writes it
-// (scheme://host[:port], the default port left out; "" for another
-// scheme or a URI that does not parse).
+// (scheme://host[:port]: the host in lower case, an IPv6 address in its
+// shortest form, the port as a number and left out when it is the
+// scheme's default); "" for another scheme, a URI that does not parse or
+// a host outside ASCII (a browser sends its punycode, not compared: no
+// cross-origin reads for such a client).
 func webOrigin(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
 		return ""
 	}
-	host := strings.ToLower(u.Host)
-	if port := u.Port(); (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
-		host = strings.TrimSuffix(host, ":"+port)
+	host := strings.ToLower(u.Hostname())
+	for _, c := range host {
+		if c > '~' {
+			return ""
+		}
+	}
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
+		host = "[" + a.String() + "]"
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil {
+			return ""
+		}
+		if !(u.Scheme == "https" && n == 443 || u.Scheme == "http" && n == 80) {
+			host += ":" + strconv.FormatUint(n, 10)
+		}
 	}
 	return u.Scheme + "://" + host
 }
 
 // publicOrigins are the origins of the public clients' redirect URIs, read
-// at most once per ClientTT (as a client change takes effect).
+// at most once per ClientTT (as a client change takes effect) by one
+// request at a time, while the others use the set read before; a failed
+// read is not tried again for a second.
 type publicOrigins struct {
 	mu      sync.Mutex
 	set     map[string]bool
 	fetched time.Time
+	failed  time.Time
+	refresh sync.Mutex // held by the request reading the clients
 }
 
 // publicOrigin says whether origin is one of a public client's redirect
@@ -127,15 +171,32 @@ type publicOrigins struct {
 func (p *Provider) publicOrigin(ctx context.Context, origin string) bool {
 	po := &p.origins
 	po.mu.Lock()
-	set, fresh := po.set, time.Since(po.fetched) < p.Storage.ClientTT
+	set, fresh := po.set, time.Since(po.fetched) < p.Storage.ClientTT || time.Since(po.failed) < time.Second
 	po.mu.Unlock()
-	if set != nil && fresh {
+	if fresh {
 		return set[origin]
 	}
-	cs, err := p.Storage.Store.ListClients(ctx) // not under the lock: a slow store holds no one else
+	if !po.refresh.TryLock() {
+		if set != nil {
+			return set[origin] // being read again by another request
+		}
+		po.refresh.Lock()
+	}
+	defer po.refresh.Unlock()
+	po.mu.Lock()
+	set, fresh = po.set, time.Since(po.fetched) < p.Storage.ClientTT || time.Since(po.failed) < time.Second
+	po.mu.Unlock()
+	if fresh { // read meanwhile
+		return set[origin]
+	}
+	began := time.Now()
+	cs, err := p.Storage.Store.ListClients(ctx)
 	if err != nil {
 		p.log.WarnContext(ctx, "cors: clients not read", "err", err)
-		return false
+		po.mu.Lock()
+		po.failed = time.Now()
+		po.mu.Unlock()
+		return set[origin]
 	}
 	set = map[string]bool{}
 	for _, c := range cs {
@@ -148,7 +209,7 @@ func (p *Provider) publicOrigin(ctx context.Context, origin string) bool {
 		}
 	}
 	po.mu.Lock()
-	po.set, po.fetched = set, time.Now()
+	po.set, po.fetched = set, began // as old as the read's start
 	po.mu.Unlock()
 	return set[origin]
 }
