@@ -121,5 +121,14 @@ func TestCrossOriginReads(t *testing.T) {
 			t.Errorf("userinfo without an Origin: Vary %q, want Origin (the answer depends on it)", v)
 		}
 		allowed("introspection", send("POST", "/oauth2/introspect", page, url.Values{"token": {tok.AccessToken}}, nil), "")
+		// A request refused before it reaches the endpoint (a parameter
+		// twice): the page can read why.
+		twice := url.Values{"grant_type": {"authorization_code"}, "code": {"a", "b"}, "client_id": {"spa"}}
+		resp = send("POST", "/oauth2/token", page, twice, nil)
+		allowed("the token endpoint's refusal of a parameter sent twice", resp, page)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("a parameter sent twice: %d, want 400", resp.StatusCode)
+		}
+		allowed("the refusal, from another origin", send("POST", "/oauth2/token", "https://evil.example", twice, nil), "")
 	})
 }

@@ -90,6 +90,23 @@ func (p *Provider) PublicOrigin(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// RefusedInput lets a page read the answer refusing its request before it
+// reached an endpoint (a repeated parameter, a body too large): any page
+// for discovery and the JWKS, a page of any public client's redirect URIs'
+// origins elsewhere (the request's client is not known yet; the answer
+// says only what was wrong with the request). Introspection: none.
+func (p *Provider) RefusedInput(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case PathDiscovery, PathJWKS:
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+	case PathToken, PathRevoke, PathUserinfo:
+		w.Header().Add("Vary", "Origin")
+		if origin := r.Header.Get("Origin"); origin != "" && p.publicOrigin(r.Context(), origin) {
+			allowOrigin(w, origin)
+		}
+	}
+}
+
 // Preflight answers a CORS preflight (OPTIONS) of an endpoint taking
 // methods: allowed for a page of any public client's redirect URIs'
 // origins, with the Authorization and Content-Type headers (a bearer
