@@ -765,9 +765,17 @@ func TestPasswordLockout(t *testing.T) {
 		if !strings.Contains(pg.alert(), "上限") || pg.formWith("password") == nil {
 			t.Fatalf("429 page: alert %q, form again: %v", pg.alert(), pg.formWith("password") != nil)
 		}
+		if ra := pg.Header.Get("Retry-After"); ra != "60" {
+			t.Errorf("the failure that locked: Retry-After %q, want 60 (the first lockout)", ra)
+		}
 		if pg := right(); pg.Status != http.StatusTooManyRequests || pg.URL.Path == "/account" {
 			t.Fatalf("right password while locked: %d %s", pg.Status, pg.URL)
 		}
+		p.clock.Advance(20 * time.Second)
+		if pg := right(); pg.Header.Get("Retry-After") != "40" {
+			t.Errorf("a login 20 s into the lockout: Retry-After %q, want 40", pg.Header.Get("Retry-After"))
+		}
+		p.clock.Advance(-20 * time.Second)
 		// Locked from any browser: the limit is the account's.
 		if pg := loginAttempt(p.newBrowser(), p, strings.ToUpper(email), password); pg.Status != http.StatusTooManyRequests {
 			t.Fatalf("right password, upper-case address, while locked: %d", pg.Status)
@@ -775,7 +783,9 @@ func TestPasswordLockout(t *testing.T) {
 
 		// The second lockout is longer than the first.
 		p.clock.Advance(61 * time.Second)
-		fail(10, http.StatusTooManyRequests)
+		if ra := fail(10, http.StatusTooManyRequests).Header.Get("Retry-After"); ra != "120" {
+			t.Errorf("the failure that locked again: Retry-After %q, want 120 (the second lockout)", ra)
+		}
 		p.clock.Advance(61 * time.Second)
 		if pg := right(); pg.Status != http.StatusTooManyRequests {
 			t.Fatalf("second lockout ended after the first one's length: %d", pg.Status)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -390,23 +391,55 @@ func (s *Server) lockedOut(ctx context.Context, keys ...string) (locked, counted
 	if err != nil {
 		return false, false, err
 	}
-	locked, counted = throttled(s.Now(), ts...)
+	locked, counted = throttled(ctx, s.Now(), ts...)
 	return locked, counted, nil
 }
 
-// throttled reports whether any of ts is locked at now, and whether the
-// first has failures or lockouts on record (a success then resets it;
-// otherwise there is nothing to reset, and no write is needed).
-func throttled(now time.Time, ts ...store.Throttle) (locked, counted bool) {
+// throttled reports whether any of ts is locked at now (noting when it
+// ends in the request, for the Retry-After of its 429: noteLock), and
+// whether the first has failures or lockouts on record (a success then
+// resets it; otherwise there is nothing to reset, and no write is needed).
+func throttled(ctx context.Context, now time.Time, ts ...store.Throttle) (locked, counted bool) {
 	for i, t := range ts {
 		if i == 0 {
 			counted = t.Failures > 0 || t.Lockouts > 0 || !t.LockedUntil.IsZero()
 		}
 		if t.LockedUntil.After(now) {
 			locked = true
+			noteLock(ctx, t.LockedUntil)
 		}
 	}
 	return locked, counted
+}
+
+// lockNote is the latest end of a lockout a request found or made (zero:
+// none), for the Retry-After of its 429 (render).
+type lockNote struct{ until time.Time }
+
+type lockNoteKey struct{}
+
+// withLockNote gives each request its lockNote.
+func withLockNote(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), lockNoteKey{}, &lockNote{})))
+	})
+}
+
+// noteLock notes in the request of ctx a lockout that ends at until.
+func noteLock(ctx context.Context, until time.Time) {
+	if n, ok := ctx.Value(lockNoteKey{}).(*lockNote); ok && until.After(n.until) {
+		n.until = until
+	}
+}
+
+// retryAfter429 is the Retry-After of a 429 answering r at now: the seconds
+// until the lockout it noted ends, rounded up ("" when it noted none).
+func retryAfter429(r *http.Request, now time.Time) string {
+	n, ok := r.Context().Value(lockNoteKey{}).(*lockNote)
+	if !ok || !n.until.After(now) {
+		return ""
+	}
+	return strconv.FormatInt(int64((n.until.Sub(now)+time.Second-1)/time.Second), 10)
 }
 
 // resetThrottle clears key after a success, when it had anything on
@@ -436,6 +469,7 @@ func (s *Server) recordFailures(ctx context.Context, acct store.ThrottlePolicy, 
 		}
 		if t.LockedUntil.After(s.Now()) {
 			// The caller checked that no key was locked: this failure locked it.
+			noteLock(ctx, t.LockedUntil)
 			s.Metrics.Lockout(kind)
 			status = http.StatusTooManyRequests
 		}

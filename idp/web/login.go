@@ -142,7 +142,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer a.unlock()
-	locked, counted := throttled(s.Now(), a.ts...)
+	locked, counted := throttled(ctx, s.Now(), a.ts...)
 	if locked {
 		s.Metrics.Login(metrics.StepPassword, metrics.ResultLocked)
 		s.renderLogin(w, r, f, http.StatusTooManyRequests, email, remember, "too_many_attempts")
@@ -338,7 +338,7 @@ func (s *Server) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	locked, counted := throttled(s.Now(), acct.Throttle)
+	locked, counted := throttled(r.Context(), s.Now(), acct.Throttle)
 	if locked {
 		s.Metrics.Login(metrics.StepTOTP, metrics.ResultLocked)
 		s.renderTOTP(w, r, f, http.StatusTooManyRequests, "too_many_attempts")
@@ -563,6 +563,7 @@ func (s *Server) secondStepFailed(r *http.Request, key, userID, method string) (
 	}
 	s.audit(r, userID, "mfa.code_failed", map[string]any{"method": method})
 	if th.LockedUntil.After(s.Now()) {
+		noteLock(ctx, th.LockedUntil)
 		s.Metrics.Lockout(metrics.LockoutMFA)
 		s.audit(r, userID, "mfa.locked", map[string]any{"until": th.LockedUntil.UTC().Format("2006-01-02T15:04:05Z")})
 		return http.StatusTooManyRequests, nil
@@ -599,7 +600,7 @@ func (s *Server) backupSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	locked, counted := throttled(s.Now(), acct.Throttle)
+	locked, counted := throttled(r.Context(), s.Now(), acct.Throttle)
 	if locked {
 		s.Metrics.Login(metrics.StepBackup, metrics.ResultLocked)
 		s.renderBackup(w, r, f, http.StatusTooManyRequests, "too_many_attempts")

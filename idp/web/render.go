@@ -128,6 +128,11 @@ func inLocale(u *store.User) *flow {
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	if status == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
+		if v := retryAfter429(r, s.Now()); v != "" {
+			w.Header().Set("Retry-After", v) // when the lockout the request found ends
+		}
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	// Without the request's deadline: the page that says the deadline
@@ -166,7 +171,11 @@ func (s *Server) renderErrorDetail(w http.ResponseWriter, r *http.Request, statu
 	}
 	switch status {
 	case http.StatusTooManyRequests:
-		w.Header().Set("Retry-After", "60")
+		v := retryAfter429(r, s.Now())
+		if v == "" {
+			v = "60" // no lockout of its own (too many requests at once)
+		}
+		w.Header().Set("Retry-After", v)
 	case http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", retryAfter)
 	}

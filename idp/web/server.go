@@ -192,7 +192,7 @@ func (s *Server) routes() http.Handler {
 		}
 		s.renderError(w, r, http.StatusForbidden, "csrf")
 	}))
-	pagesH := s.pageHeaders(cop.Handler(pages))
+	pagesH := s.pageHeaders(cop.Handler(withLockNote(pages)))
 
 	mux := http.NewServeMux()
 	mux.Handle("/", pagesH)
