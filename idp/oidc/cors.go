@@ -184,7 +184,8 @@ type publicOrigins struct {
 }
 
 // publicOrigin says whether origin is one of a public client's redirect
-// URIs' (false when the clients cannot be read: no cross-origin read then).
+// URIs' (by the set read before when the clients cannot be read now;
+// false before they have been read once).
 func (p *Provider) publicOrigin(ctx context.Context, origin string) bool {
 	po := &p.origins
 	po.mu.Lock()
@@ -194,10 +195,10 @@ func (p *Provider) publicOrigin(ctx context.Context, origin string) bool {
 		return set[origin]
 	}
 	if !po.refresh.TryLock() {
-		if set != nil {
-			return set[origin] // being read again by another request
-		}
-		po.refresh.Lock()
+		// Being read by another request: the set read before, or, before
+		// the first read ends, no cross-origin read (rather than a queue
+		// behind a read that may hang).
+		return set[origin]
 	}
 	defer po.refresh.Unlock()
 	po.mu.Lock()
@@ -207,7 +208,11 @@ func (p *Provider) publicOrigin(ctx context.Context, origin string) bool {
 		return set[origin]
 	}
 	began := time.Now()
-	cs, err := p.Storage.Store.ListClients(ctx)
+	// Not the request's own context: a client that hangs up does not make
+	// a failed read that every other request would back off from.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	cs, err := p.Storage.Store.ListClients(rctx)
 	if err != nil {
 		p.log.WarnContext(ctx, "cors: clients not read", "err", err)
 		po.mu.Lock()

@@ -46,7 +46,9 @@ func (s *Server) checkInput(next http.Handler) http.Handler {
 			msg := e.text(templates.LangEN)
 			s.Logger.InfoContext(r.Context(), "bad request", append(logAttrs(r), "why", msg)...)
 			if isAPIPath(r.URL.Path) {
-				s.Provider.RefusedInput(w, r)
+				if s.Provider != nil {
+					s.Provider.RefusedInput(w, r)
+				}
 				w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 				w.Header().Set("Cache-Control", "no-store")
 				w.WriteHeader(e.status)

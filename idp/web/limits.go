@@ -436,10 +436,11 @@ func noteLock(ctx context.Context, until time.Time) {
 // until the lockout it noted ends, rounded up ("" when it noted none).
 func retryAfter429(r *http.Request, now time.Time) string {
 	n, ok := r.Context().Value(lockNoteKey{}).(*lockNote)
-	if !ok || !n.until.After(now) {
+	if !ok || n.until.IsZero() {
 		return ""
 	}
-	return strconv.FormatInt(int64((n.until.Sub(now)+time.Second-1)/time.Second), 10)
+	// At least a second: a lockout that ended as the page was written.
+	return strconv.FormatInt(max(1, int64((n.until.Sub(now)+time.Second-1)/time.Second)), 10)
 }
 
 // resetThrottle clears key after a success, when it had anything on

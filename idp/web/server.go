@@ -192,7 +192,7 @@ func (s *Server) routes() http.Handler {
 		}
 		s.renderError(w, r, http.StatusForbidden, "csrf")
 	}))
-	pagesH := s.pageHeaders(cop.Handler(withLockNote(pages)))
+	pagesH := s.pageHeaders(withLockNote(cop.Handler(pages))) // the deny handler's pages too
 
 	mux := http.NewServeMux()
 	mux.Handle("/", pagesH)
