@@ -12,17 +12,24 @@ import (
 	"time"
 )
 
+// serveEnv configures idp serve for a test (a store of its own, a free
+// address, errors only in the log) and returns the address.
+func serveEnv(t *testing.T) string {
+	t.Helper()
+	public := freeAddr(t)
+	t.Setenv("IDP_DATABASE_URL", "sqlite://"+t.TempDir()+"/idp.db")
+	t.Setenv("IDP_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+	t.Setenv("IDP_LISTEN", public)
+	t.Setenv("IDP_LOG_LEVEL", "error")
+	return public
+}
+
 // TestServeDrain runs `idp serve` with IDP_SHUTDOWN_DRAIN and real
 // signals: after the first SIGTERM /readyz answers 503 while the server
 // still serves new connections; the second ends the drain and the server
 // stops.
 func TestServeDrain(t *testing.T) {
-	dir := t.TempDir()
-	public := freeAddr(t)
-	t.Setenv("IDP_DATABASE_URL", "sqlite://"+dir+"/idp.db")
-	t.Setenv("IDP_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
-	t.Setenv("IDP_LISTEN", public)
-	t.Setenv("IDP_LOG_LEVEL", "error")
+	public := serveEnv(t)
 	t.Setenv("IDP_SHUTDOWN_DRAIN", "5m")
 	exitNow = func(code int) { t.Errorf("serve exited (%d): the second signal did not reach the drain", code) }
 	t.Cleanup(func() { exitNow = os.Exit })
@@ -61,12 +68,7 @@ func TestServeDrain(t *testing.T) {
 // shutdown is under way exits at once (it was ignored, and the shutdown
 // went on for as long as its requests and mails took).
 func TestServeSignalAgainExits(t *testing.T) {
-	dir := t.TempDir()
-	public := freeAddr(t)
-	t.Setenv("IDP_DATABASE_URL", "sqlite://"+dir+"/idp.db")
-	t.Setenv("IDP_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
-	t.Setenv("IDP_LISTEN", public)
-	t.Setenv("IDP_LOG_LEVEL", "error")
+	serveEnv(t)
 	exited := make(chan int, 1)
 	exitNow = func(code int) { exited <- code }
 	t.Cleanup(func() { exitNow = os.Exit })

@@ -17,6 +17,7 @@ import (
 	"github.com/kamera-id/idp/idp/config"
 	"github.com/kamera-id/idp/idp/password"
 	"github.com/kamera-id/idp/idp/store"
+	"github.com/kamera-id/idp/idp/store/sqlstore"
 	"github.com/kamera-id/idp/idp/testenv"
 )
 
@@ -256,37 +257,52 @@ func (panicking) GetPasswordStep(context.Context, string, ...string) (*store.Use
 	panic("boom")
 }
 
+// loginForm is a server on SQLite with a cheap hash, and a login begun at
+// it: its flow and the browser's CSRF cookie.
+type loginForm struct {
+	s    *Server
+	st   *sqlstore.Store
+	h    *password.Hasher
+	flow string
+	csrf *http.Cookie
+}
+
+func newLoginForm(t *testing.T) *loginForm {
+	t.Helper()
+	f := &loginForm{st: testenv.SQLiteStore(t)}
+	cfg := config.Defaults()
+	cfg.Issuer = "http://localhost:8080"
+	f.h = password.New(password.Params{Memory: 8192, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 1)
+	f.s = New(Deps{Config: cfg, Key: testKey(t), Store: f.st, Hasher: f.h, Logger: slog.New(slog.DiscardHandler)})
+	rec := httptest.NewRecorder()
+	f.s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://localhost:8080/login", nil))
+	loc, err := url.Parse(rec.Header().Get("Location"))
+	if f.flow = loc.Query().Get("flow"); err != nil || f.flow == "" {
+		t.Fatalf("GET /login: %d, Location %q", rec.Code, rec.Header().Get("Location"))
+	}
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == f.s.cookieName(csrfCookie) {
+			f.csrf = c
+		}
+	}
+	if f.csrf == nil {
+		t.Fatal("GET /login set no CSRF cookie")
+	}
+	return f
+}
+
 // TestAttemptLockReleased: waiting for the account's lock ends at the
 // request's deadline with the timeout's 503 page and no password hashed,
 // and the lock is freed on every way out of the password step: an answer,
 // a panic.
 func TestAttemptLockReleased(t *testing.T) {
-	st := testenv.SQLiteStore(t)
-	cfg := config.Defaults()
-	cfg.Issuer = "http://localhost:8080"
-	h := password.New(password.Params{Memory: 8192, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 1)
-	s := New(Deps{Config: cfg, Key: testKey(t), Store: st, Hasher: h, Logger: slog.New(slog.DiscardHandler)})
+	f := newLoginForm(t)
+	s, h := f.s, f.h
 	const addr = "user@example.com"
-
-	// A login flow and this browser's CSRF cookie.
-	rec := httptest.NewRecorder()
-	s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://localhost:8080/login", nil))
-	loc, err := url.Parse(rec.Header().Get("Location"))
-	if err != nil || loc.Query().Get("flow") == "" {
-		t.Fatalf("GET /login: %d, Location %q", rec.Code, rec.Header().Get("Location"))
-	}
-	var csrf *http.Cookie
-	for _, c := range rec.Result().Cookies() {
-		if c.Name == s.cookieName(csrfCookie) {
-			csrf = c
-		}
-	}
-	if csrf == nil {
-		t.Fatal("GET /login set no CSRF cookie")
-	}
 	attempt := func(cookies ...*http.Cookie) (*httptest.ResponseRecorder, int64) {
 		t.Helper()
-		form := url.Values{"flow": {loc.Query().Get("flow")}, "csrf": {s.csrfFor(csrf.Value)},
+		csrf := f.csrf
+		form := url.Values{"flow": {f.flow}, "csrf": {s.csrfFor(csrf.Value)},
 			"email": {addr}, "password": {"guess"}}
 		req := httptest.NewRequest(http.MethodPost, "http://localhost:8080/login", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -328,7 +344,7 @@ func TestAttemptLockReleased(t *testing.T) {
 		t.Fatalf("wrong password with a forged device cookie: status %d, %d hashed, %d locks left; want 200, 1, 0",
 			rec.Code, hashed, s.attempts.entries())
 	}
-	s.Store = panicking{st}
+	s.Store = panicking{f.st}
 	if rec, _ := attempt(); rec.Code != http.StatusInternalServerError || s.attempts.entries() != 0 {
 		t.Fatalf("a panic in the password step: status %d, %d locks left; want 500, 0", rec.Code, s.attempts.entries())
 	}
