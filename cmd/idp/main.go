@@ -206,7 +206,10 @@ func storeToMake(cfg config.Config) *madeStore {
 // than the server, a command changes a store no server reads. (A failed
 // command's warning is folded into its error's line: runMain.)
 func (m *madeStore) said() {
-	if m != nil {
+	if m == nil {
+		return
+	}
+	if _, err := os.Lstat(m.db); err == nil { // made indeed (an open may fail before it)
 		newLogger("warn").Warn("no embedded store was found, so a new one was made: a server started in another directory, "+
 			"or with another IDP_DATABASE_URL, does not read it", "path", m.db)
 	}

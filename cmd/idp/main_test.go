@@ -416,3 +416,27 @@ func TestExitingBeforeStarted(t *testing.T) {
 		t.Errorf("exiting once released: %q, want a JSON record", got)
 	}
 }
+
+// TestNoNewStoreClaimedWhenNoneMade: a command that fails before it makes
+// the store (a master key file that is no key) does not say it made one.
+// (From a review.)
+func TestNoNewStoreClaimedWhenNoneMade(t *testing.T) {
+	t.Cleanup(func() { logOutput, logHold = os.Stderr, nil })
+	t.Chdir(t.TempDir())
+	for _, k := range []string{"IDP_DATABASE_URL", "IDP_SECRET_KEY", "IDP_SECRET_KEY_FILE", "IDP_CONFIG"} {
+		t.Setenv(k, "") // the defaults: ./data/idp.db and ./data/secret.key
+	}
+	if err := os.MkdirAll("data", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("data", "secret.key"), []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	if rc := runMain(t.Context(), []string{"client", "list"}, strings.NewReader(""), io.Discard, &stderr); rc == 0 {
+		t.Fatal("client list with a bad key file: succeeded")
+	}
+	if _, err := os.Stat(filepath.Join("data", "idp.db")); err == nil || strings.Contains(stderr.String(), "a new one was made") {
+		t.Errorf("a failure before the store was made: store made %v, stderr %q; want neither a store nor a word of one", err == nil, stderr.String())
+	}
+}

@@ -2,6 +2,7 @@ package oidc
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kamera-id/idp/idp/store"
 )
 
 // Cross-origin reads (CORS) of the protocol endpoints, for the pages of
@@ -29,6 +32,7 @@ import (
 func AnyOrigin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Access-Control-Expose-Headers", "Retry-After")
 		next(w, r)
 	}
 }
@@ -42,7 +46,14 @@ func (p *Provider) ClientOrigin(next http.HandlerFunc) http.HandlerFunc {
 		if origin := r.Header.Get("Origin"); origin != "" {
 			if id := requestClient(r); id != "" {
 				c, err := p.Storage.Client(r.Context(), id)
-				if err == nil && c.Public && originOf(c.RedirectURIs, origin) {
+				switch {
+				case err == nil:
+					if c.Public && originOf(c.RedirectURIs, origin) {
+						allowOrigin(w, origin)
+					}
+				case !errors.Is(err, store.ErrNotFound) && p.publicOrigin(r.Context(), origin):
+					// The client cannot be read (the database away): the
+					// page may read the 503 and its Retry-After all the same.
 					allowOrigin(w, origin)
 				}
 			}

@@ -395,7 +395,7 @@ func (p *Provider) revokeReusedCode(ctx context.Context, requestID string) {
 // unauthorized_client (RFC 7009 2.1); a client that authenticated with
 // Basic credentials gets its challenge (RFC 6749 5.2).
 func (p *Provider) Revoke(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+	ctx := withRevoking(r.Context())
 	err := p.checkPublicClient(ctx, r)
 	if err == nil {
 		err = p.OAuth2.NewRevocationRequest(ctx, r)

@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/kamera-id/idp/idp/app"
+	"github.com/kamera-id/idp/idp/oidc"
 	"github.com/kamera-id/idp/idp/store"
 	"github.com/kamera-id/idp/idp/testenv"
 )
@@ -155,5 +159,77 @@ func TestRefreshLostAnswerAfterRetry(t *testing.T) {
 		}
 		e.active(t, "the retry's refresh token after the reuse", r2, false)
 		e.active(t, "the retry's access token after the reuse", a2, false)
+	})
+}
+
+// revoke posts an RFC 7009 revocation of token as the client.
+func (e *codeEnv) revoke(token string) int {
+	r := httptest.NewRequest(http.MethodPost, oidc.PathRevoke, strings.NewReader(url.Values{"token": {token}}.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.SetBasicAuth(e.client, e.secret)
+	w := httptest.NewRecorder()
+	e.a.Provider.Revoke(w, r)
+	return w.Code
+}
+
+// TestRevokeRetryableRefreshToken: a spent refresh token that may still be
+// retried (IDP_REFRESH_TOKEN_GRACE) works, so revoking it revokes its grant
+// (RFC 7009 2.2: a revoked token stops working); fosite took it as revoked
+// already, answered 200 and left it working. (From a review.)
+func TestRevokeRetryableRefreshToken(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e := newCodeEnv(t, db)
+		e.a.Provider.Storage.RefreshGrace = 30 * time.Second
+		_, body := e.exchange()
+		r0, _ := body["refresh_token"].(string)
+		_, lost := e.refreshes(t, "refresh (its answer lost)", r0)
+		if st := e.revoke(r0); st != http.StatusOK {
+			t.Fatalf("revoking the spent token: %d", st)
+		}
+		e.active(t, "the spent token's successor after its revocation", lost, false)
+		if st, body := e.refresh(r0); st == http.StatusOK {
+			t.Errorf("the revoked refresh token still refreshes: %d %v", st, body)
+		}
+	})
+}
+
+// failClients fails every client read, as a database outage does.
+type failClients struct{ store.Store }
+
+func (failClients) GetClient(context.Context, string) (*store.Client, error) {
+	return nil, fmt.Errorf("failClients: %w", store.ErrUnavailable)
+}
+
+// TestCrossOriginDuringOutage: while the database is away, the token and
+// revocation endpoints' 503 (and its Retry-After) is readable by a public
+// client's page on an instance that cannot read the client. (From a
+// review.)
+func TestCrossOriginDuringOutage(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e := newCodeEnv(t, db)
+		if _, _, err := e.a.CreateClient(t.Context(), app.NewClient{ID: "spa", Name: "SPA", Public: true,
+			RedirectURIs: []string{"http://localhost/callback"}}); err != nil {
+			t.Fatal(err)
+		}
+		b := e.another(t) // nothing cached
+		if !b.Provider.PublicOriginKnown(t.Context(), "http://localhost") {
+			t.Fatal("the public client's origin is not known before the outage")
+		}
+		b.Provider.Storage.Store = failClients{b.Provider.Storage.Store}
+		for path, h := range map[string]http.HandlerFunc{
+			oidc.PathToken:  b.Provider.ClientOrigin(b.Provider.Token),
+			oidc.PathRevoke: b.Provider.ClientOrigin(b.Provider.Revoke),
+		} {
+			form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {"spa"}, "token": {"x"}}
+			r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			r.Header.Set("Origin", "http://localhost")
+			w := httptest.NewRecorder()
+			h(w, r)
+			if w.Code != http.StatusServiceUnavailable || w.Header().Get("Access-Control-Allow-Origin") != "http://localhost" {
+				t.Errorf("%s during an outage: %d, Access-Control-Allow-Origin %q; want 503 readable by the page",
+					path, w.Code, w.Header().Get("Access-Control-Allow-Origin"))
+			}
+		}
 	})
 }

@@ -604,6 +604,12 @@ func (s *Storage) CreateRefreshTokenSession(ctx context.Context, signature, _ st
 // token endpoint's request is a retry (RefreshGrace).
 func (s *Storage) GetRefreshTokenSession(ctx context.Context, signature string, sess fosite.Session) (fosite.Requester, error) {
 	req, rec, err := s.getRecord(ctx, store.KindRefreshToken, signature, sess, fosite.ErrInactiveToken)
+	if errors.Is(err, fosite.ErrInactiveToken) && s.RefreshGrace > 0 && rec.Successor != "" && revoking(ctx) {
+		// A spent refresh token that may still be retried (RefreshGrace)
+		// still works: revoking it revokes its grant (RFC 7009 2.2), where
+		// fosite would take it as revoked already and change nothing.
+		return req, nil
+	}
 	if errors.Is(err, fosite.ErrInactiveToken) {
 		switch retry, rerr := s.refreshRetry(ctx, rec); {
 		case rerr != nil:
@@ -647,6 +653,15 @@ func (s *Storage) refreshRetry(ctx context.Context, rec *store.TokenRecord) (boo
 	m.mu.Unlock()
 	return true, nil
 }
+
+type revokingKey struct{}
+
+// withRevoking marks ctx as a revocation request's (RFC 7009).
+func withRevoking(ctx context.Context) context.Context {
+	return context.WithValue(ctx, revokingKey{}, true)
+}
+
+func revoking(ctx context.Context) bool { return ctx.Value(revokingKey{}) != nil }
 
 // retriedSuccessor is the successor a retry of the refresh token signature
 // spends in this token request ("": it is no retry).
