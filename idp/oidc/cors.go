@@ -93,11 +93,17 @@ func allowOrigin(w http.ResponseWriter, origin string) {
 // read what next answers (userinfo).
 func (p *Provider) PublicOrigin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Add("Vary", "Origin")
-		if origin := r.Header.Get("Origin"); origin != "" && p.publicOrigin(r.Context(), origin) {
-			allowOrigin(w, origin)
-		}
+		p.allowPublicOrigin(w, r)
 		next(w, r)
+	}
+}
+
+// allowPublicOrigin lets a page of any public client's redirect URIs'
+// origins read the answer to r.
+func (p *Provider) allowPublicOrigin(w http.ResponseWriter, r *http.Request) {
+	w.Header().Add("Vary", "Origin")
+	if origin := r.Header.Get("Origin"); origin != "" && p.publicOrigin(r.Context(), origin) {
+		allowOrigin(w, origin)
 	}
 }
 
@@ -111,10 +117,7 @@ func (p *Provider) RefusedInput(w http.ResponseWriter, r *http.Request) {
 	case PathDiscovery, PathJWKS:
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 	case PathToken, PathRevoke, PathUserinfo:
-		w.Header().Add("Vary", "Origin")
-		if origin := r.Header.Get("Origin"); origin != "" && p.publicOrigin(r.Context(), origin) {
-			allowOrigin(w, origin)
-		}
+		p.allowPublicOrigin(w, r)
 	}
 }
 
@@ -194,14 +197,20 @@ type publicOrigins struct {
 	refresh sync.Mutex // held by the request reading the clients
 }
 
+// cached is the set last read, and whether it is to be used as it is:
+// read less than ttl ago, or a read failed less than a second ago.
+func (po *publicOrigins) cached(ttl time.Duration) (map[string]bool, bool) {
+	po.mu.Lock()
+	defer po.mu.Unlock()
+	return po.set, time.Since(po.fetched) < ttl || time.Since(po.failed) < time.Second
+}
+
 // publicOrigin says whether origin is one of a public client's redirect
 // URIs' (by the set read before when the clients cannot be read now;
 // false before they have been read once).
 func (p *Provider) publicOrigin(ctx context.Context, origin string) bool {
 	po := &p.origins
-	po.mu.Lock()
-	set, fresh := po.set, time.Since(po.fetched) < p.Storage.ClientTT || time.Since(po.failed) < time.Second
-	po.mu.Unlock()
+	set, fresh := po.cached(p.Storage.ClientTT)
 	if fresh {
 		return set[origin]
 	}
@@ -212,10 +221,7 @@ func (p *Provider) publicOrigin(ctx context.Context, origin string) bool {
 		return set[origin]
 	}
 	defer po.refresh.Unlock()
-	po.mu.Lock()
-	set, fresh = po.set, time.Since(po.fetched) < p.Storage.ClientTT || time.Since(po.failed) < time.Second
-	po.mu.Unlock()
-	if fresh { // read meanwhile
+	if set, fresh = po.cached(p.Storage.ClientTT); fresh { // read meanwhile
 		return set[origin]
 	}
 	began := time.Now()

@@ -344,6 +344,13 @@ type decodedRecord struct {
 
 type codeMemoKey struct{}
 
+// memoOf is the token request's memo in ctx (nil: ctx is no token
+// request's).
+func memoOf(ctx context.Context) *codeMemo {
+	m, _ := ctx.Value(codeMemoKey{}).(*codeMemo)
+	return m
+}
+
 // withCodeMemo gives one token request its memo.
 func withCodeMemo(ctx context.Context) context.Context {
 	return context.WithValue(ctx, codeMemoKey{}, &codeMemo{codes: map[string]*decodedRecord{}})
@@ -353,7 +360,7 @@ func withCodeMemo(ctx context.Context) context.Context {
 // memo when this request has read it already, or, for the first request
 // to exchange a code this process issued, from issuedCodes.
 func (s *Storage) code(ctx context.Context, signature string) (*decodedRecord, error) {
-	m, _ := ctx.Value(codeMemoKey{}).(*codeMemo)
+	m := memoOf(ctx)
 	if m != nil {
 		m.mu.Lock()
 		dc := m.codes[signature]
@@ -403,7 +410,7 @@ func (s *Storage) takeIssued(m *codeMemo, signature string) (*store.TokenRecord,
 // other check, never saw the code's state. ok is false when the request
 // read the code from the store, or the code is unused, gone or unread.
 func (s *Storage) issuedCodeSpent(ctx context.Context) (requestID string, ok bool) {
-	m, _ := ctx.Value(codeMemoKey{}).(*codeMemo)
+	m := memoOf(ctx)
 	if m == nil {
 		return "", false
 	}
@@ -627,7 +634,7 @@ func (s *Storage) GetRefreshTokenSession(ctx context.Context, signature string, 
 // issued, rec's successor, is still active (unused, not revoked). It notes
 // the successor in the request's memo, for RotateRefreshToken to spend.
 func (s *Storage) refreshRetry(ctx context.Context, rec *store.TokenRecord) (bool, error) {
-	m, _ := ctx.Value(codeMemoKey{}).(*codeMemo)
+	m := memoOf(ctx)
 	if s.RefreshGrace <= 0 || m == nil || rec == nil || rec.Successor == "" {
 		return false, nil
 	}
@@ -666,7 +673,7 @@ func revoking(ctx context.Context) bool { return ctx.Value(revokingKey{}) != nil
 // retriedSuccessor is the successor a retry of the refresh token signature
 // spends in this token request ("": it is no retry).
 func retriedSuccessor(ctx context.Context, signature string) string {
-	m, _ := ctx.Value(codeMemoKey{}).(*codeMemo)
+	m := memoOf(ctx)
 	if m == nil {
 		return ""
 	}

@@ -408,13 +408,8 @@ func (s *Store) exchangeInOneStatement(ctx context.Context, x *store.TokenExchan
 	return nil
 }
 
-// activeAccount selects the row of the user (parameter p) while it exists
-// and is not disabled: an exchange issues tokens only then.
-func activeAccount(p int) string {
-	return activeAccountAt("$" + strconv.Itoa(p))
-}
-
-// activeAccountAt is activeAccount of the user at the placeholder ph.
+// activeAccountAt selects the row of the user at the placeholder ph while
+// it exists and is not disabled: an exchange issues tokens only then.
 func activeAccountAt(ph string) string {
 	return `SELECT 1 FROM users WHERE id = ` + ph + ` AND disabled_at = 0`
 }
@@ -426,7 +421,7 @@ func activeAccountAt(ph string) string {
 func (s *Store) spendRefused(ctx context.Context, q querier, x *store.TokenExchange, subject string) error {
 	if len(x.Create) > 0 && subject != "" {
 		var one int
-		err := q.QueryRowContext(ctx, activeAccount(1), subject).Scan(&one)
+		err := q.QueryRowContext(ctx, activeAccountAt("$1"), subject).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			return store.ErrAccountInactive
 		}
