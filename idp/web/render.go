@@ -128,7 +128,7 @@ func inLocale(u *store.User) *flow {
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
-	if status == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
+	if status == http.StatusTooManyRequests {
 		if v := retryAfter429(r, s.Now()); v != "" {
 			w.Header().Set("Retry-After", v) // when the lockout the request found ends
 		}
@@ -171,11 +171,9 @@ func (s *Server) renderErrorDetail(w http.ResponseWriter, r *http.Request, statu
 	}
 	switch status {
 	case http.StatusTooManyRequests:
-		v := retryAfter429(r, s.Now())
-		if v == "" {
-			v = "60" // no lockout of its own (too many requests at once)
-		}
-		w.Header().Set("Retry-After", v)
+		// Unless render finds a lockout of the request's own (too many
+		// requests at once, say).
+		w.Header().Set("Retry-After", "60")
 	case http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", retryAfter)
 	}
