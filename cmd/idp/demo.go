@@ -32,7 +32,7 @@ func demoSetup(ctx context.Context, args []string, stdout io.Writer) error {
 	}); err != nil {
 		return err
 	}
-	a, _, err := openApp(ctx) // the newcomer's first store: neither undone nor named
+	a, _, err := openApp(ctx) // the newcomer's first store: not named
 	if err != nil {
 		return err
 	}

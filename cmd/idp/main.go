@@ -61,8 +61,11 @@ func main() {
 	os.Exit(runMain(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-func oneLine(err error) string {
-	return strings.NewReplacer("\r\n", "; ", "\n", "; ", "\r", "; ").Replace(err.Error())
+func oneLine(err error) string { return lineOf(err.Error()) }
+
+// lineOf is s on one line: its line breaks as "; ".
+func lineOf(s string) string {
+	return strings.NewReplacer("\r\n", "; ", "\n", "; ", "\r", "; ").Replace(s)
 }
 
 // errUsage is returned for a command line that cannot be understood.

@@ -81,7 +81,7 @@ func (l *heldLog) exiting(log *slog.Logger, s os.Signal) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if !l.released.Load() {
-			fmt.Fprintln(logOutput, "idp: "+msg+" ("+s.String()+")"+oneLine(fmt.Errorf("%s", l.foldedLocked())))
+			fmt.Fprintln(logOutput, failureLine(msg+" ("+s.String()+")", l.foldedLocked()))
 			return
 		}
 	}
@@ -112,19 +112,23 @@ func (l *heldLog) foldedLocked() string {
 	return b.String()
 }
 
+// failureLine is the one line a failed command writes: msg, then what it
+// logged before (folded).
+func failureLine(msg, folded string) string { return "idp: " + lineOf(msg+folded) }
+
 // runMain runs the command line args and reports on stderr; it returns
 // the exit status.
 func runMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (status int) {
 	logOutput, logHold = stderr, &heldLog{}
 	defer func() {
 		if v := recover(); v != nil { // one line, as any failure (the stack is no help to an operator)
-			fmt.Fprintln(stderr, "idp: internal error: "+oneLine(fmt.Errorf("%v", v))+oneLine(fmt.Errorf("%s", logHold.folded())))
+			fmt.Fprintln(stderr, failureLine(fmt.Sprint("internal error: ", v), logHold.folded()))
 			status = 2
 		}
 	}()
 	err := run(ctx, args, stdin, stdout)
 	if err != nil {
-		fmt.Fprintln(stderr, "idp: "+oneLine(err)+oneLine(fmt.Errorf("%s", logHold.folded())))
+		fmt.Fprintln(stderr, failureLine(err.Error(), logHold.folded()))
 		return 1
 	}
 	logHold.release(ctx)
