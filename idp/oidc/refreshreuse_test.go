@@ -143,15 +143,26 @@ func TestRefreshRetryAfterGrace(t *testing.T) {
 	}
 }
 
+// newGraceEnv is a codeEnv with a 30 s refresh grace period whose code
+// was exchanged, with the refresh token it gave.
+func newGraceEnv(t *testing.T, db testenv.Database) (*codeEnv, string) {
+	t.Helper()
+	e := newCodeEnv(t, db)
+	e.a.Provider.Storage.RefreshGrace = 30 * time.Second
+	_, body := e.exchange()
+	r0, _ := body["refresh_token"].(string)
+	if r0 == "" {
+		t.Fatalf("exchange: %v, want a refresh token", body)
+	}
+	return e, r0
+}
+
 // TestRefreshLostAnswerAfterRetry: once a retry has replaced a lost
 // answer, the lost answer's refresh token is a reuse (its holder may be
 // whoever intercepted it): refused, and the grant revoked.
 func TestRefreshLostAnswerAfterRetry(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
-		e := newCodeEnv(t, db)
-		e.a.Provider.Storage.RefreshGrace = 30 * time.Second
-		_, body := e.exchange()
-		r0, _ := body["refresh_token"].(string)
+		e, r0 := newGraceEnv(t, db)
 		_, lost := e.refreshes(t, "refresh (its answer lost)", r0)
 		a2, r2 := e.refreshes(t, "the client's retry", r0)
 		if st, body := e.refresh(lost); st != http.StatusBadRequest || body["error"] != "invalid_grant" {
@@ -178,10 +189,7 @@ func (e *codeEnv) revoke(token string) int {
 // already, answered 200 and left it working. (From a review.)
 func TestRevokeRetryableRefreshToken(t *testing.T) {
 	testenv.Each(t, func(t *testing.T, db testenv.Database) {
-		e := newCodeEnv(t, db)
-		e.a.Provider.Storage.RefreshGrace = 30 * time.Second
-		_, body := e.exchange()
-		r0, _ := body["refresh_token"].(string)
+		e, r0 := newGraceEnv(t, db)
 		_, lost := e.refreshes(t, "refresh (its answer lost)", r0)
 		if st := e.revoke(r0); st != http.StatusOK {
 			t.Fatalf("revoking the spent token: %d", st)
