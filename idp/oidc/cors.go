@@ -70,13 +70,8 @@ func requestClient(r *http.Request) string {
 	if r.ParseForm() != nil {
 		return ""
 	}
-	form := r.PostForm.Get("client_id")
-	user, _, basic := r.BasicAuth()
-	if !basic {
-		return form
-	}
-	id, err := url.QueryUnescape(user)
-	if err != nil || (form != "" && form != id) {
+	id, _, basic := clientCredentials(r)
+	if form := r.PostForm.Get("client_id"); basic && form != "" && form != id {
 		return ""
 	}
 	return id

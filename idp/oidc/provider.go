@@ -264,12 +264,9 @@ func (p *Provider) checkPublicClient(ctx context.Context, r *http.Request) error
 	if r.ParseForm() != nil {
 		return nil // fosite answers it
 	}
-	id, secret, basic := r.BasicAuth()
+	id, secret, basic := clientCredentials(r)
 	if basic {
-		id, _ = url.QueryUnescape(id)
 		secret = cmp.Or(secret, r.PostForm.Get("client_secret")) // "id:" and a secret in the form
-	} else {
-		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
 	if id == "" || secret == "" {
 		return nil
@@ -284,6 +281,20 @@ func (p *Provider) checkPublicClient(ctx context.Context, r *http.Request) error
 		return fosite.ErrInvalidClient.WithHint("A public client has no secret: send none.")
 	}
 	return nil
+}
+
+// clientCredentials are the client id and secret of a token, revocation or
+// introspection request (its form parsed) as fosite takes them: the Basic
+// credentials (the id URL-decoded, RFC 6749 2.3.1) when sent, else the
+// form's.
+func clientCredentials(r *http.Request) (id, secret string, basic bool) {
+	if id, secret, basic = r.BasicAuth(); basic {
+		if unescaped, err := url.QueryUnescape(id); err == nil {
+			id = unescaped
+		}
+		return id, secret, true
+	}
+	return r.PostForm.Get("client_id"), r.PostForm.Get("client_secret"), false
 }
 
 // Unavailable reports whether err (from fosite, with the storage's error in
