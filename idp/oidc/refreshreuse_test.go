@@ -2,11 +2,13 @@ package oidc_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -239,5 +241,78 @@ func TestCrossOriginDuringOutage(t *testing.T) {
 					path, w.Code, w.Header().Get("Access-Control-Allow-Origin"))
 			}
 		}
+	})
+}
+
+// twoSpends holds the first two refresh exchanges until both have come
+// (so both requests read the tokens before either spends), then runs them
+// one after the other.
+type twoSpends struct {
+	store.Store
+	mu              sync.Mutex
+	n               int
+	both, firstDone chan struct{}
+}
+
+func (s *twoSpends) ExchangeTokens(ctx context.Context, x *store.TokenExchange) error {
+	if x.SpendKind != store.KindRefreshToken {
+		return s.Store.ExchangeTokens(ctx, x)
+	}
+	s.mu.Lock()
+	s.n++
+	n := s.n
+	s.mu.Unlock()
+	wait := s.both
+	switch n {
+	case 1:
+	case 2:
+		close(s.both)
+		wait = s.firstDone
+	default:
+		return s.Store.ExchangeTokens(ctx, x)
+	}
+	select {
+	case <-wait:
+	case <-time.After(10 * time.Second): // a guard against a hang, not a sleep
+		return errors.New("twoSpends: the other exchange never came")
+	}
+	err := s.Store.ExchangeTokens(ctx, x)
+	if n == 1 {
+		close(s.firstDone)
+	}
+	return err
+}
+
+// TestConcurrentRefreshRetries: two retries of one spent refresh token at
+// once, both read as retries: exactly one gets new tokens (the successor
+// they both spend is spent once), and one live refresh token is left.
+func TestConcurrentRefreshRetries(t *testing.T) {
+	testenv.Each(t, func(t *testing.T, db testenv.Database) {
+		e, r0 := newGraceEnv(t, db)
+		e.refreshes(t, "refresh (its answer lost)", r0)
+		e.a.Provider.Storage.Store = &twoSpends{Store: e.a.Provider.Storage.Store,
+			both: make(chan struct{}), firstDone: make(chan struct{})}
+		type result struct {
+			status  int
+			refresh string
+		}
+		results := make(chan result, 2)
+		for range 2 {
+			go func() {
+				st, body := e.refresh(r0)
+				rt, _ := body["refresh_token"].(string)
+				results <- result{st, rt}
+			}()
+		}
+		var won []string
+		for range 2 {
+			if r := <-results; r.status == http.StatusOK {
+				won = append(won, r.refresh)
+			}
+		}
+		if len(won) != 1 {
+			t.Fatalf("%d of two concurrent retries got new tokens, want exactly 1", len(won))
+		}
+		e.active(t, "the winning retry's refresh token", won[0], true)
 	})
 }
